@@ -1,0 +1,124 @@
+//! The library's one error type.
+//!
+//! Every variant names what the caller can act on, and carries the file it
+//! concerns wherever one is known, so a batch job over thousands of files can
+//! report each failure on its own line and keep going.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in n4a.
+///
+/// The enum is `#[non_exhaustive]`: later issues add variants (queries, the
+/// server) without breaking callers that match on it. It has no `PartialEq`
+/// because the wrapped parquet and I/O errors have none; tests match on the
+/// variant and on the message text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O failure on a known file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder being read, written or renamed.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The parquet library refused a file (truncated, not parquet, corrupt pages).
+    #[error("{path}: parquet: {source}")]
+    Parquet {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the parquet crate said.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// An Arrow array operation failed (building or casting a batch).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A dataset name that cannot become `<name>.meta.parquet` safely.
+    #[error("invalid dataset name {name:?}: {reason}")]
+    InvalidDatasetName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A metric whose direction (higher or lower is better) n4a does not know
+    /// and the caller did not supply. n4a refuses to guess: a wrong guess
+    /// would rank the worst predictions as the best.
+    #[error(
+        "metric {metric:?} has no known direction: pass it with \
+         WriterOptions::with_direction (CLI: --direction {metric}=max|min|zero)"
+    )]
+    UnknownMetricDirection {
+        /// The metric name found in the row.
+        metric: String,
+    },
+    /// A row that breaks the contract (for example scores without a metric,
+    /// or a dataset name that differs from the file's dataset).
+    #[error("invalid row {row}: {reason}")]
+    InvalidRow {
+        /// Row number within the call (0-based).
+        row: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record batch or file whose columns differ from the contract.
+    #[error("{context}: schema mismatch: {reason}")]
+    Schema {
+        /// The file, or "record batch" for an in-memory batch.
+        context: String,
+        /// Which column is missing or mistyped.
+        reason: String,
+    },
+    /// The `n4a_summary` footer is present but unusable.
+    #[error("{path}: invalid n4a_summary: {reason}")]
+    InvalidSummary {
+        /// The file concerned.
+        path: PathBuf,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+    /// The summary was written by a newer, incompatible major version.
+    #[error("{path}: n4a_summary version {found} is not supported (this build reads {supported})")]
+    UnsupportedVersion {
+        /// The file concerned.
+        path: PathBuf,
+        /// The version string found.
+        found: String,
+        /// The versions this build understands.
+        supported: &'static str,
+    },
+    /// Input rows (JSON Lines or CSV) that could not be parsed.
+    #[error("{path}:{line}: {reason}")]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// 1-based line (JSON Lines) or record (CSV) number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Wraps a parquet error with the path it concerns.
+    pub fn parquet(path: impl AsRef<Path>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}

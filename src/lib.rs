@@ -1,0 +1,46 @@
+//! n4a: a columnar analytics engine for nirs4all prediction files.
+//!
+//! nirs4all writes one `<dataset>.meta.parquet` per dataset (one row per
+//! pipeline config, model, fold and partition) beside a
+//! `<dataset>.arrays.parquet`, with a JSON summary in the Parquet footer
+//! under `n4a_summary`. n4a writes, reads and queries those files.
+//!
+//! ```text
+//!  rows ──► writer ──► <dataset>.meta.parquet  (row groups + n4a_summary)
+//!   │         │          <dataset>.arrays.parquet (arrays by content hash)
+//!   │         └── summary::SummaryBuilder (Welford, sketch, top-k, facets)
+//!   └── schema (the 35 columns, row ids)        reader::footer (summary only)
+//! ```
+//!
+//! Principal types: [`schema::Prediction`] (one row), [`writer::PredictionWriter`]
+//! (streams rows into a dataset file, atomically), [`summary::Summary`] (the
+//! footer), [`reader::footer`] (footer-only reads).
+//!
+//! ```
+//! use n4a::{schema::Prediction, writer::{PredictionWriter, WriterOptions}};
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut w = PredictionWriter::create(dir.path(), "corn", WriterOptions::default()).unwrap();
+//! w.write(&Prediction {
+//!     config_name: Some("0001_cfg".into()),
+//!     model_name: Some("PLS".into()),
+//!     fold_id: Some("0".into()),
+//!     partition: Some("val".into()),
+//!     val_score: Some(0.12),
+//!     metric: Some("mse".into()),
+//!     ..Default::default()
+//! }).unwrap();
+//! let summary = w.finish().unwrap();
+//! assert_eq!(summary.total_predictions, 1);
+//! assert_eq!(summary.ranking.unwrap().direction, n4a::metric::Direction::Minimize);
+//! ```
+
+pub mod error;
+pub mod metric;
+pub mod schema;
+pub mod summary;
+pub mod writer;
+pub mod reader;
+pub mod generate;
+pub mod ingest;
+
+pub use error::{Error, Result};

@@ -1,0 +1,193 @@
+//! Decoding prediction rows, for the few paths that need them: rebuilding a
+//! summary a file lacks, exact quartiles after an append, re-encoding a file
+//! whose schema differs, and tests.
+//!
+//! Files are read as they are: utf8 or large_utf8 strings, and (leniently)
+//! older nirs4all files with fewer columns, whose missing columns read as
+//! null. A column of the wrong type is an error naming the file and column.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use crate::error::{Error, Result};
+use crate::schema::{Kind, Prediction, COLUMNS, SCORE_COLUMNS};
+
+fn type_fits(kind: Kind, dt: &DataType, strict: bool) -> bool {
+    match (kind, dt) {
+        (Kind::Str, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => true,
+        (Kind::Int, DataType::Int64) | (Kind::Float, DataType::Float64) => true,
+        (_, DataType::Null) => !strict,
+        _ => false,
+    }
+}
+
+/// Checks that `batch` has every contract column with a usable type
+/// (`strict`), or that the columns it has are usable (lenient).
+///
+/// # Errors
+/// [`Error::Schema`] naming `context` and the column.
+pub fn check_columns(schema: &arrow_schema::Schema, context: &str, strict: bool) -> Result<()> {
+    for (name, kind) in COLUMNS {
+        match schema.column_with_name(name) {
+            None if strict => {
+                return Err(Error::Schema {
+                    context: context.to_string(),
+                    reason: format!("missing column {name:?}"),
+                })
+            }
+            None => {}
+            Some((_, f)) if !type_fits(kind, f.data_type(), strict) => {
+                return Err(Error::Schema {
+                    context: context.to_string(),
+                    reason: format!(
+                        "column {name:?} has type {}, expected {}",
+                        f.data_type(),
+                        match kind {
+                            Kind::Str => "utf8",
+                            Kind::Int => "int64",
+                            Kind::Float => "float64",
+                        }
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Converts a batch to rows. Missing columns read as null unless `strict`.
+///
+/// # Errors
+/// [`Error::Schema`] as [`check_columns`].
+pub fn batch_to_predictions(batch: &RecordBatch, context: &str, strict: bool) -> Result<Vec<Prediction>> {
+    check_columns(batch.schema().as_ref(), context, strict)?;
+    let mut rows = vec![Prediction::default(); batch.num_rows()];
+    for (idx, (name, kind)) in COLUMNS.iter().enumerate() {
+        let Some(col) = batch.column_by_name(name) else {
+            continue;
+        };
+        if col.data_type() == &DataType::Null {
+            continue;
+        }
+        match kind {
+            Kind::Str => {
+                let get = string_getter(col.as_ref());
+                for (i, r) in rows.iter_mut().enumerate() {
+                    *r.str_mut(idx).expect("str column") = get(i);
+                }
+            }
+            Kind::Int => {
+                let a = col.as_primitive::<Int64Type>();
+                for (i, r) in rows.iter_mut().enumerate() {
+                    *r.int_mut(idx).expect("int column") = a.is_valid(i).then(|| a.value(i));
+                }
+            }
+            Kind::Float => {
+                let a = col.as_primitive::<Float64Type>();
+                for (i, r) in rows.iter_mut().enumerate() {
+                    *r.float_mut(idx).expect("float column") = a.is_valid(i).then(|| a.value(i));
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn string_getter(col: &dyn Array) -> Box<dyn Fn(usize) -> Option<String> + '_> {
+    match col.data_type() {
+        DataType::LargeUtf8 => {
+            let a = col.as_string::<i64>();
+            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::Utf8View => {
+            let a = col.as_string_view();
+            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+        }
+        _ => {
+            let a = col.as_string::<i32>();
+            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+        }
+    }
+}
+
+/// Streams the file's batches (`columns`: top-level names to read, all if
+/// `None`; names the file lacks are skipped). Memory: one batch of
+/// `batch_rows` rows at a time.
+///
+/// # Errors
+/// [`Error::Io`]/[`Error::Parquet`] naming the file, or what `f` returns.
+pub fn for_each_batch(
+    path: &Path,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+    mut f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let err = |e| Error::parquet(path, e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    let builder = match columns {
+        Some(names) => {
+            let roots: Vec<usize> = builder
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, fld)| names.contains(&fld.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    let reader = builder.with_batch_size(batch_rows).build().map_err(err)?;
+    for batch in reader {
+        f(batch.map_err(|e| Error::parquet(path, parquet::errors::ParquetError::from(e)))?)?;
+    }
+    Ok(())
+}
+
+/// Reads every row of a prediction file (lenient about missing columns).
+///
+/// # Errors
+/// As [`for_each_batch`] and [`batch_to_predictions`].
+pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
+    let mut out = Vec::new();
+    let ctx = path.display().to_string();
+    for_each_batch(path, None, 8192, |b| {
+        out.extend(batch_to_predictions(&b, &ctx, false)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The finite values of the three score columns (val, test, train), read
+/// from those columns only.
+///
+/// # Errors
+/// As [`for_each_batch`]; a score column of the wrong type is [`Error::Schema`].
+pub fn read_score_values(path: &Path) -> Result<[Vec<f64>; 3]> {
+    let mut out: [Vec<f64>; 3] = Default::default();
+    let ctx = path.display().to_string();
+    for_each_batch(path, Some(&SCORE_COLUMNS), 65536, |b| {
+        check_columns(b.schema().as_ref(), &ctx, false)?;
+        for (i, name) in SCORE_COLUMNS.iter().enumerate() {
+            if let Some(col) = b.column_by_name(name) {
+                if col.data_type() == &DataType::Float64 {
+                    let a = col.as_primitive::<Float64Type>();
+                    out[i].extend(a.iter().flatten().filter(|v| v.is_finite()));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,954 @@
+//! The `n4a_summary` footer: an incremental, mergeable summary of a
+//! prediction file.
+//!
+//! [`SummaryBuilder`] observes rows one at a time in O(1) amortised work and
+//! bounded memory (Welford state, a quantile sketch, per-model sums, distinct
+//! sets, bounded top-k heaps per metric and partition), and renders a
+//! [`Summary`]: every version-1.0 key nirs4all writes, with the same meaning,
+//! plus the mergeable [`SummaryState`] under `state` so appends and
+//! workspace summaries never rescan rows.
+//!
+//! Where nirs4all is wrong n4a differs, and says so in the summary: "best"
+//! and "top" follow the metric's direction (`ranking.direction`), not the
+//! maximum.
+//!
+//! Semantics, shared with the oracle in the tests: NaN and ±inf scores are
+//! counted (`nan_count`, `inf_count`) but kept out of min/max/mean/std,
+//! quartiles, averages, bests and the top lists, as pandas' NaN-skipping does
+//! for NaN; null facets (a null model name, partition, ...) are not counted,
+//! as pandas' `value_counts` drops them.
+
+pub mod json;
+pub mod sketch;
+pub mod topk;
+pub mod welford;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metric::{Direction, Directions};
+use crate::schema::Prediction;
+use sketch::Sketch;
+use topk::{TopEntry, TopK};
+use welford::Welford;
+
+/// The version n4a writes: 1.0's keys unchanged, plus `state`, `ranking`,
+/// `metrics`, `top_by_metric` and per-score counts.
+pub const N4A_VERSION: &str = "1.1";
+/// nirs4all's summary lists ten top predictions.
+pub const DEFAULT_TOP_K: usize = 10;
+/// Quartiles stay exact (every value kept in memory) up to this many rows.
+pub const DEFAULT_EXACT_LIMIT: u64 = 1_000_000;
+
+/// The fields of one row that the summary looks at, borrowed.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)]
+pub struct RowView<'a> {
+    pub id: Option<&'a str>,
+    pub dataset_name: Option<&'a str>,
+    pub config_name: Option<&'a str>,
+    pub pipeline_uid: Option<&'a str>,
+    pub model_name: Option<&'a str>,
+    pub fold_id: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub metric: Option<&'a str>,
+    pub task_type: Option<&'a str>,
+    /// val, test, train.
+    pub scores: [Option<f64>; 3],
+}
+
+impl<'a> RowView<'a> {
+    /// A view of `p`.
+    pub fn of(p: &'a Prediction) -> Self {
+        RowView {
+            id: p.id.as_deref(),
+            dataset_name: p.dataset_name.as_deref(),
+            config_name: p.config_name.as_deref(),
+            pipeline_uid: p.pipeline_uid.as_deref(),
+            model_name: p.model_name.as_deref(),
+            fold_id: p.fold_id.as_deref(),
+            partition: p.partition.as_deref(),
+            metric: p.metric.as_deref(),
+            task_type: p.task_type.as_deref(),
+            scores: p.score_values(),
+        }
+    }
+}
+
+/// Running statistics of one score column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreState {
+    /// Welford state over finite values.
+    pub welford: Welford,
+    /// NaN values seen.
+    pub nan_count: u64,
+    /// ±inf values seen.
+    pub inf_count: u64,
+    /// Quantile sketch over finite values.
+    pub sketch: Sketch,
+}
+
+impl ScoreState {
+    fn push(&mut self, x: f64) {
+        if x.is_nan() {
+            self.nan_count += 1;
+        } else if x.is_infinite() {
+            self.inf_count += 1;
+        } else {
+            self.welford.push(x);
+            self.sketch.push(x);
+        }
+    }
+
+    fn merge(&mut self, other: &ScoreState) -> bool {
+        self.welford.merge(&other.welford);
+        self.nan_count += other.nan_count;
+        self.inf_count += other.inf_count;
+        self.sketch.merge(&other.sketch)
+    }
+}
+
+/// Per-model running sums, so averages merge exactly (weighted by count).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// Rows of this model.
+    pub count: u64,
+    /// Sum of finite val scores.
+    pub val_sum: f64,
+    /// Number of finite val scores.
+    pub val_count: u64,
+}
+
+/// Best val and test score of a run under one metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Best finite val score.
+    pub val: Option<f64>,
+    /// Best finite test score.
+    pub test: Option<f64>,
+}
+
+/// One pipeline config ("run").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Rows of this config.
+    pub n: u64,
+    /// Best scores per metric, by that metric's direction.
+    pub best: BTreeMap<String, Best>,
+}
+
+/// Rows per metric and the direction used to rank them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricState {
+    /// Rows carrying this metric.
+    pub count: u64,
+    /// The direction used for "best" and "top".
+    pub direction: Direction,
+}
+
+/// Everything needed to update or merge a summary without the rows.
+///
+/// Size: O(distinct models + configs + pipelines + partitions + folds +
+/// metrics·partitions·k + sketch buckets); it does not grow with rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SummaryState {
+    /// Rows observed.
+    pub rows: u64,
+    /// Up to two distinct dataset names (enough to tell "exactly one").
+    pub dataset_names: Vec<String>,
+    /// val, test and train score statistics.
+    pub val_score: ScoreState,
+    #[allow(missing_docs)]
+    pub test_score: ScoreState,
+    #[allow(missing_docs)]
+    pub train_score: ScoreState,
+    /// Per-model counts and sums.
+    pub models: BTreeMap<String, ModelState>,
+    /// Rows per partition.
+    pub partitions: BTreeMap<String, u64>,
+    /// Distinct fold ids.
+    pub folds: BTreeSet<String>,
+    /// Rows per task type.
+    pub task_types: BTreeMap<String, u64>,
+    /// Per-config counts and bests.
+    pub runs: BTreeMap<String, RunState>,
+    /// Distinct pipeline uids.
+    pub pipelines: BTreeSet<String>,
+    /// Rows and direction per metric.
+    pub metrics: BTreeMap<String, MetricState>,
+    /// k of the top lists.
+    pub top_k: usize,
+    /// Top-k by val score: metric -> partition ("" for null) -> best first.
+    pub top: BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>,
+}
+
+impl SummaryState {
+    fn scores_mut(&mut self) -> [&mut ScoreState; 3] {
+        [
+            &mut self.val_score,
+            &mut self.test_score,
+            &mut self.train_score,
+        ]
+    }
+
+    /// The three score states, val/test/train.
+    pub fn scores(&self) -> [&ScoreState; 3] {
+        [&self.val_score, &self.test_score, &self.train_score]
+    }
+
+    /// Folds `other` into `self`, as if its rows had followed ours: row
+    /// ordinals of `other`'s top entries are shifted past ours. O(size of
+    /// state). Returns false when the sketches could not merge (different
+    /// α), in which case quartiles must not be rendered from them.
+    pub fn merge(&mut self, other: &SummaryState) -> bool {
+        let offset = self.rows;
+        self.rows += other.rows;
+        for n in &other.dataset_names {
+            note_name(&mut self.dataset_names, n);
+        }
+        let mut ok = true;
+        for (mine, theirs) in self.scores_mut().into_iter().zip(other.scores()) {
+            ok &= mine.merge(theirs);
+        }
+        for (k, m) in &other.models {
+            let e = self.models.entry(k.clone()).or_default();
+            e.count += m.count;
+            e.val_sum += m.val_sum;
+            e.val_count += m.val_count;
+        }
+        add_counts(&mut self.partitions, &other.partitions);
+        add_counts(&mut self.task_types, &other.task_types);
+        self.folds.extend(other.folds.iter().cloned());
+        self.pipelines.extend(other.pipelines.iter().cloned());
+        for (name, m) in &other.metrics {
+            self.metrics
+                .entry(name.clone())
+                .and_modify(|e| e.count += m.count)
+                .or_insert_with(|| m.clone());
+        }
+        for (name, r) in &other.runs {
+            let mine = self.runs.entry(name.clone()).or_default();
+            mine.n += r.n;
+            for (metric, b) in &r.best {
+                let dir = self.metrics.get(metric).map(|m| m.direction);
+                let e = mine.best.entry(metric.clone()).or_default();
+                if let Some(dir) = dir {
+                    e.val = better(dir, e.val, b.val);
+                    e.test = better(dir, e.test, b.test);
+                }
+            }
+        }
+        self.top_k = self.top_k.max(other.top_k);
+        for (metric, parts) in &other.top {
+            let Some(dir) = self.metrics.get(metric).map(|m| m.direction) else {
+                continue;
+            };
+            for (part, entries) in parts {
+                let mine = self
+                    .top
+                    .entry(metric.clone())
+                    .or_default()
+                    .entry(part.clone())
+                    .or_default();
+                let mut t = TopK::from_entries(self.top_k, dir, std::mem::take(mine));
+                for e in entries {
+                    let mut e = e.clone();
+                    e.row += offset;
+                    t.offer(e);
+                }
+                *mine = t.sorted();
+            }
+        }
+        ok
+    }
+
+    /// The metric with the most rows (ties: name order), which ranks the
+    /// 1.0 keys `top_predictions` and `runs`.
+    pub fn primary_metric(&self) -> Option<(&str, Direction)> {
+        self.metrics
+            .iter()
+            .max_by(|a, b| a.1.count.cmp(&b.1.count).then_with(|| b.0.cmp(a.0)))
+            .map(|(n, m)| (n.as_str(), m.direction))
+    }
+
+    /// Top-k of `metric` across all partitions, best first.
+    pub fn top_of_metric(&self, metric: &str) -> Vec<TopEntry> {
+        let Some(m) = self.metrics.get(metric) else {
+            return Vec::new();
+        };
+        let mut t = TopK::new(self.top_k, m.direction);
+        for entries in self.top.get(metric).into_iter().flat_map(|p| p.values()) {
+            entries.iter().cloned().for_each(|e| t.offer(e));
+        }
+        t.sorted()
+    }
+}
+
+fn note_name(names: &mut Vec<String>, name: &str) {
+    if names.len() < 2 && !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
+}
+
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+fn better(dir: Direction, a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if dir.is_better(y, x) { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|v| v.is_finite())
+}
+
+/// Options of a [`SummaryBuilder`].
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    /// Metric directions (built-in table plus the caller's).
+    pub directions: Directions,
+    /// k of the top lists (default 10, as nirs4all).
+    pub top_k: usize,
+    /// Rows up to which quartiles are exact (default 1,000,000).
+    pub exact_limit: u64,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        SummaryOptions {
+            directions: Directions::new(),
+            top_k: DEFAULT_TOP_K,
+            exact_limit: DEFAULT_EXACT_LIMIT,
+        }
+    }
+}
+
+/// Builds a summary incrementally, row by row.
+///
+/// Memory: the [`SummaryState`] plus, while the row count stays within
+/// `exact_limit`, every finite score (8 bytes a score, 24 MB at 1 million
+/// rows) for exact quartiles; past the limit those are dropped and quartiles
+/// come from the sketch.
+pub struct SummaryBuilder {
+    opts: SummaryOptions,
+    state: SummaryState,
+    tops: BTreeMap<String, BTreeMap<String, TopK>>,
+    exact: [Vec<f64>; 3],
+    /// Leading rows whose values are not in `exact` (loaded from a footer).
+    missing_prefix_rows: u64,
+    overflow: bool,
+}
+
+impl SummaryBuilder {
+    /// An empty builder.
+    pub fn new(opts: SummaryOptions) -> Self {
+        let state = SummaryState {
+            top_k: opts.top_k,
+            ..SummaryState::default()
+        };
+        SummaryBuilder {
+            opts,
+            state,
+            tops: BTreeMap::new(),
+            exact: Default::default(),
+            missing_prefix_rows: 0,
+            overflow: false,
+        }
+    }
+
+    /// A builder continuing from a stored state (an append). The old rows'
+    /// values are not in memory: if quartiles must stay exact at the end,
+    /// [`Self::needs_prefix_values`] says so and the caller supplies them.
+    pub fn from_state(opts: SummaryOptions, mut state: SummaryState) -> Self {
+        let mut b = SummaryBuilder::new(opts);
+        let top = std::mem::take(&mut state.top);
+        for (metric, parts) in top {
+            let dir = state.metrics.get(&metric).map_or(Direction::Maximize, |m| m.direction);
+            for (part, entries) in parts {
+                let t = TopK::from_entries(b.opts.top_k, dir, entries);
+                b.tops.entry(metric.clone()).or_default().insert(part, t);
+            }
+        }
+        state.top_k = b.opts.top_k;
+        b.missing_prefix_rows = state.rows;
+        b.overflow = state.rows > b.opts.exact_limit;
+        b.state = state;
+        b
+    }
+
+    /// Rows observed so far (including a loaded state's).
+    pub fn rows(&self) -> u64 {
+        self.state.rows
+    }
+
+    /// Checks a row without changing anything: its metric must have a known
+    /// direction whenever it carries a score.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMetricDirection`], or [`Error::InvalidRow`] for scores
+    /// without a metric (`row` is the caller's row number).
+    pub fn check(&self, row: usize, r: &RowView<'_>) -> Result<Option<Direction>> {
+        match r.metric {
+            Some(m) => self.opts.directions.get(m).map(Some),
+            None if r.scores.iter().any(Option::is_some) => Err(Error::InvalidRow {
+                row,
+                reason: "it has scores but no metric".to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Observes one row. O(log k + log buckets) amortised.
+    ///
+    /// # Errors
+    /// As [`Self::check`]; on error nothing is changed.
+    pub fn observe(&mut self, row: usize, r: &RowView<'_>) -> Result<()> {
+        let dir = self.check(row, r)?;
+        let ordinal = self.state.rows;
+        let st = &mut self.state;
+        st.rows += 1;
+        if let Some(d) = r.dataset_name {
+            note_name(&mut st.dataset_names, d);
+        }
+        for (i, s) in st.scores_mut().into_iter().enumerate() {
+            if let Some(x) = r.scores[i] {
+                s.push(x);
+                if x.is_finite() && !self.overflow {
+                    self.exact[i].push(x);
+                }
+            }
+        }
+        let val = finite(r.scores[0]);
+        if let Some(m) = r.model_name {
+            let e = st.models.entry(m.to_string()).or_default();
+            e.count += 1;
+            if let Some(v) = val {
+                e.val_sum += v;
+                e.val_count += 1;
+            }
+        }
+        count(&mut st.partitions, r.partition);
+        count(&mut st.task_types, r.task_type);
+        if let Some(f) = r.fold_id {
+            insert(&mut st.folds, f);
+        }
+        if let Some(p) = r.pipeline_uid {
+            insert(&mut st.pipelines, p);
+        }
+        if let (Some(metric), Some(dir)) = (r.metric, dir) {
+            match st.metrics.get_mut(metric) {
+                Some(m) => m.count += 1,
+                None => {
+                    st.metrics.insert(metric.to_string(), MetricState { count: 1, direction: dir });
+                }
+            }
+            if let Some(c) = r.config_name {
+                let run = st.runs.entry(c.to_string()).or_default();
+                run.n += 1;
+                let b = run.best.entry(metric.to_string()).or_default();
+                b.val = better(dir, b.val, val);
+                b.test = better(dir, b.test, finite(r.scores[1]));
+            }
+            if let Some(v) = val {
+                self.offer_top(metric, dir, v, ordinal, r);
+            }
+        } else if let Some(c) = r.config_name {
+            st.runs.entry(c.to_string()).or_default().n += 1;
+        }
+        if !self.overflow && self.state.rows > self.opts.exact_limit {
+            self.overflow = true;
+            self.exact = Default::default();
+        }
+        Ok(())
+    }
+
+    fn offer_top(&mut self, metric: &str, dir: Direction, v: f64, ordinal: u64, r: &RowView<'_>) {
+        let k = self.opts.top_k;
+        let part = r.partition.unwrap_or("");
+        let parts = match self.tops.get_mut(metric) {
+            Some(p) => p,
+            None => self.tops.entry(metric.to_string()).or_default(),
+        };
+        let t = match parts.get_mut(part) {
+            Some(t) => t,
+            None => parts.entry(part.to_string()).or_insert_with(|| TopK::new(k, dir)),
+        };
+        if t.would_keep(v, ordinal) {
+            t.offer(TopEntry {
+                id: r.id.map(str::to_string),
+                model_name: r.model_name.map(str::to_string),
+                config_name: r.config_name.map(str::to_string),
+                val_score: Some(v),
+                test_score: r.scores[1],
+                fold_id: r.fold_id.map(str::to_string),
+                partition: r.partition.map(str::to_string),
+                dataset: None,
+                row: ordinal,
+            });
+        }
+    }
+
+    /// True when exact quartiles at finish need the score values of the
+    /// rows loaded from a stored state (the caller then reads just the
+    /// three score columns of the old file).
+    pub fn needs_prefix_values(&self) -> bool {
+        self.missing_prefix_rows > 0 && !self.overflow
+    }
+
+    /// Supplies the finite score values of the loaded rows (val, test,
+    /// train), in any order.
+    pub fn provide_prefix_values(&mut self, values: [Vec<f64>; 3]) {
+        if self.needs_prefix_values() {
+            for (mine, mut old) in self.exact.iter_mut().zip(values) {
+                old.extend_from_slice(mine);
+                *mine = old;
+            }
+            self.missing_prefix_rows = 0;
+        }
+    }
+
+    /// The mergeable state, with top lists materialised.
+    pub fn state(&self) -> SummaryState {
+        let mut st = self.state.clone();
+        st.top = self
+            .tops
+            .iter()
+            .map(|(m, parts)| {
+                let p = parts.iter().map(|(k, t)| (k.clone(), t.sorted())).collect();
+                (m.clone(), p)
+            })
+            .collect();
+        st
+    }
+
+    /// Renders the summary. Quartiles are exact when every value is in
+    /// memory, else from the sketch with its error bound stated. O(n log n)
+    /// in the values kept for exact quartiles, otherwise O(state).
+    pub fn finish(&mut self, generated_at: Option<String>) -> Summary {
+        let exact = if self.overflow || self.missing_prefix_rows > 0 {
+            None
+        } else {
+            for v in &mut self.exact {
+                v.sort_by(f64::total_cmp);
+            }
+            Some(&self.exact)
+        };
+        Summary::render(self.state(), exact, generated_at)
+    }
+}
+
+fn count(map: &mut BTreeMap<String, u64>, key: Option<&str>) {
+    if let Some(k) = key {
+        match map.get_mut(k) {
+            Some(c) => *c += 1,
+            None => {
+                map.insert(k.to_string(), 1);
+            }
+        }
+    }
+}
+
+fn insert(set: &mut BTreeSet<String>, key: &str) {
+    if !set.contains(key) {
+        set.insert(key.to_string());
+    }
+}
+
+/// The current UTC time as nirs4all writes it: `2026-11-23T10:59:35.020017+00:00`.
+pub fn utc_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    iso8601(d.as_secs() as i64, d.subsec_micros())
+}
+
+/// Formats Unix seconds and microseconds as ISO 8601 UTC (civil-from-days,
+/// H. Hinnant's algorithm).
+pub fn iso8601(secs: i64, micros: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Rounds like Python's `round(x, 4)` (half to even on the exact value).
+pub fn round4(x: f64) -> f64 {
+    format!("{x:.4}").parse().unwrap_or(x)
+}
+
+/// Index of quantile `q` among `n` sorted values, by the contract's rule:
+/// `round_half_away(q * (n - 1))`.
+pub fn quantile_index(q: f64, n: u64) -> u64 {
+    (q * (n - 1) as f64).round() as u64
+}
+
+/// `stats.<column>` of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScoreSummary {
+    /// Smallest finite value.
+    pub min: Option<f64>,
+    /// Largest finite value.
+    pub max: Option<f64>,
+    /// Mean of finite values.
+    pub mean: Option<f64>,
+    /// Sample standard deviation (ddof 1), 0.0 for one value.
+    pub std: Option<f64>,
+    /// q25, q50, q75.
+    pub quartiles: Vec<Option<f64>>,
+    /// (1.1) Finite values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// (1.1) NaN values, left out of the statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nan_count: Option<u64>,
+    /// (1.1) Infinite values, left out of the statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inf_count: Option<u64>,
+    /// (1.1) "exact" or "sketch".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quartiles_method: Option<String>,
+    /// (1.1) Relative error bound of sketched quartiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quartiles_rel_error: Option<f64>,
+}
+
+/// `stats` of the summary: one entry per score column that has a value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct Stats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_score: Option<ScoreSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_score: Option<ScoreSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_score: Option<ScoreSummary>,
+}
+
+/// A name with a row count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NameCount {
+    pub name: Option<String>,
+    pub count: u64,
+}
+
+/// A model facet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModelFacet {
+    pub name: Option<String>,
+    pub count: u64,
+    pub avg_val_score: Option<f64>,
+}
+
+/// `facets` of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct Facets {
+    pub models: Vec<ModelFacet>,
+    pub partitions: Vec<NameCount>,
+    pub folds: Vec<Option<String>>,
+    pub task_types: Vec<NameCount>,
+    pub n_configs: u64,
+    pub n_pipelines: u64,
+}
+
+/// One entry of `runs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RunSummary {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub n_predictions: u64,
+    pub best_val_score: Option<f64>,
+    pub best_test_score: Option<f64>,
+}
+
+/// (1.1) Which metric and direction ranked `top_predictions` and `runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    /// The file's primary metric (most rows).
+    pub metric: String,
+    /// Its direction.
+    pub direction: Direction,
+}
+
+/// (1.1) A metric present in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetricSummary {
+    pub name: String,
+    pub direction: Direction,
+    pub count: u64,
+}
+
+/// (1.1) The top predictions of one metric, unrounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetricTop {
+    pub direction: Direction,
+    pub predictions: Vec<TopEntry>,
+}
+
+/// The decoded `n4a_summary`: nirs4all's 1.0 keys plus n4a's 1.1 additions.
+/// Decodes nirs4all's own 1.0 summaries too (the additions are then empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    /// "1.0" (nirs4all) or "1.1" (n4a).
+    pub n4a_version: String,
+    /// ISO 8601 UTC.
+    pub generated_at: Option<String>,
+    /// The one dataset of the file, else null.
+    pub dataset_name: Option<String>,
+    /// Row count.
+    pub total_predictions: u64,
+    /// Score statistics.
+    pub stats: Stats,
+    /// Facets.
+    pub facets: Facets,
+    /// One per config, best first.
+    pub runs: Vec<RunSummary>,
+    /// Best predictions of the primary metric, scores rounded to 4 places.
+    pub top_predictions: Vec<TopEntry>,
+    /// (1.1) Ranking used for `top_predictions` and `runs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Ranking>,
+    /// (1.1) Metrics with their directions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSummary>,
+    /// (1.1) Top predictions per metric, unrounded.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub top_by_metric: BTreeMap<String, MetricTop>,
+    /// (1.1) The mergeable state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<SummaryState>,
+}
+
+impl Summary {
+    /// Renders the 1.0 keys and 1.1 additions from a state. `exact` holds
+    /// the sorted finite values of each score column when quartiles can be
+    /// exact; otherwise they come from the sketches.
+    pub fn render(
+        state: SummaryState,
+        exact: Option<&[Vec<f64>; 3]>,
+        generated_at: Option<String>,
+    ) -> Summary {
+        let primary = state.primary_metric().map(|(m, d)| (m.to_string(), d));
+        let stats = {
+            let s = |i: usize| score_summary(state.scores()[i], exact.map(|e| e[i].as_slice()));
+            Stats {
+                val_score: s(0),
+                test_score: s(1),
+                train_score: s(2),
+            }
+        };
+        let top_predictions = primary
+            .as_ref()
+            .map(|(m, _)| state.top_of_metric(m))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut e| {
+                e.val_score = e.val_score.map(round4);
+                e.test_score = e.test_score.map(round4);
+                e
+            })
+            .collect();
+        let top_by_metric = state
+            .metrics
+            .iter()
+            .map(|(m, ms)| {
+                let t = MetricTop {
+                    direction: ms.direction,
+                    predictions: state.top_of_metric(m),
+                };
+                (m.clone(), t)
+            })
+            .collect();
+        Summary {
+            n4a_version: N4A_VERSION.to_string(),
+            generated_at,
+            dataset_name: (state.dataset_names.len() == 1).then(|| state.dataset_names[0].clone()),
+            total_predictions: state.rows,
+            stats,
+            facets: facets(&state),
+            runs: runs(&state, primary.as_ref()),
+            top_predictions,
+            ranking: primary.map(|(metric, direction)| Ranking { metric, direction }),
+            metrics: state
+                .metrics
+                .iter()
+                .map(|(n, m)| MetricSummary {
+                    name: n.clone(),
+                    direction: m.direction,
+                    count: m.count,
+                })
+                .collect(),
+            top_by_metric,
+            state: Some(state),
+        }
+    }
+
+    /// Serialises to the footer's JSON text (valid JSON: non-finite numbers
+    /// never reach it, they are counted instead).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("summary serialises")
+    }
+}
+
+fn score_summary(s: &ScoreState, exact: Option<&[f64]>) -> Option<ScoreSummary> {
+    let w = &s.welford;
+    if w.count == 0 {
+        return None;
+    }
+    let (quartiles, method, err) = match exact {
+        Some(v) if v.len() as u64 == w.count => {
+            let q = |q: f64| Some(v[quantile_index(q, w.count) as usize]);
+            (vec![q(0.25), q(0.5), q(0.75)], "exact", None)
+        }
+        _ if s.sketch.count() == w.count => {
+            let clamp = |x: f64| x.clamp(w.min.unwrap_or(x), w.max.unwrap_or(x));
+            let q = |q: f64| s.sketch.value_at_rank(quantile_index(q, w.count)).map(clamp);
+            (vec![q(0.25), q(0.5), q(0.75)], "sketch", Some(s.sketch.alpha))
+        }
+        _ => (Vec::new(), "unavailable", None),
+    };
+    Some(ScoreSummary {
+        min: w.min,
+        max: w.max,
+        mean: w.mean(),
+        std: w.std(),
+        quartiles,
+        count: Some(w.count),
+        nan_count: Some(s.nan_count),
+        inf_count: Some(s.inf_count),
+        quartiles_method: Some(method.to_string()),
+        quartiles_rel_error: err,
+    })
+}
+
+fn by_count_desc(map: &BTreeMap<String, u64>) -> Vec<NameCount> {
+    let mut v: Vec<NameCount> = map
+        .iter()
+        .map(|(k, c)| NameCount {
+            name: Some(k.clone()),
+            count: *c,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    v
+}
+
+fn facets(st: &SummaryState) -> Facets {
+    let mut models: Vec<ModelFacet> = st
+        .models
+        .iter()
+        .map(|(name, m)| ModelFacet {
+            name: Some(name.clone()),
+            count: m.count,
+            avg_val_score: (m.val_count > 0).then(|| round4(m.val_sum / m.val_count as f64)),
+        })
+        .collect();
+    models.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    Facets {
+        models,
+        partitions: st
+            .partitions
+            .iter()
+            .map(|(k, c)| NameCount {
+                name: Some(k.clone()),
+                count: *c,
+            })
+            .collect(),
+        folds: st.folds.iter().cloned().map(Some).collect(),
+        task_types: by_count_desc(&st.task_types),
+        n_configs: st.runs.len() as u64,
+        n_pipelines: st.pipelines.len() as u64,
+    }
+}
+
+fn runs(st: &SummaryState, primary: Option<&(String, Direction)>) -> Vec<RunSummary> {
+    let mut out: Vec<(Option<Direction>, RunSummary)> = st
+        .runs
+        .iter()
+        .map(|(name, r)| {
+            let chosen = primary
+                .filter(|(m, _)| r.best.contains_key(m))
+                .map(|(m, _)| m.as_str())
+                .or_else(|| r.best.keys().next().map(String::as_str));
+            let best = chosen.and_then(|m| r.best.get(m));
+            let dir = chosen.and_then(|m| st.metrics.get(m)).map(|m| m.direction);
+            let run = RunSummary {
+                id: Some(name.clone()),
+                name: Some(name.clone()),
+                n_predictions: r.n,
+                best_val_score: best.and_then(|b| b.val).map(round4),
+                best_test_score: best.and_then(|b| b.test).map(round4),
+            };
+            (dir, run)
+        })
+        .collect();
+    out.sort_by(|(da, a), (db, b)| {
+        let key = |d: &Option<Direction>, r: &RunSummary| {
+            r.best_val_score
+                .map(|v| d.unwrap_or(Direction::Maximize).rank_key(v))
+                .unwrap_or(f64::INFINITY)
+        };
+        key(da, a)
+            .total_cmp(&key(db, b))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_matches_known_instants() {
+        assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(iso8601(1_795_431_575, 20_017), "2026-11-23T10:59:35.020017+00:00");
+        assert_eq!(iso8601(951_782_400, 0), "2000-02-29T00:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn round4_is_pythons_round() {
+        // Python: round(0.03125, 4) == 0.0312, round(0.09375, 4) == 0.0938
+        assert_eq!(round4(0.03125), 0.0312);
+        assert_eq!(round4(0.09375), 0.0938);
+        assert_eq!(round4(4.414367853590737), 4.4144);
+    }
+
+    #[test]
+    fn quantile_index_rounds_half_away() {
+        assert_eq!(quantile_index(0.25, 15), 4); // 3.5 -> 4
+        assert_eq!(quantile_index(0.5, 2), 1); // 0.5 -> 1
+        assert_eq!(quantile_index(0.75, 1), 0);
+    }
+}

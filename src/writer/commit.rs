@@ -1,0 +1,174 @@
+//! Atomic replacement of a dataset's files, and the per-dataset lock.
+//!
+//! Every write goes to a temporary file in the same folder (so the final
+//! `rename` stays on one filesystem and is atomic), is fsynced, renamed over
+//! the target and the folder fsynced. A crash or a dropped writer at any
+//! point leaves the old file byte-identical: until the rename nothing touched
+//! it. Writers of one dataset serialise through an exclusive `flock` on a
+//! hidden lock file, which the kernel releases if the process dies.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// Marker inside temporary file names; `n4a` removes stale ones it finds
+/// under the lock (a crashed writer's leftovers).
+const TMP_MARKER: &str = ".n4a-tmp-";
+
+/// An exclusive lock on one dataset of a workspace, held until dropped.
+#[derive(Debug)]
+pub struct DatasetLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DatasetLock {
+    /// The lock file of `dataset` in `dir`: `.<dataset>.n4a.lock`.
+    pub fn path_for(dir: &Path, dataset: &str) -> PathBuf {
+        dir.join(format!(".{dataset}.n4a.lock"))
+    }
+
+    /// Blocks until the dataset's lock is ours. Cost: one open and one
+    /// `flock`; waits as long as another writer holds it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the lock file.
+    pub fn acquire(dir: &Path, dataset: &str) -> Result<Self> {
+        let path = Self::path_for(dir, dataset);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(DatasetLock { file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DatasetLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// A temporary file beside its target, removed on drop unless committed.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Creates `.<target name>.n4a-tmp-<pid>-<nanos>` beside `target`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the temporary file.
+    pub fn create(target: &Path) -> Result<(Self, File)> {
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("n4a");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!(".{name}{TMP_MARKER}{}-{nanos}", std::process::id()));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok((
+            TempFile {
+                path,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// fsyncs `file` (the temporary's handle), renames it over `target` and
+    /// fsyncs the folder so the rename itself survives a power cut.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file that failed; the target is then untouched.
+    pub fn commit(mut self, file: File, target: &Path) -> Result<()> {
+        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        drop(file);
+        std::fs::rename(&self.path, target).map_err(|e| Error::io(target, e))?;
+        self.committed = true;
+        let dir = target.parent().unwrap_or(Path::new("."));
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes temporary files a crashed writer left for `dataset` in `dir`.
+/// Call only while holding the dataset's [`DatasetLock`]: then no live
+/// writer can own one. Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path, dataset: &str) -> usize {
+    let prefixes = [
+        format!(".{dataset}{}{TMP_MARKER}", crate::schema::META_SUFFIX),
+        format!(".{dataset}{}{TMP_MARKER}", crate::schema::ARRAYS_SUFFIX),
+    ];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            prefixes.iter().any(|p| n.starts_with(p.as_str()))
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_temp_file_is_removed_and_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.meta.parquet");
+        std::fs::write(&target, b"old").unwrap();
+        let (tmp, _f) = TempFile::create(&target).unwrap();
+        let p = tmp.path().to_path_buf();
+        assert!(p.exists());
+        drop(tmp);
+        assert!(!p.exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+    }
+
+    #[test]
+    fn stale_temps_of_this_dataset_only_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".a.meta.parquet.n4a-tmp-1-2"), b"x").unwrap();
+        std::fs::write(dir.path().join(".ab.meta.parquet.n4a-tmp-1-2"), b"x").unwrap();
+        assert_eq!(remove_stale_temps(dir.path(), "a"), 1);
+        assert!(dir.path().join(".ab.meta.parquet.n4a-tmp-1-2").exists());
+    }
+}

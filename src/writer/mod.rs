@@ -1,0 +1,379 @@
+//! Streaming prediction rows into `<dataset>.meta.parquet` and its
+//! `<dataset>.arrays.parquet`, with the `n4a_summary` footer kept up to date
+//! as rows arrive.
+//!
+//! [`PredictionWriter::create`] starts a dataset afresh; [`PredictionWriter::append`]
+//! keeps every old row: old row groups are copied without decoding (when
+//! the old file has the contract's layout) and the summary continues from
+//! the stored mergeable state, so appending never rescans old rows except to
+//! keep quartiles exact (just the three score columns, and only while the
+//! file stays within the exact limit) or when the old file has no n4a state.
+//!
+//! Both hold the dataset's lock from open to finish and write temporary
+//! files that replace the real ones only in [`PredictionWriter::finish`]
+//! (arrays file first: it only ever gains arrays, so a crash between the two
+//! renames leaves a consistent pair). Dropping the writer, or an error,
+//! leaves the old files byte-identical.
+
+pub mod arrays;
+pub mod columns;
+pub mod commit;
+pub mod sink;
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::file::metadata::KeyValue;
+use parquet::schema::types::SchemaDescriptor;
+
+use crate::error::{Error, Result};
+use crate::metric::Direction;
+use crate::reader::{footer, rows};
+use crate::schema::{
+    meta_schema, validate_dataset_name, Prediction, ARRAYS_SUFFIX, META_SUFFIX, SUMMARY_KEY,
+};
+use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};
+use arrays::ArraysWriter;
+use columns::MetaColumns;
+use commit::{DatasetLock, TempFile};
+use sink::ParquetSink;
+
+/// Options of a [`PredictionWriter`]; defaults stated on each field.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WriterOptions {
+    /// Rows per row group (default 65,536). Memory grows with this.
+    pub row_group_rows: usize,
+    /// Flush a row group early once its buffered bytes pass this (default 64 MiB).
+    pub row_group_bytes: usize,
+    /// Summary options: directions, top-k, exact-quartile limit.
+    pub summary: SummaryOptions,
+    /// Fixed `generated_at` (default: the current time). Tests and
+    /// reproducible builds set it.
+    pub generated_at: Option<String>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            row_group_rows: 65_536,
+            row_group_bytes: 64 << 20,
+            summary: SummaryOptions::default(),
+            generated_at: None,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// Sets rows per row group (at least 1).
+    pub fn with_row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// Supplies the direction of a metric not in the built-in table.
+    pub fn with_direction(mut self, metric: impl Into<String>, d: Direction) -> Self {
+        self.summary.directions = self.summary.directions.with(metric, d);
+        self
+    }
+
+    /// Sets k of the top lists (default 10).
+    pub fn with_top_k(mut self, k: usize) -> Self {
+        self.summary.top_k = k;
+        self
+    }
+
+    /// Sets the row count up to which quartiles are exact (default 1,000,000).
+    pub fn with_exact_limit(mut self, rows: u64) -> Self {
+        self.summary.exact_limit = rows;
+        self
+    }
+
+    /// Fixes `generated_at`.
+    pub fn with_generated_at(mut self, at: impl Into<String>) -> Self {
+        self.generated_at = Some(at.into());
+        self
+    }
+}
+
+/// The two file paths of a dataset in a workspace folder.
+pub fn dataset_paths(dir: &Path, dataset: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{dataset}{META_SUFFIX}")),
+        dir.join(format!("{dataset}{ARRAYS_SUFFIX}")),
+    )
+}
+
+/// True when two parquet schemas have the same leaves (names, physical
+/// types, levels), so column chunks of one can be spliced into the other.
+pub fn same_leaves(a: &SchemaDescriptor, b: &SchemaDescriptor) -> bool {
+    a.num_columns() == b.num_columns()
+        && a.columns().iter().zip(b.columns()).all(|(x, y)| {
+            x.path() == y.path()
+                && x.physical_type() == y.physical_type()
+                && x.max_def_level() == y.max_def_level()
+                && x.max_rep_level() == y.max_rep_level()
+        })
+}
+
+/// Writes one dataset's prediction rows; see the module docs.
+pub struct PredictionWriter {
+    dataset: String,
+    meta_path: PathBuf,
+    old_meta: Option<PathBuf>,
+    meta_tmp: TempFile,
+    sink: ParquetSink,
+    arrays: ArraysWriter,
+    columns: MetaColumns,
+    summary: SummaryBuilder,
+    opts: WriterOptions,
+    _lock: DatasetLock,
+}
+
+impl PredictionWriter {
+    /// Starts `dataset` afresh in `dir`: at [`Self::finish`] its files are
+    /// replaced by the rows written. Blocks while another writer holds the
+    /// dataset.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDatasetName`]; I/O errors naming the file.
+    pub fn create(dir: &Path, dataset: &str, opts: WriterOptions) -> Result<Self> {
+        Self::open(dir, dataset, opts, false)
+    }
+
+    /// Opens `dataset` in `dir` for appending (creating it if absent). Cost
+    /// at open: the old footer, a copy of the old row groups' bytes, the old
+    /// arrays' ids and hashes; plus a full decode of the old rows only if
+    /// the old file has no n4a state (a nirs4all-written file).
+    ///
+    /// # Errors
+    /// [`Error::InvalidDatasetName`]; I/O, parquet or summary errors naming
+    /// the old file; [`Error::Schema`] if an old column has a wrong type.
+    pub fn append(dir: &Path, dataset: &str, opts: WriterOptions) -> Result<Self> {
+        Self::open(dir, dataset, opts, true)
+    }
+
+    fn open(dir: &Path, dataset: &str, opts: WriterOptions, append: bool) -> Result<Self> {
+        validate_dataset_name(dataset)?;
+        let lock = DatasetLock::acquire(dir, dataset)?;
+        commit::remove_stale_temps(dir, dataset);
+        let (meta_path, arrays_path) = dataset_paths(dir, dataset);
+        let arrays = ArraysWriter::open(&arrays_path, opts.row_group_bytes, append)?;
+        let (meta_tmp, file) = TempFile::create(&meta_path)?;
+        let sink = ParquetSink::new(file, meta_tmp.path(), meta_schema())?;
+        let mut w = PredictionWriter {
+            dataset: dataset.to_string(),
+            meta_path: meta_path.clone(),
+            old_meta: None,
+            meta_tmp,
+            sink,
+            arrays,
+            columns: MetaColumns::default(),
+            summary: SummaryBuilder::new(opts.summary.clone()),
+            opts,
+            _lock: lock,
+        };
+        if append && meta_path.exists() {
+            w.carry_over(&meta_path)?;
+        }
+        Ok(w)
+    }
+
+    /// Brings the old file's rows and summary state into this writer.
+    fn carry_over(&mut self, old: &Path) -> Result<()> {
+        let (file, meta) = footer::open_metadata(old)?;
+        let num_rows = meta.file_metadata().num_rows().max(0) as u64;
+        let state = footer::decode_summary(old, &meta)?
+            .and_then(|s| s.state)
+            .filter(|st| st.rows == num_rows);
+        let ours = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&meta_schema())
+            .map_err(|e| Error::parquet(old, e))?;
+        let raw_copy = same_leaves(&ours, meta.file_metadata().schema_descr());
+        match state {
+            Some(st) => self.summary = SummaryBuilder::from_state(self.opts.summary.clone(), st),
+            None => self.rebuild_summary(old)?,
+        }
+        if raw_copy {
+            self.sink.copy_row_groups(&file, old, &meta)?;
+        } else {
+            self.reencode(old)?;
+        }
+        self.old_meta = Some(old.to_path_buf());
+        Ok(())
+    }
+
+    /// Observes every old row (the old file has no usable n4a state).
+    fn rebuild_summary(&mut self, old: &Path) -> Result<()> {
+        let ctx = old.display().to_string();
+        let mut n = 0;
+        rows::for_each_batch(old, None, 8192, |b| {
+            for p in rows::batch_to_predictions(&b, &ctx, false)? {
+                self.summary.observe(n, &RowView::of(&p))?;
+                n += 1;
+            }
+            Ok(())
+        })?;
+        // The old rows' values are in memory now: quartiles can stay exact.
+        Ok(())
+    }
+
+    /// Rewrites an old file of another layout (fewer columns, large_utf8
+    /// stored differently) into the contract's, row group by row group.
+    fn reencode(&mut self, old: &Path) -> Result<()> {
+        let ctx = old.display().to_string();
+        let mut cols = MetaColumns::default();
+        rows::for_each_batch(old, None, self.opts.row_group_rows, |b| {
+            for p in rows::batch_to_predictions(&b, &ctx, false)? {
+                cols.push(&p);
+            }
+            self.sink.write_batch(&cols.take_batch()?)
+        })
+    }
+
+    /// The dataset being written.
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    /// Rows in the dataset so far, old rows of an append included.
+    pub fn num_rows(&self) -> u64 {
+        self.summary.rows()
+    }
+
+    fn validate(&self, row: usize, p: &Prediction) -> Result<()> {
+        if let Some(d) = p.dataset_name.as_deref() {
+            if d != self.dataset {
+                return Err(Error::InvalidRow {
+                    row,
+                    reason: format!("dataset_name {d:?} differs from the file's dataset {:?}", self.dataset),
+                });
+            }
+        }
+        self.summary.check(row, &RowView::of(p)).map(|_| ())
+    }
+
+    /// Writes one row. Fills what the caller left out: `dataset_name`, the
+    /// `*_id` columns of attached arrays (stored once per content hash), and
+    /// the row id by nirs4all's rule. Cost: O(1) amortised plus the arrays'
+    /// hashing; a row group is encoded every `row_group_rows` rows.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMetricDirection`] or [`Error::InvalidRow`], with
+    /// nothing written; parquet errors when a row group is flushed.
+    pub fn write(&mut self, p: &Prediction) -> Result<()> {
+        self.validate(0, p)?;
+        let needs_fill = p.id.is_none() || p.dataset_name.is_none() || p.arrays.is_some();
+        let row = if needs_fill {
+            Cow::Owned(self.fill(p.clone())?)
+        } else {
+            Cow::Borrowed(p)
+        };
+        self.push(&row)
+    }
+
+    /// Like [`Self::write`], taking the row by value (no clone when filling).
+    ///
+    /// # Errors
+    /// As [`Self::write`].
+    pub fn write_owned(&mut self, p: Prediction) -> Result<()> {
+        self.validate(0, &p)?;
+        let p = self.fill(p)?;
+        self.push(&p)
+    }
+
+    fn fill(&mut self, mut p: Prediction) -> Result<Prediction> {
+        if p.dataset_name.is_none() {
+            p.dataset_name = Some(self.dataset.clone());
+        }
+        if let Some(a) = p.arrays.take() {
+            let slots = [
+                (a.y_true, &mut p.y_true_id, "y_true"),
+                (a.y_pred, &mut p.y_pred_id, "y_pred"),
+                (a.y_proba, &mut p.y_proba_id, "y_proba"),
+                (a.sample_indices, &mut p.sample_indices_id, "indices"),
+                (a.weights, &mut p.weights_id, "weights"),
+            ];
+            for (array, id, kind) in slots {
+                if let Some(array) = array {
+                    *id = Some(self.arrays.store(&array, kind)?);
+                }
+            }
+        }
+        if p.id.is_none() {
+            p.id = Some(p.computed_id());
+        }
+        Ok(p)
+    }
+
+    fn push(&mut self, p: &Prediction) -> Result<()> {
+        let n = self.summary.rows() as usize;
+        self.summary.observe(n, &RowView::of(p))?;
+        self.columns.push(p);
+        if self.columns.len() >= self.opts.row_group_rows
+            || self.columns.bytes() >= self.opts.row_group_bytes
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a record batch with the contract's 35 columns (utf8 or
+    /// large_utf8 strings). The whole batch is checked before any row of it
+    /// is taken.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] naming a missing or mistyped column;
+    /// [`Error::InvalidRow`] / [`Error::UnknownMetricDirection`] naming the
+    /// first bad row. In each case nothing of the batch is written.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = rows::batch_to_predictions(batch, "record batch", true)?;
+        for (i, p) in rows.iter().enumerate() {
+            self.validate(i, p)?;
+        }
+        rows.into_iter().try_for_each(|p| self.write_owned(p))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.columns.is_empty() {
+            return Ok(());
+        }
+        let batch = self.columns.take_batch()?;
+        self.sink.write_batch(&batch)
+    }
+
+    /// Seals both files and atomically replaces the dataset's old ones.
+    /// Returns the summary written into the footer.
+    ///
+    /// # Errors
+    /// I/O or parquet errors naming the file; the old files are then intact.
+    pub fn finish(mut self) -> Result<Summary> {
+        self.flush()?;
+        if self.summary.needs_prefix_values() {
+            if let Some(old) = &self.old_meta {
+                self.summary.provide_prefix_values(rows::read_score_values(old)?);
+            }
+        }
+        let at = self.opts.generated_at.clone().unwrap_or_else(utc_now);
+        let summary = self.summary.finish(Some(at));
+        let text = summary.to_json();
+        let schema = meta_schema();
+        let mut md = schema.metadata().clone();
+        md.insert(SUMMARY_KEY.to_string(), text.clone());
+        let with_summary = schema.as_ref().clone().with_metadata(md);
+        let kv = vec![
+            KeyValue::new(
+                "ARROW:schema".to_string(),
+                parquet::arrow::encode_arrow_schema(&with_summary),
+            ),
+            KeyValue::new(SUMMARY_KEY.to_string(), text),
+        ];
+        let (arrays_tmp, arrays_file, arrays_target) = self.arrays.close()?;
+        let meta_file: File = self.sink.finish(kv)?;
+        arrays_tmp.commit(arrays_file, &arrays_target)?;
+        self.meta_tmp.commit(meta_file, &self.meta_path)?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,136 @@
+//! A parquet file being written: row groups encoded from Arrow batches,
+//! row groups copied byte-for-byte from another file, and a footer whose
+//! key/value metadata (the summary, `ARROW:schema`) is known only at close.
+//!
+//! Built on `SerializedFileWriter` with the Arrow column encoders rather than
+//! `ArrowWriter`, because `ArrowWriter` cannot splice already-encoded column
+//! chunks and fixes `ARROW:schema` at creation, before the summary exists.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+
+use crate::error::{Error, Result};
+
+/// A parquet file under construction.
+pub struct ParquetSink {
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    path: PathBuf,
+    row_groups: usize,
+    num_rows: u64,
+}
+
+impl ParquetSink {
+    /// Starts a ZSTD-compressed parquet file with `schema` on `file`
+    /// (`path` is only for error messages).
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] if the schema cannot be converted.
+    pub fn new(file: File, path: &Path, schema: SchemaRef) -> Result<Self> {
+        let err = |e| Error::parquet(path, e);
+        let descr = ArrowSchemaConverter::new().convert(&schema).map_err(err)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_created_by(format!("n4a version {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = SerializedFileWriter::new(file, descr.root_schema_ptr(), props.into())
+            .map_err(err)?;
+        let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
+        Ok(ParquetSink {
+            writer,
+            factory,
+            schema,
+            path: path.to_path_buf(),
+            row_groups: 0,
+            num_rows: 0,
+        })
+    }
+
+    /// Rows written so far.
+    pub fn num_rows(&self) -> u64 {
+        self.num_rows
+    }
+
+    /// Encodes `batch` as one row group. Memory: the encoded, compressed
+    /// row group is buffered until it is spliced into the file.
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] on an encoding or I/O failure.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let err = |e| Error::parquet(&self.path, e);
+        let mut writers = self
+            .factory
+            .create_column_writers(self.row_groups)
+            .map_err(err)?;
+        let mut it = writers.iter_mut();
+        for (field, col) in self.schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, col).map_err(err)? {
+                let w = it.next().expect("one writer per leaf");
+                w.write(&leaf).map_err(err)?;
+            }
+        }
+        let mut rg = self.writer.next_row_group().map_err(err)?;
+        for w in writers {
+            w.close()
+                .and_then(|chunk| chunk.append_to_row_group(&mut rg))
+                .map_err(err)?;
+        }
+        rg.close().map_err(err)?;
+        self.row_groups += 1;
+        self.num_rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Copies every row group of `src` (whose parquet schema must have the
+    /// same leaves as ours: the caller checks) without decoding a page.
+    /// Cost: one sequential read and write of the compressed bytes.
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] naming the source on a read or splice failure.
+    pub fn copy_row_groups(&mut self, src: &File, src_path: &Path, meta: &ParquetMetaData) -> Result<()> {
+        for rg in meta.row_groups() {
+            let mut out = self.writer.next_row_group().map_err(|e| Error::parquet(&self.path, e))?;
+            for column in rg.columns() {
+                let close = ColumnCloseResult {
+                    bytes_written: column.compressed_size() as u64,
+                    rows_written: rg.num_rows() as u64,
+                    metadata: column.clone(),
+                    bloom_filter: None,
+                    column_index: None,
+                    offset_index: None,
+                };
+                out.append_column(src, close).map_err(|e| Error::parquet(src_path, e))?;
+            }
+            out.close().map_err(|e| Error::parquet(&self.path, e))?;
+            self.row_groups += 1;
+            self.num_rows += rg.num_rows() as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer with `kv` metadata and returns the file, not yet
+    /// fsynced.
+    ///
+    /// # Errors
+    /// [`Error::Parquet`] on an I/O failure.
+    pub fn finish(mut self, kv: Vec<KeyValue>) -> Result<File> {
+        for entry in kv {
+            self.writer.append_key_value_metadata(entry);
+        }
+        self.writer.into_inner().map_err(|e| Error::parquet(&self.path, e))
+    }
+}
