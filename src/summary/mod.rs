@@ -488,7 +488,7 @@ impl SummaryBuilder {
                 model_name: r.model_name.map(str::to_string),
                 config_name: r.config_name.map(str::to_string),
                 val_score: Some(v),
-                test_score: r.scores[1],
+                test_score: finite(r.scores[1]),
                 fold_id: r.fold_id.map(str::to_string),
                 partition: r.partition.map(str::to_string),
                 dataset: None,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field};
 
 use super::commit::TempFile;
 use super::sink::ParquetSink;
@@ -57,7 +57,8 @@ impl ArraysWriter {
             by_hash: HashMap::new(),
             ids: HashSet::new(),
             ids_b: StringBuilder::new(),
-            data_b: ListBuilder::new(Float64Builder::new()),
+            data_b: ListBuilder::new(Float64Builder::new())
+                .with_field(Arc::new(Field::new("element", DataType::Float64, true))),
             hash_b: StringBuilder::new(),
             size_b: Int64Builder::new(),
             shape_b: StringBuilder::new(),

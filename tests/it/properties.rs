@@ -1,0 +1,382 @@
+//! Property tests: the incremental summary, however the rows arrive (any
+//! order, any split into appends, written to disk and read back), equals a
+//! from-scratch computation by a plain oracle over the same rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use n4a::metric::{builtin_direction, Direction};
+use n4a::reader::footer;
+use n4a::schema::Prediction;
+use n4a::summary::{quantile_index, round4, RowView, Summary, SummaryBuilder, SummaryOptions};
+use n4a::writer::{dataset_paths, PredictionWriter, WriterOptions};
+use proptest::prelude::*;
+
+use crate::util::close_opt;
+
+/// Everything of the summary the oracle recomputes, in comparable form.
+#[derive(Debug, PartialEq)]
+struct View {
+    total: u64,
+    dataset: Option<String>,
+    stats: Vec<Option<(Option<f64>, Option<f64>, Vec<Option<f64>>, u64, u64)>>,
+    means: Vec<(Option<f64>, Option<f64>)>,
+    models: Vec<(Option<String>, u64, Option<f64>)>,
+    partitions: Vec<(Option<String>, u64)>,
+    folds: Vec<Option<String>>,
+    task_types: Vec<(Option<String>, u64)>,
+    n_configs: u64,
+    n_pipelines: u64,
+    runs: Vec<(Option<String>, u64, Option<f64>, Option<f64>)>,
+    top: Vec<(Option<String>, Option<f64>, Option<f64>)>,
+    top_by_metric: BTreeMap<String, Vec<(Option<String>, Option<f64>)>>,
+}
+
+fn view(s: &Summary) -> View {
+    let stats = [&s.stats.val_score, &s.stats.test_score, &s.stats.train_score];
+    View {
+        total: s.total_predictions,
+        dataset: s.dataset_name.clone(),
+        stats: stats
+            .iter()
+            .map(|st| {
+                st.as_ref().map(|x| {
+                    (x.min, x.max, x.quartiles.clone(), x.nan_count.unwrap_or(0), x.inf_count.unwrap_or(0))
+                })
+            })
+            .collect(),
+        means: stats.iter().map(|st| st.as_ref().map_or((None, None), |x| (x.mean, x.std))).collect(),
+        models: s.facets.models.iter().map(|m| (m.name.clone(), m.count, m.avg_val_score)).collect(),
+        partitions: s.facets.partitions.iter().map(|m| (m.name.clone(), m.count)).collect(),
+        folds: s.facets.folds.clone(),
+        task_types: s.facets.task_types.iter().map(|m| (m.name.clone(), m.count)).collect(),
+        n_configs: s.facets.n_configs,
+        n_pipelines: s.facets.n_pipelines,
+        runs: s.runs.iter().map(|r| (r.name.clone(), r.n_predictions, r.best_val_score, r.best_test_score)).collect(),
+        top: s.top_predictions.iter().map(|t| (t.id.clone(), t.val_score, t.test_score)).collect(),
+        top_by_metric: s
+            .top_by_metric
+            .iter()
+            .map(|(m, t)| (m.clone(), t.predictions.iter().map(|e| (e.id.clone(), e.val_score)).collect()))
+            .collect(),
+    }
+}
+
+fn assert_same(a: &View, b: &View) {
+    for ((ma, sa), (mb, sb)) in a.means.iter().zip(&b.means) {
+        assert!(close_opt(*ma, *mb) && close_opt(*sa, *sb), "mean/std {a:?} vs {b:?}");
+    }
+    let strip = |v: &View| View { means: Vec::new(), ..clone_view(v) };
+    assert_eq!(strip(a), strip(b));
+}
+
+fn clone_view(v: &View) -> View {
+    View {
+        total: v.total,
+        dataset: v.dataset.clone(),
+        stats: v.stats.clone(),
+        means: v.means.clone(),
+        models: v.models.clone(),
+        partitions: v.partitions.clone(),
+        folds: v.folds.clone(),
+        task_types: v.task_types.clone(),
+        n_configs: v.n_configs,
+        n_pipelines: v.n_pipelines,
+        runs: v.runs.clone(),
+        top: v.top.clone(),
+        top_by_metric: v.top_by_metric.clone(),
+    }
+}
+
+/// The oracle: the contract's rules applied to all rows at once, with
+/// sorting and two-pass arithmetic, sharing no code with the summary.
+fn oracle(rows: &[Prediction]) -> View {
+    let dir = |m: &str| builtin_direction(m).unwrap();
+    let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
+    let names: BTreeSet<&str> = rows.iter().filter_map(|r| r.dataset_name.as_deref()).collect();
+    let mut stats = Vec::new();
+    let mut means = Vec::new();
+    for i in 0..3 {
+        let all: Vec<Option<f64>> = rows.iter().map(|r| r.score_values()[i]).collect();
+        let mut v: Vec<f64> = all.iter().filter_map(|x| finite(*x)).collect();
+        let nan = all.iter().flatten().filter(|x| x.is_nan()).count() as u64;
+        let inf = all.iter().flatten().filter(|x| x.is_infinite()).count() as u64;
+        if v.is_empty() {
+            stats.push(None);
+            means.push((None, None));
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let std = if v.len() == 1 { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
+        let q = |q: f64| Some(v[quantile_index(q, v.len() as u64) as usize]);
+        stats.push(Some((Some(v[0]), Some(v[v.len() - 1]), vec![q(0.25), q(0.5), q(0.75)], nan, inf)));
+        means.push((Some(mean), Some(std)));
+    }
+    let group = |key: fn(&Prediction) -> Option<&String>| {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        rows.iter().filter_map(key).for_each(|k| *m.entry(k.clone()).or_default() += 1);
+        m
+    };
+    let desc = |m: BTreeMap<String, u64>| {
+        let mut v: Vec<(Option<String>, u64)> = m.into_iter().map(|(k, c)| (Some(k), c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    };
+    let mut models: Vec<(Option<String>, u64, Option<f64>)> = group(|r| r.model_name.as_ref())
+        .into_iter()
+        .map(|(name, c)| {
+            let vals: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.model_name.as_ref() == Some(&name))
+                .filter_map(|r| finite(r.val_score))
+                .collect();
+            let avg = (!vals.is_empty()).then(|| round4(vals.iter().sum::<f64>() / vals.len() as f64));
+            (Some(name), c, avg)
+        })
+        .collect();
+    models.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let metric_counts = group(|r| r.metric.as_ref());
+    let primary = metric_counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(m, _)| m.clone());
+    let ranked = |metric: &str| -> Vec<(usize, &Prediction)> {
+        let d = dir(metric);
+        let mut v: Vec<(usize, &Prediction)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.metric.as_deref() == Some(metric) && finite(r.val_score).is_some())
+            .collect();
+        v.sort_by(|a, b| d.rank_key(a.1.val_score.unwrap()).total_cmp(&d.rank_key(b.1.val_score.unwrap())).then(a.0.cmp(&b.0)));
+        v.truncate(10);
+        v
+    };
+    let top = primary
+        .as_deref()
+        .map(|m| ranked(m).iter().map(|(_, r)| (r.id.clone(), r.val_score.map(round4), finite(r.test_score).map(round4))).collect())
+        .unwrap_or_default();
+    let top_by_metric = metric_counts
+        .keys()
+        .map(|m| (m.clone(), ranked(m).iter().map(|(_, r)| (r.id.clone(), r.val_score)).collect()))
+        .collect();
+    let mut runs: Vec<(Option<Direction>, (Option<String>, u64, Option<f64>, Option<f64>))> = group(|r| r.config_name.as_ref())
+        .into_iter()
+        .map(|(name, n)| {
+            let of: Vec<&Prediction> = rows.iter().filter(|r| r.config_name.as_ref() == Some(&name)).collect();
+            let metrics: BTreeSet<&str> = of.iter().filter_map(|r| r.metric.as_deref()).collect();
+            let chosen = primary.as_deref().filter(|p| metrics.contains(p)).or_else(|| metrics.iter().next().copied());
+            let best = |f: fn(&Prediction) -> Option<f64>| {
+                let m = chosen?;
+                of.iter()
+                    .filter(|r| r.metric.as_deref() == Some(m))
+                    .filter_map(|r| finite(f(r)))
+                    .min_by(|a, b| dir(m).rank_key(*a).total_cmp(&dir(m).rank_key(*b)))
+                    .map(round4)
+            };
+            (chosen.map(dir), (Some(name), n, best(|r| r.val_score), best(|r| r.test_score)))
+        })
+        .collect();
+    runs.sort_by(|(da, a), (db, b)| {
+        let k = |d: &Option<Direction>, v: Option<f64>| v.map(|x| d.unwrap().rank_key(x)).unwrap_or(f64::INFINITY);
+        k(da, a.2).total_cmp(&k(db, b.2)).then(a.0.cmp(&b.0))
+    });
+    let distinct = |key: fn(&Prediction) -> Option<&String>| rows.iter().filter_map(key).collect::<BTreeSet<_>>().len() as u64;
+    View {
+        total: rows.len() as u64,
+        dataset: (names.len() == 1).then(|| names.iter().next().unwrap().to_string()),
+        stats,
+        means,
+        models,
+        partitions: group(|r| r.partition.as_ref()).into_iter().map(|(k, c)| (Some(k), c)).collect(),
+        folds: rows.iter().filter_map(|r| r.fold_id.clone()).collect::<BTreeSet<_>>().into_iter().map(Some).collect(),
+        task_types: desc(group(|r| r.task_type.as_ref())),
+        n_configs: distinct(|r| r.config_name.as_ref()),
+        n_pipelines: distinct(|r| r.pipeline_uid.as_ref()),
+        runs: runs.into_iter().map(|(_, r)| r).collect(),
+        top,
+        top_by_metric,
+    }
+}
+
+fn score() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        6 => (-40i32..80).prop_map(|k| Some(k as f64 / 8.0)),
+        1 => Just(None),
+        1 => Just(Some(f64::NAN)),
+        1 => prop_oneof![Just(Some(f64::INFINITY)), Just(Some(f64::NEG_INFINITY))],
+    ]
+}
+
+fn opt_name(names: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+    prop_oneof![8 => prop::sample::select(names).prop_map(|s| Some(s.to_string())), 1 => Just(None)]
+}
+
+fn prediction() -> impl Strategy<Value = Prediction> {
+    (
+        (opt_name(&["c1", "c2", "c3"]), opt_name(&["PLS", "Ridge", "RF"]), opt_name(&["0", "1", "avg", "w_avg"])),
+        (opt_name(&["train", "val", "test"]), prop::sample::select(vec!["mse", "r2", "bias"]), opt_name(&["regression", "binary_classification"])),
+        (score(), score(), score(), 0u8..4),
+    )
+        .prop_map(|((config, model, fold), (partition, metric, task), (val, test, train, nulls))| {
+            let all_null = nulls == 0;
+            Prediction {
+                dataset_name: Some("ds".into()),
+                pipeline_uid: config.clone().map(|c| format!("p-{c}")),
+                config_name: config,
+                model_name: model,
+                fold_id: fold,
+                partition,
+                metric: Some(metric.to_string()),
+                task_type: task,
+                val_score: if all_null { None } else { val },
+                test_score: if all_null { None } else { test },
+                train_score: if all_null { None } else { train },
+                ..Default::default()
+            }
+            .with_id()
+        })
+}
+
+trait WithId {
+    fn with_id(self) -> Self;
+}
+
+impl WithId for Prediction {
+    fn with_id(mut self) -> Self {
+        // Distinct ids even for identical rows, so the top lists are comparable.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        self.id = Some(format!("{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        self
+    }
+}
+
+fn in_memory(rows: &[Prediction]) -> Summary {
+    let mut b = SummaryBuilder::new(SummaryOptions::default());
+    for (i, r) in rows.iter().enumerate() {
+        b.observe(i, &RowView::of(r)).unwrap();
+    }
+    b.finish(None)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_summary_equals_oracle_in_any_order(
+        rows in prop::collection::vec(prediction(), 0..120),
+        seed in any::<u64>(),
+    ) {
+        assert_same(&view(&in_memory(&rows)), &oracle(&rows));
+        // Another order of the same rows: the oracle follows it.
+        let mut shuffled = rows.clone();
+        let n = shuffled.len();
+        let mut s = seed;
+        for i in (1..n).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        assert_same(&view(&in_memory(&shuffled)), &oracle(&shuffled));
+    }
+
+    #[test]
+    fn merged_states_equal_one_pass(
+        rows in prop::collection::vec(prediction(), 0..80),
+        cuts in prop::collection::vec(0usize..80, 0..4),
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(rows.len())).collect();
+        cuts.push(rows.len());
+        cuts.sort();
+        let mut merged = n4a::summary::SummaryState { top_k: 10, ..Default::default() };
+        let mut start = 0;
+        for end in cuts {
+            let mut b = SummaryBuilder::new(SummaryOptions::default());
+            for (i, r) in rows[start..end].iter().enumerate() {
+                b.observe(i, &RowView::of(r)).unwrap();
+            }
+            prop_assert!(merged.merge(&b.state()));
+            start = end;
+        }
+        // Merged sketches give quartiles within α; all else exact.
+        let mut exact: [Vec<f64>; 3] = Default::default();
+        for (i, e) in exact.iter_mut().enumerate() {
+            *e = rows.iter().filter_map(|r| r.score_values()[i]).filter(|v| v.is_finite()).collect();
+            e.sort_by(f64::total_cmp);
+        }
+        let s = Summary::render(merged, Some(&exact), None);
+        assert_same(&view(&s), &oracle(&rows));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Rows written through the writer in several appends, read back from
+    /// the footer, equal the oracle over all rows.
+    #[test]
+    fn appends_on_disk_equal_oracle(
+        rows in prop::collection::vec(prediction(), 0..60),
+        cuts in prop::collection::vec(0usize..60, 0..4),
+        row_group in 1usize..20,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(rows.len())).collect();
+        cuts.push(rows.len());
+        cuts.sort();
+        let mut start = 0;
+        for end in cuts {
+            let opts = WriterOptions::default().with_row_group_rows(row_group);
+            let mut w = PredictionWriter::append(dir.path(), "ds", opts).unwrap();
+            for r in &rows[start..end] {
+                w.write(r).unwrap();
+            }
+            w.finish().unwrap();
+            start = end;
+        }
+        let (meta, _) = dataset_paths(dir.path(), "ds");
+        let f = footer::read_footer(&meta).unwrap();
+        prop_assert_eq!(f.num_rows, rows.len() as u64);
+        assert_same(&view(&f.summary.unwrap()), &oracle(&rows));
+    }
+
+    /// Past the exact limit, quartiles come from the sketch, within the
+    /// relative error the summary states.
+    #[test]
+    fn sketched_quartiles_stay_within_stated_error(
+        vals in prop::collection::vec(-1000i32..1000, 6..200),
+    ) {
+        let rows: Vec<Prediction> = vals.iter().map(|v| Prediction {
+            val_score: Some(*v as f64 / 7.0),
+            metric: Some("r2".into()),
+            ..Default::default()
+        }).collect();
+        let mut b = SummaryBuilder::new(SummaryOptions { exact_limit: 5, ..Default::default() });
+        for (i, r) in rows.iter().enumerate() {
+            b.observe(i, &RowView::of(r)).unwrap();
+        }
+        let s = b.finish(None).stats.val_score.unwrap();
+        prop_assert_eq!(s.quartiles_method.as_deref(), Some("sketch"));
+        let alpha = s.quartiles_rel_error.unwrap();
+        let mut sorted: Vec<f64> = rows.iter().map(|r| r.val_score.unwrap()).collect();
+        sorted.sort_by(f64::total_cmp);
+        for (q, got) in [0.25, 0.5, 0.75].iter().zip(&s.quartiles) {
+            let truth = sorted[quantile_index(*q, sorted.len() as u64) as usize];
+            prop_assert!((got.unwrap() - truth).abs() <= alpha * truth.abs() + 1e-12, "q{} {:?} vs {}", q, got, truth);
+        }
+    }
+}
+
+#[test]
+fn empty_file_and_single_row_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = PredictionWriter::create(dir.path(), "empty", WriterOptions::default()).unwrap().finish().unwrap();
+    assert_eq!(s.total_predictions, 0);
+    assert!(s.stats.val_score.is_none() && s.top_predictions.is_empty());
+    let f = footer::read_footer(&dataset_paths(dir.path(), "empty").0).unwrap();
+    assert_eq!(f.num_rows, 0);
+    assert_eq!(f.summary.unwrap().total_predictions, 0);
+    let one = vec![crate::util::row("c", "m", "0", "val", 0.25)];
+    let s = in_memory(&one);
+    let v = s.stats.val_score.unwrap();
+    assert_eq!((v.std, v.quartiles.clone()), (Some(0.0), vec![Some(0.25); 3]));
+}
