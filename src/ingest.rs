@@ -1,1 +1,241 @@
-//! x
+//! Rows from JSON Lines or CSV, appended to their datasets' files.
+//!
+//! Each row names its dataset in `dataset_name`; rows are routed to one
+//! appending [`PredictionWriter`] per dataset, so memory stays at one row
+//! group per dataset whatever the input size. Any bad line (unknown column,
+//! wrong type, unknown metric direction, missing dataset) stops the ingest
+//! before anything is committed: every dataset keeps its old files.
+//!
+//! JSON Lines: one object per line, keys are contract columns; the optional
+//! keys `y_true`, `y_pred`, `y_proba`, `sample_indices`, `weights` carry
+//! arrays (flat, or nested one level for 2-D) stored in the arrays file.
+//! Bare `NaN`/`Infinity` tokens are read as null. CSV: a header of contract
+//! columns; an empty cell is null.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::schema::{ArrayData, Kind, Prediction, PredictionArrays, COLUMNS};
+use crate::summary::json::sanitize_non_finite;
+use crate::writer::{PredictionWriter, WriterOptions};
+
+/// Input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// One JSON object per line.
+    JsonLines,
+    /// Comma-separated with a header.
+    Csv,
+}
+
+impl InputFormat {
+    /// Guesses from the extension: `.csv` is CSV, anything else JSON Lines.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => InputFormat::Csv,
+            _ => InputFormat::JsonLines,
+        }
+    }
+}
+
+/// Rows appended per dataset.
+pub type IngestReport = BTreeMap<String, u64>;
+
+const ARRAY_KEYS: [&str; 5] = ["y_true", "y_pred", "y_proba", "sample_indices", "weights"];
+
+/// Parses one JSON Lines line into a row.
+///
+/// # Errors
+/// [`Error::Input`] naming the line and the offending key.
+pub fn parse_json_line(path: &Path, line_no: usize, line: &str) -> Result<Prediction> {
+    let bad = |reason: String| Error::Input {
+        path: path.to_path_buf(),
+        line: line_no,
+        reason,
+    };
+    let text = sanitize_non_finite(line);
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let serde_json::Value::Object(mut obj) = value else {
+        return Err(bad("not a JSON object".to_string()));
+    };
+    let mut arrays = PredictionArrays::default();
+    let mut any = false;
+    for key in ARRAY_KEYS {
+        if let Some(v) = obj.remove(key) {
+            if v.is_null() {
+                continue;
+            }
+            let a = json_array(&v).ok_or_else(|| bad(format!("{key:?} is not an array of numbers")))?;
+            any = true;
+            *match key {
+                "y_true" => &mut arrays.y_true,
+                "y_pred" => &mut arrays.y_pred,
+                "y_proba" => &mut arrays.y_proba,
+                "sample_indices" => &mut arrays.sample_indices,
+                _ => &mut arrays.weights,
+            } = Some(a);
+        }
+    }
+    if let Some(k) = obj.keys().find(|k| !COLUMNS.iter().any(|(c, _)| c == k)) {
+        return Err(bad(format!("unknown column {k:?}")));
+    }
+    let mut p: Prediction =
+        serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| bad(e.to_string()))?;
+    if any {
+        p.arrays = Some(arrays);
+    }
+    Ok(p)
+}
+
+fn json_array(v: &serde_json::Value) -> Option<ArrayData> {
+    let items = v.as_array()?;
+    if items.iter().all(|x| x.is_array()) && !items.is_empty() {
+        let rows: Vec<Vec<f64>> = items
+            .iter()
+            .map(|r| r.as_array()?.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>())
+            .collect::<Option<_>>()?;
+        let width = rows[0].len();
+        if rows.iter().any(|r| r.len() != width) {
+            return None;
+        }
+        let shape = vec![rows.len(), width];
+        return Some(ArrayData { values: rows.concat(), shape });
+    }
+    let values: Vec<f64> = items.iter().map(|x| x.as_f64()).collect::<Option<_>>()?;
+    Some(ArrayData::vector(values))
+}
+
+/// Streams the rows of `input` to `f`, with their 1-based line (record) number.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Input`] naming the line; or what `f` returns.
+pub fn for_each_row(
+    input: &Path,
+    format: InputFormat,
+    mut f: impl FnMut(usize, Prediction) -> Result<()>,
+) -> Result<()> {
+    let file = File::open(input).map_err(|e| Error::io(input, e))?;
+    match format {
+        InputFormat::JsonLines => {
+            for (i, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| Error::io(input, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                f(i + 1, parse_json_line(input, i + 1, &line)?)?;
+            }
+        }
+        InputFormat::Csv => {
+            let mut rdr = csv::Reader::from_reader(file);
+            let bad = |line: usize, reason: String| Error::Input {
+                path: input.to_path_buf(),
+                line,
+                reason,
+            };
+            let header = rdr.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+            let mut cols = Vec::new();
+            for h in &header {
+                let idx = COLUMNS
+                    .iter()
+                    .position(|(c, _)| *c == h)
+                    .ok_or_else(|| bad(1, format!("unknown column {h:?}")))?;
+                cols.push(idx);
+            }
+            for (i, rec) in rdr.records().enumerate() {
+                let line = i + 2;
+                let rec = rec.map_err(|e| bad(line, e.to_string()))?;
+                let mut p = Prediction::default();
+                for (cell, &idx) in rec.iter().zip(&cols) {
+                    set_cell(&mut p, idx, cell).map_err(|r| bad(line, r))?;
+                }
+                f(line, p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_cell(p: &mut Prediction, idx: usize, cell: &str) -> std::result::Result<(), String> {
+    let (name, kind) = COLUMNS[idx];
+    if cell.is_empty() {
+        return Ok(());
+    }
+    match kind {
+        Kind::Str => *p.str_mut(idx).expect("str") = Some(cell.to_string()),
+        Kind::Int => {
+            let v = cell.parse().map_err(|_| format!("column {name:?}: {cell:?} is not an integer"))?;
+            *p.int_mut(idx).expect("int") = Some(v);
+        }
+        Kind::Float => {
+            let v = cell.parse().map_err(|_| format!("column {name:?}: {cell:?} is not a number"))?;
+            *p.float_mut(idx).expect("float") = Some(v);
+        }
+    }
+    Ok(())
+}
+
+/// Appends every row of `input` to its dataset in `workspace`. All datasets
+/// are committed only after the whole input parsed and validated.
+///
+/// # Errors
+/// [`Error::Input`] for a row without `dataset_name` or a bad line;
+/// everything [`PredictionWriter::append`] and `write` return.
+pub fn ingest(workspace: &Path, input: &Path, format: InputFormat, opts: &WriterOptions) -> Result<IngestReport> {
+    let mut writers: BTreeMap<String, PredictionWriter> = BTreeMap::new();
+    let mut report = IngestReport::new();
+    for_each_row(input, format, |line, p| {
+        let Some(ds) = p.dataset_name.clone() else {
+            return Err(Error::Input {
+                path: input.to_path_buf(),
+                line,
+                reason: "no dataset_name: n4a cannot tell which file it belongs to".to_string(),
+            });
+        };
+        if !writers.contains_key(&ds) {
+            writers.insert(ds.clone(), PredictionWriter::append(workspace, &ds, opts.clone())?);
+        }
+        let w = writers.get_mut(&ds).expect("inserted");
+        w.write_owned(p).map_err(|e| Error::Input {
+            path: input.to_path_buf(),
+            line,
+            reason: e.to_string(),
+        })?;
+        *report.entry(ds).or_default() += 1;
+        Ok(())
+    })?;
+    for (_, w) in writers {
+        w.finish()?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_with_arrays_and_nan() {
+        let p = parse_json_line(
+            Path::new("in.jsonl"),
+            1,
+            r#"{"dataset_name": "d", "val_score": NaN, "step_idx": 3, "y_true": [1, 2], "y_proba": [[0.1, 0.9], [0.8, 0.2]]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.val_score, None);
+        assert_eq!(p.step_idx, Some(3));
+        let a = p.arrays.unwrap();
+        assert_eq!(a.y_true.unwrap().values, vec![1.0, 2.0]);
+        assert_eq!(a.y_proba.unwrap().shape, vec![2, 2]);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_line() {
+        let e = parse_json_line(Path::new("in.jsonl"), 7, r#"{"val_scor": 1}"#).unwrap_err();
+        assert_eq!(e.to_string(), "in.jsonl:7: unknown column \"val_scor\"");
+        let e = parse_json_line(Path::new("in.jsonl"), 8, r#"{"step_idx": "x"}"#).unwrap_err();
+        assert!(e.to_string().starts_with("in.jsonl:8: invalid type"), "{e}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The `n4a` command line: clap arguments are parsed, converted once into
+//! library options, the library is called, and the answer printed as a
+//! table for people or JSON for programs. No format logic lives here.
+
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use n4a::generate::{generate, GenOptions};
+use n4a::ingest::{ingest, InputFormat};
+use n4a::metric::Direction;
+use n4a::reader::footer;
+use n4a::summary::Summary;
+use n4a::writer::WriterOptions;
+use table::{num, Table};
+
+/// n4a: columnar analytics for nirs4all prediction files.
+///
+/// With no command, generates a demo workspace in ./n4a-demo and prints
+/// its summary.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a seeded synthetic workspace.
+    Gen {
+        /// Output folder (created if missing).
+        out: PathBuf,
+        /// Number of datasets.
+        #[arg(long, default_value_t = 4)]
+        datasets: usize,
+        /// Rows per dataset.
+        #[arg(long, default_value_t = 2000)]
+        rows: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Do not attach y_true/y_pred/indices arrays (for huge benchmarks).
+        #[arg(long)]
+        no_arrays: bool,
+        /// Rows per row group.
+        #[arg(long, default_value_t = 65536)]
+        row_group_rows: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Append rows from a JSON Lines or CSV file to their datasets.
+    Ingest {
+        /// Workspace folder.
+        workspace: PathBuf,
+        /// Input rows (.jsonl or .csv).
+        file: PathBuf,
+        /// Input format (default: from the extension).
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        input_format: Option<String>,
+        /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
+        #[arg(long = "direction", value_name = "METRIC=DIR")]
+        directions: Vec<String>,
+        /// Rows per row group.
+        #[arg(long, default_value_t = 65536)]
+        row_group_rows: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a prediction file's schema, row groups and decoded summary.
+    Inspect {
+        /// A .meta.parquet (or any parquet) file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// Parses the process arguments and runs the command.
+///
+/// # Errors
+/// Whatever the library returns, with context naming the step.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    match args.command {
+        None => demo(),
+        Some(Command::Gen { out, datasets, rows, seed, no_arrays, row_group_rows, format }) => {
+            let opts = GenOptions {
+                datasets,
+                rows,
+                seed,
+                arrays: !no_arrays,
+                writer: WriterOptions::default().with_row_group_rows(row_group_rows),
+            };
+            gen_cmd(&out, &opts, format)
+        }
+        Some(Command::Ingest { workspace, file, input_format, directions, row_group_rows, format }) => {
+            let mut opts = WriterOptions::default().with_row_group_rows(row_group_rows);
+            for d in &directions {
+                let (metric, dir) = parse_direction(d)?;
+                opts = opts.with_direction(metric, dir);
+            }
+            let fmt = match input_format.as_deref() {
+                Some("csv") => InputFormat::Csv,
+                Some(_) => InputFormat::JsonLines,
+                None => InputFormat::from_path(&file),
+            };
+            let t0 = Instant::now();
+            let report = ingest(&workspace, &file, fmt, &opts)
+                .with_context(|| format!("ingesting {} into {}", file.display(), workspace.display()))?;
+            let secs = t0.elapsed().as_secs_f64();
+            if format == Format::Json {
+                let v = serde_json::json!({"appended": report, "seconds": secs});
+                println!("{v}");
+            } else {
+                let mut t = Table::new(&["dataset", "rows appended"]);
+                for (ds, n) in &report {
+                    t.row(vec![ds.clone(), n.to_string()]);
+                }
+                print!("{}", t.render());
+                println!("{} rows in {secs:.3} s", report.values().sum::<u64>());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Inspect { file, format }) => inspect(&file, format),
+    }
+}
+
+fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {
+    let Some((metric, dir)) = s.split_once('=') else {
+        bail!("--direction {s:?}: expected METRIC=max|min|zero");
+    };
+    let Some(d) = Direction::parse(dir) else {
+        bail!("--direction {s:?}: {dir:?} is not max, min or zero");
+    };
+    Ok((metric.to_string(), d))
+}
+
+fn demo() -> anyhow::Result<ExitCode> {
+    let out = Path::new("n4a-demo");
+    println!("n4a demo: generating a workspace in {}/ (4 datasets x 2,000 rows, seed 42)\n", out.display());
+    gen_cmd(out, &GenOptions::default(), Format::Table)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn gen_cmd(out: &Path, opts: &GenOptions, format: Format) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let made = generate(out, opts).with_context(|| format!("generating into {}", out.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rows: u64 = made.iter().map(|d| d.summary.total_predictions).sum();
+    let peak = peak_rss_bytes();
+    if format == Format::Json {
+        let v = serde_json::json!({
+            "workspace": out,
+            "datasets": made.iter().map(|d| serde_json::json!({
+                "dataset": d.name, "path": d.meta_path, "summary": d.summary,
+            })).collect::<Vec<_>>(),
+            "rows": rows,
+            "seconds": secs,
+            "rows_per_second": rows as f64 / secs.max(1e-9),
+            "peak_rss_bytes": peak,
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&["dataset", "rows", "task", "metric", "direction", "best val", "best model", "configs"]);
+    for d in &made {
+        let s = &d.summary;
+        let best = s.top_predictions.first();
+        t.row(vec![
+            d.name.clone(),
+            s.total_predictions.to_string(),
+            s.facets.task_types.first().and_then(|t| t.name.clone()).unwrap_or_default(),
+            s.ranking.as_ref().map(|r| r.metric.clone()).unwrap_or_default(),
+            s.ranking.as_ref().map(|r| r.direction.as_str().to_string()).unwrap_or_default(),
+            num(best.and_then(|b| b.val_score)),
+            best.and_then(|b| b.model_name.clone()).unwrap_or_default(),
+            s.facets.n_configs.to_string(),
+        ]);
+    }
+    print!("{}", t.render());
+    println!(
+        "\n{rows} rows in {secs:.2} s ({:.0} rows/s), peak memory {}",
+        rows as f64 / secs.max(1e-9),
+        peak.map_or("unknown".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+    );
+    if let Some(first) = made.first() {
+        println!("\nSummary of {} (n4a inspect {}):\n", first.name, first.meta_path.display());
+        print!("{}", summary_text(&first.summary));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary_text(s: &Summary) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "n4a_version {}  dataset {}  predictions {}  generated {}\n",
+        s.n4a_version,
+        s.dataset_name.as_deref().unwrap_or("(several)"),
+        s.total_predictions,
+        s.generated_at.as_deref().unwrap_or("-")
+    ));
+    if let Some(r) = &s.ranking {
+        out.push_str(&format!("ranking: {} ({})\n", r.metric, r.direction.as_str()));
+    }
+    let mut t = Table::new(&["score", "count", "min", "max", "mean", "std", "q25", "q50", "q75", "quartiles"]);
+    for (name, st) in [("val", &s.stats.val_score), ("test", &s.stats.test_score), ("train", &s.stats.train_score)] {
+        if let Some(st) = st {
+            let q = |i: usize| num(st.quartiles.get(i).copied().flatten());
+            t.row(vec![
+                name.to_string(),
+                st.count.map_or("-".to_string(), |c| c.to_string()),
+                num(st.min),
+                num(st.max),
+                num(st.mean),
+                num(st.std),
+                q(0),
+                q(1),
+                q(2),
+                st.quartiles_method.clone().unwrap_or_else(|| "exact".to_string()),
+            ]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    let mut t = Table::new(&["model", "count", "avg val"]);
+    for m in &s.facets.models {
+        t.row(vec![m.name.clone().unwrap_or_default(), m.count.to_string(), num(m.avg_val_score)]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    let f = &s.facets;
+    let names = |v: &[n4a::summary::NameCount]| {
+        v.iter().map(|p| format!("{}={}", p.name.as_deref().unwrap_or("null"), p.count)).collect::<Vec<_>>().join(" ")
+    };
+    out.push_str(&format!(
+        "\npartitions {}  task types {}\nfolds {}  configs {}  pipelines {}\n",
+        names(&f.partitions),
+        names(&f.task_types),
+        f.folds.iter().map(|x| x.as_deref().unwrap_or("null")).collect::<Vec<_>>().join(","),
+        f.n_configs,
+        f.n_pipelines
+    ));
+    let mut t = Table::new(&["top", "val", "test", "model", "config", "fold", "partition", "id"]);
+    for (i, e) in s.top_predictions.iter().enumerate() {
+        t.row(vec![
+            (i + 1).to_string(),
+            num(e.val_score),
+            num(e.test_score),
+            e.model_name.clone().unwrap_or_default(),
+            e.config_name.clone().unwrap_or_default(),
+            e.fold_id.clone().unwrap_or_default(),
+            e.partition.clone().unwrap_or_default(),
+            e.id.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    out
+}
+
+fn inspect(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    let (_, meta) = footer::open_metadata(file)?;
+    let fm = meta.file_metadata();
+    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+        .with_context(|| format!("{}: reading the Arrow schema", file.display()))?;
+    let summary = footer::decode_summary(file, &meta);
+    let groups: Vec<(usize, i64, i64, i64)> = meta
+        .row_groups()
+        .iter()
+        .enumerate()
+        .map(|(i, rg)| (i, rg.num_rows(), rg.compressed_size(), rg.total_byte_size()))
+        .collect();
+    if format == Format::Json {
+        let (summary_json, err) = match &summary {
+            Ok(s) => (serde_json::to_value(s)?, None),
+            Err(e) => (serde_json::Value::Null, Some(e.to_string())),
+        };
+        let v = serde_json::json!({
+            "path": file,
+            "num_rows": fm.num_rows(),
+            "created_by": fm.created_by(),
+            "columns": schema.fields().iter().map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()})).collect::<Vec<_>>(),
+            "row_groups": groups.iter().map(|(i, n, c, u)| serde_json::json!({"index": i, "rows": n, "compressed_bytes": c, "uncompressed_bytes": u})).collect::<Vec<_>>(),
+            "has_summary": matches!(summary, Ok(Some(_))),
+            "summary": summary_json,
+            "summary_error": err,
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: {} rows, {} row groups, created by {}", file.display(), fm.num_rows(), groups.len(), fm.created_by().unwrap_or("?"));
+    let mut t = Table::new(&["#", "column", "type"]);
+    for (i, f) in schema.fields().iter().enumerate() {
+        t.row(vec![(i + 1).to_string(), f.name().clone(), f.data_type().to_string()]);
+    }
+    println!();
+    print!("{}", t.render());
+    let mut t = Table::new(&["row group", "rows", "compressed", "uncompressed"]);
+    for (i, n, c, u) in &groups {
+        t.row(vec![i.to_string(), n.to_string(), c.to_string(), u.to_string()]);
+    }
+    println!();
+    print!("{}", t.render());
+    println!();
+    match summary {
+        Ok(Some(s)) => print!("{}", summary_text(&s)),
+        Ok(None) => println!("no n4a_summary (written before summaries existed)"),
+        Err(e) => {
+            println!("summary error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
