@@ -98,17 +98,48 @@ struct Kind {
 }
 
 const KINDS: [Kind; 4] = [
-    Kind { prefix: "corn", task: "regression", metric: "mse", models: &["PLSRegression", "Ridge", "SVR", "RandomForestRegressor"] },
-    Kind { prefix: "grain", task: "multiclass_classification", metric: "balanced_accuracy", models: &["RandomForestClassifier", "LogisticRegression", "SVC"] },
-    Kind { prefix: "wheat", task: "regression", metric: "r2", models: &["PLSRegression", "ElasticNet", "KernelRidge"] },
-    Kind { prefix: "soil", task: "binary_classification", metric: "accuracy", models: &["LogisticRegression", "GradientBoostingClassifier"] },
+    Kind {
+        prefix: "corn",
+        task: "regression",
+        metric: "mse",
+        models: &["PLSRegression", "Ridge", "SVR", "RandomForestRegressor"],
+    },
+    Kind {
+        prefix: "grain",
+        task: "multiclass_classification",
+        metric: "balanced_accuracy",
+        models: &["RandomForestClassifier", "LogisticRegression", "SVC"],
+    },
+    Kind {
+        prefix: "wheat",
+        task: "regression",
+        metric: "r2",
+        models: &["PLSRegression", "ElasticNet", "KernelRidge"],
+    },
+    Kind {
+        prefix: "soil",
+        task: "binary_classification",
+        metric: "accuracy",
+        models: &["LogisticRegression", "GradientBoostingClassifier"],
+    },
 ];
 
-const PREPROCESSINGS: [&str; 5] = ["SNV", "SNV>MinMax", "MSC>SG(11,2)", "Detrend>SNV", "FirstDerivative"];
+const PREPROCESSINGS: [&str; 5] = [
+    "SNV",
+    "SNV>MinMax",
+    "MSC>SG(11,2)",
+    "Detrend>SNV",
+    "FirstDerivative",
+];
 const FOLDS: usize = 5;
 
 /// The rows of dataset number `index`: exactly `rows` of them.
-pub fn dataset_rows(index: usize, rows: usize, seed: u64, arrays: bool) -> (String, Vec<Prediction>) {
+pub fn dataset_rows(
+    index: usize,
+    rows: usize,
+    seed: u64,
+    arrays: bool,
+) -> (String, Vec<Prediction>) {
     let mut out = Vec::with_capacity(rows);
     let name = dataset_name(index);
     let mut it = DatasetRows::new(index, seed, arrays);
@@ -159,7 +190,16 @@ impl DatasetRows {
         let kind = &KINDS[self.index % KINDS.len()];
         self.config += 1;
         let rng = &mut self.rng;
-        let config = format!("{:04}_{}_{:06x}", self.config, if kind.task == "regression" { "RegSweep" } else { "ClfRun" }, rng.next_u64() & 0xff_ffff);
+        let config = format!(
+            "{:04}_{}_{:06x}",
+            self.config,
+            if kind.task == "regression" {
+                "RegSweep"
+            } else {
+                "ClfRun"
+            },
+            rng.next_u64() & 0xff_ffff
+        );
         let n_models = 1 + rng.below(3);
         let pre = PREPROCESSINGS[rng.below(PREPROCESSINGS.len())];
         let n_samples = 60 + rng.below(60) as i64;
@@ -176,8 +216,13 @@ impl DatasetRows {
                     s
                 } else {
                     let n = fold_scores.len() as f64;
-                    let avg = |f: fn(&(f64, f64, f64)) -> f64| fold_scores.iter().map(f).sum::<f64>() / n;
-                    let jitter = if fold == FOLDS { 1.0 } else { 0.97 + 0.06 * rng.unit() };
+                    let avg =
+                        |f: fn(&(f64, f64, f64)) -> f64| fold_scores.iter().map(f).sum::<f64>() / n;
+                    let jitter = if fold == FOLDS {
+                        1.0
+                    } else {
+                        0.97 + 0.06 * rng.unit()
+                    };
                     (avg(|s| s.0) * jitter, avg(|s| s.1), avg(|s| s.2))
                 };
                 let fold_id = match fold {
@@ -185,7 +230,11 @@ impl DatasetRows {
                     f if f == FOLDS => "avg".to_string(),
                     _ => "w_avg".to_string(),
                 };
-                let y_true = ArrayData::vector((0..12).map(|i| ((self.index * 31 + i * 7) % 17) as f64).collect());
+                let y_true = ArrayData::vector(
+                    (0..12)
+                        .map(|i| ((self.index * 31 + i * 7) % 17) as f64)
+                        .collect(),
+                );
                 for part in ["train", "val", "test"] {
                     let mut p = Prediction {
                         dataset_name: Some(self.name.clone()),
@@ -217,12 +266,21 @@ impl DatasetRows {
                         ..Default::default()
                     };
                     if self.arrays {
-                        let y_pred: Vec<f64> = y_true.values.iter().map(|v| v + rng.range(-0.5, 0.5)).collect();
+                        let y_pred: Vec<f64> = y_true
+                            .values
+                            .iter()
+                            .map(|v| v + rng.range(-0.5, 0.5))
+                            .collect();
                         p.arrays = Some(PredictionArrays {
                             y_true: Some(y_true.clone()),
                             y_pred: Some(ArrayData::vector(y_pred)),
-                            y_proba: Some(ArrayData { values: Vec::new(), shape: vec![0] }),
-                            sample_indices: Some(ArrayData::vector((0..12).map(|i| (i * (fold + 1)) as f64).collect())),
+                            y_proba: Some(ArrayData {
+                                values: Vec::new(),
+                                shape: vec![0],
+                            }),
+                            sample_indices: Some(ArrayData::vector(
+                                (0..12).map(|i| (i * (fold + 1)) as f64).collect(),
+                            )),
                             weights: None,
                         });
                     }
@@ -240,15 +298,27 @@ fn scores(metric: &str, quality: f64, rng: &mut Rng) -> (f64, f64, f64) {
     match metric {
         "mse" => {
             let base = 0.15 + 2.0 * (1.0 - quality);
-            (base * rng.range(0.8, 1.3), base * rng.range(0.8, 1.4), base * rng.range(0.1, 0.5))
+            (
+                base * rng.range(0.8, 1.3),
+                base * rng.range(0.8, 1.4),
+                base * rng.range(0.1, 0.5),
+            )
         }
         "r2" => {
             let base = 0.55 + 0.43 * quality;
-            (base - rng.range(0.0, 0.08), base - rng.range(0.0, 0.1), (base + 0.05).min(0.999))
+            (
+                base - rng.range(0.0, 0.08),
+                base - rng.range(0.0, 0.1),
+                (base + 0.05).min(0.999),
+            )
         }
         _ => {
             let base = 0.6 + 0.38 * quality;
-            ((base - rng.range(0.0, 0.08)).max(0.0), (base - rng.range(0.0, 0.1)).max(0.0), 1.0)
+            (
+                (base - rng.range(0.0, 0.08)).max(0.0),
+                (base - rng.range(0.0, 0.1)).max(0.0),
+                1.0,
+            )
         }
     }
 }
@@ -294,11 +364,17 @@ mod tests {
         let (_, c) = dataset_rows(0, 300, 8, false);
         assert_ne!(a, c);
         for chunk in a.chunks(3).take(20) {
-            let parts: Vec<_> = chunk.iter().map(|p| p.partition.as_deref().unwrap()).collect();
+            let parts: Vec<_> = chunk
+                .iter()
+                .map(|p| p.partition.as_deref().unwrap())
+                .collect();
             assert_eq!(parts, ["train", "val", "test"]);
-            assert!(chunk.iter().all(|p| p.val_score == chunk[0].val_score && p.fold_id == chunk[0].fold_id));
+            assert!(chunk
+                .iter()
+                .all(|p| p.val_score == chunk[0].val_score && p.fold_id == chunk[0].fold_id));
         }
-        let folds: std::collections::BTreeSet<_> = a.iter().filter_map(|p| p.fold_id.clone()).collect();
+        let folds: std::collections::BTreeSet<_> =
+            a.iter().filter_map(|p| p.fold_id.clone()).collect();
         assert!(folds.contains("avg") && folds.contains("w_avg") && folds.contains("4"));
     }
 }

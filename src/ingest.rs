@@ -57,7 +57,8 @@ pub fn parse_json_line(path: &Path, line_no: usize, line: &str) -> Result<Predic
         reason,
     };
     let text = sanitize_non_finite(line);
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let serde_json::Value::Object(mut obj) = value else {
         return Err(bad("not a JSON object".to_string()));
     };
@@ -68,7 +69,8 @@ pub fn parse_json_line(path: &Path, line_no: usize, line: &str) -> Result<Predic
             if v.is_null() {
                 continue;
             }
-            let a = json_array(&v).ok_or_else(|| bad(format!("{key:?} is not an array of numbers")))?;
+            let a =
+                json_array(&v).ok_or_else(|| bad(format!("{key:?} is not an array of numbers")))?;
             any = true;
             *match key {
                 "y_true" => &mut arrays.y_true,
@@ -95,14 +97,22 @@ fn json_array(v: &serde_json::Value) -> Option<ArrayData> {
     if items.iter().all(|x| x.is_array()) && !items.is_empty() {
         let rows: Vec<Vec<f64>> = items
             .iter()
-            .map(|r| r.as_array()?.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>())
+            .map(|r| {
+                r.as_array()?
+                    .iter()
+                    .map(|x| x.as_f64())
+                    .collect::<Option<Vec<f64>>>()
+            })
             .collect::<Option<_>>()?;
         let width = rows[0].len();
         if rows.iter().any(|r| r.len() != width) {
             return None;
         }
         let shape = vec![rows.len(), width];
-        return Some(ArrayData { values: rows.concat(), shape });
+        return Some(ArrayData {
+            values: rows.concat(),
+            shape,
+        });
     }
     let values: Vec<f64> = items.iter().map(|x| x.as_f64()).collect::<Option<_>>()?;
     Some(ArrayData::vector(values))
@@ -166,11 +176,15 @@ fn set_cell(p: &mut Prediction, idx: usize, cell: &str) -> std::result::Result<(
     match kind {
         Kind::Str => *p.str_mut(idx).expect("str") = Some(cell.to_string()),
         Kind::Int => {
-            let v = cell.parse().map_err(|_| format!("column {name:?}: {cell:?} is not an integer"))?;
+            let v = cell
+                .parse()
+                .map_err(|_| format!("column {name:?}: {cell:?} is not an integer"))?;
             *p.int_mut(idx).expect("int") = Some(v);
         }
         Kind::Float => {
-            let v = cell.parse().map_err(|_| format!("column {name:?}: {cell:?} is not a number"))?;
+            let v = cell
+                .parse()
+                .map_err(|_| format!("column {name:?}: {cell:?} is not a number"))?;
             *p.float_mut(idx).expect("float") = Some(v);
         }
     }
@@ -183,7 +197,12 @@ fn set_cell(p: &mut Prediction, idx: usize, cell: &str) -> std::result::Result<(
 /// # Errors
 /// [`Error::Input`] for a row without `dataset_name` or a bad line;
 /// everything [`PredictionWriter::append`] and `write` return.
-pub fn ingest(workspace: &Path, input: &Path, format: InputFormat, opts: &WriterOptions) -> Result<IngestReport> {
+pub fn ingest(
+    workspace: &Path,
+    input: &Path,
+    format: InputFormat,
+    opts: &WriterOptions,
+) -> Result<IngestReport> {
     let mut writers: BTreeMap<String, PredictionWriter> = BTreeMap::new();
     let mut report = IngestReport::new();
     for_each_row(input, format, |line, p| {
@@ -195,7 +214,10 @@ pub fn ingest(workspace: &Path, input: &Path, format: InputFormat, opts: &Writer
             });
         };
         if !writers.contains_key(&ds) {
-            writers.insert(ds.clone(), PredictionWriter::append(workspace, &ds, opts.clone())?);
+            writers.insert(
+                ds.clone(),
+                PredictionWriter::append(workspace, &ds, opts.clone())?,
+            );
         }
         let w = writers.get_mut(&ds).expect("inserted");
         w.write_owned(p).map_err(|e| Error::Input {

@@ -35,12 +35,12 @@
 //! ```
 
 pub mod error;
+pub mod generate;
+pub mod ingest;
 pub mod metric;
+pub mod reader;
 pub mod schema;
 pub mod summary;
 pub mod writer;
-pub mod reader;
-pub mod generate;
-pub mod ingest;
 
 pub use error::{Error, Result};

@@ -149,7 +149,9 @@ mod tests {
     #[test]
     fn unknown_metric_is_an_error_not_a_guess() {
         let err = Directions::new().get("log_loss").unwrap_err();
-        assert!(err.to_string().contains("\"log_loss\" has no known direction"));
+        assert!(err
+            .to_string()
+            .contains("\"log_loss\" has no known direction"));
         let d = Directions::new().with("log_loss", Direction::Minimize);
         assert_eq!(d.get("log_loss").unwrap(), Direction::Minimize);
     }

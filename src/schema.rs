@@ -367,7 +367,16 @@ mod tests {
 
     #[test]
     fn dataset_names_that_escape_the_folder_are_refused() {
-        for bad in ["", "a/b", "..", "a\\b", ".hidden", "x.meta", "x.arrays.y", "a\nb"] {
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            "a\\b",
+            ".hidden",
+            "x.meta",
+            "x.arrays.y",
+            "a\nb",
+        ] {
             assert!(validate_dataset_name(bad).is_err(), "{bad:?}");
         }
         validate_dataset_name("corn_moisture").unwrap();

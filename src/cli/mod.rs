@@ -98,7 +98,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     match args.command {
         None => demo(),
-        Some(Command::Gen { out, datasets, rows, seed, no_arrays, row_group_rows, format }) => {
+        Some(Command::Gen {
+            out,
+            datasets,
+            rows,
+            seed,
+            no_arrays,
+            row_group_rows,
+            format,
+        }) => {
             let opts = GenOptions {
                 datasets,
                 rows,
@@ -108,7 +116,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             };
             gen_cmd(&out, &opts, format)
         }
-        Some(Command::Ingest { workspace, file, input_format, directions, row_group_rows, format }) => {
+        Some(Command::Ingest {
+            workspace,
+            file,
+            input_format,
+            directions,
+            row_group_rows,
+            format,
+        }) => {
             let mut opts = WriterOptions::default().with_row_group_rows(row_group_rows);
             for d in &directions {
                 let (metric, dir) = parse_direction(d)?;
@@ -120,8 +135,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 None => InputFormat::from_path(&file),
             };
             let t0 = Instant::now();
-            let report = ingest(&workspace, &file, fmt, &opts)
-                .with_context(|| format!("ingesting {} into {}", file.display(), workspace.display()))?;
+            let report = ingest(&workspace, &file, fmt, &opts).with_context(|| {
+                format!("ingesting {} into {}", file.display(), workspace.display())
+            })?;
             let secs = t0.elapsed().as_secs_f64();
             if format == Format::Json {
                 let v = serde_json::json!({"appended": report, "seconds": secs});
@@ -152,7 +168,10 @@ fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {
 
 fn demo() -> anyhow::Result<ExitCode> {
     let out = Path::new("n4a-demo");
-    println!("n4a demo: generating a workspace in {}/ (4 datasets x 2,000 rows, seed 42)\n", out.display());
+    println!(
+        "n4a demo: generating a workspace in {}/ (4 datasets x 2,000 rows, seed 42)\n",
+        out.display()
+    );
     gen_cmd(out, &GenOptions::default(), Format::Table)
 }
 
@@ -184,16 +203,35 @@ fn gen_cmd(out: &Path, opts: &GenOptions, format: Format) -> anyhow::Result<Exit
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(&["dataset", "rows", "task", "metric", "direction", "best val", "best model", "configs"]);
+    let mut t = Table::new(&[
+        "dataset",
+        "rows",
+        "task",
+        "metric",
+        "direction",
+        "best val",
+        "best model",
+        "configs",
+    ]);
     for d in &made {
         let s = &d.summary;
         let best = s.top_predictions.first();
         t.row(vec![
             d.name.clone(),
             s.total_predictions.to_string(),
-            s.facets.task_types.first().and_then(|t| t.name.clone()).unwrap_or_default(),
-            s.ranking.as_ref().map(|r| r.metric.clone()).unwrap_or_default(),
-            s.ranking.as_ref().map(|r| r.direction.as_str().to_string()).unwrap_or_default(),
+            s.facets
+                .task_types
+                .first()
+                .and_then(|t| t.name.clone())
+                .unwrap_or_default(),
+            s.ranking
+                .as_ref()
+                .map(|r| r.metric.clone())
+                .unwrap_or_default(),
+            s.ranking
+                .as_ref()
+                .map(|r| r.direction.as_str().to_string())
+                .unwrap_or_default(),
             num(best.and_then(|b| b.val_score)),
             best.and_then(|b| b.model_name.clone()).unwrap_or_default(),
             s.facets.n_configs.to_string(),
@@ -203,10 +241,17 @@ fn gen_cmd(out: &Path, opts: &GenOptions, format: Format) -> anyhow::Result<Exit
     println!(
         "\n{rows} rows in {secs:.2} s ({:.0} rows/s), peak memory {}",
         rows as f64 / secs.max(1e-9),
-        peak.map_or("unknown".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+        peak.map_or("unknown".to_string(), |b| format!(
+            "{:.1} MiB",
+            b as f64 / 1048576.0
+        ))
     );
     if let Some(first) = made.first() {
-        println!("\nSummary of {} (n4a inspect {}):\n", first.name, first.meta_path.display());
+        println!(
+            "\nSummary of {} (n4a inspect {}):\n",
+            first.name,
+            first.meta_path.display()
+        );
         print!("{}", summary_text(&first.summary));
     }
     Ok(ExitCode::SUCCESS)
@@ -222,10 +267,29 @@ fn summary_text(s: &Summary) -> String {
         s.generated_at.as_deref().unwrap_or("-")
     ));
     if let Some(r) = &s.ranking {
-        out.push_str(&format!("ranking: {} ({})\n", r.metric, r.direction.as_str()));
+        out.push_str(&format!(
+            "ranking: {} ({})\n",
+            r.metric,
+            r.direction.as_str()
+        ));
     }
-    let mut t = Table::new(&["score", "count", "min", "max", "mean", "std", "q25", "q50", "q75", "quartiles"]);
-    for (name, st) in [("val", &s.stats.val_score), ("test", &s.stats.test_score), ("train", &s.stats.train_score)] {
+    let mut t = Table::new(&[
+        "score",
+        "count",
+        "min",
+        "max",
+        "mean",
+        "std",
+        "q25",
+        "q50",
+        "q75",
+        "quartiles",
+    ]);
+    for (name, st) in [
+        ("val", &s.stats.val_score),
+        ("test", &s.stats.test_score),
+        ("train", &s.stats.train_score),
+    ] {
         if let Some(st) = st {
             let q = |i: usize| num(st.quartiles.get(i).copied().flatten());
             t.row(vec![
@@ -238,7 +302,9 @@ fn summary_text(s: &Summary) -> String {
                 q(0),
                 q(1),
                 q(2),
-                st.quartiles_method.clone().unwrap_or_else(|| "exact".to_string()),
+                st.quartiles_method
+                    .clone()
+                    .unwrap_or_else(|| "exact".to_string()),
             ]);
         }
     }
@@ -246,23 +312,43 @@ fn summary_text(s: &Summary) -> String {
     out.push_str(&t.render());
     let mut t = Table::new(&["model", "count", "avg val"]);
     for m in &s.facets.models {
-        t.row(vec![m.name.clone().unwrap_or_default(), m.count.to_string(), num(m.avg_val_score)]);
+        t.row(vec![
+            m.name.clone().unwrap_or_default(),
+            m.count.to_string(),
+            num(m.avg_val_score),
+        ]);
     }
     out.push('\n');
     out.push_str(&t.render());
     let f = &s.facets;
     let names = |v: &[n4a::summary::NameCount]| {
-        v.iter().map(|p| format!("{}={}", p.name.as_deref().unwrap_or("null"), p.count)).collect::<Vec<_>>().join(" ")
+        v.iter()
+            .map(|p| format!("{}={}", p.name.as_deref().unwrap_or("null"), p.count))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     out.push_str(&format!(
         "\npartitions {}  task types {}\nfolds {}  configs {}  pipelines {}\n",
         names(&f.partitions),
         names(&f.task_types),
-        f.folds.iter().map(|x| x.as_deref().unwrap_or("null")).collect::<Vec<_>>().join(","),
+        f.folds
+            .iter()
+            .map(|x| x.as_deref().unwrap_or("null"))
+            .collect::<Vec<_>>()
+            .join(","),
         f.n_configs,
         f.n_pipelines
     ));
-    let mut t = Table::new(&["top", "val", "test", "model", "config", "fold", "partition", "id"]);
+    let mut t = Table::new(&[
+        "top",
+        "val",
+        "test",
+        "model",
+        "config",
+        "fold",
+        "partition",
+        "id",
+    ]);
     for (i, e) in s.top_predictions.iter().enumerate() {
         t.row(vec![
             (i + 1).to_string(),
@@ -283,8 +369,9 @@ fn summary_text(s: &Summary) -> String {
 fn inspect(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let (_, meta) = footer::open_metadata(file)?;
     let fm = meta.file_metadata();
-    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-        .with_context(|| format!("{}: reading the Arrow schema", file.display()))?;
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+            .with_context(|| format!("{}: reading the Arrow schema", file.display()))?;
     let summary = footer::decode_summary(file, &meta);
     let groups: Vec<(usize, i64, i64, i64)> = meta
         .row_groups()
@@ -310,16 +397,31 @@ fn inspect(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: {} rows, {} row groups, created by {}", file.display(), fm.num_rows(), groups.len(), fm.created_by().unwrap_or("?"));
+    println!(
+        "{}: {} rows, {} row groups, created by {}",
+        file.display(),
+        fm.num_rows(),
+        groups.len(),
+        fm.created_by().unwrap_or("?")
+    );
     let mut t = Table::new(&["#", "column", "type"]);
     for (i, f) in schema.fields().iter().enumerate() {
-        t.row(vec![(i + 1).to_string(), f.name().clone(), f.data_type().to_string()]);
+        t.row(vec![
+            (i + 1).to_string(),
+            f.name().clone(),
+            f.data_type().to_string(),
+        ]);
     }
     println!();
     print!("{}", t.render());
     let mut t = Table::new(&["row group", "rows", "compressed", "uncompressed"]);
     for (i, n, c, u) in &groups {
-        t.row(vec![i.to_string(), n.to_string(), c.to_string(), u.to_string()]);
+        t.row(vec![
+            i.to_string(),
+            n.to_string(),
+            c.to_string(),
+            u.to_string(),
+        ]);
     }
     println!();
     print!("{}", t.render());

@@ -67,7 +67,11 @@ pub fn check_columns(schema: &arrow_schema::Schema, context: &str, strict: bool)
 ///
 /// # Errors
 /// [`Error::Schema`] as [`check_columns`].
-pub fn batch_to_predictions(batch: &RecordBatch, context: &str, strict: bool) -> Result<Vec<Prediction>> {
+pub fn batch_to_predictions(
+    batch: &RecordBatch,
+    context: &str,
+    strict: bool,
+) -> Result<Vec<Prediction>> {
     check_columns(batch.schema().as_ref(), context, strict)?;
     let mut rows = vec![Prediction::default(); batch.num_rows()];
     for (idx, (name, kind)) in COLUMNS.iter().enumerate() {

@@ -135,6 +135,8 @@ mod tests {
     #[test]
     fn invalid_json_names_the_file() {
         let err = decode(Path::new("bad.meta.parquet"), b"{\"n4a_version\": ").unwrap_err();
-        assert!(err.to_string().starts_with("bad.meta.parquet: invalid n4a_summary: not JSON"));
+        assert!(err
+            .to_string()
+            .starts_with("bad.meta.parquet: invalid n4a_summary: not JSON"));
     }
 }

@@ -372,7 +372,10 @@ impl SummaryBuilder {
         let mut b = SummaryBuilder::new(opts);
         let top = std::mem::take(&mut state.top);
         for (metric, parts) in top {
-            let dir = state.metrics.get(&metric).map_or(Direction::Maximize, |m| m.direction);
+            let dir = state
+                .metrics
+                .get(&metric)
+                .map_or(Direction::Maximize, |m| m.direction);
             for (part, entries) in parts {
                 let t = TopK::from_entries(b.opts.top_k, dir, entries);
                 b.tops.entry(metric.clone()).or_default().insert(part, t);
@@ -448,7 +451,13 @@ impl SummaryBuilder {
             match st.metrics.get_mut(metric) {
                 Some(m) => m.count += 1,
                 None => {
-                    st.metrics.insert(metric.to_string(), MetricState { count: 1, direction: dir });
+                    st.metrics.insert(
+                        metric.to_string(),
+                        MetricState {
+                            count: 1,
+                            direction: dir,
+                        },
+                    );
                 }
             }
             if let Some(c) = r.config_name {
@@ -480,7 +489,9 @@ impl SummaryBuilder {
         };
         let t = match parts.get_mut(part) {
             Some(t) => t,
-            None => parts.entry(part.to_string()).or_insert_with(|| TopK::new(k, dir)),
+            None => parts
+                .entry(part.to_string())
+                .or_insert_with(|| TopK::new(k, dir)),
         };
         if t.would_keep(v, ordinal) {
             t.offer(TopEntry {
@@ -833,8 +844,16 @@ fn score_summary(s: &ScoreState, exact: Option<&[f64]>) -> Option<ScoreSummary> 
         }
         _ if s.sketch.count() == w.count => {
             let clamp = |x: f64| x.clamp(w.min.unwrap_or(x), w.max.unwrap_or(x));
-            let q = |q: f64| s.sketch.value_at_rank(quantile_index(q, w.count)).map(clamp);
-            (vec![q(0.25), q(0.5), q(0.75)], "sketch", Some(s.sketch.alpha))
+            let q = |q: f64| {
+                s.sketch
+                    .value_at_rank(quantile_index(q, w.count))
+                    .map(clamp)
+            };
+            (
+                vec![q(0.25), q(0.5), q(0.75)],
+                "sketch",
+                Some(s.sketch.alpha),
+            )
         }
         _ => (Vec::new(), "unavailable", None),
     };
@@ -933,7 +952,10 @@ mod tests {
     #[test]
     fn iso8601_matches_known_instants() {
         assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(iso8601(1_795_431_575, 20_017), "2026-11-23T10:59:35.020017+00:00");
+        assert_eq!(
+            iso8601(1_795_431_575, 20_017),
+            "2026-11-23T10:59:35.020017+00:00"
+        );
         assert_eq!(iso8601(951_782_400, 0), "2000-02-29T00:00:00.000000+00:00");
     }
 

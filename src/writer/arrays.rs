@@ -57,8 +57,11 @@ impl ArraysWriter {
             by_hash: HashMap::new(),
             ids: HashSet::new(),
             ids_b: StringBuilder::new(),
-            data_b: ListBuilder::new(Float64Builder::new())
-                .with_field(Arc::new(Field::new("element", DataType::Float64, true))),
+            data_b: ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
+                "element",
+                DataType::Float64,
+                true,
+            ))),
             hash_b: StringBuilder::new(),
             size_b: Int64Builder::new(),
             shape_b: StringBuilder::new(),
@@ -77,7 +80,9 @@ impl ArraysWriter {
         let (file, meta) = footer::open_metadata(target)?;
         let ctx = target.display().to_string();
         rows::for_each_batch(target, Some(&["array_id", "array_hash"]), 65536, |b| {
-            let (Some(ids), Some(hashes)) = (b.column_by_name("array_id"), b.column_by_name("array_hash")) else {
+            let (Some(ids), Some(hashes)) =
+                (b.column_by_name("array_id"), b.column_by_name("array_hash"))
+            else {
                 return Err(Error::Schema {
                     context: ctx.clone(),
                     reason: "arrays file lacks array_id or array_hash".to_string(),
@@ -120,7 +125,13 @@ impl ArraysWriter {
             let (shapes, types) = (strings(shapes.as_ref()), strings(types.as_ref()));
             for i in 0..b.num_rows() {
                 let values = list_values(data.as_ref(), i);
-                self.push_row(ids[i].clone(), values, hashes[i].clone(), shapes[i].clone(), types[i].clone())?;
+                self.push_row(
+                    ids[i].clone(),
+                    values,
+                    hashes[i].clone(),
+                    shapes[i].clone(),
+                    types[i].clone(),
+                )?;
             }
             Ok(())
         })
@@ -147,10 +158,21 @@ impl ArraysWriter {
         self.by_hash.insert(hash.clone(), id.clone());
         let shape = format!(
             "[{}]",
-            array.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            array
+                .shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let values = Some(array.values.iter().map(|v| Some(*v)).collect());
-        self.push_row(Some(id.clone()), values, Some(hash), Some(shape), Some(array_type.to_string()))?;
+        self.push_row(
+            Some(id.clone()),
+            values,
+            Some(hash),
+            Some(shape),
+            Some(array_type.to_string()),
+        )?;
         Ok(id)
     }
 
@@ -208,9 +230,21 @@ impl ArraysWriter {
 
 fn strings(a: &dyn Array) -> Vec<Option<String>> {
     match a.data_type() {
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|v| v.map(str::to_string)).collect(),
-        DataType::Utf8 => a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect(),
-        DataType::Utf8View => a.as_string_view().iter().map(|v| v.map(str::to_string)).collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect(),
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect(),
+        DataType::Utf8View => a
+            .as_string_view()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect(),
         _ => vec![None; a.len()],
     }
 }

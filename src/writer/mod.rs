@@ -248,7 +248,10 @@ impl PredictionWriter {
             if d != self.dataset {
                 return Err(Error::InvalidRow {
                     row,
-                    reason: format!("dataset_name {d:?} differs from the file's dataset {:?}", self.dataset),
+                    reason: format!(
+                        "dataset_name {d:?} differs from the file's dataset {:?}",
+                        self.dataset
+                    ),
                 });
             }
         }
@@ -353,7 +356,8 @@ impl PredictionWriter {
         self.flush()?;
         if self.summary.needs_prefix_values() {
             if let Some(old) = &self.old_meta {
-                self.summary.provide_prefix_values(rows::read_score_values(old)?);
+                self.summary
+                    .provide_prefix_values(rows::read_score_values(old)?);
             }
         }
         let at = self.opts.generated_at.clone().unwrap_or_else(utc_now);

@@ -44,8 +44,8 @@ impl ParquetSink {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_created_by(format!("n4a version {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer = SerializedFileWriter::new(file, descr.root_schema_ptr(), props.into())
-            .map_err(err)?;
+        let writer =
+            SerializedFileWriter::new(file, descr.root_schema_ptr(), props.into()).map_err(err)?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
         Ok(ParquetSink {
             writer,
@@ -101,9 +101,17 @@ impl ParquetSink {
     ///
     /// # Errors
     /// [`Error::Parquet`] naming the source on a read or splice failure.
-    pub fn copy_row_groups(&mut self, src: &File, src_path: &Path, meta: &ParquetMetaData) -> Result<()> {
+    pub fn copy_row_groups(
+        &mut self,
+        src: &File,
+        src_path: &Path,
+        meta: &ParquetMetaData,
+    ) -> Result<()> {
         for rg in meta.row_groups() {
-            let mut out = self.writer.next_row_group().map_err(|e| Error::parquet(&self.path, e))?;
+            let mut out = self
+                .writer
+                .next_row_group()
+                .map_err(|e| Error::parquet(&self.path, e))?;
             for column in rg.columns() {
                 let close = ColumnCloseResult {
                     bytes_written: column.compressed_size() as u64,
@@ -113,7 +121,8 @@ impl ParquetSink {
                     column_index: None,
                     offset_index: None,
                 };
-                out.append_column(src, close).map_err(|e| Error::parquet(src_path, e))?;
+                out.append_column(src, close)
+                    .map_err(|e| Error::parquet(src_path, e))?;
             }
             out.close().map_err(|e| Error::parquet(&self.path, e))?;
             self.row_groups += 1;
@@ -131,6 +140,8 @@ impl ParquetSink {
         for entry in kv {
             self.writer.append_key_value_metadata(entry);
         }
-        self.writer.into_inner().map_err(|e| Error::parquet(&self.path, e))
+        self.writer
+            .into_inner()
+            .map_err(|e| Error::parquet(&self.path, e))
     }
 }

@@ -5,23 +5,37 @@ use std::process::Command;
 use crate::util::fixture;
 
 fn n4a(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_n4a")).current_dir(cwd).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn demo_with_no_arguments_writes_file_pairs_and_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = n4a(dir.path(), &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("corn_000") && text.contains("minimize"), "{text}");
+    assert!(
+        text.contains("corn_000") && text.contains("minimize"),
+        "{text}"
+    );
     let demo = dir.path().join("n4a-demo");
     let mut metas = 0;
     for e in std::fs::read_dir(&demo).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         if let Some(ds) = name.strip_suffix(".meta.parquet") {
             metas += 1;
-            assert!(demo.join(format!("{ds}.arrays.parquet")).exists(), "{ds} has its arrays file");
+            assert!(
+                demo.join(format!("{ds}.arrays.parquet")).exists(),
+                "{ds} has its arrays file"
+            );
         }
     }
     assert_eq!(metas, 4);
@@ -30,12 +44,29 @@ fn demo_with_no_arguments_writes_file_pairs_and_prints_a_summary() {
 #[test]
 fn gen_then_inspect_as_json() {
     let dir = tempfile::tempdir().unwrap();
-    let out = n4a(dir.path(), &["gen", "ws", "--datasets", "2", "--rows", "300", "--seed", "5", "--format", "json"]);
+    let out = n4a(
+        dir.path(),
+        &[
+            "gen",
+            "ws",
+            "--datasets",
+            "2",
+            "--rows",
+            "300",
+            "--seed",
+            "5",
+            "--format",
+            "json",
+        ],
+    );
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"], 600);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
-    let out = n4a(dir.path(), &["inspect", "ws/grain_001.meta.parquet", "--format", "json"]);
+    let out = n4a(
+        dir.path(),
+        &["inspect", "ws/grain_001.meta.parquet", "--format", "json"],
+    );
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["num_rows"], 300);
@@ -47,10 +78,19 @@ fn gen_then_inspect_as_json() {
 
 #[test]
 fn inspect_reads_nirs4all_files_with_their_1_0_summary() {
-    let out = n4a(std::path::Path::new("."), &["inspect", fixture("corn_moisture.meta.parquet").to_str().unwrap()]);
+    let out = n4a(
+        std::path::Path::new("."),
+        &[
+            "inspect",
+            fixture("corn_moisture.meta.parquet").to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("129 rows") && text.contains("n4a_version 1.0"), "{text}");
+    assert!(
+        text.contains("129 rows") && text.contains("n4a_version 1.0"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -64,23 +104,42 @@ fn ingest_csv_appends_and_a_bad_line_is_named_with_nothing_written() {
     )
     .unwrap();
     let out = n4a(dir.path(), &["ingest", ".", "rows.csv", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["appended"]["ds"], 2);
     assert_eq!(v["appended"]["other"], 1);
     let before = std::fs::read(dir.path().join("ds.meta.parquet")).unwrap();
     let bad = dir.path().join("bad.csv");
-    std::fs::write(&bad, "dataset_name,val_score,metric\nds,0.1,rmse\nds,zero,rmse\n").unwrap();
+    std::fs::write(
+        &bad,
+        "dataset_name,val_score,metric\nds,0.1,rmse\nds,zero,rmse\n",
+    )
+    .unwrap();
     let out = n4a(dir.path(), &["ingest", ".", "bad.csv"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("bad.csv:3: column \"val_score\": \"zero\" is not a number"), "{err}");
-    assert_eq!(std::fs::read(dir.path().join("ds.meta.parquet")).unwrap(), before, "nothing written");
+    assert!(
+        err.contains("bad.csv:3: column \"val_score\": \"zero\" is not a number"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("ds.meta.parquet")).unwrap(),
+        before,
+        "nothing written"
+    );
     // Unknown metric: refused with the flag to pass, then accepted with it.
     std::fs::write(&bad, "dataset_name,val_score,metric\nds,0.1,log_loss\n").unwrap();
     let out = n4a(dir.path(), &["ingest", ".", "bad.csv"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:2: metric \"log_loss\" has no known direction"));
-    let out = n4a(dir.path(), &["ingest", ".", "bad.csv", "--direction", "log_loss=min"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("bad.csv:2: metric \"log_loss\" has no known direction"));
+    let out = n4a(
+        dir.path(),
+        &["ingest", ".", "bad.csv", "--direction", "log_loss=min"],
+    );
     assert!(out.status.success());
 }

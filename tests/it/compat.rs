@@ -4,13 +4,16 @@
 use n4a::metric::Direction;
 use n4a::reader::{footer, rows};
 use n4a::schema::row_id;
-use n4a::summary::{Summary, SummaryBuilder, SummaryOptions, RowView};
+use n4a::summary::{RowView, Summary, SummaryBuilder, SummaryOptions};
 
 use crate::util::{close_opt, fixture};
 
 fn stored_and_recomputed(name: &str) -> (Summary, Summary, Vec<n4a::schema::Prediction>) {
     let path = fixture(&format!("{name}.meta.parquet"));
-    let stored = footer::read_footer(&path).unwrap().summary.expect("nirs4all wrote a summary");
+    let stored = footer::read_footer(&path)
+        .unwrap()
+        .summary
+        .expect("nirs4all wrote a summary");
     let rows = rows::read_predictions(&path).unwrap();
     let mut b = SummaryBuilder::new(SummaryOptions::default());
     for (i, p) in rows.iter().enumerate() {
@@ -31,14 +34,35 @@ fn assert_common(stored: &Summary, ours: &Summary) {
         let (s, o) = (s.as_ref().unwrap(), o.as_ref().unwrap());
         assert_eq!(o.min, s.min, "{name} min");
         assert_eq!(o.max, s.max, "{name} max");
-        assert!(close_opt(o.mean, s.mean), "{name} mean {:?} vs {:?}", o.mean, s.mean);
-        assert!(close_opt(o.std, s.std), "{name} std {:?} vs {:?}", o.std, s.std);
-        assert_eq!(o.quartiles, s.quartiles, "{name} quartiles (exact, same rule)");
+        assert!(
+            close_opt(o.mean, s.mean),
+            "{name} mean {:?} vs {:?}",
+            o.mean,
+            s.mean
+        );
+        assert!(
+            close_opt(o.std, s.std),
+            "{name} std {:?} vs {:?}",
+            o.std,
+            s.std
+        );
+        assert_eq!(
+            o.quartiles, s.quartiles,
+            "{name} quartiles (exact, same rule)"
+        );
         assert_eq!(o.quartiles_method.as_deref(), Some("exact"));
     }
     assert_eq!(ours.facets, stored.facets, "facets");
-    let mut ours_runs: Vec<_> = ours.runs.iter().map(|r| (r.name.clone(), r.n_predictions)).collect();
-    let mut their_runs: Vec<_> = stored.runs.iter().map(|r| (r.name.clone(), r.n_predictions)).collect();
+    let mut ours_runs: Vec<_> = ours
+        .runs
+        .iter()
+        .map(|r| (r.name.clone(), r.n_predictions))
+        .collect();
+    let mut their_runs: Vec<_> = stored
+        .runs
+        .iter()
+        .map(|r| (r.name.clone(), r.n_predictions))
+        .collect();
     ours_runs.sort();
     their_runs.sort();
     assert_eq!(ours_runs, their_runs, "runs per config");
@@ -49,33 +73,64 @@ fn grain_class_summary_matches_nirs4all_where_higher_is_better() {
     let (stored, ours, _) = stored_and_recomputed("grain_class");
     assert_common(&stored, &ours);
     assert_eq!(ours.ranking.as_ref().unwrap().metric, "balanced_accuracy");
-    assert_eq!(ours.ranking.as_ref().unwrap().direction, Direction::Maximize);
+    assert_eq!(
+        ours.ranking.as_ref().unwrap().direction,
+        Direction::Maximize
+    );
     // balanced_accuracy: higher is better, so nirs4all's max is right and ours equal it.
     assert_eq!(ours.runs, stored.runs);
     let strip = |s: &Summary| -> Vec<_> {
         s.top_predictions
             .iter()
-            .map(|t| (t.id.clone(), t.val_score, t.test_score, t.fold_id.clone(), t.partition.clone()))
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.val_score,
+                    t.test_score,
+                    t.fold_id.clone(),
+                    t.partition.clone(),
+                )
+            })
             .collect()
     };
-    assert_eq!(strip(&ours), strip(&stored), "top_predictions, ties in row order");
+    assert_eq!(
+        strip(&ours),
+        strip(&stored),
+        "top_predictions, ties in row order"
+    );
 }
 
 #[test]
 fn corn_moisture_ranks_mse_by_its_direction_not_nirs4alls_maximum() {
     let (stored, ours, rows) = stored_and_recomputed("corn_moisture");
     assert_common(&stored, &ours);
-    assert_eq!(ours.ranking.as_ref().unwrap().direction, Direction::Minimize);
+    assert_eq!(
+        ours.ranking.as_ref().unwrap().direction,
+        Direction::Minimize
+    );
     let vals: Vec<f64> = rows.iter().filter_map(|r| r.val_score).collect();
     let min = vals.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     // nirs4all's "top" is the worst mse; ours is the best.
-    assert_eq!(stored.top_predictions[0].val_score, Some(n4a::summary::round4(max)));
-    assert_eq!(ours.top_predictions[0].val_score, Some(n4a::summary::round4(min)));
+    assert_eq!(
+        stored.top_predictions[0].val_score,
+        Some(n4a::summary::round4(max))
+    );
+    assert_eq!(
+        ours.top_predictions[0].val_score,
+        Some(n4a::summary::round4(min))
+    );
     let mut sorted = vals.clone();
     sorted.sort_by(f64::total_cmp);
-    let ours_top: Vec<f64> = ours.top_predictions.iter().map(|t| t.val_score.unwrap()).collect();
-    let expect: Vec<f64> = sorted[..10].iter().map(|v| n4a::summary::round4(*v)).collect();
+    let ours_top: Vec<f64> = ours
+        .top_predictions
+        .iter()
+        .map(|t| t.val_score.unwrap())
+        .collect();
+    let expect: Vec<f64> = sorted[..10]
+        .iter()
+        .map(|v| n4a::summary::round4(*v))
+        .collect();
     assert_eq!(ours_top, expect);
     // Runs: same configs; best by direction is each config's minimum.
     for run in &ours.runs {

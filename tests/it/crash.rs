@@ -54,7 +54,13 @@ fn writer_killed_between_flushes_leaves_previous_file_byte_identical() {
     let input = ws.path().join("big.jsonl");
     jsonl(&input, 60_000, 2);
     let mut child = n4a()
-        .args(["ingest", ws.path().to_str().unwrap(), input.to_str().unwrap(), "--row-group-rows", "500"])
+        .args([
+            "ingest",
+            ws.path().to_str().unwrap(),
+            input.to_str().unwrap(),
+            "--row-group-rows",
+            "500",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -66,19 +72,31 @@ fn writer_killed_between_flushes_leaves_previous_file_byte_identical() {
         let grown = temp_files(ws.path())
             .iter()
             .filter(|p| p.to_string_lossy().contains(".meta.parquet"))
-            .any(|p| std::fs::metadata(p).map_or(false, |m| m.len() > before.len() as u64 + 50_000));
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > before.len() as u64 + 50_000));
         if grown {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest finished before it could be killed"
+        );
         assert!(Instant::now() < deadline, "no flush observed");
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(std::fs::read(ws.path().join("corn_000.meta.parquet")).unwrap(), before);
-    assert_eq!(std::fs::read(ws.path().join("corn_000.arrays.parquet")).unwrap(), arrays_before);
-    assert!(!temp_files(ws.path()).is_empty(), "the killed writer's temp file is still there");
+    assert_eq!(
+        std::fs::read(ws.path().join("corn_000.meta.parquet")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(ws.path().join("corn_000.arrays.parquet")).unwrap(),
+        arrays_before
+    );
+    assert!(
+        !temp_files(ws.path()).is_empty(),
+        "the killed writer's temp file is still there"
+    );
     // The next writer removes the leftovers under the lock and works.
     let w = PredictionWriter::append(ws.path(), "corn_000", WriterOptions::default()).unwrap();
     assert_eq!(w.num_rows(), 500);
@@ -95,7 +113,13 @@ fn two_processes_appending_to_one_dataset_lose_no_row() {
     ids.extend(jsonl(&b, 3000, 4));
     let spawn = |f: &Path| {
         n4a()
-            .args(["ingest", ws.path().to_str().unwrap(), f.to_str().unwrap(), "--row-group-rows", "256"])
+            .args([
+                "ingest",
+                ws.path().to_str().unwrap(),
+                f.to_str().unwrap(),
+                "--row-group-rows",
+                "256",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap()
@@ -107,7 +131,10 @@ fn two_processes_appending_to_one_dataset_lose_no_row() {
     let got = rows::read_predictions(&meta).unwrap();
     assert_eq!(got.len(), 500 + 6000);
     let have: std::collections::HashSet<_> = got.iter().filter_map(|p| p.id.clone()).collect();
-    assert!(ids.iter().all(|id| have.contains(id)), "every appended row is there");
+    assert!(
+        ids.iter().all(|id| have.contains(id)),
+        "every appended row is there"
+    );
     let s = footer::read_footer(&meta).unwrap().summary.unwrap();
     assert_eq!(s.total_predictions, 6500, "summary counts every row");
 }

@@ -2,8 +2,9 @@
 
 mod util;
 
-mod compat;
-mod writer;
-mod properties;
-mod crash;
 mod cli;
+mod compat;
+mod crash;
+mod fixtures;
+mod properties;
+mod writer;

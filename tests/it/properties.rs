@@ -13,12 +13,19 @@ use proptest::prelude::*;
 
 use crate::util::close_opt;
 
+/// min, max, quartiles, NaN count, inf count of one score column.
+type StatView = (Option<f64>, Option<f64>, Vec<Option<f64>>, u64, u64);
+/// name, rows, best val, best test of one run.
+type RunView = (Option<String>, u64, Option<f64>, Option<f64>);
+/// id and val score of each top entry, per metric.
+type TopView = BTreeMap<String, Vec<(Option<String>, Option<f64>)>>;
+
 /// Everything of the summary the oracle recomputes, in comparable form.
 #[derive(Debug, PartialEq)]
 struct View {
     total: u64,
     dataset: Option<String>,
-    stats: Vec<Option<(Option<f64>, Option<f64>, Vec<Option<f64>>, u64, u64)>>,
+    stats: Vec<Option<StatView>>,
     means: Vec<(Option<f64>, Option<f64>)>,
     models: Vec<(Option<String>, u64, Option<f64>)>,
     partitions: Vec<(Option<String>, u64)>,
@@ -26,13 +33,17 @@ struct View {
     task_types: Vec<(Option<String>, u64)>,
     n_configs: u64,
     n_pipelines: u64,
-    runs: Vec<(Option<String>, u64, Option<f64>, Option<f64>)>,
+    runs: Vec<RunView>,
     top: Vec<(Option<String>, Option<f64>, Option<f64>)>,
-    top_by_metric: BTreeMap<String, Vec<(Option<String>, Option<f64>)>>,
+    top_by_metric: TopView,
 }
 
 fn view(s: &Summary) -> View {
-    let stats = [&s.stats.val_score, &s.stats.test_score, &s.stats.train_score];
+    let stats = [
+        &s.stats.val_score,
+        &s.stats.test_score,
+        &s.stats.train_score,
+    ];
     View {
         total: s.total_predictions,
         dataset: s.dataset_name.clone(),
@@ -40,32 +51,85 @@ fn view(s: &Summary) -> View {
             .iter()
             .map(|st| {
                 st.as_ref().map(|x| {
-                    (x.min, x.max, x.quartiles.clone(), x.nan_count.unwrap_or(0), x.inf_count.unwrap_or(0))
+                    (
+                        x.min,
+                        x.max,
+                        x.quartiles.clone(),
+                        x.nan_count.unwrap_or(0),
+                        x.inf_count.unwrap_or(0),
+                    )
                 })
             })
             .collect(),
-        means: stats.iter().map(|st| st.as_ref().map_or((None, None), |x| (x.mean, x.std))).collect(),
-        models: s.facets.models.iter().map(|m| (m.name.clone(), m.count, m.avg_val_score)).collect(),
-        partitions: s.facets.partitions.iter().map(|m| (m.name.clone(), m.count)).collect(),
+        means: stats
+            .iter()
+            .map(|st| st.as_ref().map_or((None, None), |x| (x.mean, x.std)))
+            .collect(),
+        models: s
+            .facets
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.count, m.avg_val_score))
+            .collect(),
+        partitions: s
+            .facets
+            .partitions
+            .iter()
+            .map(|m| (m.name.clone(), m.count))
+            .collect(),
         folds: s.facets.folds.clone(),
-        task_types: s.facets.task_types.iter().map(|m| (m.name.clone(), m.count)).collect(),
+        task_types: s
+            .facets
+            .task_types
+            .iter()
+            .map(|m| (m.name.clone(), m.count))
+            .collect(),
         n_configs: s.facets.n_configs,
         n_pipelines: s.facets.n_pipelines,
-        runs: s.runs.iter().map(|r| (r.name.clone(), r.n_predictions, r.best_val_score, r.best_test_score)).collect(),
-        top: s.top_predictions.iter().map(|t| (t.id.clone(), t.val_score, t.test_score)).collect(),
+        runs: s
+            .runs
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.n_predictions,
+                    r.best_val_score,
+                    r.best_test_score,
+                )
+            })
+            .collect(),
+        top: s
+            .top_predictions
+            .iter()
+            .map(|t| (t.id.clone(), t.val_score, t.test_score))
+            .collect(),
         top_by_metric: s
             .top_by_metric
             .iter()
-            .map(|(m, t)| (m.clone(), t.predictions.iter().map(|e| (e.id.clone(), e.val_score)).collect()))
+            .map(|(m, t)| {
+                (
+                    m.clone(),
+                    t.predictions
+                        .iter()
+                        .map(|e| (e.id.clone(), e.val_score))
+                        .collect(),
+                )
+            })
             .collect(),
     }
 }
 
 fn assert_same(a: &View, b: &View) {
     for ((ma, sa), (mb, sb)) in a.means.iter().zip(&b.means) {
-        assert!(close_opt(*ma, *mb) && close_opt(*sa, *sb), "mean/std {a:?} vs {b:?}");
+        assert!(
+            close_opt(*ma, *mb) && close_opt(*sa, *sb),
+            "mean/std {a:?} vs {b:?}"
+        );
     }
-    let strip = |v: &View| View { means: Vec::new(), ..clone_view(v) };
+    let strip = |v: &View| View {
+        means: Vec::new(),
+        ..clone_view(v)
+    };
     assert_eq!(strip(a), strip(b));
 }
 
@@ -92,7 +156,10 @@ fn clone_view(v: &View) -> View {
 fn oracle(rows: &[Prediction]) -> View {
     let dir = |m: &str| builtin_direction(m).unwrap();
     let finite = |x: Option<f64>| x.filter(|v| v.is_finite());
-    let names: BTreeSet<&str> = rows.iter().filter_map(|r| r.dataset_name.as_deref()).collect();
+    let names: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.dataset_name.as_deref())
+        .collect();
     let mut stats = Vec::new();
     let mut means = Vec::new();
     for i in 0..3 {
@@ -108,14 +175,26 @@ fn oracle(rows: &[Prediction]) -> View {
         v.sort_by(f64::total_cmp);
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
-        let std = if v.len() == 1 { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
+        let std = if v.len() == 1 {
+            0.0
+        } else {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        };
         let q = |q: f64| Some(v[quantile_index(q, v.len() as u64) as usize]);
-        stats.push(Some((Some(v[0]), Some(v[v.len() - 1]), vec![q(0.25), q(0.5), q(0.75)], nan, inf)));
+        stats.push(Some((
+            Some(v[0]),
+            Some(v[v.len() - 1]),
+            vec![q(0.25), q(0.5), q(0.75)],
+            nan,
+            inf,
+        )));
         means.push((Some(mean), Some(std)));
     }
     let group = |key: fn(&Prediction) -> Option<&String>| {
         let mut m: BTreeMap<String, u64> = BTreeMap::new();
-        rows.iter().filter_map(key).for_each(|k| *m.entry(k.clone()).or_default() += 1);
+        rows.iter()
+            .filter_map(key)
+            .for_each(|k| *m.entry(k.clone()).or_default() += 1);
         m
     };
     let desc = |m: BTreeMap<String, u64>| {
@@ -131,7 +210,8 @@ fn oracle(rows: &[Prediction]) -> View {
                 .filter(|r| r.model_name.as_ref() == Some(&name))
                 .filter_map(|r| finite(r.val_score))
                 .collect();
-            let avg = (!vals.is_empty()).then(|| round4(vals.iter().sum::<f64>() / vals.len() as f64));
+            let avg =
+                (!vals.is_empty()).then(|| round4(vals.iter().sum::<f64>() / vals.len() as f64));
             (Some(name), c, avg)
         })
         .collect();
@@ -148,24 +228,53 @@ fn oracle(rows: &[Prediction]) -> View {
             .enumerate()
             .filter(|(_, r)| r.metric.as_deref() == Some(metric) && finite(r.val_score).is_some())
             .collect();
-        v.sort_by(|a, b| d.rank_key(a.1.val_score.unwrap()).total_cmp(&d.rank_key(b.1.val_score.unwrap())).then(a.0.cmp(&b.0)));
+        v.sort_by(|a, b| {
+            d.rank_key(a.1.val_score.unwrap())
+                .total_cmp(&d.rank_key(b.1.val_score.unwrap()))
+                .then(a.0.cmp(&b.0))
+        });
         v.truncate(10);
         v
     };
     let top = primary
         .as_deref()
-        .map(|m| ranked(m).iter().map(|(_, r)| (r.id.clone(), r.val_score.map(round4), finite(r.test_score).map(round4))).collect())
+        .map(|m| {
+            ranked(m)
+                .iter()
+                .map(|(_, r)| {
+                    (
+                        r.id.clone(),
+                        r.val_score.map(round4),
+                        finite(r.test_score).map(round4),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let top_by_metric = metric_counts
         .keys()
-        .map(|m| (m.clone(), ranked(m).iter().map(|(_, r)| (r.id.clone(), r.val_score)).collect()))
+        .map(|m| {
+            (
+                m.clone(),
+                ranked(m)
+                    .iter()
+                    .map(|(_, r)| (r.id.clone(), r.val_score))
+                    .collect(),
+            )
+        })
         .collect();
-    let mut runs: Vec<(Option<Direction>, (Option<String>, u64, Option<f64>, Option<f64>))> = group(|r| r.config_name.as_ref())
+    let mut runs: Vec<(Option<Direction>, RunView)> = group(|r| r.config_name.as_ref())
         .into_iter()
         .map(|(name, n)| {
-            let of: Vec<&Prediction> = rows.iter().filter(|r| r.config_name.as_ref() == Some(&name)).collect();
+            let of: Vec<&Prediction> = rows
+                .iter()
+                .filter(|r| r.config_name.as_ref() == Some(&name))
+                .collect();
             let metrics: BTreeSet<&str> = of.iter().filter_map(|r| r.metric.as_deref()).collect();
-            let chosen = primary.as_deref().filter(|p| metrics.contains(p)).or_else(|| metrics.iter().next().copied());
+            let chosen = primary
+                .as_deref()
+                .filter(|p| metrics.contains(p))
+                .or_else(|| metrics.iter().next().copied());
             let best = |f: fn(&Prediction) -> Option<f64>| {
                 let m = chosen?;
                 of.iter()
@@ -174,22 +283,38 @@ fn oracle(rows: &[Prediction]) -> View {
                     .min_by(|a, b| dir(m).rank_key(*a).total_cmp(&dir(m).rank_key(*b)))
                     .map(round4)
             };
-            (chosen.map(dir), (Some(name), n, best(|r| r.val_score), best(|r| r.test_score)))
+            (
+                chosen.map(dir),
+                (Some(name), n, best(|r| r.val_score), best(|r| r.test_score)),
+            )
         })
         .collect();
     runs.sort_by(|(da, a), (db, b)| {
-        let k = |d: &Option<Direction>, v: Option<f64>| v.map(|x| d.unwrap().rank_key(x)).unwrap_or(f64::INFINITY);
+        let k = |d: &Option<Direction>, v: Option<f64>| {
+            v.map(|x| d.unwrap().rank_key(x)).unwrap_or(f64::INFINITY)
+        };
         k(da, a.2).total_cmp(&k(db, b.2)).then(a.0.cmp(&b.0))
     });
-    let distinct = |key: fn(&Prediction) -> Option<&String>| rows.iter().filter_map(key).collect::<BTreeSet<_>>().len() as u64;
+    let distinct = |key: fn(&Prediction) -> Option<&String>| {
+        rows.iter().filter_map(key).collect::<BTreeSet<_>>().len() as u64
+    };
     View {
         total: rows.len() as u64,
         dataset: (names.len() == 1).then(|| names.iter().next().unwrap().to_string()),
         stats,
         means,
         models,
-        partitions: group(|r| r.partition.as_ref()).into_iter().map(|(k, c)| (Some(k), c)).collect(),
-        folds: rows.iter().filter_map(|r| r.fold_id.clone()).collect::<BTreeSet<_>>().into_iter().map(Some).collect(),
+        partitions: group(|r| r.partition.as_ref())
+            .into_iter()
+            .map(|(k, c)| (Some(k), c))
+            .collect(),
+        folds: rows
+            .iter()
+            .filter_map(|r| r.fold_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(Some)
+            .collect(),
         task_types: desc(group(|r| r.task_type.as_ref())),
         n_configs: distinct(|r| r.config_name.as_ref()),
         n_pipelines: distinct(|r| r.pipeline_uid.as_ref()),
@@ -214,28 +339,38 @@ fn opt_name(names: &'static [&'static str]) -> impl Strategy<Value = Option<Stri
 
 fn prediction() -> impl Strategy<Value = Prediction> {
     (
-        (opt_name(&["c1", "c2", "c3"]), opt_name(&["PLS", "Ridge", "RF"]), opt_name(&["0", "1", "avg", "w_avg"])),
-        (opt_name(&["train", "val", "test"]), prop::sample::select(vec!["mse", "r2", "bias"]), opt_name(&["regression", "binary_classification"])),
+        (
+            opt_name(&["c1", "c2", "c3"]),
+            opt_name(&["PLS", "Ridge", "RF"]),
+            opt_name(&["0", "1", "avg", "w_avg"]),
+        ),
+        (
+            opt_name(&["train", "val", "test"]),
+            prop::sample::select(vec!["mse", "r2", "bias"]),
+            opt_name(&["regression", "binary_classification"]),
+        ),
         (score(), score(), score(), 0u8..4),
     )
-        .prop_map(|((config, model, fold), (partition, metric, task), (val, test, train, nulls))| {
-            let all_null = nulls == 0;
-            Prediction {
-                dataset_name: Some("ds".into()),
-                pipeline_uid: config.clone().map(|c| format!("p-{c}")),
-                config_name: config,
-                model_name: model,
-                fold_id: fold,
-                partition,
-                metric: Some(metric.to_string()),
-                task_type: task,
-                val_score: if all_null { None } else { val },
-                test_score: if all_null { None } else { test },
-                train_score: if all_null { None } else { train },
-                ..Default::default()
-            }
-            .with_id()
-        })
+        .prop_map(
+            |((config, model, fold), (partition, metric, task), (val, test, train, nulls))| {
+                let all_null = nulls == 0;
+                Prediction {
+                    dataset_name: Some("ds".into()),
+                    pipeline_uid: config.clone().map(|c| format!("p-{c}")),
+                    config_name: config,
+                    model_name: model,
+                    fold_id: fold,
+                    partition,
+                    metric: Some(metric.to_string()),
+                    task_type: task,
+                    val_score: if all_null { None } else { val },
+                    test_score: if all_null { None } else { test },
+                    train_score: if all_null { None } else { train },
+                    ..Default::default()
+                }
+                .with_id()
+            },
+        )
 }
 
 trait WithId {
@@ -246,7 +381,10 @@ impl WithId for Prediction {
     fn with_id(mut self) -> Self {
         // Distinct ids even for identical rows, so the top lists are comparable.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        self.id = Some(format!("{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        self.id = Some(format!(
+            "{:016x}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         self
     }
 }
@@ -369,7 +507,10 @@ proptest! {
 #[test]
 fn empty_file_and_single_row_summaries() {
     let dir = tempfile::tempdir().unwrap();
-    let s = PredictionWriter::create(dir.path(), "empty", WriterOptions::default()).unwrap().finish().unwrap();
+    let s = PredictionWriter::create(dir.path(), "empty", WriterOptions::default())
+        .unwrap()
+        .finish()
+        .unwrap();
     assert_eq!(s.total_predictions, 0);
     assert!(s.stats.val_score.is_none() && s.top_predictions.is_empty());
     let f = footer::read_footer(&dataset_paths(dir.path(), "empty").0).unwrap();
@@ -378,5 +519,8 @@ fn empty_file_and_single_row_summaries() {
     let one = vec![crate::util::row("c", "m", "0", "val", 0.25)];
     let s = in_memory(&one);
     let v = s.stats.val_score.unwrap();
-    assert_eq!((v.std, v.quartiles.clone()), (Some(0.0), vec![Some(0.25); 3]));
+    assert_eq!(
+        (v.std, v.quartiles.clone()),
+        (Some(0.0), vec![Some(0.25); 3])
+    );
 }

@@ -8,7 +8,9 @@ use n4a::schema::Prediction;
 
 /// Path of a file in `fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// Copies fixture files into a fresh temporary workspace.

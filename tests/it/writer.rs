@@ -36,10 +36,22 @@ fn written_file_has_contract_columns_and_summary_inside_arrow_schema() {
         assert_eq!(f.data_type(), want.data_type(), "{}", f.name());
         assert_ne!(f.data_type(), &DataType::Null);
     }
-    assert_eq!(schema.field_with_name("branch_id").unwrap().data_type(), &DataType::Int64);
-    assert_eq!(schema.field_with_name("exclusion_rate").unwrap().data_type(), &DataType::Float64);
+    assert_eq!(
+        schema.field_with_name("branch_id").unwrap().data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        schema
+            .field_with_name("exclusion_rate")
+            .unwrap()
+            .data_type(),
+        &DataType::Float64
+    );
     // The summary travels inside ARROW:schema (what pyarrow reads) ...
-    let embedded = schema.metadata().get("n4a_summary").expect("summary in ARROW:schema");
+    let embedded = schema
+        .metadata()
+        .get("n4a_summary")
+        .expect("summary in ARROW:schema");
     let v: serde_json::Value = serde_json::from_str(embedded).unwrap();
     assert_eq!(v["n4a_version"], "1.1");
     assert_eq!(v["total_predictions"], 1);
@@ -47,7 +59,10 @@ fn written_file_has_contract_columns_and_summary_inside_arrow_schema() {
     let (_, md) = footer::open_metadata(&meta).unwrap();
     assert_eq!(footer::summary_text(&md), Some(embedded.as_str()));
     let codec = md.row_group(0).column(0).compression();
-    assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)), "{codec:?}");
+    assert!(
+        matches!(codec, parquet::basic::Compression::ZSTD(_)),
+        "{codec:?}"
+    );
 }
 
 #[test]
@@ -73,7 +88,10 @@ fn row_ids_follow_nirs4alls_rule_and_arrays_are_stored_once() {
         assert_eq!(p.id.as_deref(), Some(n4a::schema::row_id(p).as_str()));
         assert_eq!(p.dataset_name.as_deref(), Some("ds"));
         assert_eq!(p.y_true_id, p.y_pred_id, "same content, one array");
-        assert_eq!(p.y_true_id.as_deref(), Some(format!("array_{}", &y.content_hash()[..12]).as_str()));
+        assert_eq!(
+            p.y_true_id.as_deref(),
+            Some(format!("array_{}", &y.content_hash()[..12]).as_str())
+        );
     }
     // y (once) + three distinct index arrays.
     let n = footer::read_footer(&arrays).unwrap().num_rows;
@@ -100,7 +118,11 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
     assert_eq!(after.len(), before.len() + 1);
     assert_eq!(&after[..before.len()], &before[..], "every old value kept");
     assert_eq!(s.total_predictions, 130);
-    assert_eq!(s.top_predictions[0].val_score, Some(0.01), "mse: lowest is best");
+    assert_eq!(
+        s.top_predictions[0].val_score,
+        Some(0.01),
+        "mse: lowest is best"
+    );
     // The old row group was spliced, not re-encoded: same compressed bytes.
     let (_, new_md) = footer::open_metadata(&meta).unwrap();
     for c in 0..35 {
@@ -117,7 +139,14 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [".corn_moisture.n4a.lock", "corn_moisture.arrays.parquet", "corn_moisture.meta.parquet"]);
+    assert_eq!(
+        names,
+        [
+            ".corn_moisture.n4a.lock",
+            "corn_moisture.arrays.parquet",
+            "corn_moisture.meta.parquet"
+        ]
+    );
 }
 
 #[test]
@@ -125,8 +154,12 @@ fn dropped_writer_leaves_old_files_byte_identical() {
     let ws = workspace_with(&["grain_class.meta.parquet", "grain_class.arrays.parquet"]);
     let meta = ws.path().join("grain_class.meta.parquet");
     let arrays = ws.path().join("grain_class.arrays.parquet");
-    let (m0, a0) = (std::fs::read(&meta).unwrap(), std::fs::read(&arrays).unwrap());
-    let mut w = PredictionWriter::append(ws.path(), "grain_class", opts().with_row_group_rows(1)).unwrap();
+    let (m0, a0) = (
+        std::fs::read(&meta).unwrap(),
+        std::fs::read(&arrays).unwrap(),
+    );
+    let mut w =
+        PredictionWriter::append(ws.path(), "grain_class", opts().with_row_group_rows(1)).unwrap();
     let mut p = row("c", "RF", "0", "val", 0.9);
     p.metric = Some("balanced_accuracy".into());
     for _ in 0..5 {
@@ -152,7 +185,12 @@ fn unknown_metric_is_refused_and_nothing_is_written() {
     let (meta, _) = dataset_paths(dir.path(), "ds");
     assert!(!meta.exists());
     // With a direction supplied it is accepted and ranked by it.
-    let mut w = PredictionWriter::create(dir.path(), "ds", opts().with_direction("log_loss", Direction::Minimize)).unwrap();
+    let mut w = PredictionWriter::create(
+        dir.path(),
+        "ds",
+        opts().with_direction("log_loss", Direction::Minimize),
+    )
+    .unwrap();
     w.write(&p).unwrap();
     let s = w.finish().unwrap();
     assert_eq!(s.ranking.unwrap().direction, Direction::Minimize);
@@ -162,8 +200,13 @@ fn unknown_metric_is_refused_and_nothing_is_written() {
 fn dataset_names_with_separators_or_meta_are_refused_before_any_file_exists() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["../escape", "a/b", "x.meta", "a\\b", ".."] {
-        let err = PredictionWriter::create(dir.path(), bad, opts()).err().expect(bad);
-        assert!(matches!(err, Error::InvalidDatasetName { .. }), "{bad}: {err}");
+        let err = PredictionWriter::create(dir.path(), bad, opts())
+            .err()
+            .expect(bad);
+        assert!(
+            matches!(err, Error::InvalidDatasetName { .. }),
+            "{bad}: {err}"
+        );
         assert!(err.to_string().contains(&format!("{bad:?}")));
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -176,7 +219,10 @@ fn row_of_another_dataset_is_refused() {
     let mut p = row("c", "PLS", "0", "val", 0.3);
     p.dataset_name = Some("other".into());
     let err = w.write(&p).unwrap_err().to_string();
-    assert!(err.contains("\"other\" differs from the file's dataset \"ds\""), "{err}");
+    assert!(
+        err.contains("\"other\" differs from the file's dataset \"ds\""),
+        "{err}"
+    );
 }
 
 fn contract_batch(drop_col: Option<&str>, mistype: Option<&str>) -> RecordBatch {
@@ -210,9 +256,16 @@ fn contract_batch(drop_col: Option<&str>, mistype: Option<&str>) -> RecordBatch 
 fn record_batches_are_checked_whole_before_any_row_is_taken() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PredictionWriter::create(dir.path(), "ds", opts()).unwrap();
-    let err = w.write_batch(&contract_batch(Some("val_score"), None)).unwrap_err();
-    assert_eq!(err.to_string(), "record batch: schema mismatch: missing column \"val_score\"");
-    let err = w.write_batch(&contract_batch(None, Some("step_idx"))).unwrap_err();
+    let err = w
+        .write_batch(&contract_batch(Some("val_score"), None))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "record batch: schema mismatch: missing column \"val_score\""
+    );
+    let err = w
+        .write_batch(&contract_batch(None, Some("step_idx")))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "record batch: schema mismatch: column \"step_idx\" has type Int32, expected int64"
@@ -223,7 +276,9 @@ fn record_batches_are_checked_whole_before_any_row_is_taken() {
     assert_eq!(s.total_predictions, 2);
     let got = rows::read_predictions(&dataset_paths(dir.path(), "ds").0).unwrap();
     assert_eq!(got[1].dataset_name.as_deref(), Some("ds"), "filled");
-    assert!(got.iter().all(|p| p.id.as_deref() == Some(n4a::schema::row_id(p).as_str())));
+    assert!(got
+        .iter()
+        .all(|p| p.id.as_deref() == Some(n4a::schema::row_id(p).as_str())));
 }
 
 #[test]
@@ -236,9 +291,18 @@ fn appending_to_a_file_without_summary_rebuilds_it_from_rows() {
         w.write(p).unwrap();
     }
     w.finish().unwrap();
-    let stored = footer::read_footer(&fixture("grain_class.meta.parquet")).unwrap().summary.unwrap();
-    let ours = footer::read_footer(&ws.path().join("grain_class.meta.parquet")).unwrap().summary.unwrap();
+    let stored = footer::read_footer(&fixture("grain_class.meta.parquet"))
+        .unwrap()
+        .summary
+        .unwrap();
+    let ours = footer::read_footer(&ws.path().join("grain_class.meta.parquet"))
+        .unwrap()
+        .summary
+        .unwrap();
     assert_eq!(ours.facets, stored.facets);
     assert_eq!(ours.runs, stored.runs);
-    assert_eq!(ours.stats.val_score.unwrap().quartiles, stored.stats.val_score.unwrap().quartiles);
+    assert_eq!(
+        ours.stats.val_score.unwrap().quartiles,
+        stored.stats.val_score.unwrap().quartiles
+    );
 }
