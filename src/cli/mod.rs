@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use n4a::generate::{generate, GenOptions};
 use n4a::ingest::{ingest, InputFormat};
 use n4a::metric::Direction;
-use n4a::reader::footer;
+use n4a::reader::{footer, Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
 use n4a::writer::WriterOptions;
 use table::{num, Table};
@@ -76,6 +76,20 @@ enum Command {
         /// Rows per row group.
         #[arg(long, default_value_t = 65536)]
         row_group_rows: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Summarise a workspace from its footers alone (no row is read).
+    Summary {
+        /// Workspace folder (default: the current folder).
+        workspace: Option<PathBuf>,
+        /// Also find files in sub-folders.
+        #[arg(long)]
+        recursive: bool,
+        /// Footer-reading threads (1 = sequential, 0 = one per CPU).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -153,6 +167,30 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
+        Some(Command::Summary {
+            workspace,
+            recursive,
+            threads,
+            format,
+        }) => {
+            let dir = workspace.unwrap_or_else(|| PathBuf::from("."));
+            let ws = Workspace::open(&dir)?
+                .with_recursive(recursive)
+                .with_threads(threads);
+            let s = ws
+                .summary()
+                .with_context(|| format!("summarising {}", dir.display()))?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                print!("{}", workspace_text(&s));
+            }
+            Ok(if s.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
     }
 }
 
@@ -363,6 +401,111 @@ fn summary_text(s: &Summary) -> String {
     }
     out.push('\n');
     out.push_str(&t.render());
+    out
+}
+
+fn workspace_text(s: &WorkspaceSummary) -> String {
+    let mut out = format!(
+        "workspace {}: {} datasets, {} predictions ({} merged from state, {} without state, {} errors)\n",
+        s.workspace.display(),
+        s.total_datasets,
+        s.total_predictions,
+        s.merged_files,
+        s.files_without_state.len(),
+        s.errors.len()
+    );
+    let mut t = Table::new(&[
+        "dataset",
+        "rows",
+        "summary",
+        "metric",
+        "direction",
+        "best val",
+        "best model",
+    ]);
+    for d in &s.datasets {
+        let best = d.summary.top_predictions.first();
+        t.row(vec![
+            d.dataset.clone(),
+            d.num_rows.to_string(),
+            if !d.has_summary {
+                "none"
+            } else if d.summary.state.is_none() && d.summary.n4a_version == "1.0" {
+                "1.0"
+            } else {
+                "n4a"
+            }
+            .to_string(),
+            d.summary
+                .ranking
+                .as_ref()
+                .map(|r| r.metric.clone())
+                .unwrap_or_else(|| {
+                    if d.has_summary {
+                        "(max)".into()
+                    } else {
+                        String::new()
+                    }
+                }),
+            d.summary
+                .ranking
+                .as_ref()
+                .map(|r| r.direction.as_str().to_string())
+                .unwrap_or_default(),
+            num(best.and_then(|b| b.val_score)),
+            best.and_then(|b| b.model_name.clone()).unwrap_or_default(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    let mut t = Table::new(&["model", "count", "avg val"]);
+    for m in &s.models {
+        t.row(vec![
+            m.name.clone().unwrap_or_default(),
+            m.count.to_string(),
+            num(m.avg_val_score),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    for (metric, top) in &s.top_by_metric {
+        out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
+        let mut t = Table::new(&[
+            "#",
+            "val",
+            "test",
+            "dataset",
+            "model",
+            "config",
+            "fold",
+            "partition",
+        ]);
+        for (i, e) in top.predictions.iter().take(5).enumerate() {
+            t.row(vec![
+                (i + 1).to_string(),
+                num(e.val_score),
+                num(e.test_score),
+                e.dataset.clone().unwrap_or_default(),
+                e.model_name.clone().unwrap_or_default(),
+                e.config_name.clone().unwrap_or_default(),
+                e.fold_id.clone().unwrap_or_default(),
+                e.partition.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    if !s.files_without_state.is_empty() {
+        out.push_str("\ncounted in totals only (no n4a state to merge; any n4a append to the dataset adds it):\n");
+        for p in &s.files_without_state {
+            out.push_str(&format!("  {}\n", p.display()));
+        }
+    }
+    if !s.errors.is_empty() {
+        out.push_str("\nerrors:\n");
+        for e in &s.errors {
+            out.push_str(&format!("  [{}] {}\n", e.kind, e.error));
+        }
+    }
     out
 }
 

@@ -1,5 +1,12 @@
-//! Reading prediction files: the footer alone (summary, row counts, schema)
-//! and, where a summary must be rebuilt, the rows themselves.
+//! Reading prediction files: one file's footer (summary, row counts,
+//! schema), a whole workspace's footers in parallel with a cache and a
+//! merged summary, and, where a summary must be rebuilt, the rows.
 
+pub mod cache;
 pub mod footer;
+pub mod merge;
 pub mod rows;
+pub mod workspace;
+
+pub use merge::WorkspaceSummary;
+pub use workspace::Workspace;

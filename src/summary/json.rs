@@ -86,13 +86,28 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
     }
     let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
     let text = sanitize_non_finite(text);
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    let version = value
-        .get("n4a_version")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| invalid("no n4a_version string".to_string()))?
-        .to_string();
+    // One typed pass in the common case; the version is checked after, and
+    // re-read alone only when the typed pass fails (to tell a newer major
+    // version from a malformed summary).
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        n4a_version: Option<serde_json::Value>,
+    }
+    let (version, parsed) = match serde_json::from_str::<Summary>(&text) {
+        Ok(s) => (
+            Some(serde_json::Value::String(s.n4a_version.clone())),
+            Ok(s),
+        ),
+        Err(e) => {
+            let v: VersionOnly =
+                serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+            (v.n4a_version, Err(e))
+        }
+    };
+    let version = match version {
+        Some(serde_json::Value::String(v)) if !v.is_empty() => v,
+        _ => return Err(invalid("no n4a_version string".to_string())),
+    };
     let major = version
         .split('.')
         .next()
@@ -105,7 +120,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
             supported: SUPPORTED,
         });
     }
-    serde_json::from_value(value).map_err(|e| invalid(format!("unexpected shape: {e}")))
+    parsed.map_err(|e| invalid(format!("unexpected shape: {e}")))
 }
 
 #[cfg(test)]

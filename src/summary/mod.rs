@@ -199,12 +199,23 @@ impl SummaryState {
         [&self.val_score, &self.test_score, &self.train_score]
     }
 
-    /// Folds `other` into `self`, as if its rows had followed ours: row
-    /// ordinals of `other`'s top entries are shifted past ours. O(size of
-    /// state). Returns false when the sketches could not merge (different
-    /// α), in which case quartiles must not be rendered from them.
+    /// Folds `other` into `self`, as if its rows had followed ours in the
+    /// same file: row ordinals of `other`'s top entries are shifted past
+    /// ours. O(size of state). Returns false when the sketches could not
+    /// merge (different α), in which case quartiles must not be rendered
+    /// from them.
     pub fn merge(&mut self, other: &SummaryState) -> bool {
-        let offset = self.rows;
+        self.merge_impl(other, self.rows, None)
+    }
+
+    /// Folds the state of another file, `dataset`, into a workspace-wide
+    /// state: its top entries are tagged with the dataset (ties then break
+    /// by dataset, then row) and keep their own row ordinals.
+    pub fn merge_dataset(&mut self, other: &SummaryState, dataset: &str) -> bool {
+        self.merge_impl(other, 0, Some(dataset))
+    }
+
+    fn merge_impl(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) -> bool {
         self.rows += other.rows;
         for n in &other.dataset_names {
             note_name(&mut self.dataset_names, n);
@@ -257,6 +268,9 @@ impl SummaryState {
                 for e in entries {
                     let mut e = e.clone();
                     e.row += offset;
+                    if let Some(d) = tag {
+                        e.dataset = Some(d.to_string());
+                    }
                     t.offer(e);
                 }
                 *mine = t.sorted();

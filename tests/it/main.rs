@@ -7,4 +7,5 @@ mod compat;
 mod crash;
 mod fixtures;
 mod properties;
+mod reader;
 mod writer;

@@ -524,3 +524,64 @@ fn empty_file_and_single_row_summaries() {
         (Some(0.0), vec![Some(0.25); 3])
     );
 }
+
+/// The workspace summary as a [`Summary`], so the same view compares it.
+fn as_summary(w: &n4a::reader::WorkspaceSummary) -> Summary {
+    Summary {
+        total_predictions: w.total_predictions,
+        dataset_name: None,
+        stats: w.stats.clone(),
+        facets: w.facets.clone(),
+        runs: w.runs.clone(),
+        top_predictions: w.top_predictions.clone(),
+        top_by_metric: w.top_by_metric.clone(),
+        ..Summary::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A random workspace of random files: the summary merged from footers
+    /// equals the oracle over all rows of all files (quartiles within the
+    /// sketch's stated error), sequential and parallel alike.
+    #[test]
+    fn merged_workspace_summary_equals_oracle_over_all_rows(
+        files in prop::collection::vec(prop::collection::vec(prediction(), 0..40), 1..5),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = Vec::new();
+        for (i, rows) in files.iter().enumerate() {
+            let ds = format!("d{i}");
+            let mut w = PredictionWriter::create(dir.path(), &ds, WriterOptions::default()).unwrap();
+            for r in rows {
+                let mut r = r.clone();
+                r.dataset_name = Some(ds.clone());
+                w.write(&r).unwrap();
+                all.push(r);
+            }
+            w.finish().unwrap();
+        }
+        let seq = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(1).summary().unwrap();
+        let par = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(3).summary().unwrap();
+        prop_assert_eq!(&seq.datasets, &par.datasets);
+        prop_assert_eq!(seq.merged_files, files.len());
+        let mut got = view(&as_summary(&seq));
+        let mut want = oracle(&all);
+        want.dataset = None;
+        // Quartiles: sketched, within the stated relative error.
+        for (g, w) in got.stats.iter_mut().zip(want.stats.iter_mut()) {
+            if let (Some(g), Some(w)) = (g, w) {
+                for (a, b) in g.2.iter().zip(&w.2) {
+                    let (a, b) = (a.unwrap(), b.unwrap());
+                    prop_assert!((a - b).abs() <= 0.01 * b.abs() + 1e-12, "{} vs {}", a, b);
+                }
+                g.2.clear();
+                w.2.clear();
+            }
+        }
+        // Ties across files break by (dataset, row): the oracle's row order
+        // is dataset order then row order, so its top lists agree.
+        assert_same(&got, &want);
+    }
+}

@@ -1,0 +1,124 @@
+//! Workspace summaries from footers: sequential, rayon and cached, beside
+//! the floor (open + read the footer bytes, no decoding), on a generated
+//! workspace of 2000 files x 500 rows; and how the rayon summary grows from
+//! 10 to 2000 files. All in one run:
+//! `cargo bench --bench footer_read`.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use n4a::generate::{generate, GenOptions};
+use n4a::reader::Workspace;
+use rayon::prelude::*;
+
+const FILES: usize = 2000;
+
+fn workspace() -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenOptions {
+        datasets: FILES,
+        rows: 500,
+        arrays: false,
+        ..Default::default()
+    };
+    generate(dir.path(), &opts).unwrap();
+    let mut metas: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .collect();
+    metas.sort();
+    // Quiet files, so the cache trusts them (see reader::cache).
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let f = File::options().write(true).open(e.unwrap().path()).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    }
+    (dir, metas)
+}
+
+/// The floor: open, read the 8-byte tail, read the metadata bytes.
+fn footer_bytes(path: &Path) -> usize {
+    let mut f = File::open(path).unwrap();
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::End(-8)).unwrap();
+    f.read_exact(&mut tail).unwrap();
+    let len = u32::from_le_bytes(tail[..4].try_into().unwrap()) as i64;
+    let mut buf = vec![0u8; len as usize];
+    f.seek(SeekFrom::End(-8 - len)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    buf.len()
+}
+
+fn summary(c: &mut Criterion) {
+    let (dir, metas) = workspace();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("workspace_summary_2000_files");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(FILES as u64));
+    g.bench_function("floor_sequential", |b| {
+        b.iter(|| metas.iter().map(|p| footer_bytes(p)).sum::<usize>())
+    });
+    g.bench_function("floor_rayon", |b| {
+        b.iter(|| pool.install(|| metas.par_iter().map(|p| footer_bytes(p)).sum::<usize>()))
+    });
+    g.bench_function("n4a_sequential", |b| {
+        b.iter(|| {
+            Workspace::open(dir.path())
+                .unwrap()
+                .with_threads(1)
+                .summary()
+                .unwrap()
+        })
+    });
+    g.bench_function("n4a_rayon", |b| {
+        b.iter(|| {
+            Workspace::open(dir.path())
+                .unwrap()
+                .with_threads(2)
+                .summary()
+                .unwrap()
+        })
+    });
+    let warm = Workspace::open(dir.path()).unwrap().with_threads(2);
+    warm.summary().unwrap();
+    g.bench_function("n4a_cached", |b| b.iter(|| warm.summary().unwrap()));
+    g.bench_function("stat_only", |b| {
+        b.iter(|| {
+            metas
+                .iter()
+                .map(|p| std::fs::metadata(p).unwrap().len())
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("workspace_summary_growth");
+    g.sample_size(10);
+    for n in [10usize, 100, 500, 2000] {
+        let sub = tempfile::tempdir().unwrap();
+        for p in &metas[..n] {
+            std::fs::hard_link(p, sub.path().join(p.file_name().unwrap())).unwrap();
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("n4a_rayon", n), &n, |b, _| {
+            b.iter(|| {
+                Workspace::open(sub.path())
+                    .unwrap()
+                    .with_threads(2)
+                    .summary()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, summary);
+criterion_main!(benches);

@@ -1,0 +1,158 @@
+//! The workspace summary: per-file summaries merged into one, from footers
+//! alone, in the shape of the nirs4all dashboard's summary endpoint plus
+//! n4a's additions.
+//!
+//! Exact where the per-file state allows it: totals, per-dataset entries,
+//! per-model counts and average val scores (sums and counts add, so the
+//! average is weighted exactly), runs, min/max/mean/std from merged Welford
+//! state, and the top predictions of each metric merged from the per-file
+//! heaps (the top-k of a union is the top-k of the per-file top-ks).
+//! Quartiles come from the merged sketches, with their relative error bound
+//! stated (`quartiles_method: "sketch"`). Files whose summary has no n4a
+//! state (nirs4all's own 1.0, or no summary at all) count in the totals and
+//! the dataset list but cannot be merged exactly; they are listed in
+//! `files_without_state` rather than
+//! approximated. Any n4a append to such a dataset (even of zero rows) adds
+//! the state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::workspace::{FileError, FileFooter};
+use crate::summary::topk::TopEntry;
+use crate::summary::{
+    utc_now, Facets, MetricSummary, MetricTop, ModelFacet, Ranking, RunSummary, Stats, Summary,
+    SummaryState,
+};
+
+/// One dataset of the workspace summary: its file's summary (without the
+/// mergeable state) plus where it is and whether it had one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetEntry {
+    /// The dataset name (file name less `.meta.parquet`).
+    pub dataset: String,
+    /// The file.
+    pub path: PathBuf,
+    /// False for files written before summaries existed.
+    pub has_summary: bool,
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// The file's summary; for a file without one, only
+    /// `total_predictions` (from the metadata) and `dataset_name` are set.
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// The merged summary of a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceSummary {
+    /// Rows over all readable files.
+    pub total_predictions: u64,
+    /// Readable files.
+    pub total_datasets: usize,
+    /// One entry per readable file, in path order.
+    pub datasets: Vec<DatasetEntry>,
+    /// Models merged across files, by count desc.
+    pub models: Vec<ModelFacet>,
+    /// Configs merged across files by name, best first.
+    pub runs: Vec<RunSummary>,
+    /// Top predictions of the primary metric over all files, each with its dataset.
+    pub top_predictions: Vec<TopEntry>,
+    /// Score statistics over all files.
+    pub stats: Stats,
+    /// When this answer was made.
+    pub generated_at: String,
+    /// (n4a) The workspace folder.
+    pub workspace: PathBuf,
+    /// (n4a) Metric and direction ranking `top_predictions` and `runs`.
+    pub ranking: Option<Ranking>,
+    /// (n4a) Metrics with directions and row counts.
+    pub metrics: Vec<MetricSummary>,
+    /// (n4a) Top predictions per metric over all files.
+    pub top_by_metric: BTreeMap<String, MetricTop>,
+    /// (n4a) Merged facets (partitions, folds, task types, distinct counts).
+    pub facets: Facets,
+    /// (n4a) Files merged exactly from their state.
+    pub merged_files: usize,
+    /// (n4a) Files counted in totals only: no n4a state to merge.
+    pub files_without_state: Vec<PathBuf>,
+    /// (n4a) Files that could not be read, each with its reason.
+    pub errors: Vec<FileError>,
+}
+
+/// Merges file footers into a workspace summary. O(total state size); reads
+/// nothing.
+pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) -> WorkspaceSummary {
+    let mut state = SummaryState::default();
+    let mut datasets = Vec::new();
+    let mut without_state = Vec::new();
+    let mut merged_files = 0;
+    let mut sketches_ok = true;
+    for f in footers {
+        let info = match &f.footer {
+            Ok(info) => info,
+            Err(e) => {
+                errors.push((**e).clone());
+                continue;
+            }
+        };
+        let mut summary = info.summary.clone().unwrap_or_else(|| Summary {
+            total_predictions: info.num_rows,
+            dataset_name: Some(f.file.dataset.clone()),
+            ..Summary::default()
+        });
+        match summary.state.take() {
+            Some(st) if st.rows == info.num_rows => {
+                sketches_ok &= state.merge_dataset(&st, &f.file.dataset);
+                merged_files += 1;
+            }
+            _ => without_state.push(f.file.path.clone()),
+        }
+        datasets.push(DatasetEntry {
+            dataset: f.file.dataset.clone(),
+            path: f.file.path.clone(),
+            has_summary: info.summary.is_some(),
+            num_rows: info.num_rows,
+            num_row_groups: info.num_row_groups,
+            summary,
+        });
+    }
+    let mut rendered = Summary::render(state, None, None);
+    if !sketches_ok {
+        for s in [
+            &mut rendered.stats.val_score,
+            &mut rendered.stats.test_score,
+            &mut rendered.stats.train_score,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.quartiles.clear();
+            s.quartiles_method =
+                Some("unavailable: files with different sketch accuracy".to_string());
+            s.quartiles_rel_error = None;
+        }
+    }
+    WorkspaceSummary {
+        total_predictions: datasets.iter().map(|d| d.num_rows).sum(),
+        total_datasets: datasets.len(),
+        datasets,
+        models: rendered.facets.models.clone(),
+        runs: rendered.runs,
+        top_predictions: rendered.top_predictions,
+        stats: rendered.stats,
+        generated_at: utc_now(),
+        workspace: root.to_path_buf(),
+        ranking: rendered.ranking,
+        metrics: rendered.metrics,
+        top_by_metric: rendered.top_by_metric,
+        facets: rendered.facets,
+        merged_files,
+        files_without_state: without_state,
+        errors,
+    }
+}

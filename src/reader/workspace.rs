@@ -1,0 +1,276 @@
+//! A workspace: the `*.meta.parquet` files of one folder, their footers read
+//! in parallel and cached, and a workspace summary merged from the footers
+//! alone, without reading a single row.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cache::{FileKey, FooterCache};
+use super::footer;
+use crate::error::{Error, Result};
+use crate::schema::META_SUFFIX;
+use crate::summary::Summary;
+
+/// One prediction file of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DatasetFile {
+    /// The file's path.
+    pub path: PathBuf,
+    /// The dataset: the file name less `.meta.parquet`.
+    pub dataset: String,
+}
+
+/// A file n4a could not serve, with why. Kinds: `io`, `parquet` (not a
+/// parquet file, truncated, corrupt), `invalid_summary`,
+/// `unsupported_version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Its dataset, when the name gave one.
+    pub dataset: Option<String>,
+    /// The kind of failure.
+    pub kind: String,
+    /// The full message, naming the file.
+    pub error: String,
+}
+
+impl FileError {
+    fn new(path: &Path, dataset: Option<&str>, e: &Error) -> Self {
+        let kind = match e {
+            Error::Io { .. } => "io",
+            Error::Parquet { .. } => "parquet",
+            Error::InvalidSummary { .. } => "invalid_summary",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            _ => "other",
+        };
+        FileError {
+            path: path.to_path_buf(),
+            dataset: dataset.map(str::to_string),
+            kind: kind.to_string(),
+            error: e.to_string(),
+        }
+    }
+}
+
+/// What one file's footer says.
+#[derive(Debug, Clone)]
+pub struct FooterInfo {
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// The decoded summary, if the file has one.
+    pub summary: Option<Summary>,
+}
+
+/// One file's footer, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct FileFooter {
+    /// The file.
+    pub file: DatasetFile,
+    /// Its footer, or its error (shared with the cache).
+    pub footer: std::result::Result<Arc<FooterInfo>, Arc<FileError>>,
+}
+
+type Cached = std::result::Result<Arc<FooterInfo>, Arc<FileError>>;
+
+/// A workspace folder. Cheap to keep: holds the footer cache and, for more
+/// than one thread, a rayon pool of its own (named `n4a-footer-N`), so
+/// footer reads never oversubscribe another pool.
+pub struct Workspace {
+    root: PathBuf,
+    recursive: bool,
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+    cache: FooterCache<Cached>,
+    reads: AtomicU64,
+}
+
+impl Workspace {
+    /// Opens the workspace at `dir` (files directly in it, as nirs4all and
+    /// its dashboard glob them; see [`Self::with_recursive`]). Reads nothing yet.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `dir` is not a readable folder.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        let m = std::fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
+        if !m.is_dir() {
+            return Err(Error::io(&root, std::io::Error::other("not a directory")));
+        }
+        Ok(Workspace {
+            root,
+            recursive: false,
+            threads: 0,
+            pool: None,
+            cache: FooterCache::default(),
+            reads: AtomicU64::new(0),
+        }
+        .with_threads(0))
+    }
+
+    /// Also finds files in sub-folders.
+    #[must_use]
+    pub fn with_recursive(mut self, recursive: bool) -> Self {
+        self.recursive = recursive;
+        self
+    }
+
+    /// Footer reads on `n` threads: 1 is the sequential twin (no pool), 0
+    /// the number of CPUs.
+    #[must_use]
+    pub fn with_threads(mut self, n: usize) -> Self {
+        let n = if n == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            n
+        };
+        self.threads = n;
+        self.pool = (n > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("n4a-footer-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        self
+    }
+
+    /// The workspace folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Threads used for footer reads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Footer reads done so far (cache misses): what the cache saves.
+    pub fn footer_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The workspace's prediction files, sorted by path, plus the folders
+    /// that could not be listed. Cost: one `readdir` per folder.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the workspace folder itself cannot be listed.
+    pub fn list(&self) -> Result<(Vec<DatasetFile>, Vec<FileError>)> {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if dir == self.root => return Err(Error::io(&dir, e)),
+                Err(e) => {
+                    errors.push(FileError::new(&dir, None, &Error::io(&dir, e)));
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Some(ds) = name.strip_suffix(META_SUFFIX) {
+                    files.push(DatasetFile {
+                        path,
+                        dataset: ds.to_string(),
+                    });
+                } else if self.recursive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                }
+            }
+        }
+        files.sort();
+        Ok((files, errors))
+    }
+
+    /// Reads (or takes from the cache) the footer of every file, in
+    /// parallel; results come back in path order, each error with its path.
+    /// Cost: one `stat` per file, plus for each changed or new file an open
+    /// and two reads at its end (never a row group) and the summary decode.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the workspace folder cannot be listed; per-file
+    /// failures are in the answer, not errors.
+    pub fn footers(&self) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+        let (files, errors) = self.list()?;
+        let read = |f: &DatasetFile| FileFooter {
+            footer: self.footer_of(f),
+            file: f.clone(),
+        };
+        let out: Vec<FileFooter> = match &self.pool {
+            Some(pool) => pool.install(|| files.par_iter().map(read).collect()),
+            None => files.iter().map(read).collect(),
+        };
+        let live: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        self.cache.retain(&live);
+        Ok((out, errors))
+    }
+
+    fn footer_of(&self, f: &DatasetFile) -> Cached {
+        let read_at = SystemTime::now();
+        let key = match FileKey::of(&f.path) {
+            Ok(k) => k,
+            Err(e) => {
+                return Err(Arc::new(FileError::new(
+                    &f.path,
+                    Some(&f.dataset),
+                    &Error::io(&f.path, e),
+                )))
+            }
+        };
+        if let Some(hit) = self.cache.get(&f.path, &key) {
+            return (*hit).clone();
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let value = read_footer_info(&f.path, key.len)
+            .map(Arc::new)
+            .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
+        self.cache
+            .put(&f.path, key, read_at, Arc::new(value.clone()));
+        value
+    }
+
+    /// The workspace summary, merged from footers alone (see [`super::merge`]).
+    ///
+    /// # Errors
+    /// As [`Self::footers`].
+    pub fn summary(&self) -> Result<super::merge::WorkspaceSummary> {
+        let (footers, errors) = self.footers()?;
+        Ok(super::merge::merge(&self.root, &footers, errors))
+    }
+}
+
+/// Reads one file's footer, containing any decoder panic as an error.
+fn read_footer_info(path: &Path, file_size: u64) -> Result<FooterInfo> {
+    let run = || -> Result<FooterInfo> {
+        let (_, meta) = footer::open_metadata(path)?;
+        Ok(FooterInfo {
+            num_rows: meta.file_metadata().num_rows().max(0) as u64,
+            num_row_groups: meta.num_row_groups(),
+            file_size,
+            summary: footer::decode_summary(path, &meta)?,
+        })
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        Err(Error::parquet(
+            path,
+            parquet::errors::ParquetError::General("the decoder panicked on this file".into()),
+        ))
+    })
+}
