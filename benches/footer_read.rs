@@ -120,5 +120,34 @@ fn summary(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, summary);
+/// Where the time of one cold footer read goes: the bytes, the parquet
+/// metadata decode, and the summary JSON decode.
+fn one_file(c: &mut Criterion) {
+    let (_dir, metas) = one_small_workspace();
+    let p = &metas[0];
+    let mut g = c.benchmark_group("one_footer");
+    g.bench_function("bytes", |b| b.iter(|| footer_bytes(p)));
+    g.bench_function("parquet_metadata", |b| {
+        b.iter(|| n4a::reader::footer::open_metadata(p).unwrap())
+    });
+    g.bench_function("metadata_and_summary", |b| {
+        b.iter(|| n4a::reader::footer::read_footer(p).unwrap())
+    });
+    g.finish();
+}
+
+fn one_small_workspace() -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenOptions {
+        datasets: 1,
+        rows: 500,
+        arrays: false,
+        ..Default::default()
+    };
+    let made = generate(dir.path(), &opts).unwrap();
+    let metas = made.into_iter().map(|d| d.meta_path).collect();
+    (dir, metas)
+}
+
+criterion_group!(benches, one_file, summary);
 criterion_main!(benches);

@@ -147,18 +147,43 @@ fn ingest_csv_appends_and_a_bad_line_is_named_with_nothing_written() {
 #[test]
 fn summary_lists_datasets_best_by_direction_and_errors_with_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
-    let out = n4a(dir.path(), &["gen", "ws", "--datasets", "2", "--rows", "200", "--no-arrays"]);
+    let out = n4a(
+        dir.path(),
+        &[
+            "gen",
+            "ws",
+            "--datasets",
+            "2",
+            "--rows",
+            "200",
+            "--no-arrays",
+        ],
+    );
     assert!(out.status.success());
     let out = n4a(dir.path(), &["summary", "ws", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["total_predictions"], 400);
     assert_eq!(v["top_by_metric"]["mse"]["direction"], "minimize");
-    std::fs::copy(fixture("not_parquet.meta.parquet"), dir.path().join("ws/not_parquet.meta.parquet")).unwrap();
+    std::fs::copy(
+        fixture("not_parquet.meta.parquet"),
+        dir.path().join("ws/not_parquet.meta.parquet"),
+    )
+    .unwrap();
     let out = n4a(dir.path(), &["summary", "ws", "--threads", "1"]);
-    assert_eq!(out.status.code(), Some(1), "a bad file makes the exit code 1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad file makes the exit code 1"
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("2 datasets, 400 predictions"), "{text}");
-    assert!(text.contains("best mse (minimize)") && text.contains("corn_000"), "{text}");
-    assert!(text.contains("[parquet]") && text.contains("not_parquet.meta.parquet"), "{text}");
+    assert!(
+        text.contains("best mse (minimize)") && text.contains("corn_000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[parquet]") && text.contains("not_parquet.meta.parquet"),
+        "{text}"
+    );
 }
