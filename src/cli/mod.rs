@@ -181,7 +181,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 .summary()
                 .with_context(|| format!("summarising {}", dir.display()))?;
             if format == Format::Json {
-                println!("{}", serde_json::to_string(&s)?);
+                println!("{}", serde_json::to_string(s.as_ref())?);
             } else {
                 print!("{}", workspace_text(&s));
             }
@@ -424,31 +424,28 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
         "best model",
     ]);
     for d in &s.datasets {
-        let best = d.summary.top_predictions.first();
+        let sum = d.summary();
+        let best = sum.top_predictions.first();
+        let kind = match &d.raw {
+            None => "none",
+            Some(r) if r.state.is_none() => "no state",
+            Some(_) => "n4a",
+        };
         t.row(vec![
             d.dataset.clone(),
             d.num_rows.to_string(),
-            if !d.has_summary {
-                "none"
-            } else if d.summary.state.is_none() && d.summary.n4a_version == "1.0" {
-                "1.0"
-            } else {
-                "n4a"
-            }
-            .to_string(),
-            d.summary
-                .ranking
+            format!("{} {kind}", sum.n4a_version).trim().to_string(),
+            sum.ranking
                 .as_ref()
                 .map(|r| r.metric.clone())
                 .unwrap_or_else(|| {
                     if d.has_summary {
-                        "(max)".into()
+                        "(max, nirs4all)".into()
                     } else {
                         String::new()
                     }
                 }),
-            d.summary
-                .ranking
+            sum.ranking
                 .as_ref()
                 .map(|r| r.direction.as_str().to_string())
                 .unwrap_or_default(),

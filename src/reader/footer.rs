@@ -9,9 +9,11 @@ use std::path::Path;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
+use super::thrift;
 use crate::error::{Error, Result};
 use crate::schema::SUMMARY_KEY;
-use crate::summary::{json, Summary};
+use crate::summary::json::{self, RawSummary};
+use crate::summary::Summary;
 
 /// What one file's footer says.
 #[derive(Debug, Clone)]
@@ -68,5 +70,95 @@ pub fn read_footer(path: &Path) -> Result<Footer> {
         num_rows: meta.file_metadata().num_rows().max(0) as u64,
         num_row_groups: meta.num_row_groups(),
         summary: decode_summary(path, &meta)?,
+    })
+}
+
+/// What a workspace summary needs of one file, read the fast way.
+#[derive(Debug)]
+pub struct QuickFooter {
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// The summary, lazily decoded (only `state` typed).
+    pub summary: Option<RawSummary>,
+}
+
+/// Bytes read from the end of a file in the first `pread`; footers larger
+/// than this take a second read.
+pub const TAIL_PREFETCH: u64 = 64 << 10;
+
+/// Reads a file's footer in one `pread` of its last 64 KiB in the common
+/// case (two when the footer is larger), skims the Thrift metadata for the
+/// row count, row groups and key/values without building column metadata,
+/// and decodes the summary lazily. `len` is the file size from a `stat` the
+/// caller already made. On anything unexpected it falls back to the full
+/// parquet decoder, whose error names the problem.
+///
+/// # Errors
+/// As [`read_footer`].
+pub fn read_quick(path: &Path, len: u64) -> Result<QuickFooter> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let tail_len = len.min(TAIL_PREFETCH);
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact_at(&mut tail, len - tail_len)
+        .map_err(|e| Error::io(path, e))?;
+    let Some(meta) = footer_slice(&file, len, &tail)? else {
+        return read_full(path);
+    };
+    let Ok(skim) = thrift::parse_file_metadata(&meta) else {
+        return read_full(path);
+    };
+    let summary = skim
+        .key_values
+        .iter()
+        .find(|(k, _)| *k == SUMMARY_KEY.as_bytes())
+        .and_then(|(_, v)| *v)
+        .map(|v| json::decode_raw(path, v))
+        .transpose()?;
+    Ok(QuickFooter {
+        num_rows: skim.num_rows.max(0) as u64,
+        num_row_groups: skim.num_row_groups,
+        summary,
+    })
+}
+
+/// The serialized `FileMetaData`, from `tail` or one more read; `None` when
+/// the tail is not a plain parquet footer (the full decoder then explains).
+fn footer_slice<'a>(
+    file: &File,
+    len: u64,
+    tail: &'a [u8],
+) -> Result<Option<std::borrow::Cow<'a, [u8]>>> {
+    use std::os::unix::fs::FileExt;
+    let n = tail.len();
+    if n < 12 || &tail[n - 4..] != b"PAR1" {
+        return Ok(None);
+    }
+    let meta_len = u32::from_le_bytes(tail[n - 8..n - 4].try_into().expect("4 bytes")) as u64;
+    if meta_len + 12 > len {
+        return Ok(None);
+    }
+    if meta_len + 8 <= n as u64 {
+        let start = n - 8 - meta_len as usize;
+        return Ok(Some(std::borrow::Cow::Borrowed(&tail[start..n - 8])));
+    }
+    let mut buf = vec![0u8; meta_len as usize];
+    if file.read_exact_at(&mut buf, len - 8 - meta_len).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(std::borrow::Cow::Owned(buf)))
+}
+
+fn read_full(path: &Path) -> Result<QuickFooter> {
+    let (_, meta) = open_metadata(path)?;
+    let summary = summary_text(&meta)
+        .map(|t| json::decode_raw(path, t.as_bytes()))
+        .transpose()?;
+    Ok(QuickFooter {
+        num_rows: meta.file_metadata().num_rows().max(0) as u64,
+        num_row_groups: meta.num_row_groups(),
+        summary,
     })
 }

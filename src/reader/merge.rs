@@ -17,10 +17,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::workspace::{FileError, FileFooter};
+use crate::summary::json::RawSummary;
 use crate::summary::topk::TopEntry;
 use crate::summary::{
     utc_now, Facets, MetricSummary, MetricTop, ModelFacet, Ranking, RunSummary, Stats, Summary,
@@ -28,8 +30,11 @@ use crate::summary::{
 };
 
 /// One dataset of the workspace summary: its file's summary (without the
-/// mergeable state) plus where it is and whether it had one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// mergeable state) plus where it is and whether it had one. Serialises as
+/// one JSON object: the fields below, then the file summary's own keys
+/// verbatim (for a file without a summary, `total_predictions` from the
+/// metadata and `dataset_name`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetEntry {
     /// The dataset name (file name less `.meta.parquet`).
     pub dataset: String,
@@ -41,14 +46,53 @@ pub struct DatasetEntry {
     pub num_rows: u64,
     /// Row groups.
     pub num_row_groups: usize,
-    /// The file's summary; for a file without one, only
-    /// `total_predictions` (from the metadata) and `dataset_name` are set.
-    #[serde(flatten)]
-    pub summary: Summary,
+    /// The file's summary, kept raw (shared with the footer cache).
+    pub raw: Option<Arc<RawSummary>>,
+}
+
+impl DatasetEntry {
+    /// The file's summary, typed (decoded now from the raw keys; state
+    /// left out). For a file without one, only `total_predictions` and
+    /// `dataset_name` are set.
+    pub fn summary(&self) -> Summary {
+        let fallback = || Summary {
+            total_predictions: self.num_rows,
+            dataset_name: Some(self.dataset.clone()),
+            ..Summary::default()
+        };
+        match &self.raw {
+            Some(r) => r.to_summary().unwrap_or_else(|_| fallback()),
+            None => fallback(),
+        }
+    }
+}
+
+impl Serialize for DatasetEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("dataset", &self.dataset)?;
+        m.serialize_entry("path", &self.path)?;
+        m.serialize_entry("has_summary", &self.has_summary)?;
+        m.serialize_entry("num_rows", &self.num_rows)?;
+        m.serialize_entry("num_row_groups", &self.num_row_groups)?;
+        match &self.raw {
+            Some(r) => {
+                for (k, v) in &r.fields {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            None => {
+                m.serialize_entry("total_predictions", &self.num_rows)?;
+                m.serialize_entry("dataset_name", &self.dataset)?;
+            }
+        }
+        m.end()
+    }
 }
 
 /// The merged summary of a workspace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkspaceSummary {
     /// Rows over all readable files.
     pub total_predictions: u64,
@@ -100,14 +144,9 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
                 continue;
             }
         };
-        let mut summary = info.summary.clone().unwrap_or_else(|| Summary {
-            total_predictions: info.num_rows,
-            dataset_name: Some(f.file.dataset.clone()),
-            ..Summary::default()
-        });
-        match summary.state.take() {
+        match info.summary.as_ref().and_then(|r| r.state.as_ref()) {
             Some(st) if st.rows == info.num_rows => {
-                sketches_ok &= state.merge_dataset(&st, &f.file.dataset);
+                sketches_ok &= state.merge_dataset(st, &f.file.dataset);
                 merged_files += 1;
             }
             _ => without_state.push(f.file.path.clone()),
@@ -118,7 +157,7 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
             has_summary: info.summary.is_some(),
             num_rows: info.num_rows,
             num_row_groups: info.num_row_groups,
-            summary,
+            raw: info.summary.clone(),
         });
     }
     let mut rendered = Summary::render(state, None, None);

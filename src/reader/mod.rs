@@ -6,6 +6,7 @@ pub mod cache;
 pub mod footer;
 pub mod merge;
 pub mod rows;
+pub mod thrift;
 pub mod workspace;
 
 pub use merge::WorkspaceSummary;

@@ -14,7 +14,7 @@ use super::cache::{FileKey, FooterCache};
 use super::footer;
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
-use crate::summary::Summary;
+use crate::summary::json::RawSummary;
 
 /// One prediction file of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +59,7 @@ impl FileError {
 }
 
 /// What one file's footer says.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FooterInfo {
     /// Rows, from the parquet metadata.
     pub num_rows: u64,
@@ -67,8 +67,9 @@ pub struct FooterInfo {
     pub num_row_groups: usize,
     /// File size in bytes.
     pub file_size: u64,
-    /// The decoded summary, if the file has one.
-    pub summary: Option<Summary>,
+    /// The summary, if the file has one: raw top-level keys plus the typed
+    /// mergeable state (see [`RawSummary`]).
+    pub summary: Option<Arc<RawSummary>>,
 }
 
 /// One file's footer, or why it could not be read.
@@ -81,6 +82,11 @@ pub struct FileFooter {
 }
 
 type Cached = std::result::Result<Arc<FooterInfo>, Arc<FileError>>;
+/// The last merge and the file keys it was made from.
+type MergedCache = (Vec<(PathBuf, FileKey)>, Arc<super::merge::WorkspaceSummary>);
+/// Footers in path order, listing errors, and each footer's key when it
+/// came from the cache.
+type Keyed = (Vec<FileFooter>, Vec<FileError>, Vec<Option<FileKey>>);
 
 /// A workspace folder. Cheap to keep: holds the footer cache and, for more
 /// than one thread, a rayon pool of its own (named `n4a-footer-N`), so
@@ -92,6 +98,7 @@ pub struct Workspace {
     pool: Option<rayon::ThreadPool>,
     cache: FooterCache<Cached>,
     reads: AtomicU64,
+    merged: std::sync::Mutex<Option<MergedCache>>,
 }
 
 impl Workspace {
@@ -113,6 +120,7 @@ impl Workspace {
             pool: None,
             cache: FooterCache::default(),
             reads: AtomicU64::new(0),
+            merged: std::sync::Mutex::new(None),
         }
         .with_threads(0))
     }
@@ -208,34 +216,46 @@ impl Workspace {
     /// [`Error::Io`] if the workspace folder cannot be listed; per-file
     /// failures are in the answer, not errors.
     pub fn footers(&self) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+        let (footers, errors, _) = self.footers_keyed()?;
+        Ok((footers, errors))
+    }
+
+    /// [`Self::footers`] plus each file's key, `None` for a file that was
+    /// read now rather than served from the cache.
+    fn footers_keyed(&self) -> Result<Keyed> {
         let (files, errors) = self.list()?;
-        let read = |f: &DatasetFile| FileFooter {
-            footer: self.footer_of(f),
-            file: f.clone(),
+        let read = |f: &DatasetFile| {
+            let (footer, key) = self.footer_of(f);
+            (
+                FileFooter {
+                    footer,
+                    file: f.clone(),
+                },
+                key,
+            )
         };
-        let out: Vec<FileFooter> = match &self.pool {
+        let out: Vec<(FileFooter, Option<FileKey>)> = match &self.pool {
             Some(pool) => pool.install(|| files.par_iter().map(read).collect()),
             None => files.iter().map(read).collect(),
         };
         let live: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
         self.cache.retain(&live);
-        Ok((out, errors))
+        let (footers, keys) = out.into_iter().unzip();
+        Ok((footers, errors, keys))
     }
 
-    fn footer_of(&self, f: &DatasetFile) -> Cached {
+    /// The footer of one file and, when it came from the cache, its key.
+    fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
         let key = match FileKey::of(&f.path) {
             Ok(k) => k,
             Err(e) => {
-                return Err(Arc::new(FileError::new(
-                    &f.path,
-                    Some(&f.dataset),
-                    &Error::io(&f.path, e),
-                )))
+                let err = FileError::new(&f.path, Some(&f.dataset), &Error::io(&f.path, e));
+                return (Err(Arc::new(err)), None);
             }
         };
         if let Some(hit) = self.cache.get(&f.path, &key) {
-            return (*hit).clone();
+            return ((*hit).clone(), Some(key));
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
         let value = read_footer_info(&f.path, key.len)
@@ -243,28 +263,44 @@ impl Workspace {
             .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         self.cache
             .put(&f.path, key, read_at, Arc::new(value.clone()));
-        value
+        (value, None)
     }
 
     /// The workspace summary, merged from footers alone (see [`super::merge`]).
+    /// When every file is unchanged and served from the cache, the previous
+    /// merge is returned as it is (its `generated_at` is when it was
+    /// merged): the answer then costs one `stat` per file.
     ///
     /// # Errors
     /// As [`Self::footers`].
-    pub fn summary(&self) -> Result<super::merge::WorkspaceSummary> {
-        let (footers, errors) = self.footers()?;
-        Ok(super::merge::merge(&self.root, &footers, errors))
+    pub fn summary(&self) -> Result<Arc<super::merge::WorkspaceSummary>> {
+        let (footers, errors, keys) = self.footers_keyed()?;
+        let keyed: Option<Vec<(PathBuf, FileKey)>> = footers
+            .iter()
+            .zip(&keys)
+            .map(|(f, k)| k.map(|k| (f.file.path.clone(), k)))
+            .collect();
+        let mut slot = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(keyed), Some((prev, merged))) = (&keyed, slot.as_ref()) {
+            if keyed == prev && errors.is_empty() {
+                return Ok(merged.clone());
+            }
+        }
+        let merged = Arc::new(super::merge::merge(&self.root, &footers, errors));
+        *slot = keyed.map(|k| (k, merged.clone()));
+        Ok(merged)
     }
 }
 
 /// Reads one file's footer, containing any decoder panic as an error.
 fn read_footer_info(path: &Path, file_size: u64) -> Result<FooterInfo> {
     let run = || -> Result<FooterInfo> {
-        let (_, meta) = footer::open_metadata(path)?;
+        let q = footer::read_quick(path, file_size)?;
         Ok(FooterInfo {
-            num_rows: meta.file_metadata().num_rows().max(0) as u64,
-            num_row_groups: meta.num_row_groups(),
+            num_rows: q.num_rows,
+            num_row_groups: q.num_row_groups,
             file_size,
-            summary: footer::decode_summary(path, &meta)?,
+            summary: q.summary.map(Arc::new),
         })
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {

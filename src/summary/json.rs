@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::summary::Summary;
+use crate::summary::{Summary, SummaryState};
 
 /// Largest summary accepted (a nirs4all summary with ~1,900 configs is ~260 KB).
 pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
@@ -108,19 +108,140 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
         Some(serde_json::Value::String(v)) if !v.is_empty() => v,
         _ => return Err(invalid("no n4a_version string".to_string())),
     };
+    check_version(path, &version)?;
+    parsed.map_err(|e| invalid(format!("unexpected shape: {e}")))
+}
+
+/// A summary decoded lazily: its top-level keys kept as raw JSON (for
+/// passing through to an answer verbatim), only `n4a_version` and the
+/// mergeable `state` decoded. Several times cheaper than a typed decode of
+/// the whole summary, which a workspace summary never needs.
+#[derive(Debug)]
+pub struct RawSummary {
+    /// `n4a_version`.
+    pub version: String,
+    /// Every top-level key but `state`, in file order, as raw JSON.
+    pub fields: Vec<(String, Box<serde_json::value::RawValue>)>,
+    /// The mergeable state, if the summary has one (n4a 1.1+).
+    pub state: Option<SummaryState>,
+}
+
+impl PartialEq for RawSummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+            && self.state == other.state
+            && self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+    }
+}
+
+impl RawSummary {
+    /// The typed summary without its state, decoded now. O(size of the JSON).
+    ///
+    /// # Errors
+    /// A JSON shape error (only for summaries that passed the raw decode but
+    /// have a field of an unexpected type).
+    pub fn to_summary(&self) -> serde_json::Result<Summary> {
+        let mut text = String::from("{");
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(k)?);
+            text.push(':');
+            text.push_str(v.get());
+        }
+        text.push('}');
+        serde_json::from_str(&text)
+    }
+}
+
+struct OrderedRaw(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedRaw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedRaw;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<OrderedRaw, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = m.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(OrderedRaw(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Decodes `bytes` lazily into a [`RawSummary`], with the same checks as
+/// [`decode`] (size cap, UTF-8, JSON, version) and `state` typed.
+///
+/// # Errors
+/// As [`decode`]; a malformed `state` is [`Error::InvalidSummary`].
+pub fn decode_raw(path: &Path, bytes: &[u8]) -> Result<RawSummary> {
+    let invalid = |reason: String| Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() > MAX_SUMMARY_BYTES {
+        return Err(invalid(format!(
+            "{} bytes is over the {MAX_SUMMARY_BYTES}-byte cap",
+            bytes.len()
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+    let text = sanitize_non_finite(text);
+    let OrderedRaw(mut fields) =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let version = fields
+        .iter()
+        .find(|(k, _)| k == "n4a_version")
+        .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+        .ok_or_else(|| invalid("no n4a_version string".to_string()))?;
+    check_version(path, &version)?;
+    let state = match fields.iter().position(|(k, _)| k == "state") {
+        Some(i) => {
+            let (_, raw) = fields.remove(i);
+            Some(serde_json::from_str(raw.get()).map_err(|e| invalid(format!("state: {e}")))?)
+        }
+        None => None,
+    };
+    Ok(RawSummary {
+        version,
+        fields,
+        state,
+    })
+}
+
+fn check_version(path: &Path, version: &str) -> Result<()> {
     let major = version
         .split('.')
         .next()
         .and_then(|m| m.parse::<u64>().ok())
-        .ok_or_else(|| invalid(format!("n4a_version {version:?} is not MAJOR.MINOR")))?;
+        .ok_or_else(|| Error::InvalidSummary {
+            path: path.to_path_buf(),
+            reason: format!("n4a_version {version:?} is not MAJOR.MINOR"),
+        })?;
     if major != SUPPORTED_MAJOR {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
-            found: version,
+            found: version.to_string(),
             supported: SUPPORTED,
         });
     }
-    parsed.map_err(|e| invalid(format!("unexpected shape: {e}")))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -145,6 +266,19 @@ mod tests {
             err.to_string(),
             "x.meta.parquet: n4a_summary version 2.0 is not supported (this build reads 1.x)"
         );
+    }
+
+    #[test]
+    fn raw_decode_agrees_with_typed_decode() {
+        let text = br#"{"n4a_version": "1.1", "total_predictions": 3, "facets": {"n_configs": 2}, "state": {"rows": 3}}"#;
+        let raw = decode_raw(Path::new("f"), text).unwrap();
+        assert_eq!(raw.state.as_ref().unwrap().rows, 3);
+        assert_eq!(raw.fields.len(), 3);
+        let mut typed = decode(Path::new("f"), text).unwrap();
+        typed.state = None;
+        assert_eq!(raw.to_summary().unwrap(), typed);
+        let err = decode_raw(Path::new("f"), br#"{"n4a_version": "3.0"}"#).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { .. }));
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn each_bad_file_is_reported_by_kind_while_good_files_are_served() {
                 "invalid_summary".to_string()
             ),
             ("dangling".into(), "io".into()),
-            ("folder".into(), "parquet".into()),
+            ("folder".into(), "io".into()),
             ("newer_version".into(), "unsupported_version".into()),
             ("not_parquet".into(), "parquet".into()),
             ("truncated".into(), "parquet".into()),
@@ -89,12 +89,13 @@ fn each_bad_file_is_reported_by_kind_while_good_files_are_served() {
     let nan = &s.datasets[2];
     assert!(nan.has_summary);
     assert_eq!(
-        nan.summary.facets.models[0].avg_val_score, None,
+        nan.summary().facets.models[0].avg_val_score,
+        None,
         "bare NaN read as null"
     );
     let none = &s.datasets[3];
     assert!(!none.has_summary);
-    assert_eq!((none.num_rows, none.summary.total_predictions), (15, 15));
+    assert_eq!((none.num_rows, none.summary().total_predictions), (15, 15));
     // nirs4all's files carry no n4a state: counted, not merged.
     assert_eq!(s.merged_files, 0);
     assert_eq!(s.files_without_state.len(), 4);
@@ -113,7 +114,7 @@ fn nothing_is_read_beyond_the_footer() {
     std::fs::write(&p, &bytes).unwrap();
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
-    assert_eq!(s.datasets[0].summary.total_predictions, 15);
+    assert_eq!(s.datasets[0].summary().total_predictions, 15);
 }
 
 fn generated_workspace(n: usize) -> tempfile::TempDir {
@@ -140,12 +141,16 @@ fn sequential_and_parallel_reads_give_identical_answers() {
         .unwrap()
         .with_threads(1)
         .summary()
-        .unwrap();
+        .unwrap()
+        .as_ref()
+        .clone();
     let mut par = Workspace::open(ws.path())
         .unwrap()
         .with_threads(4)
         .summary()
-        .unwrap();
+        .unwrap()
+        .as_ref()
+        .clone();
     seq.generated_at.clear();
     par.generated_at.clear();
     assert_eq!(seq, par);
@@ -234,7 +239,7 @@ fn recursive_listing_is_opt_in() {
 fn workspace_summary_json_has_the_dashboard_shape() {
     let ws = generated_workspace(3);
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
-    let v = serde_json::to_value(&s).unwrap();
+    let v = serde_json::to_value(s.as_ref()).unwrap();
     for key in [
         "total_predictions",
         "total_datasets",
@@ -265,4 +270,83 @@ fn workspace_summary_json_has_the_dashboard_shape() {
     assert!(v["top_predictions"][0]["dataset"].is_string());
     assert_eq!(v["stats"]["val_score"]["quartiles_method"], "sketch");
     assert_eq!(v["stats"]["val_score"]["quartiles_rel_error"], 0.01);
+}
+
+#[test]
+fn quick_footer_read_agrees_with_the_parquet_decoder() {
+    use n4a::reader::footer;
+    let ws = generated_workspace(2);
+    let mut paths: Vec<std::path::PathBuf> = [
+        "corn_moisture.meta.parquet",
+        "grain_class.meta.parquet",
+        "no_summary.meta.parquet",
+        "corn_moisture.arrays.parquet",
+    ]
+    .iter()
+    .map(|n| fixture(n))
+    .collect();
+    paths.extend(
+        std::fs::read_dir(ws.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".parquet")),
+    );
+    // A large footer (over the 64 KiB first read) takes the second read.
+    let big = tempfile::tempdir().unwrap();
+    let mut w = PredictionWriter::create(big.path(), "many", WriterOptions::default()).unwrap();
+    for i in 0..3000 {
+        w.write(&row(&format!("config_{i:05}"), "PLS", "0", "val", i as f64))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    paths.push(big.path().join("many.meta.parquet"));
+    for p in &paths {
+        let len = std::fs::metadata(p).unwrap().len();
+        let quick = footer::read_quick(p, len).unwrap();
+        let (_, full) = footer::open_metadata(p).unwrap();
+        assert_eq!(
+            quick.num_rows as i64,
+            full.file_metadata().num_rows(),
+            "{}",
+            p.display()
+        );
+        assert_eq!(quick.num_row_groups, full.num_row_groups());
+        let typed = footer::decode_summary(p, &full).unwrap();
+        match (quick.summary, typed) {
+            (Some(raw), Some(mut t)) => {
+                assert_eq!(raw.state, t.state.take());
+                assert_eq!(raw.to_summary().unwrap(), t);
+            }
+            (None, None) => {}
+            other => panic!("{}: {other:?}", p.display()),
+        }
+    }
+    let (_, full) = footer::open_metadata(&big.path().join("many.meta.parquet")).unwrap();
+    assert!(full.memory_size() > 64 << 10 || footer::summary_text(&full).unwrap().len() > 64 << 10);
+}
+
+#[test]
+fn corrupted_footers_give_errors_never_panics() {
+    let src = std::fs::read(fixture("grain_class.meta.parquet")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.meta.parquet");
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for round in 0..300 {
+        let mut bytes = src.clone();
+        let n = bytes.len();
+        for _ in 0..1 + round % 8 {
+            let at = n - 1 - next() % 16_000.min(n - 1);
+            bytes[at] = next() as u8;
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let _ = n4a::reader::footer::read_quick(&p, n as u64);
+    }
+    let w = Workspace::open(dir.path()).unwrap();
+    w.summary().unwrap();
 }
