@@ -94,6 +94,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Time workspace summaries on a real workspace: median and spread of
+    /// cold (new reader, empty cache) and warm (cached) answers.
+    BenchSummary {
+        /// Workspace folder.
+        workspace: PathBuf,
+        /// Runs of each kind.
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        /// Footer-reading threads (1 = sequential, 0 = one per CPU).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Show a prediction file's schema, row groups and decoded summary.
     Inspect {
         /// A .meta.parquet (or any parquet) file.
@@ -167,6 +179,46 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
+        Some(Command::BenchSummary {
+            workspace,
+            iterations,
+            threads,
+        }) => {
+            let time = |f: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<Vec<f64>> {
+                (0..iterations.max(1))
+                    .map(|_| {
+                        let t0 = Instant::now();
+                        f()?;
+                        Ok(t0.elapsed().as_secs_f64() * 1e3)
+                    })
+                    .collect()
+            };
+            let cold = time(&|| {
+                Workspace::open(&workspace)?
+                    .with_threads(threads)
+                    .summary()?;
+                Ok(())
+            })?;
+            let warm_ws = Workspace::open(&workspace)?.with_threads(threads);
+            let files = warm_ws.summary()?.total_datasets;
+            let warm = time(&|| {
+                warm_ws.summary()?;
+                Ok(())
+            })?;
+            let stats = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[0], v[v.len() - 1])
+            };
+            let (cm, c0, c1) = stats(cold);
+            let (wm, w0, w1) = stats(warm);
+            println!(
+                "{files} files, {} threads, {iterations} runs each",
+                warm_ws.threads()
+            );
+            println!("cold summary: median {cm:.2} ms (min {c0:.2}, max {c1:.2})");
+            println!("warm summary: median {wm:.2} ms (min {w0:.2}, max {w1:.2})");
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Summary {
             workspace,
             recursive,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::workspace::{FileError, FileFooter};
 use crate::summary::json::RawSummary;
 use crate::summary::topk::TopEntry;
+use crate::summary::StateMerger;
 use crate::summary::{
     utc_now, Facets, MetricSummary, MetricTop, ModelFacet, Ranking, RunSummary, Stats, Summary,
     SummaryState,
@@ -131,11 +132,10 @@ pub struct WorkspaceSummary {
 /// Merges file footers into a workspace summary. O(total state size); reads
 /// nothing.
 pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) -> WorkspaceSummary {
-    let mut state = SummaryState::default();
+    let mut merger = StateMerger::new(SummaryState::default());
     let mut datasets = Vec::new();
     let mut without_state = Vec::new();
     let mut merged_files = 0;
-    let mut sketches_ok = true;
     for f in footers {
         let info = match &f.footer {
             Ok(info) => info,
@@ -146,7 +146,7 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
         };
         match info.summary.as_ref().and_then(|r| r.state.as_ref()) {
             Some(st) if st.rows == info.num_rows => {
-                sketches_ok &= state.merge_dataset(st, &f.file.dataset);
+                merger.add(st, 0, Some(&f.file.dataset));
                 merged_files += 1;
             }
             _ => without_state.push(f.file.path.clone()),
@@ -160,6 +160,7 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
             raw: info.summary.clone(),
         });
     }
+    let (state, sketches_ok) = merger.finish();
     let mut rendered = Summary::render(state, None, None);
     if !sketches_ok {
         for s in [

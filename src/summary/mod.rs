@@ -216,66 +216,10 @@ impl SummaryState {
     }
 
     fn merge_impl(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) -> bool {
-        self.rows += other.rows;
-        for n in &other.dataset_names {
-            note_name(&mut self.dataset_names, n);
-        }
-        let mut ok = true;
-        for (mine, theirs) in self.scores_mut().into_iter().zip(other.scores()) {
-            ok &= mine.merge(theirs);
-        }
-        for (k, m) in &other.models {
-            let e = self.models.entry(k.clone()).or_default();
-            e.count += m.count;
-            e.val_sum += m.val_sum;
-            e.val_count += m.val_count;
-        }
-        add_counts(&mut self.partitions, &other.partitions);
-        add_counts(&mut self.task_types, &other.task_types);
-        self.folds.extend(other.folds.iter().cloned());
-        self.pipelines.extend(other.pipelines.iter().cloned());
-        for (name, m) in &other.metrics {
-            self.metrics
-                .entry(name.clone())
-                .and_modify(|e| e.count += m.count)
-                .or_insert_with(|| m.clone());
-        }
-        for (name, r) in &other.runs {
-            let mine = self.runs.entry(name.clone()).or_default();
-            mine.n += r.n;
-            for (metric, b) in &r.best {
-                let dir = self.metrics.get(metric).map(|m| m.direction);
-                let e = mine.best.entry(metric.clone()).or_default();
-                if let Some(dir) = dir {
-                    e.val = better(dir, e.val, b.val);
-                    e.test = better(dir, e.test, b.test);
-                }
-            }
-        }
-        self.top_k = self.top_k.max(other.top_k);
-        for (metric, parts) in &other.top {
-            let Some(dir) = self.metrics.get(metric).map(|m| m.direction) else {
-                continue;
-            };
-            for (part, entries) in parts {
-                let mine = self
-                    .top
-                    .entry(metric.clone())
-                    .or_default()
-                    .entry(part.clone())
-                    .or_default();
-                let mut t = TopK::from_entries(self.top_k, dir, std::mem::take(mine));
-                for e in entries {
-                    let mut e = e.clone();
-                    e.row += offset;
-                    if let Some(d) = tag {
-                        e.dataset = Some(d.to_string());
-                    }
-                    t.offer(e);
-                }
-                *mine = t.sorted();
-            }
-        }
+        let mut m = StateMerger::new(std::mem::take(self));
+        m.add(other, offset, tag);
+        let (st, ok) = m.finish();
+        *self = st;
         ok
     }
 
@@ -301,6 +245,134 @@ impl SummaryState {
     }
 }
 
+/// Folds many states into one without rebuilding the top-k heaps for each
+/// (a workspace merge adds thousands): O(size of each added state), and an
+/// added top entry is cloned only if it makes the cut.
+pub struct StateMerger {
+    state: SummaryState,
+    tops: BTreeMap<String, BTreeMap<String, TopK>>,
+    ok: bool,
+}
+
+impl StateMerger {
+    /// A merger starting from `state`.
+    pub fn new(mut state: SummaryState) -> Self {
+        let mut tops: BTreeMap<String, BTreeMap<String, TopK>> = BTreeMap::new();
+        for (metric, parts) in std::mem::take(&mut state.top) {
+            let dir = state
+                .metrics
+                .get(&metric)
+                .map_or(Direction::Maximize, |m| m.direction);
+            for (part, entries) in parts {
+                let t = TopK::from_entries(state.top_k, dir, entries);
+                tops.entry(metric.clone()).or_default().insert(part, t);
+            }
+        }
+        StateMerger {
+            state,
+            tops,
+            ok: true,
+        }
+    }
+
+    /// Adds `other`: its top entries' row ordinals shifted by `offset` and,
+    /// with `tag`, marked with that dataset.
+    pub fn add(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) {
+        let st = &mut self.state;
+        st.rows += other.rows;
+        for n in &other.dataset_names {
+            note_name(&mut st.dataset_names, n);
+        }
+        for (mine, theirs) in st.scores_mut().into_iter().zip(other.scores()) {
+            self.ok &= mine.merge(theirs);
+        }
+        for (k, m) in &other.models {
+            let e = get_or_insert(&mut st.models, k);
+            e.count += m.count;
+            e.val_sum += m.val_sum;
+            e.val_count += m.val_count;
+        }
+        add_counts(&mut st.partitions, &other.partitions);
+        add_counts(&mut st.task_types, &other.task_types);
+        other.folds.iter().for_each(|f| insert(&mut st.folds, f));
+        other
+            .pipelines
+            .iter()
+            .for_each(|p| insert(&mut st.pipelines, p));
+        for (name, m) in &other.metrics {
+            match st.metrics.get_mut(name) {
+                Some(e) => e.count += m.count,
+                None => {
+                    st.metrics.insert(name.clone(), m.clone());
+                }
+            }
+        }
+        for (name, r) in &other.runs {
+            let mine = get_or_insert(&mut st.runs, name);
+            mine.n += r.n;
+            for (metric, b) in &r.best {
+                let dir = st.metrics.get(metric).map(|m| m.direction);
+                let e = get_or_insert(&mut mine.best, metric);
+                if let Some(dir) = dir {
+                    e.val = better(dir, e.val, b.val);
+                    e.test = better(dir, e.test, b.test);
+                }
+            }
+        }
+        st.top_k = st.top_k.max(other.top_k);
+        for (metric, parts) in &other.top {
+            let Some(dir) = st.metrics.get(metric).map(|m| m.direction) else {
+                continue;
+            };
+            let k = st.top_k;
+            let per_metric = match self.tops.get_mut(metric) {
+                Some(p) => p,
+                None => self.tops.entry(metric.clone()).or_default(),
+            };
+            for (part, entries) in parts {
+                let t = match per_metric.get_mut(part) {
+                    Some(t) => t,
+                    None => per_metric
+                        .entry(part.clone())
+                        .or_insert_with(|| TopK::new(k, dir)),
+                };
+                for e in entries {
+                    let score = e.val_score.unwrap_or(f64::NAN);
+                    let dataset = tag.or(e.dataset.as_deref());
+                    if t.beats_worst(score, dataset, e.row + offset) {
+                        let mut e = e.clone();
+                        e.row += offset;
+                        if let Some(d) = tag {
+                            e.dataset = Some(d.to_string());
+                        }
+                        t.offer(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The merged state, and whether every sketch merged (same α).
+    pub fn finish(mut self) -> (SummaryState, bool) {
+        self.state.top = self
+            .tops
+            .iter()
+            .map(|(m, parts)| {
+                let p = parts.iter().map(|(k, t)| (k.clone(), t.sorted())).collect();
+                (m.clone(), p)
+            })
+            .collect();
+        (self.state, self.ok)
+    }
+}
+
+fn get_or_insert<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted")
+}
+
 fn note_name(names: &mut Vec<String>, name: &str) {
     if names.len() < 2 && !names.iter().any(|n| n == name) {
         names.push(name.to_string());
@@ -309,7 +381,7 @@ fn note_name(names: &mut Vec<String>, name: &str) {
 
 fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
+        *get_or_insert(into, k) += v;
     }
 }
 
@@ -619,8 +691,17 @@ pub fn iso8601(secs: i64, micros: u32) -> String {
 }
 
 /// Rounds like Python's `round(x, 4)` (half to even on the exact value).
+///
+/// Away from a tie, `round(x * 1e4) / 1e4` is the double nearest the
+/// correctly rounded decimal (the product is off by at most an ulp, and the
+/// division is correctly rounded); near a tie the exact decimal expansion
+/// decides, through the formatter (slow, rare).
 pub fn round4(x: f64) -> f64 {
-    format!("{x:.4}").parse().unwrap_or(x)
+    let y = x * 1e4;
+    if !y.is_finite() || ((y - y.trunc()).abs() - 0.5).abs() < 1e-6 {
+        return format!("{x:.4}").parse().unwrap_or(x);
+    }
+    y.round() / 1e4
 }
 
 /// Index of quantile `q` among `n` sorted values, by the contract's rule:
@@ -979,6 +1060,20 @@ mod tests {
         assert_eq!(round4(0.03125), 0.0312);
         assert_eq!(round4(0.09375), 0.0938);
         assert_eq!(round4(4.414367853590737), 4.4144);
+        assert_eq!(round4(-0.03125), -0.0312);
+    }
+
+    #[test]
+    fn round4_fast_path_equals_the_formatter() {
+        let mut s = 12345u64;
+        for _ in 0..200_000 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10f64.powi((s % 9) as i32 - 4);
+            let slow: f64 = format!("{x:.4}").parse().unwrap();
+            assert_eq!(round4(x), slow, "{x}");
+        }
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub struct Sketch {
     /// Count of values with magnitude below 1e-12.
     pub zero: u64,
     /// Buckets of positive values, by index.
+    #[serde(with = "columns")]
     pub pos: BTreeMap<i32, u64>,
     /// Buckets of negative values, by index of the magnitude.
+    #[serde(with = "columns")]
     pub neg: BTreeMap<i32, u64>,
     /// True once buckets were folded to respect [`MAX_BUCKETS`].
     #[serde(default)]
@@ -142,6 +144,38 @@ impl Sketch {
             }
         }
         None
+    }
+}
+
+/// Buckets as two parallel integer arrays, `{"index": [..], "count": [..]}`:
+/// several times faster to decode than a JSON object keyed by strings.
+mod columns {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Columns {
+        index: Vec<i32>,
+        count: Vec<u64>,
+    }
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<i32, u64>, s: S) -> Result<S::Ok, S::Error> {
+        Columns {
+            index: m.keys().copied().collect(),
+            count: m.values().copied().collect(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<i32, u64>, D::Error> {
+        let c = Columns::deserialize(d)?;
+        if c.index.len() != c.count.len() {
+            return Err(serde::de::Error::custom(
+                "sketch index and count lengths differ",
+            ));
+        }
+        Ok(c.index.into_iter().zip(c.count).collect())
     }
 }
 

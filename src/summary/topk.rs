@@ -125,6 +125,25 @@ impl TopK {
         }
     }
 
+    /// True when an entry of `score` from `dataset` at `row` would be kept
+    /// (ties break by dataset, then row). O(1), allocates nothing.
+    pub fn beats_worst(&self, score: f64, dataset: Option<&str>, row: u64) -> bool {
+        if self.k == 0 || !score.is_finite() {
+            return false;
+        }
+        match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k => {
+                let w = &worst.entry;
+                self.direction
+                    .compare(score, w.score())
+                    .then_with(|| dataset.cmp(&w.dataset.as_deref()))
+                    .then_with(|| row.cmp(&w.row))
+                    == Ordering::Less
+            }
+            _ => true,
+        }
+    }
+
     /// Offers one entry; entries without a finite score are ignored.
     pub fn offer(&mut self, entry: TopEntry) {
         if self.k == 0 || !entry.score().is_finite() {

@@ -8,4 +8,5 @@ mod crash;
 mod fixtures;
 mod properties;
 mod reader;
+mod regression;
 mod writer;
