@@ -200,7 +200,8 @@ impl DatasetRows {
             },
             rng.next_u64() & 0xff_ffff
         );
-        let n_models = 1 + rng.below(3);
+        // A sweep: 2 to 12 model variants per config, 21 rows each.
+        let n_models = 2 + rng.below(11);
         let pre = PREPROCESSINGS[rng.below(PREPROCESSINGS.len())];
         let n_samples = 60 + rng.below(60) as i64;
         let mut rows = Vec::new();

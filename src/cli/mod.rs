@@ -429,31 +429,39 @@ fn summary_text(s: &Summary) -> String {
         f.n_configs,
         f.n_pipelines
     ));
+    out.push('\n');
+    out.push_str(&top_table(&s.top_predictions, usize::MAX));
+    out
+}
+
+/// The top entries as a table: rank, scores, where they come from.
+fn top_table(entries: &[n4a::summary::topk::TopEntry], limit: usize) -> String {
     let mut t = Table::new(&[
-        "top",
+        "#",
         "val",
         "test",
+        "dataset",
         "model",
         "config",
         "fold",
         "partition",
         "id",
     ]);
-    for (i, e) in s.top_predictions.iter().enumerate() {
+    for (i, e) in entries.iter().take(limit).enumerate() {
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
         t.row(vec![
             (i + 1).to_string(),
             num(e.val_score),
             num(e.test_score),
-            e.model_name.clone().unwrap_or_default(),
-            e.config_name.clone().unwrap_or_default(),
-            e.fold_id.clone().unwrap_or_default(),
-            e.partition.clone().unwrap_or_default(),
-            e.id.clone().unwrap_or_default(),
+            s(&e.dataset),
+            s(&e.model_name),
+            s(&e.config_name),
+            s(&e.fold_id),
+            s(&e.partition),
+            s(&e.id),
         ]);
     }
-    out.push('\n');
-    out.push_str(&t.render());
-    out
+    t.render()
 }
 
 fn workspace_text(s: &WorkspaceSummary) -> String {
@@ -519,29 +527,7 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
     out.push_str(&t.render());
     for (metric, top) in &s.top_by_metric {
         out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
-        let mut t = Table::new(&[
-            "#",
-            "val",
-            "test",
-            "dataset",
-            "model",
-            "config",
-            "fold",
-            "partition",
-        ]);
-        for (i, e) in top.predictions.iter().take(5).enumerate() {
-            t.row(vec![
-                (i + 1).to_string(),
-                num(e.val_score),
-                num(e.test_score),
-                e.dataset.clone().unwrap_or_default(),
-                e.model_name.clone().unwrap_or_default(),
-                e.config_name.clone().unwrap_or_default(),
-                e.fold_id.clone().unwrap_or_default(),
-                e.partition.clone().unwrap_or_default(),
-            ]);
-        }
-        out.push_str(&t.render());
+        out.push_str(&top_table(&top.predictions, 5));
     }
     if !s.files_without_state.is_empty() {
         out.push_str("\ncounted in totals only (no n4a state to merge; any n4a append to the dataset adds it):\n");

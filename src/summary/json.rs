@@ -12,8 +12,10 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::summary::{Summary, SummaryState};
 
-/// Largest summary accepted (a nirs4all summary with ~1,900 configs is ~260 KB).
-pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
+/// Largest summary accepted: a nirs4all summary with ~1,900 configs is
+/// ~260 KB; n4a's grows by about 250 bytes per config (one `runs` entry and
+/// one state entry), so this allows about a million configs in a file.
+pub const MAX_SUMMARY_BYTES: usize = 256 << 20;
 /// The major version this build reads.
 pub const SUPPORTED_MAJOR: u64 = 1;
 /// What the error message says this build reads.
@@ -68,12 +70,8 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// Decodes and version-checks a summary read from `path`.
-///
-/// # Errors
-/// [`Error::InvalidSummary`] for oversized, non-UTF-8 or non-JSON text and a
-/// missing version; [`Error::UnsupportedVersion`] for a newer major version.
-pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
+/// The summary's text after the size cap, UTF-8 check and NaN rewrite.
+fn checked_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, str>> {
     let invalid = |reason: String| Error::InvalidSummary {
         path: path.to_path_buf(),
         reason,
@@ -85,7 +83,20 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
         )));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
-    let text = sanitize_non_finite(text);
+    Ok(sanitize_non_finite(text))
+}
+
+/// Decodes and version-checks a summary read from `path`.
+///
+/// # Errors
+/// [`Error::InvalidSummary`] for oversized, non-UTF-8 or non-JSON text and a
+/// missing version; [`Error::UnsupportedVersion`] for a newer major version.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
+    let invalid = |reason: String| Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = checked_text(path, bytes)?;
     // One typed pass in the common case; the version is checked after, and
     // re-read alone only when the typed pass fails (to tell a newer major
     // version from a malformed summary).
@@ -195,14 +206,7 @@ pub fn decode_raw(path: &Path, bytes: &[u8]) -> Result<RawSummary> {
         path: path.to_path_buf(),
         reason,
     };
-    if bytes.len() > MAX_SUMMARY_BYTES {
-        return Err(invalid(format!(
-            "{} bytes is over the {MAX_SUMMARY_BYTES}-byte cap",
-            bytes.len()
-        )));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
-    let text = sanitize_non_finite(text);
+    let text = checked_text(path, bytes)?;
     let OrderedRaw(mut fields) =
         serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let version = fields

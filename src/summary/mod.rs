@@ -136,7 +136,61 @@ pub struct RunState {
     /// Rows of this config.
     pub n: u64,
     /// Best scores per metric, by that metric's direction.
-    pub best: BTreeMap<String, Best>,
+    pub best: SmallMap<Best>,
+}
+
+/// A map from metric name to `V` for the usual one or two metrics: a sorted
+/// vector, serialised as a JSON object. A `BTreeMap` allocates a node of
+/// eleven slots per map, which for hundreds of thousands of runs was most of
+/// the summary's memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SmallMap<V>(Vec<(String, V)>);
+
+impl<V: Default> SmallMap<V> {
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// True when `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The value of `key`, inserted as `V::default()` if absent.
+    pub fn get_or_default(&mut self, key: &str) -> &mut V {
+        let i = match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key.to_string(), V::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+impl<V: Serialize> Serialize for SmallMap<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, V>::deserialize(d)?;
+        Ok(SmallMap(m.into_iter().collect()))
+    }
 }
 
 /// Rows per metric and the direction used to rank them.
@@ -257,17 +311,7 @@ pub struct StateMerger {
 impl StateMerger {
     /// A merger starting from `state`.
     pub fn new(mut state: SummaryState) -> Self {
-        let mut tops: BTreeMap<String, BTreeMap<String, TopK>> = BTreeMap::new();
-        for (metric, parts) in std::mem::take(&mut state.top) {
-            let dir = state
-                .metrics
-                .get(&metric)
-                .map_or(Direction::Maximize, |m| m.direction);
-            for (part, entries) in parts {
-                let t = TopK::from_entries(state.top_k, dir, entries);
-                tops.entry(metric.clone()).or_default().insert(part, t);
-            }
-        }
+        let tops = take_tops(&mut state);
         StateMerger {
             state,
             tops,
@@ -310,9 +354,9 @@ impl StateMerger {
         for (name, r) in &other.runs {
             let mine = get_or_insert(&mut st.runs, name);
             mine.n += r.n;
-            for (metric, b) in &r.best {
+            for (metric, b) in r.best.iter() {
                 let dir = st.metrics.get(metric).map(|m| m.direction);
-                let e = get_or_insert(&mut mine.best, metric);
+                let e = mine.best.get_or_default(metric);
                 if let Some(dir) = dir {
                     e.val = better(dir, e.val, b.val);
                     e.test = better(dir, e.test, b.test);
@@ -364,6 +408,22 @@ impl StateMerger {
             .collect();
         (self.state, self.ok)
     }
+}
+
+/// Moves a state's top lists into heaps of k `state.top_k`.
+fn take_tops(state: &mut SummaryState) -> BTreeMap<String, BTreeMap<String, TopK>> {
+    let mut tops: BTreeMap<String, BTreeMap<String, TopK>> = BTreeMap::new();
+    for (metric, parts) in std::mem::take(&mut state.top) {
+        let dir = state
+            .metrics
+            .get(&metric)
+            .map_or(Direction::Maximize, |m| m.direction);
+        for (part, entries) in parts {
+            let t = TopK::from_entries(state.top_k, dir, entries);
+            tops.entry(metric.clone()).or_default().insert(part, t);
+        }
+    }
+    tops
 }
 
 fn get_or_insert<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
@@ -456,18 +516,8 @@ impl SummaryBuilder {
     /// [`Self::needs_prefix_values`] says so and the caller supplies them.
     pub fn from_state(opts: SummaryOptions, mut state: SummaryState) -> Self {
         let mut b = SummaryBuilder::new(opts);
-        let top = std::mem::take(&mut state.top);
-        for (metric, parts) in top {
-            let dir = state
-                .metrics
-                .get(&metric)
-                .map_or(Direction::Maximize, |m| m.direction);
-            for (part, entries) in parts {
-                let t = TopK::from_entries(b.opts.top_k, dir, entries);
-                b.tops.entry(metric.clone()).or_default().insert(part, t);
-            }
-        }
         state.top_k = b.opts.top_k;
+        b.tops = take_tops(&mut state);
         b.missing_prefix_rows = state.rows;
         b.overflow = state.rows > b.opts.exact_limit;
         b.state = state;
@@ -549,7 +599,7 @@ impl SummaryBuilder {
             if let Some(c) = r.config_name {
                 let run = st.runs.entry(c.to_string()).or_default();
                 run.n += 1;
-                let b = run.best.entry(metric.to_string()).or_default();
+                let b = run.best.get_or_default(metric);
                 b.val = better(dir, b.val, val);
                 b.test = better(dir, b.test, finite(r.scores[1]));
             }
@@ -629,7 +679,8 @@ impl SummaryBuilder {
 
     /// Renders the summary. Quartiles are exact when every value is in
     /// memory, else from the sketch with its error bound stated. O(n log n)
-    /// in the values kept for exact quartiles, otherwise O(state).
+    /// in the values kept for exact quartiles, otherwise O(state). The
+    /// state moves into the summary (no copy): the builder is spent.
     pub fn finish(&mut self, generated_at: Option<String>) -> Summary {
         let exact = if self.overflow || self.missing_prefix_rows > 0 {
             None
@@ -639,7 +690,12 @@ impl SummaryBuilder {
             }
             Some(&self.exact)
         };
-        Summary::render(self.state(), exact, generated_at)
+        let mut st = std::mem::take(&mut self.state);
+        st.top = std::mem::take(&mut self.tops)
+            .into_iter()
+            .map(|(m, parts)| (m, parts.into_iter().map(|(k, t)| (k, t.sorted())).collect()))
+            .collect();
+        Summary::render(st, exact, generated_at)
     }
 }
 
