@@ -93,6 +93,16 @@ pub enum Error {
         /// The versions this build understands.
         supported: &'static str,
     },
+    /// An error about the content of a known file (for example an unknown
+    /// metric found while rebuilding an old file's summary).
+    #[error("{path}: {source}")]
+    WithPath {
+        /// The file concerned.
+        path: PathBuf,
+        /// What went wrong in it.
+        #[source]
+        source: Box<Error>,
+    },
     /// Input rows (JSON Lines or CSV) that could not be parsed.
     #[error("{path}:{line}: {reason}")]
     Input {

@@ -214,10 +214,14 @@ pub fn ingest(
             });
         };
         if !writers.contains_key(&ds) {
-            writers.insert(
-                ds.clone(),
-                PredictionWriter::append(workspace, &ds, opts.clone())?,
-            );
+            let w = PredictionWriter::append(workspace, &ds, opts.clone()).map_err(|e| {
+                Error::Input {
+                    path: input.to_path_buf(),
+                    line,
+                    reason: e.to_string(),
+                }
+            })?;
+            writers.insert(ds.clone(), w);
         }
         let w = writers.get_mut(&ds).expect("inserted");
         w.write_owned(p).map_err(|e| Error::Input {

@@ -211,7 +211,12 @@ impl PredictionWriter {
         let mut n = 0;
         rows::for_each_batch(old, None, 8192, |b| {
             for p in rows::batch_to_predictions(&b, &ctx, false)? {
-                self.summary.observe(n, &RowView::of(&p))?;
+                self.summary
+                    .observe(n, &RowView::of(&p))
+                    .map_err(|e| Error::WithPath {
+                        path: old.to_path_buf(),
+                        source: Box::new(e),
+                    })?;
                 n += 1;
             }
             Ok(())

@@ -187,3 +187,26 @@ fn summary_lists_datasets_best_by_direction_and_errors_with_exit_code_1() {
         "{text}"
     );
 }
+
+#[test]
+fn ingest_names_the_line_of_a_bad_dataset_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"dataset_name\": \"ok\"}\n{\"dataset_name\": \"../escape\"}\n",
+    )
+    .unwrap();
+    let out = n4a(dir.path(), &["ingest", ".", "in.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "in.jsonl:2: invalid dataset name \"../escape\": it contains a path separator"
+        ),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("ok.meta.parquet").exists(),
+        "nothing committed"
+    );
+}
