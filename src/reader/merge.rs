@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::workspace::{FileError, FileFooter};
@@ -131,11 +132,25 @@ pub struct WorkspaceSummary {
 
 /// Merges file footers into a workspace summary. O(total state size); reads
 /// nothing.
-pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) -> WorkspaceSummary {
-    let mut merger = StateMerger::new(SummaryState::default());
+pub fn merge(root: &Path, footers: &[FileFooter], errors: Vec<FileError>) -> WorkspaceSummary {
+    merge_with(root, footers, errors, None)
+}
+
+/// Files merged per task: chunks are merged in parallel, then folded in
+/// order, so the answer (floating-point sums included) is the same whatever
+/// the number of threads.
+const MERGE_CHUNK: usize = 64;
+
+/// [`merge`], with the per-file states folded on `pool` when given.
+pub fn merge_with(
+    root: &Path,
+    footers: &[FileFooter],
+    mut errors: Vec<FileError>,
+    pool: Option<&rayon::ThreadPool>,
+) -> WorkspaceSummary {
     let mut datasets = Vec::new();
     let mut without_state = Vec::new();
-    let mut merged_files = 0;
+    let mut mergeable = Vec::new();
     for f in footers {
         let info = match &f.footer {
             Ok(info) => info,
@@ -145,10 +160,7 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
             }
         };
         match info.summary.as_ref().and_then(|r| r.state.as_ref()) {
-            Some(st) if st.rows == info.num_rows => {
-                merger.add(st, 0, Some(&f.file.dataset));
-                merged_files += 1;
-            }
+            Some(st) if st.rows == info.num_rows => mergeable.push((st, f.file.dataset.as_str())),
             _ => without_state.push(f.file.path.clone()),
         }
         datasets.push(DatasetEntry {
@@ -160,7 +172,26 @@ pub fn merge(root: &Path, footers: &[FileFooter], mut errors: Vec<FileError>) ->
             raw: info.summary.clone(),
         });
     }
-    let (state, sketches_ok) = merger.finish();
+    let merged_files = mergeable.len();
+    let fold_chunk = |chunk: &[(&SummaryState, &str)]| {
+        let mut m = StateMerger::new(SummaryState::default());
+        for (st, ds) in chunk {
+            m.add(st, 0, Some(ds));
+        }
+        m.finish()
+    };
+    let parts: Vec<(SummaryState, bool)> = match pool {
+        Some(pool) => pool.install(|| mergeable.par_chunks(MERGE_CHUNK).map(fold_chunk).collect()),
+        None => mergeable.chunks(MERGE_CHUNK).map(fold_chunk).collect(),
+    };
+    let mut merger = StateMerger::new(SummaryState::default());
+    let mut sketches_ok = true;
+    for (part, ok) in &parts {
+        sketches_ok &= ok;
+        merger.add(part, 0, None);
+    }
+    let (state, ok) = merger.finish();
+    let sketches_ok = sketches_ok && ok;
     let mut rendered = Summary::render(state, None, None);
     if !sketches_ok {
         for s in [

@@ -286,7 +286,12 @@ impl Workspace {
                 return Ok(merged.clone());
             }
         }
-        let merged = Arc::new(super::merge::merge(&self.root, &footers, errors));
+        let merged = Arc::new(super::merge::merge_with(
+            &self.root,
+            &footers,
+            errors,
+            self.pool.as_ref(),
+        ));
         *slot = keyed.map(|k| (k, merged.clone()));
         Ok(merged)
     }

@@ -131,7 +131,7 @@ fn generated_workspace(n: usize) -> tempfile::TempDir {
 
 #[test]
 fn sequential_and_parallel_reads_give_identical_answers() {
-    let ws = generated_workspace(9);
+    let ws = generated_workspace(140); // three merge chunks of 64
     std::fs::copy(
         fixture("truncated.meta.parquet"),
         ws.path().join("truncated.meta.parquet"),
@@ -154,7 +154,7 @@ fn sequential_and_parallel_reads_give_identical_answers() {
     seq.generated_at.clear();
     par.generated_at.clear();
     assert_eq!(seq, par);
-    assert_eq!(seq.merged_files, 9);
+    assert_eq!(seq.merged_files, 140);
     assert_eq!(seq.errors.len(), 1);
 }
 
