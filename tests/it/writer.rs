@@ -306,3 +306,51 @@ fn appending_to_a_file_without_summary_rebuilds_it_from_rows() {
         stored.stats.val_score.unwrap().quartiles
     );
 }
+
+#[test]
+fn appending_to_an_older_layout_reencodes_every_old_value() {
+    let ws = workspace_with(&["old_layout.meta.parquet"]);
+    std::fs::rename(
+        ws.path().join("old_layout.meta.parquet"),
+        ws.path().join("grain_class.meta.parquet"),
+    )
+    .unwrap();
+    let meta = ws.path().join("grain_class.meta.parquet");
+    let before = rows::read_predictions(&meta).unwrap();
+    assert!(before
+        .iter()
+        .all(|p| p.y_true_id.is_none() && p.branch_name.is_none()));
+    let mut w = PredictionWriter::append(ws.path(), "grain_class", opts()).unwrap();
+    let mut p = row("c", "RF", "0", "val", 0.99);
+    p.metric = Some("balanced_accuracy".into());
+    w.write(&p).unwrap();
+    let s = w.finish().unwrap();
+    let after = rows::read_predictions(&meta).unwrap();
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "old values kept, missing columns null"
+    );
+    assert_eq!(s.total_predictions, 16);
+    assert_eq!(s.top_predictions[0].val_score, Some(1.0));
+    let file = std::fs::File::open(&meta).unwrap();
+    let schema = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .schema()
+        .clone();
+    assert_eq!(schema.fields().len(), 35, "now in the contract's layout");
+}
+
+#[test]
+fn appending_to_a_mistyped_file_names_file_and_column_and_changes_nothing() {
+    let ws = workspace_with(&["mistyped.meta.parquet"]);
+    let meta = ws.path().join("mistyped.meta.parquet");
+    let before = std::fs::read(&meta).unwrap();
+    let err = PredictionWriter::append(ws.path(), "mistyped", opts())
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("mistyped.meta.parquet"), "{msg}");
+    assert!(msg.contains("column \"val_score\" has type Utf8"), "{msg}");
+    assert_eq!(std::fs::read(&meta).unwrap(), before);
+}
