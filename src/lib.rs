@@ -37,6 +37,7 @@
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod query;
 pub mod metric;
 pub mod reader;
 pub mod schema;

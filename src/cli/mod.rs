@@ -36,8 +36,139 @@ enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum QueryFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Row filters shared by `query`, `top` and `stats`. Each takes several
+/// values (repeat the flag or separate with commas).
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Dataset(s): only their files are opened.
+    #[arg(long, value_delimiter = ',')]
+    dataset: Vec<String>,
+    /// model_name value(s).
+    #[arg(long, value_delimiter = ',')]
+    model: Vec<String>,
+    /// model_classname value(s).
+    #[arg(long, value_delimiter = ',')]
+    model_class: Vec<String>,
+    /// config_name value(s).
+    #[arg(long, value_delimiter = ',')]
+    config: Vec<String>,
+    /// partition value(s): train, val, test.
+    #[arg(long, value_delimiter = ',')]
+    partition: Vec<String>,
+    /// fold_id value(s).
+    #[arg(long, value_delimiter = ',')]
+    fold: Vec<String>,
+    /// task_type value(s).
+    #[arg(long, value_delimiter = ',')]
+    task_type: Vec<String>,
+    /// metric value(s).
+    #[arg(long, value_delimiter = ',')]
+    metric: Vec<String>,
+    /// branch_name value(s).
+    #[arg(long, value_delimiter = ',')]
+    branch: Vec<String>,
+    /// Score ranges, e.g. 'val_score>=0.5, test_score<1' (repeatable).
+    #[arg(long = "where")]
+    where_: Vec<String>,
+}
+
+impl TryFrom<&FilterArgs> for n4a::query::Filters {
+    type Error = n4a::Error;
+
+    fn try_from(a: &FilterArgs) -> Result<Self, Self::Error> {
+        let mut f = n4a::query::Filters::default();
+        for (field, vals) in [
+            ("dataset", &a.dataset),
+            ("model_name", &a.model),
+            ("model_classname", &a.model_class),
+            ("config_name", &a.config),
+            ("partition", &a.partition),
+            ("fold_id", &a.fold),
+            ("task_type", &a.task_type),
+            ("metric", &a.metric),
+            ("branch", &a.branch),
+        ] {
+            f = f.with(field, vals.iter().cloned())?;
+        }
+        for w in &a.where_ {
+            f = f.with_where(w)?;
+        }
+        Ok(f)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A filtered, sorted page of predictions with the total of matches.
+    Query {
+        /// Workspace folder.
+        workspace: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Sort as COLUMN or COLUMN:asc|desc (ties by id, then dataset).
+        #[arg(long)]
+        sort: Option<String>,
+        /// Rows to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Rows to return.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Columns to return (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// The best K predictions by a score, in its metric's direction.
+    Top {
+        /// Workspace folder.
+        workspace: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Force a direction (max, min, zero), e.g. to rank several metrics together.
+        #[arg(long)]
+        direction: Option<String>,
+        /// Score column.
+        #[arg(long, default_value = "val_score")]
+        score: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// Counts and score statistics per group.
+    Stats {
+        /// Workspace folder.
+        workspace: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Group by model_name, config_name, dataset, partition or fold_id.
+        #[arg(long)]
+        group_by: String,
+        /// Only count and mean (then the footers can answer by model).
+        #[arg(long)]
+        count_mean_only: bool,
+        /// Force the direction of "best" (max, min, zero).
+        #[arg(long)]
+        direction: Option<String>,
+        /// Score column.
+        #[arg(long, default_value = "val_score")]
+        score: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
     /// Generate a seeded synthetic workspace.
     Gen {
         /// Output folder (created if missing).
@@ -179,6 +310,83 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
+        Some(Command::Query { workspace, filters, sort, offset, limit, columns, format }) => {
+            let q = n4a::query::PageQuery {
+                filters: (&filters).try_into()?,
+                columns: (!columns.is_empty()).then_some(columns),
+                sort: sort.as_deref().map(n4a::query::Sort::parse).transpose()?,
+                offset,
+                limit,
+            };
+            let ws = Workspace::open(&workspace)?;
+            let page = n4a::query::QueryEngine::new(&ws).page(&q)?;
+            print_page(&page, &q, format)?;
+            Ok(exit_for(&page.provenance))
+        }
+        Some(Command::Top { workspace, filters, k, direction, score, format }) => {
+            let q = n4a::query::TopQuery {
+                filters: (&filters).try_into()?,
+                k,
+                direction: direction.as_deref().map(parse_dir).transpose()?,
+                score,
+            };
+            let ws = Workspace::open(&workspace)?;
+            let top = n4a::query::QueryEngine::new(&ws).top(&q)?;
+            match format {
+                QueryFormat::Json => println!("{}", serde_json::to_string(&top)?),
+                QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
+                QueryFormat::Table => {
+                    println!(
+                        "top {} by {} ({}), served by {}",
+                        q.k,
+                        q.score,
+                        top.direction.map_or("no rows", |d| d.as_str()),
+                        served(top.served_by, &top.provenance)
+                    );
+                    print!("{}", top_table(&top.records, usize::MAX));
+                    print_errors(&top.provenance);
+                }
+            }
+            Ok(exit_for(&top.provenance))
+        }
+        Some(Command::Stats { workspace, filters, group_by, count_mean_only, direction, score, format }) => {
+            let q = n4a::query::GroupQuery {
+                filters: (&filters).try_into()?,
+                key: n4a::query::GroupKey::parse(&group_by)?,
+                score,
+                count_and_mean_only: count_mean_only,
+                direction: direction.as_deref().map(parse_dir).transpose()?,
+            };
+            let ws = Workspace::open(&workspace)?;
+            let g = n4a::query::QueryEngine::new(&ws).group(&q)?;
+            match format {
+                QueryFormat::Json => println!("{}", serde_json::to_string(&g)?),
+                QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
+                QueryFormat::Table => {
+                    println!(
+                        "{} by {}, best by {}, served by {}",
+                        q.score,
+                        q.key.column(),
+                        g.direction.map_or("-", |d| d.as_str()),
+                        served(g.served_by, &g.provenance)
+                    );
+                    let mut t = Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
+                    for r in &g.groups {
+                        t.row(vec![
+                            r.key.clone().unwrap_or_else(|| "(null)".into()),
+                            r.count.to_string(),
+                            num(r.mean),
+                            num(r.min),
+                            num(r.max),
+                            num(r.best),
+                        ]);
+                    }
+                    print!("{}", t.render());
+                    print_errors(&g.provenance);
+                }
+            }
+            Ok(exit_for(&g.provenance))
+        }
         Some(Command::BenchSummary {
             workspace,
             iterations,
@@ -244,6 +452,79 @@ pub fn run() -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn parse_dir(s: &str) -> anyhow::Result<Direction> {
+    Direction::parse(s).ok_or_else(|| anyhow::anyhow!("--direction {s:?}: expected max, min or zero"))
+}
+
+fn served(by: n4a::query::ServedBy, p: &n4a::query::Provenance) -> String {
+    format!(
+        "{} ({} files considered, {} pruned by their footers, {} scanned)",
+        serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        p.files_considered,
+        p.files_pruned,
+        p.files_scanned
+    )
+}
+
+fn print_errors(p: &n4a::query::Provenance) {
+    for e in &p.errors {
+        println!("error [{}] {}", e.kind, e.error);
+    }
+}
+
+fn exit_for(p: &n4a::query::Provenance) -> ExitCode {
+    if p.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Columns shown by the table when none are asked for.
+const TABLE_COLUMNS: [&str; 9] = [
+    "dataset", "id", "model_name", "config_name", "fold_id", "partition", "val_score", "test_score", "metric",
+];
+
+fn print_page(page: &n4a::query::Page, q: &n4a::query::PageQuery, format: QueryFormat) -> anyhow::Result<()> {
+    let all: Vec<String> = q.columns.clone().unwrap_or_else(|| {
+        std::iter::once("dataset".to_string())
+            .chain(n4a::schema::COLUMNS.iter().map(|(n, _)| n.to_string()))
+            .collect()
+    });
+    match format {
+        QueryFormat::Json => println!("{}", serde_json::to_string(page)?),
+        QueryFormat::Csv => n4a::query::output::to_csv(&page.records, &all, std::io::stdout().lock())?,
+        QueryFormat::Table => {
+            let cols: Vec<String> = match &q.columns {
+                Some(c) => c.clone(),
+                None => TABLE_COLUMNS.iter().map(|s| s.to_string()).collect(),
+            };
+            let header: Vec<&str> = cols.iter().map(String::as_str).collect();
+            let mut t = Table::new(&header);
+            for r in &page.records {
+                t.row(cols.iter().map(|c| match r.get(c) {
+                    None | Some(serde_json::Value::Null) => "-".to_string(),
+                    Some(serde_json::Value::Number(n)) => n.as_f64().map_or(n.to_string(), |x| if n.is_f64() { format!("{x:.4}") } else { n.to_string() }),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                }).collect());
+            }
+            print!("{}", t.render());
+            let end = (page.offset + page.records.len()).min(page.total as usize);
+            println!(
+                "rows {}-{} of {}{}; served by {}",
+                if page.records.is_empty() { page.offset } else { page.offset + 1 },
+                end,
+                page.total,
+                if page.has_more { " (more)" } else { "" },
+                served(page.served_by, &page.provenance)
+            );
+            print_errors(&page.provenance);
+        }
+    }
+    Ok(())
 }
 
 fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {

@@ -7,6 +7,7 @@ mod compat;
 mod crash;
 mod fixtures;
 mod properties;
+mod query;
 mod reader;
 mod regression;
 mod writer;

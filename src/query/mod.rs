@@ -1,0 +1,647 @@
+//! Queries over a workspace: filtered, sorted pages with totals,
+//! direction-aware top-k, and group-bys.
+//!
+//! Footers first: a dataset filter keeps only that dataset's file; a file
+//! whose summary state shows none of the requested models, configs,
+//! partitions, folds, task types or metrics, or whose score range cannot
+//! meet a `--where` range, is never opened; and a query the footers answer
+//! exactly (counts with at most one facet filter, top-k within the stored k,
+//! counts and means by model) reads no row at all. The rest runs on polars'
+//! lazy engine over the remaining files, with the filter and the column
+//! selection pushed down to the parquet scans. A page is found from the few
+//! columns the filter and the sort need, then only its rows are read whole.
+//! Every answer says which path served it ([`ServedBy`]).
+
+pub mod filter;
+pub mod output;
+mod scan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::metric::{Direction, Directions};
+use crate::reader::workspace::{FileError, FooterInfo, Workspace};
+use crate::schema::COLUMNS;
+use crate::summary::topk::{TopEntry, TopK};
+use crate::summary::SummaryState;
+pub use filter::{Filters, Range};
+
+/// Which path answered a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedBy {
+    /// The footers alone: no row group was read.
+    Footers,
+    /// A polars scan of the files that survived pruning.
+    Scan,
+    /// Nothing could match: every file was pruned.
+    Pruned,
+}
+
+/// How files were chosen, reported with every answer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Provenance {
+    /// Files that could match and were considered.
+    pub files_considered: usize,
+    /// Files skipped from what their footers say.
+    pub files_pruned: usize,
+    /// Files whose rows were read.
+    pub files_scanned: usize,
+    /// Files that could not be used, each with its reason.
+    pub errors: Vec<FileError>,
+}
+
+/// A sort: a column and a direction. Ties break by `id`, then `dataset`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sort {
+    /// The column.
+    pub column: String,
+    /// Descending when true.
+    pub descending: bool,
+}
+
+impl Sort {
+    /// Parses `column` or `column:asc|desc`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for an unknown column or order.
+    pub fn parse(s: &str) -> Result<Sort> {
+        let (column, order) = s.split_once(':').unwrap_or((s, "asc"));
+        check_column(column)?;
+        let descending = match order {
+            "asc" => false,
+            "desc" => true,
+            o => return Err(Error::InvalidQuery(format!("sort order {o:?} is not asc or desc"))),
+        };
+        Ok(Sort {
+            column: column.to_string(),
+            descending,
+        })
+    }
+}
+
+fn check_column(c: &str) -> Result<()> {
+    if c == "dataset" || COLUMNS.iter().any(|(n, _)| *n == c) {
+        Ok(())
+    } else {
+        Err(Error::InvalidQuery(format!("unknown column {c:?}")))
+    }
+}
+
+/// A page of rows.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// Columns to return (all 35 plus `dataset` when `None`).
+    pub columns: Option<Vec<String>>,
+    /// Order (default: `dataset`, then `id`).
+    pub sort: Option<Sort>,
+    /// Rows to skip.
+    pub offset: usize,
+    /// Rows to return.
+    pub limit: usize,
+}
+
+/// The answer to a [`PageQuery`], in the dashboard's data shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The rows, `best_params` and `scores` parsed, NaN as null.
+    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows matching the filters.
+    pub total: u64,
+    /// As asked.
+    pub limit: usize,
+    /// As asked.
+    pub offset: usize,
+    /// True when rows remain past this page.
+    pub has_more: bool,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+/// The best `k` rows by a score, in its metric's direction.
+#[derive(Debug, Clone)]
+pub struct TopQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// How many.
+    pub k: usize,
+    /// Forces a direction (required to rank metrics of opposite directions together).
+    pub direction: Option<Direction>,
+    /// The score column (default `val_score`).
+    pub score: String,
+}
+
+/// The answer to a [`TopQuery`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TopAnswer {
+    /// Best first, each with its dataset.
+    pub records: Vec<TopEntry>,
+    /// The direction used.
+    pub direction: Option<Direction>,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+/// A group-by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    /// `model_name`.
+    Model,
+    /// `config_name`.
+    Config,
+    /// The file's dataset.
+    Dataset,
+    /// `partition`.
+    Partition,
+    /// `fold_id`.
+    Fold,
+}
+
+impl GroupKey {
+    /// The column grouped on.
+    pub fn column(self) -> &'static str {
+        match self {
+            GroupKey::Model => "model_name",
+            GroupKey::Config => "config_name",
+            GroupKey::Dataset => "dataset",
+            GroupKey::Partition => "partition",
+            GroupKey::Fold => "fold_id",
+        }
+    }
+
+    /// Parses `model`/`model_name`, `config`, `dataset`, `partition`, `fold`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for anything else.
+    pub fn parse(s: &str) -> Result<GroupKey> {
+        Ok(match s {
+            "model" | "model_name" => GroupKey::Model,
+            "config" | "config_name" => GroupKey::Config,
+            "dataset" | "dataset_name" => GroupKey::Dataset,
+            "partition" => GroupKey::Partition,
+            "fold" | "fold_id" => GroupKey::Fold,
+            _ => return Err(Error::InvalidQuery(format!("cannot group by {s:?}: use model, config, dataset, partition or fold"))),
+        })
+    }
+}
+
+/// Counts and score statistics per group.
+#[derive(Debug, Clone)]
+pub struct GroupQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// The key.
+    pub key: GroupKey,
+    /// The score column (default `val_score`).
+    pub score: String,
+    /// Only count and mean wanted (then footers can answer by model).
+    pub count_and_mean_only: bool,
+    /// Forces the direction of "best".
+    pub direction: Option<Direction>,
+}
+
+/// One group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// The key value (null for rows without one).
+    pub key: Option<String>,
+    /// Rows in the group.
+    pub count: u64,
+    /// Mean of the finite scores.
+    pub mean: Option<f64>,
+    /// Smallest finite score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest finite score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Best finite score by the direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best: Option<f64>,
+}
+
+/// The answer to a [`GroupQuery`].
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupAnswer {
+    /// Groups in key order (null last).
+    pub groups: Vec<Group>,
+    /// The direction used for `best`.
+    pub direction: Option<Direction>,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+/// A file that survived pruning.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub(crate) dataset: String,
+    pub(crate) path: PathBuf,
+    pub(crate) info: Arc<FooterInfo>,
+}
+
+impl Candidate {
+    /// The file's summary state, when it agrees with the file.
+    fn state(&self) -> Option<&SummaryState> {
+        self.info
+            .summary
+            .as_ref()
+            .and_then(|r| r.state.as_ref())
+            .filter(|s| s.rows == self.info.num_rows)
+    }
+}
+
+/// Runs queries on a workspace. Holds the workspace (and so its footer
+/// cache); counts the files it scans, so tests can check that footer
+/// answers read no row.
+pub struct QueryEngine<'a> {
+    ws: &'a Workspace,
+    directions: Directions,
+    scanned: AtomicUsize,
+}
+
+impl<'a> QueryEngine<'a> {
+    /// An engine over `ws`.
+    pub fn new(ws: &'a Workspace) -> Self {
+        QueryEngine {
+            ws,
+            directions: Directions::new(),
+            scanned: AtomicUsize::new(0),
+        }
+    }
+
+    /// Supplies directions for metrics outside the built-in table.
+    #[must_use]
+    pub fn with_directions(mut self, d: Directions) -> Self {
+        self.directions = d;
+        self
+    }
+
+    /// Files whose rows were read so far, over all queries.
+    pub fn files_scanned(&self) -> usize {
+        self.scanned.load(Ordering::Relaxed)
+    }
+
+    /// The files that may hold matching rows, from footers alone.
+    fn plan(&self, f: &Filters) -> Result<(Vec<Candidate>, Provenance)> {
+        let (footers, mut errors) = self.ws.footers()?;
+        let mut prov = Provenance::default();
+        let mut out = Vec::new();
+        for ff in footers {
+            let info = match ff.footer {
+                Ok(info) => info,
+                Err(e) => {
+                    errors.push((*e).clone());
+                    continue;
+                }
+            };
+            let c = Candidate {
+                dataset: ff.file.dataset.clone(),
+                path: ff.file.path.clone(),
+                info,
+            };
+            let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
+                && c.state().is_none_or(|st| may_match(st, f));
+            if keep {
+                out.push(c);
+            } else {
+                prov.files_pruned += 1;
+            }
+        }
+        prov.files_considered = out.len();
+        prov.errors = errors;
+        Ok((out, prov))
+    }
+
+    /// The optimized polars plan of a filtered scan over the files that
+    /// survive pruning: shows where the filter runs (it should sit in each
+    /// parquet scan's `SELECTION`).
+    ///
+    /// # Errors
+    /// As [`Self::page`].
+    pub fn explain(&self, f: &Filters) -> Result<String> {
+        let (cands, _) = self.plan(f)?;
+        if cands.is_empty() {
+            return Ok("every file pruned from its footer".to_string());
+        }
+        scan::describe(&cands, f)
+    }
+
+    /// A page of rows with the total number of matches.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for unknown columns; I/O on the workspace
+    /// folder; [`Error::Polars`] if the scan fails.
+    pub fn page(&self, q: &PageQuery) -> Result<Page> {
+        if let Some(s) = &q.sort {
+            check_column(&s.column)?;
+        }
+        for c in q.columns.iter().flatten() {
+            check_column(c)?;
+        }
+        let (cands, mut prov) = self.plan(&q.filters)?;
+        let finish = |records, total: u64, served_by, prov| Page {
+            records,
+            total,
+            limit: q.limit,
+            offset: q.offset,
+            has_more: (q.offset as u64).saturating_add(q.limit as u64) < total,
+            served_by,
+            provenance: prov,
+        };
+        if cands.is_empty() {
+            return Ok(finish(Vec::new(), 0, ServedBy::Pruned, prov));
+        }
+        if q.limit == 0 {
+            if let Some(total) = footer_count(&cands, &q.filters) {
+                return Ok(finish(Vec::new(), total, ServedBy::Footers, prov));
+            }
+        }
+        let cands = self.usable(cands, &mut prov);
+        let (records, total) = scan::page(&cands, q)?;
+        prov.files_scanned = cands.len();
+        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        Ok(finish(records, total, ServedBy::Scan, prov))
+    }
+
+    /// Drops files whose columns have the wrong types (reported), so one
+    /// bad file does not fail the scan. Cost: the parquet metadata of files
+    /// not written by n4a.
+    fn usable(&self, cands: Vec<Candidate>, prov: &mut Provenance) -> Vec<Candidate> {
+        cands
+            .into_iter()
+            .filter(|c| {
+                if c.state().is_some() {
+                    return true;
+                }
+                match scan::check_file(&c.path) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        prov.errors.push(FileError {
+                            path: c.path.clone(),
+                            dataset: Some(c.dataset.clone()),
+                            kind: "schema".to_string(),
+                            error: e.to_string(),
+                        });
+                        prov.files_considered -= 1;
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The direction for ranking the candidates' rows.
+    fn direction(&self, cands: &[Candidate], f: &Filters, forced: Option<Direction>) -> Result<Option<Direction>> {
+        if forced.is_some() {
+            return Ok(forced);
+        }
+        let mut metrics: BTreeMap<String, Direction> = BTreeMap::new();
+        let wanted = f.get("metric");
+        let mut unknown_files = Vec::new();
+        for c in cands {
+            match c.state() {
+                Some(st) => {
+                    for (m, ms) in &st.metrics {
+                        if wanted.is_none_or(|w| w.contains(m)) {
+                            metrics.insert(m.clone(), ms.direction);
+                        }
+                    }
+                }
+                None => unknown_files.push(c.clone()),
+            }
+        }
+        if !unknown_files.is_empty() {
+            for m in scan::distinct_metrics(&unknown_files, f)? {
+                metrics.insert(m.clone(), self.directions.get(&m)?);
+            }
+        }
+        let dirs: BTreeSet<Direction> = metrics.values().copied().collect();
+        match dirs.len() {
+            0 => Ok(None),
+            1 => Ok(dirs.into_iter().next()),
+            _ => Err(Error::InvalidQuery(format!(
+                "the rows mix metrics of different directions ({}): filter one metric or give a direction",
+                metrics.iter().map(|(m, d)| format!("{m}: {}", d.as_str())).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The best `k` rows by the score, in the metric's direction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] when the rows mix directions and none is
+    /// given, or for an unknown score column; as [`Self::page`].
+    pub fn top(&self, q: &TopQuery) -> Result<TopAnswer> {
+        if !filter::SCORES.contains(&q.score.as_str()) {
+            return Err(Error::InvalidQuery(format!("cannot rank by {:?}", q.score)));
+        }
+        let (cands, mut prov) = self.plan(&q.filters)?;
+        let cands = self.usable(cands, &mut prov);
+        let direction = self.direction(&cands, &q.filters, q.direction)?;
+        let answer = |records, served_by, prov| TopAnswer {
+            records,
+            direction,
+            served_by,
+            provenance: prov,
+        };
+        let Some(dir) = direction else {
+            return Ok(answer(Vec::new(), ServedBy::Pruned, prov));
+        };
+        if let Some(records) = footer_top(&cands, q, dir) {
+            return Ok(answer(records, ServedBy::Footers, prov));
+        }
+        let records = scan::top(&cands, q, dir)?;
+        prov.files_scanned = cands.len();
+        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        Ok(answer(records, ServedBy::Scan, prov))
+    }
+
+    /// Counts and score statistics per group.
+    ///
+    /// # Errors
+    /// As [`Self::top`] (a direction is needed for `best` unless only
+    /// count and mean are asked).
+    pub fn group(&self, q: &GroupQuery) -> Result<GroupAnswer> {
+        if !filter::SCORES.contains(&q.score.as_str()) {
+            return Err(Error::InvalidQuery(format!("cannot aggregate {:?}", q.score)));
+        }
+        let (cands, mut prov) = self.plan(&q.filters)?;
+        let cands = self.usable(cands, &mut prov);
+        let direction = if q.count_and_mean_only {
+            None
+        } else {
+            self.direction(&cands, &q.filters, q.direction)?
+        };
+        let answer = |groups, served_by, prov| GroupAnswer {
+            groups,
+            direction,
+            served_by,
+            provenance: prov,
+        };
+        if cands.is_empty() {
+            return Ok(answer(Vec::new(), ServedBy::Pruned, prov));
+        }
+        if q.count_and_mean_only {
+            if let Some(groups) = footer_groups(&cands, q) {
+                return Ok(answer(groups, ServedBy::Footers, prov));
+            }
+        }
+        let groups = scan::group(&cands, q, direction)?;
+        prov.files_scanned = cands.len();
+        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        Ok(answer(groups, ServedBy::Scan, prov))
+    }
+}
+
+/// False when the state proves no row of the file can match.
+fn may_match(st: &SummaryState, f: &Filters) -> bool {
+    let keys = |field: &str| -> Option<Vec<&String>> {
+        Some(match field {
+            "model_name" => st.models.keys().collect(),
+            "partition" => st.partitions.keys().collect(),
+            "task_type" => st.task_types.keys().collect(),
+            "metric" => st.metrics.keys().collect(),
+            "fold_id" => st.folds.iter().collect(),
+            "config_name" => st.runs.keys().collect(),
+            _ => return None,
+        })
+    };
+    for (field, wanted) in &f.values {
+        if let Some(present) = keys(field) {
+            if !wanted.iter().any(|w| present.contains(&w)) {
+                return false;
+            }
+        }
+    }
+    f.ranges.iter().all(|r| {
+        let s = match r.column.as_str() {
+            "val_score" => &st.val_score,
+            "test_score" => &st.test_score,
+            _ => &st.train_score,
+        };
+        if s.inf_count > 0 {
+            return true;
+        }
+        match (s.welford.min, s.welford.max) {
+            (Some(lo), Some(hi)) => r.overlaps(lo, hi),
+            _ => false,
+        }
+    })
+}
+
+/// The total from footers: no filter beyond the dataset, or one facet
+/// field (partition, model, task type or metric) whose counts the state
+/// keeps exactly. `None` when the footers cannot answer.
+fn footer_count(cands: &[Candidate], f: &Filters) -> Option<u64> {
+    if !f.ranges.is_empty() {
+        return None;
+    }
+    let facets: Vec<(&String, &Vec<String>)> = f.values.iter().filter(|(k, _)| k.as_str() != "dataset").collect();
+    match facets.as_slice() {
+        [] => Some(cands.iter().map(|c| c.info.num_rows).sum()),
+        [(field, wanted)] => {
+            let wanted: BTreeSet<&String> = wanted.iter().collect();
+            cands
+                .iter()
+                .map(|c| {
+                    let st = c.state()?;
+                    wanted.iter().map(|w| facet_count(st, field, w)).sum::<Option<u64>>()
+                })
+                .sum()
+        }
+        _ => None,
+    }
+}
+
+/// Rows of `value` in one facet of the state, if the state keeps that facet.
+fn facet_count(st: &SummaryState, field: &str, value: &str) -> Option<u64> {
+    Some(match field {
+        "partition" => st.partitions.get(value).copied().unwrap_or(0),
+        "task_type" => st.task_types.get(value).copied().unwrap_or(0),
+        "model_name" => st.models.get(value).map_or(0, |m| m.count),
+        "metric" => st.metrics.get(value).map_or(0, |m| m.count),
+        _ => return None,
+    })
+}
+
+/// The top-k from the footers' heaps, when they hold it: filters only on
+/// dataset, metric and partition, the val score, every file with state and
+/// a stored k at least `q.k`.
+fn footer_top(cands: &[Candidate], q: &TopQuery, dir: Direction) -> Option<Vec<TopEntry>> {
+    let allowed = ["dataset", "metric", "partition"];
+    if q.score != "val_score" || !q.filters.ranges.is_empty() || q.filters.values.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return None;
+    }
+    let metrics = q.filters.get("metric");
+    let parts = q.filters.get("partition");
+    let mut t = TopK::new(q.k, dir);
+    for c in cands {
+        let st = c.state()?;
+        if st.top_k < q.k {
+            return None;
+        }
+        for (m, by_part) in &st.top {
+            if metrics.is_some_and(|w| !w.contains(m)) {
+                continue;
+            }
+            for (p, entries) in by_part {
+                if parts.is_some_and(|w| !w.iter().any(|x| x == p)) {
+                    continue;
+                }
+                for e in entries {
+                    let mut e = e.clone();
+                    e.dataset = Some(c.dataset.clone());
+                    t.offer(e);
+                }
+            }
+        }
+    }
+    Some(t.sorted())
+}
+
+/// Counts and means by model from the footers: no filter beyond the
+/// dataset, every file with state, and no row without a model name.
+fn footer_groups(cands: &[Candidate], q: &GroupQuery) -> Option<Vec<Group>> {
+    if q.key != GroupKey::Model || q.score != "val_score" || !q.filters.is_file_level_only() {
+        return None;
+    }
+    let mut acc: BTreeMap<String, (u64, f64, u64)> = BTreeMap::new();
+    for c in cands {
+        let st = c.state()?;
+        let named: u64 = st.models.values().map(|m| m.count).sum();
+        if named != st.rows {
+            return None;
+        }
+        for (name, m) in &st.models {
+            let e = acc.entry(name.clone()).or_default();
+            e.0 += m.count;
+            e.1 += m.val_sum;
+            e.2 += m.val_count;
+        }
+    }
+    Some(
+        acc.into_iter()
+            .map(|(k, (count, sum, n))| Group {
+                key: Some(k),
+                count,
+                mean: (n > 0).then(|| sum / n as f64),
+                min: None,
+                max: None,
+                best: None,
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,334 @@
+//! The query engine against a plain oracle (load every row, filter, sort,
+//! slice in plain Rust), plus pushdown and footer-only answers.
+
+use std::cmp::Ordering;
+
+use n4a::metric::Direction;
+use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, ServedBy, Sort, TopQuery};
+use n4a::reader::{rows, Workspace};
+use n4a::schema::Prediction;
+use n4a::writer::{PredictionWriter, WriterOptions};
+use proptest::prelude::*;
+
+use crate::util::fixture;
+
+/// (dataset, row within file, row).
+type Row = (String, u64, Prediction);
+
+fn load(dir: &std::path::Path) -> Vec<Row> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let ds = p.file_name().unwrap().to_string_lossy().trim_end_matches(".meta.parquet").to_string();
+        for (i, r) in rows::read_predictions(&p).unwrap().into_iter().enumerate() {
+            out.push((ds.clone(), i as u64, r));
+        }
+    }
+    out
+}
+
+fn field<'a>(r: &'a Row, name: &str) -> Option<&'a str> {
+    let p = &r.2;
+    match name {
+        "dataset" => Some(r.0.as_str()),
+        "model_name" => p.model_name.as_deref(),
+        "partition" => p.partition.as_deref(),
+        "metric" => p.metric.as_deref(),
+        "fold_id" => p.fold_id.as_deref(),
+        "config_name" => p.config_name.as_deref(),
+        "id" => p.id.as_deref(),
+        _ => unreachable!("{name}"),
+    }
+}
+
+fn score(p: &Prediction, name: &str) -> Option<f64> {
+    match name {
+        "val_score" => p.val_score,
+        "test_score" => p.test_score,
+        _ => p.train_score,
+    }
+}
+
+fn matches(f: &Filters, r: &Row) -> bool {
+    f.values.iter().all(|(k, vals)| field(r, k).is_some_and(|v| vals.iter().any(|x| x == v)))
+        && f.ranges.iter().all(|g| g.matches(score(&r.2, &g.column)))
+}
+
+/// polars' order: nulls last; NaN above every number.
+fn cmp_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, _) => Ordering::Greater,
+        (_, None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            let o = match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ => x.partial_cmp(&y).unwrap(),
+            };
+            if desc { o.reverse() } else { o }
+        }
+    }
+}
+
+fn cmp_str(a: Option<&str>, b: Option<&str>, desc: bool) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, _) => Ordering::Greater,
+        (_, None) => Ordering::Less,
+        (Some(x), Some(y)) => if desc { y.cmp(x) } else { x.cmp(y) },
+    }
+}
+
+fn oracle_page(all: &[Row], q: &PageQuery) -> (Vec<(String, u64)>, u64) {
+    let mut m: Vec<&Row> = all.iter().filter(|r| matches(&q.filters, r)).collect();
+    m.sort_by(|a, b| match &q.sort {
+        None => a.0.cmp(&b.0).then(a.1.cmp(&b.1)),
+        Some(s) => {
+            let first = if s.column.ends_with("_score") {
+                cmp_f64(score(&a.2, &s.column), score(&b.2, &s.column), s.descending)
+            } else {
+                cmp_str(field(a, &s.column), field(b, &s.column), s.descending)
+            };
+            first
+                .then(cmp_str(a.2.id.as_deref(), b.2.id.as_deref(), false))
+                .then(a.0.cmp(&b.0))
+                .then(a.1.cmp(&b.1))
+        }
+    });
+    let total = m.len() as u64;
+    let page = m.iter().skip(q.offset).take(q.limit).map(|r| (r.0.clone(), r.1)).collect();
+    (page, total)
+}
+
+fn workspace(files: &[Vec<Prediction>], with_old: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, rows) in files.iter().enumerate() {
+        let ds = format!("d{i}");
+        let mut w = PredictionWriter::create(dir.path(), &ds, WriterOptions::default()).unwrap();
+        for (j, r) in rows.iter().enumerate() {
+            let mut r = r.clone();
+            r.dataset_name = Some(ds.clone());
+            r.id = Some(format!("{:04x}{:012x}", i, (j * 7919) % 997));
+            // One metric per file, so top-k needs no forced direction.
+            r.metric = Some(if i % 2 == 0 { "mse" } else { "r2" }.to_string());
+            w.write(&r).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    if with_old {
+        std::fs::copy(fixture("old_layout.meta.parquet"), dir.path().join("old_layout.meta.parquet")).unwrap();
+    }
+    dir
+}
+
+fn score_strategy() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![6 => (0i32..40).prop_map(|k| Some(k as f64 / 8.0)), 1 => Just(None), 1 => Just(Some(f64::NAN))]
+}
+
+fn row_strategy() -> impl Strategy<Value = Prediction> {
+    (
+        prop::sample::select(vec!["PLS", "Ridge", "RF"]),
+        prop::sample::select(vec!["train", "val", "test"]),
+        prop::sample::select(vec!["c1", "c2"]),
+        score_strategy(),
+        score_strategy(),
+    )
+        .prop_map(|(m, p, c, v, t)| Prediction {
+            model_name: Some(m.into()),
+            partition: Some(p.into()),
+            config_name: Some(c.into()),
+            fold_id: Some("0".into()),
+            val_score: v,
+            test_score: t,
+            ..Default::default()
+        })
+}
+
+fn filters_strategy() -> impl Strategy<Value = Filters> {
+    (
+        prop::option::of(prop::sample::subsequence(vec!["d0", "d1", "d2", "old_layout"], 1..3)),
+        prop::option::of(prop::sample::subsequence(vec!["train", "val", "test"], 1..2)),
+        prop::option::of(prop::sample::select(vec!["PLS", "RandomForestClassifier", "Ridge"])),
+        prop::option::of(prop::sample::select(vec!["val_score>=1.5", "test_score<2", "val_score=0.5"])),
+    )
+        .prop_map(|(ds, parts, model, range)| {
+            let mut f = Filters::default();
+            if let Some(d) = ds {
+                f = f.with("dataset", d).unwrap();
+            }
+            if let Some(p) = parts {
+                f = f.with("partition", p).unwrap();
+            }
+            if let Some(m) = model {
+                f = f.with("model_name", [m]).unwrap();
+            }
+            if let Some(r) = range {
+                f = f.with_where(r).unwrap();
+            }
+            f
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pages_equal_the_oracle(
+        files in prop::collection::vec(prop::collection::vec(row_strategy(), 0..25), 1..4),
+        with_old in any::<bool>(),
+        queries in prop::collection::vec((filters_strategy(), prop::option::of((prop::sample::select(vec!["val_score", "test_score", "model_name", "id", "partition"]), any::<bool>())), 0usize..40, 0usize..15), 1..6),
+    ) {
+        let dir = workspace(&files, with_old);
+        let all = load(dir.path());
+        let ws = Workspace::open(dir.path()).unwrap();
+        let engine = QueryEngine::new(&ws);
+        for (filters, sort, offset, limit) in queries {
+            let q = PageQuery {
+                filters,
+                columns: None,
+                sort: sort.map(|(c, d)| Sort { column: c.to_string(), descending: d }),
+                offset,
+                limit,
+            };
+            let page = engine.page(&q).unwrap();
+            let (want, total) = oracle_page(&all, &q);
+            prop_assert_eq!(page.total, total, "{:?}", q);
+            let got: Vec<(String, String)> = page.records.iter().map(|r| (r["dataset"].as_str().unwrap().to_string(), r["id"].as_str().unwrap_or("").to_string())).collect();
+            let want_ids: Vec<(String, String)> = want.iter().map(|(d, i)| {
+                let r = all.iter().find(|r| &r.0 == d && r.1 == *i).unwrap();
+                (d.clone(), r.2.id.clone().unwrap_or_default())
+            }).collect();
+            prop_assert_eq!(got, want_ids, "{:?}", q);
+            prop_assert_eq!(page.has_more, (offset + limit) < total as usize);
+        }
+    }
+
+    #[test]
+    fn top_k_and_group_by_equal_the_oracle(
+        files in prop::collection::vec(prop::collection::vec(row_strategy(), 0..25), 1..4),
+        k in 0usize..15,
+        metric in prop::sample::select(vec!["mse", "r2"]),
+        partition in prop::option::of(prop::sample::select(vec!["val", "test"])),
+    ) {
+        let dir = workspace(&files, false);
+        let all = load(dir.path());
+        let ws = Workspace::open(dir.path()).unwrap();
+        let engine = QueryEngine::new(&ws);
+        let mut f = Filters::default().with("metric", [metric]).unwrap();
+        if let Some(p) = partition {
+            f = f.with("partition", [p]).unwrap();
+        }
+        let dir_m = if metric == "mse" { Direction::Minimize } else { Direction::Maximize };
+        let top = engine.top(&TopQuery { filters: f.clone(), k, direction: None, score: "val_score".into() }).unwrap();
+        let mut cand: Vec<&Row> = all.iter().filter(|r| matches(&f, r) && r.2.val_score.is_some_and(f64::is_finite)).collect();
+        cand.sort_by(|a, b| dir_m.rank_key(a.2.val_score.unwrap()).total_cmp(&dir_m.rank_key(b.2.val_score.unwrap())).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        let want: Vec<(Option<String>, Option<f64>)> = cand.iter().take(k).map(|r| (r.2.id.clone(), r.2.val_score)).collect();
+        let got: Vec<(Option<String>, Option<f64>)> = top.records.iter().map(|e| (e.id.clone(), e.val_score)).collect();
+        prop_assert_eq!(got, want);
+        if k <= 10 && !cand.is_empty() {
+            prop_assert_eq!(top.served_by, ServedBy::Footers, "within the stored k the footers answer");
+        }
+        // Group by model over the same rows, scanned.
+        let g = engine.group(&GroupQuery { filters: f.clone(), key: GroupKey::Model, score: "val_score".into(), count_and_mean_only: false, direction: None }).unwrap();
+        let mut keys: Vec<&str> = all.iter().filter(|r| matches(&f, r)).filter_map(|r| r.2.model_name.as_deref()).collect();
+        keys.sort();
+        keys.dedup();
+        prop_assert_eq!(g.groups.len(), keys.len());
+        for (grp, key) in g.groups.iter().zip(&keys) {
+            let rows: Vec<&Row> = all.iter().filter(|r| matches(&f, r) && r.2.model_name.as_deref() == Some(*key)).collect();
+            let vals: Vec<f64> = rows.iter().filter_map(|r| r.2.val_score).filter(|v| v.is_finite()).collect();
+            prop_assert_eq!(grp.key.as_deref(), Some(*key));
+            prop_assert_eq!(grp.count, rows.len() as u64);
+            let mean = (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+            prop_assert!(crate::util::close_opt(grp.mean, mean));
+            let best = vals.iter().copied().min_by(|a, b| dir_m.rank_key(*a).total_cmp(&dir_m.rank_key(*b)));
+            prop_assert_eq!(grp.best, best);
+        }
+    }
+}
+
+#[test]
+fn the_filter_reaches_the_parquet_scan() {
+    let row = Prediction { val_score: Some(1.0), partition: Some("val".into()), ..Default::default() };
+    let dir = workspace(&[vec![row]], true);
+    let ws = Workspace::open(dir.path()).unwrap();
+    let f = Filters::default().with("partition", ["val"]).unwrap().with_where("val_score>=0.5").unwrap();
+    let plan = QueryEngine::new(&ws).explain(&f).unwrap();
+    assert!(plan.contains("SELECTION"), "{plan}");
+    let scans = plan.matches("Parquet SCAN").count();
+    assert_eq!(scans, 2, "{plan}");
+    for part in plan.split("Parquet SCAN").skip(1) {
+        let selection = part.lines().find(|l| l.contains("SELECTION")).unwrap_or("");
+        assert!(selection.contains("val_score") && selection.contains("partition"), "filter inside each scan: {plan}");
+    }
+}
+
+#[test]
+fn footer_answered_queries_read_no_row() {
+    let dir = workspace(&[vec![Prediction { val_score: Some(1.0), partition: Some("val".into()), model_name: Some("PLS".into()), ..Default::default() }; 3]], false);
+    let ws = Workspace::open(dir.path()).unwrap();
+    let e = QueryEngine::new(&ws);
+    let count = e.page(&PageQuery { filters: Filters::default().with("partition", ["val"]).unwrap(), limit: 0, ..Default::default() }).unwrap();
+    assert_eq!((count.total, count.served_by), (3, ServedBy::Footers));
+    let top = e.top(&TopQuery { filters: Filters::default(), k: 2, direction: None, score: "val_score".into() }).unwrap();
+    assert_eq!((top.records.len(), top.served_by), (2, ServedBy::Footers));
+    let g = e.group(&GroupQuery { filters: Filters::default(), key: GroupKey::Model, score: "val_score".into(), count_and_mean_only: true, direction: None }).unwrap();
+    assert_eq!(g.served_by, ServedBy::Footers);
+    assert_eq!((g.groups[0].count, g.groups[0].mean), (3, Some(1.0)));
+    assert_eq!(e.files_scanned(), 0, "no file was scanned");
+    // A file pruned by its facets is not opened either.
+    let none = e.page(&PageQuery { filters: Filters::default().with("model_name", ["Ridge"]).unwrap(), limit: 5, ..Default::default() }).unwrap();
+    assert_eq!((none.total, none.served_by, none.provenance.files_pruned), (0, ServedBy::Pruned, 1));
+    assert_eq!(e.files_scanned(), 0);
+}
+
+#[test]
+fn top_k_refuses_to_mix_directions_unless_told() {
+    let rows = vec![Prediction { val_score: Some(1.0), ..Default::default() }; 2];
+    let dir = workspace(&[rows.clone(), rows], false);
+    let ws = Workspace::open(dir.path()).unwrap();
+    let e = QueryEngine::new(&ws);
+    let q = TopQuery { filters: Filters::default(), k: 3, direction: None, score: "val_score".into() };
+    let err = e.top(&q).unwrap_err().to_string();
+    assert!(err.contains("mse: minimize") && err.contains("r2: maximize"), "{err}");
+    let ok = e.top(&TopQuery { direction: Some(Direction::Maximize), ..q }).unwrap();
+    assert_eq!(ok.records.len(), 3);
+}
+
+#[test]
+fn records_parse_json_columns_and_send_nan_as_null() {
+    let p = Prediction {
+        val_score: Some(f64::NAN),
+        best_params: Some("{\"n_components\": 8}".into()),
+        scores: Some("{\"val\": {\"mse\": NaN}}".into()),
+        ..Default::default()
+    };
+    let dir = workspace(&[vec![p]], false);
+    let ws = Workspace::open(dir.path()).unwrap();
+    let page = QueryEngine::new(&ws).page(&PageQuery { limit: 10, ..Default::default() }).unwrap();
+    let r = &page.records[0];
+    assert!(r["val_score"].is_null());
+    assert_eq!(r["best_params"]["n_components"], 8);
+    assert!(r["scores"]["val"]["mse"].is_null());
+    assert_eq!(r["dataset"], "d0");
+}
+
+#[test]
+fn a_bad_file_is_reported_not_fatal() {
+    let dir = workspace(&[vec![Prediction { val_score: Some(1.0), ..Default::default() }]], false);
+    std::fs::copy(fixture("mistyped.meta.parquet"), dir.path().join("mistyped.meta.parquet")).unwrap();
+    std::fs::copy(fixture("truncated.meta.parquet"), dir.path().join("truncated.meta.parquet")).unwrap();
+    let ws = Workspace::open(dir.path()).unwrap();
+    let page = QueryEngine::new(&ws).page(&PageQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(page.total, 1);
+    let kinds: Vec<&str> = page.provenance.errors.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["parquet", "schema"], "{:?}", page.provenance.errors);
+}
+
