@@ -26,7 +26,12 @@ fn ws() -> &'static Ws {
     W.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big");
-        let opts = GenOptions { datasets: 100, rows: 100_000, arrays: false, ..Default::default() };
+        let opts = GenOptions {
+            datasets: 100,
+            rows: 100_000,
+            arrays: false,
+            ..Default::default()
+        };
         generate(&big, &opts).unwrap();
         let small = dir.path().join("small");
         std::fs::create_dir(&small).unwrap();
@@ -39,7 +44,11 @@ fn ws() -> &'static Ws {
         for p in &metas[..10] {
             std::fs::hard_link(p, small.join(p.file_name().unwrap())).unwrap();
         }
-        Ws { _dir: dir, big, small }
+        Ws {
+            _dir: dir,
+            big,
+            small,
+        }
     })
 }
 
@@ -53,16 +62,32 @@ fn full_scan(dir: &std::path::Path) -> DataFrame {
     paths.sort();
     let frames: Vec<LazyFrame> = paths
         .iter()
-        .map(|p| LazyFrame::scan_parquet(PlRefPath::try_from_path(p).unwrap(), ScanArgsParquet::default()).unwrap())
+        .map(|p| {
+            LazyFrame::scan_parquet(
+                PlRefPath::try_from_path(p).unwrap(),
+                ScanArgsParquet::default(),
+            )
+            .unwrap()
+        })
         .collect();
-    concat(frames, UnionArgs::default()).unwrap().collect().unwrap()
+    concat(frames, UnionArgs::default())
+        .unwrap()
+        .collect()
+        .unwrap()
 }
 
 fn page_query() -> PageQuery {
     PageQuery {
-        filters: Filters::default().with("partition", ["val"]).unwrap().with("metric", ["mse"]).unwrap(),
+        filters: Filters::default()
+            .with("partition", ["val"])
+            .unwrap()
+            .with("metric", ["mse"])
+            .unwrap(),
         columns: None,
-        sort: Some(Sort { column: "val_score".into(), descending: false }),
+        sort: Some(Sort {
+            column: "val_score".into(),
+            descending: false,
+        }),
         offset: 1000,
         limit: 50,
     }
@@ -82,12 +107,23 @@ fn page(c: &mut Criterion) {
             let dir = if pick { &ws().big } else { &ws().small };
             b.iter(|| {
                 let df = full_scan(dir);
-                let f = col("partition").eq(lit("val")).and(col("metric").eq(lit("mse")));
-                let total = df.clone().lazy().filter(f.clone()).select([len()]).collect().unwrap();
+                let f = col("partition")
+                    .eq(lit("val"))
+                    .and(col("metric").eq(lit("mse")));
+                let total = df
+                    .clone()
+                    .lazy()
+                    .filter(f.clone())
+                    .select([len()])
+                    .collect()
+                    .unwrap();
                 let rows = df
                     .lazy()
                     .filter(f)
-                    .sort_by_exprs([col("val_score"), col("id")], SortMultipleOptions::default())
+                    .sort_by_exprs(
+                        [col("val_score"), col("id")],
+                        SortMultipleOptions::default(),
+                    )
                     .slice(1000, 50)
                     .collect()
                     .unwrap();
@@ -105,7 +141,11 @@ fn top(c: &mut Criterion) {
         let w = Workspace::open(&ws().big).unwrap();
         let e = QueryEngine::new(&w);
         let q = TopQuery {
-            filters: Filters::default().with("metric", ["mse"]).unwrap().with("partition", ["val"]).unwrap(),
+            filters: Filters::default()
+                .with("metric", ["mse"])
+                .unwrap()
+                .with("partition", ["val"])
+                .unwrap(),
             k: 10,
             direction: None,
             score: "val_score".into(),
@@ -116,7 +156,11 @@ fn top(c: &mut Criterion) {
         b.iter(|| {
             full_scan(&ws().big)
                 .lazy()
-                .filter(col("metric").eq(lit("mse")).and(col("partition").eq(lit("val"))))
+                .filter(
+                    col("metric")
+                        .eq(lit("mse"))
+                        .and(col("partition").eq(lit("val"))),
+                )
                 .sort_by_exprs([col("val_score")], SortMultipleOptions::default())
                 .limit(10)
                 .collect()
@@ -159,7 +203,12 @@ fn group(c: &mut Criterion) {
                 .lazy()
                 .filter(col("metric").eq(lit("mse")))
                 .group_by([col("model_name")])
-                .agg([len(), col("val_score").mean(), col("val_score").min(), col("val_score").max()])
+                .agg([
+                    len(),
+                    col("val_score").mean(),
+                    col("val_score").min(),
+                    col("val_score").max(),
+                ])
                 .collect()
                 .unwrap()
         })

@@ -37,8 +37,8 @@
 pub mod error;
 pub mod generate;
 pub mod ingest;
-pub mod query;
 pub mod metric;
+pub mod query;
 pub mod reader;
 pub mod schema;
 pub mod summary;

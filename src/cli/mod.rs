@@ -310,7 +310,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
-        Some(Command::Query { workspace, filters, sort, offset, limit, columns, format }) => {
+        Some(Command::Query {
+            workspace,
+            filters,
+            sort,
+            offset,
+            limit,
+            columns,
+            format,
+        }) => {
             let q = n4a::query::PageQuery {
                 filters: (&filters).try_into()?,
                 columns: (!columns.is_empty()).then_some(columns),
@@ -323,7 +331,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             print_page(&page, &q, format)?;
             Ok(exit_for(&page.provenance))
         }
-        Some(Command::Top { workspace, filters, k, direction, score, format }) => {
+        Some(Command::Top {
+            workspace,
+            filters,
+            k,
+            direction,
+            score,
+            format,
+        }) => {
             let q = n4a::query::TopQuery {
                 filters: (&filters).try_into()?,
                 k,
@@ -349,7 +364,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             Ok(exit_for(&top.provenance))
         }
-        Some(Command::Stats { workspace, filters, group_by, count_mean_only, direction, score, format }) => {
+        Some(Command::Stats {
+            workspace,
+            filters,
+            group_by,
+            count_mean_only,
+            direction,
+            score,
+            format,
+        }) => {
             let q = n4a::query::GroupQuery {
                 filters: (&filters).try_into()?,
                 key: n4a::query::GroupKey::parse(&group_by)?,
@@ -370,7 +393,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
                         g.direction.map_or("-", |d| d.as_str()),
                         served(g.served_by, &g.provenance)
                     );
-                    let mut t = Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
+                    let mut t =
+                        Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
                     for r in &g.groups {
                         t.row(vec![
                             r.key.clone().unwrap_or_else(|| "(null)".into()),
@@ -455,13 +479,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn parse_dir(s: &str) -> anyhow::Result<Direction> {
-    Direction::parse(s).ok_or_else(|| anyhow::anyhow!("--direction {s:?}: expected max, min or zero"))
+    Direction::parse(s)
+        .ok_or_else(|| anyhow::anyhow!("--direction {s:?}: expected max, min or zero"))
 }
 
 fn served(by: n4a::query::ServedBy, p: &n4a::query::Provenance) -> String {
     format!(
         "{} ({} files considered, {} pruned by their footers, {} scanned)",
-        serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        serde_json::to_value(by)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         p.files_considered,
         p.files_pruned,
         p.files_scanned
@@ -484,10 +512,22 @@ fn exit_for(p: &n4a::query::Provenance) -> ExitCode {
 
 /// Columns shown by the table when none are asked for.
 const TABLE_COLUMNS: [&str; 9] = [
-    "dataset", "id", "model_name", "config_name", "fold_id", "partition", "val_score", "test_score", "metric",
+    "dataset",
+    "id",
+    "model_name",
+    "config_name",
+    "fold_id",
+    "partition",
+    "val_score",
+    "test_score",
+    "metric",
 ];
 
-fn print_page(page: &n4a::query::Page, q: &n4a::query::PageQuery, format: QueryFormat) -> anyhow::Result<()> {
+fn print_page(
+    page: &n4a::query::Page,
+    q: &n4a::query::PageQuery,
+    format: QueryFormat,
+) -> anyhow::Result<()> {
     let all: Vec<String> = q.columns.clone().unwrap_or_else(|| {
         std::iter::once("dataset".to_string())
             .chain(n4a::schema::COLUMNS.iter().map(|(n, _)| n.to_string()))
@@ -495,7 +535,9 @@ fn print_page(page: &n4a::query::Page, q: &n4a::query::PageQuery, format: QueryF
     });
     match format {
         QueryFormat::Json => println!("{}", serde_json::to_string(page)?),
-        QueryFormat::Csv => n4a::query::output::to_csv(&page.records, &all, std::io::stdout().lock())?,
+        QueryFormat::Csv => {
+            n4a::query::output::to_csv(&page.records, &all, std::io::stdout().lock())?
+        }
         QueryFormat::Table => {
             let cols: Vec<String> = match &q.columns {
                 Some(c) => c.clone(),
@@ -504,18 +546,34 @@ fn print_page(page: &n4a::query::Page, q: &n4a::query::PageQuery, format: QueryF
             let header: Vec<&str> = cols.iter().map(String::as_str).collect();
             let mut t = Table::new(&header);
             for r in &page.records {
-                t.row(cols.iter().map(|c| match r.get(c) {
-                    None | Some(serde_json::Value::Null) => "-".to_string(),
-                    Some(serde_json::Value::Number(n)) => n.as_f64().map_or(n.to_string(), |x| if n.is_f64() { format!("{x:.4}") } else { n.to_string() }),
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                }).collect());
+                t.row(
+                    cols.iter()
+                        .map(|c| match r.get(c) {
+                            None | Some(serde_json::Value::Null) => "-".to_string(),
+                            Some(serde_json::Value::Number(n)) => {
+                                n.as_f64().map_or(n.to_string(), |x| {
+                                    if n.is_f64() {
+                                        format!("{x:.4}")
+                                    } else {
+                                        n.to_string()
+                                    }
+                                })
+                            }
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                        })
+                        .collect(),
+                );
             }
             print!("{}", t.render());
             let end = (page.offset + page.records.len()).min(page.total as usize);
             println!(
                 "rows {}-{} of {}{}; served by {}",
-                if page.records.is_empty() { page.offset } else { page.offset + 1 },
+                if page.records.is_empty() {
+                    page.offset
+                } else {
+                    page.offset + 1
+                },
                 end,
                 page.total,
                 if page.has_more { " (more)" } else { "" },

@@ -47,15 +47,39 @@ impl Range {
         let Some(v) = v.filter(|v| !v.is_nan()) else {
             return false;
         };
-        let lo = self.lo.is_none_or(|b| if b.inclusive { v >= b.value } else { v > b.value });
-        let hi = self.hi.is_none_or(|b| if b.inclusive { v <= b.value } else { v < b.value });
+        let lo = self.lo.is_none_or(|b| {
+            if b.inclusive {
+                v >= b.value
+            } else {
+                v > b.value
+            }
+        });
+        let hi = self.hi.is_none_or(|b| {
+            if b.inclusive {
+                v <= b.value
+            } else {
+                v < b.value
+            }
+        });
         lo && hi
     }
 
     /// True when some value in `[min, max]` could match.
     pub fn overlaps(&self, min: f64, max: f64) -> bool {
-        let lo = self.lo.is_none_or(|b| if b.inclusive { max >= b.value } else { max > b.value });
-        let hi = self.hi.is_none_or(|b| if b.inclusive { min <= b.value } else { min < b.value });
+        let lo = self.lo.is_none_or(|b| {
+            if b.inclusive {
+                max >= b.value
+            } else {
+                max > b.value
+            }
+        });
+        let hi = self.hi.is_none_or(|b| {
+            if b.inclusive {
+                min <= b.value
+            } else {
+                min < b.value
+            }
+        });
         lo && hi
     }
 }
@@ -75,7 +99,11 @@ impl Filters {
     ///
     /// # Errors
     /// [`Error::InvalidQuery`] for an unknown field.
-    pub fn with(mut self, field: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Result<Self> {
+    pub fn with(
+        mut self,
+        field: &str,
+        values: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self> {
         if !VALUE_FIELDS.iter().any(|(f, _)| *f == field) {
             return Err(Error::InvalidQuery(format!(
                 "unknown filter field {field:?} (known: {})",
@@ -84,7 +112,10 @@ impl Filters {
         }
         let vals: Vec<String> = values.into_iter().map(Into::into).collect();
         if !vals.is_empty() {
-            self.values.entry(field.to_string()).or_default().extend(vals);
+            self.values
+                .entry(field.to_string())
+                .or_default()
+                .extend(vals);
         }
         Ok(self)
     }
@@ -123,10 +154,21 @@ pub fn parse_where(expr: &str) -> Result<Vec<Range>> {
     while i < tokens.len() {
         let (pos, col) = tokens[i];
         if !SCORES.contains(&col) {
-            return Err(point(expr, pos, &format!("expected a score column ({}), found {col:?}", SCORES.join(", "))));
+            return Err(point(
+                expr,
+                pos,
+                &format!(
+                    "expected a score column ({}), found {col:?}",
+                    SCORES.join(", ")
+                ),
+            ));
         }
-        let (op_pos, op) = *tokens.get(i + 1).ok_or_else(|| point(expr, expr.len(), "expected an operator"))?;
-        let (num_pos, num) = *tokens.get(i + 2).ok_or_else(|| point(expr, expr.len(), "expected a number"))?;
+        let (op_pos, op) = *tokens
+            .get(i + 1)
+            .ok_or_else(|| point(expr, expr.len(), "expected an operator"))?;
+        let (num_pos, num) = *tokens
+            .get(i + 2)
+            .ok_or_else(|| point(expr, expr.len(), "expected a number"))?;
         let value: f64 = num
             .parse()
             .ok()
@@ -139,7 +181,13 @@ pub fn parse_where(expr: &str) -> Result<Vec<Range>> {
             "<=" => (None, b(true)),
             "<" => (None, b(false)),
             "=" | "==" => (b(true), b(true)),
-            _ => return Err(point(expr, op_pos, &format!("expected >=, >, <=, < or =, found {op:?}"))),
+            _ => {
+                return Err(point(
+                    expr,
+                    op_pos,
+                    &format!("expected >=, >, <=, < or =, found {op:?}"),
+                ))
+            }
         };
         out.push(Range {
             column: col.to_string(),
@@ -149,11 +197,19 @@ pub fn parse_where(expr: &str) -> Result<Vec<Range>> {
         i += 3;
         if let Some(&(sep_pos, sep)) = tokens.get(i) {
             if sep != "," && !sep.eq_ignore_ascii_case("and") {
-                return Err(point(expr, sep_pos, &format!("expected ',' or 'and', found {sep:?}")));
+                return Err(point(
+                    expr,
+                    sep_pos,
+                    &format!("expected ',' or 'and', found {sep:?}"),
+                ));
             }
             i += 1;
             if i == tokens.len() {
-                return Err(point(expr, expr.len(), "expected a comparison after the separator"));
+                return Err(point(
+                    expr,
+                    expr.len(),
+                    "expected a comparison after the separator",
+                ));
             }
         }
     }
@@ -193,7 +249,11 @@ fn tokenize(s: &str) -> Vec<(usize, &str)> {
 }
 
 fn point(expr: &str, pos: usize, msg: &str) -> Error {
-    Error::InvalidQuery(format!("--where {msg} at column {}\n  {expr}\n  {}^", pos + 1, " ".repeat(pos)))
+    Error::InvalidQuery(format!(
+        "--where {msg} at column {}\n  {expr}\n  {}^",
+        pos + 1,
+        " ".repeat(pos)
+    ))
 }
 
 #[cfg(test)]
@@ -215,7 +275,10 @@ mod tests {
         assert!(e.contains("found \">>\" at column 10"), "{e}");
         assert!(e.ends_with("\n  val_score>>0.5\n           ^"), "{e:?}");
         let e = parse_where("val_score >= abc").unwrap_err().to_string();
-        assert!(e.contains("expected a number, found \"abc\" at column 14"), "{e}");
+        assert!(
+            e.contains("expected a number, found \"abc\" at column 14"),
+            "{e}"
+        );
         let e = parse_where("score > 1").unwrap_err().to_string();
         assert!(e.contains("found \"score\" at column 1"), "{e}");
         assert!(parse_where("val_score > 1,").is_err());

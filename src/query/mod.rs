@@ -76,7 +76,11 @@ impl Sort {
         let descending = match order {
             "asc" => false,
             "desc" => true,
-            o => return Err(Error::InvalidQuery(format!("sort order {o:?} is not asc or desc"))),
+            o => {
+                return Err(Error::InvalidQuery(format!(
+                    "sort order {o:?} is not asc or desc"
+                )))
+            }
         };
         Ok(Sort {
             column: column.to_string(),
@@ -191,7 +195,11 @@ impl GroupKey {
             "dataset" | "dataset_name" => GroupKey::Dataset,
             "partition" => GroupKey::Partition,
             "fold" | "fold_id" => GroupKey::Fold,
-            _ => return Err(Error::InvalidQuery(format!("cannot group by {s:?}: use model, config, dataset, partition or fold"))),
+            _ => {
+                return Err(Error::InvalidQuery(format!(
+                    "cannot group by {s:?}: use model, config, dataset, partition or fold"
+                )))
+            }
         })
     }
 }
@@ -404,7 +412,12 @@ impl<'a> QueryEngine<'a> {
     }
 
     /// The direction for ranking the candidates' rows.
-    fn direction(&self, cands: &[Candidate], f: &Filters, forced: Option<Direction>) -> Result<Option<Direction>> {
+    fn direction(
+        &self,
+        cands: &[Candidate],
+        f: &Filters,
+        forced: Option<Direction>,
+    ) -> Result<Option<Direction>> {
         if forced.is_some() {
             return Ok(forced);
         }
@@ -476,7 +489,10 @@ impl<'a> QueryEngine<'a> {
     /// count and mean are asked).
     pub fn group(&self, q: &GroupQuery) -> Result<GroupAnswer> {
         if !filter::SCORES.contains(&q.score.as_str()) {
-            return Err(Error::InvalidQuery(format!("cannot aggregate {:?}", q.score)));
+            return Err(Error::InvalidQuery(format!(
+                "cannot aggregate {:?}",
+                q.score
+            )));
         }
         let (cands, mut prov) = self.plan(&q.filters)?;
         let cands = self.usable(cands, &mut prov);
@@ -549,7 +565,11 @@ fn footer_count(cands: &[Candidate], f: &Filters) -> Option<u64> {
     if !f.ranges.is_empty() {
         return None;
     }
-    let facets: Vec<(&String, &Vec<String>)> = f.values.iter().filter(|(k, _)| k.as_str() != "dataset").collect();
+    let facets: Vec<(&String, &Vec<String>)> = f
+        .values
+        .iter()
+        .filter(|(k, _)| k.as_str() != "dataset")
+        .collect();
     match facets.as_slice() {
         [] => Some(cands.iter().map(|c| c.info.num_rows).sum()),
         [(field, wanted)] => {
@@ -558,7 +578,10 @@ fn footer_count(cands: &[Candidate], f: &Filters) -> Option<u64> {
                 .iter()
                 .map(|c| {
                     let st = c.state()?;
-                    wanted.iter().map(|w| facet_count(st, field, w)).sum::<Option<u64>>()
+                    wanted
+                        .iter()
+                        .map(|w| facet_count(st, field, w))
+                        .sum::<Option<u64>>()
                 })
                 .sum()
         }
@@ -582,7 +605,13 @@ fn facet_count(st: &SummaryState, field: &str, value: &str) -> Option<u64> {
 /// a stored k at least `q.k`.
 fn footer_top(cands: &[Candidate], q: &TopQuery, dir: Direction) -> Option<Vec<TopEntry>> {
     let allowed = ["dataset", "metric", "partition"];
-    if q.score != "val_score" || !q.filters.ranges.is_empty() || q.filters.values.keys().any(|k| !allowed.contains(&k.as_str())) {
+    if q.score != "val_score"
+        || !q.filters.ranges.is_empty()
+        || q.filters
+            .values
+            .keys()
+            .any(|k| !allowed.contains(&k.as_str()))
+    {
         return None;
     }
     let metrics = q.filters.get("metric");

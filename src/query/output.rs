@@ -22,7 +22,9 @@ fn number(v: f64) -> Value {
 pub fn row_to_json(df: &DataFrame, i: usize, columns: &[String]) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     for name in columns {
-        let c = df.column(name.as_str()).map_err(|e| Error::Polars(e.to_string()))?;
+        let c = df
+            .column(name.as_str())
+            .map_err(|e| Error::Polars(e.to_string()))?;
         let av = c.get(i).map_err(|e| Error::Polars(e.to_string()))?;
         let v = match av {
             AnyValue::Null => Value::Null,
@@ -56,7 +58,11 @@ fn text(column: &str, s: &str) -> Value {
 ///
 /// # Errors
 /// [`Error::Io`] on a write failure.
-pub fn to_csv(records: &[Map<String, Value>], columns: &[String], out: impl std::io::Write) -> Result<()> {
+pub fn to_csv(
+    records: &[Map<String, Value>],
+    columns: &[String],
+    out: impl std::io::Write,
+) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| Error::io("<output>", std::io::Error::other(e.to_string()));
     w.write_record(columns).map_err(io)?;

@@ -60,7 +60,10 @@ pub(crate) fn lazy(cands: &[Candidate]) -> Result<LazyFrame> {
 pub(crate) fn filter_expr(f: &Filters) -> Option<Expr> {
     let mut parts: Vec<Expr> = Vec::new();
     for (field, values) in &f.values {
-        let column = VALUE_FIELDS.iter().find(|(n, _)| n == field).map_or(field.as_str(), |(_, c)| c);
+        let column = VALUE_FIELDS
+            .iter()
+            .find(|(n, _)| n == field)
+            .map_or(field.as_str(), |(_, c)| c);
         let any = values
             .iter()
             .map(|v| col(column).eq(lit(v.as_str())))
@@ -71,10 +74,18 @@ pub(crate) fn filter_expr(f: &Filters) -> Option<Expr> {
         let c = col(r.column.as_str());
         let mut e = c.clone().is_not_nan();
         if let Some(b) = r.lo {
-            e = e.and(if b.inclusive { c.clone().gt_eq(lit(b.value)) } else { c.clone().gt(lit(b.value)) });
+            e = e.and(if b.inclusive {
+                c.clone().gt_eq(lit(b.value))
+            } else {
+                c.clone().gt(lit(b.value))
+            });
         }
         if let Some(b) = r.hi {
-            e = e.and(if b.inclusive { c.clone().lt_eq(lit(b.value)) } else { c.clone().lt(lit(b.value)) });
+            e = e.and(if b.inclusive {
+                c.clone().lt_eq(lit(b.value))
+            } else {
+                c.clone().lt(lit(b.value))
+            });
         }
         parts.push(e);
     }
@@ -111,7 +122,10 @@ fn sort_options(descending: Vec<bool>) -> SortMultipleOptions {
 /// Phase 1 finds the page's (dataset, row) keys and the total from the few
 /// columns the filter and the sort need; phase 2 reads the whole rows of
 /// just those keys, file by file.
-pub(crate) fn page(cands: &[Candidate], q: &PageQuery) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64)> {
+pub(crate) fn page(
+    cands: &[Candidate],
+    q: &PageQuery,
+) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64)> {
     let base = filtered(cands, &q.filters)?;
     let total = base
         .clone()
@@ -121,7 +135,15 @@ pub(crate) fn page(cands: &[Candidate], q: &PageQuery) -> Result<(Vec<serde_json
         .select([col(ROW).count().alias("n")])
         .collect()
         .map_err(perr)?;
-    let total = u64::from(total.column("n").map_err(perr)?.idx().map_err(perr)?.get(0).unwrap_or(0));
+    let total = u64::from(
+        total
+            .column("n")
+            .map_err(perr)?
+            .idx()
+            .map_err(perr)?
+            .get(0)
+            .unwrap_or(0),
+    );
     if q.limit == 0 || q.offset as u64 >= total {
         return Ok((Vec::new(), total));
     }
@@ -135,14 +157,28 @@ pub(crate) fn page(cands: &[Candidate], q: &PageQuery) -> Result<(Vec<serde_json
     let limit = q.limit.min(u32::MAX as usize) as IdxSize;
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
     let found = base
-        .select(distinct_cols(["dataset", ROW, "id"].into_iter().chain(q.sort.iter().map(|s| s.column.as_str()))))
+        .select(distinct_cols(
+            ["dataset", ROW, "id"]
+                .into_iter()
+                .chain(q.sort.iter().map(|s| s.column.as_str())),
+        ))
         .sort_by_exprs(keys, sort_options(desc))
         .slice(offset, limit)
         .select([col("dataset"), col(ROW)])
         .collect()
         .map_err(perr)?;
-    let datasets = found.column("dataset").map_err(perr)?.str().map_err(perr)?.clone();
-    let rows = found.column(ROW).map_err(perr)?.idx().map_err(perr)?.clone();
+    let datasets = found
+        .column("dataset")
+        .map_err(perr)?
+        .str()
+        .map_err(perr)?
+        .clone();
+    let rows = found
+        .column(ROW)
+        .map_err(perr)?
+        .idx()
+        .map_err(perr)?
+        .clone();
     let order: Vec<(String, IdxSize)> = datasets
         .iter()
         .zip(rows.iter())
@@ -158,13 +194,27 @@ pub(crate) fn page(cands: &[Candidate], q: &PageQuery) -> Result<(Vec<serde_json
             .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
             .collect(),
     };
-    let mut fetched: BTreeMap<(String, IdxSize), serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    let mut fetched: BTreeMap<(String, IdxSize), serde_json::Map<String, serde_json::Value>> =
+        BTreeMap::new();
     for (dataset, wanted) in by_file {
-        let file: Vec<Candidate> = cands.iter().filter(|c| c.dataset == dataset).cloned().collect();
-        let set = Series::new("rows".into(), wanted.iter().map(|r| i64::from(*r)).collect::<Vec<i64>>());
+        let file: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| c.dataset == dataset)
+            .cloned()
+            .collect();
+        let set = Series::new(
+            "rows".into(),
+            wanted.iter().map(|r| i64::from(*r)).collect::<Vec<i64>>(),
+        );
         let df = lazy(&file)?
-            .filter(col(ROW).cast(DataType::Int64).is_in(lit(set).implode(false), false))
-            .select(distinct_cols(columns.iter().map(String::as_str).chain([ROW, "dataset"])))
+            .filter(
+                col(ROW)
+                    .cast(DataType::Int64)
+                    .is_in(lit(set).implode(false), false),
+            )
+            .select(distinct_cols(
+                columns.iter().map(String::as_str).chain([ROW, "dataset"]),
+            ))
             .collect()
             .map_err(perr)?;
         let rows = df.column(ROW).map_err(perr)?.idx().map_err(perr)?.clone();
@@ -174,14 +224,21 @@ pub(crate) fn page(cands: &[Candidate], q: &PageQuery) -> Result<(Vec<serde_json
             }
         }
     }
-    let records = order.into_iter().filter_map(|k| fetched.remove(&k)).collect();
+    let records = order
+        .into_iter()
+        .filter_map(|k| fetched.remove(&k))
+        .collect();
     Ok((records, total))
 }
 
 /// Column expressions for `names`, each once, in first-seen order.
 fn distinct_cols<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Expr> {
     let mut seen = std::collections::BTreeSet::new();
-    names.into_iter().filter(|n| seen.insert(*n)).map(col).collect()
+    names
+        .into_iter()
+        .filter(|n| seen.insert(*n))
+        .map(col)
+        .collect()
 }
 
 /// The best `k` rows by the score under `dir`; ties by dataset, then row.
@@ -209,15 +266,30 @@ pub(crate) fn top(cands: &[Candidate], q: &TopQuery, dir: Direction) -> Result<V
             col(ROW),
             key.alias("__key"),
         ])
-        .sort_by_exprs([col("__key"), col("dataset"), col(ROW)], sort_options(vec![desc, false, false]))
+        .sort_by_exprs(
+            [col("__key"), col("dataset"), col(ROW)],
+            sort_options(vec![desc, false, false]),
+        )
         .limit(q.k.min(u32::MAX as usize) as IdxSize)
         .collect()
         .map_err(perr)?;
     let s = |name: &str, i: usize| -> Result<Option<String>> {
-        Ok(df.column(name).map_err(perr)?.str().map_err(perr)?.get(i).map(str::to_string))
+        Ok(df
+            .column(name)
+            .map_err(perr)?
+            .str()
+            .map_err(perr)?
+            .get(i)
+            .map(str::to_string))
     };
     let f = |name: &str, i: usize| -> Result<Option<f64>> {
-        Ok(df.column(name).map_err(perr)?.f64().map_err(perr)?.get(i).filter(|v| v.is_finite()))
+        Ok(df
+            .column(name)
+            .map_err(perr)?
+            .f64()
+            .map_err(perr)?
+            .get(i)
+            .filter(|v| v.is_finite()))
     };
     let rows = df.column(ROW).map_err(perr)?.idx().map_err(perr)?.clone();
     (0..df.height())
@@ -238,13 +310,20 @@ pub(crate) fn top(cands: &[Candidate], q: &TopQuery, dir: Direction) -> Result<V
 }
 
 /// Count, mean, min, max and best per group.
-pub(crate) fn group(cands: &[Candidate], q: &GroupQuery, dir: Option<Direction>) -> Result<Vec<Group>> {
+pub(crate) fn group(
+    cands: &[Candidate],
+    q: &GroupQuery,
+    dir: Option<Direction>,
+) -> Result<Vec<Group>> {
     let score = col(q.score.as_str());
     let fin = score.clone().filter(score.clone().is_finite());
     let best = match dir {
         Some(Direction::Maximize) => fin.clone().max(),
         Some(Direction::Minimize) => fin.clone().min(),
-        Some(Direction::TowardZero) => fin.clone().sort_by([fin.clone().abs()], SortMultipleOptions::default()).first(),
+        Some(Direction::TowardZero) => fin
+            .clone()
+            .sort_by([fin.clone().abs()], SortMultipleOptions::default())
+            .first(),
         None => lit(NULL).cast(DataType::Float64),
     };
     let key = q.key.column();
@@ -261,10 +340,21 @@ pub(crate) fn group(cands: &[Candidate], q: &GroupQuery, dir: Option<Direction>)
         .collect()
         .map_err(perr)?;
     let keys = df.column(key).map_err(perr)?.str().map_err(perr)?.clone();
-    let counts = df.column("count").map_err(perr)?.cast(&DataType::UInt64).map_err(perr)?;
+    let counts = df
+        .column("count")
+        .map_err(perr)?
+        .cast(&DataType::UInt64)
+        .map_err(perr)?;
     let counts = counts.u64().map_err(perr)?.clone();
     let num = |name: &str| -> Result<Float64Chunked> {
-        Ok(df.column(name).map_err(perr)?.cast(&DataType::Float64).map_err(perr)?.f64().map_err(perr)?.clone())
+        Ok(df
+            .column(name)
+            .map_err(perr)?
+            .cast(&DataType::Float64)
+            .map_err(perr)?
+            .f64()
+            .map_err(perr)?
+            .clone())
     };
     let (mean, min, max, bestv) = (num("mean")?, num("min")?, num("max")?, num("best")?);
     let only = q.count_and_mean_only;
@@ -288,7 +378,12 @@ pub(crate) fn distinct_metrics(cands: &[Candidate], f: &Filters) -> Result<Vec<S
         .agg([len().alias("n")])
         .collect()
         .map_err(perr)?;
-    let m = df.column("metric").map_err(perr)?.str().map_err(perr)?.clone();
+    let m = df
+        .column("metric")
+        .map_err(perr)?
+        .str()
+        .map_err(perr)?
+        .clone();
     Ok(m.iter().flatten().map(str::to_string).collect())
 }
 
@@ -299,7 +394,8 @@ pub(crate) fn distinct_metrics(cands: &[Candidate], f: &Filters) -> Result<Vec<S
 pub(crate) fn check_file(path: &Path) -> Result<()> {
     let (_, meta) = crate::reader::footer::open_metadata(path)?;
     let fm = meta.file_metadata();
-    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-        .map_err(|e| Error::parquet(path, e))?;
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+            .map_err(|e| Error::parquet(path, e))?;
     crate::reader::rows::check_columns(&schema, &path.display().to_string(), false)
 }

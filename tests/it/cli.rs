@@ -210,3 +210,90 @@ fn ingest_names_the_line_of_a_bad_dataset_name() {
         "nothing committed"
     );
 }
+
+#[test]
+fn query_top_and_stats_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(n4a(
+        dir.path(),
+        &[
+            "gen",
+            "ws",
+            "--datasets",
+            "3",
+            "--rows",
+            "300",
+            "--no-arrays"
+        ]
+    )
+    .status
+    .success());
+    let out = n4a(
+        dir.path(),
+        &[
+            "query",
+            "ws",
+            "--partition",
+            "val",
+            "--sort",
+            "val_score:desc",
+            "--limit",
+            "3",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    assert_eq!(v["limit"], 3);
+    assert!(v["has_more"].as_bool().unwrap());
+    let scores: Vec<f64> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["val_score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let out = n4a(
+        dir.path(),
+        &[
+            "top", "ws", "--k", "2", "--metric", "mse", "--format", "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["direction"], "minimize");
+    assert_eq!(v["served_by"], "footers");
+    let out = n4a(dir.path(), &["top", "ws", "--k", "2"]);
+    assert_eq!(out.status.code(), Some(2), "mixed directions refused");
+    let out = n4a(
+        dir.path(),
+        &["stats", "ws", "--group-by", "model", "--metric", "r2"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("best by maximize"));
+    let out = n4a(dir.path(), &["query", "ws", "--where", "val_score >= x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("expected a number, found \"x\" at column 14"));
+    let out = n4a(
+        dir.path(),
+        &[
+            "query",
+            "ws",
+            "--limit",
+            "2",
+            "--format",
+            "csv",
+            "--columns",
+            "dataset,id,val_score",
+        ],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().next(), Some("dataset,id,val_score"));
+    assert_eq!(text.lines().count(), 3);
+}

@@ -24,7 +24,12 @@ fn load(dir: &std::path::Path) -> Vec<Row> {
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        let ds = p.file_name().unwrap().to_string_lossy().trim_end_matches(".meta.parquet").to_string();
+        let ds = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".meta.parquet")
+            .to_string();
         for (i, r) in rows::read_predictions(&p).unwrap().into_iter().enumerate() {
             out.push((ds.clone(), i as u64, r));
         }
@@ -55,7 +60,9 @@ fn score(p: &Prediction, name: &str) -> Option<f64> {
 }
 
 fn matches(f: &Filters, r: &Row) -> bool {
-    f.values.iter().all(|(k, vals)| field(r, k).is_some_and(|v| vals.iter().any(|x| x == v)))
+    f.values
+        .iter()
+        .all(|(k, vals)| field(r, k).is_some_and(|v| vals.iter().any(|x| x == v)))
         && f.ranges.iter().all(|g| g.matches(score(&r.2, &g.column)))
 }
 
@@ -72,7 +79,11 @@ fn cmp_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> Ordering {
                 (false, true) => Ordering::Less,
                 _ => x.partial_cmp(&y).unwrap(),
             };
-            if desc { o.reverse() } else { o }
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
         }
     }
 }
@@ -82,7 +93,13 @@ fn cmp_str(a: Option<&str>, b: Option<&str>, desc: bool) -> Ordering {
         (None, None) => Ordering::Equal,
         (None, _) => Ordering::Greater,
         (_, None) => Ordering::Less,
-        (Some(x), Some(y)) => if desc { y.cmp(x) } else { x.cmp(y) },
+        (Some(x), Some(y)) => {
+            if desc {
+                y.cmp(x)
+            } else {
+                x.cmp(y)
+            }
+        }
     }
 }
 
@@ -103,7 +120,12 @@ fn oracle_page(all: &[Row], q: &PageQuery) -> (Vec<(String, u64)>, u64) {
         }
     });
     let total = m.len() as u64;
-    let page = m.iter().skip(q.offset).take(q.limit).map(|r| (r.0.clone(), r.1)).collect();
+    let page = m
+        .iter()
+        .skip(q.offset)
+        .take(q.limit)
+        .map(|r| (r.0.clone(), r.1))
+        .collect();
     (page, total)
 }
 
@@ -123,7 +145,11 @@ fn workspace(files: &[Vec<Prediction>], with_old: bool) -> tempfile::TempDir {
         w.finish().unwrap();
     }
     if with_old {
-        std::fs::copy(fixture("old_layout.meta.parquet"), dir.path().join("old_layout.meta.parquet")).unwrap();
+        std::fs::copy(
+            fixture("old_layout.meta.parquet"),
+            dir.path().join("old_layout.meta.parquet"),
+        )
+        .unwrap();
     }
     dir
 }
@@ -153,10 +179,24 @@ fn row_strategy() -> impl Strategy<Value = Prediction> {
 
 fn filters_strategy() -> impl Strategy<Value = Filters> {
     (
-        prop::option::of(prop::sample::subsequence(vec!["d0", "d1", "d2", "old_layout"], 1..3)),
-        prop::option::of(prop::sample::subsequence(vec!["train", "val", "test"], 1..2)),
-        prop::option::of(prop::sample::select(vec!["PLS", "RandomForestClassifier", "Ridge"])),
-        prop::option::of(prop::sample::select(vec!["val_score>=1.5", "test_score<2", "val_score=0.5"])),
+        prop::option::of(prop::sample::subsequence(
+            vec!["d0", "d1", "d2", "old_layout"],
+            1..3,
+        )),
+        prop::option::of(prop::sample::subsequence(
+            vec!["train", "val", "test"],
+            1..2,
+        )),
+        prop::option::of(prop::sample::select(vec![
+            "PLS",
+            "RandomForestClassifier",
+            "Ridge",
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            "val_score>=1.5",
+            "test_score<2",
+            "val_score=0.5",
+        ])),
     )
         .prop_map(|(ds, parts, model, range)| {
             let mut f = Filters::default();
@@ -256,49 +296,120 @@ proptest! {
 
 #[test]
 fn the_filter_reaches_the_parquet_scan() {
-    let row = Prediction { val_score: Some(1.0), partition: Some("val".into()), ..Default::default() };
+    let row = Prediction {
+        val_score: Some(1.0),
+        partition: Some("val".into()),
+        ..Default::default()
+    };
     let dir = workspace(&[vec![row]], true);
     let ws = Workspace::open(dir.path()).unwrap();
-    let f = Filters::default().with("partition", ["val"]).unwrap().with_where("val_score>=0.5").unwrap();
+    let f = Filters::default()
+        .with("partition", ["val"])
+        .unwrap()
+        .with_where("val_score>=0.5")
+        .unwrap();
     let plan = QueryEngine::new(&ws).explain(&f).unwrap();
     assert!(plan.contains("SELECTION"), "{plan}");
     let scans = plan.matches("Parquet SCAN").count();
     assert_eq!(scans, 2, "{plan}");
     for part in plan.split("Parquet SCAN").skip(1) {
         let selection = part.lines().find(|l| l.contains("SELECTION")).unwrap_or("");
-        assert!(selection.contains("val_score") && selection.contains("partition"), "filter inside each scan: {plan}");
+        assert!(
+            selection.contains("val_score") && selection.contains("partition"),
+            "filter inside each scan: {plan}"
+        );
     }
 }
 
 #[test]
 fn footer_answered_queries_read_no_row() {
-    let dir = workspace(&[vec![Prediction { val_score: Some(1.0), partition: Some("val".into()), model_name: Some("PLS".into()), ..Default::default() }; 3]], false);
+    let dir = workspace(
+        &[vec![
+            Prediction {
+                val_score: Some(1.0),
+                partition: Some("val".into()),
+                model_name: Some("PLS".into()),
+                ..Default::default()
+            };
+            3
+        ]],
+        false,
+    );
     let ws = Workspace::open(dir.path()).unwrap();
     let e = QueryEngine::new(&ws);
-    let count = e.page(&PageQuery { filters: Filters::default().with("partition", ["val"]).unwrap(), limit: 0, ..Default::default() }).unwrap();
+    let count = e
+        .page(&PageQuery {
+            filters: Filters::default().with("partition", ["val"]).unwrap(),
+            limit: 0,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!((count.total, count.served_by), (3, ServedBy::Footers));
-    let top = e.top(&TopQuery { filters: Filters::default(), k: 2, direction: None, score: "val_score".into() }).unwrap();
+    let top = e
+        .top(&TopQuery {
+            filters: Filters::default(),
+            k: 2,
+            direction: None,
+            score: "val_score".into(),
+        })
+        .unwrap();
     assert_eq!((top.records.len(), top.served_by), (2, ServedBy::Footers));
-    let g = e.group(&GroupQuery { filters: Filters::default(), key: GroupKey::Model, score: "val_score".into(), count_and_mean_only: true, direction: None }).unwrap();
+    let g = e
+        .group(&GroupQuery {
+            filters: Filters::default(),
+            key: GroupKey::Model,
+            score: "val_score".into(),
+            count_and_mean_only: true,
+            direction: None,
+        })
+        .unwrap();
     assert_eq!(g.served_by, ServedBy::Footers);
     assert_eq!((g.groups[0].count, g.groups[0].mean), (3, Some(1.0)));
     assert_eq!(e.files_scanned(), 0, "no file was scanned");
     // A file pruned by its facets is not opened either.
-    let none = e.page(&PageQuery { filters: Filters::default().with("model_name", ["Ridge"]).unwrap(), limit: 5, ..Default::default() }).unwrap();
-    assert_eq!((none.total, none.served_by, none.provenance.files_pruned), (0, ServedBy::Pruned, 1));
+    let none = e
+        .page(&PageQuery {
+            filters: Filters::default().with("model_name", ["Ridge"]).unwrap(),
+            limit: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (none.total, none.served_by, none.provenance.files_pruned),
+        (0, ServedBy::Pruned, 1)
+    );
     assert_eq!(e.files_scanned(), 0);
 }
 
 #[test]
 fn top_k_refuses_to_mix_directions_unless_told() {
-    let rows = vec![Prediction { val_score: Some(1.0), ..Default::default() }; 2];
+    let rows = vec![
+        Prediction {
+            val_score: Some(1.0),
+            ..Default::default()
+        };
+        2
+    ];
     let dir = workspace(&[rows.clone(), rows], false);
     let ws = Workspace::open(dir.path()).unwrap();
     let e = QueryEngine::new(&ws);
-    let q = TopQuery { filters: Filters::default(), k: 3, direction: None, score: "val_score".into() };
+    let q = TopQuery {
+        filters: Filters::default(),
+        k: 3,
+        direction: None,
+        score: "val_score".into(),
+    };
     let err = e.top(&q).unwrap_err().to_string();
-    assert!(err.contains("mse: minimize") && err.contains("r2: maximize"), "{err}");
-    let ok = e.top(&TopQuery { direction: Some(Direction::Maximize), ..q }).unwrap();
+    assert!(
+        err.contains("mse: minimize") && err.contains("r2: maximize"),
+        "{err}"
+    );
+    let ok = e
+        .top(&TopQuery {
+            direction: Some(Direction::Maximize),
+            ..q
+        })
+        .unwrap();
     assert_eq!(ok.records.len(), 3);
 }
 
@@ -312,7 +423,12 @@ fn records_parse_json_columns_and_send_nan_as_null() {
     };
     let dir = workspace(&[vec![p]], false);
     let ws = Workspace::open(dir.path()).unwrap();
-    let page = QueryEngine::new(&ws).page(&PageQuery { limit: 10, ..Default::default() }).unwrap();
+    let page = QueryEngine::new(&ws)
+        .page(&PageQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
     let r = &page.records[0];
     assert!(r["val_score"].is_null());
     assert_eq!(r["best_params"]["n_components"], 8);
@@ -322,13 +438,36 @@ fn records_parse_json_columns_and_send_nan_as_null() {
 
 #[test]
 fn a_bad_file_is_reported_not_fatal() {
-    let dir = workspace(&[vec![Prediction { val_score: Some(1.0), ..Default::default() }]], false);
-    std::fs::copy(fixture("mistyped.meta.parquet"), dir.path().join("mistyped.meta.parquet")).unwrap();
-    std::fs::copy(fixture("truncated.meta.parquet"), dir.path().join("truncated.meta.parquet")).unwrap();
+    let dir = workspace(
+        &[vec![Prediction {
+            val_score: Some(1.0),
+            ..Default::default()
+        }]],
+        false,
+    );
+    std::fs::copy(
+        fixture("mistyped.meta.parquet"),
+        dir.path().join("mistyped.meta.parquet"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("truncated.meta.parquet"),
+        dir.path().join("truncated.meta.parquet"),
+    )
+    .unwrap();
     let ws = Workspace::open(dir.path()).unwrap();
-    let page = QueryEngine::new(&ws).page(&PageQuery { limit: 10, ..Default::default() }).unwrap();
+    let page = QueryEngine::new(&ws)
+        .page(&PageQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page.total, 1);
-    let kinds: Vec<&str> = page.provenance.errors.iter().map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<&str> = page
+        .provenance
+        .errors
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
     assert_eq!(kinds, ["parquet", "schema"], "{:?}", page.provenance.errors);
 }
-
