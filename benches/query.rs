@@ -204,10 +204,10 @@ fn group(c: &mut Criterion) {
                 .filter(col("metric").eq(lit("mse")))
                 .group_by([col("model_name")])
                 .agg([
-                    len(),
-                    col("val_score").mean(),
-                    col("val_score").min(),
-                    col("val_score").max(),
+                    len().alias("count"),
+                    col("val_score").mean().alias("mean"),
+                    col("val_score").min().alias("min"),
+                    col("val_score").max().alias("max"),
                 ])
                 .collect()
                 .unwrap()

@@ -46,11 +46,16 @@ pub fn row_to_json(df: &DataFrame, i: usize, columns: &[String]) -> Result<Map<S
 
 fn text(column: &str, s: &str) -> Value {
     if JSON_COLUMNS.contains(&column) {
-        if let Ok(v) = serde_json::from_str::<Value>(&sanitize_non_finite(s)) {
-            return v;
-        }
+        parse_json_text(s)
+    } else {
+        Value::String(s.to_string())
     }
-    Value::String(s.to_string())
+}
+
+/// JSON text parsed (bare NaN read as null); the text itself if it is not JSON.
+pub fn parse_json_text(s: &str) -> Value {
+    serde_json::from_str::<Value>(&sanitize_non_finite(s))
+        .unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
 /// Records as CSV with a header of `columns`; JSON values are written as

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use super::filter::{Filters, VALUE_FIELDS};
-use super::output::row_to_json;
 use super::{Candidate, Group, GroupQuery, PageQuery, TopQuery};
 use crate::error::{Error, Result};
 use crate::metric::Direction;
@@ -119,31 +118,23 @@ fn sort_options(descending: Vec<bool>) -> SortMultipleOptions {
         .with_maintain_order(true)
 }
 
-/// Phase 1 finds the page's (dataset, row) keys and the total from the few
-/// columns the filter and the sort need; phase 2 reads the whole rows of
-/// just those keys, file by file.
+/// Phase 1 reads only the columns the filter and the sort need, once, for
+/// the total and the page's (dataset, row) keys; phase 2 reads just those
+/// rows whole, file by file, through the parquet reader's row selection
+/// (with the page index, only the pages holding them are decoded).
 pub(crate) fn page(
     cands: &[Candidate],
     q: &PageQuery,
 ) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64)> {
-    let base = filtered(cands, &q.filters)?;
-    let total = base
-        .clone()
-        // `len()` straight over the scans takes polars' metadata fast-count
-        // path, which fails on this union (0.55: "casting from UInt32 to
-        // UInt128"); counting the non-null row index gives the same number.
-        .select([col(ROW).count().alias("n")])
+    let keys_df = filtered(cands, &q.filters)?
+        .select(distinct_cols(
+            ["dataset", ROW, "id"]
+                .into_iter()
+                .chain(q.sort.iter().map(|s| s.column.as_str())),
+        ))
         .collect()
         .map_err(perr)?;
-    let total = u64::from(
-        total
-            .column("n")
-            .map_err(perr)?
-            .idx()
-            .map_err(perr)?
-            .get(0)
-            .unwrap_or(0),
-    );
+    let total = keys_df.height() as u64;
     if q.limit == 0 || q.offset as u64 >= total {
         return Ok((Vec::new(), total));
     }
@@ -156,12 +147,8 @@ pub(crate) fn page(
     };
     let limit = q.limit.min(u32::MAX as usize) as IdxSize;
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
-    let found = base
-        .select(distinct_cols(
-            ["dataset", ROW, "id"]
-                .into_iter()
-                .chain(q.sort.iter().map(|s| s.column.as_str())),
-        ))
+    let found = keys_df
+        .lazy()
         .sort_by_exprs(keys, sort_options(desc))
         .slice(offset, limit)
         .select([col("dataset"), col(ROW)])
@@ -179,12 +166,12 @@ pub(crate) fn page(
         .idx()
         .map_err(perr)?
         .clone();
-    let order: Vec<(String, IdxSize)> = datasets
+    let order: Vec<(String, u64)> = datasets
         .iter()
         .zip(rows.iter())
-        .filter_map(|(d, r)| Some((d?.to_string(), r?)))
+        .filter_map(|(d, r)| Some((d?.to_string(), u64::from(r?))))
         .collect();
-    let mut by_file: BTreeMap<&str, Vec<IdxSize>> = BTreeMap::new();
+    let mut by_file: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (d, r) in &order {
         by_file.entry(d.as_str()).or_default().push(*r);
     }
@@ -194,34 +181,14 @@ pub(crate) fn page(
             .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
             .collect(),
     };
-    let mut fetched: BTreeMap<(String, IdxSize), serde_json::Map<String, serde_json::Value>> =
+    let mut fetched: BTreeMap<(String, u64), serde_json::Map<String, serde_json::Value>> =
         BTreeMap::new();
     for (dataset, wanted) in by_file {
-        let file: Vec<Candidate> = cands
-            .iter()
-            .filter(|c| c.dataset == dataset)
-            .cloned()
-            .collect();
-        let set = Series::new(
-            "rows".into(),
-            wanted.iter().map(|r| i64::from(*r)).collect::<Vec<i64>>(),
-        );
-        let df = lazy(&file)?
-            .filter(
-                col(ROW)
-                    .cast(DataType::Int64)
-                    .is_in(lit(set).implode(false), false),
-            )
-            .select(distinct_cols(
-                columns.iter().map(String::as_str).chain([ROW, "dataset"]),
-            ))
-            .collect()
-            .map_err(perr)?;
-        let rows = df.column(ROW).map_err(perr)?.idx().map_err(perr)?.clone();
-        for (i, r) in rows.iter().enumerate() {
-            if let Some(r) = r {
-                fetched.insert((dataset.to_string(), r), row_to_json(&df, i, &columns)?);
-            }
+        let Some(c) = cands.iter().find(|c| c.dataset == dataset) else {
+            continue;
+        };
+        for (row, p) in read_rows(&c.path, wanted)? {
+            fetched.insert((dataset.to_string(), row), record(dataset, &p, &columns));
         }
     }
     let records = order
@@ -229,6 +196,73 @@ pub(crate) fn page(
         .filter_map(|k| fetched.remove(&k))
         .collect();
     Ok((records, total))
+}
+
+/// Reads the rows at `wanted` (0-based, any order) of one file, decoding
+/// only the pages that hold them when the file has a page index.
+fn read_rows(path: &Path, mut wanted: Vec<u64>) -> Result<Vec<(u64, crate::schema::Prediction)>> {
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
+    wanted.sort_unstable();
+    wanted.dedup();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let opts = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts)
+        .map_err(|e| Error::parquet(path, e))?;
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &r in &wanted {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    let reader = builder
+        .with_row_selection(RowSelection::from(selectors))
+        .build()
+        .map_err(|e| Error::parquet(path, e))?;
+    let ctx = path.display().to_string();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut it = wanted.into_iter();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::parquet(path, e.into()))?;
+        for p in crate::reader::rows::batch_to_predictions(&batch, &ctx, false)? {
+            out.push((it.next().unwrap_or(u64::MAX), p));
+        }
+    }
+    Ok(out)
+}
+
+/// One row as a record: the requested columns in order, `dataset` from the
+/// file, JSON columns parsed, NaN as null.
+fn record(
+    dataset: &str,
+    p: &crate::schema::Prediction,
+    columns: &[String],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut all = match serde_json::to_value(p) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    all.insert("dataset".to_string(), serde_json::Value::from(dataset));
+    columns
+        .iter()
+        .map(|c| {
+            let v = all.remove(c).unwrap_or(serde_json::Value::Null);
+            let v = match v {
+                serde_json::Value::String(s)
+                    if super::output::JSON_COLUMNS.contains(&c.as_str()) =>
+                {
+                    super::output::parse_json_text(&s)
+                }
+                v => v,
+            };
+            (c.clone(), v)
+        })
+        .collect()
 }
 
 /// Column expressions for `names`, each once, in first-seen order.
