@@ -2,6 +2,7 @@
 //! library options, the library is called, and the answer printed as a
 //! table for people or JSON for programs. No format logic lives here.
 
+mod query;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use n4a::metric::Direction;
 use n4a::reader::{footer, Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
 use n4a::writer::WriterOptions;
-use table::{num, Table};
+use table::{num, top_table, Table};
 
 /// n4a: columnar analytics for nirs4all prediction files.
 ///
@@ -36,74 +37,6 @@ enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum QueryFormat {
-    Table,
-    Json,
-    Csv,
-}
-
-/// Row filters shared by `query`, `top` and `stats`. Each takes several
-/// values (repeat the flag or separate with commas).
-#[derive(Debug, clap::Args)]
-struct FilterArgs {
-    /// Dataset(s): only their files are opened.
-    #[arg(long, value_delimiter = ',')]
-    dataset: Vec<String>,
-    /// model_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    model: Vec<String>,
-    /// model_classname value(s).
-    #[arg(long, value_delimiter = ',')]
-    model_class: Vec<String>,
-    /// config_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    config: Vec<String>,
-    /// partition value(s): train, val, test.
-    #[arg(long, value_delimiter = ',')]
-    partition: Vec<String>,
-    /// fold_id value(s).
-    #[arg(long, value_delimiter = ',')]
-    fold: Vec<String>,
-    /// task_type value(s).
-    #[arg(long, value_delimiter = ',')]
-    task_type: Vec<String>,
-    /// metric value(s).
-    #[arg(long, value_delimiter = ',')]
-    metric: Vec<String>,
-    /// branch_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    branch: Vec<String>,
-    /// Score ranges, e.g. 'val_score>=0.5, test_score<1' (repeatable).
-    #[arg(long = "where")]
-    where_: Vec<String>,
-}
-
-impl TryFrom<&FilterArgs> for n4a::query::Filters {
-    type Error = n4a::Error;
-
-    fn try_from(a: &FilterArgs) -> Result<Self, Self::Error> {
-        let mut f = n4a::query::Filters::default();
-        for (field, vals) in [
-            ("dataset", &a.dataset),
-            ("model_name", &a.model),
-            ("model_classname", &a.model_class),
-            ("config_name", &a.config),
-            ("partition", &a.partition),
-            ("fold_id", &a.fold),
-            ("task_type", &a.task_type),
-            ("metric", &a.metric),
-            ("branch", &a.branch),
-        ] {
-            f = f.with(field, vals.iter().cloned())?;
-        }
-        for w in &a.where_ {
-            f = f.with_where(w)?;
-        }
-        Ok(f)
-    }
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// A filtered, sorted page of predictions with the total of matches.
@@ -111,7 +44,7 @@ enum Command {
         /// Workspace folder.
         workspace: PathBuf,
         #[command(flatten)]
-        filters: FilterArgs,
+        filters: query::FilterArgs,
         /// Sort as COLUMN or COLUMN:asc|desc (ties by id, then dataset).
         #[arg(long)]
         sort: Option<String>,
@@ -125,15 +58,15 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         columns: Vec<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-        format: QueryFormat,
+        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
+        format: query::QueryFormat,
     },
     /// The best K predictions by a score, in its metric's direction.
     Top {
         /// Workspace folder.
         workspace: PathBuf,
         #[command(flatten)]
-        filters: FilterArgs,
+        filters: query::FilterArgs,
         /// How many.
         #[arg(long, default_value_t = 10)]
         k: usize,
@@ -144,15 +77,15 @@ enum Command {
         #[arg(long, default_value = "val_score")]
         score: String,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-        format: QueryFormat,
+        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
+        format: query::QueryFormat,
     },
     /// Counts and score statistics per group.
     Stats {
         /// Workspace folder.
         workspace: PathBuf,
         #[command(flatten)]
-        filters: FilterArgs,
+        filters: query::FilterArgs,
         /// Group by model_name, config_name, dataset, partition or fold_id.
         #[arg(long)]
         group_by: String,
@@ -166,8 +99,8 @@ enum Command {
         #[arg(long, default_value = "val_score")]
         score: String,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-        format: QueryFormat,
+        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
+        format: query::QueryFormat,
     },
     /// Generate a seeded synthetic workspace.
     Gen {
@@ -318,19 +251,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             limit,
             columns,
             format,
-        }) => {
-            let q = n4a::query::PageQuery {
-                filters: (&filters).try_into()?,
-                columns: (!columns.is_empty()).then_some(columns),
-                sort: sort.as_deref().map(n4a::query::Sort::parse).transpose()?,
-                offset,
-                limit,
-            };
-            let ws = Workspace::open(&workspace)?;
-            let page = n4a::query::QueryEngine::new(&ws).page(&q)?;
-            print_page(&page, &q, format)?;
-            Ok(exit_for(&page.provenance))
-        }
+        }) => query::page_cmd(workspace, filters, sort, offset, limit, columns, format),
         Some(Command::Top {
             workspace,
             filters,
@@ -338,32 +259,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             direction,
             score,
             format,
-        }) => {
-            let q = n4a::query::TopQuery {
-                filters: (&filters).try_into()?,
-                k,
-                direction: direction.as_deref().map(parse_dir).transpose()?,
-                score,
-            };
-            let ws = Workspace::open(&workspace)?;
-            let top = n4a::query::QueryEngine::new(&ws).top(&q)?;
-            match format {
-                QueryFormat::Json => println!("{}", serde_json::to_string(&top)?),
-                QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
-                QueryFormat::Table => {
-                    println!(
-                        "top {} by {} ({}), served by {}",
-                        q.k,
-                        q.score,
-                        top.direction.map_or("no rows", |d| d.as_str()),
-                        served(top.served_by, &top.provenance)
-                    );
-                    print!("{}", top_table(&top.records, usize::MAX));
-                    print_errors(&top.provenance);
-                }
-            }
-            Ok(exit_for(&top.provenance))
-        }
+        }) => query::top_cmd(workspace, filters, k, direction, score, format),
         Some(Command::Stats {
             workspace,
             filters,
@@ -372,45 +268,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             direction,
             score,
             format,
-        }) => {
-            let q = n4a::query::GroupQuery {
-                filters: (&filters).try_into()?,
-                key: n4a::query::GroupKey::parse(&group_by)?,
-                score,
-                count_and_mean_only: count_mean_only,
-                direction: direction.as_deref().map(parse_dir).transpose()?,
-            };
-            let ws = Workspace::open(&workspace)?;
-            let g = n4a::query::QueryEngine::new(&ws).group(&q)?;
-            match format {
-                QueryFormat::Json => println!("{}", serde_json::to_string(&g)?),
-                QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
-                QueryFormat::Table => {
-                    println!(
-                        "{} by {}, best by {}, served by {}",
-                        q.score,
-                        q.key.column(),
-                        g.direction.map_or("-", |d| d.as_str()),
-                        served(g.served_by, &g.provenance)
-                    );
-                    let mut t =
-                        Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
-                    for r in &g.groups {
-                        t.row(vec![
-                            r.key.clone().unwrap_or_else(|| "(null)".into()),
-                            r.count.to_string(),
-                            num(r.mean),
-                            num(r.min),
-                            num(r.max),
-                            num(r.best),
-                        ]);
-                    }
-                    print!("{}", t.render());
-                    print_errors(&g.provenance);
-                }
-            }
-            Ok(exit_for(&g.provenance))
-        }
+        }) => query::stats_cmd(
+            workspace,
+            filters,
+            group_by,
+            count_mean_only,
+            direction,
+            score,
+            format,
+        ),
         Some(Command::BenchSummary {
             workspace,
             iterations,
@@ -476,113 +342,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
             })
         }
     }
-}
-
-fn parse_dir(s: &str) -> anyhow::Result<Direction> {
-    Direction::parse(s)
-        .ok_or_else(|| anyhow::anyhow!("--direction {s:?}: expected max, min or zero"))
-}
-
-fn served(by: n4a::query::ServedBy, p: &n4a::query::Provenance) -> String {
-    format!(
-        "{} ({} files considered, {} pruned by their footers, {} scanned)",
-        serde_json::to_value(by)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        p.files_considered,
-        p.files_pruned,
-        p.files_scanned
-    )
-}
-
-fn print_errors(p: &n4a::query::Provenance) {
-    for e in &p.errors {
-        println!("error [{}] {}", e.kind, e.error);
-    }
-}
-
-fn exit_for(p: &n4a::query::Provenance) -> ExitCode {
-    if p.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-/// Columns shown by the table when none are asked for.
-const TABLE_COLUMNS: [&str; 9] = [
-    "dataset",
-    "id",
-    "model_name",
-    "config_name",
-    "fold_id",
-    "partition",
-    "val_score",
-    "test_score",
-    "metric",
-];
-
-fn print_page(
-    page: &n4a::query::Page,
-    q: &n4a::query::PageQuery,
-    format: QueryFormat,
-) -> anyhow::Result<()> {
-    let all: Vec<String> = q.columns.clone().unwrap_or_else(|| {
-        std::iter::once("dataset".to_string())
-            .chain(n4a::schema::COLUMNS.iter().map(|(n, _)| n.to_string()))
-            .collect()
-    });
-    match format {
-        QueryFormat::Json => println!("{}", serde_json::to_string(page)?),
-        QueryFormat::Csv => {
-            n4a::query::output::to_csv(&page.records, &all, std::io::stdout().lock())?
-        }
-        QueryFormat::Table => {
-            let cols: Vec<String> = match &q.columns {
-                Some(c) => c.clone(),
-                None => TABLE_COLUMNS.iter().map(|s| s.to_string()).collect(),
-            };
-            let header: Vec<&str> = cols.iter().map(String::as_str).collect();
-            let mut t = Table::new(&header);
-            for r in &page.records {
-                t.row(
-                    cols.iter()
-                        .map(|c| match r.get(c) {
-                            None | Some(serde_json::Value::Null) => "-".to_string(),
-                            Some(serde_json::Value::Number(n)) => {
-                                n.as_f64().map_or(n.to_string(), |x| {
-                                    if n.is_f64() {
-                                        format!("{x:.4}")
-                                    } else {
-                                        n.to_string()
-                                    }
-                                })
-                            }
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            Some(v) => v.to_string(),
-                        })
-                        .collect(),
-                );
-            }
-            print!("{}", t.render());
-            let end = (page.offset + page.records.len()).min(page.total as usize);
-            println!(
-                "rows {}-{} of {}{}; served by {}",
-                if page.records.is_empty() {
-                    page.offset
-                } else {
-                    page.offset + 1
-                },
-                end,
-                page.total,
-                if page.has_more { " (more)" } else { "" },
-                served(page.served_by, &page.provenance)
-            );
-            print_errors(&page.provenance);
-        }
-    }
-    Ok(())
 }
 
 fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {
@@ -771,36 +530,6 @@ fn summary_text(s: &Summary) -> String {
     out.push('\n');
     out.push_str(&top_table(&s.top_predictions, usize::MAX));
     out
-}
-
-/// The top entries as a table: rank, scores, where they come from.
-fn top_table(entries: &[n4a::summary::topk::TopEntry], limit: usize) -> String {
-    let mut t = Table::new(&[
-        "#",
-        "val",
-        "test",
-        "dataset",
-        "model",
-        "config",
-        "fold",
-        "partition",
-        "id",
-    ]);
-    for (i, e) in entries.iter().take(limit).enumerate() {
-        let s = |v: &Option<String>| v.clone().unwrap_or_default();
-        t.row(vec![
-            (i + 1).to_string(),
-            num(e.val_score),
-            num(e.test_score),
-            s(&e.dataset),
-            s(&e.model_name),
-            s(&e.config_name),
-            s(&e.fold_id),
-            s(&e.partition),
-            s(&e.id),
-        ]);
-    }
-    t.render()
 }
 
 fn workspace_text(s: &WorkspaceSummary) -> String {

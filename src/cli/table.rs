@@ -53,3 +53,33 @@ impl Table {
 pub fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.4}"))
 }
+
+/// The top entries as a table: rank, scores, where they come from.
+pub fn top_table(entries: &[n4a::summary::topk::TopEntry], limit: usize) -> String {
+    let mut t = Table::new(&[
+        "#",
+        "val",
+        "test",
+        "dataset",
+        "model",
+        "config",
+        "fold",
+        "partition",
+        "id",
+    ]);
+    for (i, e) in entries.iter().take(limit).enumerate() {
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        t.row(vec![
+            (i + 1).to_string(),
+            num(e.val_score),
+            num(e.test_score),
+            s(&e.dataset),
+            s(&e.model_name),
+            s(&e.config_name),
+            s(&e.fold_id),
+            s(&e.partition),
+            s(&e.id),
+        ]);
+    }
+    t.render()
+}
