@@ -70,15 +70,8 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 10)]
         k: usize,
-        /// Force a direction (max, min, zero), e.g. to rank several metrics together.
-        #[arg(long)]
-        direction: Option<String>,
-        /// Score column.
-        #[arg(long, default_value = "val_score")]
-        score: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
-        format: query::QueryFormat,
+        #[command(flatten)]
+        rank: query::RankArgs,
     },
     /// Counts and score statistics per group.
     Stats {
@@ -92,15 +85,8 @@ enum Command {
         /// Only count and mean (then the footers can answer by model).
         #[arg(long)]
         count_mean_only: bool,
-        /// Force the direction of "best" (max, min, zero).
-        #[arg(long)]
-        direction: Option<String>,
-        /// Score column.
-        #[arg(long, default_value = "val_score")]
-        score: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
-        format: query::QueryFormat,
+        #[command(flatten)]
+        rank: query::RankArgs,
     },
     /// Generate a seeded synthetic workspace.
     Gen {
@@ -256,27 +242,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
             workspace,
             filters,
             k,
-            direction,
-            score,
-            format,
-        }) => query::top_cmd(workspace, filters, k, direction, score, format),
+            rank,
+        }) => query::top_cmd(workspace, filters, k, rank),
         Some(Command::Stats {
             workspace,
             filters,
             group_by,
             count_mean_only,
-            direction,
-            score,
-            format,
-        }) => query::stats_cmd(
-            workspace,
-            filters,
-            group_by,
-            count_mean_only,
-            direction,
-            score,
-            format,
-        ),
+            rank,
+        }) => query::stats_cmd(workspace, filters, group_by, count_mean_only, rank),
         Some(Command::BenchSummary {
             workspace,
             iterations,

@@ -19,6 +19,34 @@ pub(super) enum QueryFormat {
     Csv,
 }
 
+/// Ranking and output flags shared by `top` and `stats`.
+#[derive(Debug, clap::Args)]
+pub(super) struct RankArgs {
+    /// Force a direction (max, min, zero), e.g. to rank several metrics together.
+    #[arg(long)]
+    direction: Option<String>,
+    /// Score column.
+    #[arg(long, default_value = "val_score")]
+    score: String,
+    /// Output format (table or json).
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+}
+
+impl RankArgs {
+    /// The direction, checked, and the format, refused before any work
+    /// when it is CSV (only `query` writes CSV).
+    fn checked(&self) -> anyhow::Result<(Option<Direction>, QueryFormat)> {
+        if self.format == QueryFormat::Csv {
+            bail!("--format csv is for `n4a query`; use json or table");
+        }
+        Ok((
+            self.direction.as_deref().map(parse_dir).transpose()?,
+            self.format,
+        ))
+    }
+}
+
 /// Row filters shared by `query`, `top` and `stats`. Each takes several
 /// values (repeat the flag or separate with commas).
 #[derive(Debug, clap::Args)]
@@ -108,22 +136,20 @@ pub(super) fn top_cmd(
     workspace: PathBuf,
     filters: FilterArgs,
     k: usize,
-    direction: Option<String>,
-    score: String,
-    format: QueryFormat,
+    rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
+    let (direction, format) = rank.checked()?;
     let q = n4a::query::TopQuery {
         filters: (&filters).try_into()?,
         k,
-        direction: direction.as_deref().map(parse_dir).transpose()?,
-        score,
+        direction,
+        score: rank.score,
     };
     let ws = Workspace::open(&workspace)?;
     let top = n4a::query::QueryEngine::new(&ws).top(&q)?;
     match format {
         QueryFormat::Json => println!("{}", serde_json::to_string(&top)?),
-        QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
-        QueryFormat::Table => {
+        QueryFormat::Csv | QueryFormat::Table => {
             println!(
                 "top {} by {} ({}), served by {}",
                 q.k,
@@ -144,23 +170,21 @@ pub(super) fn stats_cmd(
     filters: FilterArgs,
     group_by: String,
     count_mean_only: bool,
-    direction: Option<String>,
-    score: String,
-    format: QueryFormat,
+    rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
+    let (direction, format) = rank.checked()?;
     let q = n4a::query::GroupQuery {
         filters: (&filters).try_into()?,
         key: n4a::query::GroupKey::parse(&group_by)?,
-        score,
+        score: rank.score,
         count_and_mean_only: count_mean_only,
-        direction: direction.as_deref().map(parse_dir).transpose()?,
+        direction,
     };
     let ws = Workspace::open(&workspace)?;
     let g = n4a::query::QueryEngine::new(&ws).group(&q)?;
     match format {
         QueryFormat::Json => println!("{}", serde_json::to_string(&g)?),
-        QueryFormat::Csv => bail!("--format csv is for `n4a query`; use json or table"),
-        QueryFormat::Table => {
+        QueryFormat::Csv | QueryFormat::Table => {
             println!(
                 "{} by {}, best by {}, served by {}",
                 q.score,

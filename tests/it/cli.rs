@@ -272,6 +272,12 @@ fn query_top_and_stats_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "mixed directions refused");
     let out = n4a(
         dir.path(),
+        &["stats", "ws", "--group-by", "model", "--format", "csv"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format csv is for `n4a query`"));
+    let out = n4a(
+        dir.path(),
         &["stats", "ws", "--group-by", "model", "--metric", "r2"],
     );
     assert!(out.status.success());
