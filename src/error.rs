@@ -103,6 +103,13 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A file changed under a batch job (someone else rewrote it while it
+    /// was being refreshed): it is left as the other writer made it.
+    #[error("{path}: changed by another process during the refresh; left as it is")]
+    ChangedDuringRefresh {
+        /// The file concerned.
+        path: PathBuf,
+    },
     /// A query that cannot be answered as asked (unknown field or column,
     /// malformed `--where`, a top-k mixing metrics of opposite directions).
     #[error("invalid query: {0}")]
@@ -123,6 +130,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short name of the failure's kind for reports: `io`, `parquet`,
+    /// `invalid_summary`, `unsupported_version`, `schema`, `unknown_metric`,
+    /// `invalid_row`, `changed_during_refresh`, `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Parquet { .. } | Error::Arrow(_) => "parquet",
+            Error::InvalidSummary { .. } => "invalid_summary",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::Schema { .. } => "schema",
+            Error::UnknownMetricDirection { .. } => "unknown_metric",
+            Error::InvalidRow { .. } => "invalid_row",
+            Error::ChangedDuringRefresh { .. } => "changed_during_refresh",
+            Error::WithPath { source, .. } => source.kind(),
+            _ => "other",
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {

@@ -40,6 +40,7 @@ pub mod ingest;
 pub mod metric;
 pub mod query;
 pub mod reader;
+pub mod refresh;
 pub mod schema;
 pub mod summary;
 pub mod writer;

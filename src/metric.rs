@@ -118,6 +118,12 @@ impl Directions {
         self
     }
 
+    /// The direction the caller supplied for `metric`, if any (the table
+    /// not consulted).
+    pub fn supplied(&self, metric: &str) -> Option<Direction> {
+        self.extra.get(metric).copied()
+    }
+
     /// The direction of `metric`: a caller-supplied one first, then the table.
     ///
     /// # Errors

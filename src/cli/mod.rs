@@ -3,6 +3,7 @@
 //! table for people or JSON for programs. No format logic lives here.
 
 mod query;
+mod refresh;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -130,6 +131,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Backfill, verify and repair the summaries of a workspace's files
+    /// (rewrites only footers; row data is copied byte for byte).
+    Refresh(refresh::RefreshArgs),
     /// Summarise a workspace from its footers alone (no row is read).
     Summary {
         /// Workspace folder (default: the current folder).
@@ -229,6 +233,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
+        Some(Command::Refresh(a)) => refresh::refresh_cmd(a),
         Some(Command::Query {
             workspace,
             filters,

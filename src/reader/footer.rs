@@ -88,6 +88,17 @@ pub struct QuickFooter {
 /// than this take a second read.
 pub const TAIL_PREFETCH: u64 = 64 << 10;
 
+/// A footer's row counts and raw summary bytes (the summary not decoded).
+#[derive(Debug)]
+pub struct RawFooter {
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// The `n4a_summary` bytes as stored, if any.
+    pub summary: Option<Vec<u8>>,
+}
+
 /// Reads a file's footer in one `pread` of its last 64 KiB in the common
 /// case (two when the footer is larger), skims the Thrift metadata for the
 /// row count, row groups and key/values without building column metadata,
@@ -98,30 +109,86 @@ pub const TAIL_PREFETCH: u64 = 64 << 10;
 /// # Errors
 /// As [`read_footer`].
 pub fn read_quick(path: &Path, len: u64) -> Result<QuickFooter> {
+    let raw = read_raw(path, len)?;
+    Ok(QuickFooter {
+        num_rows: raw.num_rows,
+        num_row_groups: raw.num_row_groups,
+        summary: raw
+            .summary
+            .map(|v| json::decode_raw(path, &v))
+            .transpose()?,
+    })
+}
+
+/// Like [`read_quick`] without decoding the summary: its bytes as stored.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Parquet`] naming the file.
+pub fn read_raw(path: &Path, len: u64) -> Result<RawFooter> {
     use std::os::unix::fs::FileExt;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let tail_len = len.min(TAIL_PREFETCH);
     let mut tail = vec![0u8; tail_len as usize];
     file.read_exact_at(&mut tail, len - tail_len)
         .map_err(|e| Error::io(path, e))?;
-    let Some(meta) = footer_slice(&file, len, &tail)? else {
-        return read_full(path);
+    let skimmed = footer_slice(&file, len, &tail)?.and_then(|meta| {
+        let skim = thrift::parse_file_metadata(&meta).ok()?;
+        let summary = skim
+            .key_values
+            .iter()
+            .find(|(k, _)| *k == SUMMARY_KEY.as_bytes())
+            .and_then(|(_, v)| v.map(<[u8]>::to_vec));
+        Some(RawFooter {
+            num_rows: skim.num_rows.max(0) as u64,
+            num_row_groups: skim.num_row_groups,
+            summary,
+        })
+    });
+    match skimmed {
+        Some(raw) => Ok(raw),
+        None => {
+            let (_, meta) = open_metadata(path)?;
+            Ok(RawFooter {
+                num_rows: meta.file_metadata().num_rows().max(0) as u64,
+                num_row_groups: meta.num_row_groups(),
+                summary: summary_text(&meta).map(|t| t.as_bytes().to_vec()),
+            })
+        }
+    }
+}
+
+/// The serialized `FileMetaData` of an open file of `len` bytes, and where
+/// it starts (everything before is the magic and the row groups, page
+/// indexes and bloom filters, which a footer rewrite copies as they are).
+///
+/// # Errors
+/// [`Error::Parquet`] if the tail is not a plain parquet footer.
+pub fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8>, u64)> {
+    use std::os::unix::fs::FileExt;
+    let bad = |m: &str| {
+        Error::parquet(
+            path,
+            parquet::errors::ParquetError::General(format!("footer: {m}")),
+        )
     };
-    let Ok(skim) = thrift::parse_file_metadata(&meta) else {
-        return read_full(path);
-    };
-    let summary = skim
-        .key_values
-        .iter()
-        .find(|(k, _)| *k == SUMMARY_KEY.as_bytes())
-        .and_then(|(_, v)| *v)
-        .map(|v| json::decode_raw(path, v))
-        .transpose()?;
-    Ok(QuickFooter {
-        num_rows: skim.num_rows.max(0) as u64,
-        num_row_groups: skim.num_row_groups,
-        summary,
-    })
+    if len < 12 {
+        return Err(bad("file shorter than a parquet header and footer"));
+    }
+    let mut end = [0u8; 8];
+    file.read_exact_at(&mut end, len - 8)
+        .map_err(|e| Error::io(path, e))?;
+    if &end[4..] != b"PAR1" {
+        return Err(bad("no PAR1 magic at the end (encrypted or not parquet)"));
+    }
+    let meta_len = u64::from(u32::from_le_bytes(end[..4].try_into().expect("4 bytes")));
+    if meta_len + 12 > len {
+        return Err(bad("metadata length larger than the file"));
+    }
+    let start = len - 8 - meta_len;
+    let mut buf = vec![0u8; meta_len as usize];
+    file.read_exact_at(&mut buf, start)
+        .map_err(|e| Error::io(path, e))?;
+    Ok((buf, start))
 }
 
 /// The serialized `FileMetaData`, from `tail` or one more read; `None` when
@@ -149,16 +216,4 @@ fn footer_slice<'a>(
         return Ok(None);
     }
     Ok(Some(std::borrow::Cow::Owned(buf)))
-}
-
-fn read_full(path: &Path) -> Result<QuickFooter> {
-    let (_, meta) = open_metadata(path)?;
-    let summary = summary_text(&meta)
-        .map(|t| json::decode_raw(path, t.as_bytes()))
-        .transpose()?;
-    Ok(QuickFooter {
-        num_rows: meta.file_metadata().num_rows().max(0) as u64,
-        num_row_groups: meta.num_row_groups(),
-        summary,
-    })
 }

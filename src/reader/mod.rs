@@ -3,6 +3,7 @@
 //! merged summary, and, where a summary must be rebuilt, the rows.
 
 pub mod cache;
+pub mod cache_file;
 pub mod footer;
 pub mod merge;
 pub mod rows;

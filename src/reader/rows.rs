@@ -18,6 +18,7 @@ use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
 use crate::schema::{Kind, Prediction, COLUMNS, SCORE_COLUMNS};
+use crate::summary::{RowView, SummaryBuilder};
 
 fn type_fits(kind: Kind, dt: &DataType, strict: bool) -> bool {
     match (kind, dt) {
@@ -194,4 +195,106 @@ pub fn read_score_values(path: &Path) -> Result<[Vec<f64>; 3]> {
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The columns a summary is computed from.
+pub const SUMMARY_COLUMNS: [&str; 12] = [
+    "id",
+    "dataset_name",
+    "config_name",
+    "pipeline_uid",
+    "model_name",
+    "fold_id",
+    "partition",
+    "metric",
+    "task_type",
+    "val_score",
+    "test_score",
+    "train_score",
+];
+
+/// A string column of any Arrow string layout, or a missing one (null).
+enum StrCol<'a> {
+    Utf8(&'a arrow_array::StringArray),
+    Large(&'a arrow_array::LargeStringArray),
+    View(&'a arrow_array::StringViewArray),
+    Missing,
+}
+
+impl<'a> StrCol<'a> {
+    fn of(batch: &'a RecordBatch, name: &str) -> Self {
+        match batch.column_by_name(name) {
+            Some(c) => match c.data_type() {
+                DataType::Utf8 => StrCol::Utf8(c.as_string::<i32>()),
+                DataType::LargeUtf8 => StrCol::Large(c.as_string::<i64>()),
+                DataType::Utf8View => StrCol::View(c.as_string_view()),
+                _ => StrCol::Missing,
+            },
+            None => StrCol::Missing,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            StrCol::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::Large(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::View(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::Missing => None,
+        }
+    }
+}
+
+/// Feeds every row of `path` to `builder`, reading only the twelve
+/// [`SUMMARY_COLUMNS`] and viewing strings in place (no per-row
+/// allocation). Memory: one batch of 8,192 rows plus the builder. Row
+/// numbers in errors are the file's.
+///
+/// # Errors
+/// As [`for_each_batch`]; [`Error::Schema`] for a mistyped column;
+/// what [`SummaryBuilder::observe`] returns (an unknown metric), wrapped
+/// with the file's path.
+pub fn summarize(path: &Path, builder: &mut SummaryBuilder) -> Result<u64> {
+    let ctx = path.display().to_string();
+    let mut n = 0usize;
+    for_each_batch(path, Some(&SUMMARY_COLUMNS), 8192, |b| {
+        check_columns(b.schema().as_ref(), &ctx, false)?;
+        let s = |name| StrCol::of(&b, name);
+        let (id, ds, cfg, uid, model) = (
+            s("id"),
+            s("dataset_name"),
+            s("config_name"),
+            s("pipeline_uid"),
+            s("model_name"),
+        );
+        let (fold, part, metric, task) =
+            (s("fold_id"), s("partition"), s("metric"), s("task_type"));
+        let f = |name: &str| {
+            b.column_by_name(name)
+                .filter(|c| c.data_type() == &DataType::Float64)
+                .map(|c| c.as_primitive::<Float64Type>())
+        };
+        let scores = [f("val_score"), f("test_score"), f("train_score")];
+        let score = |k: usize, i: usize| scores[k].and_then(|a| a.is_valid(i).then(|| a.value(i)));
+        for i in 0..b.num_rows() {
+            let view = RowView {
+                id: id.get(i),
+                dataset_name: ds.get(i),
+                config_name: cfg.get(i),
+                pipeline_uid: uid.get(i),
+                model_name: model.get(i),
+                fold_id: fold.get(i),
+                partition: part.get(i),
+                metric: metric.get(i),
+                task_type: task.get(i),
+                scores: [score(0, i), score(1, i), score(2, i)],
+            };
+            builder.observe(n, &view).map_err(|e| Error::WithPath {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            })?;
+            n += 1;
+        }
+        Ok(())
+    })?;
+    Ok(n as u64)
 }

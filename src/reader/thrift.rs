@@ -1,6 +1,8 @@
 //! A minimal reader of the parquet footer's Thrift compact encoding that
 //! takes only what a workspace summary needs: the row count, the number of
-//! row groups, and the key/value metadata, borrowed from the footer bytes.
+//! row groups, and the key/value metadata, borrowed from the footer bytes;
+//! and [`replace_key_values`], which re-emits a footer with only its
+//! key/value metadata changed (what `refresh` writes).
 //!
 //! The parquet crate's full decode builds every column chunk's metadata and
 //! statistics (about 50 µs for a 35-column file, measured by the
@@ -211,6 +213,74 @@ fn key_value<'a>(c: &mut Cursor<'a>) -> R<(&'a [u8], Option<&'a [u8]>)> {
     Ok((key.ok_or(SkimError("key without name"))?, value))
 }
 
+/// Re-encodes a serialized `FileMetaData` with its key/value metadata
+/// (field 5) replaced by `kv`, every other field copied byte for byte in
+/// field-id order. Cost: one pass over the footer, no decoding of the
+/// schema or column chunks.
+///
+/// # Errors
+/// [`SkimError`] on malformed input or trailing bytes after the struct (a
+/// footer we do not fully understand is never rewritten).
+pub fn replace_key_values(buf: &[u8], kv: &[(&str, &str)]) -> R<Vec<u8>> {
+    let mut c = Cursor { buf, pos: 0 };
+    let mut fields: Vec<(i16, u8, &[u8])> = Vec::new();
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        let start = c.pos;
+        c.skip(ty, 1)?;
+        if id != 5 {
+            fields.push((id, ty, &buf[start..c.pos]));
+        }
+    }
+    if c.pos != buf.len() {
+        return Err(SkimError("bytes after the FileMetaData struct"));
+    }
+    let mut list = Vec::with_capacity(kv.iter().map(|(k, v)| k.len() + v.len() + 16).sum());
+    if kv.len() < 15 {
+        list.push(((kv.len() as u8) << 4) | 12);
+    } else {
+        list.push(0xfc);
+        put_varint(&mut list, kv.len() as u64);
+    }
+    for (k, v) in kv {
+        for (header, bytes) in [(0x18u8, k.as_bytes()), (0x18u8, v.as_bytes())] {
+            list.push(header);
+            put_varint(&mut list, bytes.len() as u64);
+            list.extend_from_slice(bytes);
+        }
+        list.push(0);
+    }
+    let at = fields.iter().position(|f| f.0 > 5).unwrap_or(fields.len());
+    fields.insert(at, (5, 9, &list));
+    if fields.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(SkimError("field ids out of order or repeated"));
+    }
+    let mut out = Vec::with_capacity(buf.len() + list.len());
+    let mut last = 0i16;
+    for (id, ty, bytes) in fields {
+        let delta = i32::from(id) - i32::from(last);
+        if (1..=15).contains(&delta) {
+            out.push(((delta as u8) << 4) | ty);
+        } else {
+            out.push(ty);
+            let z = ((i64::from(id) << 1) ^ (i64::from(id) >> 63)) as u64;
+            put_varint(&mut out, z);
+        }
+        out.extend_from_slice(bytes);
+        last = id;
+    }
+    out.push(0);
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +311,36 @@ mod tests {
         assert_eq!(s.num_rows, 5);
         assert_eq!(s.num_row_groups, 0);
         assert_eq!(s.key_values, vec![(&b"k"[..], Some(&b"v"[..]))]);
+    }
+
+    #[test]
+    fn key_values_are_replaced_and_inserted_in_field_order() {
+        let buf = [
+            0x36, 10, 0x19, 0x0c, 0x19, 0x1c, 0x18, 1, b'k', 0x18, 1, b'v', 0, 0,
+        ];
+        // Same pairs: the same bytes.
+        assert_eq!(replace_key_values(&buf, &[("k", "v")]).unwrap(), buf);
+        let out = replace_key_values(&buf, &[("a", "1"), ("k", "2")]).unwrap();
+        let s = parse_file_metadata(&out).unwrap();
+        assert_eq!(s.num_rows, 5);
+        assert_eq!(
+            s.key_values,
+            vec![(&b"a"[..], Some(&b"1"[..])), (&b"k"[..], Some(&b"2"[..]))]
+        );
+        // No field 5 at all (num_rows, row_groups, then created_by, field
+        // 6): ours goes between, and field 6's header delta is recomputed.
+        let bare = [0x36, 10, 0x19, 0x0c, 0x28, 1, b'x', 0];
+        let out = replace_key_values(&bare, &[("k", "v")]).unwrap();
+        let s = parse_file_metadata(&out).unwrap();
+        assert_eq!(s.key_values, vec![(&b"k"[..], Some(&b"v"[..]))]);
+        assert!(out.ends_with(&[0x18, 1, b'x', 0]));
+        // Many pairs use the long list header.
+        let many: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("k{i}"), "v".repeat(200)))
+            .collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s_out = replace_key_values(&buf, &refs).unwrap();
+        assert_eq!(parse_file_metadata(&s_out).unwrap().key_values.len(), 20);
+        assert!(replace_key_values(&[0x36, 10, 0x19, 0x0c, 0, 7], &[]).is_err());
     }
 }

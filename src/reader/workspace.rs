@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{FileKey, FooterCache};
+use super::cache_file::{self, CacheEntry};
 use super::footer;
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
@@ -41,14 +42,9 @@ pub struct FileError {
 }
 
 impl FileError {
-    fn new(path: &Path, dataset: Option<&str>, e: &Error) -> Self {
-        let kind = match e {
-            Error::Io { .. } => "io",
-            Error::Parquet { .. } => "parquet",
-            Error::InvalidSummary { .. } => "invalid_summary",
-            Error::UnsupportedVersion { .. } => "unsupported_version",
-            _ => "other",
-        };
+    /// The report of `e` about `path`.
+    pub fn new(path: &Path, dataset: Option<&str>, e: &Error) -> Self {
+        let kind = e.kind();
         FileError {
             path: path.to_path_buf(),
             dataset: dataset.map(str::to_string),
@@ -98,8 +94,15 @@ pub struct Workspace {
     pool: Option<rayon::ThreadPool>,
     cache: FooterCache<Cached>,
     reads: AtomicU64,
+    cache_file_hits: AtomicU64,
+    /// Whether to use `.n4a/summary-cache.json`, and whether it was tried.
+    use_cache_file: bool,
+    cache_file_tried: std::sync::atomic::AtomicBool,
     merged: std::sync::Mutex<Option<MergedCache>>,
 }
+
+/// Entries of the workspace cache file by absolute path.
+type FileCacheMap = std::collections::HashMap<PathBuf, CacheEntry>;
 
 impl Workspace {
     /// Opens the workspace at `dir` (files directly in it, as nirs4all and
@@ -120,6 +123,9 @@ impl Workspace {
             pool: None,
             cache: FooterCache::default(),
             reads: AtomicU64::new(0),
+            cache_file_hits: AtomicU64::new(0),
+            use_cache_file: true,
+            cache_file_tried: std::sync::atomic::AtomicBool::new(false),
             merged: std::sync::Mutex::new(None),
         }
         .with_threads(0))
@@ -129,6 +135,15 @@ impl Workspace {
     #[must_use]
     pub fn with_recursive(mut self, recursive: bool) -> Self {
         self.recursive = recursive;
+        self
+    }
+
+    /// Whether the first footer pass may take entries from the workspace
+    /// cache file (`.n4a/summary-cache.json`, see [`cache_file`]); on by
+    /// default.
+    #[must_use]
+    pub fn with_cache_file(mut self, use_it: bool) -> Self {
+        self.use_cache_file = use_it;
         self
     }
 
@@ -167,6 +182,11 @@ impl Workspace {
     /// Footer reads done so far (cache misses): what the cache saves.
     pub fn footer_reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Footers taken from the workspace cache file instead of the file.
+    pub fn cache_file_hits(&self) -> u64 {
+        self.cache_file_hits.load(Ordering::Relaxed)
     }
 
     /// The workspace's prediction files, sorted by path, plus the folders
@@ -224,8 +244,16 @@ impl Workspace {
     /// read now rather than served from the cache.
     fn footers_keyed(&self) -> Result<Keyed> {
         let (files, errors) = self.list()?;
+        // The cache file is consulted once, on the first pass: later passes
+        // have the in-memory cache, which is at least as fresh.
+        let file_cache: Option<FileCacheMap> =
+            if self.use_cache_file && !self.cache_file_tried.swap(true, Ordering::Relaxed) {
+                cache_file::load(&self.root)
+            } else {
+                None
+            };
         let read = |f: &DatasetFile| {
-            let (footer, key) = self.footer_of(f);
+            let (footer, key) = self.footer_of(f, file_cache.as_ref());
             (
                 FileFooter {
                     footer,
@@ -245,7 +273,11 @@ impl Workspace {
     }
 
     /// The footer of one file and, when it came from the cache, its key.
-    fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
+    fn footer_of(
+        &self,
+        f: &DatasetFile,
+        file_cache: Option<&FileCacheMap>,
+    ) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
         let key = match FileKey::of(&f.path) {
             Ok(k) => k,
@@ -256,6 +288,18 @@ impl Workspace {
         };
         if let Some(hit) = self.cache.get(&f.path, &key) {
             return ((*hit).clone(), Some(key));
+        }
+        if let Some(e) = file_cache
+            .and_then(|m| m.get(&f.path))
+            .filter(|e| e.matches(&key))
+        {
+            if let Ok(info) = info_from_cache_entry(&f.path, e) {
+                self.cache_file_hits.fetch_add(1, Ordering::Relaxed);
+                let value: Cached = Ok(Arc::new(info));
+                self.cache
+                    .put(&f.path, key, e.read_at(), Arc::new(value.clone()));
+                return (value, None);
+            }
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
         let value = read_footer_info(&f.path, key.len)
@@ -295,6 +339,21 @@ impl Workspace {
         *slot = keyed.map(|k| (k, merged.clone()));
         Ok(merged)
     }
+}
+
+/// A footer from a cache-file entry (its summary decoded as from the file).
+fn info_from_cache_entry(path: &Path, e: &CacheEntry) -> Result<FooterInfo> {
+    let summary = e
+        .summary
+        .as_ref()
+        .map(|raw| crate::summary::json::decode_raw(path, raw.get().as_bytes()))
+        .transpose()?;
+    Ok(FooterInfo {
+        num_rows: e.num_rows,
+        num_row_groups: e.num_row_groups,
+        file_size: e.len,
+        summary: summary.map(Arc::new),
+    })
 }
 
 /// Reads one file's footer, containing any decoder panic as an error.

@@ -205,24 +205,10 @@ impl PredictionWriter {
         Ok(())
     }
 
-    /// Observes every old row (the old file has no usable n4a state).
+    /// Observes every old row (the old file has no usable n4a state); the
+    /// old rows' values are then in memory, so quartiles can stay exact.
     fn rebuild_summary(&mut self, old: &Path) -> Result<()> {
-        let ctx = old.display().to_string();
-        let mut n = 0;
-        rows::for_each_batch(old, None, 8192, |b| {
-            for p in rows::batch_to_predictions(&b, &ctx, false)? {
-                self.summary
-                    .observe(n, &RowView::of(&p))
-                    .map_err(|e| Error::WithPath {
-                        path: old.to_path_buf(),
-                        source: Box::new(e),
-                    })?;
-                n += 1;
-            }
-            Ok(())
-        })?;
-        // The old rows' values are in memory now: quartiles can stay exact.
-        Ok(())
+        rows::summarize(old, &mut self.summary).map(drop)
     }
 
     /// Rewrites an old file of another layout (fewer columns, large_utf8

@@ -303,3 +303,63 @@ fn query_top_and_stats_from_the_command_line() {
     assert_eq!(text.lines().next(), Some("dataset,id,val_score"));
     assert_eq!(text.lines().count(), 3);
 }
+
+#[test]
+fn refresh_reports_as_json_exits_by_outcome_and_writes_the_cache() {
+    let ws = crate::util::workspace_with(&[
+        "no_summary.meta.parquet",
+        "grain_class.meta.parquet",
+        "grain_class.arrays.parquet",
+    ]);
+    let dir = ws.path().to_str().unwrap();
+    let json = |args: &[&str]| {
+        let out = n4a(ws.path(), args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(
+            out.stderr.is_empty(),
+            "no progress line when not on a terminal"
+        );
+        (out.status.code(), v)
+    };
+    let (code, v) = json(&["refresh", dir, "--dry-run", "--format", "json"]);
+    assert_eq!(code, Some(1), "something left to refresh");
+    assert_eq!(v["stale"], 2);
+    assert_eq!(v["write"], false);
+    let (code, v) = json(&["refresh", dir, "--write-cache", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        (v["refreshed"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert!(v["cache_written"]
+        .as_str()
+        .unwrap()
+        .ends_with("summary-cache.json"));
+    assert!(v["seconds"].as_f64().is_some() && v["peak_rss_bytes"].as_u64().is_some());
+    assert_eq!(v["files"][0]["status"], "refreshed");
+    assert!(ws.path().join(".n4a/summary-cache.json").exists());
+    let (code, v) = json(&["refresh", dir, "--verify", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["unchanged"], 2);
+    // --fix means nothing without --verify.
+    let out = n4a(ws.path(), &["refresh", dir, "--fix"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A bad file: reported with its reason, exit 1, the rest still done.
+    std::fs::copy(
+        fixture("truncated.meta.parquet"),
+        ws.path().join("truncated.meta.parquet"),
+    )
+    .unwrap();
+    let out = n4a(ws.path(), &["refresh", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("truncated.meta.parquet") && text.contains("failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 files: 0 refreshed, 2 unchanged, 1 failed"),
+        "{text}"
+    );
+}

@@ -22,7 +22,7 @@ fn stored_and_recomputed(name: &str) -> (Summary, Summary, Vec<n4a::schema::Pred
     (stored, b.finish(None), rows)
 }
 
-fn assert_common(stored: &Summary, ours: &Summary) {
+pub fn assert_common(stored: &Summary, ours: &Summary) {
     assert_eq!(stored.n4a_version, "1.0");
     assert_eq!(ours.total_predictions, stored.total_predictions);
     assert_eq!(ours.dataset_name, stored.dataset_name);

@@ -9,5 +9,6 @@ mod fixtures;
 mod properties;
 mod query;
 mod reader;
+mod refresh;
 mod regression;
 mod writer;

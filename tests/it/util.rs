@@ -22,6 +22,44 @@ pub fn workspace_with(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Rewrites the prediction file `src` into `dst` with ArrowWriter (as a
+/// tool other than n4a would), its footer carrying `summary` as a plain
+/// key/value entry and, when `embed`, inside the Arrow schema too; `None`
+/// writes no summary at all (nirs4all before summaries existed).
+pub fn rewrite_with_summary(src: &Path, dst: &Path, summary: Option<&str>, embed: bool) {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(src).unwrap()).unwrap();
+    let mut md = b.schema().metadata().clone();
+    md.remove("n4a_summary");
+    if let (Some(s), true) = (summary, embed) {
+        md.insert("n4a_summary".to_string(), s.to_string());
+    }
+    let schema = std::sync::Arc::new(b.schema().as_ref().clone().with_metadata(md));
+    let batches: Vec<_> = b.build().unwrap().map(|r| r.unwrap()).collect();
+    let kv = summary.map(|s| {
+        vec![parquet::file::metadata::KeyValue::new(
+            "n4a_summary".into(),
+            s.to_string(),
+        )]
+    });
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let tmp = dst.with_extension("tmp-rewrite");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&tmp).unwrap(),
+        schema.clone(),
+        Some(props),
+    )
+    .unwrap();
+    for b in batches {
+        let b = arrow_array::RecordBatch::try_new(schema.clone(), b.columns().to_vec()).unwrap();
+        w.write(&b).unwrap();
+    }
+    w.close().unwrap();
+    std::fs::rename(&tmp, dst).unwrap();
+}
+
 /// Relative closeness for floats computed along different paths.
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
