@@ -1,7 +1,8 @@
 //! Workspace summaries from footers: sequential, rayon and cached, beside
 //! the floor (open + read the footer bytes, no decoding), on a generated
 //! workspace of 2000 files x 500 rows; and how the rayon summary grows from
-//! 10 to 2000 files. All in one run:
+//! 10 to 2000 files; and a cold summary served from the workspace cache
+//! file (`n4a refresh --write-cache`). All in one run:
 //! `cargo bench --bench footer_read`.
 
 use std::fs::File;
@@ -83,6 +84,7 @@ fn summary(c: &mut Criterion) {
             Workspace::open(dir)
                 .unwrap()
                 .with_threads(1)
+                .with_cache_file(false)
                 .summary()
                 .unwrap()
         })
@@ -93,8 +95,27 @@ fn summary(c: &mut Criterion) {
             Workspace::open(dir)
                 .unwrap()
                 .with_threads(2)
+                .with_cache_file(false)
                 .summary()
                 .unwrap()
+        })
+    });
+    // A cold reader (new process) with the workspace cache file that
+    // `n4a refresh --write-cache` writes: one read of the cache, one stat
+    // per file, no footer opened.
+    g.bench_function("n4a_rayon_cache_file", |b| {
+        let dir = shared().0.path();
+        static WRITTEN: std::sync::Once = std::sync::Once::new();
+        WRITTEN.call_once(|| {
+            let (files, _) = Workspace::open(dir).unwrap().list().unwrap();
+            let entries = n4a::reader::cache_file::record(dir, &files);
+            n4a::reader::cache_file::write(dir, entries).unwrap();
+        });
+        b.iter(|| {
+            let ws = Workspace::open(dir).unwrap().with_threads(2);
+            let s = ws.summary().unwrap();
+            assert_eq!(ws.footer_reads(), 0);
+            s
         })
     });
     g.bench_function("n4a_cached", |b| {
@@ -126,6 +147,7 @@ fn summary(c: &mut Criterion) {
                 Workspace::open(sub.path())
                     .unwrap()
                     .with_threads(2)
+                    .with_cache_file(false)
                     .summary()
                     .unwrap()
             })

@@ -255,46 +255,60 @@ impl<'a> StrCol<'a> {
 /// with the file's path.
 pub fn summarize(path: &Path, builder: &mut SummaryBuilder) -> Result<u64> {
     let ctx = path.display().to_string();
-    let mut n = 0usize;
+    let mut n = 0u64;
     for_each_batch(path, Some(&SUMMARY_COLUMNS), 8192, |b| {
-        check_columns(b.schema().as_ref(), &ctx, false)?;
-        let s = |name| StrCol::of(&b, name);
-        let (id, ds, cfg, uid, model) = (
-            s("id"),
-            s("dataset_name"),
-            s("config_name"),
-            s("pipeline_uid"),
-            s("model_name"),
-        );
-        let (fold, part, metric, task) =
-            (s("fold_id"), s("partition"), s("metric"), s("task_type"));
-        let f = |name: &str| {
-            b.column_by_name(name)
-                .filter(|c| c.data_type() == &DataType::Float64)
-                .map(|c| c.as_primitive::<Float64Type>())
-        };
-        let scores = [f("val_score"), f("test_score"), f("train_score")];
-        let score = |k: usize, i: usize| scores[k].and_then(|a| a.is_valid(i).then(|| a.value(i)));
-        for i in 0..b.num_rows() {
-            let view = RowView {
-                id: id.get(i),
-                dataset_name: ds.get(i),
-                config_name: cfg.get(i),
-                pipeline_uid: uid.get(i),
-                model_name: model.get(i),
-                fold_id: fold.get(i),
-                partition: part.get(i),
-                metric: metric.get(i),
-                task_type: task.get(i),
-                scores: [score(0, i), score(1, i), score(2, i)],
-            };
-            builder.observe(n, &view).map_err(|e| Error::WithPath {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            })?;
-            n += 1;
-        }
+        n += summarize_batch(&b, builder, &ctx).map_err(|e| Error::WithPath {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         Ok(())
     })?;
-    Ok(n as u64)
+    Ok(n)
+}
+
+/// Feeds the rows of one batch (any superset of [`SUMMARY_COLUMNS`]; a
+/// missing column reads as null) to `builder`, viewing strings in place.
+/// Returns the rows fed.
+///
+/// # Errors
+/// [`Error::Schema`] naming `context` for a mistyped column; what
+/// [`SummaryBuilder::observe`] returns.
+pub fn summarize_batch(
+    b: &RecordBatch,
+    builder: &mut SummaryBuilder,
+    context: &str,
+) -> Result<u64> {
+    check_columns(b.schema().as_ref(), context, false)?;
+    let s = |name| StrCol::of(b, name);
+    let (id, ds, cfg, uid, model) = (
+        s("id"),
+        s("dataset_name"),
+        s("config_name"),
+        s("pipeline_uid"),
+        s("model_name"),
+    );
+    let (fold, part, metric, task) = (s("fold_id"), s("partition"), s("metric"), s("task_type"));
+    let f = |name: &str| {
+        b.column_by_name(name)
+            .filter(|c| c.data_type() == &DataType::Float64)
+            .map(|c| c.as_primitive::<Float64Type>())
+    };
+    let scores = [f("val_score"), f("test_score"), f("train_score")];
+    let score = |k: usize, i: usize| scores[k].and_then(|a| a.is_valid(i).then(|| a.value(i)));
+    for i in 0..b.num_rows() {
+        let view = RowView {
+            id: id.get(i),
+            dataset_name: ds.get(i),
+            config_name: cfg.get(i),
+            pipeline_uid: uid.get(i),
+            model_name: model.get(i),
+            fold_id: fold.get(i),
+            partition: part.get(i),
+            metric: metric.get(i),
+            task_type: task.get(i),
+            scores: [score(0, i), score(1, i), score(2, i)],
+        };
+        builder.observe(builder.rows() as usize, &view)?;
+    }
+    Ok(b.num_rows() as u64)
 }
