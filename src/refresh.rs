@@ -39,6 +39,7 @@
 //! each file old or new. Files already current are not touched: a second
 //! refresh changes nothing, byte for byte.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -224,6 +225,7 @@ pub fn refresh_workspace(
     let t0 = Instant::now();
     let ws = Workspace::open(root)?
         .with_recursive(opts.recursive)
+        .with_threads(1)
         .with_cache_file(false);
     let (files, list_errors) = ws.list()?;
     let total = files.len();
@@ -232,11 +234,29 @@ pub fn refresh_workspace(
         .thread_name(|i| format!("n4a-refresh-{i}"))
         .build()
         .map_err(|e| Error::io(root, std::io::Error::other(e)))?;
+    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let temps: HashMap<PathBuf, Vec<PathBuf>> = if opts.write {
+        dirs.iter()
+            .flat_map(|d| {
+                commit::temps_by_dataset(d)
+                    .into_iter()
+                    .map(|(ds, t)| (d.join(ds), t))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut reports: Vec<FileReport> = pool.install(|| {
         files
             .par_iter()
             .map(|f| {
-                let r = refresh_file(f, opts);
+                let dir = f.path.parent().unwrap_or(Path::new("."));
+                let stale = temps
+                    .get(&dir.join(&f.dataset))
+                    .map_or(&[][..], Vec::as_slice);
+                let r = refresh_file(f, opts, stale);
                 progress(&r, total);
                 r
             })
@@ -256,8 +276,7 @@ pub fn refresh_workspace(
     }));
     let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
     let cache_written = if opts.write_cache && opts.write {
-        let entries = cache_file::record(root, &files);
-        cache_file::write(root, entries)?.then(|| cache_file::cache_path(root))
+        cache_file::write(root, opts.recursive)?.then(|| cache_file::cache_path(root))
     } else {
         None
     };
@@ -281,7 +300,12 @@ pub fn refresh_workspace(
 }
 
 /// Refreshes one file (see the module docs); never panics outward.
-pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions) -> FileReport {
+/// `stale_temps` are temporary files of its dataset found in its folder
+/// (removed under the dataset's lock). The file is checked and recomputed
+/// without the lock; the lock is taken only to write (or to remove
+/// temporary files), and if the file changed in the meantime (an n4a
+/// writer got there first) it is checked again under the lock.
+pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions, stale_temps: &[PathBuf]) -> FileReport {
     let t0 = Instant::now();
     let mut report = FileReport {
         path: f.path.clone(),
@@ -296,24 +320,37 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions) -> FileReport {
         millis: 0.0,
     };
     let dir = f.path.parent().unwrap_or(Path::new("."));
-    if !dataset_paths(dir, &f.dataset).1.exists() {
-        report.warnings.push(format!(
-            "no {}.arrays.parquet beside it: nirs4all refuses to load a dataset without it",
-            f.dataset
-        ));
-    }
-    let run = || -> Result<()> {
-        let _lock = if opts.write {
-            let lock = DatasetLock::acquire(dir, &f.dataset)?;
-            commit::remove_stale_temps(dir, &f.dataset);
-            Some(lock)
-        } else {
-            None
+    let run = |report: &mut FileReport| -> Result<()> {
+        let decided = plan(f, opts, report)?;
+        if !opts.write || (decided.is_none() && stale_temps.is_empty()) {
+            return Ok(());
+        }
+        let _lock = DatasetLock::acquire(dir, &f.dataset)?;
+        for t in stale_temps {
+            let _ = std::fs::remove_file(t);
+        }
+        let Some(mut rewrite) = decided else {
+            return Ok(());
         };
-        check_and_fix(f, opts, &mut report)
+        if FileKey::of(&f.path).ok() != Some(rewrite.key) {
+            *report = FileReport {
+                warnings: Vec::new(),
+                differences: Vec::new(),
+                ..report.clone()
+            };
+            report.reason = None;
+            report.recomputed = false;
+            match plan(f, opts, report)? {
+                Some(again) => rewrite = again,
+                None => return Ok(()),
+            }
+        }
+        rewrite_footer(&f.path, &rewrite, opts)?;
+        report.status = Status::Refreshed;
+        Ok(())
     };
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut report)))
+        .unwrap_or_else(|_| {
             Err(Error::parquet(
                 &f.path,
                 parquet::errors::ParquetError::General("the decoder panicked on this file".into()),
@@ -324,8 +361,23 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions) -> FileReport {
         report.kind = Some(e.kind());
         report.reason = Some(e.to_string());
     }
+    if !dataset_paths(dir, &f.dataset).1.exists() {
+        report.warnings.push(format!(
+            "no {}.arrays.parquet beside it: nirs4all refuses to load a dataset without it",
+            f.dataset
+        ));
+    }
     report.millis = t0.elapsed().as_secs_f64() * 1e3;
     report
+}
+
+/// A footer rewrite decided on: the file as opened, its key then, its
+/// metadata and the summary recomputed from its rows.
+struct Rewrite {
+    file: File,
+    key: FileKey,
+    meta: ParquetMetaData,
+    fresh: Summary,
 }
 
 /// Why a file needs a refresh, from its footer alone.
@@ -394,7 +446,14 @@ fn compare_version(v: &str) -> std::cmp::Ordering {
     theirs.cmp(&mine)
 }
 
-fn check_and_fix(f: &DatasetFile, opts: &RefreshOptions, report: &mut FileReport) -> Result<()> {
+/// Checks one file and, when it needs it (or verifying), recomputes its
+/// summary; returns the rewrite to do, if any and if writing. Without
+/// writing, a file needing one is marked [`Status::Stale`].
+fn plan(
+    f: &DatasetFile,
+    opts: &RefreshOptions,
+    report: &mut FileReport,
+) -> Result<Option<Rewrite>> {
     let path = &f.path;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let key = FileKey::from_metadata(&file.metadata().map_err(|e| Error::io(path, e))?);
@@ -405,55 +464,53 @@ fn check_and_fix(f: &DatasetFile, opts: &RefreshOptions, report: &mut FileReport
     report.rows = Some(num_rows);
     let (stored, mut reason) = footer_verdict(path, &meta, report)?;
     if reason.is_none() && (opts.mode == Mode::Refresh || stored.is_none()) {
-        return Ok(());
+        return Ok(None);
     }
-    let fresh = recompute(path, stored.as_ref(), opts).inspect_err(|_| {
-        if FileKey::of(path).ok() != Some(key) {
-            report
-                .warnings
-                .push("the file changed while it was read".into());
+    let fresh = recompute(path, stored.as_ref(), opts).map_err(|e| {
+        if FileKey::of(path).ok() == Some(key) {
+            e
+        } else {
+            Error::ChangedDuringRefresh {
+                path: path.to_path_buf(),
+            }
         }
     })?;
     report.recomputed = true;
+    // The rows were read through a second open: make sure it was the same
+    // file (an unlocked writer may have replaced it meanwhile).
+    if FileKey::of(path).ok() != Some(key) {
+        return Err(Error::ChangedDuringRefresh {
+            path: path.to_path_buf(),
+        });
+    }
     if fresh.total_predictions != num_rows {
-        return Err(changed_or(path, key, || {
-            Error::parquet(
-                path,
-                parquet::errors::ParquetError::General(format!(
-                    "{} rows read but the metadata says {num_rows}",
-                    fresh.total_predictions
-                )),
-            )
-        }));
+        return Err(Error::parquet(
+            path,
+            parquet::errors::ParquetError::General(format!(
+                "{} rows read but the metadata says {num_rows}",
+                fresh.total_predictions
+            )),
+        ));
     }
     if reason.is_none() {
         let stored = stored.as_ref().expect("checked above");
         report.differences = differences(stored, &fresh);
         if report.differences.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         reason = Some("the stored summary differs from the rows".to_string());
     }
     report.reason = reason;
     if !opts.write {
         report.status = Status::Stale;
-        return Ok(());
+        return Ok(None);
     }
-    rewrite_footer(path, &file, key, &meta, &fresh, opts)?;
-    report.status = Status::Refreshed;
-    Ok(())
-}
-
-/// `make()`'s error, unless the file changed since `key` was taken (then
-/// that is the explanation).
-fn changed_or(path: &Path, key: FileKey, make: impl FnOnce() -> Error) -> Error {
-    if FileKey::of(path).ok() == Some(key) {
-        make()
-    } else {
-        Error::ChangedDuringRefresh {
-            path: path.to_path_buf(),
-        }
-    }
+    Ok(Some(Rewrite {
+        file,
+        key,
+        meta,
+        fresh,
+    }))
 }
 
 /// The summary of the file's rows, with the stored state's directions and
@@ -556,14 +613,14 @@ fn new_key_values(
 /// key/values into a temporary file, checks it parses with the same rows
 /// and row groups, and renames it over the file unless the file changed
 /// since `key`.
-fn rewrite_footer(
-    path: &Path,
-    file: &File,
-    key: FileKey,
-    meta: &ParquetMetaData,
-    summary: &Summary,
-    opts: &RefreshOptions,
-) -> Result<()> {
+fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -> Result<()> {
+    let Rewrite {
+        file,
+        key,
+        meta,
+        fresh: summary,
+    } = rw;
+    let key = *key;
     let text = summary.to_json();
     let kv = new_key_values(path, meta, &text)?;
     let (old_footer, data_len) = footer::footer_bytes(file, path, key.len)?;
@@ -585,9 +642,13 @@ fn rewrite_footer(
         .map_err(|e| Error::io(path, e))?;
     let copied = std::io::copy(&mut src.take(data_len), &mut out).map_err(tmp_err)?;
     if copied != data_len {
-        return Err(changed_or(path, key, || {
+        return Err(if FileKey::of(path).ok() == Some(key) {
             Error::io(path, std::io::ErrorKind::UnexpectedEof.into())
-        }));
+        } else {
+            Error::ChangedDuringRefresh {
+                path: path.to_path_buf(),
+            }
+        });
     }
     out.write_all(&new_footer).map_err(tmp_err)?;
     out.write_all(&footer_len.to_le_bytes()).map_err(tmp_err)?;

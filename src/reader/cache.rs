@@ -88,6 +88,7 @@ impl FileKey {
 
 struct Entry<V> {
     key: FileKey,
+    read_at: SystemTime,
     trusted: bool,
     value: Arc<V>,
 }
@@ -124,10 +125,19 @@ impl<V> FooterCache<V> {
             path.to_path_buf(),
             Entry {
                 key,
+                read_at,
                 trusted,
                 value,
             },
         );
+    }
+
+    /// The key and read time of `path`'s entry, if it has a trusted one.
+    pub fn trusted_key(&self, path: &Path) -> Option<(FileKey, SystemTime)> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(path)
+            .filter(|e| e.trusted)
+            .map(|e| (e.key, e.read_at))
     }
 
     /// Drops entries of files no longer listed.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::workspace::{FileError, FileFooter};
 use crate::summary::json::RawSummary;
@@ -93,8 +93,63 @@ impl Serialize for DatasetEntry {
     }
 }
 
-/// The merged summary of a workspace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl<'de> Deserialize<'de> for DatasetEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_json::value::RawValue;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DatasetEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a dataset entry object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DatasetEntry, A::Error> {
+                let (mut dataset, mut path, mut has_summary) = (None, None, None);
+                let (mut num_rows, mut num_row_groups) = (None, None);
+                let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "dataset" => dataset = Some(map.next_value::<String>()?),
+                        "path" => path = Some(map.next_value::<PathBuf>()?),
+                        "has_summary" => has_summary = Some(map.next_value::<bool>()?),
+                        "num_rows" => num_rows = Some(map.next_value::<u64>()?),
+                        "num_row_groups" => num_row_groups = Some(map.next_value::<usize>()?),
+                        _ => fields.push((k, map.next_value::<Box<RawValue>>()?)),
+                    }
+                }
+                let missing = |f: &'static str| A::Error::missing_field(f);
+                let has_summary = has_summary.ok_or_else(|| missing("has_summary"))?;
+                let version = fields
+                    .iter()
+                    .find(|(k, _)| k == "n4a_version")
+                    .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+                    .unwrap_or_default();
+                Ok(DatasetEntry {
+                    dataset: dataset.ok_or_else(|| missing("dataset"))?,
+                    path: path.ok_or_else(|| missing("path"))?,
+                    has_summary,
+                    num_rows: num_rows.ok_or_else(|| missing("num_rows"))?,
+                    num_row_groups: num_row_groups.ok_or_else(|| missing("num_row_groups"))?,
+                    raw: has_summary.then(|| {
+                        Arc::new(RawSummary {
+                            version,
+                            fields,
+                            state: None,
+                        })
+                    }),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The merged summary of a workspace. Deserialises from its own JSON (the
+/// workspace cache file); file summaries then come back raw, without state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceSummary {
     /// Rows over all readable files.
     pub total_predictions: u64,

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{FileKey, FooterCache};
-use super::cache_file::{self, CacheEntry};
+use super::cache_file;
 use super::footer;
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
@@ -101,9 +101,6 @@ pub struct Workspace {
     merged: std::sync::Mutex<Option<MergedCache>>,
 }
 
-/// Entries of the workspace cache file by absolute path.
-type FileCacheMap = std::collections::HashMap<PathBuf, CacheEntry>;
-
 impl Workspace {
     /// Opens the workspace at `dir` (files directly in it, as nirs4all and
     /// its dashboard glob them; see [`Self::with_recursive`]). Reads nothing yet.
@@ -138,9 +135,9 @@ impl Workspace {
         self
     }
 
-    /// Whether the first footer pass may take entries from the workspace
-    /// cache file (`.n4a/summary-cache.json`, see [`cache_file`]); on by
-    /// default.
+    /// Whether the first [`Self::summary`] may be answered from the
+    /// workspace cache file (`.n4a/summary-cache.json`, see [`cache_file`])
+    /// when every file's key matches it; on by default.
     #[must_use]
     pub fn with_cache_file(mut self, use_it: bool) -> Self {
         self.use_cache_file = use_it;
@@ -184,7 +181,7 @@ impl Workspace {
         self.reads.load(Ordering::Relaxed)
     }
 
-    /// Footers taken from the workspace cache file instead of the file.
+    /// Files whose footer the workspace cache file stood in for.
     pub fn cache_file_hits(&self) -> u64 {
         self.cache_file_hits.load(Ordering::Relaxed)
     }
@@ -244,16 +241,8 @@ impl Workspace {
     /// read now rather than served from the cache.
     fn footers_keyed(&self) -> Result<Keyed> {
         let (files, errors) = self.list()?;
-        // The cache file is consulted once, on the first pass: later passes
-        // have the in-memory cache, which is at least as fresh.
-        let file_cache: Option<FileCacheMap> =
-            if self.use_cache_file && !self.cache_file_tried.swap(true, Ordering::Relaxed) {
-                cache_file::load(&self.root)
-            } else {
-                None
-            };
         let read = |f: &DatasetFile| {
-            let (footer, key) = self.footer_of(f, file_cache.as_ref());
+            let (footer, key) = self.footer_of(f);
             (
                 FileFooter {
                     footer,
@@ -273,11 +262,7 @@ impl Workspace {
     }
 
     /// The footer of one file and, when it came from the cache, its key.
-    fn footer_of(
-        &self,
-        f: &DatasetFile,
-        file_cache: Option<&FileCacheMap>,
-    ) -> (Cached, Option<FileKey>) {
+    fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
         let key = match FileKey::of(&f.path) {
             Ok(k) => k,
@@ -289,18 +274,6 @@ impl Workspace {
         if let Some(hit) = self.cache.get(&f.path, &key) {
             return ((*hit).clone(), Some(key));
         }
-        if let Some(e) = file_cache
-            .and_then(|m| m.get(&f.path))
-            .filter(|e| e.matches(&key))
-        {
-            if let Ok(info) = info_from_cache_entry(&f.path, e) {
-                self.cache_file_hits.fetch_add(1, Ordering::Relaxed);
-                let value: Cached = Ok(Arc::new(info));
-                self.cache
-                    .put(&f.path, key, e.read_at(), Arc::new(value.clone()));
-                return (value, None);
-            }
-        }
         self.reads.fetch_add(1, Ordering::Relaxed);
         let value = read_footer_info(&f.path, key.len)
             .map(Arc::new)
@@ -311,13 +284,19 @@ impl Workspace {
     }
 
     /// The workspace summary, merged from footers alone (see [`super::merge`]).
-    /// When every file is unchanged and served from the cache, the previous
-    /// merge is returned as it is (its `generated_at` is when it was
-    /// merged): the answer then costs one `stat` per file.
+    /// While every file is unchanged since the previous answer, that answer
+    /// is returned as it is (its `generated_at` is when it was merged): the
+    /// call then costs the listing and one `stat` per file. The first call
+    /// of a new `Workspace` is answered the same way from the workspace
+    /// cache file when it records exactly the current files with their
+    /// current keys (see [`cache_file`]).
     ///
     /// # Errors
     /// As [`Self::footers`].
     pub fn summary(&self) -> Result<Arc<super::merge::WorkspaceSummary>> {
+        if let Some(hit) = self.unchanged_summary()? {
+            return Ok(hit);
+        }
         let (footers, errors, keys) = self.footers_keyed()?;
         let keyed: Option<Vec<(PathBuf, FileKey)>> = footers
             .iter()
@@ -339,22 +318,77 @@ impl Workspace {
         *slot = keyed.map(|k| (k, merged.clone()));
         Ok(merged)
     }
+
+    /// The previous answer (or, on the first call, the cache file's) when
+    /// the listed files and their keys are exactly those it was made from.
+    fn unchanged_summary(&self) -> Result<Option<Arc<super::merge::WorkspaceSummary>>> {
+        let first = self.use_cache_file && !self.cache_file_tried.swap(true, Ordering::Relaxed);
+        let from_file = first.then(|| cache_file::load(&self.root)).flatten();
+        let have_prev = self
+            .merged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if from_file.is_none() && !have_prev {
+            return Ok(None);
+        }
+        let (files, errors) = self.list()?;
+        if !errors.is_empty() {
+            return Ok(None);
+        }
+        let current: Option<Vec<(PathBuf, FileKey)>> = files
+            .iter()
+            .map(|f| FileKey::of(&f.path).ok().map(|k| (f.path.clone(), k)))
+            .collect();
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let mut slot = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((keys, summary)) = from_file {
+            if keys == current {
+                self.cache_file_hits
+                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
+                let s = Arc::new(summary);
+                *slot = Some((keys, s.clone()));
+                return Ok(Some(s));
+            }
+        }
+        Ok(slot
+            .as_ref()
+            .filter(|(prev, _)| *prev == current)
+            .map(|(_, s)| s.clone()))
+    }
+
+    /// [`Self::summary`] plus, for the cache file, the key and read time of
+    /// every file it was made from, all trusted (not racy); `None` for the
+    /// keys when some file's entry is not trusted or a folder could not be
+    /// listed.
+    ///
+    /// # Errors
+    /// As [`Self::summary`].
+    pub fn summary_with_keys(&self) -> Result<SummaryWithKeys> {
+        let summary = self.summary()?;
+        let paths = summary
+            .datasets
+            .iter()
+            .map(|d| &d.path)
+            .chain(summary.errors.iter().map(|e| &e.path));
+        let mut keys: Option<Vec<(PathBuf, FileKey, SystemTime)>> = paths
+            .map(|p| self.cache.trusted_key(p).map(|(k, at)| (p.clone(), k, at)))
+            .collect();
+        if let Some(k) = keys.as_mut() {
+            k.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok((summary, keys))
+    }
 }
 
-/// A footer from a cache-file entry (its summary decoded as from the file).
-fn info_from_cache_entry(path: &Path, e: &CacheEntry) -> Result<FooterInfo> {
-    let summary = e
-        .summary
-        .as_ref()
-        .map(|raw| crate::summary::json::decode_raw(path, raw.get().as_bytes()))
-        .transpose()?;
-    Ok(FooterInfo {
-        num_rows: e.num_rows,
-        num_row_groups: e.num_row_groups,
-        file_size: e.len,
-        summary: summary.map(Arc::new),
-    })
-}
+/// A workspace summary and the trusted key and read time of each file it
+/// was made from (see [`Workspace::summary_with_keys`]).
+pub type SummaryWithKeys = (
+    Arc<super::merge::WorkspaceSummary>,
+    Option<Vec<(PathBuf, FileKey, SystemTime)>>,
+);
 
 /// Reads one file's footer, containing any decoder panic as an error.
 fn read_footer_info(path: &Path, file_size: u64) -> Result<FooterInfo> {

@@ -146,6 +146,35 @@ pub fn remove_stale_temps(dir: &Path, dataset: &str) -> usize {
         .count()
 }
 
+/// Temporary files left in `dir` by n4a writers, by dataset, from one
+/// listing of the folder (a batch job's alternative to one
+/// [`remove_stale_temps`] listing per dataset). Remove a dataset's only
+/// while holding its [`DatasetLock`]: a writer alive at the listing has
+/// then finished, and what remains is stale.
+pub fn temps_by_dataset(dir: &Path) -> std::collections::HashMap<String, Vec<PathBuf>> {
+    let mut out: std::collections::HashMap<String, Vec<PathBuf>> = Default::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((target, _)) = name
+            .strip_prefix('.')
+            .and_then(|n| n.split_once(TMP_MARKER))
+        else {
+            continue;
+        };
+        let dataset = target
+            .strip_suffix(crate::schema::META_SUFFIX)
+            .or_else(|| target.strip_suffix(crate::schema::ARRAYS_SUFFIX));
+        if let Some(ds) = dataset {
+            out.entry(ds.to_string()).or_default().push(e.path());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +197,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".a.meta.parquet.n4a-tmp-1-2"), b"x").unwrap();
         std::fs::write(dir.path().join(".ab.meta.parquet.n4a-tmp-1-2"), b"x").unwrap();
+        std::fs::write(dir.path().join(".ab.arrays.parquet.n4a-tmp-3-4"), b"x").unwrap();
+        std::fs::write(dir.path().join("ab.meta.parquet"), b"x").unwrap();
+        let all = temps_by_dataset(dir.path());
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["ab"].len(), 2);
         assert_eq!(remove_stale_temps(dir.path(), "a"), 1);
         assert!(dir.path().join(".ab.meta.parquet.n4a-tmp-1-2").exists());
     }

@@ -363,3 +363,38 @@ fn refresh_reports_as_json_exits_by_outcome_and_writes_the_cache() {
         "{text}"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .current_dir(dir.path())
+        .args([
+            "gen",
+            "ws",
+            "--datasets",
+            "60",
+            "--rows",
+            "20",
+            "--no-arrays",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // stdout's read end is dropped here: the rest of the JSON (more than a
+    // pipe buffer) cannot be written.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -463,7 +463,7 @@ fn a_writer_appending_during_refreshes_loses_no_row_and_leaves_no_stale_summary(
 }
 
 #[test]
-fn the_cache_file_answers_a_cold_summary_and_each_entry_is_checked() {
+fn the_cache_file_answers_a_cold_summary_and_each_file_is_checked() {
     let ws = generated_without_summaries(4, 200);
     std::fs::copy(
         fixture("truncated.meta.parquet"),
@@ -478,6 +478,7 @@ fn the_cache_file_answers_a_cold_summary_and_each_entry_is_checked() {
         },
     );
     assert_eq!((r.refreshed, r.failed), (4, 1));
+    assert!(r.cache_written.is_some());
     let json = |ws: &Workspace| {
         let mut v = serde_json::to_value(ws.summary().unwrap().as_ref()).unwrap();
         v.as_object_mut().unwrap().remove("generated_at");
@@ -487,30 +488,61 @@ fn the_cache_file_answers_a_cold_summary_and_each_entry_is_checked() {
     let expected = json(&plain);
     assert_eq!(plain.footer_reads(), 5);
 
+    // A new reader: one read of the cache and a stat per file, no footer,
+    // and the same answer (the bad file's error included).
     let cold = Workspace::open(ws.path()).unwrap();
     assert_eq!(json(&cold), expected);
-    assert_eq!(cold.cache_file_hits(), 4);
-    assert_eq!(
-        cold.footer_reads(),
-        1,
-        "only the bad file, which has no entry"
-    );
+    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (5, 0));
+    assert_eq!(json(&cold), expected, "asked again: still unchanged");
+    assert_eq!(cold.footer_reads(), 0);
 
-    // One dataset appended to: its entry no longer matches and it is read.
+    // One dataset appended to: its key no longer matches, footers are read.
     let second = n4a::generate::dataset_name(1);
     let w = PredictionWriter::append(ws.path(), &second, WriterOptions::default()).unwrap();
     w.finish().unwrap();
     let cold = Workspace::open(ws.path()).unwrap();
     let plain = Workspace::open(ws.path()).unwrap().with_cache_file(false);
     assert_eq!(json(&cold), json(&plain));
-    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (3, 2));
+    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (0, 5));
+
+    // A new file, or a removed one, no longer matches either.
+    let r = run(
+        ws.path(),
+        &RefreshOptions {
+            write_cache: true,
+            ..RefreshOptions::default()
+        },
+    );
+    assert!(r.cache_written.is_some());
+    std::fs::remove_file(ws.path().join("truncated.meta.parquet")).unwrap();
+    let cold = Workspace::open(ws.path()).unwrap();
+    assert_eq!(json(&cold)["total_datasets"], 4);
+    assert_eq!(cold.cache_file_hits(), 0);
 
     // A garbled cache is ignored, never an error.
     let cache = n4a::reader::cache_file::cache_path(ws.path());
     std::fs::write(&cache, b"{not json").unwrap();
     let cold = Workspace::open(ws.path()).unwrap();
+    let plain = Workspace::open(ws.path()).unwrap().with_cache_file(false);
     assert_eq!(json(&cold), json(&plain));
-    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (0, 5));
+    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (0, 4));
+}
+
+#[test]
+fn workspace_summary_round_trips_through_its_json() {
+    let ws = workspace_with(&[
+        "grain_class.meta.parquet",
+        "no_summary.meta.parquet",
+        "nan_summary.meta.parquet",
+        "truncated.meta.parquet",
+    ]);
+    run(ws.path(), &RefreshOptions::default());
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    let text = serde_json::to_string(s.as_ref()).unwrap();
+    let back: n4a::reader::WorkspaceSummary = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    assert_eq!(back.datasets.len(), 3);
+    assert_eq!(back.datasets[0].summary(), s.datasets[0].summary());
 }
 
 #[test]
@@ -575,5 +607,60 @@ fn killed_refresh_leaves_only_whole_files() {
             .to_string_lossy()
             .contains("n4a-tmp")),
         "temporary files of the killed run are removed"
+    );
+}
+
+#[test]
+fn footer_rewrite_with_the_same_key_values_is_byte_identical() {
+    let ws = tempfile::tempdir().unwrap();
+    let (name, rows) = dataset_rows(0, 100, 1, false);
+    let mut w = PredictionWriter::create(ws.path(), &name, WriterOptions::default()).unwrap();
+    rows.into_iter().for_each(|p| w.write_owned(p).unwrap());
+    w.finish().unwrap();
+    let ours = ws.path().join(format!("{name}.meta.parquet"));
+    for p in [
+        fixture("corn_moisture.meta.parquet"),
+        fixture("grain_class.meta.parquet"),
+        fixture("old_layout.meta.parquet"),
+        ours,
+    ] {
+        let f = std::fs::File::open(&p).unwrap();
+        let len = f.metadata().unwrap().len();
+        let (bytes, _) = footer::footer_bytes(&f, &p, len).unwrap();
+        let skim = n4a::reader::thrift::parse_file_metadata(&bytes).unwrap();
+        let kv: Vec<(&str, &str)> = skim
+            .key_values
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v.unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let again = n4a::reader::thrift::replace_key_values(&bytes, &kv).unwrap();
+        assert_eq!(again, bytes, "{}", p.display());
+    }
+}
+
+#[test]
+fn current_files_are_not_locked_and_stale_temporaries_are_cleaned() {
+    let ws = workspace_with(&["no_summary.meta.parquet", "grain_class.meta.parquet"]);
+    run(ws.path(), &RefreshOptions::default());
+    for e in std::fs::read_dir(ws.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".n4a.lock") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    // A crashed writer's leftover beside a current dataset.
+    let stale = ws.path().join(".grain_class.meta.parquet.n4a-tmp-1-2");
+    std::fs::write(&stale, b"half a file").unwrap();
+    let r = run(ws.path(), &RefreshOptions::default());
+    assert_eq!(r.unchanged, 2);
+    assert!(!stale.exists(), "removed under the dataset's lock");
+    assert!(
+        !ws.path().join(".no_summary.n4a.lock").exists(),
+        "no lock file for a dataset that needed nothing"
     );
 }

@@ -49,3 +49,65 @@ fn issue_3_a_bad_file_does_not_hide_the_good_ones() {
     assert_eq!(s.errors.len(), 1);
     assert_eq!(s.errors[0].dataset.as_deref(), Some("truncated"));
 }
+
+/// Issue 5: a file whose footer has no key/value metadata at all (a plain
+/// parquet writer: no `ARROW:schema`, no summary) is refreshed: the footer
+/// gains both, the key/value field inserted in its place in the Thrift
+/// struct, and the rows are kept.
+#[test]
+fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
+    use n4a::reader::{footer, rows};
+    use n4a::refresh::{refresh_workspace, RefreshOptions, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = PredictionWriter::create(dir.path(), "ds", WriterOptions::default()).unwrap();
+    for (i, v) in [0.9, 0.1, 0.5].iter().enumerate() {
+        w.write(&row(&format!("c{i}"), "PLS", "0", "val", *v))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let meta = dir.path().join("ds.meta.parquet");
+    let before = rows::read_predictions(&meta).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&meta).unwrap(),
+    )
+    .unwrap();
+    let schema = std::sync::Arc::new(
+        b.schema()
+            .as_ref()
+            .clone()
+            .with_metadata(std::collections::HashMap::<String, String>::new()),
+    );
+    let batches: Vec<_> = b.build().unwrap().map(|r| r.unwrap()).collect();
+    let plain = dir.path().join("plain.tmp");
+    let opts =
+        parquet::arrow::arrow_writer::ArrowWriterOptions::new().with_skip_arrow_metadata(true);
+    let mut aw = parquet::arrow::ArrowWriter::try_new_with_options(
+        std::fs::File::create(&plain).unwrap(),
+        schema.clone(),
+        opts,
+    )
+    .unwrap();
+    for b in batches {
+        aw.write(&arrow_array::RecordBatch::try_new(schema.clone(), b.columns().to_vec()).unwrap())
+            .unwrap();
+    }
+    aw.close().unwrap();
+    std::fs::rename(&plain, &meta).unwrap();
+    let (_, md) = footer::open_metadata(&meta).unwrap();
+    assert!(md.file_metadata().key_value_metadata().is_none());
+
+    let r = refresh_workspace(dir.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!(r.files[0].status, Status::Refreshed, "{r:#?}");
+    let (_, md) = footer::open_metadata(&meta).unwrap();
+    let keys: Vec<&str> = md
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert_eq!(keys, ["ARROW:schema", "n4a_summary"]);
+    let s = footer::read_footer(&meta).unwrap().summary.unwrap();
+    assert_eq!(s.top_predictions[0].val_score, Some(0.1));
+    assert_eq!(rows::read_predictions(&meta).unwrap(), before);
+}
