@@ -23,7 +23,7 @@ pub mod sketch;
 pub mod topk;
 pub mod welford;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -433,6 +433,13 @@ fn get_or_insert<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) ->
     map.get_mut(key).expect("inserted")
 }
 
+fn run_entry<'a>(runs: &'a mut HashMap<String, RunState>, config: &str) -> &'a mut RunState {
+    if !runs.contains_key(config) {
+        runs.insert(config.to_string(), RunState::default());
+    }
+    runs.get_mut(config).expect("inserted above")
+}
+
 fn note_name(names: &mut Vec<String>, name: &str) {
     if names.len() < 2 && !names.iter().any(|n| n == name) {
         names.push(name.to_string());
@@ -487,6 +494,13 @@ impl Default for SummaryOptions {
 pub struct SummaryBuilder {
     opts: SummaryOptions,
     state: SummaryState,
+    /// `state.runs` while building: one hash probe a row instead of a
+    /// B-tree walk of string comparisons (thousands of configs a file).
+    runs: HashMap<String, RunState>,
+    /// The last fold and pipeline inserted: rows come grouped by config,
+    /// so most rows repeat them and skip the set lookup.
+    last_fold: String,
+    last_pipeline: String,
     tops: BTreeMap<String, BTreeMap<String, TopK>>,
     exact: [Vec<f64>; 3],
     /// Leading rows whose values are not in `exact` (loaded from a footer).
@@ -504,6 +518,9 @@ impl SummaryBuilder {
         SummaryBuilder {
             opts,
             state,
+            runs: HashMap::new(),
+            last_fold: String::new(),
+            last_pipeline: String::new(),
             tops: BTreeMap::new(),
             exact: Default::default(),
             missing_prefix_rows: 0,
@@ -518,6 +535,7 @@ impl SummaryBuilder {
         let mut b = SummaryBuilder::new(opts);
         state.top_k = b.opts.top_k;
         b.tops = take_tops(&mut state);
+        b.runs = std::mem::take(&mut state.runs).into_iter().collect();
         b.missing_prefix_rows = state.rows;
         b.overflow = state.rows > b.opts.exact_limit;
         b.state = state;
@@ -568,7 +586,7 @@ impl SummaryBuilder {
         }
         let val = finite(r.scores[0]);
         if let Some(m) = r.model_name {
-            let e = st.models.entry(m.to_string()).or_default();
+            let e = get_or_insert(&mut st.models, m);
             e.count += 1;
             if let Some(v) = val {
                 e.val_sum += v;
@@ -578,10 +596,16 @@ impl SummaryBuilder {
         count(&mut st.partitions, r.partition);
         count(&mut st.task_types, r.task_type);
         if let Some(f) = r.fold_id {
-            insert(&mut st.folds, f);
+            if f != self.last_fold {
+                insert(&mut st.folds, f);
+                f.clone_into(&mut self.last_fold);
+            }
         }
         if let Some(p) = r.pipeline_uid {
-            insert(&mut st.pipelines, p);
+            if p != self.last_pipeline {
+                insert(&mut st.pipelines, p);
+                p.clone_into(&mut self.last_pipeline);
+            }
         }
         if let (Some(metric), Some(dir)) = (r.metric, dir) {
             match st.metrics.get_mut(metric) {
@@ -597,7 +621,7 @@ impl SummaryBuilder {
                 }
             }
             if let Some(c) = r.config_name {
-                let run = st.runs.entry(c.to_string()).or_default();
+                let run = run_entry(&mut self.runs, c);
                 run.n += 1;
                 let b = run.best.get_or_default(metric);
                 b.val = better(dir, b.val, val);
@@ -607,7 +631,7 @@ impl SummaryBuilder {
                 self.offer_top(metric, dir, v, ordinal, r);
             }
         } else if let Some(c) = r.config_name {
-            st.runs.entry(c.to_string()).or_default().n += 1;
+            run_entry(&mut self.runs, c).n += 1;
         }
         if !self.overflow && self.state.rows > self.opts.exact_limit {
             self.overflow = true;
@@ -666,6 +690,11 @@ impl SummaryBuilder {
     /// The mergeable state, with top lists materialised.
     pub fn state(&self) -> SummaryState {
         let mut st = self.state.clone();
+        st.runs = self
+            .runs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         st.top = self
             .tops
             .iter()
@@ -691,6 +720,7 @@ impl SummaryBuilder {
             Some(&self.exact)
         };
         let mut st = std::mem::take(&mut self.state);
+        st.runs = std::mem::take(&mut self.runs).into_iter().collect();
         st.top = std::mem::take(&mut self.tops)
             .into_iter()
             .map(|(m, parts)| (m, parts.into_iter().map(|(k, t)| (k, t.sorted())).collect()))
