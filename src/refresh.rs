@@ -683,19 +683,112 @@ fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -> Result<()
 /// as `path: stored X, rows give Y`, at most [`MAX_DIFFERENCES`].
 /// `generated_at` is ignored; numbers compare with relative tolerance 1e-9;
 /// sketched quartiles within their stated relative error of exact ones.
+/// Memory: one field at a time is turned into a JSON tree (the `runs` of a
+/// file with many configs is the largest), never the whole summary.
 pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
-    let mut a = serde_json::to_value(stored).unwrap_or(Value::Null);
-    let mut b = serde_json::to_value(fresh).unwrap_or(Value::Null);
     let mut out = Vec::new();
-    for v in [&mut a, &mut b] {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("generated_at");
+    // Destructured without `..`: a field added to the summary must be
+    // added here too.
+    let Summary {
+        n4a_version,
+        generated_at: _,
+        dataset_name,
+        total_predictions,
+        stats,
+        facets,
+        runs,
+        top_predictions,
+        ranking,
+        metrics,
+        top_by_metric,
+        state,
+    } = stored;
+    part("n4a_version", n4a_version, &fresh.n4a_version, &mut out);
+    part("dataset_name", dataset_name, &fresh.dataset_name, &mut out);
+    part(
+        "total_predictions",
+        total_predictions,
+        &fresh.total_predictions,
+        &mut out,
+    );
+    stats_differences(stats, &fresh.stats, &mut out);
+    part("facets", facets, &fresh.facets, &mut out);
+    part("runs", runs, &fresh.runs, &mut out);
+    part(
+        "top_predictions",
+        top_predictions,
+        &fresh.top_predictions,
+        &mut out,
+    );
+    part("ranking", ranking, &fresh.ranking, &mut out);
+    part("metrics", metrics, &fresh.metrics, &mut out);
+    part(
+        "top_by_metric",
+        top_by_metric,
+        &fresh.top_by_metric,
+        &mut out,
+    );
+    match (state, &fresh.state) {
+        (Some(a), Some(b)) => {
+            let crate::summary::SummaryState {
+                rows,
+                dataset_names,
+                val_score,
+                test_score,
+                train_score,
+                models,
+                partitions,
+                folds,
+                task_types,
+                runs,
+                pipelines,
+                metrics,
+                top_k,
+                top,
+            } = a;
+            part("state.rows", rows, &b.rows, &mut out);
+            part(
+                "state.dataset_names",
+                dataset_names,
+                &b.dataset_names,
+                &mut out,
+            );
+            part("state.val_score", val_score, &b.val_score, &mut out);
+            part("state.test_score", test_score, &b.test_score, &mut out);
+            part("state.train_score", train_score, &b.train_score, &mut out);
+            part("state.models", models, &b.models, &mut out);
+            part("state.partitions", partitions, &b.partitions, &mut out);
+            part("state.folds", folds, &b.folds, &mut out);
+            part("state.task_types", task_types, &b.task_types, &mut out);
+            part("state.runs", runs, &b.runs, &mut out);
+            part("state.pipelines", pipelines, &b.pipelines, &mut out);
+            part("state.metrics", metrics, &b.metrics, &mut out);
+            part("state.top_k", top_k, &b.top_k, &mut out);
+            part("state.top", top, &b.top, &mut out);
         }
+        (a, b) => part("state", a, b, &mut out),
     }
-    // Quartiles computed two ways (sketch, exact) compare within the
-    // sketch's stated error, then are left out of the generic comparison.
+    out.truncate(MAX_DIFFERENCES);
+    out
+}
+
+/// Compares one field through its JSON form.
+fn part<T: Serialize>(path: &str, a: &T, b: &T, out: &mut Vec<String>) {
+    if out.len() >= MAX_DIFFERENCES {
+        return;
+    }
+    let a = serde_json::to_value(a).unwrap_or(Value::Null);
+    let b = serde_json::to_value(b).unwrap_or(Value::Null);
+    diff_values(path, &a, &b, out);
+}
+
+/// `stats`, with quartiles computed two ways (sketch, exact) compared
+/// within the sketch's stated error.
+fn stats_differences(a: &crate::summary::Stats, b: &crate::summary::Stats, out: &mut Vec<String>) {
+    let mut a = serde_json::to_value(a).unwrap_or(Value::Null);
+    let mut b = serde_json::to_value(b).unwrap_or(Value::Null);
     for col in ["val_score", "test_score", "train_score"] {
-        let (sa, sb) = (&a["stats"][col], &b["stats"][col]);
+        let (sa, sb) = (&a[col], &b[col]);
         let method = |s: &Value| s["quartiles_method"].as_str().map(str::to_string);
         if method(sa) == method(sb) {
             continue;
@@ -718,16 +811,14 @@ pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
             ));
         }
         for v in [&mut a, &mut b] {
-            if let Some(o) = v["stats"][col].as_object_mut() {
+            if let Some(o) = v[col].as_object_mut() {
                 for k in ["quartiles", "quartiles_method", "quartiles_rel_error"] {
                     o.remove(k);
                 }
             }
         }
     }
-    diff_values("", &a, &b, &mut out);
-    out.truncate(MAX_DIFFERENCES);
-    out
+    diff_values("stats", &a, &b, out);
 }
 
 fn quartiles(s: &Value) -> Vec<Option<f64>> {
