@@ -321,30 +321,38 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions, stale_temps: &[PathB
     };
     let dir = f.path.parent().unwrap_or(Path::new("."));
     let run = |report: &mut FileReport| -> Result<()> {
-        let decided = plan(f, opts, report)?;
-        if !opts.write || (decided.is_none() && stale_temps.is_empty()) {
+        // Without the lock an n4a writer may replace the file while it is
+        // read: that is a retry (under the lock when writing), not a failure.
+        let decided = match plan(f, opts, report) {
+            Ok(d) => Some(d),
+            Err(Error::ChangedDuringRefresh { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if !opts.write {
+            if decided.is_none() {
+                reset(report);
+                plan(f, opts, report)?;
+            }
+            return Ok(());
+        }
+        if matches!(decided, Some(None)) && stale_temps.is_empty() {
             return Ok(());
         }
         let _lock = DatasetLock::acquire(dir, &f.dataset)?;
         for t in stale_temps {
             let _ = std::fs::remove_file(t);
         }
-        let Some(mut rewrite) = decided else {
-            return Ok(());
-        };
-        if FileKey::of(&f.path).ok() != Some(rewrite.key) {
-            *report = FileReport {
-                warnings: Vec::new(),
-                differences: Vec::new(),
-                ..report.clone()
-            };
-            report.reason = None;
-            report.recomputed = false;
-            match plan(f, opts, report)? {
-                Some(again) => rewrite = again,
-                None => return Ok(()),
+        let rewrite = match decided {
+            Some(None) => return Ok(()),
+            Some(Some(rw)) if FileKey::of(&f.path).ok() == Some(rw.key) => rw,
+            _ => {
+                reset(report);
+                match plan(f, opts, report)? {
+                    Some(rw) => rw,
+                    None => return Ok(()),
+                }
             }
-        }
+        };
         rewrite_footer(&f.path, &rewrite, opts)?;
         report.status = Status::Refreshed;
         Ok(())
@@ -369,6 +377,15 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions, stale_temps: &[PathB
     }
     report.millis = t0.elapsed().as_secs_f64() * 1e3;
     report
+}
+
+/// Forgets what a first look at a file found, before a second one.
+fn reset(report: &mut FileReport) {
+    report.status = Status::Unchanged;
+    report.reason = None;
+    report.differences.clear();
+    report.warnings.clear();
+    report.recomputed = false;
 }
 
 /// A footer rewrite decided on: the file as opened, its key then, its
