@@ -42,6 +42,7 @@ pub mod query;
 pub mod reader;
 pub mod refresh;
 pub mod schema;
+pub mod server;
 pub mod summary;
 pub mod writer;
 

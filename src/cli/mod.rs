@@ -4,6 +4,7 @@
 
 mod query;
 mod refresh;
+mod serve;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -134,6 +135,11 @@ enum Command {
     /// Backfill, verify and repair the summaries of a workspace's files
     /// (rewrites only footers; row data is copied byte for byte).
     Refresh(refresh::RefreshArgs),
+    /// Serve workspaces to the nirs4all dashboard over HTTP/JSON (read-only).
+    Serve(serve::ServeArgs),
+    /// Load-test a running `n4a serve`: cold first requests, then a mix of
+    /// summaries and data pages; latencies, throughput, errors, memory.
+    BenchServe(serve::BenchServeArgs),
     /// Summarise a workspace from its footers alone (no row is read).
     Summary {
         /// Workspace folder (default: the current folder).
@@ -234,6 +240,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Some(Command::Inspect { file, format }) => inspect(&file, format),
         Some(Command::Refresh(a)) => refresh::refresh_cmd(a),
+        Some(Command::Serve(a)) => serve::serve_cmd(a),
+        Some(Command::BenchServe(a)) => serve::bench_serve_cmd(a),
         Some(Command::Query {
             workspace,
             filters,

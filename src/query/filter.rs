@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 
 /// Fields that take a list of accepted values, with their columns.
-pub const VALUE_FIELDS: [(&str, &str); 9] = [
+pub const VALUE_FIELDS: [(&str, &str); 10] = [
     ("dataset", "dataset"),
     ("model_name", "model_name"),
     ("model_classname", "model_classname"),
@@ -16,6 +16,7 @@ pub const VALUE_FIELDS: [(&str, &str); 9] = [
     ("task_type", "task_type"),
     ("metric", "metric"),
     ("branch", "branch_name"),
+    ("id", "id"),
 ];
 
 /// Score columns a range can apply to.

@@ -118,7 +118,8 @@ impl<V> FooterCache<V> {
 
     /// Stores `value` read from `path` with `key`, the key taken before the
     /// read started at `read_at`.
-    pub fn put(&self, path: &Path, key: FileKey, read_at: SystemTime, value: Arc<V>) {
+    /// Returns whether the entry is trusted (the file was quiet when read).
+    pub fn put(&self, path: &Path, key: FileKey, read_at: SystemTime, value: Arc<V>) -> bool {
         let trusted = !key.is_racy(read_at);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(
@@ -130,6 +131,7 @@ impl<V> FooterCache<V> {
                 value,
             },
         );
+        trusted
     }
 
     /// The key and read time of `path`'s entry, if it has a trusted one.

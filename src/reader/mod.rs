@@ -2,6 +2,7 @@
 //! schema), a whole workspace's footers in parallel with a cache and a
 //! merged summary, and, where a summary must be rebuilt, the rows.
 
+pub mod arrays;
 pub mod cache;
 pub mod cache_file;
 pub mod footer;

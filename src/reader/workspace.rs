@@ -237,8 +237,9 @@ impl Workspace {
         Ok((footers, errors))
     }
 
-    /// [`Self::footers`] plus each file's key, `None` for a file that was
-    /// read now rather than served from the cache.
+    /// [`Self::footers`] plus each file's key, `None` for a file whose
+    /// footer cannot be trusted to stay what was read (modified within the
+    /// racy window before the read).
     fn footers_keyed(&self) -> Result<Keyed> {
         let (files, errors) = self.list()?;
         let read = |f: &DatasetFile| {
@@ -261,7 +262,8 @@ impl Workspace {
         Ok((footers, errors, keys))
     }
 
-    /// The footer of one file and, when it came from the cache, its key.
+    /// The footer of one file and its key when the answer is trusted (from
+    /// the cache, or read from a quiet file).
     fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
         let key = match FileKey::of(&f.path) {
@@ -278,9 +280,10 @@ impl Workspace {
         let value = read_footer_info(&f.path, key.len)
             .map(Arc::new)
             .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
-        self.cache
+        let trusted = self
+            .cache
             .put(&f.path, key, read_at, Arc::new(value.clone()));
-        (value, None)
+        (value, trusted.then_some(key))
     }
 
     /// The workspace summary, merged from footers alone (see [`super::merge`]).

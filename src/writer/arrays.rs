@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, StringBuilder};
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 
 use super::commit::TempFile;
 use super::sink::ParquetSink;
 use crate::error::{Error, Result};
+use crate::reader::arrays::{list_values, strings};
 use crate::reader::{footer, rows};
 use crate::schema::{arrays_schema, ArrayData};
 
@@ -226,38 +226,4 @@ impl ArraysWriter {
         let file = self.sink.finish(Vec::new())?;
         Ok((self.tmp, file, self.target))
     }
-}
-
-fn strings(a: &dyn Array) -> Vec<Option<String>> {
-    match a.data_type() {
-        DataType::LargeUtf8 => a
-            .as_string::<i64>()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect(),
-        DataType::Utf8 => a
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect(),
-        DataType::Utf8View => a
-            .as_string_view()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect(),
-        _ => vec![None; a.len()],
-    }
-}
-
-fn list_values(a: &dyn Array, i: usize) -> Option<Vec<Option<f64>>> {
-    if a.is_null(i) {
-        return None;
-    }
-    let inner = match a.data_type() {
-        DataType::LargeList(_) => a.as_list::<i64>().value(i),
-        DataType::List(_) => a.as_list::<i32>().value(i),
-        _ => return None,
-    };
-    let f = inner.as_primitive_opt::<arrow_array::types::Float64Type>()?;
-    Some(f.iter().collect())
 }

@@ -11,4 +11,5 @@ mod query;
 mod reader;
 mod refresh;
 mod regression;
+mod serve;
 mod writer;

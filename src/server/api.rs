@@ -1,0 +1,471 @@
+//! The endpoint handlers and their parameters.
+//!
+//! Query parameters are read as a list of pairs and checked here, so every
+//! bad input gets a JSON 400 naming the parameter: unknown parameters,
+//! malformed or negative numbers, limits over the caps, dataset names with
+//! path separators, unknown sort columns, values longer than 256 bytes.
+//!
+//! `data` parameters: `limit` (default 500), `offset` (0), `dataset`,
+//! `model_class` (the `model_classname` column, as the dashboard sends it),
+//! `model`, `config`, `partition`, `fold`, `task_type`, `metric`, `branch`
+//! (each repeatable or comma-separated), `sort` (a column, or
+//! `column:asc|desc`), `order` (`asc`/`desc`), `columns`, score ranges
+//! `{val,test,train}_score_{min,max}` (inclusive) and `where` (as the CLI's
+//! `--where`). `top` takes the same filters plus `k` (10), `score`
+//! (`val_score`) and `direction` (`max`/`min`/`zero`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{json_response, valid_id, ApiError, App, Served};
+use crate::metric::Direction;
+use crate::query::filter::{Bound, Range};
+use crate::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
+use crate::reader::arrays::read_arrays;
+use crate::schema::validate_dataset_name;
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+type Answer = Result<Response, ApiError>;
+
+/// Longest accepted parameter value.
+const MAX_VALUE_BYTES: usize = 256;
+
+/// Filter parameters and the filter fields they set.
+const FILTER_PARAMS: [(&str, &str); 10] = [
+    ("dataset", "dataset"),
+    ("model_class", "model_classname"),
+    ("model", "model_name"),
+    ("config", "config_name"),
+    ("partition", "partition"),
+    ("fold", "fold_id"),
+    ("task_type", "task_type"),
+    ("metric", "metric"),
+    ("branch", "branch"),
+    ("id", "id"),
+];
+
+fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.to_string(),
+    })?;
+    Ok(json_response(StatusCode::OK, body.into()))
+}
+
+fn params(p: Params) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) = p.map_err(|e| ApiError::bad(format!("malformed query string: {e}")))?;
+    for (k, v) in &pairs {
+        if v.len() > MAX_VALUE_BYTES || k.len() > 64 {
+            return Err(ApiError::bad(format!(
+                "parameter {:?} is longer than {MAX_VALUE_BYTES} bytes",
+                k.chars().take(64).collect::<String>()
+            )));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(ApiError::bad(format!(
+                "parameter {k:?} contains a control character"
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
+fn workspace<'a>(app: &'a App, id: &str) -> Result<&'a Served, ApiError> {
+    if !valid_id(id) {
+        return Err(ApiError::bad(
+            "invalid workspace id: letters, digits, _ and - only, at most 64",
+        ));
+    }
+    app.workspace(id)
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {id:?}")))
+}
+
+fn number(name: &str, v: &str, max: usize) -> Result<usize, ApiError> {
+    let n: u64 = v.parse().map_err(|_| {
+        ApiError::bad(format!(
+            "{name} must be a whole number from 0 to {max}, not {v:?}"
+        ))
+    })?;
+    if n > max as u64 {
+        return Err(ApiError::bad(format!(
+            "{name} must be a whole number from 0 to {max}, not {v}"
+        )));
+    }
+    Ok(n as usize)
+}
+
+fn score_bound(name: &str, v: &str) -> Result<f64, ApiError> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| ApiError::bad(format!("{name} must be a finite number, not {v:?}")))
+}
+
+/// Everything but the endpoint's own keys is a filter (or an error).
+fn filters(pairs: &[(String, String)], own: &[&str]) -> Result<Filters, ApiError> {
+    let mut f = Filters::default();
+    for (k, v) in pairs {
+        if own.contains(&k.as_str()) {
+            continue;
+        }
+        if let Some((_, field)) = FILTER_PARAMS.iter().find(|(p, _)| p == k) {
+            let values: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+            if *field == "dataset" {
+                for d in &values {
+                    validate_dataset_name(d).map_err(ApiError::from)?;
+                }
+            }
+            f = f.with(field, values).map_err(ApiError::from)?;
+            continue;
+        }
+        if k == "where" {
+            f = f.with_where(v).map_err(ApiError::from)?;
+            continue;
+        }
+        let range = ["val_score", "test_score", "train_score"]
+            .iter()
+            .find_map(|s| {
+                k.strip_prefix(s).and_then(|rest| match rest {
+                    "_min" => Some((s, true)),
+                    "_max" => Some((s, false)),
+                    _ => None,
+                })
+            });
+        match range {
+            Some((score, is_min)) => {
+                let b = Some(Bound {
+                    value: score_bound(k, v)?,
+                    inclusive: true,
+                });
+                let (lo, hi) = if is_min { (b, None) } else { (None, b) };
+                f.ranges.push(Range {
+                    column: score.to_string(),
+                    lo,
+                    hi,
+                });
+            }
+            None => return Err(ApiError::bad(format!("unknown parameter {k:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Runs `f` on the blocking pool once a heavy-query permit is free.
+async fn heavy<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let busy = || ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!(
+            "busy: {} heavy queries are running and this one waited {} s; retry",
+            app.opts.max_heavy,
+            app.opts.queue_timeout.as_secs()
+        ),
+    };
+    let _permit = tokio::time::timeout(app.opts.queue_timeout, app.heavy.acquire())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    blocking(f).await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the query failed: {e}"),
+        })?
+        .map_err(ApiError::from)
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
+    ok_json(&serde_json::json!({
+        "status": "ok",
+        "workspaces": app.workspaces.len(),
+        "rss_bytes": rss_bytes(),
+    }))
+}
+
+/// Resident memory of this process (Linux `VmRSS`), in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Answer {
+    ok_json(&super::openapi::document())
+}
+
+/// `GET /api/workspaces`.
+pub async fn workspaces(State(app): State<Arc<App>>) -> Answer {
+    let app2 = app.clone();
+    let list = blocking(move || {
+        Ok(app2
+            .workspaces
+            .iter()
+            .map(|w| {
+                let files = w.ws.list().map(|(f, _)| f.len()).ok();
+                serde_json::json!({"id": w.id, "path": w.path, "files": files})
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    ok_json(&serde_json::json!({ "workspaces": list }))
+}
+
+/// `GET /api/workspaces/{id}/predictions/summary`.
+pub async fn summary(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
+    let pairs = params(q)?;
+    if let Some((k, _)) = pairs.first() {
+        return Err(ApiError::bad(format!("unknown parameter {k:?}")));
+    }
+    let w = workspace(&app, &id)?;
+    let ws = w.ws.clone();
+    let s = blocking(move || ws.summary()).await?;
+    let mut slot = w.summary_json.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes = match slot.as_ref() {
+        Some((prev, bytes)) if Arc::ptr_eq(prev, &s) => bytes.clone(),
+        _ => {
+            let bytes: bytes::Bytes = serde_json::to_vec(s.as_ref())
+                .map_err(|e| ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: e.to_string(),
+                })?
+                .into();
+            *slot = Some((s, bytes.clone()));
+            bytes
+        }
+    };
+    Ok(json_response(StatusCode::OK, bytes))
+}
+
+/// `GET /api/workspaces/{id}/predictions/data`.
+pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
+    let pairs = params(q)?;
+    let w = workspace(&app, &id)?;
+    let own = ["limit", "offset", "sort", "order", "columns"];
+    let limit =
+        last(&pairs, "limit").map_or(Ok(500), |v| number("limit", v, app.opts.max_limit))?;
+    let offset =
+        last(&pairs, "offset").map_or(Ok(0), |v| number("offset", v, app.opts.max_offset))?;
+    let mut sort = last(&pairs, "sort")
+        .map(Sort::parse)
+        .transpose()
+        .map_err(ApiError::from)?;
+    match last(&pairs, "order") {
+        None => {}
+        Some(o @ ("asc" | "desc")) => {
+            let s = sort
+                .as_mut()
+                .ok_or_else(|| ApiError::bad("order needs sort"))?;
+            s.descending = o == "desc";
+        }
+        Some(o) => {
+            return Err(ApiError::bad(format!(
+                "order must be asc or desc, not {o:?}"
+            )))
+        }
+    }
+    let columns = match last(&pairs, "columns") {
+        Some(c) => {
+            let cols: Vec<String> = c
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            for c in &cols {
+                Sort::parse(c).map_err(ApiError::from)?;
+            }
+            Some(cols)
+        }
+        None => None,
+    };
+    let q = PageQuery {
+        filters: filters(&pairs, &own)?,
+        columns,
+        sort,
+        offset,
+        limit,
+    };
+    let ws = w.ws.clone();
+    let directions = app.opts.directions.clone();
+    let page = heavy(&app, move || {
+        QueryEngine::new(&ws).with_directions(directions).page(&q)
+    })
+    .await?;
+    ok_json(&page)
+}
+
+/// `GET /api/workspaces/{id}/predictions/top`.
+pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
+    let pairs = params(q)?;
+    let w = workspace(&app, &id)?;
+    let own = ["k", "score", "direction"];
+    let k = last(&pairs, "k").map_or(Ok(10), |v| number("k", v, app.opts.max_k))?;
+    let score = last(&pairs, "score").unwrap_or("val_score").to_string();
+    if !["val_score", "test_score", "train_score"].contains(&score.as_str()) {
+        return Err(ApiError::bad(format!(
+            "score must be val_score, test_score or train_score, not {score:?}"
+        )));
+    }
+    let direction = match last(&pairs, "direction") {
+        None => None,
+        Some(d) => Some(Direction::parse(d).ok_or_else(|| {
+            ApiError::bad(format!("direction must be max, min or zero, not {d:?}"))
+        })?),
+    };
+    let q = TopQuery {
+        filters: filters(&pairs, &own)?,
+        k,
+        direction,
+        score,
+    };
+    let ws = w.ws.clone();
+    let directions = app.opts.directions.clone();
+    let answer = heavy(&app, move || {
+        QueryEngine::new(&ws).with_directions(directions).top(&q)
+    })
+    .await?;
+    ok_json(&answer)
+}
+
+/// `GET /api/workspaces/{id}/predictions/{prediction_id}/scatter`.
+pub async fn scatter(
+    State(app): State<Arc<App>>,
+    Path((id, pid)): Path<(String, String)>,
+    q: Params,
+) -> Answer {
+    let pairs = params(q)?;
+    let w = workspace(&app, &id)?;
+    if !(1..=128).contains(&pid.len())
+        || !pid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::bad(
+            "invalid prediction id: letters, digits, _ and - only, at most 128",
+        ));
+    }
+    let mut f = Filters::default()
+        .with("id", [pid.clone()])
+        .map_err(ApiError::from)?;
+    for (k, v) in &pairs {
+        if k != "dataset" {
+            return Err(ApiError::bad(format!("unknown parameter {k:?}")));
+        }
+        validate_dataset_name(v).map_err(ApiError::from)?;
+        f = f.with("dataset", [v.clone()]).map_err(ApiError::from)?;
+    }
+    let q = PageQuery {
+        filters: f,
+        columns: Some(
+            [
+                "dataset",
+                "id",
+                "model_name",
+                "partition",
+                "fold_id",
+                "metric",
+                "val_score",
+                "n_samples",
+                "y_true_id",
+                "y_pred_id",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        ),
+        sort: None,
+        offset: 0,
+        limit: 2,
+    };
+    let ws = w.ws.clone();
+    let pid2 = pid.clone();
+    let found = heavy(&app, move || {
+        let page = QueryEngine::new(&ws).page(&q)?;
+        let Some(rec) = page.records.first().cloned() else {
+            return Ok(Err(ApiError::not_found(format!("no prediction {pid2:?}"))));
+        };
+        if page.records.len() > 1 {
+            return Ok(Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!("prediction {pid2:?} is in several datasets: pass dataset="),
+            }));
+        }
+        let dataset = rec["dataset"].as_str().unwrap_or_default().to_string();
+        let (files, _) = ws.list()?;
+        let Some(meta) = files.iter().find(|f| f.dataset == dataset) else {
+            return Ok(Err(ApiError::not_found(format!(
+                "dataset {dataset:?} is gone"
+            ))));
+        };
+        let arrays_path = meta
+            .path
+            .with_file_name(format!("{dataset}{}", crate::schema::ARRAYS_SUFFIX));
+        let (t, p) = (rec["y_true_id"].as_str(), rec["y_pred_id"].as_str());
+        let ids: Vec<&str> = [t, p].into_iter().flatten().collect();
+        let arrays = if ids.is_empty() || !arrays_path.exists() {
+            Default::default()
+        } else {
+            read_arrays(&arrays_path, &ids)?
+        };
+        let y = |id: Option<&str>| id.and_then(|i| arrays.get(i)).map(|a| a.values.clone());
+        let (y_true, y_pred) = (y(t), y(p));
+        let (Some(y_true), Some(y_pred)) = (y_true, y_pred) else {
+            return Ok(Err(ApiError::not_found(format!(
+                "prediction {pid2:?} has no y_true/y_pred arrays in {}",
+                arrays_path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ))));
+        };
+        Ok(Ok(serde_json::json!({
+            "prediction_id": pid2,
+            "dataset": dataset,
+            "model_name": rec["model_name"],
+            "partition": rec["partition"],
+            "fold_id": rec["fold_id"],
+            "metric": rec["metric"],
+            "val_score": rec["val_score"],
+            "n_samples": y_true.len(),
+            "y_true": y_true,
+            "y_pred": y_pred,
+        })))
+    })
+    .await??;
+    ok_json(&found)
+}
+
+/// Unknown routes: a JSON 404.
+pub async fn not_found() -> Response {
+    ApiError::not_found("no such endpoint (see /openapi.json)").into_response()
+}
+
+/// Non-GET methods on known routes: a JSON 405 (the server is read-only).
+pub async fn method_not_allowed() -> Response {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "read-only: only GET is served".to_string(),
+    }
+    .into_response()
+}

@@ -1,0 +1,418 @@
+//! `n4a serve`: the nirs4all dashboard's query backend over HTTP/JSON
+//! (axum on tokio).
+//!
+//! Endpoints (every answer JSON; see [`openapi::document`]):
+//!
+//! - `GET /healthz`: liveness, the process's resident memory.
+//! - `GET /openapi.json`: the OpenAPI 3.0 description of all of these.
+//! - `GET /api/workspaces`: ids, paths and file counts.
+//! - `GET /api/workspaces/{id}/predictions/summary`: the workspace summary
+//!   from footers (the dashboard's shape plus n4a's additions), cached: while
+//!   no file changed, an answer costs a listing, one `stat` per file and a
+//!   copy of the serialised bytes.
+//! - `GET /api/workspaces/{id}/predictions/data`: a filtered, sorted page
+//!   `{records, total, limit, offset, has_more}` (see [`api`]).
+//! - `GET /api/workspaces/{id}/predictions/top`: top-k by a metric's direction.
+//! - `GET /api/workspaces/{id}/predictions/{prediction_id}/scatter`:
+//!   `y_true`, `y_pred` and the sample count, from the arrays file.
+//!
+//! Files change under a running server (nirs4all writes while the dashboard
+//! is open): every request lists the workspace and compares each file's
+//! change markers with the cached footer's, so changed, added and removed
+//! files are seen on the next request. n4a's writers replace files by
+//! rename, so a half-written file is never visible; a file another tool is
+//! writing in place fails to parse and is listed in `errors`, never a 500.
+//!
+//! Security: binds loopback unless `allow_remote`; read-only (GET only);
+//! only files inside the configured workspaces are opened (workspace ids,
+//! dataset names and prediction ids are validated before anything is
+//! opened: a traversal attempt is a 400); caps on `limit`, `k`, the query
+//! string's length and the number of heavy queries (pages, top-k, scatter)
+//! running at once, beyond which requests wait up to `queue_timeout` and
+//! then get a 503. Errors are `{"error": ..., "status": ...}` with the right
+//! status code. Each request is logged on stderr with its latency.
+
+pub mod api;
+pub mod client;
+pub mod openapi;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+use crate::metric::Directions;
+use crate::reader::{Workspace, WorkspaceSummary};
+
+/// Options of the server; defaults stated on each field.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen (default `127.0.0.1:8765`).
+    pub addr: SocketAddr,
+    /// Allow a non-loopback address (default false: refused).
+    pub allow_remote: bool,
+    /// Largest `limit` of a data page (default 10,000; the dashboard asks 500).
+    pub max_limit: usize,
+    /// Largest `offset` (default 100,000,000).
+    pub max_offset: usize,
+    /// Largest `k` of a top-k (default 1,000).
+    pub max_k: usize,
+    /// Longest accepted request target, path and query (default 4,096 bytes).
+    pub max_uri_bytes: usize,
+    /// Heavy queries (pages, top-k, scatter) running at once (default: the
+    /// number of CPUs).
+    pub max_heavy: usize,
+    /// How long a heavy query waits for its turn before a 503 (default 30 s).
+    pub queue_timeout: Duration,
+    /// Log one line per request on stderr (default true).
+    pub log: bool,
+    /// Directions of metrics outside the built-in table.
+    pub directions: Directions,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            allow_remote: false,
+            max_limit: 10_000,
+            max_offset: 100_000_000,
+            max_k: 1_000,
+            max_uri_bytes: 4096,
+            max_heavy: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_timeout: Duration::from_secs(30),
+            log: true,
+            directions: Directions::new(),
+        }
+    }
+}
+
+/// One served workspace.
+pub struct Served {
+    /// Its id in URLs.
+    pub id: String,
+    /// Its folder.
+    pub path: PathBuf,
+    /// The reader (footer cache, merged summary).
+    pub ws: Arc<Workspace>,
+    /// The last summary served and its JSON bytes.
+    summary_json: Mutex<Option<(Arc<WorkspaceSummary>, bytes::Bytes)>>,
+}
+
+/// What the handlers share.
+pub struct App {
+    /// The workspaces, in the order given.
+    pub workspaces: Vec<Served>,
+    /// The options.
+    pub opts: ServeOptions,
+    heavy: Semaphore,
+}
+
+/// True for ids made of ASCII letters, digits, `_` and `-`, 1 to 64 long.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An id for the workspace folder `path`: its name with anything outside
+/// `[A-Za-z0-9_-]` replaced by `-`, made unique among `taken`.
+pub fn id_for(path: &std::path::Path, taken: &[String]) -> String {
+    let name = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut base: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(56)
+        .collect();
+    if base.is_empty() {
+        base = "ws".to_string();
+    }
+    let mut id = base.clone();
+    let mut n = 2;
+    while taken.contains(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+impl App {
+    /// Opens the workspaces (`(id, folder)`; an empty id is derived from
+    /// the folder's name).
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a folder that is not a readable directory;
+    /// [`Error::InvalidQuery`] for an invalid or repeated id.
+    pub fn new(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<Arc<App>> {
+        let mut served: Vec<Served> = Vec::new();
+        for (id, path) in workspaces {
+            let taken: Vec<String> = served.iter().map(|s| s.id.clone()).collect();
+            let id = if id.is_empty() {
+                id_for(path, &taken)
+            } else {
+                id.clone()
+            };
+            if !valid_id(&id) || taken.contains(&id) {
+                return Err(Error::InvalidQuery(format!(
+                    "workspace id {id:?} is invalid or repeated (use letters, digits, _ and -)"
+                )));
+            }
+            let ws = Workspace::open(path)?.with_threads(0);
+            served.push(Served {
+                id,
+                path: path.clone(),
+                ws: Arc::new(ws),
+                summary_json: Mutex::new(None),
+            });
+        }
+        Ok(Arc::new(App {
+            workspaces: served,
+            heavy: Semaphore::new(opts.max_heavy.max(1)),
+            opts,
+        }))
+    }
+
+    /// The workspace with this id.
+    pub fn workspace(&self, id: &str) -> Option<&Served> {
+        self.workspaces.iter().find(|w| w.id == id)
+    }
+}
+
+/// An error answer: a status and a message, sent as
+/// `{"error": message, "status": code}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::InvalidQuery(_)
+            | Error::InvalidDatasetName { .. }
+            | Error::UnknownMetricDirection { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.message, "status": self.status.as_u16()});
+        json_response(self.status, body.to_string().into())
+    }
+}
+
+/// A JSON response with `body`.
+pub fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The router of all endpoints over `app` (used by [`serve`] and by tests).
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/openapi.json", get(api::openapi))
+        .route("/api/workspaces", get(api::workspaces))
+        .route(
+            "/api/workspaces/{id}/predictions/summary",
+            get(api::summary),
+        )
+        .route("/api/workspaces/{id}/predictions/data", get(api::data))
+        .route("/api/workspaces/{id}/predictions/top", get(api::top))
+        .route(
+            "/api/workspaces/{id}/predictions/{prediction_id}/scatter",
+            get(api::scatter),
+        )
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard_and_log,
+        ))
+        .with_state(app)
+}
+
+/// Refuses over-long request targets (414) and logs each request with its
+/// status and latency.
+async fn guard_and_log(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let t0 = Instant::now();
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let resp = if target.len() > app.opts.max_uri_bytes {
+        ApiError {
+            status: StatusCode::URI_TOO_LONG,
+            message: format!(
+                "request target is {} bytes, over the {}-byte cap",
+                target.len(),
+                app.opts.max_uri_bytes
+            ),
+        }
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    if app.opts.log {
+        let shown: String = target.chars().take(200).collect();
+        eprintln!(
+            "{method} {shown} {} {:.2}ms",
+            resp.status().as_u16(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    resp
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the
+/// requests in flight (graceful shutdown).
+///
+/// # Errors
+/// The listener's I/O errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let int = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = int => {},
+        () = term => {},
+    }
+}
+
+/// Caps glibc's malloc arenas at two. By default glibc gives each thread
+/// that allocates concurrently an arena of its own (up to 8 per core); a
+/// server whose requests run on many threads (tokio's blocking pool,
+/// polars' pool) then keeps freed memory spread over many arenas and its
+/// resident memory creeps up under load. Measured with `n4a bench-serve`:
+/// see the README.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tuning parameter; called once at
+    // start, before the runtime's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM: checks the address, opens the
+/// workspaces, binds, prints `listening on http://ADDR` on stderr (with
+/// the bound port when the address asked for port 0).
+///
+/// # Errors
+/// [`Error::InvalidQuery`] for a non-loopback address without
+/// `allow_remote`; what [`App::new`] returns; [`Error::Io`] when the
+/// address cannot be bound.
+pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
+    if !opts.addr.ip().is_loopback() && !opts.allow_remote {
+        return Err(Error::InvalidQuery(format!(
+            "refusing to listen on {}: not a loopback address (pass --allow-remote to serve other hosts)",
+            opts.addr
+        )));
+    }
+    let addr = opts.addr;
+    limit_malloc_arenas();
+    let blocking = opts.max_heavy.max(1) * 2 + 16;
+    let app = App::new(workspaces, opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("n4a-serve")
+        .max_blocking_threads(blocking)
+        .build()
+        .map_err(|e| Error::io(".", e))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(addr.to_string(), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::io(addr.to_string(), e))?;
+        eprintln!("n4a serve: listening on http://{bound}");
+        for w in &app.workspaces {
+            eprintln!("  workspace {:?}: {}", w.id, w.path.display());
+        }
+        serve(listener, app, shutdown_signal())
+            .await
+            .map_err(|e| Error::io(bound.to_string(), e))?;
+        eprintln!("n4a serve: stopped");
+        Ok(())
+    })
+}

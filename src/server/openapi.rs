@@ -1,0 +1,169 @@
+//! The OpenAPI 3.0 description served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn param(name: &str, kind: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false,
+           "schema": {"type": kind}, "description": description})
+}
+
+fn filter_params() -> Vec<Value> {
+    let mut out: Vec<Value> = [
+        ("dataset", "Dataset name(s); repeat or comma-separate."),
+        (
+            "model_class",
+            "Model class name(s) (the model_classname column).",
+        ),
+        ("model", "Model name(s)."),
+        ("config", "Config name(s)."),
+        ("partition", "Partition(s): train, val, test."),
+        ("fold", "Fold id(s)."),
+        ("task_type", "Task type(s)."),
+        ("metric", "Metric name(s)."),
+        ("branch", "Branch name(s)."),
+        (
+            "where",
+            "Score ranges, e.g. 'val_score>=0.5 and test_score<1'.",
+        ),
+    ]
+    .iter()
+    .map(|(n, d)| param(n, "string", d))
+    .collect();
+    for s in ["val_score", "test_score", "train_score"] {
+        out.push(param(
+            &format!("{s}_min"),
+            "number",
+            &format!("Smallest {s} (inclusive)."),
+        ));
+        out.push(param(
+            &format!("{s}_max"),
+            "number",
+            &format!("Largest {s} (inclusive)."),
+        ));
+    }
+    out
+}
+
+fn ws_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string",
+           "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "description": "Workspace id (GET /api/workspaces)."})
+}
+
+fn errors() -> Value {
+    let e = json!({"description": "Error", "content": {"application/json": {"schema":
+        {"$ref": "#/components/schemas/Error"}}}});
+    json!({"400": e, "404": e, "414": e, "500": e, "503": e})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn with_errors(ok_response: Value) -> Value {
+    let mut r = errors();
+    r["200"] = ok_response;
+    r
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut data_params = vec![
+        ws_param(),
+        param(
+            "limit",
+            "integer",
+            "Rows to return (default 500, at most the server's cap, 10,000 by default).",
+        ),
+        param("offset", "integer", "Rows to skip (default 0)."),
+        param(
+            "sort",
+            "string",
+            "Sort column, optionally column:asc|desc (ties by id, then dataset).",
+        ),
+        param("order", "string", "asc or desc (with sort)."),
+        param(
+            "columns",
+            "string",
+            "Columns to return, comma-separated (default all).",
+        ),
+    ];
+    data_params.extend(filter_params());
+    let mut top_params = vec![
+        ws_param(),
+        param("k", "integer", "How many (default 10, at most 1,000)."),
+        param(
+            "score",
+            "string",
+            "val_score (default), test_score or train_score.",
+        ),
+        param(
+            "direction",
+            "string",
+            "max, min or zero; required to rank metrics of opposite directions together.",
+        ),
+    ];
+    top_params.extend(filter_params());
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "n4a serve", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Read-only query backend for nirs4all prediction workspaces."},
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness and resident memory.",
+                "responses": {"200": ok("Alive", json!({"type": "object", "properties": {
+                    "status": {"type": "string"}, "workspaces": {"type": "integer"},
+                    "rss_bytes": {"type": "integer", "nullable": true}}}))}}},
+            "/openapi.json": {"get": {"summary": "This document.",
+                "responses": {"200": ok("OpenAPI document", json!({"type": "object"}))}}},
+            "/api/workspaces": {"get": {"summary": "The served workspaces.",
+                "responses": with_errors(ok("Workspaces", json!({"type": "object", "properties": {
+                    "workspaces": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "path": {"type": "string"},
+                        "files": {"type": "integer", "nullable": true}}}}}})))}},
+            "/api/workspaces/{id}/predictions/summary": {"get": {
+                "summary": "Workspace summary from footers (cached).",
+                "parameters": [ws_param()],
+                "responses": with_errors(ok("Summary", json!({"$ref": "#/components/schemas/Summary"})))}},
+            "/api/workspaces/{id}/predictions/data": {"get": {
+                "summary": "A filtered, sorted page of predictions with the total.",
+                "parameters": data_params,
+                "responses": with_errors(ok("Page", json!({"$ref": "#/components/schemas/Page"})))}},
+            "/api/workspaces/{id}/predictions/top": {"get": {
+                "summary": "Top-k predictions by the metric's direction.",
+                "parameters": top_params,
+                "responses": with_errors(ok("Top", json!({"type": "object", "properties": {
+                    "records": {"type": "array", "items": {"type": "object"}},
+                    "direction": {"type": "string", "nullable": true},
+                    "served_by": {"type": "string"}, "provenance": {"type": "object"}}})))}},
+            "/api/workspaces/{id}/predictions/{prediction_id}/scatter": {"get": {
+                "summary": "y_true and y_pred of one prediction, from the arrays file.",
+                "parameters": [ws_param(),
+                    {"name": "prediction_id", "in": "path", "required": true,
+                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}},
+                    param("dataset", "string", "The dataset, when the id is in several.")],
+                "responses": with_errors(ok("Scatter", json!({"type": "object", "properties": {
+                    "prediction_id": {"type": "string"}, "dataset": {"type": "string"},
+                    "n_samples": {"type": "integer"},
+                    "y_true": {"type": "array", "items": {"type": "number", "nullable": true}},
+                    "y_pred": {"type": "array", "items": {"type": "number", "nullable": true}}}})))}}
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error", "status"], "properties": {
+                "error": {"type": "string"}, "status": {"type": "integer"}}},
+            "Page": {"type": "object", "required": ["records", "total", "limit", "offset", "has_more"],
+                "properties": {"records": {"type": "array", "items": {"type": "object"}},
+                    "total": {"type": "integer"}, "limit": {"type": "integer"},
+                    "offset": {"type": "integer"}, "has_more": {"type": "boolean"},
+                    "served_by": {"type": "string"}, "provenance": {"type": "object"}}},
+            "Summary": {"type": "object", "required": ["total_predictions", "total_datasets",
+                    "datasets", "models", "runs", "top_predictions", "stats", "generated_at"],
+                "properties": {"total_predictions": {"type": "integer"},
+                    "total_datasets": {"type": "integer"},
+                    "datasets": {"type": "array", "items": {"type": "object"}},
+                    "models": {"type": "array", "items": {"type": "object"}},
+                    "runs": {"type": "array", "items": {"type": "object"}},
+                    "top_predictions": {"type": "array", "items": {"type": "object"}},
+                    "stats": {"type": "object"}, "generated_at": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object"}}}}
+        }}
+    })
+}
