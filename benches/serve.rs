@@ -1,0 +1,131 @@
+//! `n4a serve` latency over a real loopback socket, on a generated
+//! workspace of 100 files x 100,000 rows (10 million rows): the summary and
+//! a data page (the val partition sorted by val_score, 50 rows, with its
+//! total), each cold (a server just started: empty caches) and warm (the
+//! same server asked again), in one run. `cargo bench --bench serve`.
+//! Throughput and p50/p99 under concurrent load come from `n4a bench-serve`
+//! (see the README).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use n4a::generate::{generate, GenOptions};
+use n4a::server::client::Client;
+use n4a::server::{serve, App, ServeOptions};
+
+const SUMMARY: &str = "/api/workspaces/ws/predictions/summary";
+const DATA: &str = "/api/workspaces/ws/predictions/data?limit=50&partition=val&sort=val_score";
+
+fn workspace() -> &'static (tempfile::TempDir, PathBuf) {
+    static W: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    W.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let opts = GenOptions {
+            datasets: 100,
+            rows: 100_000,
+            arrays: false,
+            ..Default::default()
+        };
+        generate(&ws, &opts).unwrap();
+        // Quiet files, as between runs (the footer cache trusts only files
+        // not modified in the last second).
+        for e in std::fs::read_dir(&ws).unwrap() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(e.unwrap().path())
+                .unwrap();
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+                .unwrap();
+        }
+        (dir, ws)
+    })
+}
+
+/// A server on 127.0.0.1:0 with fresh caches; stops when dropped.
+struct Server {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let ws = workspace().1.clone();
+        let opts = ServeOptions {
+            log: false,
+            ..ServeOptions::default()
+        };
+        let app: Arc<App> = App::new(&[("ws".to_string(), ws)], opts).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(serve(listener, app, async {
+                let _ = rx.await;
+            }))
+            .unwrap();
+        });
+        Server {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn get(&self, client: &mut Client, target: &str) -> usize {
+        let r = client.get(target).unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.body.len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn requests(c: &mut Criterion) {
+    let mut g = c.benchmark_group("serve_10m_rows_100_files");
+    g.sample_size(10);
+    for (name, target) in [("summary", SUMMARY), ("data_page", DATA)] {
+        g.bench_function(format!("{name}_cold"), |b| {
+            b.iter_batched(
+                || {
+                    let s = Server::start();
+                    let c = Client::connect(&s.addr).unwrap();
+                    (s, c)
+                },
+                |(s, mut c)| {
+                    s.get(&mut c, target);
+                    (s, c)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(format!("{name}_warm"), |b| {
+            let s = Server::start();
+            let mut c = Client::connect(&s.addr).unwrap();
+            s.get(&mut c, target);
+            b.iter(|| s.get(&mut c, target))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, requests);
+criterion_main!(benches);
