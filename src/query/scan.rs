@@ -198,6 +198,48 @@ pub(crate) fn page(
     Ok((records, total))
 }
 
+/// A page in the default order (dataset, then row) when no row-level
+/// filter applies: the total is the footers' row counts, and the page's
+/// rows are located by counting through the files in dataset order, then
+/// read alone. Returns the records, the total and the files read. Cost:
+/// O(files) plus reading the page's rows (the pages of them).
+pub(crate) fn page_in_file_order(
+    cands: &[Candidate],
+    q: &PageQuery,
+) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64, usize)> {
+    let mut files: Vec<&Candidate> = cands.iter().collect();
+    files.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+    let total: u64 = files.iter().map(|c| c.info.num_rows).sum();
+    let columns: Vec<String> = match &q.columns {
+        Some(c) => c.clone(),
+        None => std::iter::once("dataset".to_string())
+            .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
+            .collect(),
+    };
+    let (mut start, end) = (
+        q.offset as u64,
+        (q.offset as u64).saturating_add(q.limit as u64).min(total),
+    );
+    let mut records = Vec::new();
+    let (mut before, mut touched) = (0u64, 0usize);
+    for c in files {
+        let n = c.info.num_rows;
+        if start >= end {
+            break;
+        }
+        if start < before + n {
+            let (lo, hi) = (start - before, end.min(before + n) - before);
+            let mut rows = read_rows(&c.path, (lo..hi).collect())?;
+            rows.sort_by_key(|(r, _)| *r);
+            touched += 1;
+            records.extend(rows.iter().map(|(_, p)| record(&c.dataset, p, &columns)));
+            start = before + hi;
+        }
+        before += n;
+    }
+    Ok((records, total, touched))
+}
+
 /// Reads the rows at `wanted` (0-based, any order) of one file, decoding
 /// only the pages that hold them when the file has a page index.
 fn read_rows(path: &Path, mut wanted: Vec<u64>) -> Result<Vec<(u64, crate::schema::Prediction)>> {
