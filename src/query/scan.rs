@@ -198,6 +198,9 @@ pub(crate) fn page(
     Ok((records, total))
 }
 
+/// One row as a JSON record.
+type Record = serde_json::Map<String, serde_json::Value>;
+
 /// A page in the default order (dataset, then row) when no row-level
 /// filter applies: the total is the footers' row counts, and the page's
 /// rows are located by counting through the files in dataset order, then
@@ -206,7 +209,7 @@ pub(crate) fn page(
 pub(crate) fn page_in_file_order(
     cands: &[Candidate],
     q: &PageQuery,
-) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64, usize)> {
+) -> Result<(Vec<Record>, u64, usize)> {
     let mut files: Vec<&Candidate> = cands.iter().collect();
     files.sort_by(|a, b| a.dataset.cmp(&b.dataset));
     let total: u64 = files.iter().map(|c| c.info.num_rows).sum();
