@@ -1,7 +1,7 @@
 //! `n4a serve` latency over a real loopback socket, on a generated
-//! workspace of 100 files x 100,000 rows (10 million rows): the summary and
-//! a data page (the val partition sorted by val_score, 50 rows, with its
-//! total), each cold (a server just started: empty caches) and warm (the
+//! workspace of 100 files x 100,000 rows (10 million rows): the summary, a
+//! data page (the val partition sorted by val_score, 50 rows, with its
+//! total) and the dashboard's default page (500 rows, no sort), each cold (a server just started: empty caches) and warm (the
 //! same server asked again), in one run. `cargo bench --bench serve`.
 //! Throughput and p50/p99 under concurrent load come from `n4a bench-serve`
 //! (see the README).
@@ -16,6 +16,8 @@ use n4a::server::{serve, App, ServeOptions};
 
 const SUMMARY: &str = "/api/workspaces/ws/predictions/summary";
 const DATA: &str = "/api/workspaces/ws/predictions/data?limit=50&partition=val&sort=val_score";
+/// The dashboard's own request: the first 500 rows, no sort.
+const DASHBOARD: &str = "/api/workspaces/ws/predictions/data?limit=500";
 
 fn workspace() -> &'static (tempfile::TempDir, PathBuf) {
     static W: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
@@ -102,7 +104,11 @@ impl Drop for Server {
 fn requests(c: &mut Criterion) {
     let mut g = c.benchmark_group("serve_10m_rows_100_files");
     g.sample_size(10);
-    for (name, target) in [("summary", SUMMARY), ("data_page", DATA)] {
+    for (name, target) in [
+        ("summary", SUMMARY),
+        ("data_page", DATA),
+        ("dashboard_page", DASHBOARD),
+    ] {
         g.bench_function(format!("{name}_cold"), |b| {
             b.iter_batched(
                 || {

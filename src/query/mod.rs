@@ -104,7 +104,9 @@ pub struct PageQuery {
     pub filters: Filters,
     /// Columns to return (all 35 plus `dataset` when `None`).
     pub columns: Option<Vec<String>>,
-    /// Order (default: `dataset`, then `id`).
+    /// Order (default: file order, `dataset` then row, as the dashboard
+    /// concatenates files; then the total is the footers' and only the
+    /// page's rows are read when no row-level filter applies).
     pub sort: Option<Sort>,
     /// Rows to skip.
     pub offset: usize,
