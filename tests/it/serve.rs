@@ -488,7 +488,7 @@ fn bounded_load_from_another_process_has_no_errors_and_memory_does_not_grow() {
             "--requests",
             "1200",
             "--warmup",
-            "400",
+            "1000",
             "--summary-per-data",
             "3",
             "--data-query",
