@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use n4a::generate::{generate, GenOptions};
 use n4a::server::client::Client;
-use n4a::server::{serve, App, ServeOptions};
+use n4a::server::{App, Background, ServeOptions};
 
 const SUMMARY: &str = "/api/workspaces/ws/predictions/summary";
 const DATA: &str = "/api/workspaces/ws/predictions/data?limit=50&partition=val&sort=val_score";
@@ -46,11 +46,7 @@ fn workspace() -> &'static (tempfile::TempDir, PathBuf) {
 }
 
 /// A server on 127.0.0.1:0 with fresh caches; stops when dropped.
-struct Server {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct Server(Background);
 
 impl Server {
     fn start() -> Server {
@@ -60,44 +56,13 @@ impl Server {
             ..ServeOptions::default()
         };
         let app: Arc<App> = App::new(&[("ws".to_string(), ws)], opts).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            rt.block_on(serve(listener, app, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        Server {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        Server(Background::start(app).unwrap())
     }
 
     fn get(&self, client: &mut Client, target: &str) -> usize {
         let r = client.get(target).unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.body.len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -113,7 +78,7 @@ fn requests(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let s = Server::start();
-                    let c = Client::connect(&s.addr).unwrap();
+                    let c = Client::connect(s.0.addr()).unwrap();
                     (s, c)
                 },
                 |(s, mut c)| {
@@ -125,7 +90,7 @@ fn requests(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}_warm"), |b| {
             let s = Server::start();
-            let mut c = Client::connect(&s.addr).unwrap();
+            let mut c = Client::connect(s.0.addr()).unwrap();
             s.get(&mut c, target);
             b.iter(|| s.get(&mut c, target))
         });

@@ -554,19 +554,11 @@ fn recompute(path: &Path, stored: Option<&Summary>, opts: &RefreshOptions) -> Re
 /// The `n4a_summary` inside the footer's `ARROW:schema`: `Ok(None)` when
 /// absent, `Err(reason)` when that schema cannot be decoded.
 fn embedded_summary(meta: &ParquetMetaData) -> std::result::Result<Option<String>, String> {
-    let Some(encoded) = key_value(meta, ARROW_SCHEMA_KEY) else {
+    let Some(encoded) = footer::key_value(meta, ARROW_SCHEMA_KEY) else {
         return Ok(None);
     };
     let schema = decode_arrow_schema(encoded)?;
     Ok(schema.metadata().get(SUMMARY_KEY).cloned())
-}
-
-fn key_value<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
-    meta.file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_deref())
 }
 
 /// Decodes a base64 `ARROW:schema` value (an IPC schema message, with or
@@ -596,7 +588,7 @@ fn new_key_values(
     meta: &ParquetMetaData,
     text: &str,
 ) -> Result<Vec<(String, String)>> {
-    let base = key_value(meta, ARROW_SCHEMA_KEY)
+    let base = footer::key_value(meta, ARROW_SCHEMA_KEY)
         .and_then(|v| decode_arrow_schema(v).ok())
         .map_or_else(
             || {

@@ -40,13 +40,18 @@ pub fn open_metadata(path: &Path) -> Result<(File, ParquetMetaData)> {
     Ok((file, meta))
 }
 
-/// The raw `n4a_summary` text of a file's key/value metadata.
-pub fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
+/// The value of `key` in a file's key/value metadata.
+pub fn key_value<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
     meta.file_metadata()
         .key_value_metadata()?
         .iter()
-        .find(|kv| kv.key == SUMMARY_KEY)
+        .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_deref())
+}
+
+/// The raw `n4a_summary` text of a file's key/value metadata.
+pub fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
+    key_value(meta, SUMMARY_KEY)
 }
 
 /// Decodes the summary of already-read metadata; `Ok(None)` when the file

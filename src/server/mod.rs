@@ -336,6 +336,66 @@ pub async fn serve(
         .await
 }
 
+/// A server running on a thread of its own (a two-worker tokio runtime)
+/// on `127.0.0.1:0`, for embedding, tests and benches; it stops gracefully
+/// when dropped. Cost at start: a runtime, a bound socket, one thread.
+pub struct Background {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts serving `app` on a free loopback port.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the runtime cannot start or the port cannot be bound.
+    pub fn start(app: Arc<App>) -> Result<Background> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("127.0.0.1:0", e))?
+            .to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let stopped = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = rt.block_on(serve(listener, app, stopped)) {
+                eprintln!("n4a serve: {e}");
+            }
+        });
+        Ok(Background {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address, `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let int = async {

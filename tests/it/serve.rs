@@ -11,7 +11,7 @@ use n4a::generate::dataset_rows;
 use n4a::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
 use n4a::reader::Workspace;
 use n4a::server::client::Client;
-use n4a::server::{serve, App, ServeOptions};
+use n4a::server::{App, Background, ServeOptions};
 use n4a::writer::{PredictionWriter, WriterOptions};
 use serde_json::Value;
 
@@ -19,10 +19,8 @@ use crate::util::fixture;
 
 /// A server in this process on 127.0.0.1:0; stops when dropped.
 struct Server {
-    addr: String,
     app: Arc<App>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    bg: Background,
 }
 
 impl Server {
@@ -32,50 +30,22 @@ impl Server {
             .map(|(id, p)| (id.to_string(), p.to_path_buf()))
             .collect();
         let app = App::new(&ws, ServeOptions { log: false, ..opts }).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app2 = app.clone();
-        let thread = std::thread::spawn(move || {
-            rt.block_on(serve(listener, app2, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        Server {
-            addr,
-            app,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        let bg = Background::start(app.clone()).unwrap();
+        Server { app, bg }
+    }
+
+    fn addr(&self) -> &str {
+        self.bg.addr()
     }
 
     fn get(&self, target: &str) -> (u16, Value) {
-        let r = Client::connect(&self.addr).unwrap().get(target).unwrap();
+        let r = Client::connect(self.addr()).unwrap().get(target).unwrap();
         assert_eq!(
             r.header("content-type"),
             Some("application/json"),
             "{target}"
         );
         (r.status, r.json())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -386,7 +356,7 @@ fn hostile_input_gets_a_json_400_or_404_and_opens_nothing() {
             "{target}"
         );
     }
-    let r = Client::connect(&srv.addr)
+    let r = Client::connect(srv.addr())
         .unwrap()
         .request("DELETE", "/api/workspaces")
         .unwrap();
