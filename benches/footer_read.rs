@@ -1,9 +1,10 @@
-//! Workspace summaries from footers: sequential, rayon and cached, beside
-//! the floor (open + read the footer bytes, no decoding), on a generated
-//! workspace of 2000 files x 500 rows; and how the rayon summary grows from
-//! 10 to 2000 files; and a cold summary served from the workspace cache
-//! file (`n4a refresh --write-cache`). All in one run:
-//! `cargo bench --bench footer_read`.
+//! Workspace summaries from footers, in process: sequential, rayon and
+//! cached, beside the floor (open + read the footer bytes, no decoding), on
+//! a generated workspace of 2000 files x 500 rows (n4a 1.2 footers); how
+//! the rayon summary grows from 10 to 2000 files; and one footer's read,
+//! step by step. All in one run: `cargo bench --bench footer_read`. The
+//! whole-process comparison with DuckDB on nirs4all's own files is
+//! `benches/vs_duckdb.sh`.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -84,7 +85,6 @@ fn summary(c: &mut Criterion) {
             Workspace::open(dir)
                 .unwrap()
                 .with_threads(1)
-                .with_cache_file(false)
                 .summary()
                 .unwrap()
         })
@@ -95,25 +95,8 @@ fn summary(c: &mut Criterion) {
             Workspace::open(dir)
                 .unwrap()
                 .with_threads(2)
-                .with_cache_file(false)
                 .summary()
                 .unwrap()
-        })
-    });
-    // A cold reader (new process) with the workspace cache file that
-    // `n4a refresh --write-cache` writes: one read of the cache, one stat
-    // per file, no footer opened.
-    g.bench_function("n4a_rayon_cache_file", |b| {
-        let dir = shared().0.path();
-        static WRITTEN: std::sync::Once = std::sync::Once::new();
-        WRITTEN.call_once(|| {
-            n4a::reader::cache_file::write(dir, false).unwrap();
-        });
-        b.iter(|| {
-            let ws = Workspace::open(dir).unwrap().with_threads(2);
-            let s = ws.summary().unwrap();
-            assert_eq!((ws.footer_reads(), ws.cache_file_hits()), (0, FILES as u64));
-            s
         })
     });
     g.bench_function("n4a_cached", |b| {
@@ -145,7 +128,6 @@ fn summary(c: &mut Criterion) {
                 Workspace::open(sub.path())
                     .unwrap()
                     .with_threads(2)
-                    .with_cache_file(false)
                     .summary()
                     .unwrap()
             })
@@ -167,9 +149,9 @@ fn one_file(c: &mut Criterion) {
     g.bench_function("metadata_and_summary", |b| {
         b.iter(|| n4a::reader::footer::read_footer(p).unwrap())
     });
-    let len = std::fs::metadata(p).unwrap().len();
-    g.bench_function("quick_skim_and_lazy_summary", |b| {
-        b.iter(|| n4a::reader::footer::read_quick(p, len).unwrap())
+    let key = n4a::reader::cache::FileKey::of(p).unwrap();
+    g.bench_function("skim_and_state_head", |b| {
+        b.iter(|| n4a::reader::info::read_info(p, key).unwrap())
     });
     g.finish();
 }

@@ -29,13 +29,18 @@ pub enum InputFormat {
     JsonLines,
     /// Comma-separated with a header.
     Csv,
+    /// A parquet file of contract columns (any subset; missing ones null),
+    /// for instance the rows of another nirs4all file.
+    Parquet,
 }
 
 impl InputFormat {
-    /// Guesses from the extension: `.csv` is CSV, anything else JSON Lines.
+    /// Guesses from the extension: `.csv` is CSV, `.parquet` parquet,
+    /// anything else JSON Lines.
     pub fn from_path(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => InputFormat::Csv,
+            Some(e) if e.eq_ignore_ascii_case("parquet") => InputFormat::Parquet,
             _ => InputFormat::JsonLines,
         }
     }
@@ -118,7 +123,8 @@ fn json_array(v: &serde_json::Value) -> Option<ArrayData> {
     Some(ArrayData::vector(values))
 }
 
-/// Streams the rows of `input` to `f`, with their 1-based line (record) number.
+/// Streams the rows of `input` to `f`, with their 1-based line (record,
+/// or row for parquet) number.
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Input`] naming the line; or what `f` returns.
@@ -127,8 +133,20 @@ pub fn for_each_row(
     format: InputFormat,
     mut f: impl FnMut(usize, Prediction) -> Result<()>,
 ) -> Result<()> {
+    if format == InputFormat::Parquet {
+        let ctx = input.display().to_string();
+        let mut line = 0usize;
+        return crate::reader::rows::for_each_batch(input, None, 8192, |b| {
+            for p in crate::reader::rows::batch_to_predictions(&b, &ctx, false)? {
+                line += 1;
+                f(line, p)?;
+            }
+            Ok(())
+        });
+    }
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     match format {
+        InputFormat::Parquet => unreachable!("handled above"),
         InputFormat::JsonLines => {
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(|e| Error::io(input, e))?;

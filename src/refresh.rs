@@ -5,13 +5,14 @@
 //!
 //! 1. **Check the footer** (no row read). A file needs a refresh when its
 //!    summary is missing (nirs4all before summaries existed), not JSON, of
-//!    an older version or without n4a's mergeable state (nirs4all's 1.0),
-//!    inconsistent with the file (`total_predictions` or the state's row
-//!    count differs from the parquet metadata), or when the copy inside
-//!    `ARROW:schema` (the one pyarrow and the dashboard read) is missing or
-//!    differs from the key/value one. A newer major version is refused and
-//!    a newer minor version left alone: rewriting either would drop what a
-//!    newer n4a wrote.
+//!    an older version (nirs4all's 1.0 has no mergeable state; n4a's 1.1
+//!    kept it inside the JSON, stored twice), inconsistent with the file
+//!    (`total_predictions` or the state's row count differs from the
+//!    parquet metadata, or the state was not written with this summary
+//!    text), or when an `ARROW:schema` entry would hide the summary from
+//!    pyarrow (which then shows only the metadata inside it). A newer major
+//!    version is refused and a newer minor version left alone: rewriting
+//!    either would drop what a newer n4a wrote.
 //! 2. **Recompute** when the file needs it, or for every file in
 //!    [`Mode::Verify`]: the rows are streamed through a
 //!    [`SummaryBuilder`] (twelve columns read, one batch of 8,192 rows in
@@ -23,9 +24,11 @@
 //! 3. **Rewrite only the footer.** The new file is the old file's bytes up
 //!    to its footer (row groups, page indexes, bloom filters: every value
 //!    and every offset unchanged) followed by the old `FileMetaData` with
-//!    only its key/value metadata replaced ([`thrift::replace_key_values`]),
-//!    so the schema, column statistics and `created_by` are kept as they
-//!    were. The new footer is parsed back before it replaces anything.
+//!    only its key/value metadata replaced ([`thrift::replace_key_values`]):
+//!    the summary and the compact state once each, `ARROW:schema` dropped
+//!    (its other metadata kept as plain key/values), so the schema, column
+//!    statistics and `created_by` are kept as they were. The new footer is
+//!    parsed back before it replaces anything.
 //!
 //! Safety: a writing refresh holds the dataset's lock (the one
 //! [`crate::writer::PredictionWriter`] takes) from the first read to the
@@ -55,15 +58,14 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::reader::cache::FileKey;
 use crate::reader::workspace::{DatasetFile, FileError};
-use crate::reader::{cache_file, footer, rows, thrift, Workspace};
-use crate::schema::SUMMARY_KEY;
-use crate::summary::json::{self, SUPPORTED_MAJOR};
+use crate::reader::{footer, rows, thrift, Workspace};
+use crate::schema::{ARROW_SCHEMA_KEY, RUNS_KEY, STATE_KEY, SUMMARY_KEY};
+use crate::summary::codec;
+use crate::summary::json::SUPPORTED_MAJOR;
 use crate::summary::{utc_now, Summary, SummaryBuilder, SummaryOptions, N4A_VERSION};
 use crate::writer::commit::{self, DatasetLock, TempFile};
 use crate::writer::dataset_paths;
 
-/// The key of the Arrow schema embedded in a parquet footer.
-const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 /// Differences listed per file at most.
 const MAX_DIFFERENCES: usize = 10;
 
@@ -89,8 +91,6 @@ pub struct RefreshOptions {
     /// Write the repairs. Off in [`Mode::Verify`] unless asked (`--fix`),
     /// on in [`Mode::Refresh`] unless dry-running.
     pub write: bool,
-    /// Also write `.n4a/summary-cache.json` (see [`cache_file`]).
-    pub write_cache: bool,
     /// Threads (0: one per CPU, 1: sequential).
     pub threads: usize,
     /// Also refresh files in sub-folders.
@@ -108,7 +108,6 @@ impl Default for RefreshOptions {
         RefreshOptions {
             mode: Mode::Refresh,
             write: true,
-            write_cache: false,
             threads: 0,
             recursive: false,
             summary: SummaryOptions::default(),
@@ -122,7 +121,6 @@ impl std::fmt::Debug for RefreshOptions {
         f.debug_struct("RefreshOptions")
             .field("mode", &self.mode)
             .field("write", &self.write)
-            .field("write_cache", &self.write_cache)
             .field("threads", &self.threads)
             .field("recursive", &self.recursive)
             .finish_non_exhaustive()
@@ -193,8 +191,6 @@ pub struct RefreshReport {
     pub failed: usize,
     /// Rows recomputed.
     pub rows_recomputed: u64,
-    /// The cache file, when written (`None` when not asked or unchanged).
-    pub cache_written: Option<PathBuf>,
     /// Wall time, in seconds.
     pub seconds: f64,
     /// One report per file, in path order, then unlistable folders.
@@ -225,8 +221,7 @@ pub fn refresh_workspace(
     let t0 = Instant::now();
     let ws = Workspace::open(root)?
         .with_recursive(opts.recursive)
-        .with_threads(1)
-        .with_cache_file(false);
+        .with_threads(1);
     let (files, list_errors) = ws.list()?;
     let total = files.len();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -275,11 +270,6 @@ pub fn refresh_workspace(
         millis: 0.0,
     }));
     let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
-    let cache_written = if opts.write_cache && opts.write {
-        cache_file::write(root, opts.recursive)?.then(|| cache_file::cache_path(root))
-    } else {
-        None
-    };
     Ok(RefreshReport {
         workspace: root.to_path_buf(),
         mode: opts.mode,
@@ -293,7 +283,6 @@ pub fn refresh_workspace(
             .filter(|r| r.recomputed)
             .filter_map(|r| r.rows)
             .sum(),
-        cache_written,
         seconds: t0.elapsed().as_secs_f64(),
         files: reports,
     })
@@ -407,8 +396,8 @@ fn footer_verdict(
     let Some(text) = footer::summary_text(meta) else {
         return Ok((None, Some("no summary".to_string())));
     };
-    let stored = match json::decode(path, text.as_bytes()) {
-        Ok(s) => s,
+    let stored = match footer::decode_summary(path, meta) {
+        Ok(s) => s.expect("the summary text is there"),
         Err(Error::InvalidSummary { reason, .. }) => {
             return Ok((None, Some(format!("invalid summary: {reason}"))))
         }
@@ -417,7 +406,7 @@ fn footer_verdict(
     match compare_version(&stored.n4a_version) {
         std::cmp::Ordering::Less => {
             let reason = format!(
-                "summary version {} (no mergeable state; this build writes {N4A_VERSION})",
+                "summary version {} (this build writes {N4A_VERSION}: the state in its own compact key)",
                 stored.n4a_version
             );
             return Ok((Some(stored), Some(reason)));
@@ -431,6 +420,7 @@ fn footer_verdict(
         }
         std::cmp::Ordering::Equal => {}
     }
+    let state_text = footer::key_value(meta, STATE_KEY);
     let reason = match &stored.state {
         None => Some("summary has no mergeable state".to_string()),
         Some(_) if stored.total_predictions != num_rows => Some(format!(
@@ -441,12 +431,29 @@ fn footer_verdict(
             "the summary state counts {} rows but the file has {num_rows}",
             st.rows
         )),
-        Some(_) => match embedded_summary(meta) {
-            Ok(Some(t)) if t == text => None,
-            Ok(Some(_)) => Some("the copy inside ARROW:schema differs".to_string()),
-            Ok(None) => Some("no copy inside ARROW:schema (what pyarrow reads)".to_string()),
-            Err(reason) => Some(reason),
-        },
+        Some(_) => {
+            let check = state_text
+                .and_then(|v| codec::split(v.as_bytes()).ok())
+                .and_then(|e| e.head().ok())
+                .map(|h| h.text);
+            let keys: Vec<&str> = meta
+                .file_metadata()
+                .key_value_metadata()
+                .map(|kv| kv.iter().map(|k| k.key.as_str()).collect())
+                .unwrap_or_default();
+            if !check.is_some_and(|c| c.matches(text.as_bytes())) {
+                Some("the state was not written with this summary text".to_string())
+            } else if footer::key_value(meta, ARROW_SCHEMA_KEY).is_some() {
+                Some("an ARROW:schema entry hides the summary from pyarrow".to_string())
+            } else if !keys.ends_with(&[RUNS_KEY, SUMMARY_KEY, STATE_KEY]) {
+                Some(format!(
+                    "n4a's key/values are not the footer's last ({}), so readers cannot find them from its end",
+                    keys.join(", ")
+                ))
+            } else {
+                None
+            }
+        }
     };
     Ok((Some(stored), reason))
 }
@@ -551,16 +558,6 @@ fn recompute(path: &Path, stored: Option<&Summary>, opts: &RefreshOptions) -> Re
     Ok(b.finish(Some(utc_now())))
 }
 
-/// The `n4a_summary` inside the footer's `ARROW:schema`: `Ok(None)` when
-/// absent, `Err(reason)` when that schema cannot be decoded.
-fn embedded_summary(meta: &ParquetMetaData) -> std::result::Result<Option<String>, String> {
-    let Some(encoded) = footer::key_value(meta, ARROW_SCHEMA_KEY) else {
-        return Ok(None);
-    };
-    let schema = decode_arrow_schema(encoded)?;
-    Ok(schema.metadata().get(SUMMARY_KEY).cloned())
-}
-
 /// Decodes a base64 `ARROW:schema` value (an IPC schema message, with or
 /// without the continuation marker).
 fn decode_arrow_schema(encoded: &str) -> std::result::Result<arrow_schema::Schema, String> {
@@ -580,42 +577,41 @@ fn decode_arrow_schema(encoded: &str) -> std::result::Result<arrow_schema::Schem
     arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| format!("ARROW:schema: {e}"))
 }
 
-/// The key/values of the rewritten footer: the old ones in their order,
-/// with `n4a_summary` and `ARROW:schema` (its metadata carrying the same
-/// summary) replaced, or added at the end.
-fn new_key_values(
-    path: &Path,
-    meta: &ParquetMetaData,
-    text: &str,
-) -> Result<Vec<(String, String)>> {
-    let base = footer::key_value(meta, ARROW_SCHEMA_KEY)
-        .and_then(|v| decode_arrow_schema(v).ok())
-        .map_or_else(
-            || {
-                parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), None)
-                    .map_err(|e| Error::parquet(path, e))
-            },
-            Ok,
-        )?;
-    let mut md = base.metadata().clone();
-    md.insert(SUMMARY_KEY.to_string(), text.to_string());
-    let encoded = parquet::arrow::encode_arrow_schema(&base.with_metadata(md));
-    let mut kv: Vec<(String, String)> = meta
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (key, value) in [(ARROW_SCHEMA_KEY, encoded), (SUMMARY_KEY, text.to_string())] {
-        match kv.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => kv.push((key.to_string(), value)),
+/// The key/values of the rewritten footer: the old ones in their order
+/// without n4a's and without `ARROW:schema` (whose presence would make
+/// pyarrow show only the metadata inside it: the schema-level metadata it
+/// carried, other than n4a's keys, becomes plain key/values, so nothing a
+/// reader saw is lost; arrow readers then take the types from the parquet
+/// schema, and nirs4all's large_utf8 strings read as utf8, which the
+/// contract allows), then n4a's `entries` last, in their order (the state's
+/// head must be the footer's last key/value: readers find it from the end).
+fn new_key_values(meta: &ParquetMetaData, entries: &[(String, String)]) -> Vec<(String, String)> {
+    let ours = |k: &str| k == SUMMARY_KEY || k == STATE_KEY || k == RUNS_KEY;
+    let mut kv: Vec<(String, String)> = Vec::new();
+    let put = |kv: &mut Vec<(String, String)>, k: &str, v: String| match kv
+        .iter_mut()
+        .find(|(kk, _)| kk == k)
+    {
+        Some(slot) => slot.1 = v,
+        None => kv.push((k.to_string(), v)),
+    };
+    let old = meta.file_metadata().key_value_metadata();
+    for k in old.into_iter().flatten() {
+        let value = k.value.clone().unwrap_or_default();
+        if k.key == ARROW_SCHEMA_KEY {
+            if let Ok(schema) = decode_arrow_schema(&value) {
+                for (ik, iv) in schema.metadata() {
+                    if !ours(ik) && !kv.iter().any(|(k, _)| k == ik) {
+                        kv.push((ik.clone(), iv.clone()));
+                    }
+                }
+            }
+        } else if !ours(&k.key) {
+            put(&mut kv, &k.key, value);
         }
     }
-    Ok(kv)
+    kv.extend(entries.iter().cloned());
+    kv
 }
 
 /// Writes the file's bytes up to its footer plus a footer with the new
@@ -630,8 +626,13 @@ fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -> Result<()
         fresh: summary,
     } = rw;
     let key = *key;
-    let text = summary.to_json();
-    let kv = new_key_values(path, meta, &text)?;
+    let entries = summary.footer_entries();
+    let text = entries
+        .iter()
+        .find(|(k, _)| k == SUMMARY_KEY)
+        .map(|(_, v)| v.clone())
+        .expect("a summary entry");
+    let kv = new_key_values(meta, &entries);
     let (old_footer, data_len) = footer::footer_bytes(file, path, key.len)?;
     let pairs: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let new_footer = thrift::replace_key_values(&old_footer, &pairs).map_err(|e| {

@@ -73,6 +73,14 @@ pub const META_SUFFIX: &str = ".meta.parquet";
 pub const ARRAYS_SUFFIX: &str = ".arrays.parquet";
 /// Footer key of the summary.
 pub const SUMMARY_KEY: &str = "n4a_summary";
+/// Footer key of the mergeable state's head (format 1.2: compact binary,
+/// base64; see `summary::codec`).
+pub const STATE_KEY: &str = "n4a_state";
+/// Footer key of the mergeable state's runs (format 1.2).
+pub const RUNS_KEY: &str = "n4a_runs";
+/// Footer key of the Arrow schema pyarrow and arrow-rs embed. n4a 1.2 does
+/// not write it: pyarrow shows a file's key/values only when it is absent.
+pub const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
 fn arrow_type(kind: Kind) -> DataType {
     match kind {

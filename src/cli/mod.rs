@@ -7,6 +7,7 @@ mod refresh;
 mod serve;
 mod table;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -117,10 +118,10 @@ enum Command {
     Ingest {
         /// Workspace folder.
         workspace: PathBuf,
-        /// Input rows (.jsonl or .csv).
+        /// Input rows (.jsonl, .csv or .parquet).
         file: PathBuf,
         /// Input format (default: from the extension).
-        #[arg(long, value_parser = ["jsonl", "csv"])]
+        #[arg(long, value_parser = ["jsonl", "csv", "parquet"])]
         input_format: Option<String>,
         /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
         #[arg(long = "direction", value_name = "METRIC=DIR")]
@@ -217,7 +218,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             let fmt = match input_format.as_deref() {
                 Some("csv") => InputFormat::Csv,
-                Some(_) => InputFormat::JsonLines,
+                Some("parquet") => InputFormat::Parquet,
+                Some("jsonl") => InputFormat::JsonLines,
+                Some(other) => bail!("--input-format {other:?}: expected jsonl, csv or parquet"),
                 None => InputFormat::from_path(&file),
             };
             let t0 = Instant::now();
@@ -318,7 +321,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 .summary()
                 .with_context(|| format!("summarising {}", dir.display()))?;
             if format == Format::Json {
-                println!("{}", serde_json::to_string(s.as_ref())?);
+                let mut out = raw_stdout()?;
+                s.write_json(&mut out, n4a::reader::merge::Form::Full)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
             } else {
                 print!("{}", workspace_text(&s));
             }
@@ -329,6 +335,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Standard output without the line buffering of `std::io::Stdout`
+/// (which scans every write for a newline): its descriptor duplicated into
+/// a `File` behind a 32 KiB buffer (slices larger than that, the relayed
+/// summaries, go to the descriptor without a copy), for answers of tens of
+/// MB.
+fn raw_stdout() -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok(std::io::BufWriter::with_capacity(
+        32 << 10,
+        std::fs::File::from(fd),
+    ))
 }
 
 fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {
@@ -521,7 +541,7 @@ fn summary_text(s: &Summary) -> String {
 
 fn workspace_text(s: &WorkspaceSummary) -> String {
     let mut out = format!(
-        "workspace {}: {} datasets, {} predictions ({} merged from state, {} without state, {} errors)\n",
+        "workspace {}: {} datasets, {} predictions ({} merged from n4a state, {} without state, {} errors)\n",
         s.workspace.display(),
         s.total_datasets,
         s.total_predictions,
@@ -539,33 +559,16 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
         "best model",
     ]);
     for d in &s.datasets {
-        let sum = d.summary();
-        let best = sum.top_predictions.first();
-        let kind = match &d.raw {
-            None => "none",
-            Some(r) if r.state.is_none() => "no state",
-            Some(_) => "n4a",
-        };
+        let best = file_best(d);
+        let version = d.info.summary.as_ref().map_or("", |s| s.version.as_str());
         t.row(vec![
             d.dataset.clone(),
-            d.num_rows.to_string(),
-            format!("{} {kind}", sum.n4a_version).trim().to_string(),
-            sum.ranking
-                .as_ref()
-                .map(|r| r.metric.clone())
-                .unwrap_or_else(|| {
-                    if d.has_summary {
-                        "(max, nirs4all)".into()
-                    } else {
-                        String::new()
-                    }
-                }),
-            sum.ranking
-                .as_ref()
-                .map(|r| r.direction.as_str().to_string())
-                .unwrap_or_default(),
-            num(best.and_then(|b| b.val_score)),
-            best.and_then(|b| b.model_name.clone()).unwrap_or_default(),
+            d.num_rows().to_string(),
+            format!("{version} {}", d.kind()).trim().to_string(),
+            best.metric,
+            best.direction,
+            best.value,
+            best.model,
         ]);
     }
     out.push('\n');
@@ -584,10 +587,10 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
         out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
         out.push_str(&top_table(&top.predictions, 5));
     }
-    if !s.files_without_state.is_empty() {
-        out.push_str("\ncounted in totals only (no n4a state to merge; any n4a append to the dataset adds it):\n");
-        for p in &s.files_without_state {
-            out.push_str(&format!("  {}\n", p.display()));
+    if !s.exactness.notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for n in &s.exactness.notes {
+            out.push_str(&format!("  {n}\n"));
         }
     }
     if !s.errors.is_empty() {
@@ -597,6 +600,56 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
         }
     }
     out
+}
+
+/// One dataset row of the workspace table.
+struct FileBest {
+    metric: String,
+    direction: String,
+    value: String,
+    model: String,
+}
+
+/// A file's metric and best prediction as its footer tells them: from the
+/// state, from a nirs4all 1.0 summary only where its maximum is the best.
+fn file_best(d: &n4a::reader::merge::DatasetEntry) -> FileBest {
+    use n4a::reader::info::Content;
+    let mut b = FileBest {
+        metric: String::new(),
+        direction: String::new(),
+        value: String::new(),
+        model: String::new(),
+    };
+    let Some(fs) = &d.info.summary else {
+        b.value = "(no summary)".into();
+        return b;
+    };
+    let top = match &fs.content {
+        Content::State(src) => src.head().ok().and_then(|head| {
+            head.primary_metric().map(|(m, dir)| {
+                b.metric = m.to_string();
+                b.direction = dir.as_str().to_string();
+                head.top_of_metric(m).into_iter().next()
+            })
+        }),
+        Content::Legacy { parts, ranking } => {
+            b.metric = ranking.metric.clone().unwrap_or_else(|| "?".into());
+            b.direction = ranking
+                .direction
+                .map_or("?".to_string(), |d| d.as_str().to_string());
+            if ranking.stored_bests_hold() {
+                Some(parts.top_predictions.first().cloned())
+            } else {
+                b.value = "(1.0: max only)".into();
+                None
+            }
+        }
+    };
+    if let Some(Some(e)) = top {
+        b.value = num(e.val_score);
+        b.model = e.model_name.unwrap_or_default();
+    }
+    b
 }
 
 fn inspect(file: &Path, format: Format) -> anyhow::Result<ExitCode> {

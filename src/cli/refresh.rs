@@ -29,10 +29,6 @@ pub struct RefreshArgs {
     /// Say what would be done; write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also write the workspace cache (.n4a/summary-cache.json) that lets a
-    /// cold `n4a summary` read one file instead of every footer.
-    #[arg(long)]
-    write_cache: bool,
     /// Also refresh files in sub-folders.
     #[arg(long)]
     recursive: bool,
@@ -113,7 +109,6 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
             Mode::Refresh
         },
         write: !a.dry_run && (!a.verify || a.fix),
-        write_cache: a.write_cache,
         threads: a.threads,
         recursive: a.recursive,
         summary,
@@ -167,16 +162,11 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
             "to refresh"
         };
         println!(
-            "{} files: {} {verb}, {} unchanged, {} failed{} ({} rows recomputed in {:.2} s)",
+            "{} files: {} {verb}, {} unchanged, {} failed ({} rows recomputed in {:.2} s)",
             report.files.len(),
             report.refreshed + report.stale,
             report.unchanged,
             report.failed,
-            report
-                .cache_written
-                .as_ref()
-                .map(|p| format!(", cache written to {}", p.display()))
-                .unwrap_or_default(),
             report.rows_recomputed,
             report.seconds
         );

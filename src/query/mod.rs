@@ -263,13 +263,24 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    /// The file's summary state, when it agrees with the file.
+    /// The file's summary state, when it agrees with the file: its head,
+    /// without runs and pipelines (see [`Self::full_state`]).
     fn state(&self) -> Option<&SummaryState> {
         self.info
-            .summary
-            .as_ref()
-            .and_then(|r| r.state.as_ref())
+            .state_head()
             .filter(|s| s.rows == self.info.num_rows)
+    }
+
+    /// The whole state, runs included (decoded on first use and kept with
+    /// the footer); `None` without state or when it does not decode.
+    fn full_state(&self) -> Option<Arc<SummaryState>> {
+        self.state()?;
+        self.info
+            .summary
+            .as_ref()?
+            .full_state(&self.path, &self.info.key)
+            .ok()
+            .flatten()
     }
 }
 
@@ -323,7 +334,11 @@ impl<'a> QueryEngine<'a> {
                 info,
             };
             let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
-                && c.state().is_none_or(|st| may_match(st, f));
+                && c.state().is_none_or(|st| may_match(st, f))
+                && f.get("config_name").is_none_or(|w| {
+                    c.full_state()
+                        .is_none_or(|st| w.iter().any(|n| st.runs.contains_key(n)))
+                });
             if keep {
                 out.push(c);
             } else {
@@ -533,7 +548,8 @@ impl<'a> QueryEngine<'a> {
     }
 }
 
-/// False when the state proves no row of the file can match.
+/// False when the state's head proves no row of the file can match (the
+/// config filter is checked against the whole state by the caller).
 fn may_match(st: &SummaryState, f: &Filters) -> bool {
     let keys = |field: &str| -> Option<Vec<&String>> {
         Some(match field {
@@ -542,7 +558,7 @@ fn may_match(st: &SummaryState, f: &Filters) -> bool {
             "task_type" => st.task_types.keys().collect(),
             "metric" => st.metrics.keys().collect(),
             "fold_id" => st.folds.iter().collect(),
-            "config_name" => st.runs.keys().collect(),
+            // Configs live in the state's packed part: see `plan`.
             _ => return None,
         })
     };

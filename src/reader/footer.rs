@@ -1,28 +1,28 @@
-//! Footer-only reads of one prediction file.
-//!
-//! Reads the 8-byte tail, then the parquet metadata, never a row group: a
-//! few hundred microseconds for a nirs4all-sized file, dominated by decoding
-//! the summary JSON.
+//! Footer-only reads of one prediction file through the parquet crate's
+//! full metadata decode: a typed [`Summary`] with its state (whichever
+//! version stored it), for appends, refresh and inspection. A workspace
+//! reads footers the cheaper way of [`super::info`].
 
 use std::fs::File;
 use std::path::Path;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
-use super::thrift;
 use crate::error::{Error, Result};
-use crate::schema::SUMMARY_KEY;
-use crate::summary::json::{self, RawSummary};
+use crate::schema::{RUNS_KEY, STATE_KEY, SUMMARY_KEY};
+use crate::summary::codec;
+use crate::summary::json;
 use crate::summary::Summary;
 
-/// What one file's footer says.
+/// What one file's footer says, fully typed.
 #[derive(Debug, Clone)]
 pub struct Footer {
     /// Rows, from the parquet metadata.
     pub num_rows: u64,
     /// Row groups.
     pub num_row_groups: usize,
-    /// The decoded summary, if the file has one.
+    /// The decoded summary (with its state, whichever version stored it),
+    /// if the file has one.
     pub summary: Option<Summary>,
 }
 
@@ -54,15 +54,65 @@ pub fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
     key_value(meta, SUMMARY_KEY)
 }
 
-/// Decodes the summary of already-read metadata; `Ok(None)` when the file
-/// has none (nirs4all before summaries existed: normal, not an error).
+/// Decodes the summary of already-read metadata, with its state from
+/// `n4a_state` (1.2) or from inside the JSON (1.1); `Ok(None)` when the
+/// file has none (nirs4all before summaries existed: normal, not an
+/// error).
 ///
 /// # Errors
-/// [`Error::InvalidSummary`] or [`Error::UnsupportedVersion`].
+/// [`Error::InvalidSummary`] (the state too) or [`Error::UnsupportedVersion`].
 pub fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summary>> {
-    summary_text(meta)
-        .map(|t| json::decode(path, t.as_bytes()))
-        .transpose()
+    let Some(text) = summary_text(meta) else {
+        return Ok(None);
+    };
+    let mut s = json::decode(path, text.as_bytes())?;
+    if let Some(state) = state_of(path, meta)? {
+        s.state = Some(state);
+    }
+    Ok(Some(s))
+}
+
+/// Only the mergeable state of already-read metadata: from `n4a_state`
+/// (1.2) without parsing the summary JSON, from inside the JSON for 1.1,
+/// and `None` for a summary without one (nirs4all's 1.0, whose JSON is then
+/// not parsed at all: it names no `"state"`). What an append needs.
+///
+/// # Errors
+/// As [`decode_summary`].
+pub fn decode_state(
+    path: &Path,
+    meta: &ParquetMetaData,
+) -> Result<Option<crate::summary::SummaryState>> {
+    if let Some(state) = state_of(path, meta)? {
+        return Ok(Some(state));
+    }
+    match summary_text(meta) {
+        Some(text) if text.contains("\"state\"") => Ok(json::decode(path, text.as_bytes())?.state),
+        Some(text) => json::version_of(path, text.as_bytes()).map(|_| None),
+        None => Ok(None),
+    }
+}
+
+/// The 1.2 state of `n4a_state` and `n4a_runs`, if the footer has one.
+fn state_of(path: &Path, meta: &ParquetMetaData) -> Result<Option<crate::summary::SummaryState>> {
+    let Some(value) = key_value(meta, STATE_KEY) else {
+        return Ok(None);
+    };
+    let runs = key_value(meta, RUNS_KEY).ok_or_else(|| Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason: format!("{STATE_KEY} without {RUNS_KEY}"),
+    })?;
+    let (state, _) = codec::split(value.as_bytes())
+        .and_then(|e| e.state(runs.as_bytes()))
+        .map_err(|e| invalid_state(path, &e))?;
+    Ok(Some(state))
+}
+
+fn invalid_state(path: &Path, e: &codec::CodecError) -> Error {
+    Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason: format!("{STATE_KEY}: {e}"),
+    }
 }
 
 /// Reads the footer of `path`: row counts and decoded summary.
@@ -76,90 +126,6 @@ pub fn read_footer(path: &Path) -> Result<Footer> {
         num_row_groups: meta.num_row_groups(),
         summary: decode_summary(path, &meta)?,
     })
-}
-
-/// What a workspace summary needs of one file, read the fast way.
-#[derive(Debug)]
-pub struct QuickFooter {
-    /// Rows, from the parquet metadata.
-    pub num_rows: u64,
-    /// Row groups.
-    pub num_row_groups: usize,
-    /// The summary, lazily decoded (only `state` typed).
-    pub summary: Option<RawSummary>,
-}
-
-/// Bytes read from the end of a file in the first `pread`; footers larger
-/// than this take a second read.
-pub const TAIL_PREFETCH: u64 = 64 << 10;
-
-/// A footer's row counts and raw summary bytes (the summary not decoded).
-#[derive(Debug)]
-pub struct RawFooter {
-    /// Rows, from the parquet metadata.
-    pub num_rows: u64,
-    /// Row groups.
-    pub num_row_groups: usize,
-    /// The `n4a_summary` bytes as stored, if any.
-    pub summary: Option<Vec<u8>>,
-}
-
-/// Reads a file's footer in one `pread` of its last 64 KiB in the common
-/// case (two when the footer is larger), skims the Thrift metadata for the
-/// row count, row groups and key/values without building column metadata,
-/// and decodes the summary lazily. `len` is the file size from a `stat` the
-/// caller already made. On anything unexpected it falls back to the full
-/// parquet decoder, whose error names the problem.
-///
-/// # Errors
-/// As [`read_footer`].
-pub fn read_quick(path: &Path, len: u64) -> Result<QuickFooter> {
-    let raw = read_raw(path, len)?;
-    Ok(QuickFooter {
-        num_rows: raw.num_rows,
-        num_row_groups: raw.num_row_groups,
-        summary: raw
-            .summary
-            .map(|v| json::decode_raw(path, &v))
-            .transpose()?,
-    })
-}
-
-/// Like [`read_quick`] without decoding the summary: its bytes as stored.
-///
-/// # Errors
-/// [`Error::Io`] or [`Error::Parquet`] naming the file.
-pub fn read_raw(path: &Path, len: u64) -> Result<RawFooter> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let tail_len = len.min(TAIL_PREFETCH);
-    let mut tail = vec![0u8; tail_len as usize];
-    file.read_exact_at(&mut tail, len - tail_len)
-        .map_err(|e| Error::io(path, e))?;
-    let skimmed = footer_slice(&file, len, &tail)?.and_then(|meta| {
-        let skim = thrift::parse_file_metadata(&meta).ok()?;
-        let summary = skim
-            .key_values
-            .iter()
-            .find(|(k, _)| *k == SUMMARY_KEY.as_bytes())
-            .and_then(|(_, v)| v.map(<[u8]>::to_vec));
-        Some(RawFooter {
-            num_rows: skim.num_rows.max(0) as u64,
-            num_row_groups: skim.num_row_groups,
-            summary,
-        })
-    });
-    match skimmed {
-        Some(raw) => Ok(raw),
-        None => {
-            let (_, meta) = open_metadata(path)?;
-            Ok(RawFooter {
-                num_rows: meta.file_metadata().num_rows().max(0) as u64,
-                num_row_groups: meta.num_row_groups(),
-                summary: summary_text(&meta).map(|t| t.as_bytes().to_vec()),
-            })
-        }
-    }
 }
 
 /// The serialized `FileMetaData` of an open file of `len` bytes, and where
@@ -194,31 +160,4 @@ pub fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8>, u64)
     file.read_exact_at(&mut buf, start)
         .map_err(|e| Error::io(path, e))?;
     Ok((buf, start))
-}
-
-/// The serialized `FileMetaData`, from `tail` or one more read; `None` when
-/// the tail is not a plain parquet footer (the full decoder then explains).
-fn footer_slice<'a>(
-    file: &File,
-    len: u64,
-    tail: &'a [u8],
-) -> Result<Option<std::borrow::Cow<'a, [u8]>>> {
-    use std::os::unix::fs::FileExt;
-    let n = tail.len();
-    if n < 12 || &tail[n - 4..] != b"PAR1" {
-        return Ok(None);
-    }
-    let meta_len = u32::from_le_bytes(tail[n - 8..n - 4].try_into().expect("4 bytes")) as u64;
-    if meta_len + 12 > len {
-        return Ok(None);
-    }
-    if meta_len + 8 <= n as u64 {
-        let start = n - 8 - meta_len as usize;
-        return Ok(Some(std::borrow::Cow::Borrowed(&tail[start..n - 8])));
-    }
-    let mut buf = vec![0u8; meta_len as usize];
-    if file.read_exact_at(&mut buf, len - 8 - meta_len).is_err() {
-        return Ok(None);
-    }
-    Ok(Some(std::borrow::Cow::Owned(buf)))
 }

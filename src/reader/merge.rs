@@ -1,155 +1,136 @@
-//! The workspace summary: per-file summaries merged into one, from footers
-//! alone, in the shape of the nirs4all dashboard's summary endpoint plus
-//! n4a's additions.
+//! The workspace summary: per-file summaries merged into one, in the shape
+//! of the nirs4all dashboard's summary endpoint plus n4a's additions.
 //!
-//! Exact where the per-file state allows it: totals, per-dataset entries,
-//! per-model counts and average val scores (sums and counts add, so the
-//! average is weighted exactly), runs, min/max/mean/std from merged Welford
-//! state, and the top predictions of each metric merged from the per-file
-//! heaps (the top-k of a union is the top-k of the per-file top-ks).
-//! Quartiles come from the merged sketches, with their relative error bound
-//! stated (`quartiles_method: "sketch"`). Files whose summary has no n4a
-//! state (nirs4all's own 1.0, or no summary at all) count in the totals and
-//! the dataset list but cannot be merged exactly; they are listed in
-//! `files_without_state` rather than
-//! approximated. Any n4a append to such a dataset (even of zero rows) adds
-//! the state.
+//! Three kinds of file meet here, and the answer says how exact each part
+//! is ([`Exactness`]):
+//!
+//! * **n4a state** (1.1, 1.2): merged exactly. Totals, per-model counts and
+//!   average val scores (sums and counts add), min/max/mean/std (Welford
+//!   merge), facets, and the top predictions of each metric (the top-k of a
+//!   union is the top-k of the per-file top-ks). Quartiles come from the
+//!   merged sketches, within their stated relative error.
+//! * **nirs4all 1.0** (no state): what its summary holds, merged by the
+//!   webapp's rules where they are right. Counts are exact; min/max are
+//!   exact; mean and std are combined from each file's count (the parquet
+//!   column statistics' non-null count), mean and std, exact up to float
+//!   rounding; per-model averages are count-weighted from 4-decimal values,
+//!   approximate. Its bests are maxima, so they are never taken as bests:
+//!   the true best rows come from the rows, visiting only the files whose
+//!   column statistics can still beat the k-th best ([`super::best`]).
+//! * **no summary**: counted in the totals and searched for best rows like
+//!   1.0 files; left out of models and stats (said so).
+//!
+//! The workspace `runs` are the files' runs concatenated (the webapp's
+//! rule), relayed from each file's summary text without being parsed, as
+//! is each file's summary in `datasets`. Reads nothing but the few score
+//! columns of the best search; merging is O(total head size).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::best::{self, Candidate};
+use super::info::{Content, FooterInfo, MetricFact, StateSource};
 use super::workspace::{FileError, FileFooter};
-use crate::summary::json::RawSummary;
+use crate::metric::{builtin_direction, Direction};
+use crate::summary::legacy::welford_of;
 use crate::summary::topk::TopEntry;
-use crate::summary::StateMerger;
 use crate::summary::{
-    utc_now, Facets, MetricSummary, MetricTop, ModelFacet, Ranking, RunSummary, Stats, Summary,
-    SummaryState,
+    utc_now, Facets, MetricState, MetricSummary, MetricTop, ModelFacet, Ranking, RunSummary,
+    StateMerger, Stats, Summary, SummaryState, DEFAULT_TOP_K,
 };
 
-/// One dataset of the workspace summary: its file's summary (without the
-/// mergeable state) plus where it is and whether it had one. Serialises as
-/// one JSON object: the fields below, then the file summary's own keys
-/// verbatim (for a file without a summary, `total_predictions` from the
-/// metadata and `dataset_name`).
-#[derive(Debug, Clone, PartialEq)]
+/// One dataset of the workspace summary: its file, and its footer (whose
+/// summary text is relayed as it is).
+#[derive(Debug, Clone)]
 pub struct DatasetEntry {
     /// The dataset name (file name less `.meta.parquet`).
     pub dataset: String,
     /// The file.
     pub path: PathBuf,
-    /// False for files written before summaries existed.
-    pub has_summary: bool,
-    /// Rows, from the parquet metadata.
-    pub num_rows: u64,
-    /// Row groups.
-    pub num_row_groups: usize,
-    /// The file's summary, kept raw (shared with the footer cache).
-    pub raw: Option<Arc<RawSummary>>,
+    /// The file's footer, shared with the footer cache.
+    pub info: Arc<FooterInfo>,
 }
 
 impl DatasetEntry {
-    /// The file's summary, typed (decoded now from the raw keys; state
-    /// left out). For a file without one, only `total_predictions` and
-    /// `dataset_name` are set.
-    pub fn summary(&self) -> Summary {
-        let fallback = || Summary {
-            total_predictions: self.num_rows,
-            dataset_name: Some(self.dataset.clone()),
-            ..Summary::default()
-        };
-        match &self.raw {
-            Some(r) => r.to_summary().unwrap_or_else(|_| fallback()),
-            None => fallback(),
+    /// False for files written before summaries existed.
+    pub fn has_summary(&self) -> bool {
+        self.info.summary.is_some()
+    }
+
+    /// Rows, from the parquet metadata.
+    pub fn num_rows(&self) -> u64 {
+        self.info.num_rows
+    }
+
+    /// The file's summary, typed (decoded now from the relayed text, read
+    /// from the file for a 1.2 footer; state left out). For a file without
+    /// one, only `total_predictions` and `dataset_name` are set.
+    ///
+    /// # Errors
+    /// As [`super::info::FileSummary::to_summary`].
+    pub fn summary(&self) -> crate::Result<Summary> {
+        match &self.info.summary {
+            Some(s) => s.to_summary(&self.path, &self.info.key),
+            None => Ok(Summary {
+                total_predictions: self.info.num_rows,
+                dataset_name: Some(self.dataset.clone()),
+                ..Summary::default()
+            }),
+        }
+    }
+
+    /// What kind of summary the file has: `n4a` (mergeable state),
+    /// `no state` (nirs4all 1.0, or a state that disagrees with the file)
+    /// or `none`.
+    pub fn kind(&self) -> &'static str {
+        match self.info.summary.as_ref().map(|s| &s.content) {
+            None => "none",
+            Some(Content::Legacy { .. }) => "no state",
+            Some(Content::State(_)) => "n4a",
         }
     }
 }
 
-impl Serialize for DatasetEntry {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("dataset", &self.dataset)?;
-        m.serialize_entry("path", &self.path)?;
-        m.serialize_entry("has_summary", &self.has_summary)?;
-        m.serialize_entry("num_rows", &self.num_rows)?;
-        m.serialize_entry("num_row_groups", &self.num_row_groups)?;
-        match &self.raw {
-            Some(r) => {
-                for (k, v) in &r.fields {
-                    m.serialize_entry(k, v)?;
-                }
-            }
-            None => {
-                m.serialize_entry("total_predictions", &self.num_rows)?;
-                m.serialize_entry("dataset_name", &self.dataset)?;
-            }
-        }
-        m.end()
-    }
+/// How exact a part of the workspace summary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accuracy {
+    /// Exact (floating-point sums up to rounding).
+    Exact,
+    /// Close: see the notes for the bound and why.
+    Approximate,
+    /// Left out: see the notes.
+    Unavailable,
 }
 
-impl<'de> Deserialize<'de> for DatasetEntry {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        use serde_json::value::RawValue;
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = DatasetEntry;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a dataset entry object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<DatasetEntry, A::Error> {
-                let (mut dataset, mut path, mut has_summary) = (None, None, None);
-                let (mut num_rows, mut num_row_groups) = (None, None);
-                let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    match k.as_str() {
-                        "dataset" => dataset = Some(map.next_value::<String>()?),
-                        "path" => path = Some(map.next_value::<PathBuf>()?),
-                        "has_summary" => has_summary = Some(map.next_value::<bool>()?),
-                        "num_rows" => num_rows = Some(map.next_value::<u64>()?),
-                        "num_row_groups" => num_row_groups = Some(map.next_value::<usize>()?),
-                        _ => fields.push((k, map.next_value::<Box<RawValue>>()?)),
-                    }
-                }
-                let missing = |f: &'static str| A::Error::missing_field(f);
-                let has_summary = has_summary.ok_or_else(|| missing("has_summary"))?;
-                let version = fields
-                    .iter()
-                    .find(|(k, _)| k == "n4a_version")
-                    .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
-                    .unwrap_or_default();
-                Ok(DatasetEntry {
-                    dataset: dataset.ok_or_else(|| missing("dataset"))?,
-                    path: path.ok_or_else(|| missing("path"))?,
-                    has_summary,
-                    num_rows: num_rows.ok_or_else(|| missing("num_rows"))?,
-                    num_row_groups: num_row_groups.ok_or_else(|| missing("num_row_groups"))?,
-                    raw: has_summary.then(|| {
-                        Arc::new(RawSummary {
-                            version,
-                            fields,
-                            state: None,
-                        })
-                    }),
-                })
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// How exact each part of the workspace summary is, and why a part is not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exactness {
+    /// `total_predictions`, `total_datasets` and every count.
+    pub counts: Accuracy,
+    /// `models[].avg_val_score`.
+    pub models_avg_val_score: Accuracy,
+    /// `stats.*.min` and `max`.
+    pub stats_min_max: Accuracy,
+    /// `stats.*.mean` and `std`.
+    pub stats_mean_std: Accuracy,
+    /// `stats.*.quartiles`.
+    pub stats_quartiles: Accuracy,
+    /// `runs[].best_*`.
+    pub runs_best: Accuracy,
+    /// `top_predictions` and `top_by_metric`.
+    pub top_predictions: Accuracy,
+    /// Why a part is approximate or unavailable.
+    pub notes: Vec<String>,
 }
 
-/// The merged summary of a workspace. Deserialises from its own JSON (the
-/// workspace cache file); file summaries then come back raw, without state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The merged summary of a workspace.
+#[derive(Debug, Clone)]
 pub struct WorkspaceSummary {
     /// Rows over all readable files.
     pub total_predictions: u64,
@@ -159,9 +140,8 @@ pub struct WorkspaceSummary {
     pub datasets: Vec<DatasetEntry>,
     /// Models merged across files, by count desc.
     pub models: Vec<ModelFacet>,
-    /// Configs merged across files by name, best first.
-    pub runs: Vec<RunSummary>,
-    /// Top predictions of the primary metric over all files, each with its dataset.
+    /// Top predictions of the primary metric over all files, each with its
+    /// dataset, scores rounded to 4 decimals as in the 1.0 keys.
     pub top_predictions: Vec<TopEntry>,
     /// Score statistics over all files.
     pub stats: Stats,
@@ -169,26 +149,260 @@ pub struct WorkspaceSummary {
     pub generated_at: String,
     /// (n4a) The workspace folder.
     pub workspace: PathBuf,
-    /// (n4a) Metric and direction ranking `top_predictions` and `runs`.
+    /// (n4a) Metric and direction ranking `top_predictions`.
     pub ranking: Option<Ranking>,
     /// (n4a) Metrics with directions and row counts.
     pub metrics: Vec<MetricSummary>,
-    /// (n4a) Top predictions per metric over all files.
+    /// (n4a) Top predictions per metric over all files, unrounded.
     pub top_by_metric: BTreeMap<String, MetricTop>,
-    /// (n4a) Merged facets (partitions, folds, task types, distinct counts).
+    /// (n4a) Merged facets (partitions, folds, task types). `n_configs` and
+    /// `n_pipelines` are summed over files: a config run on two datasets
+    /// counts twice.
     pub facets: Facets,
     /// (n4a) Files merged exactly from their state.
     pub merged_files: usize,
-    /// (n4a) Files counted in totals only: no n4a state to merge.
+    /// (n4a) Files without n4a state (nirs4all 1.0, or no summary).
     pub files_without_state: Vec<PathBuf>,
+    /// (n4a) How exact each part is.
+    pub exactness: Exactness,
     /// (n4a) Files that could not be read, each with its reason.
     pub errors: Vec<FileError>,
 }
 
-/// Merges file footers into a workspace summary. O(total state size); reads
-/// nothing.
-pub fn merge(root: &Path, footers: &[FileFooter], errors: Vec<FileError>) -> WorkspaceSummary {
-    merge_with(root, footers, errors, None)
+/// Which form of the answer to write ([`WorkspaceSummary::write_json`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Form {
+    /// The dashboard's shape: every file's summary with its runs, and the
+    /// runs of all files.
+    #[default]
+    Full,
+    /// Without runs, per file or merged (a fraction of the size when files
+    /// have thousands of configs).
+    Brief,
+}
+
+impl WorkspaceSummary {
+    /// The workspace runs: every file's runs in file order (the webapp's
+    /// concatenation), decoded now (each 1.2 file's text read again).
+    /// O(runs). Files whose text cannot be read again are skipped.
+    pub fn runs(&self) -> Vec<RunSummary> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for d in &self.datasets {
+            let Some(s) = &d.info.summary else { continue };
+            if let Ok((text, Some(at))) = s.read_text(&d.path, &d.info.key, &mut buf) {
+                let runs = &text[at + RUNS_KEY.len()..text.len() - 1];
+                out.extend(serde_json::from_slice::<Vec<RunSummary>>(runs).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Writes the answer as JSON (see [`Form`]). The file summaries and
+    /// their runs are copied as stored, a 1.2 file's read again from the
+    /// file into one reused buffer (so the answer is never held whole in
+    /// memory): the cost is one read of each summary text per use, plus a
+    /// few serialised sections. A file that changed since its footer was
+    /// read (or whose text no longer matches its state) gets an entry with
+    /// `summary_error` instead of its summary, and its runs are left out:
+    /// the answer stays valid JSON.
+    ///
+    /// # Errors
+    /// What `out` returns.
+    pub fn write_json(&self, out: &mut impl Write, form: Form) -> std::io::Result<()> {
+        out.write_all(b"{\"total_predictions\":")?;
+        write!(out, "{}", self.total_predictions)?;
+        write!(out, ",\"total_datasets\":{}", self.total_datasets)?;
+        out.write_all(b",\"datasets\":[")?;
+        let mut i = 0;
+        self.for_each_text(&mut |d, text| {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            i += 1;
+            write_entry(out, d, form, text)
+        })?;
+        out.write_all(b"],\"models\":")?;
+        out.write_all(&js(&self.models[..]))?;
+        if form == Form::Full {
+            out.write_all(b",\"runs\":[")?;
+            let mut first = true;
+            self.for_each_text(&mut |_, text| {
+                let Some(Ok((text, Some(at)))) = text else {
+                    return Ok(());
+                };
+                let runs = &text[at + RUNS_KEY.len()..text.len() - 1];
+                let inner = &runs[1..runs.len() - 1];
+                if inner.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                if !first {
+                    out.write_all(b",")?;
+                }
+                first = false;
+                out.write_all(inner)
+            })?;
+            out.write_all(b"]")?;
+        }
+        for (k, v) in [
+            ("top_predictions", js(&self.top_predictions)),
+            ("stats", js(&self.stats)),
+            ("generated_at", js(&self.generated_at)),
+            ("workspace", js(&self.workspace)),
+            ("ranking", js(&self.ranking)),
+            ("metrics", js(&self.metrics)),
+            ("top_by_metric", js(&self.top_by_metric)),
+            ("facets", js(&self.facets)),
+            ("merged_files", js(&self.merged_files)),
+            ("files_without_state", js(&self.files_without_state)),
+            ("exactness", js(&self.exactness)),
+            ("errors", js(&self.errors)),
+        ] {
+            write!(out, ",\"{k}\":")?;
+            out.write_all(&v)?;
+        }
+        out.write_all(b"}")
+    }
+
+    /// [`Self::write_json`] into a new buffer.
+    pub fn to_json(&self, form: Form) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json_size_hint(form));
+        self.write_json(&mut out, form)
+            .expect("writing to memory does not fail");
+        out
+    }
+
+    /// Calls `f` with each dataset and its summary text (`None` without a
+    /// summary), in order. Texts kept in the file are read ahead a chunk
+    /// at a time on rayon's threads, each into a buffer reused from chunk
+    /// to chunk: the reads and hash checks run in parallel, memory stays at
+    /// one chunk of texts.
+    fn for_each_text(
+        &self,
+        f: &mut dyn FnMut(&DatasetEntry, TextRead<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        const CHUNK: usize = 4;
+        let in_file = |d: &DatasetEntry| {
+            d.info
+                .summary
+                .as_ref()
+                .is_some_and(|s| matches!(s.text, super::info::TextSource::InFile { .. }))
+        };
+        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); CHUNK];
+        let mut at = 0;
+        while at < self.datasets.len() {
+            // Texts in memory go straight through; a run of texts in files
+            // is read a chunk at a time, in parallel.
+            let d = &self.datasets[at];
+            if !in_file(d) {
+                let mut buf = Vec::new();
+                f(
+                    d,
+                    d.info
+                        .summary
+                        .as_ref()
+                        .map(|s| s.read_text(&d.path, &d.info.key, &mut buf)),
+                )?;
+                at += 1;
+                continue;
+            }
+            let run = self.datasets[at..]
+                .iter()
+                .take(CHUNK)
+                .take_while(|d| in_file(d))
+                .count();
+            let chunk = &self.datasets[at..at + run];
+            let texts: Vec<TextRead<'_>> = chunk
+                .par_iter()
+                .zip(bufs.par_iter_mut())
+                .map(|(d, buf)| {
+                    d.info
+                        .summary
+                        .as_ref()
+                        .map(|s| s.read_text(&d.path, &d.info.key, buf))
+                })
+                .collect();
+            for (d, t) in chunk.iter().zip(texts) {
+                f(d, t)?;
+            }
+            at += run;
+        }
+        Ok(())
+    }
+
+    fn json_size_hint(&self, form: Form) -> usize {
+        let per_file: usize = self
+            .datasets
+            .iter()
+            .map(|d| {
+                let text = d.info.summary.as_ref().map_or(64, |s| match &s.text {
+                    super::info::TextSource::Held { text, .. } => text.len(),
+                    super::info::TextSource::InFile { check, .. } => check.len as usize,
+                });
+                let factor = if form == Form::Full { 2 } else { 1 };
+                text * factor + d.path.as_os_str().len() + 128
+            })
+            .sum();
+        per_file + 64 * 1024
+    }
+}
+
+/// A dataset's summary text as read for the answer: `None` without a
+/// summary; the text and the offset of its runs, or why it could not be
+/// read again.
+type TextRead<'a> = Option<crate::Result<(&'a [u8], Option<usize>)>>;
+
+/// The member that starts a summary text's runs.
+const RUNS_KEY: &[u8] = b",\"runs\":";
+
+fn js<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("the small sections serialise")
+}
+
+fn write_entry(
+    out: &mut impl Write,
+    d: &DatasetEntry,
+    form: Form,
+    text: TextRead<'_>,
+) -> std::io::Result<()> {
+    out.write_all(b"{\"dataset\":")?;
+    out.write_all(&js(&d.dataset))?;
+    out.write_all(b",\"path\":")?;
+    out.write_all(&js(&d.path))?;
+    write!(
+        out,
+        ",\"has_summary\":{},\"num_rows\":{},\"num_row_groups\":{}",
+        d.has_summary(),
+        d.info.num_rows,
+        d.info.num_row_groups
+    )?;
+    match text {
+        None => {
+            write!(
+                out,
+                ",\"total_predictions\":{},\"dataset_name\":",
+                d.info.num_rows
+            )?;
+            out.write_all(&js(&d.dataset))?;
+        }
+        Some(Ok((text, runs_at))) => {
+            // `text` is a JSON object: drop its braces, keep its members.
+            let end = match (form, runs_at) {
+                (Form::Brief, Some(at)) => at,
+                _ => text.len() - 1,
+            };
+            let inner = &text[1..end];
+            if !inner.is_empty() {
+                out.write_all(b",")?;
+                out.write_all(inner)?;
+            }
+        }
+        Some(Err(e)) => {
+            out.write_all(b",\"summary_error\":")?;
+            out.write_all(&js(&e.to_string()))?;
+        }
+    }
+    out.write_all(b"}")
 }
 
 /// Files merged per task: chunks are merged in parallel, then folded in
@@ -196,7 +410,9 @@ pub fn merge(root: &Path, footers: &[FileFooter], errors: Vec<FileError>) -> Wor
 /// the number of threads.
 const MERGE_CHUNK: usize = 64;
 
-/// [`merge`], with the per-file states folded on `pool` when given.
+/// Merges file footers into a workspace summary (see the module docs).
+/// Reads the score columns of the few files the best search visits;
+/// `pool` folds the states in parallel when given.
 pub fn merge_with(
     root: &Path,
     footers: &[FileFooter],
@@ -205,7 +421,8 @@ pub fn merge_with(
 ) -> WorkspaceSummary {
     let mut datasets = Vec::new();
     let mut without_state = Vec::new();
-    let mut mergeable = Vec::new();
+    let mut mergeable: Vec<(&StateSource, &str)> = Vec::new();
+    let (mut n_configs, mut n_pipelines) = (0u64, 0u64);
     for f in footers {
         let info = match &f.footer {
             Ok(info) => info,
@@ -214,24 +431,31 @@ pub fn merge_with(
                 continue;
             }
         };
-        match info.summary.as_ref().and_then(|r| r.state.as_ref()) {
-            Some(st) if st.rows == info.num_rows => mergeable.push((st, f.file.dataset.as_str())),
-            _ => without_state.push(f.file.path.clone()),
+        match info.summary.as_ref().map(|s| &s.content) {
+            Some(Content::State(s)) => {
+                mergeable.push((s, f.file.dataset.as_str()));
+                n_configs += s.n_runs;
+                n_pipelines += s.n_pipelines;
+            }
+            Some(Content::Legacy { parts, .. }) => {
+                without_state.push(f.file.path.clone());
+                n_configs += parts.facets.n_configs;
+                n_pipelines += parts.facets.n_pipelines;
+            }
+            None => without_state.push(f.file.path.clone()),
         }
         datasets.push(DatasetEntry {
             dataset: f.file.dataset.clone(),
             path: f.file.path.clone(),
-            has_summary: info.summary.is_some(),
-            num_rows: info.num_rows,
-            num_row_groups: info.num_row_groups,
-            raw: info.summary.clone(),
+            info: info.clone(),
         });
     }
     let merged_files = mergeable.len();
-    let fold_chunk = |chunk: &[(&SummaryState, &str)]| {
+    // Heads are decoded here and dropped after merging, never all held.
+    let fold_chunk = |chunk: &[(&StateSource, &str)]| {
         let mut m = StateMerger::new(SummaryState::default());
-        for (st, ds) in chunk {
-            m.add(st, 0, Some(ds));
+        for (src, ds) in chunk {
+            src.merge_into(&mut m, ds);
         }
         m.finish()
     };
@@ -239,15 +463,45 @@ pub fn merge_with(
         Some(pool) => pool.install(|| mergeable.par_chunks(MERGE_CHUNK).map(fold_chunk).collect()),
         None => mergeable.chunks(MERGE_CHUNK).map(fold_chunk).collect(),
     };
-    let mut merger = StateMerger::new(SummaryState::default());
+    let mut merger = StateMerger::new(SummaryState {
+        top_k: DEFAULT_TOP_K,
+        ..SummaryState::default()
+    });
     let mut sketches_ok = true;
     for (part, ok) in &parts {
         sketches_ok &= ok;
         merger.add(part, 0, None);
     }
-    let (state, ok) = merger.finish();
-    let sketches_ok = sketches_ok && ok;
+    let (mut state, ok) = merger.finish();
+    sketches_ok &= ok;
+    let mut ex = Exactness {
+        counts: Accuracy::Exact,
+        models_avg_val_score: Accuracy::Exact,
+        stats_min_max: Accuracy::Exact,
+        stats_mean_std: Accuracy::Exact,
+        stats_quartiles: if sketches_ok {
+            Accuracy::Approximate
+        } else {
+            Accuracy::Unavailable
+        },
+        runs_best: Accuracy::Exact,
+        top_predictions: Accuracy::Exact,
+        notes: Vec::new(),
+    };
+    if merged_files > 0 && sketches_ok {
+        ex.notes.push(format!(
+            "stats quartiles come from merged sketches, within a relative error of {}",
+            crate::summary::sketch::DEFAULT_ALPHA
+        ));
+    } else if !sketches_ok {
+        ex.notes
+            .push("stats quartiles left out: files with different sketch accuracy".to_string());
+    }
+    add_legacy(&mut state, &datasets, &mut ex);
+    search_bests(&mut state, &datasets, &mut ex);
     let mut rendered = Summary::render(state, None, None);
+    rendered.facets.n_configs = n_configs;
+    rendered.facets.n_pipelines = n_pipelines;
     if !sketches_ok {
         for s in [
             &mut rendered.stats.val_score,
@@ -264,11 +518,10 @@ pub fn merge_with(
         }
     }
     WorkspaceSummary {
-        total_predictions: datasets.iter().map(|d| d.num_rows).sum(),
+        total_predictions: datasets.iter().map(|d| d.info.num_rows).sum(),
         total_datasets: datasets.len(),
         datasets,
         models: rendered.facets.models.clone(),
-        runs: rendered.runs,
         top_predictions: rendered.top_predictions,
         stats: rendered.stats,
         generated_at: utc_now(),
@@ -279,6 +532,212 @@ pub fn merge_with(
         facets: rendered.facets,
         merged_files,
         files_without_state: without_state,
+        exactness: ex,
         errors,
     }
+}
+
+/// Adds what the files without state give: counts, folds, metrics, the
+/// models' weighted averages and the score statistics.
+fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exactness) {
+    let (mut legacy, mut bare) = (0usize, 0usize);
+    let (mut counted_by_rows, mut no_mean, mut unknown_metric) = (0usize, 0usize, 0usize);
+    for d in datasets {
+        let info = &d.info;
+        let parts = match info.summary.as_ref().map(|s| &s.content) {
+            Some(Content::State(_)) => continue,
+            Some(Content::Legacy { parts, .. }) => Some(parts),
+            None => None,
+        };
+        state.rows += info.num_rows;
+        match &info.columns.metric {
+            MetricFact::One { name, rows } => match builtin_direction(name) {
+                Some(direction) => match state.metrics.get_mut(name) {
+                    Some(m) => m.count += rows,
+                    None => {
+                        state.metrics.insert(
+                            name.clone(),
+                            MetricState {
+                                count: *rows,
+                                direction,
+                            },
+                        );
+                    }
+                },
+                None => unknown_metric += 1,
+            },
+            MetricFact::None => {}
+            MetricFact::Unknown => unknown_metric += 1,
+        }
+        let Some(parts) = parts else {
+            bare += 1;
+            continue;
+        };
+        legacy += 1;
+        let f = &parts.facets;
+        for m in &f.models {
+            let Some(name) = &m.name else { continue };
+            let e = state.models.entry(name.clone()).or_default();
+            e.count += m.count;
+            if let Some(avg) = m.avg_val_score.filter(|v| v.is_finite()) {
+                e.val_sum += avg * m.count as f64;
+                e.val_count += m.count;
+            }
+        }
+        for p in &f.partitions {
+            if let Some(n) = &p.name {
+                *state.partitions.entry(n.clone()).or_default() += p.count;
+            }
+        }
+        for t in &f.task_types {
+            if let Some(n) = &t.name {
+                *state.task_types.entry(n.clone()).or_default() += t.count;
+            }
+        }
+        for fold in f.folds.iter().flatten() {
+            state.folds.insert(fold.clone());
+        }
+        let stats = [
+            &parts.stats.val_score,
+            &parts.stats.test_score,
+            &parts.stats.train_score,
+        ];
+        for (i, s) in stats.into_iter().enumerate() {
+            let Some(s) = s else { continue };
+            let count = match &info.columns.scores[i] {
+                Some(fact) => fact.non_null,
+                None => {
+                    counted_by_rows += 1;
+                    info.num_rows
+                }
+            };
+            match welford_of(s, count) {
+                Some(w) => {
+                    let target = match i {
+                        0 => &mut state.val_score,
+                        1 => &mut state.test_score,
+                        _ => &mut state.train_score,
+                    };
+                    target.welford.merge(&w);
+                }
+                None => no_mean += 1,
+            }
+        }
+    }
+    if legacy > 0 {
+        ex.models_avg_val_score = Accuracy::Approximate;
+        ex.notes.push(format!(
+            "models avg_val_score: {legacy} files without n4a state store per-model averages rounded to 4 decimals, \
+             weighted here by their row counts (webapp rule); error below 5e-5"
+        ));
+        if ex.stats_quartiles != Accuracy::Unavailable {
+            ex.stats_quartiles = Accuracy::Unavailable;
+        }
+        ex.notes.push(format!(
+            "stats quartiles left out: {legacy} files without n4a state have no mergeable sketch"
+        ));
+    }
+    if bare > 0 {
+        ex.models_avg_val_score = Accuracy::Approximate;
+        ex.stats_mean_std = Accuracy::Approximate;
+        ex.stats_min_max = Accuracy::Approximate;
+        ex.stats_quartiles = Accuracy::Unavailable;
+        ex.notes.push(format!(
+            "{bare} files without a summary count in the totals and the best predictions, \
+             not in models or stats (`n4a refresh` gives them a summary)"
+        ));
+    }
+    if counted_by_rows > 0 || no_mean > 0 {
+        ex.stats_mean_std = Accuracy::Approximate;
+        ex.notes.push(format!(
+            "stats mean/std: {counted_by_rows} score columns without parquet statistics were counted \
+             by rows, {no_mean} had no finite mean (NaN in nirs4all's summary) and were left out"
+        ));
+    }
+    if unknown_metric > 0 {
+        ex.notes.push(format!(
+            "metrics: {unknown_metric} files without n4a state hold several metrics, or one of unknown \
+             direction, or no column statistics to tell; their rows are not in the metric counts"
+        ));
+    }
+}
+
+/// Replaces the top lists of every metric with the best of the states and
+/// of the rows of the files without state (see [`super::best`]).
+fn search_bests(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exactness) {
+    let cands: Vec<Candidate<'_>> = datasets
+        .iter()
+        .filter(|d| {
+            !matches!(
+                d.info.summary.as_ref().map(|s| &s.content),
+                Some(Content::State(_))
+            )
+        })
+        .map(|d| Candidate {
+            path: &d.path,
+            dataset: &d.dataset,
+            facts: &d.info.columns,
+        })
+        .collect();
+    let legacy_runs = datasets
+        .iter()
+        .filter(|d| match d.info.summary.as_ref().map(|s| &s.content) {
+            Some(Content::Legacy { ranking, .. }) => !ranking.stored_bests_hold(),
+            _ => false,
+        })
+        .count();
+    let rounded_runs = datasets
+        .iter()
+        .filter(|d| match d.info.summary.as_ref().map(|s| &s.content) {
+            Some(Content::Legacy { ranking, .. }) => ranking.stored_bests_hold(),
+            _ => false,
+        })
+        .count();
+    if legacy_runs > 0 {
+        ex.runs_best = Accuracy::Unavailable;
+        ex.notes.push(format!(
+            "runs best_val_score/best_test_score are null for the runs of {legacy_runs} files written \
+             without n4a state whose metric is not higher-is-better (nirs4all stored the maximum, the \
+             worst); `n4a refresh` computes them"
+        ));
+    }
+    if rounded_runs > 0 {
+        if ex.runs_best == Accuracy::Exact {
+            ex.runs_best = Accuracy::Approximate;
+        }
+        ex.notes.push(format!(
+            "runs best scores of {rounded_runs} files written without n4a state are nirs4all's, rounded to 4 decimals"
+        ));
+    }
+    if cands.is_empty() {
+        return;
+    }
+    let k = state.top_k.max(DEFAULT_TOP_K);
+    let metrics: Vec<(String, Direction)> = state
+        .metrics
+        .iter()
+        .map(|(m, s)| (m.clone(), s.direction))
+        .collect();
+    let mut read = 0usize;
+    for (metric, dir) in metrics {
+        let seed = state.top_of_metric(&metric);
+        let found = best::search(&best::for_metric(&cands, &metric), &metric, dir, k, seed);
+        read += found.files_read;
+        if !found.failed.is_empty() {
+            ex.top_predictions = Accuracy::Approximate;
+            for msg in best::describe(&found.failed) {
+                ex.notes.push(format!(
+                    "best {metric} predictions miss the rows of a file: {msg}"
+                ));
+            }
+        }
+        let mut parts = BTreeMap::new();
+        parts.insert(String::new(), found.top);
+        state.top.insert(metric, parts);
+    }
+    ex.notes.push(format!(
+        "best predictions of {} files without n4a state found from their rows ({read} score columns read; \
+         the others' column statistics could not beat them)",
+        cands.len()
+    ));
 }

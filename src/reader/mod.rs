@@ -3,9 +3,10 @@
 //! merged summary, and, where a summary must be rebuilt, the rows.
 
 pub mod arrays;
+pub mod best;
 pub mod cache;
-pub mod cache_file;
 pub mod footer;
+pub mod info;
 pub mod merge;
 pub mod rows;
 pub mod thrift;

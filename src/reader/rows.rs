@@ -312,3 +312,153 @@ pub fn summarize_batch(
     }
     Ok(b.num_rows() as u64)
 }
+
+/// The finite `val_score` values of a file with their row numbers, only of
+/// rows whose `metric` is `metric` when given (the footer did not prove a
+/// single metric). Reads that one or two columns.
+///
+/// # Errors
+/// As [`for_each_batch`]; [`Error::Schema`] for a mistyped column.
+pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f64)>> {
+    let ctx = path.display().to_string();
+    let cols: &[&str] = if metric.is_some() {
+        &["val_score", "metric"]
+    } else {
+        &["val_score"]
+    };
+    let mut out = Vec::new();
+    let mut row = 0u64;
+    for_each_batch(path, Some(cols), 65536, |b| {
+        check_columns(b.schema().as_ref(), &ctx, false)?;
+        let n = b.num_rows();
+        let m = StrCol::of(&b, "metric");
+        if let Some(v) = b
+            .column_by_name("val_score")
+            .filter(|c| c.data_type() == &DataType::Float64)
+        {
+            let v = v.as_primitive::<Float64Type>();
+            for i in 0..n {
+                if v.is_valid(i)
+                    && v.value(i).is_finite()
+                    && metric.is_none_or(|w| m.get(i) == Some(w))
+                {
+                    out.push((row + i as u64, v.value(i)));
+                }
+            }
+        }
+        row += n as u64;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The top-list fields (id, model, config, val and test score, fold,
+/// partition) of the given rows of a file, in the order asked, reading
+/// just those rows of those columns (a parquet row selection).
+///
+/// # Errors
+/// As [`for_each_batch`]; a row past the end is [`Error::Parquet`].
+pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary::topk::TopEntry>> {
+    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    let mut sorted: Vec<u64> = rows.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &r in &sorted {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let err = |e| Error::parquet(path, e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    if at > total {
+        return Err(Error::parquet(
+            path,
+            parquet::errors::ParquetError::General(format!(
+                "row {} asked of a file of {total} rows",
+                at - 1
+            )),
+        ));
+    }
+    let names = [
+        "id",
+        "model_name",
+        "config_name",
+        "val_score",
+        "test_score",
+        "fold_id",
+        "partition",
+    ];
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_selection(RowSelection::from(selectors))
+        .build()
+        .map_err(err)?;
+    let ctx = path.display().to_string();
+    let mut by_row = std::collections::HashMap::new();
+    let mut next = sorted.iter();
+    for batch in reader {
+        let b = batch.map_err(|e| Error::parquet(path, parquet::errors::ParquetError::from(e)))?;
+        check_columns(b.schema().as_ref(), &ctx, false)?;
+        let s = |name| StrCol::of(&b, name);
+        let (id, model, cfg, fold, part) = (
+            s("id"),
+            s("model_name"),
+            s("config_name"),
+            s("fold_id"),
+            s("partition"),
+        );
+        let f = |name: &str| {
+            b.column_by_name(name)
+                .filter(|c| c.data_type() == &DataType::Float64)
+                .map(|c| c.as_primitive::<Float64Type>())
+        };
+        let (val, test) = (f("val_score"), f("test_score"));
+        let num = |a: Option<&arrow_array::Float64Array>, i: usize| {
+            a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
+                .filter(|v| v.is_finite())
+        };
+        for i in 0..b.num_rows() {
+            let Some(&row) = next.next() else { break };
+            let own = |c: &StrCol<'_>| c.get(i).map(str::to_string);
+            by_row.insert(
+                row,
+                crate::summary::topk::TopEntry {
+                    id: own(&id),
+                    model_name: own(&model),
+                    config_name: own(&cfg),
+                    val_score: num(val, i),
+                    test_score: num(test, i),
+                    fold_id: own(&fold),
+                    partition: own(&part),
+                    dataset: None,
+                    row,
+                },
+            );
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            by_row.get(r).cloned().ok_or_else(|| {
+                Error::parquet(
+                    path,
+                    parquet::errors::ParquetError::General(format!("row {r} was not read back")),
+                )
+            })
+        })
+        .collect()
+}

@@ -1,8 +1,10 @@
 //! A minimal reader of the parquet footer's Thrift compact encoding that
 //! takes only what a workspace summary needs: the row count, the number of
-//! row groups, and the key/value metadata, borrowed from the footer bytes;
-//! and [`replace_key_values`], which re-emits a footer with only its
-//! key/value metadata changed (what `refresh` writes).
+//! row groups, the key/value metadata (borrowed from the footer bytes) and
+//! the chunk statistics of a few named columns (which tell a nirs4all 1.0
+//! file's metric and each score column's non-null count, minimum and
+//! maximum); and [`replace_key_values`], which re-emits a footer with only
+//! its key/value metadata changed (what `refresh` writes).
 //!
 //! The parquet crate's full decode builds every column chunk's metadata and
 //! statistics (about 50 µs for a 35-column file, measured by the
@@ -20,6 +22,24 @@ pub struct Skim<'a> {
     pub num_row_groups: usize,
     /// `FileMetaData.key_value_metadata`, keys and values borrowed.
     pub key_values: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    /// Statistics of the columns asked for, one entry per column chunk
+    /// (row group), in footer order.
+    pub chunk_stats: Vec<ChunkStats<'a>>,
+}
+
+/// The statistics of one column chunk of a watched column.
+#[derive(Debug, Default, PartialEq, Clone)]
+pub struct ChunkStats<'a> {
+    /// Index of the column in the `watch` list given to the skim.
+    pub column: usize,
+    /// `ColumnMetaData.num_values` (nulls included, for a flat column).
+    pub num_values: i64,
+    /// `Statistics.null_count`, when written.
+    pub null_count: Option<i64>,
+    /// `Statistics.min_value` (or the deprecated `min`), plain-encoded.
+    pub min: Option<&'a [u8]>,
+    /// `Statistics.max_value` (or the deprecated `max`), plain-encoded.
+    pub max: Option<&'a [u8]>,
 }
 
 /// Why skimming failed (the caller falls back to the full decoder).
@@ -164,6 +184,17 @@ impl<'a> Cursor<'a> {
 /// # Errors
 /// [`SkimError`] on any malformed or truncated input.
 pub fn parse_file_metadata(buf: &[u8]) -> R<Skim<'_>> {
+    parse_with_stats(buf, &[])
+}
+
+/// [`parse_file_metadata`] plus the chunk statistics of the top-level
+/// columns named in `watch` (matched on `path_in_schema`). Cost: a walk of
+/// every column chunk's metadata without allocating, a few microseconds
+/// for 35 columns.
+///
+/// # Errors
+/// [`SkimError`] on any malformed or truncated input.
+pub fn parse_with_stats<'a>(buf: &'a [u8], watch: &[&str]) -> R<Skim<'a>> {
     let mut c = Cursor { buf, pos: 0 };
     let mut out = Skim::default();
     let (mut seen_rows, mut seen_groups) = (false, false);
@@ -177,7 +208,11 @@ pub fn parse_file_metadata(buf: &[u8]) -> R<Skim<'_>> {
             (4, 9) => {
                 let (n, et) = c.list_header()?;
                 for _ in 0..n {
-                    c.skip_elem(et, 1)?;
+                    if watch.is_empty() || et != 12 {
+                        c.skip_elem(et, 1)?;
+                    } else {
+                        row_group(&mut c, watch, &mut out.chunk_stats)?;
+                    }
                 }
                 out.num_row_groups = n;
                 seen_groups = true;
@@ -198,6 +233,307 @@ pub fn parse_file_metadata(buf: &[u8]) -> R<Skim<'_>> {
         return Err(SkimError("missing num_rows or row_groups"));
     }
     Ok(out)
+}
+
+/// What [`parse_prefix`] found before the key/value metadata.
+#[derive(Debug, Default, PartialEq)]
+pub struct Prefix<'a> {
+    /// Row count, row groups and watched chunk statistics (no key/values).
+    pub skim: Skim<'a>,
+    /// Offset of the key/value list's header (just after its field
+    /// header), or `None` when the footer has no key/value metadata.
+    pub kv_at: Option<usize>,
+}
+
+/// Skims the start of a serialized `FileMetaData` up to its key/value
+/// metadata (field 5), which it does not read: for footers whose
+/// key/values are large, the caller locates them with [`locate_key_values`]
+/// and reads only the values it needs.
+///
+/// # Errors
+/// [`SkimError`] on malformed input, or when `buf` ends before field 5 (a
+/// footer without key/values must be given whole).
+pub fn parse_prefix<'a>(buf: &'a [u8], watch: &[&str]) -> R<Prefix<'a>> {
+    let mut c = Cursor { buf, pos: 0 };
+    let mut out = Prefix::default();
+    let (mut seen_rows, mut seen_groups) = (false, false);
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (3, 6) => {
+                out.skim.num_rows = c.zigzag()?;
+                seen_rows = true;
+            }
+            (4, 9) => {
+                let (n, et) = c.list_header()?;
+                for _ in 0..n {
+                    if watch.is_empty() || et != 12 {
+                        c.skip_elem(et, 1)?;
+                    } else {
+                        row_group(&mut c, watch, &mut out.skim.chunk_stats)?;
+                    }
+                }
+                out.skim.num_row_groups = n;
+                seen_groups = true;
+            }
+            (5, 9) => {
+                out.kv_at = Some(c.pos);
+                break;
+            }
+            (id, _) if id > 5 => break,
+            (_, t) => c.skip(t, 1)?,
+        }
+    }
+    if !(seen_rows && seen_groups) {
+        return Err(SkimError("missing num_rows or row_groups"));
+    }
+    Ok(out)
+}
+
+/// The row count and the number of row groups of a serialized
+/// `FileMetaData`, read from its start without walking the row groups (the
+/// `row_groups` list header gives their number). `footer_len` bounds the
+/// count.
+///
+/// # Errors
+/// [`SkimError`] on malformed input, or when `buf` ends before the
+/// `row_groups` header.
+pub fn parse_counts(buf: &[u8], footer_len: usize) -> R<(i64, usize)> {
+    let mut c = Cursor { buf, pos: 0 };
+    let mut rows = None;
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (3, 6) => rows = Some(c.zigzag()?),
+            (4, 9) => {
+                let b = c.byte()?;
+                let n = match b >> 4 {
+                    15 => usize::try_from(c.varint()?).map_err(|_| SkimError("list size"))?,
+                    n => usize::from(n),
+                };
+                if n > footer_len {
+                    return Err(SkimError("more row groups than footer bytes"));
+                }
+                return rows
+                    .map(|r| (r, n))
+                    .ok_or(SkimError("row_groups before num_rows"));
+            }
+            (id, _) if id > 4 => break,
+            (_, t) => c.skip(t, 1)?,
+        }
+    }
+    Err(SkimError("missing num_rows or row_groups"))
+}
+
+/// Where n4a 1.2 wrote its two key/values, found from the end of a footer
+/// without parsing what comes before: the last key/value is `n4a_state`,
+/// the one before `n4a_summary`. `window` holds the footer's bytes from
+/// offset `window_at` to its end. Returns the state value's range (in the
+/// footer) when its framing is found; the summary's framing is checked
+/// against [`summary_framing`] once the state says the text's length.
+///
+/// Safe against look-alikes: the pattern (`0x18 0x09 "n4a_state" 0x18`, a
+/// Thrift string field header, the key, the value's header) cannot occur
+/// in JSON text or base64, and every byte around it is checked.
+pub fn locate_state(window: &[u8], window_at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    const KEY: &[u8] = b"\x18\x09n4a_state\x18";
+    // The state value is near the end: only the created_by string and the
+    // column orders follow it.
+    let from = window.len().saturating_sub(64 << 10);
+    let hit = memchr::memmem::rfind(&window[from..], KEY)? + from;
+    // Preceded by the end of the summary's KeyValue struct.
+    if hit == 0 || window[hit - 1] != 0 {
+        return None;
+    }
+    let mut c = Cursor {
+        buf: window,
+        pos: hit + KEY.len(),
+    };
+    let n = usize::try_from(c.varint().ok()?).ok()?;
+    let start = c.pos;
+    let end = start.checked_add(n)?;
+    // Followed by the end of its own KeyValue struct.
+    if window.get(end) != Some(&0) {
+        return None;
+    }
+    // The summary text, if framed as n4a writes it, ends at `hit - 1`.
+    Some((window_at + start..window_at + end, window_at + hit - 1))
+}
+
+/// The framing expected just before a summary text of `len` bytes that
+/// ends at the state's KeyValue struct: `0x18 0x0b "n4a_summary" 0x18
+/// varint(len)`. Returns the bytes to compare with what precedes the text.
+pub fn summary_framing(len: usize) -> Vec<u8> {
+    let mut out = b"\x18\x0bn4a_summary\x18".to_vec();
+    put_varint(&mut out, len as u64);
+    out
+}
+
+/// One key/value entry located in a footer, its value not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvAt {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Where the value lies in the footer (offset, length), if it has one.
+    pub value: Option<(usize, usize)>,
+}
+
+/// Walks the key/value list whose header is at `at` in a footer of `len`
+/// bytes, reading keys and lengths through `fetch(offset, n)` (which may
+/// return fewer bytes near the end) and skipping over values. Cost: a few
+/// small fetches per entry, whatever the values' sizes.
+///
+/// # Errors
+/// [`SkimError`] on malformed input or an unexpected field.
+pub fn locate_key_values<'f>(
+    at: usize,
+    len: usize,
+    fetch: &mut dyn FnMut(usize, usize) -> R<std::borrow::Cow<'f, [u8]>>,
+) -> R<Vec<KvAt>> {
+    let window = |fetch: &mut dyn FnMut(usize, usize) -> R<std::borrow::Cow<'f, [u8]>>,
+                  pos: usize| {
+        if pos >= len {
+            return Err(SkimError("key/values run past the footer"));
+        }
+        fetch(pos, 24.min(len - pos))
+    };
+    let head = window(fetch, at)?;
+    let mut c = Cursor { buf: &head, pos: 0 };
+    let (n, et) = {
+        let b = c.byte()?;
+        let size = match b >> 4 {
+            15 => usize::try_from(c.varint()?).map_err(|_| SkimError("list size"))?,
+            n => usize::from(n),
+        };
+        (size, b & 0x0f)
+    };
+    if et != 12 {
+        return Err(SkimError("key_value_metadata is not a list of structs"));
+    }
+    if n > len - at {
+        return Err(SkimError("list longer than the footer"));
+    }
+    let mut pos = at + c.pos;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut entry = KvAt {
+            key: Vec::new(),
+            value: None,
+        };
+        let mut last = 0i16;
+        let mut have_key = false;
+        loop {
+            let w = window(fetch, pos)?;
+            let mut c = Cursor { buf: &w, pos: 0 };
+            let Some((id, ty)) = c.field(&mut last)? else {
+                pos += c.pos;
+                break;
+            };
+            if ty != 8 || !(id == 1 || id == 2) {
+                return Err(SkimError("unexpected field in a key/value entry"));
+            }
+            let n = usize::try_from(c.varint()?).map_err(|_| SkimError("length overflow"))?;
+            let start = pos + c.pos;
+            let end = start.checked_add(n).filter(|e| *e <= len);
+            let end = end.ok_or(SkimError("value runs past the footer"))?;
+            if id == 1 {
+                entry.key = fetch(start, n)?.into_owned();
+                if entry.key.len() != n {
+                    return Err(SkimError("key cut short"));
+                }
+                have_key = true;
+            } else {
+                entry.value = Some((start, n));
+            }
+            pos = end;
+        }
+        if !have_key {
+            return Err(SkimError("key without name"));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// A `RowGroup`: its column chunks' metadata, the rest skipped.
+fn row_group<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a>>) -> R<()> {
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (1, 9) => {
+                let (n, et) = c.list_header()?;
+                for _ in 0..n {
+                    if et != 12 {
+                        return Err(SkimError("row group columns are not structs"));
+                    }
+                    column_chunk(c, watch, out)?;
+                }
+            }
+            (_, t) => c.skip(t, 2)?,
+        }
+    }
+    Ok(())
+}
+
+/// A `ColumnChunk`; only its `meta_data` (field 3) is looked into.
+fn column_chunk<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a>>) -> R<()> {
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (3, 12) => {
+                if let Some(s) = column_meta(c, watch)? {
+                    out.push(s);
+                }
+            }
+            (_, t) => c.skip(t, 3)?,
+        }
+    }
+    Ok(())
+}
+
+/// A `ColumnMetaData`: the statistics when its path is watched.
+fn column_meta<'a>(c: &mut Cursor<'a>, watch: &[&str]) -> R<Option<ChunkStats<'a>>> {
+    let mut last = 0;
+    let mut column = None;
+    let mut stats = ChunkStats::default();
+    let mut legacy: (Option<&'a [u8]>, Option<&'a [u8]>) = (None, None);
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (3, 9) => {
+                let (n, et) = c.list_header()?;
+                for i in 0..n {
+                    if et != 8 {
+                        return Err(SkimError("path_in_schema is not a list of strings"));
+                    }
+                    let part = c.binary()?;
+                    if i == 0 && n == 1 {
+                        column = watch.iter().position(|w| w.as_bytes() == part);
+                    }
+                }
+            }
+            (5, 6) => stats.num_values = c.zigzag()?,
+            (12, 12) if column.is_some() => {
+                let mut last = 0;
+                while let Some((sid, sty)) = c.field(&mut last)? {
+                    match (sid, sty) {
+                        (1, 8) => legacy.1 = Some(c.binary()?),
+                        (2, 8) => legacy.0 = Some(c.binary()?),
+                        (3, 6) => stats.null_count = Some(c.zigzag()?),
+                        (5, 8) => stats.max = Some(c.binary()?),
+                        (6, 8) => stats.min = Some(c.binary()?),
+                        (_, t) => c.skip(t, 5)?,
+                    }
+                }
+            }
+            (_, t) => c.skip(t, 4)?,
+        }
+    }
+    Ok(column.map(|i| {
+        stats.column = i;
+        stats.min = stats.min.or(legacy.0);
+        stats.max = stats.max.or(legacy.1);
+        stats
+    }))
 }
 
 fn key_value<'a>(c: &mut Cursor<'a>) -> R<(&'a [u8], Option<&'a [u8]>)> {

@@ -11,11 +11,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{FileKey, FooterCache};
-use super::cache_file;
-use super::footer;
+pub use super::info::FooterInfo;
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
-use crate::summary::json::RawSummary;
 
 /// One prediction file of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,20 +52,6 @@ impl FileError {
     }
 }
 
-/// What one file's footer says.
-#[derive(Debug)]
-pub struct FooterInfo {
-    /// Rows, from the parquet metadata.
-    pub num_rows: u64,
-    /// Row groups.
-    pub num_row_groups: usize,
-    /// File size in bytes.
-    pub file_size: u64,
-    /// The summary, if the file has one: raw top-level keys plus the typed
-    /// mergeable state (see [`RawSummary`]).
-    pub summary: Option<Arc<RawSummary>>,
-}
-
 /// One file's footer, or why it could not be read.
 #[derive(Debug, Clone)]
 pub struct FileFooter {
@@ -94,10 +78,6 @@ pub struct Workspace {
     pool: Option<rayon::ThreadPool>,
     cache: FooterCache<Cached>,
     reads: AtomicU64,
-    cache_file_hits: AtomicU64,
-    /// Whether to use `.n4a/summary-cache.json`, and whether it was tried.
-    use_cache_file: bool,
-    cache_file_tried: std::sync::atomic::AtomicBool,
     merged: std::sync::Mutex<Option<MergedCache>>,
 }
 
@@ -120,9 +100,6 @@ impl Workspace {
             pool: None,
             cache: FooterCache::default(),
             reads: AtomicU64::new(0),
-            cache_file_hits: AtomicU64::new(0),
-            use_cache_file: true,
-            cache_file_tried: std::sync::atomic::AtomicBool::new(false),
             merged: std::sync::Mutex::new(None),
         }
         .with_threads(0))
@@ -132,15 +109,6 @@ impl Workspace {
     #[must_use]
     pub fn with_recursive(mut self, recursive: bool) -> Self {
         self.recursive = recursive;
-        self
-    }
-
-    /// Whether the first [`Self::summary`] may be answered from the
-    /// workspace cache file (`.n4a/summary-cache.json`, see [`cache_file`])
-    /// when every file's key matches it; on by default.
-    #[must_use]
-    pub fn with_cache_file(mut self, use_it: bool) -> Self {
-        self.use_cache_file = use_it;
         self
     }
 
@@ -179,11 +147,6 @@ impl Workspace {
     /// Footer reads done so far (cache misses): what the cache saves.
     pub fn footer_reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
-    }
-
-    /// Files whose footer the workspace cache file stood in for.
-    pub fn cache_file_hits(&self) -> u64 {
-        self.cache_file_hits.load(Ordering::Relaxed)
     }
 
     /// The workspace's prediction files, sorted by path, plus the folders
@@ -277,7 +240,7 @@ impl Workspace {
             return ((*hit).clone(), Some(key));
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let value = read_footer_info(&f.path, key.len)
+        let value = read_footer_info(&f.path, key)
             .map(Arc::new)
             .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         let trusted = self
@@ -289,10 +252,7 @@ impl Workspace {
     /// The workspace summary, merged from footers alone (see [`super::merge`]).
     /// While every file is unchanged since the previous answer, that answer
     /// is returned as it is (its `generated_at` is when it was merged): the
-    /// call then costs the listing and one `stat` per file. The first call
-    /// of a new `Workspace` is answered the same way from the workspace
-    /// cache file when it records exactly the current files with their
-    /// current keys (see [`cache_file`]).
+    /// call then costs the listing and one `stat` per file.
     ///
     /// # Errors
     /// As [`Self::footers`].
@@ -322,17 +282,15 @@ impl Workspace {
         Ok(merged)
     }
 
-    /// The previous answer (or, on the first call, the cache file's) when
-    /// the listed files and their keys are exactly those it was made from.
+    /// The previous answer when the listed files and their keys are exactly
+    /// those it was made from.
     fn unchanged_summary(&self) -> Result<Option<Arc<super::merge::WorkspaceSummary>>> {
-        let first = self.use_cache_file && !self.cache_file_tried.swap(true, Ordering::Relaxed);
-        let from_file = first.then(|| cache_file::load(&self.root)).flatten();
         let have_prev = self
             .merged
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
-        if from_file.is_none() && !have_prev {
+        if !have_prev {
             return Ok(None);
         }
         let (files, errors) = self.list()?;
@@ -346,64 +304,17 @@ impl Workspace {
         let Some(current) = current else {
             return Ok(None);
         };
-        let mut slot = self.merged.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((keys, summary)) = from_file {
-            if keys == current {
-                self.cache_file_hits
-                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
-                let s = Arc::new(summary);
-                *slot = Some((keys, s.clone()));
-                return Ok(Some(s));
-            }
-        }
+        let slot = self.merged.lock().unwrap_or_else(|e| e.into_inner());
         Ok(slot
             .as_ref()
             .filter(|(prev, _)| *prev == current)
             .map(|(_, s)| s.clone()))
     }
-
-    /// [`Self::summary`] plus, for the cache file, the key and read time of
-    /// every file it was made from, all trusted (not racy); `None` for the
-    /// keys when some file's entry is not trusted or a folder could not be
-    /// listed.
-    ///
-    /// # Errors
-    /// As [`Self::summary`].
-    pub fn summary_with_keys(&self) -> Result<SummaryWithKeys> {
-        let summary = self.summary()?;
-        let paths = summary
-            .datasets
-            .iter()
-            .map(|d| &d.path)
-            .chain(summary.errors.iter().map(|e| &e.path));
-        let mut keys: Option<Vec<(PathBuf, FileKey, SystemTime)>> = paths
-            .map(|p| self.cache.trusted_key(p).map(|(k, at)| (p.clone(), k, at)))
-            .collect();
-        if let Some(k) = keys.as_mut() {
-            k.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        Ok((summary, keys))
-    }
 }
 
-/// A workspace summary and the trusted key and read time of each file it
-/// was made from (see [`Workspace::summary_with_keys`]).
-pub type SummaryWithKeys = (
-    Arc<super::merge::WorkspaceSummary>,
-    Option<Vec<(PathBuf, FileKey, SystemTime)>>,
-);
-
 /// Reads one file's footer, containing any decoder panic as an error.
-fn read_footer_info(path: &Path, file_size: u64) -> Result<FooterInfo> {
-    let run = || -> Result<FooterInfo> {
-        let q = footer::read_quick(path, file_size)?;
-        Ok(FooterInfo {
-            num_rows: q.num_rows,
-            num_row_groups: q.num_row_groups,
-            file_size,
-            summary: q.summary.map(Arc::new),
-        })
-    };
+fn read_footer_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
+    let run = || super::info::read_info(path, key);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         Err(Error::parquet(
             path,

@@ -18,14 +18,16 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::encoding::Encoding;
 use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
 use crate::query::filter::{Bound, Range};
 use crate::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
 use crate::reader::arrays::read_arrays;
+use crate::reader::merge::Form;
 use crate::schema::validate_dataset_name;
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -233,30 +235,76 @@ pub async fn workspaces(State(app): State<Arc<App>>) -> Answer {
     ok_json(&serde_json::json!({ "workspaces": list }))
 }
 
-/// `GET /api/workspaces/{id}/predictions/summary`.
-pub async fn summary(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
+/// `GET /api/workspaces/{id}/predictions/summary`: the dashboard's shape,
+/// `datasets=brief` without runs; compressed when the client accepts it.
+pub async fn summary(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Params,
+) -> Answer {
     let pairs = params(q)?;
-    if let Some((k, _)) = pairs.first() {
-        return Err(ApiError::bad(format!("unknown parameter {k:?}")));
+    let mut form = Form::Full;
+    for (k, v) in &pairs {
+        match (k.as_str(), v.as_str()) {
+            ("datasets", "full") => form = Form::Full,
+            ("datasets", "brief") => form = Form::Brief,
+            ("datasets", other) => {
+                return Err(ApiError::bad(format!(
+                    "datasets must be full or brief, not {other:?}"
+                )))
+            }
+            _ => return Err(ApiError::bad(format!("unknown parameter {k:?}"))),
+        }
     }
+    let coding = Encoding::negotiate(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
     let w = workspace(&app, &id)?;
     let ws = w.ws.clone();
     let s = blocking(move || ws.summary()).await?;
-    let mut slot = w.summary_json.lock().unwrap_or_else(|e| e.into_inner());
-    let bytes = match slot.as_ref() {
-        Some((prev, bytes)) if Arc::ptr_eq(prev, &s) => bytes.clone(),
-        _ => {
-            let bytes: bytes::Bytes = serde_json::to_vec(s.as_ref())
-                .map_err(|e| ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: e.to_string(),
-                })?
-                .into();
-            *slot = Some((s, bytes.clone()));
-            bytes
+    let cached = {
+        let slot = w.summary_json.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|(prev, _)| Arc::ptr_eq(prev, &s))
+            .and_then(|(_, bodies)| bodies.get(&(form, coding)).cloned())
+    };
+    let body = match cached {
+        Some(b) => b,
+        None => {
+            let s2 = s.clone();
+            let body = blocking(move || {
+                let json = s2.to_json(form);
+                Ok(match coding {
+                    Encoding::Identity => bytes::Bytes::from(json),
+                    c => c.encode(&json),
+                })
+            })
+            .await?;
+            let mut slot = w.summary_json.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut() {
+                Some((prev, bodies)) if Arc::ptr_eq(prev, &s) => {
+                    bodies.insert((form, coding), body.clone());
+                }
+                _ => {
+                    let mut bodies = std::collections::HashMap::new();
+                    bodies.insert((form, coding), body.clone());
+                    *slot = Some((s, bodies));
+                }
+            }
+            body
         }
     };
-    Ok(json_response(StatusCode::OK, bytes))
+    let mut r = json_response(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Some(c) = coding.header() {
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
+    }
+    Ok(r)
 }
 
 /// `GET /api/workspaces/{id}/predictions/data`.

@@ -62,10 +62,27 @@ impl Client {
     /// # Errors
     /// I/O errors, or a response that is not HTTP/1.1.
     pub fn request(&mut self, method: &str, target: &str) -> std::io::Result<Response> {
-        let req = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n",
+        self.request_with(method, target, &[])
+    }
+
+    /// [`Self::request`] with extra request headers.
+    ///
+    /// # Errors
+    /// As [`Self::request`].
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        extra: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
             self.host
         );
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
         self.reader.get_mut().write_all(req.as_bytes())?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;

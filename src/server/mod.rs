@@ -34,6 +34,7 @@
 
 pub mod api;
 pub mod client;
+pub mod encoding;
 pub mod openapi;
 
 use std::future::Future;
@@ -51,7 +52,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::metric::Directions;
+use crate::reader::merge::Form;
 use crate::reader::{Workspace, WorkspaceSummary};
+use encoding::Encoding;
 
 /// Options of the server; defaults stated on each field.
 #[derive(Debug, Clone)]
@@ -104,9 +107,15 @@ pub struct Served {
     pub path: PathBuf,
     /// The reader (footer cache, merged summary).
     pub ws: Arc<Workspace>,
-    /// The last summary served and its JSON bytes.
-    summary_json: Mutex<Option<(Arc<WorkspaceSummary>, bytes::Bytes)>>,
+    /// The last summary served and its bodies, by form and coding.
+    summary_json: Mutex<Option<SummaryBodies>>,
 }
+
+/// A summary and the bodies already made of it.
+type SummaryBodies = (
+    Arc<WorkspaceSummary>,
+    std::collections::HashMap<(Form, Encoding), bytes::Bytes>,
+);
 
 /// What the handlers share.
 pub struct App {

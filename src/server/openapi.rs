@@ -121,7 +121,15 @@ pub fn document() -> Value {
                         "files": {"type": "integer", "nullable": true}}}}}})))}},
             "/api/workspaces/{id}/predictions/summary": {"get": {
                 "summary": "Workspace summary from footers (cached).",
-                "parameters": [ws_param()],
+                "description": "The nirs4all dashboard's shape: every file's summary (with its runs) \
+                    and the merged sections, plus n4a's (ranking, metrics, top_by_metric, facets, \
+                    exactness, errors). Compressed with zstd or gzip when Accept-Encoding allows \
+                    (Content-Encoding says which; Vary: accept-encoding). datasets=brief leaves out \
+                    every run list, per file and merged: a fraction of the size on workspaces with \
+                    thousands of configs.",
+                "parameters": [ws_param(), {"name": "datasets", "in": "query", "required": false,
+                    "schema": {"type": "string", "enum": ["full", "brief"], "default": "full"},
+                    "description": "full: the dashboard's shape; brief: without runs."}],
                 "responses": with_errors(ok("Summary", json!({"$ref": "#/components/schemas/Summary"})))}},
             "/api/workspaces/{id}/predictions/data": {"get": {
                 "summary": "A filtered, sorted page of predictions with the total.",
@@ -155,7 +163,7 @@ pub fn document() -> Value {
                     "offset": {"type": "integer"}, "has_more": {"type": "boolean"},
                     "served_by": {"type": "string"}, "provenance": {"type": "object"}}},
             "Summary": {"type": "object", "required": ["total_predictions", "total_datasets",
-                    "datasets", "models", "runs", "top_predictions", "stats", "generated_at"],
+                    "datasets", "models", "top_predictions", "stats", "generated_at"],
                 "properties": {"total_predictions": {"type": "integer"},
                     "total_datasets": {"type": "integer"},
                     "datasets": {"type": "array", "items": {"type": "object"}},
@@ -163,6 +171,7 @@ pub fn document() -> Value {
                     "runs": {"type": "array", "items": {"type": "object"}},
                     "top_predictions": {"type": "array", "items": {"type": "object"}},
                     "stats": {"type": "object"}, "generated_at": {"type": "string"},
+                    "exactness": {"type": "object"},
                     "errors": {"type": "array", "items": {"type": "object"}}}}
         }}
     })

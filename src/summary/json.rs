@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::summary::{Summary, SummaryState};
+use crate::summary::Summary;
 
 /// Largest summary accepted: a nirs4all summary with ~1,900 configs is
 /// ~260 KB; n4a's grows by about 250 bytes per config (one `runs` entry and
@@ -123,55 +123,37 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Summary> {
     parsed.map_err(|e| invalid(format!("unexpected shape: {e}")))
 }
 
-/// A summary decoded lazily: its top-level keys kept as raw JSON (for
-/// passing through to an answer verbatim), only `n4a_version` and the
-/// mergeable `state` decoded. Several times cheaper than a typed decode of
-/// the whole summary, which a workspace summary never needs.
-#[derive(Debug)]
-pub struct RawSummary {
-    /// `n4a_version`.
-    pub version: String,
-    /// Every top-level key but `state`, in file order, as raw JSON.
-    pub fields: Vec<(String, Box<serde_json::value::RawValue>)>,
-    /// The mergeable state, if the summary has one (n4a 1.1+).
-    pub state: Option<SummaryState>,
-}
-
-impl PartialEq for RawSummary {
-    fn eq(&self, other: &Self) -> bool {
-        self.version == other.version
-            && self.state == other.state
-            && self.fields.len() == other.fields.len()
-            && self
-                .fields
-                .iter()
-                .zip(&other.fields)
-                .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+/// The checked `n4a_version` of a summary text, the rest skipped (not
+/// typed): a pass over the text at parsing speed, no allocation but for
+/// bare `NaN` rewriting.
+///
+/// # Errors
+/// As [`decode`].
+pub fn version_of(path: &Path, bytes: &[u8]) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        n4a_version: Option<String>,
     }
+    let text = checked_text(path, bytes)?;
+    let v: VersionOnly = serde_json::from_str(&text).map_err(|e| Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason: format!("not JSON: {e}"),
+    })?;
+    let version = v
+        .n4a_version
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::InvalidSummary {
+            path: path.to_path_buf(),
+            reason: "no n4a_version string".to_string(),
+        })?;
+    check_version(path, &version)?;
+    Ok(version)
 }
 
-impl RawSummary {
-    /// The typed summary without its state, decoded now. O(size of the JSON).
-    ///
-    /// # Errors
-    /// A JSON shape error (only for summaries that passed the raw decode but
-    /// have a field of an unexpected type).
-    pub fn to_summary(&self) -> serde_json::Result<Summary> {
-        let mut text = String::from("{");
-        for (i, (k, v)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            text.push_str(&serde_json::to_string(k)?);
-            text.push(':');
-            text.push_str(v.get());
-        }
-        text.push('}');
-        serde_json::from_str(&text)
-    }
-}
+/// A summary's top-level members as raw JSON, in file order.
+pub type Fields = Vec<(String, Box<serde_json::value::RawValue>)>;
 
-struct OrderedRaw(Vec<(String, Box<serde_json::value::RawValue>)>);
+struct OrderedRaw(Fields);
 
 impl<'de> serde::Deserialize<'de> for OrderedRaw {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -196,40 +178,89 @@ impl<'de> serde::Deserialize<'de> for OrderedRaw {
     }
 }
 
-/// Decodes `bytes` lazily into a [`RawSummary`], with the same checks as
-/// [`decode`] (size cap, UTF-8, JSON, version) and `state` typed.
+/// Checks a summary's size against [`MAX_SUMMARY_BYTES`].
 ///
 /// # Errors
-/// As [`decode`]; a malformed `state` is [`Error::InvalidSummary`].
-pub fn decode_raw(path: &Path, bytes: &[u8]) -> Result<RawSummary> {
+/// [`Error::InvalidSummary`] naming the file when it is over the cap.
+pub fn check_size(path: &Path, len: usize) -> Result<()> {
+    if len > MAX_SUMMARY_BYTES {
+        return Err(Error::InvalidSummary {
+            path: path.to_path_buf(),
+            reason: format!("{len} bytes is over the {MAX_SUMMARY_BYTES}-byte cap"),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes `bytes` into its top-level members, kept raw (validated JSON),
+/// with the same checks as [`decode`] (size cap, UTF-8, bare `NaN`
+/// rewritten, JSON, version). Returns the version and the members.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_fields(path: &Path, bytes: &[u8]) -> Result<(String, Fields)> {
     let invalid = |reason: String| Error::InvalidSummary {
         path: path.to_path_buf(),
         reason,
     };
     let text = checked_text(path, bytes)?;
-    let OrderedRaw(mut fields) =
+    let OrderedRaw(fields) =
         serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let version = fields
         .iter()
         .find(|(k, _)| k == "n4a_version")
         .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+        .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("no n4a_version string".to_string()))?;
     check_version(path, &version)?;
-    let state = match fields.iter().position(|(k, _)| k == "state") {
-        Some(i) => {
-            let (_, raw) = fields.remove(i);
-            Some(serde_json::from_str(raw.get()).map_err(|e| invalid(format!("state: {e}")))?)
-        }
-        None => None,
-    };
-    Ok(RawSummary {
-        version,
-        fields,
-        state,
-    })
+    Ok((version, fields))
 }
 
-fn check_version(path: &Path, version: &str) -> Result<()> {
+/// The JSON text of `fields` as one object, `state` left out and `runs`
+/// moved last; returns the text and the byte offset of `,"runs":`.
+pub fn relay_fields(fields: &Fields) -> (String, Option<usize>) {
+    let len: usize = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum();
+    let mut out = String::with_capacity(len + 2);
+    out.push('{');
+    let member = |out: &mut String, k: &str, v: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).expect("a string serialises"));
+        out.push(':');
+        out.push_str(v);
+    };
+    for (k, v) in fields {
+        if k != "runs" && k != "state" {
+            member(&mut out, k, v.get());
+        }
+    }
+    let mut runs_at = None;
+    if let Some((k, v)) = fields.iter().find(|(k, _)| k == "runs") {
+        runs_at = (out.len() > 1).then_some(out.len());
+        member(&mut out, k, v.get());
+    }
+    out.push('}');
+    (out, runs_at)
+}
+
+/// The `n4a_version` of a summary text n4a wrote (its first member), read
+/// without parsing the rest.
+pub fn leading_version(text: &[u8]) -> Option<String> {
+    let rest = text.strip_prefix(b"{\"n4a_version\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+}
+
+/// Checks that `version` is of the major version this build reads.
+///
+/// # Errors
+/// [`Error::InvalidSummary`] when it is not `MAJOR.MINOR`,
+/// [`Error::UnsupportedVersion`] for another major version.
+pub fn check_version(path: &Path, version: &str) -> Result<()> {
     let major = version
         .split('.')
         .next()
@@ -273,15 +304,19 @@ mod tests {
     }
 
     #[test]
-    fn raw_decode_agrees_with_typed_decode() {
-        let text = br#"{"n4a_version": "1.1", "total_predictions": 3, "facets": {"n_configs": 2}, "state": {"rows": 3}}"#;
-        let raw = decode_raw(Path::new("f"), text).unwrap();
-        assert_eq!(raw.state.as_ref().unwrap().rows, 3);
-        assert_eq!(raw.fields.len(), 3);
-        let mut typed = decode(Path::new("f"), text).unwrap();
-        typed.state = None;
-        assert_eq!(raw.to_summary().unwrap(), typed);
-        let err = decode_raw(Path::new("f"), br#"{"n4a_version": "3.0"}"#).unwrap_err();
+    fn fields_relay_with_runs_last_and_no_state() {
+        let text =
+            br#"{"n4a_version": "1.1", "runs": [1], "total_predictions": 3, "state": {"rows": 3}}"#;
+        let (v, fields) = decode_fields(Path::new("f"), text).unwrap();
+        assert_eq!(v, "1.1");
+        let (relay, at) = relay_fields(&fields);
+        assert_eq!(
+            relay,
+            r#"{"n4a_version":"1.1","total_predictions":3,"runs":[1]}"#
+        );
+        assert_eq!(&relay[at.unwrap()..], r#","runs":[1]}"#);
+        assert_eq!(leading_version(relay.as_bytes()).as_deref(), Some("1.1"));
+        let err = decode_fields(Path::new("f"), br#"{"n4a_version": "3.0"}"#).unwrap_err();
         assert!(matches!(err, Error::UnsupportedVersion { .. }));
     }
 

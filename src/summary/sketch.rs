@@ -14,8 +14,6 @@
 //! only loosens the bound for values below the folded threshold (recorded in
 //! `collapsed`).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// Relative accuracy used by n4a's summaries.
@@ -24,6 +22,138 @@ pub const DEFAULT_ALPHA: f64 = 0.01;
 pub const MAX_BUCKETS: usize = 2048;
 /// Magnitudes below this count as zero.
 const MIN_MAGNITUDE: f64 = 1e-12;
+/// Widest index span a decoded sketch may have (wider than any α ≥ 0.001
+/// produces for finite values), so a corrupt footer cannot make a store
+/// allocate without bound.
+pub const MAX_SPAN: i64 = 1 << 16;
+
+/// Bucket counts by index, stored densely from the lowest index seen: a
+/// push or a merge is an array add (scores span a few hundred buckets), not
+/// a tree insertion. Finite magnitudes from 1e-12 to f64::MAX have indexes
+/// from about -1,400 to 35,500 at α = 0.01, so a store never spans more
+/// than [`MAX_SPAN`] buckets (8 bytes each).
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    offset: i32,
+    counts: Vec<u64>,
+    occupied: usize,
+}
+
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Store {
+    /// A store of these `(index, count)` buckets (zero counts skipped).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (i32, u64)>) -> Store {
+        let mut s = Store::default();
+        for (i, c) in pairs {
+            s.add(i, c);
+        }
+        s
+    }
+
+    /// Occupied buckets.
+    pub fn len(&self) -> usize {
+        self.occupied
+    }
+
+    /// True when no bucket is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.occupied == 0
+    }
+
+    /// The occupied buckets, by ascending index.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(j, c)| (self.offset + j as i32, *c))
+    }
+
+    /// Sum of the counts.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds `c` to bucket `i`. Amortised O(1) (the array grows to cover `i`).
+    pub fn add(&mut self, i: i32, c: u64) {
+        if c == 0 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.offset = i;
+            self.counts.push(0);
+        } else if i < self.offset {
+            let grow = (self.offset - i) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = i;
+        } else if (i - self.offset) as usize >= self.counts.len() {
+            self.counts.resize((i - self.offset) as usize + 1, 0);
+        }
+        let slot = &mut self.counts[(i - self.offset) as usize];
+        if *slot == 0 {
+            self.occupied += 1;
+        }
+        *slot += c;
+    }
+
+    /// Adds every bucket of `other`. O(span of both).
+    pub fn merge(&mut self, other: &Store) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.offset = other.offset;
+        }
+        let lo = self.offset.min(other.offset);
+        let hi =
+            (self.offset + self.counts.len() as i32).max(other.offset + other.counts.len() as i32);
+        if lo < self.offset {
+            let grow = (self.offset - lo) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = lo;
+        }
+        self.counts.resize((hi - self.offset) as usize, 0);
+        let base = (other.offset - self.offset) as usize;
+        for (slot, c) in self.counts[base..].iter_mut().zip(&other.counts) {
+            if *c > 0 {
+                if *slot == 0 {
+                    self.occupied += 1;
+                }
+                *slot += c;
+            }
+        }
+    }
+
+    /// Folds the lowest occupied buckets into the next until at most `max`
+    /// are occupied; returns whether anything was folded.
+    fn cap(&mut self, max: usize) -> bool {
+        let mut folded = false;
+        while self.occupied > max {
+            let first = self.counts.iter().position(|c| *c > 0).expect("occupied");
+            let next = first
+                + 1
+                + self.counts[first + 1..]
+                    .iter()
+                    .position(|c| *c > 0)
+                    .expect("more than one occupied");
+            let c = std::mem::take(&mut self.counts[first]);
+            self.counts[next] += c;
+            self.occupied -= 1;
+            folded = true;
+        }
+        if folded {
+            let lead = self.counts.iter().position(|c| *c > 0).unwrap_or(0);
+            self.counts.drain(..lead);
+            self.offset += lead as i32;
+        }
+        folded
+    }
+}
 
 /// A DDSketch over finite values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,10 +164,10 @@ pub struct Sketch {
     pub zero: u64,
     /// Buckets of positive values, by index.
     #[serde(with = "columns")]
-    pub pos: BTreeMap<i32, u64>,
+    pub pos: Store,
     /// Buckets of negative values, by index of the magnitude.
     #[serde(with = "columns")]
-    pub neg: BTreeMap<i32, u64>,
+    pub neg: Store,
     /// True once buckets were folded to respect [`MAX_BUCKETS`].
     #[serde(default)]
     pub collapsed: bool,
@@ -55,8 +185,8 @@ impl Sketch {
         Sketch {
             alpha,
             zero: 0,
-            pos: BTreeMap::new(),
-            neg: BTreeMap::new(),
+            pos: Store::default(),
+            neg: Store::default(),
             collapsed: false,
         }
     }
@@ -76,49 +206,49 @@ impl Sketch {
 
     /// Number of values in the sketch.
     pub fn count(&self) -> u64 {
-        self.zero + self.pos.values().sum::<u64>() + self.neg.values().sum::<u64>()
+        self.zero + self.pos.total() + self.neg.total()
     }
 
-    /// Adds one finite value. O(log buckets).
+    /// Adds one finite value. O(1) amortised.
     pub fn push(&mut self, v: f64) {
         if v.abs() < MIN_MAGNITUDE {
             self.zero += 1;
         } else if v > 0.0 {
             let i = self.index(v);
-            *self.pos.entry(i).or_default() += 1;
+            self.pos.add(i, 1);
             self.cap();
         } else {
             let i = self.index(-v);
-            *self.neg.entry(i).or_default() += 1;
+            self.neg.add(i, 1);
             self.cap();
         }
     }
 
     /// Adds `other`'s counts. Sketches of different α cannot merge; n4a
     /// always writes [`DEFAULT_ALPHA`], so a mismatch means a foreign file and
-    /// the caller falls back to leaving quartiles out.
+    /// the caller falls back to leaving quartiles out. O(buckets).
     pub fn merge(&mut self, other: &Sketch) -> bool {
         if (self.alpha - other.alpha).abs() > 1e-15 {
             return false;
         }
         self.zero += other.zero;
-        for (i, c) in &other.pos {
-            *self.pos.entry(*i).or_default() += c;
-        }
-        for (i, c) in &other.neg {
-            *self.neg.entry(*i).or_default() += c;
-        }
+        self.pos.merge(&other.pos);
+        self.neg.merge(&other.neg);
         self.collapsed |= other.collapsed;
         self.cap();
         true
     }
 
+    /// Folds buckets past [`MAX_BUCKETS`] (after adding to the stores
+    /// directly).
+    pub fn fold_to_cap(&mut self) {
+        self.cap();
+    }
+
     fn cap(&mut self) {
         for store in [&mut self.pos, &mut self.neg] {
-            while store.len() > MAX_BUCKETS {
-                let (_, c) = store.pop_first().expect("non-empty");
-                *store.first_entry().expect("more than one").get_mut() += c;
-                self.collapsed = true;
+            if store.len() > MAX_BUCKETS {
+                self.collapsed |= store.cap(MAX_BUCKETS);
             }
         }
     }
@@ -130,17 +260,17 @@ impl Sketch {
         for (i, c) in self.neg.iter().rev() {
             seen += c;
             if rank < seen {
-                return Some(-self.value(*i));
+                return Some(-self.value(i));
             }
         }
         seen += self.zero;
         if rank < seen {
             return Some(0.0);
         }
-        for (i, c) in &self.pos {
+        for (i, c) in self.pos.iter() {
             seen += c;
             if rank < seen {
-                return Some(self.value(*i));
+                return Some(self.value(i));
             }
         }
         None
@@ -150,9 +280,9 @@ impl Sketch {
 /// Buckets as two parallel integer arrays, `{"index": [..], "count": [..]}`:
 /// several times faster to decode than a JSON object keyed by strings.
 mod columns {
-    use std::collections::BTreeMap;
-
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Store;
 
     #[derive(Serialize, Deserialize)]
     struct Columns {
@@ -160,22 +290,30 @@ mod columns {
         count: Vec<u64>,
     }
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<i32, u64>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(m: &Store, s: S) -> Result<S::Ok, S::Error> {
         Columns {
-            index: m.keys().copied().collect(),
-            count: m.values().copied().collect(),
+            index: m.iter().map(|(i, _)| i).collect(),
+            count: m.iter().map(|(_, c)| c).collect(),
         }
         .serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<i32, u64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Store, D::Error> {
         let c = Columns::deserialize(d)?;
         if c.index.len() != c.count.len() {
             return Err(serde::de::Error::custom(
                 "sketch index and count lengths differ",
             ));
         }
-        Ok(c.index.into_iter().zip(c.count).collect())
+        if c.index.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(serde::de::Error::custom("sketch indexes not increasing"));
+        }
+        if let (Some(lo), Some(hi)) = (c.index.first(), c.index.last()) {
+            if i64::from(*hi) - i64::from(*lo) > super::MAX_SPAN {
+                return Err(serde::de::Error::custom("sketch indexes span too wide"));
+            }
+        }
+        Ok(Store::from_pairs(c.index.into_iter().zip(c.count)))
     }
 }
 
@@ -217,9 +355,10 @@ mod tests {
     fn buckets_are_capped() {
         let mut s = Sketch::default();
         for i in 0..100_000 {
-            s.push(1e-9 * 1.05f64.powi(i % 900));
+            s.push(1e-9 * 1.05f64.powi(i % 3000));
         }
         assert!(s.pos.len() <= MAX_BUCKETS);
+        assert!(s.collapsed, "3,000 distinct buckets folded to the cap");
         assert_eq!(s.count(), 100_000);
     }
 }

@@ -144,6 +144,26 @@ impl TopK {
         }
     }
 
+    /// Entries kept (at most k).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// True when k entries are kept (a new one must beat the worst).
+    pub fn is_full(&self) -> bool {
+        self.heap.len() >= self.k
+    }
+
+    /// The worst kept entry, the one a new entry must beat once full.
+    pub fn worst(&self) -> Option<&TopEntry> {
+        self.heap.peek().map(|r| &r.entry)
+    }
+
     /// Offers one entry; entries without a finite score are ignored.
     pub fn offer(&mut self, entry: TopEntry) {
         if self.k == 0 || !entry.score().is_finite() {

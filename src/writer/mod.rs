@@ -31,9 +31,7 @@ use parquet::schema::types::SchemaDescriptor;
 use crate::error::{Error, Result};
 use crate::metric::Direction;
 use crate::reader::{footer, rows};
-use crate::schema::{
-    meta_schema, validate_dataset_name, Prediction, ARRAYS_SUFFIX, META_SUFFIX, SUMMARY_KEY,
-};
+use crate::schema::{meta_schema, validate_dataset_name, Prediction, ARRAYS_SUFFIX, META_SUFFIX};
 use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};
 use arrays::ArraysWriter;
 use columns::MetaColumns;
@@ -185,9 +183,7 @@ impl PredictionWriter {
     fn carry_over(&mut self, old: &Path) -> Result<()> {
         let (file, meta) = footer::open_metadata(old)?;
         let num_rows = meta.file_metadata().num_rows().max(0) as u64;
-        let state = footer::decode_summary(old, &meta)?
-            .and_then(|s| s.state)
-            .filter(|st| st.rows == num_rows);
+        let state = footer::decode_state(old, &meta)?.filter(|st| st.rows == num_rows);
         let ours = parquet::arrow::ArrowSchemaConverter::new()
             .convert(&meta_schema())
             .map_err(|e| Error::parquet(old, e))?;
@@ -353,18 +349,15 @@ impl PredictionWriter {
         }
         let at = self.opts.generated_at.clone().unwrap_or_else(utc_now);
         let summary = self.summary.finish(Some(at));
-        let text = summary.to_json();
-        let schema = meta_schema();
-        let mut md = schema.metadata().clone();
-        md.insert(SUMMARY_KEY.to_string(), text.clone());
-        let with_summary = schema.as_ref().clone().with_metadata(md);
-        let kv = vec![
-            KeyValue::new(
-                "ARROW:schema".to_string(),
-                parquet::arrow::encode_arrow_schema(&with_summary),
-            ),
-            KeyValue::new(SUMMARY_KEY.to_string(), text),
-        ];
+        // The summary once, as a plain key/value (what DuckDB reads), and no
+        // `ARROW:schema`: pyarrow then shows the file's key/values as the
+        // schema metadata (what nirs4all and its dashboard read), and the
+        // parquet schema alone gives the contract's Arrow types.
+        let kv = summary
+            .footer_entries()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
         let (arrays_tmp, arrays_file, arrays_target) = self.arrays.close()?;
         let meta_file: File = self.sink.finish(kv)?;
         arrays_tmp.commit(arrays_file, &arrays_target)?;

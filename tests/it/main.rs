@@ -12,4 +12,5 @@ mod reader;
 mod refresh;
 mod regression;
 mod serve;
+mod summary;
 mod writer;

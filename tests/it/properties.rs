@@ -565,7 +565,7 @@ fn as_summary(w: &n4a::reader::WorkspaceSummary) -> Summary {
         dataset_name: None,
         stats: w.stats.clone(),
         facets: w.facets.clone(),
-        runs: w.runs.clone(),
+        runs: w.runs(),
         top_predictions: w.top_predictions.clone(),
         top_by_metric: w.top_by_metric.clone(),
         ..Summary::default()
@@ -597,11 +597,41 @@ proptest! {
         }
         let seq = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(1).summary().unwrap();
         let par = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(3).summary().unwrap();
-        prop_assert_eq!(&seq.datasets, &par.datasets);
+        let without_time = |s: &n4a::reader::WorkspaceSummary| {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&s.to_json(n4a::reader::merge::Form::Full)).unwrap();
+            v.as_object_mut().unwrap().remove("generated_at");
+            v
+        };
+        prop_assert_eq!(without_time(&seq), without_time(&par));
         prop_assert_eq!(seq.merged_files, files.len());
         let mut got = view(&as_summary(&seq));
         let mut want = oracle(&all);
         want.dataset = None;
+        // The workspace's runs are the files' runs concatenated (the
+        // webapp's rule), and its config and pipeline counts are per file
+        // summed: each checked against the per-file oracles.
+        let per_file: Vec<View> = files
+            .iter()
+            .enumerate()
+            .map(|(i, rows)| {
+                let rows: Vec<Prediction> = rows
+                    .iter()
+                    .map(|r| Prediction { dataset_name: Some(format!("d{i}")), ..r.clone() })
+                    .collect();
+                oracle(&rows)
+            })
+            .collect();
+        let concat: Vec<RunView> = per_file.iter().flat_map(|v| v.runs.clone()).collect();
+        prop_assert_eq!(&got.runs, &concat);
+        prop_assert_eq!(got.n_configs, per_file.iter().map(|v| v.n_configs).sum::<u64>());
+        prop_assert_eq!(got.n_pipelines, per_file.iter().map(|v| v.n_pipelines).sum::<u64>());
+        got.runs.clear();
+        want.runs.clear();
+        got.n_configs = 0;
+        want.n_configs = 0;
+        got.n_pipelines = 0;
+        want.n_pipelines = 0;
         // Quartiles: sketched, within the stated relative error.
         for (g, w) in got.stats.iter_mut().zip(want.stats.iter_mut()) {
             if let (Some(g), Some(w)) = (g, w) {

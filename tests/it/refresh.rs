@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use n4a::generate::dataset_rows;
-use n4a::reader::{footer, rows, Workspace};
+use n4a::reader::{footer, rows};
 use n4a::refresh::{refresh_workspace, Mode, RefreshOptions, RefreshReport, Status};
 use n4a::writer::{PredictionWriter, WriterOptions};
 
@@ -55,14 +55,32 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// types), without schema metadata (which holds the summary).
 fn batches(path: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
+    // Values compared as utf8: a refresh drops nirs4all's ARROW:schema,
+    // after which its large_utf8 columns read as utf8 (same strings).
     rows::for_each_batch(path, None, 1 << 20, |b| {
-        let schema = Arc::new(
-            b.schema()
-                .as_ref()
-                .clone()
-                .with_metadata(std::collections::HashMap::<String, String>::new()),
-        );
-        out.push(RecordBatch::try_new(schema, b.columns().to_vec()).unwrap());
+        let cols: Vec<arrow_array::ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                arrow_schema::DataType::LargeUtf8 => {
+                    use arrow_array::cast::AsArray;
+                    let s: arrow_array::StringArray = c.as_string::<i64>().iter().collect();
+                    Arc::new(s) as arrow_array::ArrayRef
+                }
+                _ => c.clone(),
+            })
+            .collect();
+        let fields: Vec<arrow_schema::Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .zip(&cols)
+            .map(|(f, c)| {
+                arrow_schema::Field::new(f.name(), c.data_type().clone(), f.is_nullable())
+            })
+            .collect();
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        out.push(RecordBatch::try_new(schema, cols).unwrap());
         Ok(())
     })
     .unwrap();
@@ -123,7 +141,7 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
         assert_eq!(new.num_rows, old.num_rows);
         assert!(old.summary.is_none());
         let s = new.summary.expect("a summary now");
-        assert_eq!(s.n4a_version, "1.1");
+        assert_eq!(s.n4a_version, "1.2");
         assert!(s.state.is_some());
     }
     // no_summary holds grain_class's rows: the backfilled summary gives
@@ -148,7 +166,7 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
 }
 
 #[test]
-fn refreshed_footer_keeps_created_by_and_puts_the_summary_inside_arrow_schema() {
+fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_sees_it() {
     let ws = workspace_with(&["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"]);
     let p = ws.path().join("corn_moisture.meta.parquet");
     let (_, old) = footer::open_metadata(&p).unwrap();
@@ -166,39 +184,30 @@ fn refreshed_footer_keeps_created_by_and_puts_the_summary_inside_arrow_schema() 
         old.file_metadata().created_by()
     );
     assert_eq!(new.file_metadata().schema_descr().num_columns(), 35);
-    // Decoded the way pyarrow and the dashboard read it: from ARROW:schema.
+    // No ARROW:schema any more: pyarrow (and arrow-rs) then show the
+    // key/values as the schema metadata, and the summary is there once.
+    let keys: Vec<String> = crate::util::key_values_of(&p)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
     let text = footer::summary_text(&new).unwrap();
     let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         std::fs::File::open(&p).unwrap(),
     )
     .unwrap();
-    let from_kv_removed = parquet::arrow::parquet_to_arrow_schema(
-        new.file_metadata().schema_descr(),
-        Some(
-            &new.file_metadata()
-                .key_value_metadata()
-                .unwrap()
-                .iter()
-                .filter(|kv| kv.key == "ARROW:schema")
-                .cloned()
-                .collect(),
-        ),
-    )
-    .unwrap();
     assert_eq!(
-        from_kv_removed
-            .metadata()
-            .get("n4a_summary")
-            .map(String::as_str),
-        Some(text),
-        "the summary is inside ARROW:schema itself"
+        b.schema().metadata().get("n4a_summary").map(String::as_str),
+        Some(text)
     );
+    // nirs4all's large_utf8 strings now read as utf8 (the contract allows
+    // both); every value is kept (the backfill test compares them).
     assert_eq!(
         b.schema()
             .field_with_name("config_name")
             .unwrap()
             .data_type(),
-        &arrow_schema::DataType::LargeUtf8
+        &arrow_schema::DataType::Utf8
     );
     // nirs4all's fault corrected: its "top" mse predictions were the worst.
     let s = footer::read_footer(&p).unwrap().summary.unwrap();
@@ -223,13 +232,9 @@ fn second_refresh_changes_nothing_byte_for_byte() {
     ] {
         std::fs::copy(fixture(f), ws.path().join(f)).unwrap();
     }
-    let opts = RefreshOptions {
-        write_cache: true,
-        ..RefreshOptions::default()
-    };
+    let opts = RefreshOptions::default();
     let first = run(ws.path(), &opts);
     assert_eq!((first.refreshed, first.failed), (6, 0), "{first:#?}");
-    assert!(first.cache_written.is_some());
     let after_first = snapshot(ws.path());
     for again in [opts.clone(), verify(true), verify(false)] {
         let r = run(ws.path(), &again);
@@ -238,7 +243,6 @@ fn second_refresh_changes_nothing_byte_for_byte() {
             (6, 0, 0, 0),
             "{r:#?}"
         );
-        assert!(r.cache_written.is_none());
         assert_eq!(snapshot(ws.path()), after_first, "no byte changed");
     }
 }
@@ -251,11 +255,19 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
     rows.into_iter().for_each(|p| w.write_owned(p).unwrap());
     let good = w.finish().unwrap();
     let meta = ws.path().join(format!("{name}.meta.parquet"));
-    // A consistent-looking summary (right row count) with a wrong mean.
-    let mut wrong: serde_json::Value = serde_json::from_str(&good.to_json()).unwrap();
-    let mean = wrong["stats"]["val_score"]["mean"].as_f64().unwrap();
-    wrong["stats"]["val_score"]["mean"] = serde_json::json!(mean + 1.0);
-    rewrite_with_summary(&meta, &meta, Some(&wrong.to_string()), true);
+    // A consistent-looking summary (right row count, its state and text
+    // written together) with a wrong mean: what a bug in a writer would
+    // leave, invisible to footer checks.
+    let mut wrong = good.clone();
+    wrong.stats.val_score.as_mut().unwrap().mean =
+        Some(good.stats.val_score.as_ref().unwrap().mean.unwrap() + 1.0);
+    wrong.state.as_mut().unwrap().val_score.welford.mean += 1.0;
+    let entries = wrong.footer_entries();
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::util::set_key_values(&meta, &pairs);
     let bytes = std::fs::read(&meta).unwrap();
 
     // The cheap default pass sees nothing wrong in the footer alone.
@@ -264,8 +276,12 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
     assert_eq!(r.stale, 1);
     assert!(!r.is_clean());
     let d = &r.files[0].differences;
-    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d.len(), 2, "{d:?}");
     assert!(d[0].starts_with("stats.val_score.mean: stored"), "{d:?}");
+    assert!(
+        d[1].starts_with("state.val_score.welford.mean: stored"),
+        "{d:?}"
+    );
     assert_eq!(
         std::fs::read(&meta).unwrap(),
         bytes,
@@ -283,17 +299,28 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
 }
 
 #[test]
-fn footer_checks_catch_wrong_counts_and_a_missing_arrow_schema_copy() {
+fn footer_checks_catch_wrong_counts_a_foreign_text_and_a_hiding_arrow_schema() {
     let ws = tempfile::tempdir().unwrap();
     let (name, rows) = dataset_rows(0, 200, 4, false);
     let mut w = PredictionWriter::create(ws.path(), &name, WriterOptions::default()).unwrap();
     rows.into_iter().for_each(|p| w.write_owned(p).unwrap());
     let good = w.finish().unwrap().to_json();
     let meta = ws.path().join(format!("{name}.meta.parquet"));
+    let kv = crate::util::key_values_of(&meta);
+    let state = kv.iter().find(|(k, _)| k == "n4a_state").unwrap().1.clone();
+    let runs = kv.iter().find(|(k, _)| k == "n4a_runs").unwrap().1.clone();
 
     let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
     v["total_predictions"] = serde_json::json!(150);
-    rewrite_with_summary(&meta, &meta, Some(&v.to_string()), true);
+    let wrong = v.to_string();
+    crate::util::set_key_values(
+        &meta,
+        &[
+            ("n4a_runs", &runs),
+            ("n4a_summary", &wrong),
+            ("n4a_state", &state),
+        ],
+    );
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!(r.refreshed, 1);
     assert_eq!(
@@ -301,17 +328,52 @@ fn footer_checks_catch_wrong_counts_and_a_missing_arrow_schema_copy() {
         Some("total_predictions is 150 but the file has 200 rows")
     );
 
-    rewrite_with_summary(&meta, &meta, Some(&good), false);
+    // Same numbers, but not the text written with the state.
+    let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    v["generated_at"] = serde_json::json!("2020-01-01T00:00:00.000000+00:00");
+    let other = v.to_string();
+    crate::util::set_key_values(
+        &meta,
+        &[
+            ("n4a_runs", &runs),
+            ("n4a_summary", &other),
+            ("n4a_state", &state),
+        ],
+    );
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!(r.refreshed, 1);
-    assert!(
-        r.files[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("ARROW:schema"),
+    assert_eq!(
+        r.files[0].reason.as_deref(),
+        Some("the state was not written with this summary text")
+    );
+
+    // An ARROW:schema entry (a tool that keeps one) would hide the
+    // summary from pyarrow: refreshed away, its own metadata kept.
+    let kv = crate::util::key_values_of(&meta);
+    let schema =
+        n4a::schema::meta_schema()
+            .as_ref()
+            .clone()
+            .with_metadata(std::collections::HashMap::from([(
+                "origin".to_string(),
+                "tool".to_string(),
+            )]));
+    let encoded = parquet::arrow::encode_arrow_schema(&schema);
+    let mut with: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    with.push(("ARROW:schema", &encoded));
+    crate::util::set_key_values(&meta, &with);
+    let r = run(ws.path(), &RefreshOptions::default());
+    assert_eq!(r.refreshed, 1);
+    assert_eq!(
+        r.files[0].reason.as_deref(),
+        Some("an ARROW:schema entry hides the summary from pyarrow"),
         "{r:#?}"
     );
+    let keys: Vec<String> = crate::util::key_values_of(&meta)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["origin", "n4a_runs", "n4a_summary", "n4a_state"]);
     assert_eq!(run(ws.path(), &RefreshOptions::default()).unchanged, 1);
 }
 
@@ -372,7 +434,6 @@ fn dry_run_writes_nothing_and_says_what_it_would_do() {
         ws.path(),
         &RefreshOptions {
             write: false,
-            write_cache: true,
             ..RefreshOptions::default()
         },
     );
@@ -464,89 +525,6 @@ fn a_writer_appending_during_refreshes_loses_no_row_and_leaves_no_stale_summary(
     assert_eq!(r.unchanged, 1, "no stale summary left: {r:#?}");
     let s = footer::read_footer(&meta).unwrap().summary.unwrap();
     assert_eq!(s.total_predictions, 900);
-}
-
-#[test]
-fn the_cache_file_answers_a_cold_summary_and_each_file_is_checked() {
-    let ws = generated_without_summaries(4, 200);
-    std::fs::copy(
-        fixture("truncated.meta.parquet"),
-        ws.path().join("truncated.meta.parquet"),
-    )
-    .unwrap();
-    let r = run(
-        ws.path(),
-        &RefreshOptions {
-            write_cache: true,
-            ..RefreshOptions::default()
-        },
-    );
-    assert_eq!((r.refreshed, r.failed), (4, 1));
-    assert!(r.cache_written.is_some());
-    let json = |ws: &Workspace| {
-        let mut v = serde_json::to_value(ws.summary().unwrap().as_ref()).unwrap();
-        v.as_object_mut().unwrap().remove("generated_at");
-        v
-    };
-    let plain = Workspace::open(ws.path()).unwrap().with_cache_file(false);
-    let expected = json(&plain);
-    assert_eq!(plain.footer_reads(), 5);
-
-    // A new reader: one read of the cache and a stat per file, no footer,
-    // and the same answer (the bad file's error included).
-    let cold = Workspace::open(ws.path()).unwrap();
-    assert_eq!(json(&cold), expected);
-    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (5, 0));
-    assert_eq!(json(&cold), expected, "asked again: still unchanged");
-    assert_eq!(cold.footer_reads(), 0);
-
-    // One dataset appended to: its key no longer matches, footers are read.
-    let second = n4a::generate::dataset_name(1);
-    let w = PredictionWriter::append(ws.path(), &second, WriterOptions::default()).unwrap();
-    w.finish().unwrap();
-    let cold = Workspace::open(ws.path()).unwrap();
-    let plain = Workspace::open(ws.path()).unwrap().with_cache_file(false);
-    assert_eq!(json(&cold), json(&plain));
-    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (0, 5));
-
-    // A new file, or a removed one, no longer matches either.
-    let r = run(
-        ws.path(),
-        &RefreshOptions {
-            write_cache: true,
-            ..RefreshOptions::default()
-        },
-    );
-    assert!(r.cache_written.is_some());
-    std::fs::remove_file(ws.path().join("truncated.meta.parquet")).unwrap();
-    let cold = Workspace::open(ws.path()).unwrap();
-    assert_eq!(json(&cold)["total_datasets"], 4);
-    assert_eq!(cold.cache_file_hits(), 0);
-
-    // A garbled cache is ignored, never an error.
-    let cache = n4a::reader::cache_file::cache_path(ws.path());
-    std::fs::write(&cache, b"{not json").unwrap();
-    let cold = Workspace::open(ws.path()).unwrap();
-    let plain = Workspace::open(ws.path()).unwrap().with_cache_file(false);
-    assert_eq!(json(&cold), json(&plain));
-    assert_eq!((cold.cache_file_hits(), cold.footer_reads()), (0, 4));
-}
-
-#[test]
-fn workspace_summary_round_trips_through_its_json() {
-    let ws = workspace_with(&[
-        "grain_class.meta.parquet",
-        "no_summary.meta.parquet",
-        "nan_summary.meta.parquet",
-        "truncated.meta.parquet",
-    ]);
-    run(ws.path(), &RefreshOptions::default());
-    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
-    let text = serde_json::to_string(s.as_ref()).unwrap();
-    let back: n4a::reader::WorkspaceSummary = serde_json::from_str(&text).unwrap();
-    assert_eq!(serde_json::to_string(&back).unwrap(), text);
-    assert_eq!(back.datasets.len(), 3);
-    assert_eq!(back.datasets[0].summary(), s.datasets[0].summary());
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
         .iter()
         .map(|kv| kv.key.as_str())
         .collect();
-    assert_eq!(keys, ["ARROW:schema", "n4a_summary"]);
+    assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
     let s = footer::read_footer(&meta).unwrap().summary.unwrap();
     assert_eq!(s.top_predictions[0].val_score, Some(0.1));
     assert_eq!(rows::read_predictions(&meta).unwrap(), before);
@@ -163,4 +163,30 @@ fn issue_6_default_page_reads_only_the_files_holding_it() {
             .len();
         assert_eq!(page.provenance.files_scanned, files, "offset {offset}");
     }
+}
+
+/// Issue 10: a workspace of nirs4all 1.0 footers (no n4a state) had an
+/// empty dashboard: no models, runs, top predictions or stats; and for
+/// `mse` the stored "top" rows are the worst, which must not be shown.
+#[test]
+fn issue_10_a_nirs4all_1_0_workspace_has_models_runs_stats_and_the_lowest_mse() {
+    let ws = crate::util::workspace_with(&["corn_moisture.meta.parquet"]);
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    assert!(!s.models.is_empty());
+    assert!(!s.runs().is_empty());
+    assert!(s.stats.val_score.is_some());
+    let rows =
+        n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
+    let lowest = rows
+        .iter()
+        .filter_map(|p| p.val_score)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        s.top_predictions[0].val_score,
+        Some(n4a::summary::round4(lowest))
+    );
+    assert_eq!(
+        s.top_by_metric["mse"].predictions[0].val_score,
+        Some(lowest)
+    );
 }

@@ -115,7 +115,12 @@ fn every_endpoint_answers_as_the_query_engine_does() {
     // Summary: the reader's, the corrupt file listed in errors (not a 500).
     let (s, v) = srv.get("/api/workspaces/main/predictions/summary");
     assert_eq!(s, 200);
-    let direct = serde_json::to_value(ws.summary().unwrap().as_ref()).unwrap();
+    let direct: serde_json::Value = serde_json::from_slice(
+        &ws.summary()
+            .unwrap()
+            .to_json(n4a::reader::merge::Form::Full),
+    )
+    .unwrap();
     let (a, b) = (without_time(v.clone()), without_time(direct));
     for k in a
         .as_object()
@@ -495,4 +500,53 @@ fn bounded_load_from_another_process_has_no_errors_and_memory_does_not_grow() {
         after < before + (8 << 20),
         "server memory grew from {before} to {after} bytes"
     );
+}
+
+/// Issue 10: the summary compressed when the client accepts it, the same
+/// answer once decoded, and a light form without runs.
+#[test]
+fn summary_is_compressed_on_request_and_has_a_brief_form() {
+    let ws = workspace();
+    let srv = Server::start(&[("main", ws.path())], ServeOptions::default());
+    let target = "/api/workspaces/main/predictions/summary";
+    let mut c = Client::connect(srv.addr()).unwrap();
+    let plain = c.get(target).unwrap();
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    let zstd = c
+        .request_with("GET", target, &[("Accept-Encoding", "gzip, zstd")])
+        .unwrap();
+    assert_eq!(zstd.header("content-encoding"), Some("zstd"));
+    let unz = zstd::bulk::decompress(&zstd.body, plain.body.len() * 2).unwrap();
+    assert_eq!(unz, plain.body);
+    assert!(zstd.body.len() < plain.body.len() / 3);
+    let gz = c
+        .request_with("GET", target, &[("Accept-Encoding", "gzip")])
+        .unwrap();
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut ungz = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut ungz).unwrap();
+    assert_eq!(ungz, plain.body);
+
+    let brief = c.get(&format!("{target}?datasets=brief")).unwrap();
+    let (b, f) = (brief.json(), plain.json());
+    assert!(b.get("runs").is_none());
+    assert!(b["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d.get("runs").is_none()));
+    assert_eq!(b["models"], f["models"]);
+    assert!(brief.body.len() < plain.body.len());
+    let bad = c.get(&format!("{target}?datasets=all")).unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().unwrap().contains("datasets"));
+    let openapi = c.get("/openapi.json").unwrap().json();
+    let params = &openapi["paths"]["/api/workspaces/{id}/predictions/summary"]["get"]["parameters"];
+    assert!(params
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "datasets"));
 }

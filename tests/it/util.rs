@@ -31,6 +31,7 @@ pub fn rewrite_with_summary(src: &Path, dst: &Path, summary: Option<&str>, embed
     let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(src).unwrap()).unwrap();
     let mut md = b.schema().metadata().clone();
     md.remove("n4a_summary");
+    md.remove("n4a_state");
     if let (Some(s), true) = (summary, embed) {
         md.insert("n4a_summary".to_string(), s.to_string());
     }
@@ -94,4 +95,108 @@ pub fn row(config: &str, model: &str, fold: &str, partition: &str, val: f64) -> 
         task_type: Some("regression".into()),
         ..Default::default()
     }
+}
+
+/// Rewrites the n4a file `src` into `dst` as nirs4all 1.0 wrote its files:
+/// the same rows (ArrowWriter, the summary inside `ARROW:schema` and as a
+/// key/value), and a 1.0 summary by nirs4all's rules: every best and top by
+/// the maximum whatever the metric, no n4a state or additions.
+pub fn as_nirs4all_1_0(src: &Path, dst: &Path) {
+    use n4a::metric::{Direction, Directions};
+    use n4a::summary::{SummaryBuilder, SummaryOptions};
+    let metrics = n4a::reader::footer::read_footer(src)
+        .unwrap()
+        .summary
+        .and_then(|s| s.state)
+        .map(|st| st.metrics.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut dirs = Directions::new();
+    for m in metrics {
+        dirs = dirs.with(m, Direction::Maximize);
+    }
+    let mut b = SummaryBuilder::new(SummaryOptions {
+        directions: dirs,
+        ..SummaryOptions::default()
+    });
+    n4a::reader::rows::summarize(src, &mut b).unwrap();
+    let s = b.finish(Some("2026-01-20T12:00:00.000000+00:00".into()));
+    let mut v = serde_json::to_value(&s).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for k in ["ranking", "metrics", "top_by_metric"] {
+        o.remove(k);
+    }
+    o.insert("n4a_version".into(), "1.0".into());
+    for col in ["val_score", "test_score", "train_score"] {
+        if let Some(st) = o["stats"].get_mut(col).and_then(|c| c.as_object_mut()) {
+            for k in [
+                "count",
+                "nan_count",
+                "inf_count",
+                "quartiles_method",
+                "quartiles_rel_error",
+            ] {
+                st.remove(k);
+            }
+        }
+    }
+    if let Some(tops) = o["top_predictions"].as_array_mut() {
+        for t in tops {
+            t.as_object_mut().unwrap().remove("row");
+        }
+    }
+    rewrite_with_summary(src, dst, Some(&v.to_string()), true);
+}
+
+/// Every row of the readable files of a workspace folder, with its dataset
+/// and row number: the oracle of workspace answers.
+pub fn all_rows(dir: &Path) -> Vec<(String, u64, Prediction)> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .collect();
+    files.sort();
+    for p in files {
+        let ds = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".meta.parquet")
+            .to_string();
+        if let Ok(rows) = n4a::reader::rows::read_predictions(&p) {
+            for (i, r) in rows.into_iter().enumerate() {
+                out.push((ds.clone(), i as u64, r));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces a parquet file's footer key/values, everything else kept byte
+/// for byte (what a tool editing metadata in place would leave).
+pub fn set_key_values(path: &Path, kv: &[(&str, &str)]) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    let start = n - 8 - meta_len;
+    let footer = n4a::reader::thrift::replace_key_values(&bytes[start..n - 8], kv).unwrap();
+    let mut out = bytes[..start].to_vec();
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"PAR1");
+    std::fs::write(path, out).unwrap();
+}
+
+/// A file's footer key/values, in order.
+pub fn key_values_of(path: &Path) -> Vec<(String, String)> {
+    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    meta.file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,4 +1,4 @@
-//! The writer: contract layout, the summary inside `ARROW:schema`, arrays,
+//! The writer: contract layout, the summary where pyarrow reads it, arrays,
 //! appends, atomicity and bad input.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ fn opts() -> WriterOptions {
 }
 
 #[test]
-fn written_file_has_contract_columns_and_summary_inside_arrow_schema() {
+fn written_file_has_contract_columns_and_the_summary_in_the_schema_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PredictionWriter::create(dir.path(), "ds", opts()).unwrap();
     // Every int64/float64 column except the scores stays all-null.
@@ -47,17 +47,18 @@ fn written_file_has_contract_columns_and_summary_inside_arrow_schema() {
             .data_type(),
         &DataType::Float64
     );
-    // The summary travels inside ARROW:schema (what pyarrow reads) ...
+    // The summary is a plain key/value entry, once, and no ARROW:schema:
+    // so arrow readers (pyarrow, arrow-rs) show it as the schema metadata.
     let embedded = schema
         .metadata()
         .get("n4a_summary")
-        .expect("summary in ARROW:schema");
+        .expect("summary in the schema metadata");
     let v: serde_json::Value = serde_json::from_str(embedded).unwrap();
-    assert_eq!(v["n4a_version"], "1.1");
+    assert_eq!(v["n4a_version"], "1.2");
     assert_eq!(v["total_predictions"], 1);
-    // ... and as a plain key/value entry.
     let (_, md) = footer::open_metadata(&meta).unwrap();
     assert_eq!(footer::summary_text(&md), Some(embedded.as_str()));
+    assert!(footer::key_value(&md, "ARROW:schema").is_none());
     let codec = md.row_group(0).column(0).compression();
     assert!(
         matches!(codec, parquet::basic::Compression::ZSTD(_)),

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
+# the same sitting, on workspaces generated exactly as nirs4all wrote them.
+#
+#   benches/vs_duckdb.sh [summary|append|all] [--runs N]
+#
+# Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
+# copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
+# generates `many` (2,000 files x 500 rows) and `big` (100 x 100,000) with
+# nirs4all's 1.0 footers, and `many-n4a` / `big-n4a` = the same rows after
+# `n4a refresh` (n4a 1.2 footers).
+#
+# summary: `n4a summary WS --format json > /dev/null`, median of N runs
+#   (warm page cache, one untimed run first), against DuckDB's
+#   `peers.py summary` median; the answers are checked: totals, files with a
+#   summary and models equal DuckDB's (digest over those fields), and n4a's
+#   best `mse` rows equal DuckDB's SQL over the rows (ORDER BY val_score, id:
+#   ties compared as a set of scores). DuckDB's top_predictions follow the
+#   webapp's maximum rule and are not compared.
+# append: `n4a ingest` of the 10,000-row fixture `peers.py append` writes,
+#   to a copy of big's first file (1.0 footer) and of big-n4a's (1.2),
+#   against the nirs4all way in-process (`peers.py append`).
+# The I/O floor of each workspace (open + read every footer's bytes, no
+#   parsing) is printed beside.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WHAT=${1:-all}
+RUNS=7
+[[ "${2:-}" == "--runs" ]] && RUNS=$3
+B=$ROOT/target/peer-bench
+P=$B/venv/bin/python
+N=$ROOT/target/release/n4a
+
+cargo build --release --quiet
+if [[ ! -x $P ]]; then
+  mkdir -p "$B" && cp -r ../shared/bench/. "$B"/
+  python3 -m venv "$B/venv"
+  "$P" -m pip install -q duckdb polars pyarrow pandas
+fi
+gen() {
+  local name=$1 files=$2 rows=$3
+  [[ -d $B/data/$name ]] || (cd "$B" && "$P" gen_workspace.py --out "data/$name" --files "$files" --rows-per-file "$rows" >/dev/null)
+  if [[ ! -d $B/data/$name-n4a ]]; then
+    cp -r "$B/data/$name" "$B/data/$name-n4a"
+    "$N" refresh "$B/data/$name-n4a" --format json >/dev/null
+  fi
+}
+gen many 2000 500
+gen big 100 100000
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Whole-process wall time of a command, median of $RUNS runs, in seconds.
+timeit() {
+  "$@" >/dev/null 2>&1 || true
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1
+  done | sort -g | awk '{t[NR]=$1; m[NR]=$2} END {i=int((NR+1)/2); printf "%s %s\n", t[i], m[i]}'
+}
+
+floor() {
+  "$P" - "$1" <<'EOF'
+import glob, os, sys, time, statistics
+files = sorted(glob.glob(os.path.join(sys.argv[1], "*.meta.parquet")))
+def once():
+    t = time.perf_counter()
+    for f in files:
+        with open(f, "rb") as h:
+            h.seek(-8, 2); n = int.from_bytes(h.read(4), "little")
+            h.seek(-8 - n, 2); h.read(n)
+    return time.perf_counter() - t
+once()
+print(f"{statistics.median(once() for _ in range(5)):.4f}")
+EOF
+}
+
+summary() {
+  printf "%-10s %10s %10s %8s %10s %s\n" workspace "n4a s" "duckdb s" ratio "floor s" "answers"
+  for ws in many many-n4a big-n4a big; do
+    local d=$B/data/$ws
+    read -r t mem < <(timeit "$N" summary "$d" --format json)
+    local duck
+    duck=$(cd "$B" && "$P" peers.py summary --ws "data/$ws" --peer duckdb --runs "$RUNS")
+    local dt
+    dt=$(echo "$duck" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["median_s"])')
+    "$N" summary "$d" --format json > "$B/n4a-summary-$ws.json"
+    local check
+    check=$("$P" - "$B" "$ws" "$B/n4a-summary-$ws.json" <<'EOF'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import peers, duckdb, os
+b, ws, path = sys.argv[1:]
+n = json.load(open(path))
+duck = peers.DuckSummary()(os.path.join(b, "data", ws))
+def part(a):
+    return {"total_predictions": a["total_predictions"], "total_datasets": a["total_datasets"],
+            "n_with_summary": a["n_with_summary"],
+            "models": [{"name": m["name"], "count": m["count"]} for m in a["models"]]}
+mine = dict(n, n_with_summary=sum(1 for d in n["datasets"] if d["has_summary"]))
+# Counts exactly (digest); averages within the 4-decimal rounding the
+# footers' per-file averages carry (n4a merges exact sums where it has state).
+ok_models = peers.digest(part(mine)) == peers.digest(part(duck)) and all(
+    (a["avg_val_score"] is None) == (b["avg_val_score"] is None)
+    and (a["avg_val_score"] is None or abs(a["avg_val_score"] - b["avg_val_score"]) <= 1.5e-4)
+    for a, b in zip(mine["models"], duck["models"]))
+con = duckdb.connect()
+rows = con.execute("""SELECT val_score FROM read_parquet($p) WHERE metric = 'mse'
+                      ORDER BY val_score ASC, id ASC LIMIT 10""",
+                   {"p": os.path.join(b, "data", ws, "*.meta.parquet")}).fetchall()
+best = sorted(e["val_score"] for e in n["top_by_metric"]["mse"]["predictions"])
+ok_top = best == [r[0] for r in rows]
+print(("models ok" if ok_models else "MODELS DIFFER") + ", " + ("best mse ok" if ok_top else "BEST MSE DIFFERS"))
+EOF
+)
+    local fl
+    fl=$(floor "$d")
+    printf "%-10s %10s %10s %8.3f %10s %s (n4a peak %s KB)\n" "$ws" "$t" "$dt" "$(echo "$t / $dt" | bc -l)" "$fl" "$check" "$mem"
+  done
+}
+
+append() {
+  local out
+  out=$(cd "$B" && "$P" peers.py append --ws data/big --k 10000 --runs "$RUNS")
+  local nt fixture file
+  nt=$(echo "$out" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["median_s"])')
+  fixture=$B/$(echo "$out" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["params"]["fixture"])')
+  file=$(echo "$out" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["params"]["file"])')
+  printf "%-22s %10s %14s %8s\n" "append 10k rows to" "n4a s" "nirs4all-way s" ratio
+  for src in big big-n4a; do
+    local w=$B/data/_work/n4a-append-$src
+    local times=()
+    for _ in $(seq "$RUNS"); do
+      rm -rf "$w" && mkdir -p "$w" && cp "$B/data/$src/$file.meta.parquet" "$w/"
+      sync -f "$w" 2>/dev/null || true
+      times+=("$( { /usr/bin/time -f "%e" "$N" ingest "$w" "$fixture" --format json >/dev/null; } 2>&1 | tail -1)")
+    done
+    local t
+    t=$(printf "%s\n" "${times[@]}" | median)
+    printf "%-22s %10s %14s %8.3f\n" "$src ($file)" "$t" "$nt" "$(echo "$t / $nt" | bc -l)"
+  done
+}
+
+case $WHAT in
+  summary) summary ;;
+  append) append ;;
+  all) summary; echo; append ;;
+  *) echo "usage: $0 [summary|append|all] [--runs N]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,899 @@
+//! What a workspace needs of one file's footer, read the cheapest way the
+//! footer allows ([`read_info`]).
+//!
+//! * **I/O.** One `pread` of the file's last 24 KiB, which holds the whole
+//!   footer of a file of a few thousand rows. A larger footer takes one
+//!   more read of its start (the schema, row count, row groups and
+//!   the column statistics of `metric` and the scores); its key/values are
+//!   then located without being read ([`thrift::locate_key_values`]) and
+//!   only the values needed are fetched. For an n4a 1.2 footer that is the
+//!   compact state, the last key/value, already in the tail read: the
+//!   summary text between (the bulk of a footer with thousands of configs)
+//!   is not read at all here. It is relayed later straight from the file
+//!   ([`FileSummary::read_text`]), checked against the hash the state
+//!   carries.
+//! * **Memory.** A 1.2 file keeps its state's head as the compact bytes it
+//!   was stored in (a few KB), decoded on demand; nothing of its summary
+//!   text. On this 2-core VM a page of fresh memory costs about 2 µs to
+//!   fault in, more than reading it from the page cache, so a workspace
+//!   summary is bound by what it holds as much as by what it reads.
+//! * **Other versions.** A 1.1 summary (state inside the JSON) and
+//!   nirs4all's 1.0 (no state) are read and parsed whole; for 1.0 only the
+//!   parts a merge uses are typed, and the text relayed is rebuilt with
+//!   nirs4all's maxima left out where they are not bests
+//!   ([`relay_text`]).
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::cache::FileKey;
+use super::footer::{key_value, open_metadata};
+use super::thrift::{self, ChunkStats, SkimError};
+use crate::error::{Error, Result};
+use crate::metric::builtin_direction;
+use crate::schema::{RUNS_KEY, STATE_KEY, SUMMARY_KEY};
+use crate::summary::codec::{self, Encoded, TextCheck};
+use crate::summary::json::{self, Fields};
+use crate::summary::legacy::{relay_text, LegacyRanking, LegacySummary};
+use crate::summary::{Summary, SummaryState};
+
+/// Bytes read from the end of a file in the first `pread`, and from the
+/// start of a larger footer in the second.
+pub const WINDOW: u64 = 24 << 10;
+
+/// Columns whose chunk statistics [`read_info`] keeps.
+const WATCHED: [&str; 4] = ["metric", "val_score", "test_score", "train_score"];
+
+/// What the parquet column statistics of a file say (every writer of
+/// nirs4all's files, pyarrow and arrow-rs, writes them by default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnFacts {
+    /// What the `metric` column holds.
+    pub metric: MetricFact,
+    /// Per score column (val, test, train): the non-null count, minimum
+    /// and maximum over every row group; `None` when some chunk has no
+    /// statistics.
+    pub scores: [Option<ScoreFact>; 3],
+}
+
+/// What a file's `metric` column statistics prove.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum MetricFact {
+    /// Every row with a metric has this one, and `rows` rows have one.
+    One {
+        /// The metric.
+        name: String,
+        /// Rows with a (non-null) metric.
+        rows: u64,
+    },
+    /// No row has a metric.
+    None,
+    /// Several metrics, or no statistics to tell.
+    #[default]
+    Unknown,
+}
+
+/// A score column's statistics over a file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreFact {
+    /// Non-null values (NaN included).
+    pub non_null: u64,
+    /// Smallest value (NaN excluded), if any.
+    pub min: Option<f64>,
+    /// Largest value (NaN excluded), if any.
+    pub max: Option<f64>,
+}
+
+impl ColumnFacts {
+    fn of(stats: &[ChunkStats<'_>], num_row_groups: usize) -> ColumnFacts {
+        let chunks = |col: usize| stats.iter().filter(move |s| s.column == col);
+        let complete = |col: usize| {
+            chunks(col).count() == num_row_groups && chunks(col).all(|s| s.null_count.is_some())
+        };
+        let metric = if !complete(0) {
+            MetricFact::Unknown
+        } else {
+            let rows: i64 = chunks(0)
+                .map(|s| s.num_values - s.null_count.unwrap_or(0))
+                .sum();
+            let mut names = chunks(0).filter(|s| s.num_values > s.null_count.unwrap_or(0));
+            let first = names.clone().next();
+            match first {
+                None => MetricFact::None,
+                Some(f)
+                    if f.min.is_some()
+                        && f.min == f.max
+                        && names.all(|s| s.min == f.min && s.max == f.min) =>
+                {
+                    match std::str::from_utf8(f.min.unwrap_or_default()) {
+                        Ok(name) => MetricFact::One {
+                            name: name.to_string(),
+                            rows: rows.max(0) as u64,
+                        },
+                        Err(_) => MetricFact::Unknown,
+                    }
+                }
+                Some(_) => MetricFact::Unknown,
+            }
+        };
+        let score = |col: usize| -> Option<ScoreFact> {
+            if !complete(col) {
+                return None;
+            }
+            let f64_of = |b: Option<&[u8]>| {
+                b.and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(f64::from_le_bytes)
+                    .filter(|v| !v.is_nan())
+            };
+            let mut fact = ScoreFact {
+                non_null: 0,
+                min: None,
+                max: None,
+            };
+            for s in chunks(col) {
+                fact.non_null += (s.num_values - s.null_count.unwrap_or(0)).max(0) as u64;
+                let (lo, hi) = (f64_of(s.min), f64_of(s.max));
+                if s.num_values > s.null_count.unwrap_or(0) && (lo.is_none() || hi.is_none()) {
+                    // Values without bounds (all NaN, or bounds not written).
+                    return None;
+                }
+                fact.min = match (fact.min, lo) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                fact.max = match (fact.max, hi) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Some(fact)
+        };
+        ColumnFacts {
+            metric,
+            scores: [score(1), score(2), score(3)],
+        }
+    }
+}
+
+/// What a workspace needs of one file's footer, read by [`read_info`].
+#[derive(Debug)]
+pub struct FooterInfo {
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// The file's identity when read (its summary text is read again only
+    /// while it is unchanged).
+    pub key: FileKey,
+    /// The column statistics of `metric` and the scores.
+    pub columns: ColumnFacts,
+    /// The summary, if the file has one.
+    pub summary: Option<FileSummary>,
+}
+
+impl FooterInfo {
+    /// The file's mergeable state when it agrees with the file (same row
+    /// count), decoded on first use: for a 1.2 footer its head, whose `runs`
+    /// and `pipelines` are empty (see [`FileSummary::full_state`]).
+    pub fn state_head(&self) -> Option<&SummaryState> {
+        match &self.summary.as_ref()?.content {
+            Content::State(s) => s.head().ok(),
+            Content::Legacy { .. } => None,
+        }
+    }
+}
+
+/// One file's summary as a workspace uses it: where its text is, and what a
+/// merge can use.
+#[derive(Debug)]
+pub struct FileSummary {
+    /// `n4a_version`.
+    pub version: String,
+    /// The summary object as valid JSON text, `runs` its last member, no
+    /// `state` in it.
+    pub text: TextSource,
+    /// What a merge uses.
+    pub content: Content,
+}
+
+/// Where a summary's relayed text is.
+#[derive(Debug)]
+pub enum TextSource {
+    /// In memory (rebuilt from a 1.0 or 1.1 summary).
+    Held {
+        /// The text.
+        text: Bytes,
+        /// Byte offset of `,"runs":` in it.
+        runs_at: Option<usize>,
+    },
+    /// In the file, as n4a 1.2 wrote it beside its state.
+    InFile {
+        /// Byte offset of the text in the file.
+        offset: u64,
+        /// Its length, hash and `runs` offset, from the state.
+        check: TextCheck,
+        /// Set once a read matched the hash: later reads of the unchanged
+        /// file (same key) skip hashing.
+        verified: std::sync::atomic::AtomicBool,
+    },
+}
+
+/// What a merge can use of a file's summary.
+#[derive(Debug)]
+pub enum Content {
+    /// n4a's mergeable state, agreeing with the file.
+    State(StateSource),
+    /// No usable state (nirs4all's 1.0, or a state that disagrees with
+    /// the file): the typed parts and how n4a reads its rankings.
+    Legacy {
+        /// The typed parts.
+        parts: LegacySummary,
+        /// The file's metric and direction, from its column statistics.
+        ranking: LegacyRanking,
+    },
+}
+
+/// A state kept compact: 1.2's head bytes (decoded on demand) and packed
+/// runs, or 1.1's state decoded from its JSON.
+pub struct StateSource {
+    /// Rows the state counts.
+    pub rows: u64,
+    /// Distinct configs in the full state.
+    pub n_runs: u64,
+    /// Distinct pipelines in the full state.
+    pub n_pipelines: u64,
+    packed: Option<Encoded>,
+    runs: Option<RunsSource>,
+    head: OnceLock<std::result::Result<SummaryState, String>>,
+    full: OnceLock<std::result::Result<Arc<SummaryState>, String>>,
+}
+
+/// Where a 1.2 state's `n4a_runs` value is: read when the whole state is
+/// asked for (appends, config pruning), not for a summary.
+#[derive(Debug, Clone)]
+pub enum RunsSource {
+    /// In the file: offset and length of the value.
+    InFile(u64, usize),
+    /// Already read.
+    Held(Vec<u8>),
+}
+
+impl std::fmt::Debug for StateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSource")
+            .field("rows", &self.rows)
+            .field("n_runs", &self.n_runs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateSource {
+    /// The head (the state without runs and pipelines for 1.2, whole for
+    /// 1.1), decoded once and kept.
+    ///
+    /// # Errors
+    /// The decoder's message, when the head does not decode (it decoded
+    /// when the footer was read, so only memory corruption gets here).
+    pub fn head(&self) -> std::result::Result<&SummaryState, &str> {
+        self.head
+            .get_or_init(|| match &self.packed {
+                Some(p) => p.head().map(|h| h.state).map_err(|e| e.0),
+                None => Err("no packed head".to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Folds the head into `m` with its top entries tagged `dataset`,
+    /// reading 1.2's bytes in place (no string copied unless it stays in
+    /// the merge). Returns false when the head does not decode.
+    pub fn merge_into(&self, m: &mut crate::summary::StateMerger, dataset: &str) -> bool {
+        match &self.packed {
+            Some(p) => match p.view() {
+                Ok(v) => {
+                    m.add_view(&v, Some(dataset));
+                    true
+                }
+                Err(_) => false,
+            },
+            None => match self.head() {
+                Ok(st) => {
+                    m.add(st, 0, Some(dataset));
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+impl FileSummary {
+    /// The relayed text, read from the file when it stays there (one
+    /// `pread` into `buf`, then checked against the hash the state
+    /// carries). Returns the text and the byte offset of `,"runs":` in it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::ChangedDuringRefresh`]
+    /// when it is no longer the file whose footer was read (another
+    /// writer replaced it), or its text no longer matches its state.
+    pub fn read_text<'b>(
+        &'b self,
+        path: &Path,
+        key: &FileKey,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<(&'b [u8], Option<usize>)> {
+        match &self.text {
+            TextSource::Held { text, runs_at } => Ok((text, *runs_at)),
+            TextSource::InFile {
+                offset,
+                check,
+                verified,
+            } => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let now = file.metadata().map_err(|e| Error::io(path, e))?;
+                let changed = || Error::ChangedDuringRefresh {
+                    path: path.to_path_buf(),
+                };
+                if FileKey::from_metadata(&now) != *key {
+                    return Err(changed());
+                }
+                // Grown, never cleared: the read overwrites what it uses.
+                let n = check.len as usize;
+                if buf.len() < n {
+                    buf.resize(n, 0);
+                }
+                let buf = &mut buf[..n];
+                file.read_exact_at(buf, *offset)
+                    .map_err(|e| Error::io(path, e))?;
+                use std::sync::atomic::Ordering::Relaxed;
+                if !verified.load(Relaxed) {
+                    if !check.matches(buf) {
+                        return Err(changed());
+                    }
+                    verified.store(true, Relaxed);
+                }
+                Ok((buf, check.runs_at.map(|a| a as usize)))
+            }
+        }
+    }
+
+    /// The summary typed (decoded now from the relayed text, without its
+    /// state). O(size of the text), one read for a 1.2 file.
+    ///
+    /// # Errors
+    /// As [`Self::read_text`]; [`Error::InvalidSummary`] for a member of an
+    /// unexpected type.
+    pub fn to_summary(&self, path: &Path, key: &FileKey) -> Result<Summary> {
+        let mut buf = Vec::new();
+        let (text, _) = self.read_text(path, key, &mut buf)?;
+        serde_json::from_slice(text).map_err(|e| Error::InvalidSummary {
+            path: path.to_path_buf(),
+            reason: format!("unexpected shape: {e}"),
+        })
+    }
+
+    /// The whole mergeable state (runs and pipelines included), decoded
+    /// once and kept: for config pruning and appends. `None` for a summary
+    /// without state. A 1.2 state's runs are read from the file then (one
+    /// `pread`), while it is the file whose footer was read (`key`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSummary`] when the runs do not decode or the file
+    /// changed.
+    pub fn full_state(&self, path: &Path, key: &FileKey) -> Result<Option<Arc<SummaryState>>> {
+        let Content::State(s) = &self.content else {
+            return Ok(None);
+        };
+        let full = s.full.get_or_init(|| {
+            let mut st = s.head().map_err(str::to_string)?.clone();
+            if s.packed.is_none() {
+                return Ok(Arc::new(st));
+            }
+            let bytes = match &s.runs {
+                Some(RunsSource::Held(v)) => std::borrow::Cow::Borrowed(&v[..]),
+                Some(RunsSource::InFile(offset, len)) => {
+                    let file = File::open(path).map_err(|e| e.to_string())?;
+                    let now = file.metadata().map_err(|e| e.to_string())?;
+                    if FileKey::from_metadata(&now) != *key {
+                        return Err("the file changed since its footer was read".to_string());
+                    }
+                    let mut v = vec![0u8; *len];
+                    file.read_exact_at(&mut v, *offset)
+                        .map_err(|e| e.to_string())?;
+                    std::borrow::Cow::Owned(v)
+                }
+                None => return Err(format!("{STATE_KEY} without {RUNS_KEY}")),
+            };
+            codec::fill_runs(&bytes, &mut st, (s.n_runs, s.n_pipelines)).map_err(|e| e.0)?;
+            Ok(Arc::new(st))
+        });
+        full.clone()
+            .map(Some)
+            .map_err(|reason| Error::InvalidSummary {
+                path: path.to_path_buf(),
+                reason: format!("{STATE_KEY}: {reason}"),
+            })
+    }
+}
+
+/// Reads a file's footer the cheapest way (see the module docs). `key` is
+/// the file's identity from a `stat` the caller already made. On anything
+/// the skim does not understand it falls back to the full parquet decoder,
+/// whose error names the problem.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Parquet`], [`Error::InvalidSummary`] or
+/// [`Error::UnsupportedVersion`], naming the file.
+pub fn read_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
+    thread_local! {
+        // Read buffers per thread, reused: fresh buffers per file cost more
+        // in page faults than the reads themselves.
+        static BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    BUFS.with(|b| {
+        let mut bufs = b.borrow_mut();
+        let (tail, head) = &mut *bufs;
+        let out = read_with(path, key, tail, head);
+        for buf in [tail, head] {
+            if buf.capacity() > KEEP_BUFFER {
+                *buf = Vec::new();
+            }
+        }
+        out
+    })
+}
+
+/// Largest read buffer a thread keeps between files.
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// What the skim gives, values fetched.
+struct Skimmed<'b> {
+    num_rows: i64,
+    num_row_groups: usize,
+    columns: ColumnFacts,
+    summary: Option<Located<'b>>,
+    state: Option<std::result::Result<Encoded, codec::CodecError>>,
+    runs: Option<RunsSource>,
+}
+
+/// A summary text found in a footer: its bytes when already read, its
+/// offset in the file and its length.
+struct Located<'b> {
+    text: Option<Cow<'b, [u8]>>,
+    offset: u64,
+    len: usize,
+}
+
+fn read_with(
+    path: &Path,
+    key: FileKey,
+    tail: &mut Vec<u8>,
+    head: &mut Vec<u8>,
+) -> Result<FooterInfo> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = key.len;
+    let skimmed = match skim(&file, path, len, tail, head)? {
+        Some(s) => s,
+        None => {
+            // The parquet crate reads what the skim did not understand, or
+            // says what is wrong with it.
+            let (_, full) = open_metadata(path)?;
+            let kv = |key: &str| key_value(&full, key).map(|v| v.as_bytes().to_vec());
+            Skimmed {
+                num_rows: full.file_metadata().num_rows(),
+                num_row_groups: full.num_row_groups(),
+                columns: ColumnFacts::default(),
+                summary: kv(SUMMARY_KEY).map(|t| Located {
+                    len: t.len(),
+                    text: Some(Cow::Owned(t)),
+                    offset: 0,
+                }),
+                state: kv(STATE_KEY).map(|v| codec::split(&v)),
+                runs: kv(RUNS_KEY).map(RunsSource::Held),
+            }
+        }
+    };
+    let num_rows = skimmed.num_rows.max(0) as u64;
+    let columns = skimmed.columns;
+    let summary = match skimmed.summary {
+        None => None,
+        Some(at) => Some(file_summary(
+            path,
+            &file,
+            at,
+            (skimmed.state, skimmed.runs),
+            num_rows,
+            &columns,
+        )?),
+    };
+    Ok(FooterInfo {
+        num_rows,
+        num_row_groups: skimmed.num_row_groups,
+        file_size: len,
+        key,
+        columns,
+        summary,
+    })
+}
+
+/// Skims the footer: `None` when it is not a plain parquet footer the skim
+/// understands.
+fn skim<'b>(
+    file: &File,
+    path: &Path,
+    len: u64,
+    tail: &'b mut Vec<u8>,
+    head: &'b mut Vec<u8>,
+) -> Result<Option<Skimmed<'b>>> {
+    let n = len.min(WINDOW) as usize;
+    tail.clear();
+    tail.resize(n, 0);
+    file.read_exact_at(tail, len - n as u64)
+        .map_err(|e| Error::io(path, e))?;
+    if n < 12 || &tail[n - 4..] != b"PAR1" {
+        return Ok(None);
+    }
+    let meta_len = u32::from_le_bytes(tail[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    if meta_len as u64 + 12 > len {
+        return Ok(None);
+    }
+    let footer_at = len - 8 - meta_len as u64;
+    let tail: &'b [u8] = tail;
+    if let Some(fast) = skim_n4a(file, path, (meta_len, footer_at), &tail[..n - 8], head)? {
+        return Ok(Some(fast));
+    }
+    if meta_len + 8 <= n {
+        // The whole footer is in the tail read.
+        let meta = &tail[n - 8 - meta_len..n - 8];
+        let Ok(skim) = thrift::parse_with_stats(meta, &WATCHED) else {
+            return Ok(None);
+        };
+        let find = |key: &str| {
+            skim.key_values
+                .iter()
+                .find(|(k, _)| *k == key.as_bytes())
+                .and_then(|(_, v)| *v)
+        };
+        let summary = find(SUMMARY_KEY).map(|t| {
+            let at = t.as_ptr() as usize - meta.as_ptr() as usize;
+            Located {
+                text: Some(Cow::Borrowed(t)),
+                offset: footer_at + at as u64,
+                len: t.len(),
+            }
+        });
+        return Ok(Some(Skimmed {
+            num_rows: skim.num_rows,
+            num_row_groups: skim.num_row_groups,
+            columns: ColumnFacts::of(&skim.chunk_stats, skim.num_row_groups),
+            summary,
+            state: find(STATE_KEY).map(codec::split),
+            runs: find(RUNS_KEY).map(|v| {
+                let at = v.as_ptr() as usize - meta.as_ptr() as usize;
+                RunsSource::InFile(footer_at + at as u64, v.len())
+            }),
+        }));
+    }
+    // A larger footer: its start, then its key/values located.
+    let h = meta_len.min(WINDOW as usize);
+    head.clear();
+    head.resize(h, 0);
+    file.read_exact_at(head, footer_at)
+        .map_err(|e| Error::io(path, e))?;
+    let head: &'b [u8] = head;
+    let Ok(prefix) = thrift::parse_prefix(head, &WATCHED) else {
+        return Ok(None);
+    };
+    let tail_at = meta_len - (n - 8);
+    let tail_meta = &tail[..n - 8];
+    let mut fetch = |pos: usize, want: usize| -> std::result::Result<Cow<'_, [u8]>, SkimError> {
+        let end = (pos + want).min(meta_len);
+        if end <= h {
+            return Ok(Cow::Borrowed(&head[pos..end]));
+        }
+        if pos >= tail_at {
+            return Ok(Cow::Borrowed(&tail_meta[pos - tail_at..end - tail_at]));
+        }
+        let mut v = vec![0u8; end - pos];
+        file.read_exact_at(&mut v, footer_at + pos as u64)
+            .map_err(|_| SkimError("footer read failed"))?;
+        Ok(Cow::Owned(v))
+    };
+    let entries = match prefix.kv_at {
+        Some(at) => match thrift::locate_key_values(at, meta_len, &mut fetch) {
+            Ok(e) => e,
+            Err(_) => return Ok(None),
+        },
+        None => Vec::new(),
+    };
+    let value = |key: &str| {
+        entries
+            .iter()
+            .find(|e| e.key == key.as_bytes())
+            .and_then(|e| e.value)
+    };
+    let state = match value(STATE_KEY) {
+        Some((pos, n)) => match fetch(pos, n) {
+            Ok(v) => Some(codec::split(&v)),
+            Err(_) => return Ok(None),
+        },
+        None => None,
+    };
+    let summary = value(SUMMARY_KEY).map(|(pos, n)| Located {
+        text: None,
+        offset: footer_at + pos as u64,
+        len: n,
+    });
+    let runs = value(RUNS_KEY).map(|(pos, n)| RunsSource::InFile(footer_at + pos as u64, n));
+    Ok(Some(Skimmed {
+        num_rows: prefix.skim.num_rows,
+        num_row_groups: prefix.skim.num_row_groups,
+        columns: ColumnFacts::of(&prefix.skim.chunk_stats, prefix.skim.num_row_groups),
+        summary,
+        state,
+        runs,
+    }))
+}
+
+/// An n4a 1.2 footer read from its end: the state (the last key/value)
+/// found by its framing, the summary text's place from the state's check
+/// and the framing before it, the row count and row groups from the
+/// footer's first bytes; the row groups' metadata (35 column chunks each)
+/// is not walked. `None` when the footer is not laid out that way (the
+/// general skim then reads it). `window` is the footer's last bytes.
+fn skim_n4a<'b>(
+    file: &File,
+    path: &Path,
+    (meta_len, footer_at): (usize, u64),
+    window: &'b [u8],
+    head: &mut Vec<u8>,
+) -> Result<Option<Skimmed<'b>>> {
+    let window_at = meta_len.saturating_sub(window.len());
+    let window = &window[window.len() - (meta_len - window_at)..];
+    let Some((state, text_end)) = thrift::locate_state(window, window_at) else {
+        return Ok(None);
+    };
+    let Ok(packed) = codec::split(&window[state.start - window_at..state.end - window_at]) else {
+        return Ok(None);
+    };
+    let Ok(prefix) = packed.prefix() else {
+        return Ok(None);
+    };
+    let text_len = prefix.text.len as usize;
+    let framing = thrift::summary_framing(text_len);
+    let Some(text_start) = text_end.checked_sub(text_len) else {
+        return Ok(None);
+    };
+    let Some(framed_at) = text_start.checked_sub(framing.len()) else {
+        return Ok(None);
+    };
+    let read = |at: usize, n: usize| -> Result<Vec<u8>> {
+        let mut v = vec![0u8; n];
+        file.read_exact_at(&mut v, footer_at + at as u64)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(v)
+    };
+    let framed_ok = if framed_at >= window_at {
+        window[framed_at - window_at..text_start - window_at] == framing[..]
+    } else {
+        read(framed_at, framing.len())? == framing
+    };
+    if !framed_ok {
+        return Ok(None);
+    }
+    let start: &[u8] = if window_at == 0 {
+        window
+    } else {
+        let h = meta_len.min(START_READ);
+        head.clear();
+        head.resize(h, 0);
+        file.read_exact_at(head, footer_at)
+            .map_err(|e| Error::io(path, e))?;
+        head
+    };
+    let Ok((num_rows, num_row_groups)) = thrift::parse_counts(start, meta_len) else {
+        return Ok(None);
+    };
+    let text = (text_start >= window_at)
+        .then(|| Cow::Borrowed(&window[text_start - window_at..text_end - window_at]));
+    Ok(Some(Skimmed {
+        num_rows,
+        num_row_groups,
+        columns: ColumnFacts::default(),
+        summary: Some(Located {
+            text,
+            offset: footer_at + text_start as u64,
+            len: text_len,
+        }),
+        state: Some(Ok(packed)),
+        // `n4a_runs` ends where the summary's key/value starts (checked by
+        // its magic and counts when read).
+        runs: (framed_at as u64)
+            .checked_sub(1 + prefix.runs_len)
+            .map(|at| RunsSource::InFile(footer_at + at, prefix.runs_len as usize)),
+    }))
+}
+
+/// Bytes read from a large footer's start for its row count (the schema
+/// comes first: 35 columns take about 1 KB).
+const START_READ: usize = 8 << 10;
+
+/// Decodes one summary for a workspace, the cheapest way its format allows.
+/// `text` is the summary's bytes when already read; `at` is where they are
+/// in the file (offset, length).
+fn file_summary(
+    path: &Path,
+    file: &File,
+    found: Located<'_>,
+    (state, runs): (
+        Option<std::result::Result<Encoded, codec::CodecError>>,
+        Option<RunsSource>,
+    ),
+    num_rows: u64,
+    columns: &ColumnFacts,
+) -> Result<FileSummary> {
+    let Located { text, offset, len } = found;
+    let at = (offset, len);
+    json::check_size(path, at.1)?;
+    let read_text = |text: Option<Cow<'_, [u8]>>| -> Result<Vec<u8>> {
+        match text {
+            Some(t) => Ok(t.into_owned()),
+            None => {
+                let mut v = vec![0u8; at.1];
+                file.read_exact_at(&mut v, at.0)
+                    .map_err(|e| Error::io(path, e))?;
+                Ok(v)
+            }
+        }
+    };
+    if let Some(packed) = state {
+        let packed = packed.map_err(|e| invalid_state(path, &e))?;
+        // The head is fully read (and checked) when merged.
+        let h = packed.prefix().map_err(|e| invalid_state(path, &e))?;
+        let (check, rows, n_runs, n_pipelines) = (h.text, h.rows, h.n_runs, h.n_pipelines);
+        // The text n4a wrote beside this state has its length; its hash is
+        // checked whenever it is read (relayed, typed).
+        let version = match &text {
+            Some(t) => json::leading_version(t),
+            None => {
+                let mut start = [0u8; 40];
+                let n = start.len().min(at.1);
+                file.read_exact_at(&mut start[..n], at.0)
+                    .map_err(|e| Error::io(path, e))?;
+                json::leading_version(&start[..n])
+            }
+        };
+        let ours = check.len == at.1 as u64
+            && version.is_some()
+            && text.as_ref().is_none_or(|t| check.matches(t));
+        if ours {
+            let version = version.expect("checked above");
+            json::check_version(path, &version)?;
+            if rows == num_rows {
+                // A text already read (a small footer) is kept; a large one
+                // stays in the file and is read when relayed.
+                let text = match text {
+                    Some(t) => TextSource::Held {
+                        text: Bytes::copy_from_slice(&t),
+                        runs_at: check.runs_at.map(|a| a as usize),
+                    },
+                    None => TextSource::InFile {
+                        offset: at.0,
+                        check,
+                        verified: false.into(),
+                    },
+                };
+                return Ok(FileSummary {
+                    version,
+                    text,
+                    content: Content::State(StateSource {
+                        rows,
+                        n_runs,
+                        n_pipelines,
+                        packed: Some(packed),
+                        runs,
+                        head: OnceLock::new(),
+                        full: OnceLock::new(),
+                    }),
+                });
+            }
+            // Rows changed under the footer (another tool rewrote them and
+            // kept our key/values): read the text as a summary without state.
+        }
+        let text = read_text(text)?;
+        let (version, fields) = json::decode_fields(path, &text)?;
+        return legacy_summary(path, version, &fields, columns);
+    }
+    let text = read_text(text)?;
+    let (version, mut fields) = json::decode_fields(path, &text)?;
+    let state = match fields.iter().position(|(k, _)| k == "state") {
+        Some(i) => {
+            let (_, raw) = fields.remove(i);
+            Some(
+                serde_json::from_str::<SummaryState>(raw.get())
+                    .map_err(|e| invalid(path, &format!("state: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    match state.filter(|st| st.rows == num_rows) {
+        Some(st) => {
+            let (text, runs_at) = json::relay_fields(&fields);
+            let (n_runs, n_pipelines) = (st.runs.len() as u64, st.pipelines.len() as u64);
+            let rows = st.rows;
+            let head = OnceLock::new();
+            let _ = head.set(Ok(st));
+            Ok(FileSummary {
+                version,
+                text: TextSource::Held {
+                    text: Bytes::from(text),
+                    runs_at,
+                },
+                content: Content::State(StateSource {
+                    rows,
+                    n_runs,
+                    n_pipelines,
+                    packed: None,
+                    runs: None,
+                    head,
+                    full: OnceLock::new(),
+                }),
+            })
+        }
+        None => legacy_summary(path, version, &fields, columns),
+    }
+}
+
+/// A summary without usable state: its typed parts, and the text relayed
+/// with nirs4all's maxima left out where they are not bests.
+fn legacy_summary(
+    path: &Path,
+    version: String,
+    fields: &Fields,
+    columns: &ColumnFacts,
+) -> Result<FileSummary> {
+    let ranking = legacy_ranking(columns);
+    let shape = |e: serde_json::Error| invalid(path, &format!("unexpected shape: {e}"));
+    let parts = LegacySummary::from_fields(fields).map_err(shape)?;
+    let (text, runs_at) = relay_text(fields, &ranking).map_err(shape)?;
+    Ok(FileSummary {
+        version,
+        text: TextSource::Held {
+            text: Bytes::from(text),
+            runs_at,
+        },
+        content: Content::Legacy { parts, ranking },
+    })
+}
+
+fn legacy_ranking(columns: &ColumnFacts) -> LegacyRanking {
+    match &columns.metric {
+        MetricFact::One { name, .. } => LegacyRanking {
+            metric: Some(name.clone()),
+            direction: builtin_direction(name),
+        },
+        _ => LegacyRanking {
+            metric: None,
+            direction: None,
+        },
+    }
+}
+
+fn invalid(path: &Path, reason: &str) -> Error {
+    Error::InvalidSummary {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn invalid_state(path: &Path, e: &codec::CodecError) -> Error {
+    invalid(path, &format!("{STATE_KEY}: {e}"))
+}

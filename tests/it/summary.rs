@@ -1,0 +1,563 @@
+//! Workspace summaries over every kind of file (issue 10): nirs4all's 1.0
+//! footers, n4a's 1.1 and 1.2, files without a summary, bad files; and the
+//! 1.2 footer layout as pyarrow, polars and DuckDB read it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use n4a::metric::Direction;
+use n4a::reader::merge::{Accuracy, Form, WorkspaceSummary};
+use n4a::reader::Workspace;
+use n4a::schema::Prediction;
+use n4a::summary::round4;
+use n4a::writer::{PredictionWriter, WriterOptions};
+
+use crate::util::{all_rows, as_nirs4all_1_0, close, fixture, row};
+
+const GENERATED: [&str; 4] = [
+    "wheat_protein_00000",
+    "forage_digestibility_00001",
+    "soil_nitrogen_00002",
+    "diesel_cetane_00003",
+];
+
+/// The 1.0 workspace: the bench generator's files (`gen_workspace.py`,
+/// nirs4all's layout) and the two real nirs4all files.
+fn nirs4all_workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for ds in GENERATED {
+        let name = format!("{ds}.meta.parquet");
+        std::fs::copy(
+            fixture("nirs4all-1.0-generated").join(&name),
+            dir.path().join(&name),
+        )
+        .unwrap();
+    }
+    for name in ["corn_moisture.meta.parquet", "grain_class.meta.parquet"] {
+        std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn json_of(s: &WorkspaceSummary, form: Form) -> serde_json::Value {
+    serde_json::from_slice(&s.to_json(form)).expect("the answer is valid JSON")
+}
+
+/// The best `k` rows of `metric` over every row, by direction, ties by
+/// (dataset, row): the oracle of `top_by_metric`.
+fn oracle_top(
+    rows: &[(String, u64, Prediction)],
+    metric: &str,
+    dir: Direction,
+    k: usize,
+) -> Vec<(String, u64, f64)> {
+    let mut v: Vec<(String, u64, f64)> = rows
+        .iter()
+        .filter(|(_, _, p)| p.metric.as_deref() == Some(metric))
+        .filter_map(|(d, i, p)| {
+            p.val_score
+                .filter(|x| x.is_finite())
+                .map(|x| (d.clone(), *i, x))
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        dir.compare(a.2, b.2)
+            .then_with(|| a.0.cmp(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
+    v.truncate(k);
+    v
+}
+
+fn tops(s: &WorkspaceSummary, metric: &str) -> Vec<(String, u64, f64)> {
+    s.top_by_metric[metric]
+        .predictions
+        .iter()
+        .map(|e| (e.dataset.clone().unwrap(), e.row, e.val_score.unwrap()))
+        .collect()
+}
+
+#[test]
+fn nirs4all_1_0_workspace_gets_every_section() {
+    let ws = nirs4all_workspace();
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    let rows = all_rows(ws.path());
+    assert_eq!(s.total_datasets, 6);
+    assert_eq!(s.total_predictions, rows.len() as u64);
+    assert_eq!(s.merged_files, 0);
+    assert_eq!(s.files_without_state.len(), 6);
+
+    // Models: the webapp's merge of the stored facets (counts summed,
+    // averages weighted by count), from the footers as nirs4all wrote them.
+    let mut oracle: BTreeMap<String, (u64, f64, u64)> = BTreeMap::new();
+    for d in &s.datasets {
+        let stored = n4a::reader::footer::read_footer(&d.path)
+            .unwrap()
+            .summary
+            .unwrap();
+        for m in &stored.facets.models {
+            let e = oracle.entry(m.name.clone().unwrap()).or_default();
+            e.0 += m.count;
+            if let Some(a) = m.avg_val_score {
+                e.1 += a * m.count as f64;
+                e.2 += m.count;
+            }
+        }
+    }
+    assert_eq!(s.models.len(), oracle.len());
+    for m in &s.models {
+        let (count, sum, n) = oracle[m.name.as_ref().unwrap()];
+        assert_eq!(m.count, count);
+        assert_eq!(m.avg_val_score, Some(round4(sum / n as f64)));
+    }
+    // Counts are exact from the rows too.
+    for m in &s.models {
+        let n = rows
+            .iter()
+            .filter(|(_, _, p)| p.model_name == m.name)
+            .count() as u64;
+        assert_eq!(m.count, n);
+    }
+
+    // Stats: min and max exact, mean and std combined from each file's
+    // count (column statistics), mean and std: equal to the rows'.
+    let vals: Vec<f64> = rows.iter().filter_map(|(_, _, p)| p.val_score).collect();
+    let st = s.stats.val_score.as_ref().unwrap();
+    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+    let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64;
+    assert_eq!(st.min, vals.iter().copied().reduce(f64::min));
+    assert_eq!(st.max, vals.iter().copied().reduce(f64::max));
+    assert!(close(st.mean.unwrap(), mean), "{:?} vs {mean}", st.mean);
+    assert!(close(st.std.unwrap(), var.sqrt()));
+    assert_eq!(st.count, Some(vals.len() as u64));
+
+    // Best rows by direction, from the rows: the lowest mse, the highest
+    // balanced accuracy; never nirs4all's maxima for mse.
+    for (metric, dir) in [
+        ("mse", Direction::Minimize),
+        ("balanced_accuracy", Direction::Maximize),
+    ] {
+        assert_eq!(s.top_by_metric[metric].direction, dir);
+        assert_eq!(
+            tops(&s, metric),
+            oracle_top(&rows, metric, dir, 10),
+            "{metric}"
+        );
+    }
+    let best = &s.top_by_metric["mse"].predictions[0];
+    let (_, i, _) = &oracle_top(&rows, "mse", Direction::Minimize, 1)[0];
+    let truth = rows
+        .iter()
+        .find(|(d, r, _)| Some(d) == best.dataset.as_ref() && r == i)
+        .unwrap();
+    assert_eq!(best.id, truth.2.id);
+    assert_eq!(best.model_name, truth.2.model_name);
+    assert_eq!(best.partition, truth.2.partition);
+    assert_eq!(s.ranking.as_ref().unwrap().metric, "mse");
+
+    // Runs: every file's runs, concatenated; the maxima nirs4all stored for
+    // lower-is-better metrics are not presented as bests.
+    let runs = s.runs();
+    let n_runs: u64 = s
+        .datasets
+        .iter()
+        .map(|d| d.summary().unwrap().facets.n_configs)
+        .sum();
+    assert_eq!(runs.len() as u64, n_runs);
+    let v = json_of(&s, Form::Full);
+    assert_eq!(v["runs"].as_array().unwrap().len(), runs.len());
+    for d in v["datasets"].as_array().unwrap() {
+        let minimize = d["ranking"]["direction"] == "minimize";
+        if minimize {
+            assert_eq!(
+                d["top_predictions"],
+                serde_json::json!([]),
+                "{}",
+                d["dataset"]
+            );
+            assert!(d["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["best_val_score"].is_null()));
+            assert!(d["n4a_note"].as_str().unwrap().contains("worst"));
+        } else {
+            assert_eq!(d["ranking"]["direction"], "maximize");
+            assert!(!d["top_predictions"].as_array().unwrap().is_empty());
+        }
+    }
+
+    // Marked as exact or approximate where nirs4all's rounding limits it.
+    let e = &s.exactness;
+    assert_eq!(e.counts, Accuracy::Exact);
+    assert_eq!(e.models_avg_val_score, Accuracy::Approximate);
+    assert_eq!(e.stats_min_max, Accuracy::Exact);
+    assert_eq!(e.stats_mean_std, Accuracy::Exact);
+    assert_eq!(e.stats_quartiles, Accuracy::Unavailable);
+    assert_eq!(e.runs_best, Accuracy::Unavailable);
+    assert_eq!(e.top_predictions, Accuracy::Exact);
+    assert_eq!(v["exactness"]["models_avg_val_score"], "approximate");
+}
+
+#[test]
+fn the_best_search_reads_only_files_that_can_hold_the_best() {
+    // Twelve mse files rewritten the nirs4all way: the workspace's ten best
+    // rows sit in few files; the others' column statistics prove they
+    // cannot beat them, so their score columns are not read.
+    let src = tempfile::tempdir().unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    for i in 0..12u32 {
+        let name = format!("ds_{i:02}");
+        let mut w = PredictionWriter::create(src.path(), &name, WriterOptions::default()).unwrap();
+        for r in 0..60u32 {
+            let v = f64::from(i) + f64::from(r) / 100.0 + 0.5;
+            w.write(&row(&format!("cfg_{}", r % 7), "PLS", "0", "val", v))
+                .unwrap();
+        }
+        w.finish().unwrap();
+        let file = format!("{name}.meta.parquet");
+        as_nirs4all_1_0(&src.path().join(&file), &ws.path().join(&file));
+    }
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    let rows = all_rows(ws.path());
+    assert_eq!(
+        tops(&s, "mse"),
+        oracle_top(&rows, "mse", Direction::Minimize, 10)
+    );
+    assert!(s.top_by_metric["mse"]
+        .predictions
+        .iter()
+        .all(|e| e.dataset.as_deref() == Some("ds_00")));
+    let note = s
+        .exactness
+        .notes
+        .iter()
+        .find(|n| n.contains("score columns read"))
+        .unwrap();
+    assert!(note.contains("(1 score columns read"), "{note}");
+}
+
+#[test]
+fn mixed_workspace_gives_one_coherent_answer() {
+    let ws = tempfile::tempdir().unwrap();
+    let p = ws.path();
+    // n4a state (1.2), written here.
+    let mut w = PredictionWriter::create(p, "ours", WriterOptions::default()).unwrap();
+    for i in 0..40 {
+        w.write(&row(
+            &format!("c{}", i % 4),
+            "PLS",
+            "0",
+            "val",
+            0.05 + f64::from(i) * 0.01,
+        ))
+        .unwrap();
+    }
+    w.finish().unwrap();
+    // nirs4all 1.0, no summary, n4a 1.1, and a truncated file.
+    std::fs::copy(
+        fixture("corn_moisture.meta.parquet"),
+        p.join("corn_moisture.meta.parquet"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("no_summary.meta.parquet"),
+        p.join("no_summary.meta.parquet"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("n4a_1_1.meta.parquet"),
+        p.join("n4a_1_1.meta.parquet"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("truncated.meta.parquet"),
+        p.join("truncated.meta.parquet"),
+    )
+    .unwrap();
+    let s = Workspace::open(p).unwrap().summary().unwrap();
+    let rows = all_rows(p);
+    assert_eq!(s.total_datasets, 4);
+    assert_eq!(s.total_predictions, rows.len() as u64);
+    assert_eq!(s.merged_files, 2, "the 1.2 file and the 1.1 file");
+    assert_eq!(s.errors.len(), 1);
+    assert!(s.errors[0].error.contains("truncated.meta.parquet"));
+    assert_eq!(s.errors[0].kind, "parquet");
+    for (metric, dir) in [
+        ("mse", Direction::Minimize),
+        ("balanced_accuracy", Direction::Maximize),
+    ] {
+        assert_eq!(
+            tops(&s, metric),
+            oracle_top(&rows, metric, dir, 10),
+            "{metric}"
+        );
+    }
+    // Files without a summary count in totals and bests, not in models.
+    let modelled: u64 = s.models.iter().map(|m| m.count).sum();
+    let bare = rows.iter().filter(|(d, _, _)| d == "no_summary").count() as u64;
+    assert_eq!(modelled, rows.len() as u64 - bare);
+    assert_eq!(s.exactness.stats_mean_std, Accuracy::Approximate);
+    assert!(s
+        .exactness
+        .notes
+        .iter()
+        .any(|n| n.contains("without a summary")));
+    let v = json_of(&s, Form::Full);
+    assert_eq!(v["errors"][0]["kind"], "parquet");
+    let entries = v["datasets"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    let bare = entries
+        .iter()
+        .find(|d| d["dataset"] == "no_summary")
+        .unwrap();
+    assert_eq!(bare["has_summary"], false);
+    assert_eq!(bare["total_predictions"], 15);
+    let ours = entries.iter().find(|d| d["dataset"] == "ours").unwrap();
+    assert_eq!(ours["n4a_version"], "1.2");
+    assert_eq!(ours["ranking"]["direction"], "minimize");
+    assert!(ours.get("state").is_none());
+}
+
+#[test]
+fn brief_form_has_no_runs() {
+    let ws = nirs4all_workspace();
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    let full = json_of(&s, Form::Full);
+    let brief = json_of(&s, Form::Brief);
+    assert!(brief.get("runs").is_none());
+    for (f, b) in full["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(brief["datasets"].as_array().unwrap())
+    {
+        assert!(b.get("runs").is_none());
+        let mut f = f.clone();
+        f.as_object_mut().unwrap().remove("runs");
+        assert_eq!(&f, b);
+    }
+    assert_eq!(full["models"], brief["models"]);
+    assert!(s.to_json(Form::Brief).len() < s.to_json(Form::Full).len());
+}
+
+/// Key/values of a file's footer, as the parquet crate reads them.
+fn key_values(path: &Path) -> Vec<(String, String)> {
+    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    meta.file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// What pyarrow's `ParquetFile(path).schema_arrow.metadata` holds: the
+/// metadata inside `ARROW:schema` when the footer has one, else the file's
+/// key/values (arrow-rs follows the same rule).
+fn pyarrow_metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    let fm = meta.file_metadata();
+    parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+        .unwrap()
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut w = PredictionWriter::create(ws.path(), "corn", WriterOptions::default()).unwrap();
+    for i in 1..=50 {
+        w.write(&row(
+            &format!("c{}", i % 5),
+            "PLS",
+            "0",
+            "val",
+            f64::from(i),
+        ))
+        .unwrap();
+    }
+    let written = w.finish().unwrap();
+    let meta = ws.path().join("corn.meta.parquet");
+    let kv = key_values(&meta);
+    let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["n4a_runs", "n4a_summary", "n4a_state"],
+        "summary once, no ARROW:schema, the state's head last"
+    );
+    let seen = pyarrow_metadata(&meta);
+    let summary: serde_json::Value = serde_json::from_str(&seen["n4a_summary"]).unwrap();
+    assert_eq!(summary["n4a_version"], "1.2");
+    assert!(summary.get("state").is_none());
+    assert_eq!(summary["total_predictions"], 50);
+    // Read back whole: the state from its own key.
+    let back = n4a::reader::footer::read_footer(&meta)
+        .unwrap()
+        .summary
+        .unwrap();
+    assert_eq!(back.state, written.state);
+    // The contract's Arrow types without ARROW:schema.
+    let (_, m) = n4a::reader::footer::open_metadata(&meta).unwrap();
+    let arrow =
+        parquet::arrow::parquet_to_arrow_schema(m.file_metadata().schema_descr(), None).unwrap();
+    assert_eq!(arrow.fields().len(), 35);
+    assert_eq!(
+        arrow.field_with_name("val_score").unwrap().data_type(),
+        &arrow_schema::DataType::Float64
+    );
+    assert_eq!(
+        arrow.field_with_name("id").unwrap().data_type(),
+        &arrow_schema::DataType::Utf8
+    );
+
+    // Appended to: the state continues; refreshed: nothing to do.
+    let mut w = PredictionWriter::append(ws.path(), "corn", WriterOptions::default()).unwrap();
+    w.write(&row("c9", "PLS", "0", "val", 0.01)).unwrap();
+    let appended = w.finish().unwrap();
+    assert_eq!(appended.state.as_ref().unwrap().rows, 51);
+    assert_eq!(appended.top_predictions[0].val_score, Some(0.01));
+    let r = n4a::refresh::refresh_workspace(ws.path(), &Default::default(), &|_, _| {}).unwrap();
+    assert_eq!((r.refreshed, r.unchanged), (0, 1));
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    assert_eq!(s.merged_files, 1);
+    assert_eq!(s.top_by_metric["mse"].predictions[0].val_score, Some(0.01));
+    python_sees_the_summary(&meta, "1.2");
+}
+
+/// With Python and pyarrow on the machine, the real pyarrow reads the
+/// summary; without them the Rust check above stands for it (it decodes the
+/// footer by pyarrow's rule) and this says so.
+fn python_sees_the_summary(path: &Path, version: &str) {
+    let script = format!(
+        "import json, pyarrow.parquet as pq\n\
+         md = pq.ParquetFile({:?}).schema_arrow.metadata\n\
+         print(json.loads(md[b'n4a_summary'])['n4a_version'])",
+        path.display().to_string()
+    );
+    // The bench harness's venv has pyarrow (benches/vs_duckdb.sh makes it).
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peer-bench/venv/bin/python");
+    let python = if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".to_string()
+    };
+    match std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), version);
+        }
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named") => {
+            eprintln!("pyarrow not installed: checked by pyarrow's rule only");
+        }
+        Ok(o) => panic!("python3 failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(_) => eprintln!("no python3: checked by pyarrow's rule only"),
+    }
+}
+
+#[test]
+fn refresh_brings_1_0_and_1_1_to_a_smaller_1_2_footer() {
+    let ws = nirs4all_workspace();
+    std::fs::copy(
+        fixture("n4a_1_1.meta.parquet"),
+        ws.path().join("n4a_1_1.meta.parquet"),
+    )
+    .unwrap();
+    let footer_len = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        u32::from_le_bytes(b[b.len() - 8..b.len() - 4].try_into().unwrap())
+    };
+    let before: BTreeMap<String, u32> = std::fs::read_dir(ws.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .map(|p| (p.display().to_string(), footer_len(&p)))
+        .collect();
+    let r = n4a::refresh::refresh_workspace(ws.path(), &Default::default(), &|_, _| {}).unwrap();
+    assert_eq!((r.refreshed, r.failed), (7, 0));
+    for (p, old) in &before {
+        let p = Path::new(p);
+        assert!(
+            footer_len(p) <= *old,
+            "{}: {} > {old}",
+            p.display(),
+            footer_len(p)
+        );
+        let keys: Vec<String> = key_values(p).into_iter().map(|(k, _)| k).collect();
+        assert!(!keys.iter().any(|k| k == "ARROW:schema"), "{keys:?}");
+        let seen = pyarrow_metadata(p);
+        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.2\""));
+    }
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    assert_eq!(s.merged_files, 7);
+    assert_eq!(s.exactness.models_avg_val_score, Accuracy::Exact);
+    let rows = all_rows(ws.path());
+    assert_eq!(
+        tops(&s, "mse"),
+        oracle_top(&rows, "mse", Direction::Minimize, 10)
+    );
+}
+
+#[test]
+fn large_footers_are_relayed_from_the_file_and_checked() {
+    // 3,000 configs: a footer far over the 32 KiB first read, so the
+    // summary text stays in the file and is read when relayed.
+    let ws = tempfile::tempdir().unwrap();
+    let mut w = PredictionWriter::create(ws.path(), "many", WriterOptions::default()).unwrap();
+    for i in 0..3000 {
+        w.write(&row(
+            &format!("config_{i:05}"),
+            "PLS",
+            "0",
+            "val",
+            f64::from(i),
+        ))
+        .unwrap();
+    }
+    let written = w.finish().unwrap();
+    let wsp = Workspace::open(ws.path()).unwrap();
+    let s = wsp.summary().unwrap();
+    let v = json_of(&s, Form::Full);
+    assert_eq!(v["datasets"][0]["runs"].as_array().unwrap().len(), 3000);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 3000);
+    assert_eq!(s.datasets[0].summary().unwrap().runs, written.runs);
+    // Replaced after its footer was read: the answer says so for that
+    // entry, and stays valid JSON.
+    let mut w = PredictionWriter::append(ws.path(), "many", WriterOptions::default()).unwrap();
+    w.write(&row("config_x", "PLS", "0", "val", 1.0)).unwrap();
+    w.finish().unwrap();
+    let v = json_of(&s, Form::Full);
+    let err = v["datasets"][0]["summary_error"].as_str().unwrap();
+    assert!(err.contains("many.meta.parquet"), "{err}");
+    assert_eq!(v["runs"], serde_json::json!([]));
+    // Asked again, the workspace reads the new footer.
+    let s = wsp.summary().unwrap();
+    assert_eq!(s.total_predictions, 3001);
+    assert_eq!(
+        json_of(&s, Form::Full)["datasets"][0]["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3001
+    );
+}
+
+#[test]
+fn summary_table_shows_models_and_best_rows_of_a_1_0_workspace() {
+    let ws = nirs4all_workspace();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .args(["summary", ws.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("PLSRegression"), "{text}");
+    assert!(text.contains("best mse (minimize)"), "{text}");
+    assert!(text.contains("best balanced_accuracy (maximize)"), "{text}");
+    assert!(text.contains("(1.0: max only)"), "{text}");
+}
