@@ -49,13 +49,21 @@ gen() {
 gen many 2000 500
 gen big 100 100000
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# Whole-process wall time of a command, median of $RUNS runs, in seconds.
+# Whole-process wall time of a command (output to /dev/null), median of
+# $RUNS runs after one untimed run, in seconds, and its peak RSS in KB.
 timeit() {
-  "$@" >/dev/null 2>&1 || true
-  for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1
-  done | sort -g | awk '{t[NR]=$1; m[NR]=$2} END {i=int((NR+1)/2); printf "%s %s\n", t[i], m[i]}'
+  "$P" - "$RUNS" "$@" <<'EOF'
+import resource, statistics, subprocess, sys, time
+runs, cmd = int(sys.argv[1]), sys.argv[2:]
+subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+times = []
+for _ in range(runs):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times.append(time.perf_counter() - t)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"{statistics.median(times):.4f} {peak}")
+EOF
 }
 
 floor() {
@@ -128,14 +136,22 @@ append() {
   printf "%-22s %10s %14s %8s\n" "append 10k rows to" "n4a s" "nirs4all-way s" ratio
   for src in big big-n4a; do
     local w=$B/data/_work/n4a-append-$src
-    local times=()
-    for _ in $(seq "$RUNS"); do
-      rm -rf "$w" && mkdir -p "$w" && cp "$B/data/$src/$file.meta.parquet" "$w/"
-      sync -f "$w" 2>/dev/null || true
-      times+=("$( { /usr/bin/time -f "%e" "$N" ingest "$w" "$fixture" --format json >/dev/null; } 2>&1 | tail -1)")
-    done
     local t
-    t=$(printf "%s\n" "${times[@]}" | median)
+    t=$("$P" - "$RUNS" "$w" "$B/data/$src/$file.meta.parquet" "$N" "$fixture" <<'EOF'
+import os, shutil, statistics, subprocess, sys, time
+runs, w, src, n4a, fixture = int(sys.argv[1]), *sys.argv[2:]
+times = []
+for i in range(runs + 1):
+    shutil.rmtree(w, ignore_errors=True)
+    os.makedirs(w)
+    shutil.copy(src, w)
+    t = time.perf_counter()
+    subprocess.run([n4a, "ingest", w, fixture, "--format", "json"], stdout=subprocess.DEVNULL, check=True)
+    if i:
+        times.append(time.perf_counter() - t)
+print(f"{statistics.median(times):.4f}")
+EOF
+)
     printf "%-22s %10s %14s %8.3f\n" "$src ($file)" "$t" "$nt" "$(echo "$t / $nt" | bc -l)"
   done
 }

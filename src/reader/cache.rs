@@ -116,6 +116,12 @@ impl<V> FooterCache<V> {
             .map(|e| e.value.clone())
     }
 
+    /// True when `path` has an entry (trusted or not).
+    pub fn contains(&self, path: &Path) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(path)
+    }
+
     /// Stores `value` read from `path` with `key`, the key taken before the
     /// read started at `read_at`.
     /// Returns whether the entry is trusted (the file was quiet when read).

@@ -225,6 +225,18 @@ pub enum TextSource {
     },
 }
 
+/// A summary text located for relaying ([`FileSummary::text_at`]); each
+/// variant carries the byte offset of `,"runs":` in the text.
+#[derive(Debug)]
+pub enum TextAt<'a> {
+    /// In memory.
+    Bytes(&'a [u8], Option<usize>),
+    /// Read now.
+    Owned(Vec<u8>, Option<usize>),
+    /// In this open file, at this offset, this long (checked).
+    File(File, u64, usize, Option<usize>),
+}
+
 /// What a merge can use of a file's summary.
 #[derive(Debug)]
 pub enum Content {
@@ -364,6 +376,43 @@ impl FileSummary {
         }
     }
 
+    /// Where the relayed text is now, for a writer that may copy file
+    /// ranges itself ([`crate::reader::merge::Sink`]): in memory, or the
+    /// file opened (its key checked unchanged) with the text's offset, once
+    /// its hash was checked; otherwise read and checked now into a buffer.
+    ///
+    /// # Errors
+    /// As [`Self::read_text`].
+    pub fn text_at(&self, path: &Path, key: &FileKey) -> Result<TextAt<'_>> {
+        match &self.text {
+            TextSource::Held { text, runs_at } => Ok(TextAt::Bytes(text, *runs_at)),
+            TextSource::InFile {
+                offset,
+                check,
+                verified,
+            } if verified.load(std::sync::atomic::Ordering::Relaxed) => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let now = file.metadata().map_err(|e| Error::io(path, e))?;
+                if FileKey::from_metadata(&now) != *key {
+                    return Err(Error::ChangedDuringRefresh {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Ok(TextAt::File(
+                    file,
+                    *offset,
+                    check.len as usize,
+                    check.runs_at.map(|a| a as usize),
+                ))
+            }
+            TextSource::InFile { .. } => {
+                let mut buf = Vec::new();
+                let (_, runs_at) = self.read_text(path, key, &mut buf)?;
+                Ok(TextAt::Owned(buf, runs_at))
+            }
+        }
+    }
+
     /// The summary typed (decoded now from the relayed text, without its
     /// state). O(size of the text), one read for a 1.2 file.
     ///
@@ -432,6 +481,15 @@ impl FileSummary {
 /// [`Error::Io`], [`Error::Parquet`], [`Error::InvalidSummary`] or
 /// [`Error::UnsupportedVersion`], naming the file.
 pub fn read_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    read_info_open(path, file, key)
+}
+
+/// [`read_info`] of a file already open (`key` taken from it).
+///
+/// # Errors
+/// As [`read_info`].
+pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<FooterInfo> {
     thread_local! {
         // Read buffers per thread, reused: fresh buffers per file cost more
         // in page faults than the reads themselves.
@@ -441,7 +499,7 @@ pub fn read_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
     BUFS.with(|b| {
         let mut bufs = b.borrow_mut();
         let (tail, head) = &mut *bufs;
-        let out = read_with(path, key, tail, head);
+        let out = read_with(path, &file, key, tail, head);
         for buf in [tail, head] {
             if buf.capacity() > KEEP_BUFFER {
                 *buf = Vec::new();
@@ -474,13 +532,13 @@ struct Located<'b> {
 
 fn read_with(
     path: &Path,
+    file: &File,
     key: FileKey,
     tail: &mut Vec<u8>,
     head: &mut Vec<u8>,
 ) -> Result<FooterInfo> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = key.len;
-    let skimmed = match skim(&file, path, len, tail, head)? {
+    let skimmed = match skim(file, path, len, tail, head)? {
         Some(s) => s,
         None => {
             // The parquet crate reads what the skim did not understand, or
@@ -507,7 +565,7 @@ fn read_with(
         None => None,
         Some(at) => Some(file_summary(
             path,
-            &file,
+            (file, head),
             at,
             (skimmed.state, skimmed.runs),
             num_rows,
@@ -531,7 +589,7 @@ fn skim<'b>(
     path: &Path,
     len: u64,
     tail: &'b mut Vec<u8>,
-    head: &'b mut Vec<u8>,
+    head: &mut Vec<u8>,
 ) -> Result<Option<Skimmed<'b>>> {
     let n = len.min(WINDOW) as usize;
     tail.clear();
@@ -588,7 +646,7 @@ fn skim<'b>(
     head.resize(h, 0);
     file.read_exact_at(head, footer_at)
         .map_err(|e| Error::io(path, e))?;
-    let head: &'b [u8] = head;
+    let head: &[u8] = head;
     let Ok(prefix) = thrift::parse_prefix(head, &WATCHED) else {
         return Ok(None);
     };
@@ -731,7 +789,7 @@ const START_READ: usize = 8 << 10;
 /// in the file (offset, length).
 fn file_summary(
     path: &Path,
-    file: &File,
+    (file, scratch): (&File, &mut Vec<u8>),
     found: Located<'_>,
     (state, runs): (
         Option<std::result::Result<Encoded, codec::CodecError>>,
@@ -771,15 +829,26 @@ fn file_summary(
                 json::leading_version(&start[..n])
             }
         };
-        let ours = check.len == at.1 as u64
+        let mut ours = check.len == at.1 as u64
             && version.is_some()
             && text.as_ref().is_none_or(|t| check.matches(t));
+        if ours && text.is_none() {
+            // A large text stays in the file, but is checked now (read into
+            // a reused buffer, hashed, dropped): relaying it later needs
+            // only the file unchanged, and can be a kernel-side copy.
+            if scratch.len() < at.1 {
+                scratch.resize(at.1, 0);
+            }
+            file.read_exact_at(&mut scratch[..at.1], at.0)
+                .map_err(|e| Error::io(path, e))?;
+            ours = check.matches(&scratch[..at.1]);
+        }
         if ours {
             let version = version.expect("checked above");
             json::check_version(path, &version)?;
             if rows == num_rows {
-                // A text already read (a small footer) is kept; a large one
-                // stays in the file and is read when relayed.
+                // A text in the footer's last bytes (a small footer) is
+                // kept; a large one stays in the file, checked.
                 let text = match text {
                     Some(t) => TextSource::Held {
                         text: Bytes::copy_from_slice(&t),
@@ -788,7 +857,7 @@ fn file_summary(
                     None => TextSource::InFile {
                         offset: at.0,
                         check,
-                        verified: false.into(),
+                        verified: true.into(),
                     },
                 };
                 return Ok(FileSummary {

@@ -26,7 +26,9 @@
 //! columns of the best search; merging is O(total head size).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,7 +36,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::best::{self, Candidate};
-use super::info::{Content, FooterInfo, MetricFact, StateSource};
+use super::info::{Content, FooterInfo, MetricFact, StateSource, TextAt};
 use super::workspace::{FileError, FileFooter};
 use crate::metric::{builtin_direction, Direction};
 use crate::summary::legacy::welford_of;
@@ -209,39 +211,43 @@ impl WorkspaceSummary {
     ///
     /// # Errors
     /// What `out` returns.
-    pub fn write_json(&self, out: &mut impl Write, form: Form) -> std::io::Result<()> {
+    pub fn write_json(&self, out: &mut impl Sink, form: Form) -> std::io::Result<()> {
         out.write_all(b"{\"total_predictions\":")?;
         write!(out, "{}", self.total_predictions)?;
         write!(out, ",\"total_datasets\":{}", self.total_datasets)?;
         out.write_all(b",\"datasets\":[")?;
-        let mut i = 0;
-        self.for_each_text(&mut |d, text| {
+        for (i, d) in self.datasets.iter().enumerate() {
             if i > 0 {
                 out.write_all(b",")?;
             }
-            i += 1;
-            write_entry(out, d, form, text)
-        })?;
+            write_entry(out, d, form)?;
+        }
         out.write_all(b"],\"models\":")?;
         out.write_all(&js(&self.models[..]))?;
         if form == Form::Full {
             out.write_all(b",\"runs\":[")?;
             let mut first = true;
-            self.for_each_text(&mut |_, text| {
-                let Some(Ok((text, Some(at)))) = text else {
-                    return Ok(());
+            for d in &self.datasets {
+                let Some(Ok(text)) = d
+                    .info
+                    .summary
+                    .as_ref()
+                    .map(|s| s.text_at(&d.path, &d.info.key))
+                else {
+                    continue;
                 };
-                let runs = &text[at + RUNS_KEY.len()..text.len() - 1];
-                let inner = &runs[1..runs.len() - 1];
-                if inner.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(());
+                let Some(at) = runs_at(&text) else { continue };
+                // `,"runs":[ ... ]}`: the array's inner bytes.
+                let (start, end) = (at + RUNS_KEY.len() + 1, text_len(&text) - 2);
+                if end <= start {
+                    continue;
                 }
                 if !first {
                     out.write_all(b",")?;
                 }
                 first = false;
-                out.write_all(inner)
-            })?;
+                emit(out, &text, start, end)?;
+            }
             out.write_all(b"]")?;
         }
         for (k, v) in [
@@ -264,70 +270,13 @@ impl WorkspaceSummary {
         out.write_all(b"}")
     }
 
-    /// [`Self::write_json`] into a new buffer.
+    /// [`Self::write_json`] into a new buffer (relayed file texts read
+    /// into it directly).
     pub fn to_json(&self, form: Form) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.json_size_hint(form));
         self.write_json(&mut out, form)
             .expect("writing to memory does not fail");
         out
-    }
-
-    /// Calls `f` with each dataset and its summary text (`None` without a
-    /// summary), in order. Texts kept in the file are read ahead a chunk
-    /// at a time on rayon's threads, each into a buffer reused from chunk
-    /// to chunk: the reads and hash checks run in parallel, memory stays at
-    /// one chunk of texts.
-    fn for_each_text(
-        &self,
-        f: &mut dyn FnMut(&DatasetEntry, TextRead<'_>) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
-        const CHUNK: usize = 4;
-        let in_file = |d: &DatasetEntry| {
-            d.info
-                .summary
-                .as_ref()
-                .is_some_and(|s| matches!(s.text, super::info::TextSource::InFile { .. }))
-        };
-        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); CHUNK];
-        let mut at = 0;
-        while at < self.datasets.len() {
-            // Texts in memory go straight through; a run of texts in files
-            // is read a chunk at a time, in parallel.
-            let d = &self.datasets[at];
-            if !in_file(d) {
-                let mut buf = Vec::new();
-                f(
-                    d,
-                    d.info
-                        .summary
-                        .as_ref()
-                        .map(|s| s.read_text(&d.path, &d.info.key, &mut buf)),
-                )?;
-                at += 1;
-                continue;
-            }
-            let run = self.datasets[at..]
-                .iter()
-                .take(CHUNK)
-                .take_while(|d| in_file(d))
-                .count();
-            let chunk = &self.datasets[at..at + run];
-            let texts: Vec<TextRead<'_>> = chunk
-                .par_iter()
-                .zip(bufs.par_iter_mut())
-                .map(|(d, buf)| {
-                    d.info
-                        .summary
-                        .as_ref()
-                        .map(|s| s.read_text(&d.path, &d.info.key, buf))
-                })
-                .collect();
-            for (d, t) in chunk.iter().zip(texts) {
-                f(d, t)?;
-            }
-            at += run;
-        }
-        Ok(())
     }
 
     fn json_size_hint(&self, form: Form) -> usize {
@@ -347,10 +296,86 @@ impl WorkspaceSummary {
     }
 }
 
-/// A dataset's summary text as read for the answer: `None` without a
-/// summary; the text and the offset of its runs, or why it could not be
-/// read again.
-type TextRead<'a> = Option<crate::Result<(&'a [u8], Option<usize>)>>;
+/// Where a workspace summary's JSON goes: any writer, which may also take
+/// ranges of files directly (a summary text relayed as it is stored).
+pub trait Sink: Write {
+    /// Writes `len` bytes of `file` at `offset`. The default reads them
+    /// and writes them; a descriptor can have the kernel copy them.
+    ///
+    /// # Errors
+    /// The read or the write failure.
+    fn copy_range(&mut self, file: &File, offset: u64, len: usize) -> std::io::Result<()> {
+        let mut buf = vec![0u8; len.min(1 << 20)];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            file.read_exact_at(&mut buf[..n], offset + done as u64)?;
+            self.write_all(&buf[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn copy_range(&mut self, file: &File, offset: u64, len: usize) -> std::io::Result<()> {
+        let at = self.len();
+        self.resize(at + len, 0);
+        file.read_exact_at(&mut self[at..], offset)
+    }
+}
+
+impl Sink for std::io::BufWriter<File> {
+    /// `sendfile(2)` from `file` to the descriptor: the bytes never pass
+    /// through user space.
+    fn copy_range(&mut self, file: &File, offset: u64, len: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        self.flush()?;
+        let (out, inp) = (self.get_ref().as_raw_fd(), file.as_raw_fd());
+        let mut off = offset as libc::off_t;
+        let end = offset + len as u64;
+        while (off as u64) < end {
+            let want = (end - off as u64) as usize;
+            // SAFETY: both descriptors are open for the call, and `off` is
+            // a valid pointer to an offset the kernel advances.
+            let n = unsafe { libc::sendfile(out, inp, &mut off, want) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn runs_at(t: &TextAt<'_>) -> Option<usize> {
+    match t {
+        TextAt::Bytes(_, r) | TextAt::Owned(_, r) | TextAt::File(_, _, _, r) => *r,
+    }
+}
+
+fn text_len(t: &TextAt<'_>) -> usize {
+    match t {
+        TextAt::Bytes(b, _) => b.len(),
+        TextAt::Owned(b, _) => b.len(),
+        TextAt::File(_, _, len, _) => *len,
+    }
+}
+
+/// Writes bytes `start..end` of a located text.
+fn emit(out: &mut impl Sink, t: &TextAt<'_>, start: usize, end: usize) -> std::io::Result<()> {
+    match t {
+        TextAt::Bytes(b, _) => out.write_all(&b[start..end]),
+        TextAt::Owned(b, _) => out.write_all(&b[start..end]),
+        TextAt::File(f, offset, _, _) => out.copy_range(f, offset + start as u64, end - start),
+    }
+}
 
 /// The member that starts a summary text's runs.
 const RUNS_KEY: &[u8] = b",\"runs\":";
@@ -359,12 +384,7 @@ fn js<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("the small sections serialise")
 }
 
-fn write_entry(
-    out: &mut impl Write,
-    d: &DatasetEntry,
-    form: Form,
-    text: TextRead<'_>,
-) -> std::io::Result<()> {
+fn write_entry(out: &mut impl Sink, d: &DatasetEntry, form: Form) -> std::io::Result<()> {
     out.write_all(b"{\"dataset\":")?;
     out.write_all(&js(&d.dataset))?;
     out.write_all(b",\"path\":")?;
@@ -376,25 +396,20 @@ fn write_entry(
         d.info.num_rows,
         d.info.num_row_groups
     )?;
-    match text {
+    match d.info.summary.as_ref().map(|s| s.text_at(&d.path, &d.info.key)) {
         None => {
-            write!(
-                out,
-                ",\"total_predictions\":{},\"dataset_name\":",
-                d.info.num_rows
-            )?;
+            write!(out, ",\"total_predictions\":{},\"dataset_name\":", d.info.num_rows)?;
             out.write_all(&js(&d.dataset))?;
         }
-        Some(Ok((text, runs_at))) => {
-            // `text` is a JSON object: drop its braces, keep its members.
-            let end = match (form, runs_at) {
+        Some(Ok(text)) => {
+            // The text is a JSON object: drop its braces, keep its members.
+            let end = match (form, runs_at(&text)) {
                 (Form::Brief, Some(at)) => at,
-                _ => text.len() - 1,
+                _ => text_len(&text) - 1,
             };
-            let inner = &text[1..end];
-            if !inner.is_empty() {
+            if end > 1 {
                 out.write_all(b",")?;
-                out.write_all(inner)?;
+                emit(out, &text, 1, end)?;
             }
         }
         Some(Err(e)) => {

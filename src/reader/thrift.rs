@@ -337,10 +337,10 @@ pub fn parse_counts(buf: &[u8], footer_len: usize) -> R<(i64, usize)> {
 /// in JSON text or base64, and every byte around it is checked.
 pub fn locate_state(window: &[u8], window_at: usize) -> Option<(std::ops::Range<usize>, usize)> {
     const KEY: &[u8] = b"\x18\x09n4a_state\x18";
-    // The state value is near the end: only the created_by string and the
-    // column orders follow it.
-    let from = window.len().saturating_sub(64 << 10);
-    let hit = memchr::memmem::rfind(&window[from..], KEY)? + from;
+    // The key is unique in a footer (see above), so a forward search (the
+    // SIMD one) finds the same place as a backward one, and rules out a
+    // footer without it (nirs4all's) at memory speed.
+    let hit = memchr::memmem::find(window, KEY)?;
     // Preceded by the end of the summary's KeyValue struct.
     if hit == 0 || window[hit - 1] != 0 {
         return None;

@@ -183,7 +183,9 @@ impl Workspace {
                 }
             }
         }
-        files.sort();
+        // Byte order of the paths: the same as Path order within a folder,
+        // several times cheaper to sort than component-wise comparison.
+        files.sort_unstable_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
         Ok((files, errors))
     }
 
@@ -229,18 +231,31 @@ impl Workspace {
     /// the cache, or read from a quiet file).
     fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
-        let key = match FileKey::of(&f.path) {
-            Ok(k) => k,
-            Err(e) => {
-                let err = FileError::new(&f.path, Some(&f.dataset), &Error::io(&f.path, e));
-                return (Err(Arc::new(err)), None);
+        let io_err = |e| {
+            let err = FileError::new(&f.path, Some(&f.dataset), &Error::io(&f.path, e));
+            (Err(Arc::new(err)), None)
+        };
+        // A file the cache knows is checked by a `stat`; a new one is
+        // opened at once and its key taken from the open descriptor (one
+        // path lookup, not two).
+        let (key, file) = if self.cache.contains(&f.path) {
+            match FileKey::of(&f.path) {
+                Ok(k) => (k, None),
+                Err(e) => return io_err(e),
+            }
+        } else {
+            let opened = std::fs::File::open(&f.path)
+                .and_then(|file| file.metadata().map(|m| (FileKey::from_metadata(&m), file)));
+            match opened {
+                Ok((k, file)) => (k, Some(file)),
+                Err(e) => return io_err(e),
             }
         };
         if let Some(hit) = self.cache.get(&f.path, &key) {
             return ((*hit).clone(), Some(key));
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let value = read_footer_info(&f.path, key)
+        let value = read_footer_info(&f.path, key, file)
             .map(Arc::new)
             .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         let trusted = self
@@ -313,8 +328,11 @@ impl Workspace {
 }
 
 /// Reads one file's footer, containing any decoder panic as an error.
-fn read_footer_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
-    let run = || super::info::read_info(path, key);
+fn read_footer_info(path: &Path, key: FileKey, file: Option<std::fs::File>) -> Result<FooterInfo> {
+    let run = || match file {
+        Some(f) => super::info::read_info_open(path, f, key),
+        None => super::info::read_info(path, key),
+    };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         Err(Error::parquet(
             path,
