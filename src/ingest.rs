@@ -223,6 +223,13 @@ pub fn ingest(
 ) -> Result<IngestReport> {
     let mut writers: BTreeMap<String, PredictionWriter> = BTreeMap::new();
     let mut report = IngestReport::new();
+    if format == InputFormat::Parquet {
+        ingest_parquet(workspace, input, opts, &mut writers, &mut report)?;
+        for (_, w) in writers {
+            w.finish()?;
+        }
+        return Ok(report);
+    }
     for_each_row(input, format, |line, p| {
         let Some(ds) = p.dataset_name.clone() else {
             return Err(Error::Input {
@@ -254,6 +261,90 @@ pub fn ingest(
         w.finish()?;
     }
     Ok(report)
+}
+
+/// Parquet input, a batch at a time: each run of rows of one dataset goes
+/// to its writer as a record batch (written columnar when complete, see
+/// [`PredictionWriter::write_batch`]), not row by row.
+fn ingest_parquet(
+    workspace: &Path,
+    input: &Path,
+    opts: &WriterOptions,
+    writers: &mut BTreeMap<String, PredictionWriter>,
+    report: &mut IngestReport,
+) -> Result<()> {
+    use arrow_array::cast::AsArray;
+    let bad = |line: usize, reason: String| Error::Input {
+        path: input.to_path_buf(),
+        line,
+        reason,
+    };
+    let mut seen = 0usize;
+    crate::reader::rows::for_each_batch(input, None, 65536, |b| {
+        let ctx = input.display().to_string();
+        crate::reader::rows::check_columns(b.schema().as_ref(), &ctx, false)?;
+        let names: Vec<Option<String>> = match b.column_by_name("dataset_name") {
+            None => vec![None; b.num_rows()],
+            Some(c) => match c.data_type() {
+                arrow_schema::DataType::LargeUtf8 => c
+                    .as_string::<i64>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+                arrow_schema::DataType::Utf8View => c
+                    .as_string_view()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+                _ => c
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+            },
+        };
+        let mut start = 0;
+        while start < names.len() {
+            let line = seen + start + 1;
+            let Some(ds) = names[start].clone() else {
+                return Err(bad(
+                    line,
+                    "no dataset_name: n4a cannot tell which file it belongs to".to_string(),
+                ));
+            };
+            let end = start
+                + names[start..]
+                    .iter()
+                    .take_while(|n| n.as_deref() == Some(ds.as_str()))
+                    .count();
+            if !writers.contains_key(&ds) {
+                let w = PredictionWriter::append(workspace, &ds, opts.clone())
+                    .map_err(|e| bad(line, e.to_string()))?;
+                writers.insert(ds.clone(), w);
+            }
+            let w = writers.get_mut(&ds).expect("inserted");
+            let part = b.slice(start, end - start);
+            let complete = crate::schema::COLUMNS
+                .iter()
+                .all(|(c, _)| part.column_by_name(c).is_some());
+            let written = if complete {
+                w.write_batch(&part)
+            } else {
+                // An older layout: its rows one by one, missing columns null.
+                crate::reader::rows::batch_to_predictions(&part, &ctx, false)?
+                    .into_iter()
+                    .try_for_each(|p| w.write_owned(p))
+            };
+            written.map_err(|e| match e {
+                Error::InvalidRow { row, reason } => bad(line + row, reason),
+                e => bad(line, e.to_string()),
+            })?;
+            *report.entry(ds).or_default() += (end - start) as u64;
+            start = end;
+        }
+        seen += names.len();
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -396,9 +396,18 @@ fn write_entry(out: &mut impl Sink, d: &DatasetEntry, form: Form) -> std::io::Re
         d.info.num_rows,
         d.info.num_row_groups
     )?;
-    match d.info.summary.as_ref().map(|s| s.text_at(&d.path, &d.info.key)) {
+    match d
+        .info
+        .summary
+        .as_ref()
+        .map(|s| s.text_at(&d.path, &d.info.key))
+    {
         None => {
-            write!(out, ",\"total_predictions\":{},\"dataset_name\":", d.info.num_rows)?;
+            write!(
+                out,
+                ",\"total_predictions\":{},\"dataset_name\":",
+                d.info.num_rows
+            )?;
             out.write_all(&js(&d.dataset))?;
         }
         Some(Ok(text)) => {

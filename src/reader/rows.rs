@@ -23,6 +23,9 @@ use crate::summary::{RowView, SummaryBuilder};
 fn type_fits(kind: Kind, dt: &DataType, strict: bool) -> bool {
     match (kind, dt) {
         (Kind::Str, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => true,
+        (Kind::Str, DataType::Dictionary(k, v)) => {
+            k.as_ref() == &DataType::Int32 && v.as_ref() == &DataType::Utf8
+        }
         (Kind::Int, DataType::Int64) | (Kind::Float, DataType::Float64) => true,
         (_, DataType::Null) => !strict,
         _ => false,
@@ -133,11 +136,53 @@ pub fn for_each_batch(
     path: &Path,
     columns: Option<&[&str]>,
     batch_rows: usize,
+    f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for_each_batch_as(path, columns, batch_rows, false, f)
+}
+
+/// [`for_each_batch`], with string columns decoded as dictionaries
+/// (`Dictionary(Int32, Utf8)`) when `dictionaries`: a dictionary-encoded
+/// column (config, model, fold, partition, metric...) is then read as
+/// keys into its values, not as one string per row.
+fn for_each_batch_as(
+    path: &Path,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+    dictionaries: bool,
     mut f: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let err = |e| Error::parquet(path, e);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    if dictionaries {
+        let hinted: Vec<arrow_schema::FieldRef> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|fl| match fl.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8
+                    if fl.name() != "id"
+                        && COLUMNS
+                            .iter()
+                            .any(|(n, k)| n == fl.name() && *k == Kind::Str) =>
+                {
+                    let t =
+                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                    std::sync::Arc::new(fl.as_ref().clone().with_data_type(t))
+                }
+                _ => fl.clone(),
+            })
+            .collect();
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(hinted));
+        let meta = builder.metadata().clone();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let opts = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_schema(schema);
+        // A schema the file cannot take reads as it is.
+        if let Ok(m) = parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(meta, opts) {
+            builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, m);
+        }
+    }
     let builder = match columns {
         Some(names) => {
             let roots: Vec<usize> = builder
@@ -213,11 +258,13 @@ pub const SUMMARY_COLUMNS: [&str; 12] = [
     "train_score",
 ];
 
-/// A string column of any Arrow string layout, or a missing one (null).
+/// A string column of any Arrow string layout (dictionary-encoded
+/// included), or a missing one (null).
 enum StrCol<'a> {
     Utf8(&'a arrow_array::StringArray),
     Large(&'a arrow_array::LargeStringArray),
     View(&'a arrow_array::StringViewArray),
+    Dict(&'a arrow_array::Int32Array, &'a arrow_array::StringArray),
     Missing,
 }
 
@@ -228,6 +275,12 @@ impl<'a> StrCol<'a> {
                 DataType::Utf8 => StrCol::Utf8(c.as_string::<i32>()),
                 DataType::LargeUtf8 => StrCol::Large(c.as_string::<i64>()),
                 DataType::Utf8View => StrCol::View(c.as_string_view()),
+                DataType::Dictionary(k, v)
+                    if k.as_ref() == &DataType::Int32 && v.as_ref() == &DataType::Utf8 =>
+                {
+                    let d = c.as_dictionary::<arrow_array::types::Int32Type>();
+                    StrCol::Dict(d.keys(), d.values().as_string::<i32>())
+                }
                 _ => StrCol::Missing,
             },
             None => StrCol::Missing,
@@ -239,6 +292,7 @@ impl<'a> StrCol<'a> {
             StrCol::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             StrCol::Large(a) => a.is_valid(i).then(|| a.value(i)),
             StrCol::View(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::Dict(k, v) => k.is_valid(i).then(|| v.value(k.value(i) as usize)),
             StrCol::Missing => None,
         }
     }
@@ -256,10 +310,14 @@ impl<'a> StrCol<'a> {
 pub fn summarize(path: &Path, builder: &mut SummaryBuilder) -> Result<u64> {
     let ctx = path.display().to_string();
     let mut n = 0u64;
-    for_each_batch(path, Some(&SUMMARY_COLUMNS), 8192, |b| {
-        n += summarize_batch(&b, builder, &ctx).map_err(|e| Error::WithPath {
-            path: path.to_path_buf(),
-            source: Box::new(e),
+    for_each_batch_as(path, Some(&SUMMARY_COLUMNS), 8192, true, |b| {
+        n += summarize_batch(&b, builder, &ctx).map_err(|e| match e {
+            // Already names the file.
+            e @ Error::Schema { .. } => e,
+            e => Error::WithPath {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
         })?;
         Ok(())
     })?;
@@ -278,6 +336,24 @@ pub fn summarize_batch(
     builder: &mut SummaryBuilder,
     context: &str,
 ) -> Result<u64> {
+    for_each_view(b, context, |_, view| {
+        builder.observe(builder.rows() as usize, view)
+    })?;
+    Ok(b.num_rows() as u64)
+}
+
+/// Calls `f` with each row of a batch (any superset of [`SUMMARY_COLUMNS`];
+/// a missing column reads as null) as the summary's borrowed view: strings
+/// viewed in place, nothing allocated per row.
+///
+/// # Errors
+/// [`Error::Schema`] naming `context` for a mistyped column; what `f`
+/// returns.
+pub fn for_each_view(
+    b: &RecordBatch,
+    context: &str,
+    mut f: impl FnMut(usize, &RowView<'_>) -> Result<()>,
+) -> Result<()> {
     check_columns(b.schema().as_ref(), context, false)?;
     let s = |name| StrCol::of(b, name);
     let (id, ds, cfg, uid, model) = (
@@ -288,12 +364,12 @@ pub fn summarize_batch(
         s("model_name"),
     );
     let (fold, part, metric, task) = (s("fold_id"), s("partition"), s("metric"), s("task_type"));
-    let f = |name: &str| {
+    let fl = |name: &str| {
         b.column_by_name(name)
             .filter(|c| c.data_type() == &DataType::Float64)
             .map(|c| c.as_primitive::<Float64Type>())
     };
-    let scores = [f("val_score"), f("test_score"), f("train_score")];
+    let scores = [fl("val_score"), fl("test_score"), fl("train_score")];
     let score = |k: usize, i: usize| scores[k].and_then(|a| a.is_valid(i).then(|| a.value(i)));
     for i in 0..b.num_rows() {
         let view = RowView {
@@ -308,9 +384,56 @@ pub fn summarize_batch(
             task_type: task.get(i),
             scores: [score(0, i), score(1, i), score(2, i)],
         };
-        builder.observe(builder.rows() as usize, &view)?;
+        f(i, &view)?;
     }
-    Ok(b.num_rows() as u64)
+    Ok(())
+}
+
+/// A batch with the contract's 35 columns (checked by the caller) in the
+/// contract's exact Arrow types: large_utf8 and utf8-view strings become
+/// utf8 (values shared where the layout allows), all-null columns typed.
+///
+/// # Errors
+/// [`Error::Arrow`] when a string column holds over 2 GiB (utf8's limit).
+pub fn to_contract(b: &RecordBatch) -> Result<RecordBatch> {
+    use arrow_array::{new_null_array, ArrayRef, StringArray};
+    let schema = crate::schema::meta_schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
+    for (field, (name, _)) in schema.fields().iter().zip(COLUMNS) {
+        let col = b
+            .column_by_name(name)
+            .cloned()
+            .unwrap_or_else(|| new_null_array(field.data_type(), b.num_rows()));
+        let col: ArrayRef = match col.data_type() {
+            DataType::LargeUtf8 => {
+                let a = col.as_string::<i64>();
+                let offsets: Vec<i32> = a
+                    .value_offsets()
+                    .iter()
+                    .map(|o| i32::try_from(*o))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| {
+                        arrow_schema::ArrowError::ComputeError(format!(
+                            "column {name:?} holds over 2 GiB of strings"
+                        ))
+                    })?;
+                let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+                std::sync::Arc::new(StringArray::try_new(
+                    offsets,
+                    a.values().clone(),
+                    a.nulls().cloned(),
+                )?)
+            }
+            DataType::Utf8View => {
+                let s: StringArray = col.as_string_view().iter().collect();
+                std::sync::Arc::new(s)
+            }
+            DataType::Null => new_null_array(field.data_type(), b.num_rows()),
+            _ => col,
+        };
+        cols.push(col);
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
 }
 
 /// The finite `val_score` values of a file with their row numbers, only of

@@ -105,6 +105,25 @@ impl ScoreState {
         }
     }
 
+    /// [`Self::push`] remembering the last value's sketch bucket in `memo`:
+    /// a repeated value skips the logarithm.
+    fn push_memo(&mut self, x: f64, memo: &mut Option<(u64, sketch::Bucket)>) {
+        if !x.is_finite() {
+            return self.push(x);
+        }
+        self.welford.push(x);
+        let bits = x.to_bits();
+        let b = match memo {
+            Some((last, b)) if *last == bits => *b,
+            _ => {
+                let b = self.sketch.bucket(x);
+                *memo = Some((bits, b));
+                b
+            }
+        };
+        self.sketch.push_bucket(b);
+    }
+
     fn merge(&mut self, other: &ScoreState) -> bool {
         self.welford.merge(&other.welford);
         self.nan_count += other.nan_count;
@@ -517,13 +536,6 @@ fn get_or_insert<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) ->
     map.get_mut(key).expect("inserted")
 }
 
-fn run_entry<'a>(runs: &'a mut HashMap<String, RunState>, config: &str) -> &'a mut RunState {
-    if !runs.contains_key(config) {
-        runs.insert(config.to_string(), RunState::default());
-    }
-    runs.get_mut(config).expect("inserted above")
-}
-
 fn note_name(names: &mut Vec<String>, name: &str) {
     if names.len() < 2 && !names.iter().any(|n| n == name) {
         names.push(name.to_string());
@@ -585,6 +597,14 @@ pub struct SummaryBuilder {
     /// so most rows repeat them and skip the set lookup.
     last_fold: String,
     last_pipeline: String,
+    /// The last metric seen and its direction (rows come grouped by
+    /// dataset: one metric for thousands of rows).
+    last_metric: Option<(String, Direction)>,
+    /// The run of the last config, taken out of `runs` while its rows come.
+    current_run: Option<(String, RunState)>,
+    /// Each score column's last value and its sketch bucket: a fold entry's
+    /// train, val and test rows carry the same scores.
+    last_bucket: [Option<(u64, sketch::Bucket)>; 3],
     tops: BTreeMap<String, BTreeMap<String, TopK>>,
     exact: [Vec<f64>; 3],
     /// Leading rows whose values are not in `exact` (loaded from a footer).
@@ -605,6 +625,9 @@ impl SummaryBuilder {
             runs: HashMap::new(),
             last_fold: String::new(),
             last_pipeline: String::new(),
+            last_metric: None,
+            current_run: None,
+            last_bucket: [None; 3],
             tops: BTreeMap::new(),
             exact: Default::default(),
             missing_prefix_rows: 0,
@@ -653,7 +676,16 @@ impl SummaryBuilder {
     /// # Errors
     /// As [`Self::check`]; on error nothing is changed.
     pub fn observe(&mut self, row: usize, r: &RowView<'_>) -> Result<()> {
-        let dir = self.check(row, r)?;
+        let dir = match (r.metric, &self.last_metric) {
+            (Some(m), Some((last, d))) if m == last => Some(*d),
+            _ => {
+                let d = self.check(row, r)?;
+                if let (Some(m), Some(d)) = (r.metric, d) {
+                    self.last_metric = Some((m.to_string(), d));
+                }
+                d
+            }
+        };
         let ordinal = self.state.rows;
         let st = &mut self.state;
         st.rows += 1;
@@ -662,7 +694,7 @@ impl SummaryBuilder {
         }
         for (i, s) in st.scores_mut().into_iter().enumerate() {
             if let Some(x) = r.scores[i] {
-                s.push(x);
+                s.push_memo(x, &mut self.last_bucket[i]);
                 if x.is_finite() && !self.overflow {
                     self.exact[i].push(x);
                 }
@@ -705,7 +737,7 @@ impl SummaryBuilder {
                 }
             }
             if let Some(c) = r.config_name {
-                let run = run_entry(&mut self.runs, c);
+                let run = self.run_of(c);
                 run.n += 1;
                 let b = run.best.get_or_default(metric);
                 b.val = better(dir, b.val, val);
@@ -715,13 +747,33 @@ impl SummaryBuilder {
                 self.offer_top(metric, dir, v, ordinal, r);
             }
         } else if let Some(c) = r.config_name {
-            run_entry(&mut self.runs, c).n += 1;
+            self.run_of(c).n += 1;
         }
         if !self.overflow && self.state.rows > self.opts.exact_limit {
             self.overflow = true;
             self.exact = Default::default();
         }
         Ok(())
+    }
+
+    /// The run of `config`, kept out of the map while its rows come (they
+    /// come grouped by config): one map operation per config, not per row.
+    fn run_of(&mut self, config: &str) -> &mut RunState {
+        if self.current_run.as_ref().map(|(c, _)| c.as_str()) != Some(config) {
+            if let Some((c, r)) = self.current_run.take() {
+                self.runs.insert(c, r);
+            }
+            let r = self.runs.remove(config).unwrap_or_default();
+            self.current_run = Some((config.to_string(), r));
+        }
+        &mut self.current_run.as_mut().expect("set above").1
+    }
+
+    /// Puts the current run back into the map.
+    fn settle_runs(&mut self) {
+        if let Some((c, r)) = self.current_run.take() {
+            self.runs.insert(c, r);
+        }
     }
 
     fn offer_top(&mut self, metric: &str, dir: Direction, v: f64, ordinal: u64, r: &RowView<'_>) {
@@ -777,6 +829,7 @@ impl SummaryBuilder {
         st.runs = self
             .runs
             .iter()
+            .chain(self.current_run.as_ref().map(|(k, v)| (k, v)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         st.top = self
@@ -795,6 +848,7 @@ impl SummaryBuilder {
     /// values kept for exact quartiles ([`place_quartiles`]), plus O(state). The
     /// state moves into the summary (no copy): the builder is spent.
     pub fn finish(&mut self, generated_at: Option<String>) -> Summary {
+        self.settle_runs();
         let exact = if self.overflow || self.missing_prefix_rows > 0 {
             None
         } else {

@@ -155,6 +155,17 @@ impl Store {
     }
 }
 
+/// Where a value falls in a [`Sketch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Magnitude below 1e-12.
+    Zero,
+    /// A positive value's bucket index.
+    Pos(i32),
+    /// A negative value's magnitude's bucket index.
+    Neg(i32),
+}
+
 /// A DDSketch over finite values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
@@ -211,16 +222,33 @@ impl Sketch {
 
     /// Adds one finite value. O(1) amortised.
     pub fn push(&mut self, v: f64) {
+        let b = self.bucket(v);
+        self.push_bucket(b);
+    }
+
+    /// The bucket a finite value falls in (one logarithm).
+    pub fn bucket(&self, v: f64) -> Bucket {
         if v.abs() < MIN_MAGNITUDE {
-            self.zero += 1;
+            Bucket::Zero
         } else if v > 0.0 {
-            let i = self.index(v);
-            self.pos.add(i, 1);
-            self.cap();
+            Bucket::Pos(self.index(v))
         } else {
-            let i = self.index(-v);
-            self.neg.add(i, 1);
-            self.cap();
+            Bucket::Neg(self.index(-v))
+        }
+    }
+
+    /// Adds one value known by its bucket.
+    pub fn push_bucket(&mut self, b: Bucket) {
+        match b {
+            Bucket::Zero => self.zero += 1,
+            Bucket::Pos(i) => {
+                self.pos.add(i, 1);
+                self.cap();
+            }
+            Bucket::Neg(i) => {
+                self.neg.add(i, 1);
+                self.cap();
+            }
         }
     }
 

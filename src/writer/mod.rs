@@ -312,18 +312,58 @@ impl PredictionWriter {
 
     /// Writes a record batch with the contract's 35 columns (utf8 or
     /// large_utf8 strings). The whole batch is checked before any row of it
-    /// is taken.
+    /// is taken. A batch whose rows all carry an id and this dataset's name
+    /// is written columnar: its rows observed in place and its columns
+    /// encoded as they are (strings re-typed to utf8), one row group per
+    /// `row_group_rows`; otherwise row by row, filling ids and names.
     ///
     /// # Errors
     /// [`Error::Schema`] naming a missing or mistyped column;
     /// [`Error::InvalidRow`] / [`Error::UnknownMetricDirection`] naming the
     /// first bad row. In each case nothing of the batch is written.
     pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        rows::check_columns(batch.schema().as_ref(), "record batch", true)?;
+        let full = |name: &str| {
+            batch
+                .column_by_name(name)
+                .is_some_and(|c| c.null_count() == 0)
+        };
+        if full("id") && full("dataset_name") {
+            return self.write_batch_columnar(batch);
+        }
         let rows = rows::batch_to_predictions(batch, "record batch", true)?;
         for (i, p) in rows.iter().enumerate() {
             self.validate(i, p)?;
         }
         rows.into_iter().try_for_each(|p| self.write_owned(p))
+    }
+
+    fn write_batch_columnar(&mut self, batch: &RecordBatch) -> Result<()> {
+        let ds = self.dataset.clone();
+        rows::for_each_view(batch, "record batch", |i, v| {
+            if v.dataset_name != Some(ds.as_str()) {
+                return Err(Error::InvalidRow {
+                    row: i,
+                    reason: format!(
+                        "dataset_name {:?} differs from the file's dataset {ds:?}",
+                        v.dataset_name.unwrap_or_default()
+                    ),
+                });
+            }
+            self.summary.check(i, v).map(drop)
+        })?;
+        let contract = rows::to_contract(batch)?;
+        let summary = &mut self.summary;
+        rows::for_each_view(batch, "record batch", |_, v| {
+            summary.observe(summary.rows() as usize, v)
+        })?;
+        self.flush()?;
+        let step = self.opts.row_group_rows.max(1);
+        for at in (0..contract.num_rows()).step_by(step) {
+            let n = step.min(contract.num_rows() - at);
+            self.sink.write_batch(&contract.slice(at, n))?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {

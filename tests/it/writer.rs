@@ -355,3 +355,61 @@ fn appending_to_a_mistyped_file_names_file_and_column_and_changes_nothing() {
     assert!(msg.contains("column \"val_score\" has type Utf8"), "{msg}");
     assert_eq!(std::fs::read(&meta).unwrap(), before);
 }
+
+#[test]
+fn columnar_batches_equal_row_by_row_writes() {
+    // nirs4all's rows (large_utf8 strings), written as record batches (the
+    // columnar path) and row by row: the same rows, the same summary.
+    let src = fixture("corn_moisture.meta.parquet");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut wa =
+        PredictionWriter::create(a.path(), "corn_moisture", opts().with_row_group_rows(50))
+            .unwrap();
+    let mut wb =
+        PredictionWriter::create(b.path(), "corn_moisture", opts().with_row_group_rows(50))
+            .unwrap();
+    rows::for_each_batch(&src, None, 40, |batch| {
+        wa.write_batch(&batch)?;
+        for p in rows::batch_to_predictions(&batch, "b", true)? {
+            wb.write_owned(p)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let (sa, sb) = (wa.finish().unwrap(), wb.finish().unwrap());
+    assert_eq!(sa, sb);
+    let read = |d: &std::path::Path| {
+        rows::read_predictions(&d.join("corn_moisture.meta.parquet")).unwrap()
+    };
+    assert_eq!(read(a.path()), read(b.path()));
+    assert_eq!(read(a.path()), rows::read_predictions(&src).unwrap());
+    // A batch of another dataset is refused whole, by row.
+    let mut w = PredictionWriter::create(a.path(), "other", opts()).unwrap();
+    let mut err = None;
+    rows::for_each_batch(&src, None, 200, |batch| {
+        err = w.write_batch(&batch).err();
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        matches!(err, Some(Error::InvalidRow { row: 0, .. })),
+        "{err:?}"
+    );
+    assert_eq!(w.num_rows(), 0);
+}
+
+#[test]
+fn parquet_input_is_ingested_by_dataset() {
+    let ws = tempfile::tempdir().unwrap();
+    let report = n4a::ingest::ingest(
+        ws.path(),
+        &fixture("grain_class.meta.parquet"),
+        n4a::ingest::InputFormat::Parquet,
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(report.get("grain_class"), Some(&15));
+    let stored = rows::read_predictions(&fixture("grain_class.meta.parquet")).unwrap();
+    let ours = rows::read_predictions(&ws.path().join("grain_class.meta.parquet")).unwrap();
+    assert_eq!(ours, stored);
+}
