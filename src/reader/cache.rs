@@ -95,7 +95,8 @@ struct Entry<V> {
 
 /// Values (decoded footers, or their errors) by path and [`FileKey`].
 pub struct FooterCache<V> {
-    map: Mutex<HashMap<PathBuf, Entry<V>>>,
+    /// Keyed by the path's bytes: hashing a `Path` walks its components.
+    map: Mutex<HashMap<std::ffi::OsString, Entry<V>>>,
 }
 
 impl<V> Default for FooterCache<V> {
@@ -111,7 +112,7 @@ impl<V> FooterCache<V> {
     /// trusted (not racy).
     pub fn get(&self, path: &Path, key: &FileKey) -> Option<Arc<V>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(path)
+        map.get(path.as_os_str())
             .filter(|e| e.trusted && e.key == *key)
             .map(|e| e.value.clone())
     }
@@ -119,7 +120,7 @@ impl<V> FooterCache<V> {
     /// True when `path` has an entry (trusted or not).
     pub fn contains(&self, path: &Path) -> bool {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.contains_key(path)
+        map.contains_key(path.as_os_str())
     }
 
     /// Stores `value` read from `path` with `key`, the key taken before the
@@ -129,7 +130,7 @@ impl<V> FooterCache<V> {
         let trusted = !key.is_racy(read_at);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(
-            path.to_path_buf(),
+            path.as_os_str().to_os_string(),
             Entry {
                 key,
                 read_at,
@@ -143,16 +144,17 @@ impl<V> FooterCache<V> {
     /// The key and read time of `path`'s entry, if it has a trusted one.
     pub fn trusted_key(&self, path: &Path) -> Option<(FileKey, SystemTime)> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(path)
+        map.get(path.as_os_str())
             .filter(|e| e.trusted)
             .map(|e| (e.key, e.read_at))
     }
 
     /// Drops entries of files no longer listed.
     pub fn retain(&self, live: &[PathBuf]) {
-        let live: std::collections::HashSet<&PathBuf> = live.iter().collect();
+        let live: std::collections::HashSet<&std::ffi::OsStr> =
+            live.iter().map(|p| p.as_os_str()).collect();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|p, _| live.contains(p));
+        map.retain(|p, _| live.contains(p.as_os_str()));
     }
 
     /// Number of entries.

@@ -340,7 +340,12 @@ pub fn locate_state(window: &[u8], window_at: usize) -> Option<(std::ops::Range<
     // The key is unique in a footer (see above), so a forward search (the
     // SIMD one) finds the same place as a backward one, and rules out a
     // footer without it (nirs4all's) at memory speed.
-    let hit = memchr::memmem::find(window, KEY)?;
+    // The state's head is a few KB from the end: look there first.
+    let near = window.len().saturating_sub(16 << 10);
+    let hit = match memchr::memmem::find(&window[near..], KEY) {
+        Some(i) => near + i,
+        None => memchr::memmem::find(&window[..(near + KEY.len()).min(window.len())], KEY)?,
+    };
     // Preceded by the end of the summary's KeyValue struct.
     if hit == 0 || window[hit - 1] != 0 {
         return None;

@@ -440,6 +440,13 @@ impl<'a> Cur<'a> {
     }
 
     fn u(&mut self) -> R<u64> {
+        // Most values (counts, lengths, bucket steps) fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
