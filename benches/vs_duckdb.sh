@@ -2,7 +2,7 @@
 # Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
 # the same sitting, on workspaces generated exactly as nirs4all wrote them.
 #
-#   benches/vs_duckdb.sh [summary|append|all] [--runs N]
+#   benches/vs_duckdb.sh [summary|append|growth|all] [--runs N]
 #
 # Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
 # copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
@@ -20,8 +20,11 @@
 # append: `n4a ingest` of the 10,000-row fixture `peers.py append` writes,
 #   to a copy of big's first file (1.0 footer) and of big-n4a's (1.2),
 #   against the nirs4all way in-process (`peers.py append`).
+# growth: n4a summary (whole process) and the I/O floor on 10, 100, 500
+#   and 2,000 files of many-n4a (hard links), and on 100 files of 500,
+#   5,000 and 100,000 rows (n4a footers).
 # The I/O floor of each workspace (open + read every footer's bytes, no
-#   parsing) is printed beside.
+#   parsing, in Python) is printed beside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -156,9 +159,37 @@ EOF
   done
 }
 
+growth() {
+  printf "%-28s %10s %10s\n" workspace "n4a s" "floor s"
+  for n in 10 100 500 2000; do
+    local d=$B/data/_work/growth-files-$n
+    if [[ ! -d $d ]]; then
+      mkdir -p "$d"
+      local files=("$B"/data/many-n4a/*.meta.parquet)
+      ln "${files[@]:0:$n}" "$d/"
+    fi
+    read -r t _ < <(timeit "$N" summary "$d" --format json)
+    printf "%-28s %10s %10s\n" "$n files x 500 rows" "$t" "$(floor "$d")"
+  done
+  gen mid 100 5000
+  local d=$B/data/_work/growth-rows-500
+  if [[ ! -d $d ]]; then
+    mkdir -p "$d"
+    local files=("$B"/data/many-n4a/*.meta.parquet)
+    ln "${files[@]:0:100}" "$d/"
+  fi
+  for ws in "$d" "$B/data/mid-n4a" "$B/data/big-n4a"; do
+    read -r t _ < <(timeit "$N" summary "$ws" --format json)
+    local rows
+    rows=$("$N" summary "$ws" --format json | "$P" -c 'import json,sys; d=json.load(sys.stdin); print(d["total_predictions"] // d["total_datasets"])')
+    printf "%-28s %10s %10s\n" "100 files x $rows rows" "$t" "$(floor "$ws")"
+  done
+}
+
 case $WHAT in
   summary) summary ;;
   append) append ;;
-  all) summary; echo; append ;;
-  *) echo "usage: $0 [summary|append|all] [--runs N]" >&2; exit 2 ;;
+  growth) growth ;;
+  all) summary; echo; append; echo; growth ;;
+  *) echo "usage: $0 [summary|append|growth|all] [--runs N]" >&2; exit 2 ;;
 esac

@@ -632,13 +632,17 @@ fn file_best(d: &n4a::reader::merge::DatasetEntry) -> FileBest {
                 head.top_of_metric(m).into_iter().next()
             })
         }),
-        Content::Legacy { parts, ranking } => {
+        Content::Legacy { ranking, .. } => {
             b.metric = ranking.metric.clone().unwrap_or_else(|| "?".into());
             b.direction = ranking
                 .direction
                 .map_or("?".to_string(), |d| d.as_str().to_string());
             if ranking.stored_bests_hold() {
-                Some(parts.top_predictions.first().cloned())
+                Some(
+                    d.summary()
+                        .ok()
+                        .and_then(|s| s.top_predictions.into_iter().next()),
+                )
             } else {
                 b.value = "(1.0: max only)".into();
                 None

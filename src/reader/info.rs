@@ -2,26 +2,29 @@
 //! footer allows ([`read_info`]).
 //!
 //! * **I/O.** One `pread` of the file's last 24 KiB, which holds the whole
-//!   footer of a file of a few thousand rows. A larger footer takes one
-//!   more read of its start (the schema, row count, row groups and
-//!   the column statistics of `metric` and the scores); its key/values are
-//!   then located without being read ([`thrift::locate_key_values`]) and
-//!   only the values needed are fetched. For an n4a 1.2 footer that is the
-//!   compact state, the last key/value, already in the tail read: the
-//!   summary text between (the bulk of a footer with thousands of configs)
-//!   is not read at all here. It is relayed later straight from the file
-//!   ([`FileSummary::read_text`]), checked against the hash the state
-//!   carries.
-//! * **Memory.** A 1.2 file keeps its state's head as the compact bytes it
-//!   was stored in (a few KB), decoded on demand; nothing of its summary
-//!   text. On this 2-core VM a page of fresh memory costs about 2 µs to
-//!   fault in, more than reading it from the page cache, so a workspace
-//!   summary is bound by what it holds as much as by what it reads.
-//! * **Other versions.** A 1.1 summary (state inside the JSON) and
-//!   nirs4all's 1.0 (no state) are read and parsed whole; for 1.0 only the
-//!   parts a merge uses are typed, and the text relayed is rebuilt with
-//!   nirs4all's maxima left out where they are not bests
+//!   footer of a file of a few thousand rows.
+//! * **n4a 1.2, read from its end.** The state's head is the footer's last
+//!   key/value: [`thrift::locate_state`] finds it by its Thrift framing, the
+//!   head's first fields give the summary text's length (and hash), the
+//!   framing just before the text is checked, and the row count and row
+//!   groups come from the footer's first bytes ([`thrift::parse_counts`]):
+//!   the column chunks' metadata (35 a row group) is not walked. A text in
+//!   the tail read is kept; a larger one is read once, hashed and dropped,
+//!   and relayed later straight from the file ([`FileSummary::text_at`]).
+//!   The head stays as its compact bytes, decoded when merged; the runs
+//!   (`n4a_runs`) stay in the file until an append or a config filter asks.
+//! * **Other footers** are skimmed whole ([`thrift::parse_with_stats`]: row
+//!   count, row groups, key/values, and the chunk statistics of `metric` and
+//!   the scores, [`ColumnFacts`]); a larger footer's start is read and its
+//!   key/values located without reading the values it does not need. A 1.1
+//!   summary (state inside the JSON) is decoded with its state; nirs4all's
+//!   1.0 has only the parts a merge uses typed, and the text relayed is
+//!   rebuilt with nirs4all's maxima left out where they are not bests
 //!   ([`relay_text`]).
+//! * **Memory.** On these VMs a page of fresh memory costs about 2 µs to
+//!   fault in, more than reading it from the page cache, so a workspace
+//!   summary is bound by what it holds as much as by what it reads: read
+//!   buffers are per thread and reused, large texts are not held.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -592,8 +595,7 @@ fn skim<'b>(
     head: &mut Vec<u8>,
 ) -> Result<Option<Skimmed<'b>>> {
     let n = len.min(WINDOW) as usize;
-    tail.clear();
-    tail.resize(n, 0);
+    let tail: &'b mut [u8] = sized(tail, n);
     file.read_exact_at(tail, len - n as u64)
         .map_err(|e| Error::io(path, e))?;
     if n < 12 || &tail[n - 4..] != b"PAR1" {
@@ -605,12 +607,40 @@ fn skim<'b>(
     }
     let footer_at = len - 8 - meta_len as u64;
     let tail: &'b [u8] = tail;
-    if let Some(fast) = skim_n4a(file, path, (meta_len, footer_at), &tail[..n - 8], head)? {
-        return Ok(Some(fast));
+    // n4a's state key near the end (its head is the last key/value), or
+    // anywhere in the tail read: one search, which rules out nirs4all's
+    // footers before any parsing.
+    let window = &tail[..n - 8];
+    let near = window.len().saturating_sub(16 << 10);
+    let state_key = memchr::memmem::find(&window[near..], STATE_KEY.as_bytes()).is_some()
+        || memchr::memmem::find(&window[..near], STATE_KEY.as_bytes()).is_some();
+    if state_key {
+        if let Some(fast) = skim_n4a(file, path, (meta_len, footer_at), window, head)? {
+            return Ok(Some(fast));
+        }
     }
     if meta_len + 8 <= n {
         // The whole footer is in the tail read.
         let meta = &tail[n - 8 - meta_len..n - 8];
+        // A summary found by its framing spares the walk past the watched
+        // columns' statistics (nirs4all's footers).
+        if let Some(at) = thrift::locate_summary(meta).filter(|_| !state_key) {
+            if let Ok(skim) = thrift::parse_stats_only(meta, &WATCHED) {
+                let t = &meta[at.clone()];
+                return Ok(Some(Skimmed {
+                    num_rows: skim.num_rows,
+                    num_row_groups: skim.num_row_groups,
+                    columns: ColumnFacts::of(&skim.chunk_stats, skim.num_row_groups),
+                    summary: Some(Located {
+                        text: Some(Cow::Borrowed(t)),
+                        offset: footer_at + at.start as u64,
+                        len: t.len(),
+                    }),
+                    state: None,
+                    runs: None,
+                }));
+            }
+        }
         let Ok(skim) = thrift::parse_with_stats(meta, &WATCHED) else {
             return Ok(None);
         };
@@ -642,8 +672,7 @@ fn skim<'b>(
     }
     // A larger footer: its start, then its key/values located.
     let h = meta_len.min(WINDOW as usize);
-    head.clear();
-    head.resize(h, 0);
+    let head: &mut [u8] = sized(head, h);
     file.read_exact_at(head, footer_at)
         .map_err(|e| Error::io(path, e))?;
     let head: &[u8] = head;
@@ -751,11 +780,10 @@ fn skim_n4a<'b>(
         window
     } else {
         let h = meta_len.min(START_READ);
-        head.clear();
-        head.resize(h, 0);
+        let head = sized(head, h);
         file.read_exact_at(head, footer_at)
             .map_err(|e| Error::io(path, e))?;
-        head
+        &*head
     };
     let Ok((num_rows, num_row_groups)) = thrift::parse_counts(start, meta_len) else {
         return Ok(None);
@@ -778,6 +806,15 @@ fn skim_n4a<'b>(
             .checked_sub(1 + prefix.runs_len)
             .map(|at| RunsSource::InFile(footer_at + at, prefix.runs_len as usize)),
     }))
+}
+
+/// The first `n` bytes of a reused buffer, grown (never cleared: a read
+/// overwrites what it uses) to hold them.
+fn sized(buf: &mut Vec<u8>, n: usize) -> &mut [u8] {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    &mut buf[..n]
 }
 
 /// Bytes read from a large footer's start for its row count (the schema

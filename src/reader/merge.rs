@@ -201,13 +201,12 @@ impl WorkspaceSummary {
     }
 
     /// Writes the answer as JSON (see [`Form`]). The file summaries and
-    /// their runs are copied as stored, a 1.2 file's read again from the
-    /// file into one reused buffer (so the answer is never held whole in
-    /// memory): the cost is one read of each summary text per use, plus a
-    /// few serialised sections. A file that changed since its footer was
-    /// read (or whose text no longer matches its state) gets an entry with
-    /// `summary_error` instead of its summary, and its runs are left out:
-    /// the answer stays valid JSON.
+    /// their runs are copied as stored: from memory, or, for a large 1.2
+    /// text left in its file, by [`Sink::copy_range`] (`sendfile` to a
+    /// descriptor), so the answer is never held whole in memory; plus a few
+    /// serialised sections. A file that changed since its footer was read
+    /// gets an entry with `summary_error` instead of its summary, and its
+    /// runs are left out: the answer stays valid JSON.
     ///
     /// # Errors
     /// What `out` returns.

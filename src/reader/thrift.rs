@@ -62,7 +62,15 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    #[inline]
     fn varint(&mut self) -> R<u64> {
+        // Field ids, lengths and most values fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut out = 0u64;
         for shift in (0..70).step_by(7) {
             let b = self.byte()?;
@@ -128,6 +136,19 @@ impl<'a> Cursor<'a> {
         Ok((size, b & 0x0f))
     }
 
+    /// Skips a varint without decoding it.
+    #[inline]
+    fn skip_varint(&mut self) -> R<()> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match rest.iter().take(10).position(|b| b & 0x80 == 0) {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(())
+            }
+            None => Err(SkimError("varint too long or cut")),
+        }
+    }
+
     fn skip(&mut self, ty: u8, depth: u32) -> R<()> {
         if depth > MAX_DEPTH {
             return Err(SkimError("nesting too deep"));
@@ -135,15 +156,16 @@ impl<'a> Cursor<'a> {
         match ty {
             1 | 2 => Ok(()),
             3 => self.byte().map(drop),
-            4..=6 => self.varint().map(drop),
+            4..=6 => self.skip_varint(),
             7 => self.take(8).map(drop),
             8 => self.binary().map(drop),
             9 | 10 => {
                 let (n, et) = self.list_header()?;
-                for _ in 0..n {
-                    self.skip_elem(et, depth + 1)?;
+                match et {
+                    // Lists of integers (encodings, histograms): varints.
+                    4..=6 => (0..n).try_for_each(|_| self.skip_varint()),
+                    _ => (0..n).try_for_each(|_| self.skip_elem(et, depth + 1)),
                 }
-                Ok(())
             }
             11 => {
                 let n = usize::try_from(self.varint()?).map_err(|_| SkimError("map size"))?;
@@ -157,14 +179,25 @@ impl<'a> Cursor<'a> {
                 }
                 Ok(())
             }
-            12 => {
-                let mut last = 0;
-                while let Some((_, t)) = self.field(&mut last)? {
-                    self.skip(t, depth + 1)?;
-                }
-                Ok(())
-            }
+            12 => self.skip_struct(depth),
             _ => Err(SkimError("unknown type")),
+        }
+    }
+
+    /// Skips a struct's fields to its stop byte: field ids are not needed,
+    /// only each field's type (most of a footer is skipped this way).
+    fn skip_struct(&mut self, depth: u32) -> R<()> {
+        loop {
+            let b = self.byte()?;
+            let ty = b & 0x0f;
+            if ty == 0 {
+                return Ok(());
+            }
+            if b >> 4 == 0 {
+                // A long-form header: the field id follows as a varint.
+                self.skip_varint()?;
+            }
+            self.skip(ty, depth + 1)?;
         }
     }
 
@@ -288,6 +321,92 @@ pub fn parse_prefix<'a>(buf: &'a [u8], watch: &[&str]) -> R<Prefix<'a>> {
         return Err(SkimError("missing num_rows or row_groups"));
     }
     Ok(out)
+}
+
+/// The row count, row groups and watched chunk statistics of a serialized
+/// `FileMetaData`, without its key/values: with one row group the walk
+/// stops after the last watched column chunk (the rest of the footer is
+/// not needed once the summary was found from the end, [`locate_summary`]).
+///
+/// # Errors
+/// [`SkimError`] on malformed input.
+pub fn parse_stats_only<'a>(buf: &'a [u8], watch: &[&str]) -> R<Skim<'a>> {
+    let mut c = Cursor { buf, pos: 0 };
+    let mut out = Skim::default();
+    let mut seen_rows = false;
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (3, 6) => {
+                out.num_rows = c.zigzag()?;
+                seen_rows = true;
+            }
+            (4, 9) => {
+                let (n, et) = c.list_header()?;
+                if et != 12 {
+                    return Err(SkimError("row groups are not structs"));
+                }
+                out.num_row_groups = n;
+                if n == 1 {
+                    row_group_until(&mut c, watch, &mut out.chunk_stats)?;
+                } else {
+                    for _ in 0..n {
+                        row_group(&mut c, watch, &mut out.chunk_stats)?;
+                    }
+                }
+                return if seen_rows {
+                    Ok(out)
+                } else {
+                    Err(SkimError("row_groups before num_rows"))
+                };
+            }
+            (_, t) => c.skip(t, 1)?,
+        }
+    }
+    Err(SkimError("missing num_rows or row_groups"))
+}
+
+/// The one row group's column chunks up to the last watched one.
+fn row_group_until<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a>>) -> R<()> {
+    let mut last = 0;
+    while let Some((id, ty)) = c.field(&mut last)? {
+        match (id, ty) {
+            (1, 9) => {
+                let (n, et) = c.list_header()?;
+                for _ in 0..n {
+                    if et != 12 {
+                        return Err(SkimError("row group columns are not structs"));
+                    }
+                    column_chunk(c, watch, out)?;
+                    if out.len() == watch.len() {
+                        return Ok(());
+                    }
+                }
+            }
+            (_, t) => c.skip(t, 2)?,
+        }
+    }
+    Ok(())
+}
+
+/// Where a summary text is in a footer whose `n4a_summary` key/value can
+/// be found by its framing (`0x18 0x0b "n4a_summary" 0x18 varint(len)`,
+/// which cannot occur in JSON or base64), the text a JSON object ending
+/// where its key/value struct ends: the text's range.
+pub fn locate_summary(footer: &[u8]) -> Option<std::ops::Range<usize>> {
+    const KEY: &[u8] = b"\x18\x0bn4a_summary\x18";
+    let hit = memchr::memmem::find(footer, KEY)?;
+    let mut c = Cursor {
+        buf: footer,
+        pos: hit + KEY.len(),
+    };
+    let n = usize::try_from(c.varint().ok()?).ok()?;
+    let start = c.pos;
+    let end = start.checked_add(n)?;
+    let ok = footer.get(end) == Some(&0)
+        && footer.get(start) == Some(&b'{')
+        && footer.get(end.checked_sub(1)?) == Some(&b'}');
+    ok.then_some(start..end)
 }
 
 /// The row count and the number of row groups of a serialized

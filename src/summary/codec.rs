@@ -333,26 +333,49 @@ fn put_score(out: &mut Vec<u8>, s: &ScoreState) {
     put_u(out, k.zero);
     out.push(u8::from(k.collapsed));
     for store in [&k.pos, &k.neg] {
-        put_u(out, store.len() as u64);
-        let mut prev = 0i64;
-        for (i, c) in store.iter() {
-            put_i(out, i64::from(i) - prev);
-            prev = i64::from(i);
-            put_u(out, c);
+        // Dense: the occupied count, the span of slots from the lowest to
+        // the highest index, the lowest index, the counts' byte length,
+        // then one count a slot (empty slots are one zero byte). A merge
+        // adds the run slot by slot; a reader skips it by its length.
+        let pairs: Vec<(i32, u64)> = store.iter().collect();
+        put_u(out, pairs.len() as u64);
+        let (Some(&(lo, _)), Some(&(hi, _))) = (pairs.first(), pairs.last()) else {
+            put_u(out, 0);
+            continue;
+        };
+        let span = (i64::from(hi) - i64::from(lo) + 1) as usize;
+        put_u(out, span as u64);
+        put_i(out, i64::from(lo));
+        let mut counts = Vec::with_capacity(span + 8);
+        let mut at = i64::from(lo);
+        for (i, c) in pairs {
+            while at < i64::from(i) {
+                counts.push(0);
+                at += 1;
+            }
+            put_u(&mut counts, c);
+            at += 1;
         }
+        put_u(out, counts.len() as u64);
+        out.extend_from_slice(&counts);
     }
 }
 
 fn put_entry(out: &mut Vec<u8>, e: &TopEntry) {
-    put_os(out, e.id.as_deref());
-    put_os(out, e.model_name.as_deref());
-    put_os(out, e.config_name.as_deref());
+    // What a merge ranks by first; the rest behind its length, read only
+    // for an entry that makes the cut.
     put_of(out, e.val_score);
-    put_of(out, e.test_score);
-    put_os(out, e.fold_id.as_deref());
-    put_os(out, e.partition.as_deref());
-    put_os(out, e.dataset.as_deref());
     put_u(out, e.row);
+    let mut rest = Vec::with_capacity(96);
+    put_os(&mut rest, e.id.as_deref());
+    put_os(&mut rest, e.model_name.as_deref());
+    put_os(&mut rest, e.config_name.as_deref());
+    put_of(&mut rest, e.test_score);
+    put_os(&mut rest, e.fold_id.as_deref());
+    put_os(&mut rest, e.partition.as_deref());
+    put_os(&mut rest, e.dataset.as_deref());
+    put_u(out, rest.len() as u64);
+    out.extend_from_slice(&rest);
 }
 
 fn put_counts(out: &mut Vec<u8>, m: &BTreeMap<String, u64>) {
@@ -507,17 +530,6 @@ impl<'a> Cur<'a> {
         self.str_of(n)
     }
 
-    /// Skips an optional string without checking its bytes.
-    fn skip_os(&mut self) -> R<()> {
-        match self.u()? {
-            0 => Ok(()),
-            n => {
-                let n = usize::try_from(n - 1).map_err(|_| CodecError("length".into()))?;
-                self.take(n).map(drop)
-            }
-        }
-    }
-
     fn os(&mut self) -> R<Option<&'a str>> {
         match self.u()? {
             0 => Ok(None),
@@ -553,22 +565,55 @@ pub struct ScoreView<'a> {
     pub zero: u64,
     /// Whether the sketch folded buckets.
     pub collapsed: bool,
-    /// Positive and negative buckets, still encoded (validated).
-    buckets: [(&'a [u8], usize); 2],
+    /// Positive and negative buckets, still encoded: their counts' bytes,
+    /// span and lowest index.
+    buckets: [DenseRun<'a>; 2],
 }
 
-impl ScoreView<'_> {
+/// A store's counts as encoded: one varint a slot from `first`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenseRun<'a> {
+    bytes: &'a [u8],
+    span: usize,
+    first: i32,
+}
+
+impl<'a> DenseRun<'a> {
+    /// The lowest index.
+    pub fn first(&self) -> i32 {
+        self.first
+    }
+
+    /// Slots from the lowest to the highest occupied index.
+    pub fn span(&self) -> usize {
+        self.span
+    }
+
+    /// The counts, one a slot (zero for an empty one). A malformed count
+    /// ends the run early (the head was checked when read).
+    pub fn counts(&self) -> impl Iterator<Item = u64> + 'a {
+        let mut c = Cur {
+            buf: self.bytes,
+            pos: 0,
+        };
+        (0..self.span).map_while(move |_| c.u().ok())
+    }
+}
+
+impl<'a> ScoreView<'a> {
+    /// The encoded counts of the positive (0) or negative (1) store.
+    pub fn run(&self, store: usize) -> DenseRun<'a> {
+        self.buckets[store]
+    }
+
     /// The `(index, count)` buckets of the positive (0) or negative (1)
     /// store, decoded as they are iterated.
-    pub fn buckets(&self, store: usize) -> impl Iterator<Item = (i32, u64)> + '_ {
-        let (bytes, n) = self.buckets[store];
-        let mut c = Cur { buf: bytes, pos: 0 };
-        let mut prev = 0i64;
-        (0..n).map(move |_| {
-            // Validated when the view was made.
-            prev += c.i().unwrap_or(0);
-            (prev as i32, c.u().unwrap_or(0))
-        })
+    pub fn buckets(&self, store: usize) -> impl Iterator<Item = (i32, u64)> + 'a {
+        let run = self.buckets[store];
+        run.counts()
+            .enumerate()
+            .filter(|(_, c)| *c > 0)
+            .map(move |(j, c)| (run.first + j as i32, c))
     }
 
     /// The owned state.
@@ -610,12 +655,12 @@ impl EntryView<'_> {
             id: own(c.os().ok()?),
             model_name: own(c.os().ok()?),
             config_name: own(c.os().ok()?),
-            val_score: c.of().ok()?,
             test_score: c.of().ok()?,
             fold_id: own(c.os().ok()?),
             partition: own(c.os().ok()?),
             dataset: own(c.os().ok()?),
-            row: c.u().ok()?,
+            val_score: self.val_score,
+            row: self.row,
         })
     }
 }
@@ -699,30 +744,29 @@ fn get_score<'a>(c: &mut Cur<'a>) -> R<ScoreView<'a>> {
     let alpha = c.f()?;
     let zero = c.u()?;
     let collapsed = c.byte()? != 0;
-    let mut buckets = [(&[][..], 0usize); 2];
+    let mut buckets = [DenseRun::default(); 2];
     for slot in &mut buckets {
+        let _occupied = c.u()?;
+        let span = usize::try_from(c.u()?).map_err(|_| CodecError("span".into()))?;
+        if span == 0 {
+            continue;
+        }
+        if span as i64 > super::sketch::MAX_SPAN {
+            return bad("bucket indexes span too wide");
+        }
+        let first = i32::try_from(c.i()?).map_err(|_| CodecError("bucket index".into()))?;
+        if i64::from(first) + span as i64 > i64::from(i32::MAX) {
+            return bad("bucket index");
+        }
         let n = c.len()?;
-        let start = c.pos;
-        let mut prev = 0i64;
-        let mut lo = None;
-        for _ in 0..n {
-            let step = c.i()?;
-            if lo.is_some() && step <= 0 {
-                return bad("bucket indexes not increasing");
-            }
-            prev = prev
-                .checked_add(step)
-                .ok_or_else(|| CodecError("bucket index".into()))?;
-            i32::try_from(prev).map_err(|_| CodecError("bucket index".into()))?;
-            lo.get_or_insert(prev);
-            c.u()?;
+        if n < span {
+            return bad("bucket counts shorter than their span");
         }
-        if let Some(lo) = lo {
-            if prev - lo > super::sketch::MAX_SPAN {
-                return bad("bucket indexes span too wide");
-            }
-        }
-        *slot = (&c.buf[start..c.pos], n);
+        *slot = DenseRun {
+            bytes: c.take(n)?,
+            span,
+            first,
+        };
     }
     Ok(ScoreView {
         welford,
@@ -736,20 +780,13 @@ fn get_score<'a>(c: &mut Cur<'a>) -> R<ScoreView<'a>> {
 }
 
 fn get_entry<'a>(c: &mut Cur<'a>) -> R<EntryView<'a>> {
-    let start = c.pos;
-    for _ in 0..3 {
-        c.skip_os()?;
-    }
     let val_score = c.of()?;
-    c.of()?;
-    for _ in 0..3 {
-        c.skip_os()?;
-    }
     let row = c.u()?;
+    let n = c.len()?;
     Ok(EntryView {
         val_score,
         row,
-        raw: &c.buf[start..c.pos],
+        raw: c.take(n)?,
     })
 }
 

@@ -20,7 +20,6 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::topk::TopEntry;
 use super::welford::Welford;
 use super::{Facets, ScoreSummary, Stats};
 use crate::metric::Direction;
@@ -34,8 +33,6 @@ pub struct LegacySummary {
     pub stats: Stats,
     /// `facets`.
     pub facets: Facets,
-    /// `top_predictions` as stored (nirs4all's: ranked by the maximum).
-    pub top_predictions: Vec<TopEntry>,
 }
 
 impl LegacySummary {
@@ -50,7 +47,6 @@ impl LegacySummary {
                 "total_predictions" => out.total_predictions = serde_json::from_str(v.get())?,
                 "stats" => out.stats = serde_json::from_str(v.get())?,
                 "facets" => out.facets = serde_json::from_str(v.get())?,
-                "top_predictions" => out.top_predictions = serde_json::from_str(v.get())?,
                 _ => {}
             }
         }

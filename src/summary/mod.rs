@@ -438,11 +438,11 @@ impl StateMerger {
             }
             mine.sketch.zero += theirs.zero;
             mine.sketch.collapsed |= theirs.collapsed;
-            for (i, c) in theirs.buckets(0) {
-                mine.sketch.pos.add(i, c);
-            }
-            for (i, c) in theirs.buckets(1) {
-                mine.sketch.neg.add(i, c);
+            for (store, run) in [
+                (&mut mine.sketch.pos, theirs.run(0)),
+                (&mut mine.sketch.neg, theirs.run(1)),
+            ] {
+                store.add_dense(run.first(), run.span(), run.counts());
             }
             mine.sketch.fold_to_cap();
         }

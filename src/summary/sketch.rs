@@ -101,6 +101,37 @@ impl Store {
         *slot += c;
     }
 
+    /// Adds a dense run of counts, one a slot from index `first` over
+    /// `span` slots (an encoded store): the array grows once, then each
+    /// count is an add. O(span).
+    pub fn add_dense(&mut self, first: i32, span: usize, counts: impl Iterator<Item = u64>) {
+        if span == 0 {
+            return;
+        }
+        let last = first + span as i32 - 1;
+        if self.counts.is_empty() {
+            self.offset = first;
+        }
+        if first < self.offset {
+            let grow = (self.offset - first) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = first;
+        }
+        let need = (last - self.offset) as usize + 1;
+        if self.counts.len() < need {
+            self.counts.resize(need, 0);
+        }
+        let base = (first - self.offset) as usize;
+        for (slot, c) in self.counts[base..].iter_mut().zip(counts) {
+            if c > 0 {
+                if *slot == 0 {
+                    self.occupied += 1;
+                }
+                *slot += c;
+            }
+        }
+    }
+
     /// Adds every bucket of `other`. O(span of both).
     pub fn merge(&mut self, other: &Store) {
         if other.counts.is_empty() {
