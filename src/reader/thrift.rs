@@ -244,7 +244,7 @@ pub fn parse_with_stats<'a>(buf: &'a [u8], watch: &[&str]) -> R<Skim<'a>> {
                     if watch.is_empty() || et != 12 {
                         c.skip_elem(et, 1)?;
                     } else {
-                        row_group(&mut c, watch, &mut out.chunk_stats)?;
+                        row_group(&mut c, watch, &mut out.chunk_stats, false)?;
                     }
                 }
                 out.num_row_groups = n;
@@ -303,7 +303,7 @@ pub fn parse_prefix<'a>(buf: &'a [u8], watch: &[&str]) -> R<Prefix<'a>> {
                     if watch.is_empty() || et != 12 {
                         c.skip_elem(et, 1)?;
                     } else {
-                        row_group(&mut c, watch, &mut out.skim.chunk_stats)?;
+                        row_group(&mut c, watch, &mut out.skim.chunk_stats, false)?;
                     }
                 }
                 out.skim.num_row_groups = n;
@@ -347,12 +347,8 @@ pub fn parse_stats_only<'a>(buf: &'a [u8], watch: &[&str]) -> R<Skim<'a>> {
                     return Err(SkimError("row groups are not structs"));
                 }
                 out.num_row_groups = n;
-                if n == 1 {
-                    row_group_until(&mut c, watch, &mut out.chunk_stats)?;
-                } else {
-                    for _ in 0..n {
-                        row_group(&mut c, watch, &mut out.chunk_stats)?;
-                    }
+                for _ in 0..n {
+                    row_group(&mut c, watch, &mut out.chunk_stats, n == 1)?;
                 }
                 return if seen_rows {
                     Ok(out)
@@ -364,29 +360,6 @@ pub fn parse_stats_only<'a>(buf: &'a [u8], watch: &[&str]) -> R<Skim<'a>> {
         }
     }
     Err(SkimError("missing num_rows or row_groups"))
-}
-
-/// The one row group's column chunks up to the last watched one.
-fn row_group_until<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a>>) -> R<()> {
-    let mut last = 0;
-    while let Some((id, ty)) = c.field(&mut last)? {
-        match (id, ty) {
-            (1, 9) => {
-                let (n, et) = c.list_header()?;
-                for _ in 0..n {
-                    if et != 12 {
-                        return Err(SkimError("row group columns are not structs"));
-                    }
-                    column_chunk(c, watch, out)?;
-                    if out.len() == watch.len() {
-                        return Ok(());
-                    }
-                }
-            }
-            (_, t) => c.skip(t, 2)?,
-        }
-    }
-    Ok(())
 }
 
 /// Where a summary text is in a footer whose `n4a_summary` key/value can
@@ -579,8 +552,15 @@ pub fn locate_key_values<'f>(
     Ok(out)
 }
 
-/// A `RowGroup`: its column chunks' metadata, the rest skipped.
-fn row_group<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a>>) -> R<()> {
+/// A `RowGroup`: its column chunks' metadata, the rest skipped; with
+/// `stop_when_seen`, the walk ends (mid-struct: the caller reads nothing
+/// after) once every watched column's chunk was seen.
+fn row_group<'a>(
+    c: &mut Cursor<'a>,
+    watch: &[&str],
+    out: &mut Vec<ChunkStats<'a>>,
+    stop_when_seen: bool,
+) -> R<()> {
     let mut last = 0;
     while let Some((id, ty)) = c.field(&mut last)? {
         match (id, ty) {
@@ -591,6 +571,9 @@ fn row_group<'a>(c: &mut Cursor<'a>, watch: &[&str], out: &mut Vec<ChunkStats<'a
                         return Err(SkimError("row group columns are not structs"));
                     }
                     column_chunk(c, watch, out)?;
+                    if stop_when_seen && out.len() == watch.len() {
+                        return Ok(());
+                    }
                 }
             }
             (_, t) => c.skip(t, 2)?,

@@ -216,6 +216,45 @@ pub fn decode_fields(path: &Path, bytes: &[u8]) -> Result<(String, Fields)> {
     Ok((version, fields))
 }
 
+/// A JSON object written member by member from already-valid JSON values.
+pub struct ObjectText(String);
+
+impl ObjectText {
+    /// An empty object with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut s = String::with_capacity(capacity + 2);
+        s.push('{');
+        ObjectText(s)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True before the first member.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// Adds `"key":value`, `value` being valid JSON text.
+    pub fn member(&mut self, key: &str, value: &str) {
+        if !self.is_empty() {
+            self.0.push(',');
+        }
+        self.0
+            .push_str(&serde_json::to_string(key).expect("a string serialises"));
+        self.0.push(':');
+        self.0.push_str(value);
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
 /// The JSON text of `fields` as one object, `state` left out and `runs`
 /// moved last; returns the text and the byte offset of `,"runs":`.
 pub fn relay_fields(fields: &Fields) -> (String, Option<usize>) {
@@ -223,28 +262,18 @@ pub fn relay_fields(fields: &Fields) -> (String, Option<usize>) {
         .iter()
         .map(|(k, v)| k.len() + v.get().len() + 4)
         .sum();
-    let mut out = String::with_capacity(len + 2);
-    out.push('{');
-    let member = |out: &mut String, k: &str, v: &str| {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(k).expect("a string serialises"));
-        out.push(':');
-        out.push_str(v);
-    };
+    let mut out = ObjectText::with_capacity(len);
     for (k, v) in fields {
         if k != "runs" && k != "state" {
-            member(&mut out, k, v.get());
+            out.member(k, v.get());
         }
     }
     let mut runs_at = None;
     if let Some((k, v)) = fields.iter().find(|(k, _)| k == "runs") {
-        runs_at = (out.len() > 1).then_some(out.len());
-        member(&mut out, k, v.get());
+        runs_at = (!out.is_empty()).then_some(out.len());
+        out.member(k, v.get());
     }
-    out.push('}');
-    (out, runs_at)
+    (out.finish(), runs_at)
 }
 
 /// The `n4a_version` of a summary text n4a wrote (its first member), read

@@ -20,6 +20,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::json::ObjectText;
 use super::welford::Welford;
 use super::{Facets, ScoreSummary, Stats};
 use crate::metric::Direction;
@@ -117,29 +118,20 @@ pub fn relay_text(
         .iter()
         .map(|(k, v)| k.len() + v.get().len() + 4)
         .sum();
-    let mut out = String::with_capacity(len + 256);
-    out.push('{');
-    let member = |out: &mut String, k: &str, v: &str| {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(k).expect("a string serialises"));
-        out.push(':');
-        out.push_str(v);
-    };
+    let mut out = ObjectText::with_capacity(len + 256);
     let holds = ranking.stored_bests_hold();
     for (k, v) in fields {
         match k.as_str() {
             "runs" | "ranking" | "n4a_note" | "state" => {}
-            "top_predictions" if !holds => member(&mut out, k, "[]"),
-            _ => member(&mut out, k, v.get()),
+            "top_predictions" if !holds => out.member(k, "[]"),
+            _ => out.member(k, v.get()),
         }
     }
     let r = serde_json::json!({
         "metric": ranking.metric,
         "direction": ranking.direction.map(Direction::as_str),
     });
-    member(&mut out, "ranking", &r.to_string());
+    out.member("ranking", &r.to_string());
     if !holds {
         let why = match (&ranking.metric, ranking.direction) {
             (Some(m), Some(d)) => format!(
@@ -155,13 +147,14 @@ pub fn relay_text(
                   bests are maxima over every metric, left out; `n4a refresh` computes them"
                 .to_string(),
         };
-        member(&mut out, "n4a_note", &serde_json::to_string(&why)?);
+        out.member("n4a_note", &serde_json::to_string(&why)?);
     }
     let mut runs_at = None;
     if let Some((_, v)) = fields.iter().find(|(k, _)| k == "runs") {
+        // Some other member always comes first (`ranking`): `,"runs":`.
         runs_at = Some(out.len());
         if holds {
-            member(&mut out, "runs", v.get());
+            out.member("runs", v.get());
         } else {
             let runs: Vec<Run<'_>> = serde_json::from_str(v.get())?;
             let mut text = String::with_capacity(v.get().len());
@@ -179,15 +172,10 @@ pub fn relay_text(
                 ));
             }
             text.push(']');
-            member(&mut out, "runs", &text);
-        }
-        // `member` added a comma before the key unless it came first.
-        if runs_at == Some(1) {
-            runs_at = None;
+            out.member("runs", &text);
         }
     }
-    out.push('}');
-    Ok((out, runs_at))
+    Ok((out.finish(), runs_at))
 }
 
 #[cfg(test)]

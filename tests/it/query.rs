@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use n4a::metric::Direction;
 use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, ServedBy, Sort, TopQuery};
-use n4a::reader::{rows, Workspace};
+use n4a::reader::Workspace;
 use n4a::schema::Prediction;
 use n4a::writer::{PredictionWriter, WriterOptions};
 use proptest::prelude::*;
@@ -15,26 +15,10 @@ use crate::util::fixture;
 /// (dataset, row within file, row).
 type Row = (String, u64, Prediction);
 
+/// Every row of the workspace (unreadable files left out, as the engine
+/// leaves them out).
 fn load(dir: &std::path::Path) -> Vec<Row> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
-        .collect();
-    paths.sort();
-    let mut out = Vec::new();
-    for p in paths {
-        let ds = p
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches(".meta.parquet")
-            .to_string();
-        for (i, r) in rows::read_predictions(&p).unwrap().into_iter().enumerate() {
-            out.push((ds.clone(), i as u64, r));
-        }
-    }
-    out
+    crate::util::all_rows(dir)
 }
 
 fn field<'a>(r: &'a Row, name: &str) -> Option<&'a str> {
