@@ -49,7 +49,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -561,8 +560,8 @@ fn recompute(path: &Path, stored: Option<&Summary>, opts: &RefreshOptions) -> Re
 /// Decodes a base64 `ARROW:schema` value (an IPC schema message, with or
 /// without the continuation marker).
 fn decode_arrow_schema(encoded: &str) -> std::result::Result<arrow_schema::Schema, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
+    let bytes = base64_simd::STANDARD
+        .decode_to_vec(encoded)
         .map_err(|e| format!("ARROW:schema is not base64: {e}"))?;
     let slice = if bytes.len() > 8 && bytes[..4] == [0xff; 4] {
         &bytes[8..]

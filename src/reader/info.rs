@@ -496,20 +496,35 @@ pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<FooterInf
     thread_local! {
         // Read buffers per thread, reused: fresh buffers per file cost more
         // in page faults than the reads themselves.
-        static BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        static BUFS: std::cell::RefCell<(Vec<u8>, Scratch)> = const {
+            std::cell::RefCell::new((
+                Vec::new(),
+                Scratch {
+                    head: Vec::new(),
+                    schema: Vec::new(),
+                },
+            ))
+        };
     }
     BUFS.with(|b| {
         let mut bufs = b.borrow_mut();
-        let (tail, head) = &mut *bufs;
-        let out = read_with(path, &file, key, tail, head);
-        for buf in [tail, head] {
+        let (tail, scratch) = &mut *bufs;
+        let out = read_with(path, &file, key, tail, scratch);
+        for buf in [tail, &mut scratch.head, &mut scratch.schema] {
             if buf.capacity() > KEEP_BUFFER {
                 *buf = Vec::new();
             }
         }
         out
     })
+}
+
+/// What one thread keeps between footer reads (besides the tail buffer).
+struct Scratch {
+    /// Buffer for reads at a footer's start, or for a large summary text.
+    head: Vec<u8>,
+    /// The last footer's serialized schema (see [`thrift::parse_counts`]).
+    schema: Vec<u8>,
 }
 
 /// Largest read buffer a thread keeps between files.
@@ -538,10 +553,10 @@ fn read_with(
     file: &File,
     key: FileKey,
     tail: &mut Vec<u8>,
-    head: &mut Vec<u8>,
+    scratch: &mut Scratch,
 ) -> Result<FooterInfo> {
     let len = key.len;
-    let skimmed = match skim(file, path, len, tail, head)? {
+    let skimmed = match skim(file, path, len, tail, scratch)? {
         Some(s) => s,
         None => {
             // The parquet crate reads what the skim did not understand, or
@@ -568,7 +583,7 @@ fn read_with(
         None => None,
         Some(at) => Some(file_summary(
             path,
-            (file, head),
+            (file, &mut scratch.head),
             at,
             (skimmed.state, skimmed.runs),
             num_rows,
@@ -592,7 +607,7 @@ fn skim<'b>(
     path: &Path,
     len: u64,
     tail: &'b mut Vec<u8>,
-    head: &mut Vec<u8>,
+    scratch: &mut Scratch,
 ) -> Result<Option<Skimmed<'b>>> {
     let n = len.min(WINDOW) as usize;
     let tail: &'b mut [u8] = sized(tail, n);
@@ -611,11 +626,11 @@ fn skim<'b>(
     // anywhere in the tail read: one search, which rules out nirs4all's
     // footers before any parsing.
     let window = &tail[..n - 8];
-    let near = window.len().saturating_sub(16 << 10);
-    let state_key = memchr::memmem::find(&window[near..], STATE_KEY.as_bytes()).is_some()
-        || memchr::memmem::find(&window[..near], STATE_KEY.as_bytes()).is_some();
-    if state_key {
-        if let Some(fast) = skim_n4a(file, path, (meta_len, footer_at), window, head)? {
+    let state_hit = thrift::find_state_key(window);
+    let state_key = state_hit.is_some();
+    if let Some(hit) = state_hit {
+        let fast = skim_n4a(file, path, (meta_len, footer_at), (window, hit), scratch)?;
+        if let Some(fast) = fast {
             return Ok(Some(fast));
         }
     }
@@ -672,7 +687,7 @@ fn skim<'b>(
     }
     // A larger footer: its start, then its key/values located.
     let h = meta_len.min(WINDOW as usize);
-    let head: &mut [u8] = sized(head, h);
+    let head: &mut [u8] = sized(&mut scratch.head, h);
     file.read_exact_at(head, footer_at)
         .map_err(|e| Error::io(path, e))?;
     let head: &[u8] = head;
@@ -740,12 +755,18 @@ fn skim_n4a<'b>(
     file: &File,
     path: &Path,
     (meta_len, footer_at): (usize, u64),
-    window: &'b [u8],
-    head: &mut Vec<u8>,
+    (window, hit): (&'b [u8], usize),
+    scratch: &mut Scratch,
 ) -> Result<Option<Skimmed<'b>>> {
     let window_at = meta_len.saturating_sub(window.len());
-    let window = &window[window.len() - (meta_len - window_at)..];
-    let Some((state, text_end)) = thrift::locate_state(window, window_at) else {
+    // The window's bytes before the footer (a small file's tail read takes
+    // in its last data pages) are cut off.
+    let cut = window.len() - (meta_len - window_at);
+    let window = &window[cut..];
+    let Some(hit) = hit.checked_sub(cut) else {
+        return Ok(None);
+    };
+    let Some((state, text_end)) = thrift::locate_state(window, window_at, hit) else {
         return Ok(None);
     };
     let Ok(packed) = codec::split(&window[state.start - window_at..state.end - window_at]) else {
@@ -780,12 +801,13 @@ fn skim_n4a<'b>(
         window
     } else {
         let h = meta_len.min(START_READ);
-        let head = sized(head, h);
+        let head = sized(&mut scratch.head, h);
         file.read_exact_at(head, footer_at)
             .map_err(|e| Error::io(path, e))?;
         &*head
     };
-    let Ok((num_rows, num_row_groups)) = thrift::parse_counts(start, meta_len) else {
+    let counts = thrift::parse_counts(start, meta_len, &mut scratch.schema);
+    let Ok((num_rows, num_row_groups)) = counts else {
         return Ok(None);
     };
     let text = (text_start >= window_at)

@@ -387,15 +387,30 @@ pub fn locate_summary(footer: &[u8]) -> Option<std::ops::Range<usize>> {
 /// `row_groups` list header gives their number). `footer_len` bounds the
 /// count.
 ///
+/// `seen_schema` is the serialized schema of the footer parsed before (empty
+/// at first): a workspace's files share one schema, and bytes equal to a
+/// complete list parse to the same end, so a `memcmp` replaces the walk.
+/// It is replaced when this footer's schema differs.
+///
 /// # Errors
 /// [`SkimError`] on malformed input, or when `buf` ends before the
 /// `row_groups` header.
-pub fn parse_counts(buf: &[u8], footer_len: usize) -> R<(i64, usize)> {
+pub fn parse_counts(buf: &[u8], footer_len: usize, seen_schema: &mut Vec<u8>) -> R<(i64, usize)> {
     let mut c = Cursor { buf, pos: 0 };
     let mut rows = None;
     let mut last = 0;
     while let Some((id, ty)) = c.field(&mut last)? {
         match (id, ty) {
+            (2, 9) => {
+                let start = c.pos;
+                if !seen_schema.is_empty() && buf[start..].starts_with(seen_schema) {
+                    c.pos += seen_schema.len();
+                } else {
+                    c.skip(ty, 1)?;
+                    seen_schema.clear();
+                    seen_schema.extend_from_slice(&buf[start..c.pos]);
+                }
+            }
             (3, 6) => rows = Some(c.zigzag()?),
             (4, 9) => {
                 let b = c.byte()?;
@@ -417,34 +432,58 @@ pub fn parse_counts(buf: &[u8], footer_len: usize) -> R<(i64, usize)> {
     Err(SkimError("missing num_rows or row_groups"))
 }
 
+/// The state key's framing, `0x18 0x09 "n4a_state" 0x18`.
+const STATE_FRAMING: &[u8] = b"\x18\x09n4a_state\x18";
+
+/// Where [`STATE_FRAMING`] starts in `window`, if it occurs. The pattern
+/// is unique in a footer: it cannot occur in JSON text or base64, and a
+/// footer has one such key.
+///
+/// Fast path: the state is the footer's last key/value, and nothing after
+/// its key (base64, `created_by`, the column orders' small integers) holds
+/// a `_`, so the last `_` (a backward SIMD scan over the few KB of the
+/// head) is the key's when the footer is n4a's. Anything else (nirs4all's
+/// footers, a key/value another tool added after ours) falls back to a
+/// forward SIMD search over the whole window.
+pub fn find_state_key(window: &[u8]) -> Option<usize> {
+    const UNDERSCORE_AT: usize = 5;
+    if let Some(u) = memchr::memrchr(b'_', window) {
+        if let Some(at) = u.checked_sub(UNDERSCORE_AT) {
+            if window[at..].starts_with(STATE_FRAMING) {
+                return Some(at);
+            }
+        }
+    }
+    memchr::memmem::find(window, STATE_FRAMING)
+}
+
 /// Where n4a 1.2 wrote its two key/values, found from the end of a footer
 /// without parsing what comes before: the last key/value is `n4a_state`,
 /// the one before `n4a_summary`. `window` holds the footer's bytes from
-/// offset `window_at` to its end. Returns the state value's range (in the
-/// footer) when its framing is found; the summary's framing is checked
-/// against [`summary_framing`] once the state says the text's length.
+/// offset `window_at` to its end, and its state key at `hit` (from
+/// [`find_state_key`]). Returns the state value's range (in the footer)
+/// when its framing is found, and where the summary text would end; the
+/// summary's framing is checked against [`summary_framing`] once the state
+/// says the text's length.
 ///
 /// Safe against look-alikes: the pattern (`0x18 0x09 "n4a_state" 0x18`, a
 /// Thrift string field header, the key, the value's header) cannot occur
 /// in JSON text or base64, and every byte around it is checked.
-pub fn locate_state(window: &[u8], window_at: usize) -> Option<(std::ops::Range<usize>, usize)> {
-    const KEY: &[u8] = b"\x18\x09n4a_state\x18";
-    // The key is unique in a footer (see above), so a forward search (the
-    // SIMD one) finds the same place as a backward one, and rules out a
-    // footer without it (nirs4all's) at memory speed.
-    // The state's head is a few KB from the end: look there first.
-    let near = window.len().saturating_sub(16 << 10);
-    let hit = match memchr::memmem::find(&window[near..], KEY) {
-        Some(i) => near + i,
-        None => memchr::memmem::find(&window[..(near + KEY.len()).min(window.len())], KEY)?,
-    };
+pub fn locate_state(
+    window: &[u8],
+    window_at: usize,
+    hit: usize,
+) -> Option<(std::ops::Range<usize>, usize)> {
+    if !window.get(hit..)?.starts_with(STATE_FRAMING) {
+        return None;
+    }
     // Preceded by the end of the summary's KeyValue struct.
     if hit == 0 || window[hit - 1] != 0 {
         return None;
     }
     let mut c = Cursor {
         buf: window,
-        pos: hit + KEY.len(),
+        pos: hit + STATE_FRAMING.len(),
     };
     let n = usize::try_from(c.varint().ok()?).ok()?;
     let start = c.pos;
@@ -785,5 +824,51 @@ mod tests {
         let s_out = replace_key_values(&buf, &refs).unwrap();
         assert_eq!(parse_file_metadata(&s_out).unwrap().key_values.len(), 20);
         assert!(replace_key_values(&[0x36, 10, 0x19, 0x0c, 0, 7], &[]).is_err());
+    }
+
+    #[test]
+    fn state_key_is_found_from_the_end_or_anywhere() {
+        let base = [
+            0x36, 10, 0x19, 0x0c, 0x19, 0x1c, 0x18, 1, b'k', 0x18, 1, b'v', 0, 0,
+        ];
+        let with = |pairs: &[(&str, &str)]| replace_key_values(&base, pairs).unwrap();
+        let ours = with(&[("n4a_summary", "{}"), ("n4a_state", "QUJD")]);
+        let at = find_state_key(&ours).expect("last key/value");
+        let (range, text_end) = locate_state(&ours, 0, at).unwrap();
+        assert_eq!(&ours[range], b"QUJD");
+        assert_eq!(&ours[text_end - 2..text_end], b"{}");
+        // A key/value after ours holds a `_`: the backward scan misses,
+        // the forward search finds the same place.
+        let later = with(&[("n4a_state", "QUJD"), ("x_y", "z")]);
+        let at = find_state_key(&later).unwrap();
+        assert!(later[at..].starts_with(STATE_FRAMING));
+        assert_eq!(find_state_key(&with(&[("n4a_summary", "{}")])), None);
+        // A hit that is not the framing is refused.
+        assert_eq!(locate_state(&ours, 0, 0), None);
+    }
+
+    #[test]
+    fn same_schema_bytes_skip_the_walk_and_a_new_schema_replaces_them() {
+        // schema (field 2): one element named `name`; num_rows = 5; no
+        // row groups.
+        let footer = |name: &[u8]| {
+            let mut b = vec![0x29, 0x1c, 0x48, name.len() as u8];
+            b.extend_from_slice(name);
+            b.extend_from_slice(&[0x00, 0x16, 10, 0x19, 0x0c, 0x00]);
+            b
+        };
+        let mut seen = Vec::new();
+        let a = footer(b"a");
+        assert_eq!(parse_counts(&a, a.len(), &mut seen).unwrap(), (5, 0));
+        assert_eq!(seen, a[1..6]);
+        assert_eq!(parse_counts(&a, a.len(), &mut seen).unwrap(), (5, 0));
+        let b = footer(b"bcd");
+        assert_eq!(parse_counts(&b, b.len(), &mut seen).unwrap(), (5, 0));
+        assert_eq!(seen, b[1..8]);
+        // One more element: the list header differs, the schema is walked.
+        let mut c = footer(b"bcd");
+        c[1] = 0x2c;
+        c.splice(8..8, [0x48, 1, b'e', 0x00]);
+        assert_eq!(parse_counts(&c, c.len(), &mut seen).unwrap(), (5, 0));
     }
 }

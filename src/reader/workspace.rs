@@ -69,13 +69,14 @@ type MergedCache = (Vec<(PathBuf, FileKey)>, Arc<super::merge::WorkspaceSummary>
 type Keyed = (Vec<FileFooter>, Vec<FileError>, Vec<Option<FileKey>>);
 
 /// A workspace folder. Cheap to keep: holds the footer cache and, for more
-/// than one thread, a rayon pool of its own (named `n4a-footer-N`), so
-/// footer reads never oversubscribe another pool.
+/// than one thread, a rayon pool of its own (named `n4a-footer-N`, started
+/// on first use), so footer reads never oversubscribe another pool.
 pub struct Workspace {
     root: PathBuf,
     recursive: bool,
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+    caching: bool,
     cache: FooterCache<Cached>,
     reads: AtomicU64,
     merged: std::sync::Mutex<Option<MergedCache>>,
@@ -97,7 +98,8 @@ impl Workspace {
             root,
             recursive: false,
             threads: 0,
-            pool: None,
+            pool: std::sync::OnceLock::new(),
+            caching: true,
             cache: FooterCache::default(),
             reads: AtomicU64::new(0),
             merged: std::sync::Mutex::new(None),
@@ -122,16 +124,36 @@ impl Workspace {
             n
         };
         self.threads = n;
-        self.pool = (n > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("n4a-footer-{i}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        self.pool = std::sync::OnceLock::new();
         self
+    }
+
+    /// Whether footers (and the last merged summary) are kept for the next
+    /// ask: on by default. A one-shot reader (a CLI command that asks
+    /// once) turns it off and saves the cache's bookkeeping, a few
+    /// microseconds a file.
+    #[must_use]
+    pub fn with_cache(mut self, on: bool) -> Self {
+        self.caching = on;
+        self
+    }
+
+    /// The footer pool, started on first use; `None` for one thread (or
+    /// when the pool cannot start: reads are then sequential).
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool
+            .get_or_init(|| {
+                (self.threads > 1)
+                    .then(|| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(self.threads)
+                            .thread_name(|i| format!("n4a-footer-{i}"))
+                            .build()
+                            .ok()
+                    })
+                    .flatten()
+            })
+            .as_ref()
     }
 
     /// The workspace folder.
@@ -217,12 +239,14 @@ impl Workspace {
                 key,
             )
         };
-        let out: Vec<(FileFooter, Option<FileKey>)> = match &self.pool {
+        let out: Vec<(FileFooter, Option<FileKey>)> = match self.pool() {
             Some(pool) => pool.install(|| files.par_iter().map(read).collect()),
             None => files.iter().map(read).collect(),
         };
-        let live: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        self.cache.retain(&live);
+        if self.caching {
+            let live: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+            self.cache.retain(&live);
+        }
         let (footers, keys) = out.into_iter().unzip();
         Ok((footers, errors, keys))
     }
@@ -238,7 +262,7 @@ impl Workspace {
         // A file the cache knows is checked by a `stat`; a new one is
         // opened at once and its key taken from the open descriptor (one
         // path lookup, not two).
-        let (key, file) = if self.cache.contains(&f.path) {
+        let (key, file) = if self.caching && self.cache.contains(&f.path) {
             match FileKey::of(&f.path) {
                 Ok(k) => (k, None),
                 Err(e) => return io_err(e),
@@ -251,6 +275,13 @@ impl Workspace {
                 Err(e) => return io_err(e),
             }
         };
+        if !self.caching {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let value = read_footer_info(&f.path, key, file)
+                .map(Arc::new)
+                .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
+            return (value, None);
+        }
         if let Some(hit) = self.cache.get(&f.path, &key) {
             return ((*hit).clone(), Some(key));
         }
@@ -272,6 +303,11 @@ impl Workspace {
     /// # Errors
     /// As [`Self::footers`].
     pub fn summary(&self) -> Result<Arc<super::merge::WorkspaceSummary>> {
+        if !self.caching {
+            let (footers, errors, _) = self.footers_keyed()?;
+            let merged = super::merge::merge_with(&self.root, &footers, errors, self.pool());
+            return Ok(Arc::new(merged));
+        }
         if let Some(hit) = self.unchanged_summary()? {
             return Ok(hit);
         }
@@ -291,7 +327,7 @@ impl Workspace {
             &self.root,
             &footers,
             errors,
-            self.pool.as_ref(),
+            self.pool(),
         ));
         *slot = keyed.map(|k| (k, merged.clone()));
         Ok(merged)

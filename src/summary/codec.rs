@@ -30,8 +30,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine;
-
 use super::sketch::Sketch;
 use super::topk::TopEntry;
 use super::welford::Welford;
@@ -136,7 +134,7 @@ pub struct Values {
 /// Encodes `state`, with the check of its summary text, as its two footer
 /// values. Cost: O(state), plus zstd over the runs.
 pub fn encode(state: &SummaryState, text: &TextCheck) -> Values {
-    let b64 = &base64::engine::general_purpose::STANDARD;
+    let b64 = &base64_simd::STANDARD;
     let mut tail = Vec::with_capacity(state.runs.len() * 48 + state.pipelines.len() * 24);
     put_tail(&mut tail, state);
     let packed = zstd::bulk::compress(&tail, TAIL_LEVEL).expect("zstd compresses in memory");
@@ -144,13 +142,13 @@ pub fn encode(state: &SummaryState, text: &TextCheck) -> Values {
     runs.extend_from_slice(RUNS_MAGIC);
     runs.extend_from_slice(&(tail.len() as u32).to_le_bytes());
     runs.extend_from_slice(&packed);
-    let runs = b64.encode(runs);
+    let runs = b64.encode_to_string(runs);
     let mut head = Vec::with_capacity(4096);
     head.extend_from_slice(MAGIC);
     put_head(&mut head, state, text, runs.len() as u64);
     Values {
         runs,
-        state: b64.encode(head),
+        state: b64.encode_to_string(head),
     }
 }
 
@@ -166,8 +164,8 @@ pub struct Encoded {
 /// # Errors
 /// [`CodecError`] when the text is not base64 or not a state.
 pub fn split(value: &[u8]) -> R<Encoded> {
-    let mut bytes = base64::engine::general_purpose::STANDARD
-        .decode(value)
+    let mut bytes = base64_simd::STANDARD
+        .decode_to_vec(value)
         .map_err(|e| CodecError(format!("not base64: {e}")))?;
     if bytes.len() < 4 || &bytes[..4] != MAGIC {
         return bad("no N4S1 magic");
@@ -182,8 +180,8 @@ pub fn split(value: &[u8]) -> R<Encoded> {
 /// # Errors
 /// [`CodecError`] on malformed bytes or counts that differ.
 pub fn fill_runs(value: &[u8], state: &mut SummaryState, counts: (u64, u64)) -> R<()> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value)
+    let bytes = base64_simd::STANDARD
+        .decode_to_vec(value)
         .map_err(|e| CodecError(format!("runs not base64: {e}")))?;
     if bytes.len() < 8 || &bytes[..4] != RUNS_MAGIC {
         return bad("no N4R1 magic");
@@ -589,6 +587,14 @@ impl<'a> DenseRun<'a> {
         self.span
     }
 
+    /// The counts as one byte each, when every count is below 128 (a file's
+    /// sketch usually: its counts come from one file's rows): the form a
+    /// merge adds without decoding.
+    pub fn single_bytes(&self) -> Option<&'a [u8]> {
+        (self.bytes.len() == self.span && self.bytes.iter().all(|&b| b < 0x80))
+            .then_some(self.bytes)
+    }
+
     /// The counts, one a slot (zero for an empty one). A malformed count
     /// ends the run early (the head was checked when read).
     pub fn counts(&self) -> impl Iterator<Item = u64> + 'a {
@@ -970,9 +976,9 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let st = sample();
         let values = encode(&st, &TextCheck::default());
-        let b64 = &base64::engine::general_purpose::STANDARD;
-        let bytes = b64.decode(&values.state).unwrap();
-        let runs = b64.decode(&values.runs).unwrap();
+        let b64 = &base64_simd::STANDARD;
+        let bytes = b64.decode_to_vec(&values.state).unwrap();
+        let runs = b64.decode_to_vec(&values.runs).unwrap();
         let mut seed = 7u64;
         for _ in 0..2000 {
             let mut b = bytes.clone();
@@ -984,7 +990,7 @@ mod tests {
             if (seed >> 9).is_multiple_of(4) {
                 b.truncate(at);
             }
-            let text = b64.encode(&b);
+            let text = b64.encode_to_string(&b);
             if let Ok(e) = split(text.as_bytes()) {
                 let _ = e.state(values.runs.as_bytes());
                 let _ = e.view();
@@ -993,7 +999,7 @@ mod tests {
             let n = r.len();
             r[at % n] ^= (seed >> 23) as u8 | 1;
             let mut fresh = SummaryState::default();
-            let _ = fill_runs(b64.encode(&r).as_bytes(), &mut fresh, (17, 17));
+            let _ = fill_runs(b64.encode_to_string(&r).as_bytes(), &mut fresh, (17, 17));
         }
         assert!(split(b"not base64 !").is_err());
         assert!(split(b"AAAA").is_err());

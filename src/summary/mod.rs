@@ -442,7 +442,10 @@ impl StateMerger {
                 (&mut mine.sketch.pos, theirs.run(0)),
                 (&mut mine.sketch.neg, theirs.run(1)),
             ] {
-                store.add_dense(run.first(), run.span(), run.counts());
+                match run.single_bytes() {
+                    Some(bytes) => store.add_dense_bytes(run.first(), bytes),
+                    None => store.add_dense(run.first(), run.span(), run.counts()),
+                }
             }
             mine.sketch.fold_to_cap();
         }
