@@ -114,9 +114,6 @@ pub enum Error {
     /// malformed `--where`, a top-k mixing metrics of opposite directions).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// The query engine (polars) failed.
-    #[error("query engine: {0}")]
-    Polars(String),
     /// Input rows (JSON Lines or CSV) that could not be parsed.
     #[error("{path}:{line}: {reason}")]
     Input {

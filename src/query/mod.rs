@@ -6,12 +6,14 @@
 //! partitions, folds, task types or metrics, or whose score range cannot
 //! meet a `--where` range, is never opened; and a query the footers answer
 //! exactly (counts with at most one facet filter, top-k within the stored k,
-//! counts and means by model) reads no row at all. The rest runs on polars'
-//! lazy engine over the remaining files, with the filter and the column
-//! selection pushed down to the parquet scans. A page is found from the few
-//! columns the filter and the sort need, then only its rows are read whole.
+//! counts and means by model) reads no row at all. The rest is scanned
+//! (`scan`) file by file on the workspace's pool, reading only the columns
+//! the filter and the sort need (`columns`), with string filters decided
+//! once per dictionary value and a bounded selection of each file's best
+//! `offset + limit` rows; then only the page's rows are read whole.
 //! Every answer says which path served it ([`ServedBy`]).
 
+mod columns;
 pub mod filter;
 pub mod output;
 mod scan;
@@ -25,6 +27,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::metric::{Direction, Directions};
+use crate::reader::info::{ColumnFacts, MetricFact};
 use crate::reader::workspace::{FileError, FooterInfo, Workspace};
 use crate::schema::COLUMNS;
 use crate::summary::topk::{TopEntry, TopK};
@@ -37,7 +40,7 @@ pub use filter::{Filters, Range};
 pub enum ServedBy {
     /// The footers alone: no row group was read.
     Footers,
-    /// A polars scan of the files that survived pruning.
+    /// A scan of the files that survived pruning.
     Scan,
     /// Nothing could match: every file was pruned.
     Pruned,
@@ -291,6 +294,7 @@ pub struct QueryEngine<'a> {
     ws: &'a Workspace,
     directions: Directions,
     scanned: AtomicUsize,
+    materialised: AtomicUsize,
 }
 
 impl<'a> QueryEngine<'a> {
@@ -300,6 +304,7 @@ impl<'a> QueryEngine<'a> {
             ws,
             directions: Directions::new(),
             scanned: AtomicUsize::new(0),
+            materialised: AtomicUsize::new(0),
         }
     }
 
@@ -313,6 +318,12 @@ impl<'a> QueryEngine<'a> {
     /// Files whose rows were read so far, over all queries.
     pub fn files_scanned(&self) -> usize {
         self.scanned.load(Ordering::Relaxed)
+    }
+
+    /// Rows read whole (every column) so far, over all queries: a page
+    /// reads its own rows whole and no other.
+    pub fn rows_materialised(&self) -> usize {
+        self.materialised.load(Ordering::Relaxed)
     }
 
     /// The files that may hold matching rows, from footers alone.
@@ -335,6 +346,7 @@ impl<'a> QueryEngine<'a> {
             };
             let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
                 && c.state().is_none_or(|st| may_match(st, f))
+                && (c.state().is_some() || facts_may_match(&c.info.columns, f))
                 && f.get("config_name").is_none_or(|w| {
                     c.full_state()
                         .is_none_or(|st| w.iter().any(|n| st.runs.contains_key(n)))
@@ -350,9 +362,8 @@ impl<'a> QueryEngine<'a> {
         Ok((out, prov))
     }
 
-    /// The optimized polars plan of a filtered scan over the files that
-    /// survive pruning: shows where the filter runs (it should sit in each
-    /// parquet scan's `SELECTION`).
+    /// What a filtered scan over the files that survive pruning reads and
+    /// how it decides each filter.
     ///
     /// # Errors
     /// As [`Self::page`].
@@ -361,14 +372,14 @@ impl<'a> QueryEngine<'a> {
         if cands.is_empty() {
             return Ok("every file pruned from its footer".to_string());
         }
-        scan::describe(&cands, f)
+        Ok(scan::describe(&cands, f))
     }
 
     /// A page of rows with the total number of matches.
     ///
     /// # Errors
     /// [`Error::InvalidQuery`] for unknown columns; I/O on the workspace
-    /// folder; [`Error::Polars`] if the scan fails.
+    /// folder or a file that cannot be read.
     pub fn page(&self, q: &PageQuery) -> Result<Page> {
         if let Some(s) = &q.sort {
             check_column(&s.column)?;
@@ -394,47 +405,59 @@ impl<'a> QueryEngine<'a> {
                 return Ok(finish(Vec::new(), total, ServedBy::Footers, prov));
             }
         }
-        let cands = self.usable(cands, &mut prov);
         if q.sort.is_none() && q.filters.is_file_level_only() {
+            // The total comes from the footers, so a file whose columns
+            // cannot be read must be known before counting: files without
+            // n4a state (which only n4a's writer, checking types, makes)
+            // have their schema checked, in parallel.
+            let checked = self.ws.par_map(&cands, |c| {
+                if c.state().is_some() {
+                    Ok(())
+                } else {
+                    scan::check_file(&c.path)
+                }
+            });
+            let mut good = Vec::with_capacity(cands.len());
+            let mut bad = Vec::new();
+            for (c, r) in cands.into_iter().zip(checked) {
+                match r {
+                    Ok(()) => good.push(c),
+                    Err(e) => bad.push(FileError::new(&c.path, Some(&c.dataset), &e)),
+                }
+            }
+            let cands = good;
+            prov.files_considered -= bad.len();
+            prov.errors.extend(bad);
             // File order (the dashboard's default page): the total is in
             // the footers and the page's rows are found by counting, so
             // only they are read, from the files that hold them.
             let (records, total, touched) = scan::page_in_file_order(&cands, q)?;
             prov.files_scanned = touched;
+            self.materialised
+                .fetch_add(records.len(), Ordering::Relaxed);
             self.scanned.fetch_add(touched, Ordering::Relaxed);
             return Ok(finish(records, total, ServedBy::Scan, prov));
         }
-        let (records, total) = scan::page(&cands, q)?;
-        prov.files_scanned = cands.len();
-        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        let scan::Scanned {
+            value: (records, total, whole),
+            errors,
+        } = scan::page(self.ws, &cands, q)?;
+        self.materialised.fetch_add(whole, Ordering::Relaxed);
+        self.absorb(&mut prov, cands.len(), errors);
         Ok(finish(records, total, ServedBy::Scan, prov))
     }
 
-    /// Drops files whose columns have the wrong types (reported), so one
-    /// bad file does not fail the scan. Cost: the parquet metadata of files
-    /// not written by n4a.
-    fn usable(&self, cands: Vec<Candidate>, prov: &mut Provenance) -> Vec<Candidate> {
-        cands
-            .into_iter()
-            .filter(|c| {
-                if c.state().is_some() {
-                    return true;
-                }
-                match scan::check_file(&c.path) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        prov.errors.push(FileError {
-                            path: c.path.clone(),
-                            dataset: Some(c.dataset.clone()),
-                            kind: "schema".to_string(),
-                            error: e.to_string(),
-                        });
-                        prov.files_considered -= 1;
-                        false
-                    }
-                }
-            })
-            .collect()
+    /// Counts the files a scan read and reports those it could not use
+    /// (each once, however many steps of the scan failed on it).
+    fn absorb(&self, prov: &mut Provenance, scanned: usize, mut errors: Vec<FileError>) {
+        let mut seen = BTreeSet::new();
+        errors.retain(|e| seen.insert(e.path.clone()));
+        let bad = errors.len();
+        prov.files_considered = prov.files_considered.saturating_sub(bad);
+        prov.files_scanned = scanned.saturating_sub(bad);
+        self.scanned
+            .fetch_add(prov.files_scanned, Ordering::Relaxed);
+        prov.errors.extend(errors);
     }
 
     /// The direction for ranking the candidates' rows.
@@ -462,9 +485,28 @@ impl<'a> QueryEngine<'a> {
                 None => unknown_files.push(c.clone()),
             }
         }
-        if !unknown_files.is_empty() {
-            for m in scan::distinct_metrics(&unknown_files, f)? {
-                metrics.insert(m.clone(), self.directions.get(&m)?);
+        // Files without state: the metrics the filter names, else the one
+        // metric a file's column statistics prove, else a scan of the
+        // metric column (its unreadable files are reported by the main scan).
+        let named: Option<Vec<(String, Direction)>> = wanted.and_then(|w| {
+            w.iter()
+                .map(|m| self.directions.get(m).ok().map(|d| (m.clone(), d)))
+                .collect()
+        });
+        let mut to_scan = Vec::new();
+        for c in unknown_files {
+            if let Some(named) = &named {
+                metrics.extend(named.iter().cloned());
+            } else if let MetricFact::One { name, .. } = &c.info.columns.metric {
+                metrics.insert(name.clone(), self.directions.get(name)?);
+            } else if !matches!(c.info.columns.metric, MetricFact::None) {
+                to_scan.push(c);
+            }
+        }
+        if !to_scan.is_empty() {
+            for m in scan::distinct_metrics(self.ws, &to_scan, f).value {
+                let d = self.directions.get(&m)?;
+                metrics.insert(m, d);
             }
         }
         let dirs: BTreeSet<Direction> = metrics.values().copied().collect();
@@ -488,7 +530,6 @@ impl<'a> QueryEngine<'a> {
             return Err(Error::InvalidQuery(format!("cannot rank by {:?}", q.score)));
         }
         let (cands, mut prov) = self.plan(&q.filters)?;
-        let cands = self.usable(cands, &mut prov);
         let direction = self.direction(&cands, &q.filters, q.direction)?;
         let answer = |records, served_by, prov| TopAnswer {
             records,
@@ -502,9 +543,11 @@ impl<'a> QueryEngine<'a> {
         if let Some(records) = footer_top(&cands, q, dir) {
             return Ok(answer(records, ServedBy::Footers, prov));
         }
-        let records = scan::top(&cands, q, dir)?;
-        prov.files_scanned = cands.len();
-        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        let scan::Scanned {
+            value: records,
+            errors,
+        } = scan::top(self.ws, &cands, q, dir)?;
+        self.absorb(&mut prov, cands.len(), errors);
         Ok(answer(records, ServedBy::Scan, prov))
     }
 
@@ -521,7 +564,6 @@ impl<'a> QueryEngine<'a> {
             )));
         }
         let (cands, mut prov) = self.plan(&q.filters)?;
-        let cands = self.usable(cands, &mut prov);
         let direction = if q.count_and_mean_only {
             None
         } else {
@@ -541,9 +583,11 @@ impl<'a> QueryEngine<'a> {
                 return Ok(answer(groups, ServedBy::Footers, prov));
             }
         }
-        let groups = scan::group(&cands, q, direction)?;
-        prov.files_scanned = cands.len();
-        self.scanned.fetch_add(cands.len(), Ordering::Relaxed);
+        let scan::Scanned {
+            value: groups,
+            errors,
+        } = scan::group(self.ws, &cands, q, direction);
+        self.absorb(&mut prov, cands.len(), errors);
         Ok(answer(groups, ServedBy::Scan, prov))
     }
 }
@@ -581,6 +625,35 @@ fn may_match(st: &SummaryState, f: &Filters) -> bool {
         match (s.welford.min, s.welford.max) {
             (Some(lo), Some(hi)) => r.overlaps(lo, hi),
             _ => false,
+        }
+    })
+}
+
+/// False when a file's column statistics prove no row can match (for
+/// files without state, nirs4all's among them): a metric filter against
+/// the one metric the file holds, a score range against the column's
+/// minimum and maximum.
+fn facts_may_match(facts: &ColumnFacts, f: &Filters) -> bool {
+    if let Some(wanted) = f.get("metric") {
+        match &facts.metric {
+            MetricFact::One { name, .. } if !wanted.contains(name) => return false,
+            MetricFact::None => return false,
+            _ => {}
+        }
+    }
+    f.ranges.iter().all(|r| {
+        let i = match r.column.as_str() {
+            "val_score" => 0,
+            "test_score" => 1,
+            _ => 2,
+        };
+        match facts.scores[i] {
+            None => true,
+            Some(sf) => match (sf.min, sf.max) {
+                (Some(lo), Some(hi)) => r.overlaps(lo, hi),
+                // No number at all (nulls and NaN only): no range matches.
+                _ => false,
+            },
         }
     })
 }

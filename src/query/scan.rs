@@ -1,205 +1,680 @@
-//! The polars side of the query engine: a lazy scan of the candidate files
-//! with the filter and the projection pushed down to each parquet scan.
+//! The scan side of the query engine: each candidate file read for just
+//! the columns its query needs ([`super::columns`]), on the workspace's
+//! pool, one file a task.
+//!
+//! Per file, one pass gives the total and the few rows that can be on the
+//! page: string filters are decided once per dictionary value, the
+//! matching rows' sort keys are computed (numbers as order-preserving
+//! integers, strings borrowed from the batch), and a selection (O(rows),
+//! no full sort) keeps the best `offset + limit` of them, with the rows
+//! tied at the cut. The files' survivors are merged and sorted; only rows
+//! tied on the sort key inside the page's window have their `id` read
+//! (ties break by `id`); then the page's rows, and only they, are read
+//! whole (late materialisation). Top-k is the same selection cut exactly
+//! (ties by file order), group-bys fold each file into per-key
+//! accumulators. Memory: the projected columns of the files being read
+//! (one per thread) plus `offset + limit` candidates a file.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
-use polars::prelude::*;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
 
+use super::columns;
 use super::filter::{Filters, VALUE_FIELDS};
 use super::{Candidate, Group, GroupQuery, PageQuery, TopQuery};
 use crate::error::{Error, Result};
 use crate::metric::Direction;
+use crate::reader::rows::{check_columns, StrCol};
+use crate::reader::workspace::FileError;
+use crate::reader::Workspace;
 use crate::schema::{Kind, COLUMNS};
 use crate::summary::topk::TopEntry;
 
-/// Row index within its file, added to every scan.
-pub(crate) const ROW: &str = "__row";
+/// One row as a JSON record.
+pub(crate) type Record = serde_json::Map<String, serde_json::Value>;
 
-fn perr(e: PolarsError) -> Error {
-    Error::Polars(e.to_string())
-}
-
-fn contract_schema() -> SchemaRef {
-    let fields = COLUMNS.iter().map(|(n, k)| {
-        let dt = match k {
-            Kind::Str => DataType::String,
-            Kind::Int => DataType::Int64,
-            Kind::Float => DataType::Float64,
-        };
-        Field::new((*n).into(), dt)
-    });
-    Arc::new(Schema::from_iter(fields))
-}
-
-/// One lazy frame over `cands`: the contract's columns (missing ones null,
-/// for older files), plus `dataset` and the row index within the file.
-pub(crate) fn lazy(cands: &[Candidate]) -> Result<LazyFrame> {
-    let schema = contract_schema();
-    let frames = cands
+/// The column a value filter field reads.
+fn filter_column(field: &str) -> &str {
+    VALUE_FIELDS
         .iter()
-        .map(|c| {
-            let args = ScanArgsParquet {
-                schema: Some(schema.clone()),
-                allow_missing_columns: true,
-                ..Default::default()
-            };
-            let path = PlRefPath::try_from_path(&c.path).map_err(perr)?;
-            let lf = LazyFrame::scan_parquet(path, args).map_err(perr)?;
-            Ok(lf
-                .with_row_index(ROW, None)
-                .with_column(lit(c.dataset.as_str()).alias("dataset")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    concat(frames, UnionArgs::default()).map_err(perr)
+        .find(|(n, _)| *n == field)
+        .map_or(field, |(_, c)| c)
 }
 
-/// The filter as a polars expression (`dataset` is applied by pruning).
-pub(crate) fn filter_expr(f: &Filters) -> Option<Expr> {
-    let mut parts: Vec<Expr> = Vec::new();
-    for (field, values) in &f.values {
-        let column = VALUE_FIELDS
-            .iter()
-            .find(|(n, _)| n == field)
-            .map_or(field.as_str(), |(_, c)| c);
-        let any = values
-            .iter()
-            .map(|v| col(column).eq(lit(v.as_str())))
-            .reduce(|a, b| a.or(b));
-        parts.extend(any);
+/// The columns the filters read (`dataset` is the file's, decided by
+/// pruning).
+fn filter_columns(f: &Filters) -> Vec<&str> {
+    let mut out: Vec<&str> = f
+        .values
+        .keys()
+        .filter(|k| k.as_str() != "dataset")
+        .map(|k| filter_column(k))
+        .collect();
+    out.extend(f.ranges.iter().map(|r| r.column.as_str()));
+    out
+}
+
+/// An answer and the files that could not be used for it, each with its
+/// reason (a damaged page, a column of the wrong type): one bad file never
+/// hides the others.
+pub(crate) struct Scanned<T> {
+    /// The answer from the good files.
+    pub(crate) value: T,
+    /// The files left out.
+    pub(crate) errors: Vec<FileError>,
+}
+
+fn file_error(c: &Candidate, e: &Error) -> FileError {
+    FileError::new(&c.path, Some(&c.dataset), e)
+}
+
+/// One file's projected columns as one batch (`None` for a file of no
+/// rows), their types checked against the contract.
+fn read_one(path: &Path, names: &[&str]) -> Result<Option<RecordBatch>> {
+    let mut names: Vec<&str> = names.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let batches = columns::read(path, &names, None, true)?;
+    let b = match batches.len() {
+        0 => return Ok(None),
+        1 => batches.into_iter().next(),
+        _ => {
+            let schema = batches[0].schema();
+            Some(
+                arrow_select::concat::concat_batches(&schema, &batches)
+                    .map_err(|e| Error::parquet(path, e.into()))?,
+            )
+        }
+    };
+    if let Some(b) = &b {
+        check_columns(b.schema().as_ref(), &path.display().to_string(), false)?;
+    }
+    Ok(b)
+}
+
+fn float_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Float64Array> {
+    b.column_by_name(name)?.as_primitive_opt::<Float64Type>()
+}
+
+fn int_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Int64Array> {
+    b.column_by_name(name)?.as_primitive_opt::<Int64Type>()
+}
+
+fn float_at(a: Option<&Float64Array>, i: usize) -> Option<f64> {
+    a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
+}
+
+/// Narrows `rows` (`None`: all `n`) to those `keep` accepts.
+fn refine(rows: &mut Option<Vec<u32>>, n: usize, keep: impl Fn(usize) -> bool) {
+    match rows {
+        None => *rows = Some((0..n as u32).filter(|&i| keep(i as usize)).collect()),
+        Some(r) => r.retain(|&i| keep(i as usize)),
+    }
+}
+
+/// The rows of `b` the filters keep, in order. A dictionary column's
+/// predicate is evaluated once per dictionary value, then looked up by
+/// each row's key.
+fn matching(b: &RecordBatch, f: &Filters) -> Vec<u32> {
+    let n = b.num_rows();
+    let mut rows: Option<Vec<u32>> = None;
+    for (field, wanted) in &f.values {
+        if field == "dataset" {
+            continue;
+        }
+        match StrCol::of(b, filter_column(field)) {
+            StrCol::Dict(keys, values) => {
+                let ok: Vec<bool> = (0..values.len())
+                    .map(|v| values.is_valid(v) && wanted.iter().any(|w| w == values.value(v)))
+                    .collect();
+                let k = keys.values();
+                if keys.null_count() == 0 {
+                    refine(&mut rows, n, |i| {
+                        ok.get(k[i] as usize).copied().unwrap_or(false)
+                    });
+                } else {
+                    refine(&mut rows, n, |i| {
+                        keys.is_valid(i) && ok.get(k[i] as usize).copied().unwrap_or(false)
+                    });
+                }
+            }
+            col => refine(&mut rows, n, |i| {
+                col.get(i).is_some_and(|v| wanted.iter().any(|w| w == v))
+            }),
+        }
     }
     for r in &f.ranges {
-        let c = col(r.column.as_str());
-        let mut e = c.clone().is_not_nan();
-        if let Some(b) = r.lo {
-            e = e.and(if b.inclusive {
-                c.clone().gt_eq(lit(b.value))
-            } else {
-                c.clone().gt(lit(b.value))
-            });
+        match float_col(b, &r.column) {
+            Some(a) if a.null_count() == 0 => {
+                let v = a.values();
+                refine(&mut rows, n, |i| r.matches(Some(v[i])));
+            }
+            a => refine(&mut rows, n, |i| r.matches(float_at(a, i))),
         }
-        if let Some(b) = r.hi {
-            e = e.and(if b.inclusive {
-                c.clone().lt_eq(lit(b.value))
-            } else {
-                c.clone().lt(lit(b.value))
-            });
-        }
-        parts.push(e);
     }
-    parts.into_iter().reduce(|a, b| a.and(b))
+    rows.unwrap_or_else(|| (0..n as u32).collect())
 }
 
-fn filtered(cands: &[Candidate], f: &Filters) -> Result<LazyFrame> {
-    let lf = lazy(cands)?;
-    Ok(match filter_expr(f) {
-        Some(e) => lf.filter(e),
-        None => lf,
+/// A sort key. `class` orders what is not a plain value (0: NaN first in a
+/// descending sort, 1: a value, 2: NaN last in an ascending one, 3: null,
+/// always last); within class 1, `num` (numbers mapped to integers in
+/// their order) then `s` (strings) order the values, reversed for a
+/// descending sort.
+#[derive(Debug, Clone)]
+struct Key<S> {
+    class: u8,
+    num: u64,
+    s: Option<S>,
+}
+
+fn cmp_keys<A: AsRef<str>, B: AsRef<str>>(a: &Key<A>, b: &Key<B>, desc: bool) -> Ordering {
+    a.class.cmp(&b.class).then_with(|| {
+        let o = a.num.cmp(&b.num).then_with(|| match (&a.s, &b.s) {
+            (Some(x), Some(y)) => x.as_ref().cmp(y.as_ref()),
+            _ => Ordering::Equal,
+        });
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
     })
 }
 
-/// The optimized plan of a filtered scan (to check pushdown).
-///
-/// # Errors
-/// [`Error::Polars`].
-pub(crate) fn describe(cands: &[Candidate], f: &Filters) -> Result<String> {
-    filtered(cands, f)?
-        .select([col("id")])
-        .describe_optimized_plan()
-        .map_err(perr)
-}
-
-fn sort_options(descending: Vec<bool>) -> SortMultipleOptions {
-    let n = descending.len();
-    SortMultipleOptions::default()
-        .with_order_descending_multi(descending)
-        .with_nulls_last_multi(vec![true; n])
-        .with_maintain_order(true)
-}
-
-/// Phase 1 reads only the columns the filter and the sort need, once, for
-/// the total and the page's (dataset, row) keys; phase 2 reads just those
-/// rows whole, file by file, through the parquet reader's row selection
-/// (with the page index, only the pages holding them are decoded).
-pub(crate) fn page(
-    cands: &[Candidate],
-    q: &PageQuery,
-) -> Result<(Vec<serde_json::Map<String, serde_json::Value>>, u64)> {
-    let keys_df = filtered(cands, &q.filters)?
-        .select(distinct_cols(
-            ["dataset", ROW, "id"]
-                .into_iter()
-                .chain(q.sort.iter().map(|s| s.column.as_str())),
-        ))
-        .collect()
-        .map_err(perr)?;
-    let total = keys_df.height() as u64;
-    if q.limit == 0 || q.offset as u64 >= total {
-        return Ok((Vec::new(), total));
+/// `v`'s place in the total order of doubles, as an integer.
+fn total_order(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 0 {
+        b | 1 << 63
+    } else {
+        !b
     }
-    let (keys, desc): (Vec<Expr>, Vec<bool>) = match &q.sort {
-        Some(s) => (
-            vec![col(s.column.as_str()), col("id"), col("dataset"), col(ROW)],
-            vec![s.descending, false, false, false],
-        ),
-        None => (vec![col("dataset"), col(ROW)], vec![false, false]),
+}
+
+/// How a page or a top-k orders rows.
+#[derive(Debug, Clone, Copy)]
+enum Order<'q> {
+    /// By a column, ties by `id`, then dataset and row.
+    Column { name: &'q str, desc: bool },
+    /// Best first by a score's direction (finite scores only); ties by
+    /// dataset and row.
+    Rank { score: &'q str, dir: Direction },
+    /// Dataset and row.
+    File,
+}
+
+/// Where one file's sort keys come from.
+enum KeySource<'a> {
+    Float(Option<&'a Float64Array>),
+    Int(Option<&'a Int64Array>),
+    Str(StrCol<'a>),
+    Text(&'a str),
+    Rank(Option<&'a Float64Array>, Direction),
+    None,
+}
+
+impl<'a> KeySource<'a> {
+    fn new(b: &'a RecordBatch, order: Order<'_>, dataset: &'a str) -> Self {
+        match order {
+            Order::File => KeySource::None,
+            Order::Rank { score, dir } => KeySource::Rank(float_col(b, score), dir),
+            Order::Column {
+                name: "dataset", ..
+            } => KeySource::Text(dataset),
+            Order::Column { name, .. } => {
+                match COLUMNS.iter().find(|(n, _)| *n == name).map(|c| c.1) {
+                    Some(Kind::Float) => KeySource::Float(float_col(b, name)),
+                    Some(Kind::Int) => KeySource::Int(int_col(b, name)),
+                    _ => KeySource::Str(StrCol::of(b, name)),
+                }
+            }
+        }
+    }
+
+    fn key(&self, i: usize, desc: bool) -> Key<&'a str> {
+        let num = |class, num| Key {
+            class,
+            num,
+            s: None,
+        };
+        match self {
+            KeySource::Float(a) => match float_at(*a, i) {
+                None => num(3, 0),
+                Some(v) if v.is_nan() => num(if desc { 0 } else { 2 }, 0),
+                // -0 and 0 are equal, as in a comparison of values.
+                Some(v) => num(1, total_order(v + 0.0)),
+            },
+            KeySource::Int(a) => match a.and_then(|a| a.is_valid(i).then(|| a.value(i))) {
+                None => num(3, 0),
+                Some(v) => num(1, (v as u64) ^ (1 << 63)),
+            },
+            KeySource::Str(c) => match c.get(i) {
+                None => num(3, 0),
+                Some(s) => Key {
+                    class: 1,
+                    num: 0,
+                    s: Some(s),
+                },
+            },
+            KeySource::Text(s) => Key {
+                class: 1,
+                num: 0,
+                s: Some(*s),
+            },
+            KeySource::Rank(a, dir) => match float_at(*a, i) {
+                Some(v) => num(1, total_order(dir.rank_key(v))),
+                None => num(3, 0),
+            },
+            KeySource::None => num(1, 0),
+        }
+    }
+}
+
+impl KeySource<'_> {
+    /// True when keys are numbers alone (no string part).
+    fn is_numeric(&self) -> bool {
+        !matches!(self, KeySource::Str(_) | KeySource::Text(_))
+    }
+}
+
+impl<S> Key<S> {
+    /// A number key as one integer that sorts as [`cmp_keys`] does.
+    fn packed(&self, desc: bool) -> u128 {
+        let num = if desc { !self.num } else { self.num };
+        (u128::from(self.class) << 64) | u128::from(num)
+    }
+
+    fn unpacked(k: u128, desc: bool) -> Key<S> {
+        let num = k as u64;
+        Key {
+            class: (k >> 64) as u8,
+            num: if desc { !num } else { num },
+            s: None,
+        }
+    }
+}
+
+/// The best `n` rows of a stream of (packed key, row), rows ascending, in
+/// memory bounded by about `2n`: a row worse than the current cut is
+/// dropped at one comparison; when the buffer fills it is cut back to the
+/// best `n` (plus, unless `exact`, the rows tied with the `n`-th).
+struct Best {
+    n: usize,
+    exact: bool,
+    cap: usize,
+    cut: Option<u128>,
+    buf: Vec<(u128, u32)>,
+}
+
+impl Best {
+    fn new(n: usize, exact: bool) -> Self {
+        let cap = n.saturating_mul(2).max(64);
+        Best {
+            n,
+            exact,
+            cap,
+            cut: None,
+            buf: Vec::with_capacity(cap.min(1 << 16)),
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, k: u128, row: u32) {
+        if let Some(c) = self.cut {
+            // Rows come in ascending order: a later row tied with the cut
+            // loses to it when the cut is exact.
+            if k > c || (self.exact && k == c) {
+                return;
+            }
+        }
+        self.buf.push((k, row));
+        if self.buf.len() >= self.cap {
+            self.compact();
+            // Ties kept past the cut can fill the buffer: grow it.
+            if self.buf.len() * 2 > self.cap {
+                self.cap = self.buf.len() * 2;
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        let n = self.n;
+        if self.buf.len() <= n {
+            return;
+        }
+        self.buf.select_nth_unstable(n - 1);
+        let cut = self.buf[n - 1].0;
+        if self.exact {
+            self.buf.truncate(n);
+        } else {
+            let mut i = n;
+            while i < self.buf.len() {
+                if self.buf[i].0 == cut {
+                    i += 1;
+                } else {
+                    self.buf.swap_remove(i);
+                }
+            }
+        }
+        self.cut = Some(cut);
+    }
+
+    fn finish(mut self) -> Vec<(u128, u32)> {
+        self.compact();
+        self.buf
+    }
+}
+
+/// The `(file index, row)` pairs of a page's window, and the total.
+type Window = (Vec<(usize, u64)>, u64);
+
+/// Files scanned between two cuts of the merged candidates.
+const FILES_AT_ONCE: usize = 8;
+
+/// What one file gives a page or a top-k: its matching rows' count and
+/// its best rows by the order (with the rows tied at the cut unless the
+/// cut is exact).
+struct FileHits {
+    total: u64,
+    kept: Vec<(Key<Box<str>>, u64)>,
+}
+
+/// One file's total and candidates: at most `n` rows when `exact` (ties
+/// by row), else the best `n` and every row tied with the `n`-th.
+fn file_hits(
+    c: &Candidate,
+    f: &Filters,
+    order: Order<'_>,
+    n: usize,
+    exact: bool,
+) -> Result<FileHits> {
+    let mut names = filter_columns(f);
+    match order {
+        Order::Column { name, .. } if name != "dataset" => names.push(name),
+        Order::Rank { score, .. } => names.push(score),
+        _ => {}
+    }
+    let Some(b) = read_one(&c.path, &names)? else {
+        return Ok(FileHits {
+            total: 0,
+            kept: Vec::new(),
+        });
     };
-    let limit = q.limit.min(u32::MAX as usize) as IdxSize;
-    let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
-    let found = keys_df
-        .lazy()
-        .sort_by_exprs(keys, sort_options(desc))
-        .slice(offset, limit)
-        .select([col("dataset"), col(ROW)])
-        .collect()
-        .map_err(perr)?;
-    let datasets = found
-        .column("dataset")
-        .map_err(perr)?
-        .str()
-        .map_err(perr)?
-        .clone();
-    let rows = found
-        .column(ROW)
-        .map_err(perr)?
-        .idx()
-        .map_err(perr)?
-        .clone();
-    let order: Vec<(String, u64)> = datasets
-        .iter()
-        .zip(rows.iter())
-        .filter_map(|(d, r)| Some((d?.to_string(), u64::from(r?))))
-        .collect();
-    let mut by_file: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (d, r) in &order {
-        by_file.entry(d.as_str()).or_default().push(*r);
+    let mut rows = matching(&b, f);
+    if let Order::Rank { score, .. } = order {
+        let a = float_col(&b, score);
+        rows.retain(|&i| float_at(a, i as usize).is_some_and(f64::is_finite));
     }
-    let columns: Vec<String> = match &q.columns {
+    let total = rows.len() as u64;
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let src = KeySource::new(&b, order, &c.dataset);
+    if n > 0 && src.is_numeric() {
+        let mut best = Best::new(n, exact);
+        for &i in &rows {
+            best.offer(src.key(i as usize, desc).packed(desc), i);
+        }
+        let kept = best
+            .finish()
+            .into_iter()
+            .map(|(k, i)| (Key::unpacked(k, desc), u64::from(i)))
+            .collect();
+        return Ok(FileHits { total, kept });
+    }
+    let mut keyed: Vec<(Key<&str>, u32)> = if n == 0 {
+        Vec::new()
+    } else if matches!(order, Order::File) {
+        rows.iter()
+            .take(n)
+            .map(|&i| (src.key(0, false), i))
+            .collect()
+    } else {
+        rows.iter()
+            .map(|&i| (src.key(i as usize, desc), i))
+            .collect()
+    };
+    if keyed.len() > n && n > 0 {
+        let by = |a: &(Key<&str>, u32), b: &(Key<&str>, u32)| {
+            cmp_keys(&a.0, &b.0, desc).then(a.1.cmp(&b.1))
+        };
+        keyed.select_nth_unstable_by(n - 1, by);
+        if exact {
+            keyed.truncate(n);
+        } else {
+            let cut = keyed[n - 1].0.clone();
+            let (head, tail) = keyed.split_at_mut(n);
+            let mut kept: Vec<(Key<&str>, u32)> = head.to_vec();
+            kept.extend(
+                tail.iter()
+                    .filter(|k| cmp_keys(&k.0, &cut, desc) == Ordering::Equal)
+                    .cloned(),
+            );
+            keyed = kept;
+        }
+    }
+    let kept = keyed
+        .into_iter()
+        .map(|(k, i)| {
+            (
+                Key {
+                    class: k.class,
+                    num: k.num,
+                    s: k.s.map(Box::from),
+                },
+                u64::from(i),
+            )
+        })
+        .collect();
+    Ok(FileHits { total, kept })
+}
+
+/// The page's or top-k's rows in order: the candidates of every file
+/// merged, ties on the key inside the window `[offset, offset + limit)`
+/// broken by `id` (read for those rows only) when the order asks.
+/// Returns `(file index, row)` pairs and the total.
+fn ranked(
+    ws: &Workspace,
+    cands: &[Candidate],
+    f: &Filters,
+    order: Order<'_>,
+    offset: usize,
+    limit: usize,
+) -> Result<Scanned<Window>> {
+    let n = offset.saturating_add(limit);
+    let exact = !matches!(order, Order::Column { .. });
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let by = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
+        cmp_keys(&a.0, &b.0, desc).then_with(|| {
+            cands[a.1]
+                .dataset
+                .cmp(&cands[b.1].dataset)
+                .then(a.2.cmp(&b.2))
+        })
+    };
+    let mut total = 0u64;
+    let mut errors = Vec::new();
+    let mut all: Vec<(Key<Box<str>>, usize, u64)> = Vec::new();
+    // Files a few at a time, the survivors cut back to the best `n` (and
+    // their ties) after each batch: memory stays at a batch of files'
+    // candidates plus `n`, however many files.
+    let idx: Vec<usize> = (0..cands.len()).collect();
+    for batch in idx.chunks(FILES_AT_ONCE) {
+        let hits = ws.par_map(batch, |&fi| file_hits(&cands[fi], f, order, n, exact));
+        for (&fi, h) in batch.iter().zip(hits) {
+            match h {
+                Ok(h) => {
+                    total += h.total;
+                    all.extend(h.kept.into_iter().map(|(k, r)| (k, fi, r)));
+                }
+                Err(e) => errors.push(file_error(&cands[fi], &e)),
+            }
+        }
+        if n > 0 && all.len() > 2 * n {
+            all.select_nth_unstable_by(n - 1, by);
+            let cut = all[n - 1].0.clone();
+            let mut i = n;
+            while i < all.len() {
+                if !exact && cmp_keys(&all[i].0, &cut, desc) == Ordering::Equal {
+                    i += 1;
+                } else {
+                    all.swap_remove(i);
+                }
+            }
+        }
+    }
+    all.sort_by(by);
+    let end = n.min(all.len());
+    if let Order::Column { name, .. } = order {
+        if name != "id" {
+            break_ties_by_id(cands, &mut all, offset, end, desc)?;
+        }
+    }
+    let window = all
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, fi, r)| (*fi, *r))
+        .collect();
+    Ok(Scanned {
+        value: (window, total),
+        errors,
+    })
+}
+
+/// Orders each run of equal keys that reaches into `[offset, end)` by
+/// `id` (nulls last), then dataset and row, reading the ids of just those
+/// rows.
+fn break_ties_by_id(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    offset: usize,
+    end: usize,
+    desc: bool,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < end {
+        let mut stop = start + 1;
+        while stop < all.len() && cmp_keys(&all[stop].0, &all[start].0, desc) == Ordering::Equal {
+            stop += 1;
+        }
+        if stop - start > 1 && stop > offset {
+            runs.push(start..stop);
+        }
+        start = stop;
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut wanted: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for r in &runs {
+        for (_, fi, row) in &all[r.clone()] {
+            wanted.entry(*fi).or_default().push(*row);
+        }
+    }
+    let mut ids: HashMap<(usize, u64), Option<String>> = HashMap::new();
+    for (fi, mut rows) in wanted {
+        rows.sort_unstable();
+        rows.dedup();
+        let batches = columns::read(&cands[fi].path, &["id"], Some(&rows), false)?;
+        let mut it = rows.iter();
+        for b in &batches {
+            let col = StrCol::of(b, "id");
+            for i in 0..b.num_rows() {
+                if let Some(&row) = it.next() {
+                    ids.insert((fi, row), col.get(i).map(str::to_string));
+                }
+            }
+        }
+    }
+    for r in runs {
+        all[r].sort_by(|a, b| {
+            let (x, y) = (&ids[&(a.1, a.2)], &ids[&(b.1, b.2)]);
+            let by_id = match (x, y) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (None, None) => Ordering::Equal,
+                (None, _) => Ordering::Greater,
+                (_, None) => Ordering::Less,
+            };
+            by_id
+                .then_with(|| cands[a.1].dataset.cmp(&cands[b.1].dataset))
+                .then(a.2.cmp(&b.2))
+        });
+    }
+    Ok(())
+}
+
+/// The columns a record holds (all 35 and `dataset` by default).
+fn record_columns(q: &PageQuery) -> Vec<String> {
+    match &q.columns {
         Some(c) => c.clone(),
         None => std::iter::once("dataset".to_string())
             .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
             .collect(),
-    };
-    let mut fetched: BTreeMap<(String, u64), serde_json::Map<String, serde_json::Value>> =
-        BTreeMap::new();
-    for (dataset, wanted) in by_file {
-        let Some(c) = cands.iter().find(|c| c.dataset == dataset) else {
-            continue;
-        };
-        for (row, p) in read_rows(&c.path, wanted)? {
-            fetched.insert((dataset.to_string(), row), record(dataset, &p, &columns));
-        }
     }
-    let records = order
-        .into_iter()
-        .filter_map(|k| fetched.remove(&k))
-        .collect();
-    Ok((records, total))
 }
 
-/// One row as a JSON record.
-type Record = serde_json::Map<String, serde_json::Value>;
+/// Reads the records of `found` (file index, row), in that order, each
+/// file's rows in one selective read, files in parallel; a file that
+/// fails is reported in `errors` and its rows left out.
+fn materialise(
+    ws: &Workspace,
+    cands: &[Candidate],
+    found: &[(usize, u64)],
+    columns: &[String],
+    errors: &mut Vec<FileError>,
+) -> Vec<Record> {
+    let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (fi, r) in found {
+        by_file.entry(*fi).or_default().push(*r);
+    }
+    let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
+    let read = ws.par_map(&jobs, |(fi, rows)| {
+        let c = &cands[*fi];
+        read_rows(&c.path, rows.clone(), columns).map(|got| {
+            got.into_iter()
+                .map(|(row, p)| ((*fi, row), record(&c.dataset, &p, columns)))
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut fetched: HashMap<(usize, u64), Record> = HashMap::new();
+    for (r, (fi, _)) in read.into_iter().zip(&jobs) {
+        match r {
+            Ok(r) => fetched.extend(r),
+            Err(e) => errors.push(file_error(&cands[*fi], &e)),
+        }
+    }
+    found.iter().filter_map(|k| fetched.remove(k)).collect()
+}
+
+/// A sorted or filtered page and the total. Returns the records, the total
+/// and the rows read whole.
+pub(crate) fn page(
+    ws: &Workspace,
+    cands: &[Candidate],
+    q: &PageQuery,
+) -> Result<Scanned<(Vec<Record>, u64, usize)>> {
+    let order = match &q.sort {
+        Some(s) => Order::Column {
+            name: s.column.as_str(),
+            desc: s.descending,
+        },
+        None => Order::File,
+    };
+    let Scanned {
+        value: (found, total),
+        mut errors,
+    } = ranked(ws, cands, &q.filters, order, q.offset, q.limit)?;
+    let records = materialise(ws, cands, &found, &record_columns(q), &mut errors);
+    let n = records.len();
+    Ok(Scanned {
+        value: (records, total, n),
+        errors,
+    })
+}
 
 /// A page in the default order (dataset, then row) when no row-level
 /// filter applies: the total is the footers' row counts, and the page's
@@ -213,12 +688,7 @@ pub(crate) fn page_in_file_order(
     let mut files: Vec<&Candidate> = cands.iter().collect();
     files.sort_by(|a, b| a.dataset.cmp(&b.dataset));
     let total: u64 = files.iter().map(|c| c.info.num_rows).sum();
-    let columns: Vec<String> = match &q.columns {
-        Some(c) => c.clone(),
-        None => std::iter::once("dataset".to_string())
-            .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
-            .collect(),
-    };
+    let columns = record_columns(q);
     let (mut start, end) = (
         q.offset as u64,
         (q.offset as u64).saturating_add(q.limit as u64).min(total),
@@ -232,7 +702,7 @@ pub(crate) fn page_in_file_order(
         }
         if start < before + n {
             let (lo, hi) = (start - before, end.min(before + n) - before);
-            let mut rows = read_rows(&c.path, (lo..hi).collect())?;
+            let mut rows = read_rows(&c.path, (lo..hi).collect(), &columns)?;
             rows.sort_by_key(|(r, _)| *r);
             touched += 1;
             records.extend(rows.iter().map(|(_, p)| record(&c.dataset, p, &columns)));
@@ -243,39 +713,26 @@ pub(crate) fn page_in_file_order(
     Ok((records, total, touched))
 }
 
-/// Reads the rows at `wanted` (0-based, any order) of one file, decoding
-/// only the pages that hold them when the file has a page index.
-fn read_rows(path: &Path, mut wanted: Vec<u64>) -> Result<Vec<(u64, crate::schema::Prediction)>> {
-    use parquet::arrow::arrow_reader::{
-        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
-    };
+/// Reads the rows at `wanted` (0-based, any order) of one file, only the
+/// `columns` a record shows, decoding only the pages that hold them.
+fn read_rows(
+    path: &Path,
+    mut wanted: Vec<u64>,
+    columns: &[String],
+) -> Result<Vec<(u64, crate::schema::Prediction)>> {
     wanted.sort_unstable();
     wanted.dedup();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let opts = ArrowReaderOptions::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts)
-        .map_err(|e| Error::parquet(path, e))?;
-    let mut selectors = Vec::new();
-    let mut at = 0u64;
-    for &r in &wanted {
-        if r > at {
-            selectors.push(RowSelector::skip((r - at) as usize));
-        }
-        selectors.push(RowSelector::select(1));
-        at = r + 1;
-    }
-    let reader = builder
-        .with_row_selection(RowSelection::from(selectors))
-        .build()
-        .map_err(|e| Error::parquet(path, e))?;
     let ctx = path.display().to_string();
     let mut out = Vec::with_capacity(wanted.len());
-    let mut it = wanted.into_iter();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::parquet(path, e.into()))?;
+    let mut it = wanted.iter();
+    let names: Vec<&str> = COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| columns.iter().any(|c| c == n))
+        .collect();
+    for batch in columns::read(path, &names, Some(&wanted), false)? {
         for p in crate::reader::rows::batch_to_predictions(&batch, &ctx, false)? {
-            out.push((it.next().unwrap_or(u64::MAX), p));
+            out.push((it.next().copied().unwrap_or(u64::MAX), p));
         }
     }
     Ok(out)
@@ -283,11 +740,7 @@ fn read_rows(path: &Path, mut wanted: Vec<u64>) -> Result<Vec<(u64, crate::schem
 
 /// One row as a record: the requested columns in order, `dataset` from the
 /// file, JSON columns parsed, NaN as null.
-fn record(
-    dataset: &str,
-    p: &crate::schema::Prediction,
-    columns: &[String],
-) -> serde_json::Map<String, serde_json::Value> {
+fn record(dataset: &str, p: &crate::schema::Prediction, columns: &[String]) -> Record {
     let mut all = match serde_json::to_value(p) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
@@ -310,163 +763,387 @@ fn record(
         .collect()
 }
 
-/// Column expressions for `names`, each once, in first-seen order.
-fn distinct_cols<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Expr> {
-    let mut seen = std::collections::BTreeSet::new();
-    names
-        .into_iter()
-        .filter(|n| seen.insert(*n))
-        .map(col)
-        .collect()
-}
-
 /// The best `k` rows by the score under `dir`; ties by dataset, then row.
-pub(crate) fn top(cands: &[Candidate], q: &TopQuery, dir: Direction) -> Result<Vec<TopEntry>> {
+/// Reads the filter and score columns of every file, then the top-list
+/// fields of the `k` rows alone.
+pub(crate) fn top(
+    ws: &Workspace,
+    cands: &[Candidate],
+    q: &TopQuery,
+    dir: Direction,
+) -> Result<Scanned<Vec<TopEntry>>> {
     if cands.is_empty() || q.k == 0 {
-        return Ok(Vec::new());
+        return Ok(Scanned {
+            value: Vec::new(),
+            errors: Vec::new(),
+        });
     }
-    let score = col(q.score.as_str());
-    let (key, desc) = match dir {
-        Direction::Maximize => (score.clone(), true),
-        Direction::Minimize => (score.clone(), false),
-        Direction::TowardZero => (score.clone().abs(), false),
+    let order = Order::Rank {
+        score: q.score.as_str(),
+        dir,
     };
-    let df = filtered(cands, &q.filters)?
-        .filter(score.clone().is_finite())
-        .select([
-            col("id"),
-            col("model_name"),
-            col("config_name"),
-            score.clone().alias("__score"),
-            col("test_score"),
-            col("fold_id"),
-            col("partition"),
-            col("dataset"),
-            col(ROW),
-            key.alias("__key"),
-        ])
-        .sort_by_exprs(
-            [col("__key"), col("dataset"), col(ROW)],
-            sort_options(vec![desc, false, false]),
-        )
-        .limit(q.k.min(u32::MAX as usize) as IdxSize)
-        .collect()
-        .map_err(perr)?;
-    let s = |name: &str, i: usize| -> Result<Option<String>> {
-        Ok(df
-            .column(name)
-            .map_err(perr)?
-            .str()
-            .map_err(perr)?
-            .get(i)
-            .map(str::to_string))
+    let Scanned {
+        value: (found, _),
+        mut errors,
+    } = ranked(ws, cands, &q.filters, order, 0, q.k)?;
+    let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (fi, r) in &found {
+        by_file.entry(*fi).or_default().push(*r);
+    }
+    let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
+    let read = ws.par_map(&jobs, |(fi, rows)| {
+        crate::reader::rows::read_top_details(&cands[*fi].path, rows).map(|es| (*fi, es))
+    });
+    let mut got: HashMap<(usize, u64), TopEntry> = HashMap::new();
+    for (r, (fi, _)) in read.into_iter().zip(&jobs) {
+        let es = match r {
+            Ok((_, es)) => es,
+            Err(e) => {
+                errors.push(file_error(&cands[*fi], &e));
+                continue;
+            }
+        };
+        let fi = *fi;
+        for mut e in es {
+            e.dataset = Some(cands[fi].dataset.clone());
+            if q.score != "val_score" {
+                e.val_score = None;
+            }
+            got.insert((fi, e.row), e);
+        }
+    }
+    // The ranked score, whichever column it is.
+    let scores = if q.score == "val_score" {
+        HashMap::new()
+    } else {
+        score_values(cands, &found, &q.score)?
     };
-    let f = |name: &str, i: usize| -> Result<Option<f64>> {
-        Ok(df
-            .column(name)
-            .map_err(perr)?
-            .f64()
-            .map_err(perr)?
-            .get(i)
-            .filter(|v| v.is_finite()))
-    };
-    let rows = df.column(ROW).map_err(perr)?.idx().map_err(perr)?.clone();
-    (0..df.height())
-        .map(|i| {
-            Ok(TopEntry {
-                id: s("id", i)?,
-                model_name: s("model_name", i)?,
-                config_name: s("config_name", i)?,
-                val_score: f("__score", i)?,
-                test_score: f("test_score", i)?,
-                fold_id: s("fold_id", i)?,
-                partition: s("partition", i)?,
-                dataset: s("dataset", i)?,
-                row: u64::from(rows.get(i).unwrap_or(0)),
-            })
+    let value = found
+        .iter()
+        .filter_map(|k| {
+            let mut e = got.remove(k)?;
+            if let Some(v) = scores.get(k) {
+                e.val_score = Some(*v);
+            }
+            Some(e)
         })
-        .collect()
+        .collect();
+    Ok(Scanned { value, errors })
 }
 
-/// Count, mean, min, max and best per group.
+/// The values of `score` at the given rows.
+fn score_values(
+    cands: &[Candidate],
+    found: &[(usize, u64)],
+    score: &str,
+) -> Result<HashMap<(usize, u64), f64>> {
+    let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (fi, r) in found {
+        by_file.entry(*fi).or_default().push(*r);
+    }
+    let mut out = HashMap::new();
+    for (fi, mut rows) in by_file {
+        rows.sort_unstable();
+        rows.dedup();
+        let mut it = rows.iter();
+        for b in columns::read(&cands[fi].path, &[score], Some(&rows), false)? {
+            let a = float_col(&b, score);
+            for i in 0..b.num_rows() {
+                if let (Some(&row), Some(v)) = (it.next(), float_at(a, i)) {
+                    out.insert((fi, row), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Count, finite count, sum, min and max of one group, and the finite
+/// score closest to zero (first seen) for that direction's best.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    count: u64,
+    n: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    zero: f64,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            count: 0,
+            n: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            zero: f64::NAN,
+        }
+    }
+}
+
+impl Acc {
+    /// Adds one row's score (NaN for null).
+    #[inline]
+    fn add(&mut self, v: f64, toward_zero: bool) {
+        self.count += 1;
+        if v.is_finite() {
+            self.n += 1;
+            self.sum += v;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            if toward_zero && (self.zero.is_nan() || v.abs() < self.zero.abs()) {
+                self.zero = v;
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        self.count += o.count;
+        self.n += o.n;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        if self.zero.is_nan() || o.zero.abs() < self.zero.abs() {
+            self.zero = o.zero;
+        }
+    }
+
+    fn best(&self, dir: Option<Direction>) -> Option<f64> {
+        (self.n > 0).then_some(())?;
+        match dir? {
+            Direction::Maximize => Some(self.max),
+            Direction::Minimize => Some(self.min),
+            Direction::TowardZero => Some(self.zero),
+        }
+    }
+}
+
+/// Folds `rows` into `slots` (the slot of row `i` from `slot`), scores from
+/// `score` (NaN for null).
+#[inline]
+fn fold(
+    rows: &[u32],
+    slots: &mut [Acc],
+    slot: impl Fn(usize) -> usize,
+    score: impl Fn(usize) -> f64,
+    toward_zero: bool,
+) {
+    for &i in rows {
+        let i = i as usize;
+        if let Some(a) = slots.get_mut(slot(i)) {
+            a.add(score(i), toward_zero);
+        }
+    }
+}
+
+/// [`fold`] with the score column's layout resolved once.
+fn fold_scores(
+    rows: &[u32],
+    slots: &mut [Acc],
+    slot: impl Fn(usize) -> usize,
+    score: Option<&Float64Array>,
+    toward_zero: bool,
+) {
+    match score {
+        Some(a) if a.null_count() == 0 => {
+            let v = a.values();
+            fold(rows, slots, slot, |i| v[i], toward_zero);
+        }
+        Some(a) => fold(
+            rows,
+            slots,
+            slot,
+            |i| if a.is_valid(i) { a.value(i) } else { f64::NAN },
+            toward_zero,
+        ),
+        None => fold(rows, slots, slot, |_| f64::NAN, toward_zero),
+    }
+}
+
+/// One file's groups.
+fn file_groups(
+    c: &Candidate,
+    q: &GroupQuery,
+    dir: Option<Direction>,
+) -> Result<BTreeMap<Option<String>, Acc>> {
+    let key = q.key.column();
+    let mut names = filter_columns(&q.filters);
+    names.push(q.score.as_str());
+    if key != "dataset" {
+        names.push(key);
+    }
+    let mut out: BTreeMap<Option<String>, Acc> = BTreeMap::new();
+    let Some(b) = read_one(&c.path, &names)? else {
+        return Ok(out);
+    };
+    let rows = matching(&b, &q.filters);
+    let score = float_col(&b, &q.score);
+    let tz = dir == Some(Direction::TowardZero);
+    if key == "dataset" {
+        let mut one = [Acc::default()];
+        fold_scores(&rows, &mut one, |_| 0, score, tz);
+        out.insert(Some(c.dataset.clone()), one[0]);
+        return Ok(out);
+    }
+    let col = StrCol::of(&b, key);
+    match &col {
+        StrCol::Dict(keys, values) => {
+            // One slot per dictionary value, the last for null.
+            let null = values.len();
+            let mut slots = vec![Acc::default(); null + 1];
+            let k = keys.values();
+            if keys.null_count() == 0 {
+                fold_scores(&rows, &mut slots, |i| k[i] as usize, score, tz);
+            } else {
+                let slot = |i| {
+                    if keys.is_valid(i) {
+                        k[i] as usize
+                    } else {
+                        null
+                    }
+                };
+                fold_scores(&rows, &mut slots, slot, score, tz);
+            }
+            for (s, a) in slots.iter().enumerate() {
+                if a.count == 0 {
+                    continue;
+                }
+                let k = (s < null && values.is_valid(s)).then(|| values.value(s).to_string());
+                out.entry(k).or_default().merge(a);
+            }
+        }
+        _ => {
+            let mut by: HashMap<Option<&str>, Acc> = HashMap::new();
+            for &i in &rows {
+                let i = i as usize;
+                let v = float_at(score, i).unwrap_or(f64::NAN);
+                by.entry(col.get(i)).or_default().add(v, tz);
+            }
+            for (k, a) in by {
+                out.entry(k.map(str::to_string)).or_default().merge(&a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Count, mean, min, max and best per group; groups in key order, null
+/// last. Files are folded in dataset order, so `best` among equals is the
+/// first row's.
 pub(crate) fn group(
+    ws: &Workspace,
     cands: &[Candidate],
     q: &GroupQuery,
     dir: Option<Direction>,
-) -> Result<Vec<Group>> {
-    let score = col(q.score.as_str());
-    let fin = score.clone().filter(score.clone().is_finite());
-    let best = match dir {
-        Some(Direction::Maximize) => fin.clone().max(),
-        Some(Direction::Minimize) => fin.clone().min(),
-        Some(Direction::TowardZero) => fin
-            .clone()
-            .sort_by([fin.clone().abs()], SortMultipleOptions::default())
-            .first(),
-        None => lit(NULL).cast(DataType::Float64),
-    };
-    let key = q.key.column();
-    let df = filtered(cands, &q.filters)?
-        .group_by([col(key)])
-        .agg([
-            len().alias("count"),
-            fin.clone().mean().alias("mean"),
-            fin.clone().min().alias("min"),
-            fin.clone().max().alias("max"),
-            best.alias("best"),
-        ])
-        .sort_by_exprs([col(key)], sort_options(vec![false]))
-        .collect()
-        .map_err(perr)?;
-    let keys = df.column(key).map_err(perr)?.str().map_err(perr)?.clone();
-    let counts = df
-        .column("count")
-        .map_err(perr)?
-        .cast(&DataType::UInt64)
-        .map_err(perr)?;
-    let counts = counts.u64().map_err(perr)?.clone();
-    let num = |name: &str| -> Result<Float64Chunked> {
-        Ok(df
-            .column(name)
-            .map_err(perr)?
-            .cast(&DataType::Float64)
-            .map_err(perr)?
-            .f64()
-            .map_err(perr)?
-            .clone())
-    };
-    let (mean, min, max, bestv) = (num("mean")?, num("min")?, num("max")?, num("best")?);
+) -> Scanned<Vec<Group>> {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by(|a, b| cands[*a].dataset.cmp(&cands[*b].dataset));
+    let parts = ws.par_map(&order, |&fi| file_groups(&cands[fi], q, dir));
+    let mut all: BTreeMap<Option<String>, Acc> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (p, fi) in parts.into_iter().zip(&order) {
+        match p {
+            Ok(p) => {
+                for (k, a) in p {
+                    all.entry(k).or_default().merge(&a);
+                }
+            }
+            Err(e) => errors.push(file_error(&cands[*fi], &e)),
+        }
+    }
     let only = q.count_and_mean_only;
-    Ok((0..df.height())
-        .map(|i| Group {
-            key: keys.get(i).map(str::to_string),
-            count: counts.get(i).unwrap_or(0),
-            mean: mean.get(i).filter(|v| v.is_finite()),
-            min: if only { None } else { min.get(i) },
-            max: if only { None } else { max.get(i) },
-            best: if only { None } else { bestv.get(i) },
+    let (mut named, nulls): (Vec<_>, Vec<_>) = all.into_iter().partition(|(k, _)| k.is_some());
+    named.extend(nulls);
+    let value = named
+        .into_iter()
+        .map(|(key, a)| Group {
+            key,
+            count: a.count,
+            mean: (a.n > 0).then(|| a.sum / a.n as f64),
+            min: (!only && a.n > 0).then_some(a.min),
+            max: (!only && a.n > 0).then_some(a.max),
+            best: if only { None } else { a.best(dir) },
         })
-        .collect())
+        .collect();
+    Scanned { value, errors }
 }
 
 /// The distinct metrics of the matching rows (for files without state).
-pub(crate) fn distinct_metrics(cands: &[Candidate], f: &Filters) -> Result<Vec<String>> {
-    let df = filtered(cands, f)?
-        .filter(col("metric").is_not_null())
-        .group_by([col("metric")])
-        .agg([len().alias("n")])
-        .collect()
-        .map_err(perr)?;
-    let m = df
-        .column("metric")
-        .map_err(perr)?
-        .str()
-        .map_err(perr)?
-        .clone();
-    Ok(m.iter().flatten().map(str::to_string).collect())
+pub(crate) fn distinct_metrics(
+    ws: &Workspace,
+    cands: &[Candidate],
+    f: &Filters,
+) -> Scanned<Vec<String>> {
+    let parts = ws.par_map(cands, |c| -> Result<BTreeSet<String>> {
+        let mut names = filter_columns(f);
+        names.push("metric");
+        let Some(b) = read_one(&c.path, &names)? else {
+            return Ok(BTreeSet::new());
+        };
+        let col = StrCol::of(&b, "metric");
+        Ok(matching(&b, f)
+            .into_iter()
+            .filter_map(|i| col.get(i as usize).map(str::to_string))
+            .collect())
+    });
+    let mut out = BTreeSet::new();
+    let mut errors = Vec::new();
+    for (p, c) in parts.into_iter().zip(cands) {
+        match p {
+            Ok(p) => out.extend(p),
+            Err(e) => errors.push(file_error(c, &e)),
+        }
+    }
+    Scanned {
+        value: out.into_iter().collect(),
+        errors,
+    }
 }
 
-/// Checks a file's column types against the contract before a scan.
+/// What a scan of `cands` under `f` reads and decides, for `explain`.
+pub(crate) fn describe(cands: &[Candidate], f: &Filters) -> String {
+    let mut cols = filter_columns(f);
+    cols.sort_unstable();
+    cols.dedup();
+    let mut out = format!(
+        "n4a scan of {} file(s) left after footer pruning\n  columns read: {}\n",
+        cands.len(),
+        if cols.is_empty() {
+            "none beyond the page's rows".to_string()
+        } else {
+            cols.join(", ")
+        }
+    );
+    for (field, values) in &f.values {
+        if field == "dataset" {
+            out.push_str(&format!("  dataset in {values:?}: decided by pruning\n"));
+        } else if columns::is_dictionary(filter_column(field)) {
+            out.push_str(&format!(
+                "  filter {} in {values:?}: once per dictionary value, then by key\n",
+                filter_column(field)
+            ));
+        } else {
+            out.push_str(&format!(
+                "  filter {} in {values:?}: per row\n",
+                filter_column(field)
+            ));
+        }
+    }
+    for r in &f.ranges {
+        out.push_str(&format!(
+            "  filter {r:?}: per row, NaN and null never match\n"
+        ));
+    }
+    for c in cands {
+        out.push_str(&format!("  file {} ({})\n", c.dataset, c.path.display()));
+    }
+    out
+}
+
+/// Checks a file's column types against the contract (for answers whose
+/// total comes from footers, before any row is read).
 ///
 /// # Errors
 /// [`Error::Schema`] naming the file and column; I/O or parquet errors.
@@ -476,5 +1153,5 @@ pub(crate) fn check_file(path: &Path) -> Result<()> {
     let schema =
         parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
             .map_err(|e| Error::parquet(path, e))?;
-    crate::reader::rows::check_columns(&schema, &path.display().to_string(), false)
+    check_columns(&schema, &path.display().to_string(), false)
 }

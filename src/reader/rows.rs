@@ -260,7 +260,7 @@ pub const SUMMARY_COLUMNS: [&str; 12] = [
 
 /// A string column of any Arrow string layout (dictionary-encoded
 /// included), or a missing one (null).
-enum StrCol<'a> {
+pub(crate) enum StrCol<'a> {
     Utf8(&'a arrow_array::StringArray),
     Large(&'a arrow_array::LargeStringArray),
     View(&'a arrow_array::StringViewArray),
@@ -269,7 +269,8 @@ enum StrCol<'a> {
 }
 
 impl<'a> StrCol<'a> {
-    fn of(batch: &'a RecordBatch, name: &str) -> Self {
+    /// The column `name` of `batch` (missing or of another type: null).
+    pub(crate) fn of(batch: &'a RecordBatch, name: &str) -> Self {
         match batch.column_by_name(name) {
             Some(c) => match c.data_type() {
                 DataType::Utf8 => StrCol::Utf8(c.as_string::<i32>()),
@@ -287,7 +288,8 @@ impl<'a> StrCol<'a> {
         }
     }
 
-    fn get(&self, i: usize) -> Option<&'a str> {
+    /// Row `i`'s value, `None` for null.
+    pub(crate) fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             StrCol::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             StrCol::Large(a) => a.is_valid(i).then(|| a.value(i)),

@@ -77,6 +77,7 @@ pub struct Workspace {
     threads: usize,
     pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
     caching: bool,
+    summaries: bool,
     cache: FooterCache<Cached>,
     reads: AtomicU64,
     merged: std::sync::Mutex<Option<MergedCache>>,
@@ -100,6 +101,7 @@ impl Workspace {
             threads: 0,
             pool: std::sync::OnceLock::new(),
             caching: true,
+            summaries: true,
             cache: FooterCache::default(),
             reads: AtomicU64::new(0),
             merged: std::sync::Mutex::new(None),
@@ -138,6 +140,16 @@ impl Workspace {
         self
     }
 
+    /// Whether summaries without n4a state (nirs4all's 1.0, n4a's 1.1) are
+    /// decoded: on by default. A one-shot row query turns it off (such a
+    /// footer then reads as having no summary, the 1.2 state still read
+    /// for pruning), saving the JSON of every 1.0 file.
+    #[must_use]
+    pub fn with_summaries(mut self, on: bool) -> Self {
+        self.summaries = on;
+        self
+    }
+
     /// The footer pool, started on first use; `None` for one thread (or
     /// when the pool cannot start: reads are then sequential).
     fn pool(&self) -> Option<&rayon::ThreadPool> {
@@ -154,6 +166,21 @@ impl Workspace {
                     .flatten()
             })
             .as_ref()
+    }
+
+    /// `f` over `items` on the workspace's pool (in order; sequential for
+    /// one thread): queries fan their per-file scans out on the same
+    /// threads as footer reads, so nothing is oversubscribed.
+    pub(crate) fn par_map<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> R + Sync + Send,
+    ) -> Vec<R> {
+        use rayon::prelude::*;
+        match self.pool() {
+            Some(p) if items.len() > 1 => p.install(|| items.par_iter().map(&f).collect()),
+            _ => items.iter().map(f).collect(),
+        }
     }
 
     /// The workspace folder.
@@ -277,7 +304,7 @@ impl Workspace {
         };
         if !self.caching {
             self.reads.fetch_add(1, Ordering::Relaxed);
-            let value = read_footer_info(&f.path, key, file)
+            let value = read_footer_info(&f.path, key, file, self.summaries)
                 .map(Arc::new)
                 .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
             return (value, None);
@@ -286,7 +313,7 @@ impl Workspace {
             return ((*hit).clone(), Some(key));
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let value = read_footer_info(&f.path, key, file)
+        let value = read_footer_info(&f.path, key, file, self.summaries)
             .map(Arc::new)
             .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         let trusted = self
@@ -364,10 +391,18 @@ impl Workspace {
 }
 
 /// Reads one file's footer, containing any decoder panic as an error.
-fn read_footer_info(path: &Path, key: FileKey, file: Option<std::fs::File>) -> Result<FooterInfo> {
-    let run = || match file {
-        Some(f) => super::info::read_info_open(path, f, key),
-        None => super::info::read_info(path, key),
+fn read_footer_info(
+    path: &Path,
+    key: FileKey,
+    file: Option<std::fs::File>,
+    summaries: bool,
+) -> Result<FooterInfo> {
+    let run = || {
+        let f = match file {
+            Some(f) => f,
+            None => std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
+        };
+        super::info::read_info_for(path, f, key, summaries)
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         Err(Error::parquet(

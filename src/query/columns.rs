@@ -1,0 +1,131 @@
+//! Reading just the columns a query needs from one file, as Arrow arrays:
+//! facet strings as dictionaries (a key per row into the column chunk's
+//! values, so a filter or a group-by looks at each distinct value once),
+//! scores and counts as plain numbers, `id` and other free text as plain
+//! strings (they are unique per row; a dictionary would only cost).
+//!
+//! One open, one footer parse (without decoding `ARROW:schema`: the types
+//! come from the parquet schema, so nirs4all's 600 KB schema copy is never
+//! base64-decoded), one projection, and optionally a row selection (only
+//! the pages holding those rows are decompressed).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, FieldRef, Schema};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::arrow::ProjectionMask;
+
+use crate::error::{Error, Result};
+
+/// Rows a batch holds at most: a whole nirs4all row group (up to 1M rows)
+/// comes back as one batch, so per-batch work (a dictionary's predicate)
+/// is done once per file.
+const BATCH_ROWS: usize = 1 << 20;
+
+/// String columns read as dictionaries: the facets, whose values repeat
+/// (ids, paths, JSON and array references are unique per row, and a
+/// dictionary would only cost).
+pub(crate) fn is_dictionary(name: &str) -> bool {
+    matches!(
+        name,
+        "dataset_name"
+            | "dataset_path"
+            | "config_name"
+            | "pipeline_uid"
+            | "model_name"
+            | "model_classname"
+            | "fold_id"
+            | "partition"
+            | "metric"
+            | "task_type"
+            | "preprocessings"
+            | "branch_id"
+            | "branch_name"
+    )
+}
+
+/// The columns `names` of the file at `path` (names the file lacks are
+/// absent from the batches: callers read them as null), all rows or the
+/// sorted, distinct `rows`; facet strings as dictionaries when
+/// `dictionaries`, else as the file has them. Memory: the projected
+/// columns of the file.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Parquet`] naming the file (a damaged page
+/// included); a row past the end is [`Error::Parquet`].
+pub(crate) fn read(
+    path: &Path,
+    names: &[&str],
+    rows: Option<&[u64]>,
+    dictionaries: bool,
+) -> Result<Vec<RecordBatch>> {
+    let err = |e| Error::parquet(path, e);
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let meta = ArrowReaderMetadata::load(&file, plain.clone()).map_err(err)?;
+    let hinted: Vec<FieldRef> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 if dictionaries && is_dictionary(f.name()) => {
+                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                Arc::new(Field::new(f.name(), t, true))
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    let meta = ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        plain.with_schema(Arc::new(Schema::new(hinted))),
+    )
+    .or_else(|_| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+    .map_err(err)?;
+    let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
+    let roots: Vec<usize> = meta
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        .with_projection(mask)
+        .with_batch_size((total as usize).clamp(1, BATCH_ROWS));
+    if let Some(rows) = rows {
+        if let Some(&last) = rows.last() {
+            if last >= total {
+                return Err(err(parquet::errors::ParquetError::General(format!(
+                    "row {last} asked of a file of {total} rows"
+                ))));
+            }
+        }
+        builder = builder.with_row_selection(selection(rows));
+    }
+    let reader = builder.build().map_err(err)?;
+    reader
+        .map(|b| b.map_err(|e| err(parquet::errors::ParquetError::from(e))))
+        .collect()
+}
+
+/// A row selection of the sorted, distinct `rows`.
+fn selection(rows: &[u64]) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &r in rows {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    RowSelection::from(selectors)
+}
