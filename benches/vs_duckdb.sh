@@ -2,7 +2,7 @@
 # Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
 # the same sitting, on workspaces generated exactly as nirs4all wrote them.
 #
-#   benches/vs_duckdb.sh [summary|append|growth|all] [--runs N]
+#   benches/vs_duckdb.sh [summary|append|growth|query|all] [--runs N]
 #
 # Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
 # copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
@@ -186,10 +186,30 @@ growth() {
   done
 }
 
+# query: pages (filtered; partition only; deep offset), top-k and the five
+# group-bys, n4a whole process against DuckDB in-process, answers compared
+# row for row (benches/queries_vs_duckdb.py says how), on big and big-n4a
+# (10M rows) and on their first 10 files (1M rows, hard links) for growth.
+query() {
+  for ws in big big-n4a; do
+    local small=$B/data/$ws-10
+    if [[ ! -d $small ]]; then
+      mkdir -p "$small"
+      find "$B/data/$ws" -maxdepth 1 -name '*.meta.parquet' | sort | head -10 |
+        while read -r f; do ln "$f" "$small/"; done
+    fi
+    for w in "$B/data/$ws" "$small"; do
+      echo "== $(basename "$w")"
+      "$P" "$ROOT/benches/queries_vs_duckdb.py" --ws "$w" --n4a "$N" --runs "$RUNS"
+    done
+  done
+}
+
 case $WHAT in
   summary) summary ;;
   append) append ;;
   growth) growth ;;
-  all) summary; echo; append; echo; growth ;;
-  *) echo "usage: $0 [summary|append|growth|all] [--runs N]" >&2; exit 2 ;;
+  query) query ;;
+  all) summary; echo; append; echo; growth; echo; query ;;
+  *) echo "usage: $0 [summary|append|growth|query|all] [--runs N]" >&2; exit 2 ;;
 esac

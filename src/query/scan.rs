@@ -500,9 +500,36 @@ fn ranked(
     // Files a few at a time, the survivors cut back to the best `n` (and
     // their ties) after each batch: memory stays at a batch of files'
     // candidates plus `n`, however many files.
-    let idx: Vec<usize> = (0..cands.len()).collect();
+    // Files whose score statistics bound how good their rows can be go
+    // best first; once `n` candidates are held, a file whose bound is
+    // worse than the `n`-th is only counted (a page) or skipped (a top-k).
+    let bounds = bounds(cands, order);
+    let mut idx: Vec<usize> = (0..cands.len()).collect();
+    if let Some(b) = &bounds {
+        idx.sort_by(|x, y| cmp_keys(&b[*x], &b[*y], false));
+    }
+    let mut cut: Option<Key<Box<str>>> = None;
     for batch in idx.chunks(FILES_AT_ONCE) {
-        let hits = ws.par_map(batch, |&fi| file_hits(&cands[fi], f, order, n, exact));
+        let beyond = |fi: usize| match (&bounds, &cut) {
+            (Some(b), Some(c)) => cmp_keys(&b[fi], c, false) == Ordering::Greater,
+            _ => false,
+        };
+        let jobs: Vec<(usize, bool)> = batch.iter().map(|&fi| (fi, beyond(fi))).collect();
+        let hits = ws.par_map(&jobs, |&(fi, beyond)| {
+            if !beyond {
+                file_hits(&cands[fi], f, order, n, exact)
+            } else if matches!(order, Order::Rank { .. }) {
+                Ok(FileHits {
+                    total: 0,
+                    kept: Vec::new(),
+                })
+            } else {
+                file_count(&cands[fi], f).map(|total| FileHits {
+                    total,
+                    kept: Vec::new(),
+                })
+            }
+        });
         for (&fi, h) in batch.iter().zip(hits) {
             match h {
                 Ok(h) => {
@@ -511,6 +538,10 @@ fn ranked(
                 }
                 Err(e) => errors.push(file_error(&cands[fi], &e)),
             }
+        }
+        if bounds.is_some() && n > 0 && all.len() >= n {
+            all.select_nth_unstable_by(n - 1, by);
+            cut = Some(all[n - 1].0.clone());
         }
         if n > 0 && all.len() > 2 * n {
             all.select_nth_unstable_by(n - 1, by);
@@ -542,6 +573,81 @@ fn ranked(
         value: (window, total),
         errors,
     })
+}
+
+/// Per file, the best key any of its rows can have under `order`, from
+/// the score column's statistics, as keys compare ascending: for an
+/// ascending sort on a score (NaN and null sort after every number) and
+/// for a top-k (finite scores only); from the column statistics, else the
+/// n4a state's range. `None` when the order has no such bound.
+fn bounds(cands: &[Candidate], order: Order<'_>) -> Option<Vec<Key<&'static str>>> {
+    let (score, dir) = match order {
+        Order::Column { name, desc: false } => (name, None),
+        Order::Rank { score, dir } => (score, Some(dir)),
+        _ => return None,
+    };
+    let i = ["val_score", "test_score", "train_score"]
+        .iter()
+        .position(|s| *s == score)?;
+    // A file with neither statistics nor state can hold anything: it
+    // sorts first and is always read.
+    let open = Key {
+        class: 0,
+        num: 0,
+        s: None,
+    };
+    let keys = cands
+        .iter()
+        .map(|c| {
+            let range = match (c.info.columns.scores[i], c.state()) {
+                (Some(sf), _) => (sf.min, sf.max),
+                (None, Some(st)) => {
+                    let sc = [&st.val_score, &st.test_score, &st.train_score][i];
+                    if sc.inf_count > 0 {
+                        (Some(f64::NEG_INFINITY), Some(f64::INFINITY))
+                    } else {
+                        (sc.welford.min, sc.welford.max)
+                    }
+                }
+                (None, None) => return open.clone(),
+            };
+            let (lo, hi) = match range {
+                (Some(lo), Some(hi)) => (lo, hi),
+                // No number: every row sorts after the numbers (or is not
+                // ranked at all).
+                _ => {
+                    return Key {
+                        class: 2,
+                        num: 0,
+                        s: None,
+                    }
+                }
+            };
+            let num = match dir {
+                None => total_order(lo + 0.0),
+                Some(Direction::Maximize) => total_order(-hi),
+                Some(Direction::Minimize) => total_order(lo),
+                Some(Direction::TowardZero) if lo <= 0.0 && hi >= 0.0 => total_order(0.0),
+                Some(Direction::TowardZero) => total_order(lo.abs().min(hi.abs())),
+            };
+            Key {
+                class: 1,
+                num,
+                s: None,
+            }
+        })
+        .collect();
+    Some(keys)
+}
+
+/// The rows of one file the filters keep, reading only the filter columns
+/// (none without a row-level filter: the footer's row count).
+fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
+    let names = filter_columns(f);
+    if names.is_empty() {
+        return Ok(c.info.num_rows);
+    }
+    Ok(read_one(&c.path, &names)?.map_or(0, |b| matching(&b, f).len() as u64))
 }
 
 /// Orders each run of equal keys that reaches into `[offset, end)` by
@@ -967,14 +1073,14 @@ fn file_groups(
     c: &Candidate,
     q: &GroupQuery,
     dir: Option<Direction>,
-) -> Result<BTreeMap<Option<String>, Acc>> {
+) -> Result<Vec<(Option<String>, Acc)>> {
     let key = q.key.column();
     let mut names = filter_columns(&q.filters);
     names.push(q.score.as_str());
     if key != "dataset" {
         names.push(key);
     }
-    let mut out: BTreeMap<Option<String>, Acc> = BTreeMap::new();
+    let mut out: Vec<(Option<String>, Acc)> = Vec::new();
     let Some(b) = read_one(&c.path, &names)? else {
         return Ok(out);
     };
@@ -984,7 +1090,7 @@ fn file_groups(
     if key == "dataset" {
         let mut one = [Acc::default()];
         fold_scores(&rows, &mut one, |_| 0, score, tz);
-        out.insert(Some(c.dataset.clone()), one[0]);
+        out.push((Some(c.dataset.clone()), one[0]));
         return Ok(out);
     }
     let col = StrCol::of(&b, key);
@@ -1011,7 +1117,7 @@ fn file_groups(
                     continue;
                 }
                 let k = (s < null && values.is_valid(s)).then(|| values.value(s).to_string());
-                out.entry(k).or_default().merge(a);
+                out.push((k, *a));
             }
         }
         _ => {
@@ -1022,10 +1128,11 @@ fn file_groups(
                 by.entry(col.get(i)).or_default().add(v, tz);
             }
             for (k, a) in by {
-                out.entry(k.map(str::to_string)).or_default().merge(&a);
+                out.push((k.map(str::to_string), a));
             }
         }
     }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -1041,16 +1148,23 @@ pub(crate) fn group(
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_by(|a, b| cands[*a].dataset.cmp(&cands[*b].dataset));
     let parts = ws.par_map(&order, |&fi| file_groups(&cands[fi], q, dir));
-    let mut all: BTreeMap<Option<String>, Acc> = BTreeMap::new();
+    // Each file's groups come sorted: concatenated in dataset order, a
+    // stable sort merges the runs (O(groups x log files)) and keeps equal
+    // keys in file order, then equal neighbours fold.
+    let mut runs: Vec<(Option<String>, Acc)> = Vec::new();
     let mut errors = Vec::new();
     for (p, fi) in parts.into_iter().zip(&order) {
         match p {
-            Ok(p) => {
-                for (k, a) in p {
-                    all.entry(k).or_default().merge(&a);
-                }
-            }
+            Ok(p) => runs.extend(p),
             Err(e) => errors.push(file_error(&cands[*fi], &e)),
+        }
+    }
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut all: Vec<(Option<String>, Acc)> = Vec::with_capacity(runs.len());
+    for (k, a) in runs {
+        match all.last_mut() {
+            Some((last, acc)) if *last == k => acc.merge(&a),
+            _ => all.push((k, a)),
         }
     }
     let only = q.count_and_mean_only;

@@ -430,7 +430,7 @@ pub async fn shutdown_signal() {
 /// Caps glibc's malloc arenas at two. By default glibc gives each thread
 /// that allocates concurrently an arena of its own (up to 8 per core); a
 /// server whose requests run on many threads (tokio's blocking pool,
-/// polars' pool) then keeps freed memory spread over many arenas and its
+/// the workspace pool) then keeps freed memory spread over many arenas and its
 /// resident memory creeps up under load. Measured with `n4a bench-serve`:
 /// see the README.
 fn limit_malloc_arenas() {
