@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::ValueEnum;
 
 use n4a::metric::Direction;
+use n4a::query::filter::FIELDS;
 use n4a::reader::Workspace;
 
 use super::table::{num, top_table, Table};
@@ -47,40 +48,58 @@ impl RankArgs {
     }
 }
 
-/// Row filters shared by `query`, `top` and `stats`. Each takes several
-/// values (repeat the flag or separate with commas).
-#[derive(Debug, clap::Args)]
+/// Row filters shared by `query`, `top` and `stats`: one flag per
+/// [`n4a::query::filter::FIELDS`] entry (several values each: repeat the
+/// flag or separate with commas) and `--where`.
+#[derive(Debug, Default)]
 pub(super) struct FilterArgs {
-    /// Dataset(s): only their files are opened.
-    #[arg(long, value_delimiter = ',')]
-    dataset: Vec<String>,
-    /// model_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    model: Vec<String>,
-    /// model_classname value(s).
-    #[arg(long, value_delimiter = ',')]
-    model_class: Vec<String>,
-    /// config_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    config: Vec<String>,
-    /// partition value(s): train, val, test.
-    #[arg(long, value_delimiter = ',')]
-    partition: Vec<String>,
-    /// fold_id value(s).
-    #[arg(long, value_delimiter = ',')]
-    fold: Vec<String>,
-    /// task_type value(s).
-    #[arg(long, value_delimiter = ',')]
-    task_type: Vec<String>,
-    /// metric value(s).
-    #[arg(long, value_delimiter = ',')]
-    metric: Vec<String>,
-    /// branch_name value(s).
-    #[arg(long, value_delimiter = ',')]
-    branch: Vec<String>,
-    /// Score ranges, e.g. 'val_score>=0.5, test_score<1' (repeatable).
-    #[arg(long = "where")]
+    values: Vec<(&'static str, Vec<String>)>,
     where_: Vec<String>,
+}
+
+impl clap::FromArgMatches for FilterArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut a = FilterArgs::default();
+        a.update_from_arg_matches(m)?;
+        Ok(a)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let all = |id: &str| -> Vec<String> {
+            m.get_many::<String>(id)
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default()
+        };
+        self.values = FIELDS.iter().map(|f| (f.name, all(f.param))).collect();
+        self.where_ = all("where");
+        Ok(())
+    }
+}
+
+impl clap::Args for FilterArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = FIELDS.iter().fold(cmd, |cmd, f| {
+            cmd.arg(
+                clap::Arg::new(f.param)
+                    .long(f.flag)
+                    .value_name("VALUE")
+                    .help(f.help)
+                    .value_delimiter(',')
+                    .action(clap::ArgAction::Append),
+            )
+        });
+        cmd.arg(
+            clap::Arg::new("where")
+                .long("where")
+                .value_name("RANGES")
+                .help("Score ranges, e.g. 'val_score>=0.5, test_score<1' (repeatable)")
+                .action(clap::ArgAction::Append),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl TryFrom<&FilterArgs> for n4a::query::Filters {
@@ -88,17 +107,7 @@ impl TryFrom<&FilterArgs> for n4a::query::Filters {
 
     fn try_from(a: &FilterArgs) -> Result<Self, Self::Error> {
         let mut f = n4a::query::Filters::default();
-        for (field, vals) in [
-            ("dataset", &a.dataset),
-            ("model_name", &a.model),
-            ("model_classname", &a.model_class),
-            ("config_name", &a.config),
-            ("partition", &a.partition),
-            ("fold_id", &a.fold),
-            ("task_type", &a.task_type),
-            ("metric", &a.metric),
-            ("branch", &a.branch),
-        ] {
+        for (field, vals) in &a.values {
             f = f.with(field, vals.iter().cloned())?;
         }
         for w in &a.where_ {

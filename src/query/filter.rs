@@ -5,19 +5,102 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 
-/// Fields that take a list of accepted values, with their columns.
-pub const VALUE_FIELDS: [(&str, &str); 10] = [
-    ("dataset", "dataset"),
-    ("model_name", "model_name"),
-    ("model_classname", "model_classname"),
-    ("config_name", "config_name"),
-    ("partition", "partition"),
-    ("fold_id", "fold_id"),
-    ("task_type", "task_type"),
-    ("metric", "metric"),
-    ("branch", "branch_name"),
-    ("id", "id"),
+/// A field rows are filtered on by value: the one list the CLI flags, the
+/// HTTP parameters, the OpenAPI document and the planner all come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The name [`Filters`] uses.
+    pub name: &'static str,
+    /// The column it reads (`dataset` is the file's).
+    pub column: &'static str,
+    /// The HTTP query parameter.
+    pub param: &'static str,
+    /// The CLI flag (without `--`).
+    pub flag: &'static str,
+    /// What it selects.
+    pub help: &'static str,
+}
+
+const fn field(
+    name: &'static str,
+    column: &'static str,
+    param: &'static str,
+    flag: &'static str,
+    help: &'static str,
+) -> Field {
+    Field {
+        name,
+        column,
+        param,
+        flag,
+        help,
+    }
+}
+
+/// Every value filter. Each takes several values (repeat, or separate
+/// with commas).
+pub const FIELDS: [Field; 10] = [
+    field(
+        "dataset",
+        "dataset",
+        "dataset",
+        "dataset",
+        "Dataset(s): only their files are opened",
+    ),
+    field(
+        "model_name",
+        "model_name",
+        "model",
+        "model",
+        "model_name value(s)",
+    ),
+    field(
+        "model_classname",
+        "model_classname",
+        "model_class",
+        "model-class",
+        "model_classname value(s)",
+    ),
+    field(
+        "config_name",
+        "config_name",
+        "config",
+        "config",
+        "config_name value(s)",
+    ),
+    field(
+        "partition",
+        "partition",
+        "partition",
+        "partition",
+        "partition value(s): train, val, test",
+    ),
+    field("fold_id", "fold_id", "fold", "fold", "fold_id value(s)"),
+    field(
+        "task_type",
+        "task_type",
+        "task_type",
+        "task-type",
+        "task_type value(s)",
+    ),
+    field("metric", "metric", "metric", "metric", "metric value(s)"),
+    field(
+        "branch",
+        "branch_name",
+        "branch",
+        "branch",
+        "branch_name value(s)",
+    ),
+    field("id", "id", "id", "id", "Prediction id(s)"),
 ];
+
+/// The column a value filter field reads (the name itself if unknown).
+pub fn column_of(name: &str) -> &str {
+    FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .map_or(name, |f| f.column)
+}
 
 /// Score columns a range can apply to.
 pub const SCORES: [&str; 3] = ["val_score", "test_score", "train_score"];
@@ -105,10 +188,10 @@ impl Filters {
         field: &str,
         values: impl IntoIterator<Item = impl Into<String>>,
     ) -> Result<Self> {
-        if !VALUE_FIELDS.iter().any(|(f, _)| *f == field) {
+        if !FIELDS.iter().any(|f| f.name == field) {
             return Err(Error::InvalidQuery(format!(
                 "unknown filter field {field:?} (known: {})",
-                VALUE_FIELDS.map(|f| f.0).join(", ")
+                FIELDS.map(|f| f.name).join(", ")
             )));
         }
         let vals: Vec<String> = values.into_iter().map(Into::into).collect();

@@ -24,7 +24,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
 
 use super::columns;
-use super::filter::{Filters, VALUE_FIELDS};
+use super::filter::{column_of, Filters};
 use super::{Candidate, Group, GroupQuery, PageQuery, TopQuery};
 use crate::error::{Error, Result};
 use crate::metric::Direction;
@@ -39,10 +39,7 @@ pub(crate) type Record = serde_json::Map<String, serde_json::Value>;
 
 /// The column a value filter field reads.
 fn filter_column(field: &str) -> &str {
-    VALUE_FIELDS
-        .iter()
-        .find(|(n, _)| *n == field)
-        .map_or(field, |(_, c)| c)
+    column_of(field)
 }
 
 /// The columns the filters read (`dataset` is the file's, decided by

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use super::encoding::Encoding;
 use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
-use crate::query::filter::{Bound, Range};
+use crate::query::filter::{Bound, Range, FIELDS};
 use crate::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
 use crate::reader::arrays::read_arrays;
 use crate::reader::merge::Form;
@@ -35,20 +35,6 @@ type Answer = Result<Response, ApiError>;
 
 /// Longest accepted parameter value.
 const MAX_VALUE_BYTES: usize = 256;
-
-/// Filter parameters and the filter fields they set.
-const FILTER_PARAMS: [(&str, &str); 10] = [
-    ("dataset", "dataset"),
-    ("model_class", "model_classname"),
-    ("model", "model_name"),
-    ("config", "config_name"),
-    ("partition", "partition"),
-    ("fold", "fold_id"),
-    ("task_type", "task_type"),
-    ("metric", "metric"),
-    ("branch", "branch"),
-    ("id", "id"),
-];
 
 fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
     let body = serde_json::to_vec(v).map_err(|e| ApiError {
@@ -114,9 +100,9 @@ fn filters(pairs: &[(String, String)], own: &[&str]) -> Result<Filters, ApiError
         if own.contains(&k.as_str()) {
             continue;
         }
-        if let Some((_, field)) = FILTER_PARAMS.iter().find(|(p, _)| p == k) {
+        if let Some(field) = FIELDS.iter().find(|f| f.param == k).map(|f| f.name) {
             let values: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
-            if *field == "dataset" {
+            if field == "dataset" {
                 for d in &values {
                     validate_dataset_name(d).map_err(ApiError::from)?;
                 }

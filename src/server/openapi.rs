@@ -8,27 +8,21 @@ fn param(name: &str, kind: &str, description: &str) -> Value {
 }
 
 fn filter_params() -> Vec<Value> {
-    let mut out: Vec<Value> = [
-        ("dataset", "Dataset name(s); repeat or comma-separate."),
-        (
-            "model_class",
-            "Model class name(s) (the model_classname column).",
-        ),
-        ("model", "Model name(s)."),
-        ("config", "Config name(s)."),
-        ("partition", "Partition(s): train, val, test."),
-        ("fold", "Fold id(s)."),
-        ("task_type", "Task type(s)."),
-        ("metric", "Metric name(s)."),
-        ("branch", "Branch name(s)."),
-        (
-            "where",
-            "Score ranges, e.g. 'val_score>=0.5 and test_score<1'.",
-        ),
-    ]
-    .iter()
-    .map(|(n, d)| param(n, "string", d))
-    .collect();
+    let mut out: Vec<Value> = crate::query::filter::FIELDS
+        .iter()
+        .map(|f| {
+            param(
+                f.param,
+                "string",
+                &format!("{}; repeat or comma-separate.", f.help),
+            )
+        })
+        .collect();
+    out.push(param(
+        "where",
+        "string",
+        "Score ranges, e.g. 'val_score>=0.5 and test_score<1'.",
+    ));
     for s in ["val_score", "test_score", "train_score"] {
         out.push(param(
             &format!("{s}_min"),

@@ -572,3 +572,22 @@ fn a_bad_file_is_reported_not_fatal() {
         .collect();
     assert_eq!(kinds, ["parquet", "schema"], "{:?}", page.provenance.errors);
 }
+
+/// Issue 11: the filter vocabulary is one list; every field in it is
+/// accepted by `Filters`, reads a contract column, and has distinct names.
+#[test]
+fn issue_11_filter_fields_are_one_consistent_list() {
+    use n4a::query::filter::FIELDS;
+    let mut params = std::collections::BTreeSet::new();
+    let mut flags = std::collections::BTreeSet::new();
+    for f in FIELDS {
+        Filters::default().with(f.name, ["x"]).unwrap();
+        assert!(
+            f.column == "dataset" || n4a::schema::COLUMNS.iter().any(|(c, _)| *c == f.column),
+            "{f:?}"
+        );
+        assert!(params.insert(f.param) && flags.insert(f.flag), "{f:?}");
+        assert_eq!(f.flag, f.param.replace('_', "-"));
+    }
+    assert!(Filters::default().with("model_class", ["x"]).is_err());
+}
