@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// No log line per request.
     #[arg(long)]
     quiet: bool,
+    /// MiB of decoded columns kept between queries (scores, facets as
+    /// dictionary keys), over all workspaces; 0 keeps none.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    cache_mem: usize,
     /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
     #[arg(long = "direction", value_name = "METRIC=DIR")]
     directions: Vec<String>,
@@ -50,6 +54,7 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
         max_limit: a.max_limit,
         queue_timeout: Duration::from_secs(a.queue_timeout),
         log: !a.quiet,
+        cache_mem: a.cache_mem.saturating_mul(1 << 20),
         ..ServeOptions::default()
     };
     if a.max_heavy > 0 {

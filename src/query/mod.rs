@@ -13,6 +13,7 @@
 //! `offset + limit` rows; then only the page's rows are read whole.
 //! Every answer says which path served it ([`ServedBy`]).
 
+pub mod cache;
 mod columns;
 pub mod filter;
 pub mod output;
@@ -263,6 +264,8 @@ pub(crate) struct Candidate {
     pub(crate) dataset: String,
     pub(crate) path: PathBuf,
     pub(crate) info: Arc<FooterInfo>,
+    /// Decoded columns kept between queries, when the engine has them.
+    pub(crate) cache: Option<Arc<cache::ColumnCache>>,
 }
 
 impl Candidate {
@@ -295,6 +298,7 @@ pub struct QueryEngine<'a> {
     directions: Directions,
     scanned: AtomicUsize,
     materialised: AtomicUsize,
+    cache: Option<Arc<cache::ColumnCache>>,
 }
 
 impl<'a> QueryEngine<'a> {
@@ -305,6 +309,7 @@ impl<'a> QueryEngine<'a> {
             directions: Directions::new(),
             scanned: AtomicUsize::new(0),
             materialised: AtomicUsize::new(0),
+            cache: None,
         }
     }
 
@@ -312,6 +317,14 @@ impl<'a> QueryEngine<'a> {
     #[must_use]
     pub fn with_directions(mut self, d: Directions) -> Self {
         self.directions = d;
+        self
+    }
+
+    /// Keeps the columns scans decode in `cache` and answers from it while
+    /// each file is unchanged (a long-running reader: `n4a serve`).
+    #[must_use]
+    pub fn with_column_cache(mut self, cache: Arc<cache::ColumnCache>) -> Self {
+        self.cache = Some(cache);
         self
     }
 
@@ -343,6 +356,7 @@ impl<'a> QueryEngine<'a> {
                 dataset: ff.file.dataset.clone(),
                 path: ff.file.path.clone(),
                 info,
+                cache: self.cache.clone(),
             };
             let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
                 && c.state().is_none_or(|st| may_match(st, f))

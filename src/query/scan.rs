@@ -93,6 +93,56 @@ fn read_one(path: &Path, names: &[&str]) -> Result<Option<RecordBatch>> {
     Ok(b)
 }
 
+/// [`read_one`] through the candidate's column cache, when it has one:
+/// columns held for this version of the file come from memory, the others
+/// are read (together) and kept if the file did not change meanwhile.
+fn read_cols(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
+    let Some(cache) = c.cache.as_deref() else {
+        return read_one(&c.path, names);
+    };
+    let mut names: Vec<&str> = names.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() || c.info.num_rows == 0 {
+        return read_one(&c.path, &names);
+    }
+    let key = &c.info.key;
+    let mut held: Vec<(&str, Option<arrow_array::ArrayRef>)> = Vec::new();
+    let mut missing: Vec<&str> = Vec::new();
+    for &n in &names {
+        match cache.get(&c.path, key, n) {
+            Some(a) => held.push((n, a)),
+            None => missing.push(n),
+        }
+    }
+    if !missing.is_empty() {
+        let read = read_one(&c.path, &missing)?;
+        let unchanged = crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key);
+        for &n in &missing {
+            let a = read.as_ref().and_then(|b| b.column_by_name(n).cloned());
+            if unchanged {
+                cache.put(&c.path, key, n, a.clone());
+            }
+            held.push((n, a));
+        }
+    }
+    let (fields, arrays): (Vec<arrow_schema::Field>, Vec<arrow_array::ArrayRef>) = held
+        .into_iter()
+        .filter_map(|(n, a)| {
+            a.map(|a| (arrow_schema::Field::new(n, a.data_type().clone(), true), a))
+        })
+        .unzip();
+    let opts =
+        arrow_array::RecordBatchOptions::new().with_row_count(Some(c.info.num_rows as usize));
+    arrow_array::RecordBatch::try_new_with_options(
+        std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+        arrays,
+        &opts,
+    )
+    .map(Some)
+    .map_err(|e| Error::parquet(&c.path, e.into()))
+}
+
 fn float_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Float64Array> {
     b.column_by_name(name)?.as_primitive_opt::<Float64Type>()
 }
@@ -395,7 +445,7 @@ fn file_hits(
         Order::Rank { score, .. } => names.push(score),
         _ => {}
     }
-    let Some(b) = read_one(&c.path, &names)? else {
+    let Some(b) = read_cols(c, &names)? else {
         return Ok(FileHits {
             total: 0,
             kept: Vec::new(),
@@ -644,7 +694,7 @@ fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
     if names.is_empty() {
         return Ok(c.info.num_rows);
     }
-    Ok(read_one(&c.path, &names)?.map_or(0, |b| matching(&b, f).len() as u64))
+    Ok(read_cols(c, &names)?.map_or(0, |b| matching(&b, f).len() as u64))
 }
 
 /// Orders each run of equal keys that reaches into `[offset, end)` by
@@ -1078,7 +1128,7 @@ fn file_groups(
         names.push(key);
     }
     let mut out: Vec<(Option<String>, Acc)> = Vec::new();
-    let Some(b) = read_one(&c.path, &names)? else {
+    let Some(b) = read_cols(c, &names)? else {
         return Ok(out);
     };
     let rows = matching(&b, &q.filters);
@@ -1190,7 +1240,7 @@ pub(crate) fn distinct_metrics(
     let parts = ws.par_map(cands, |c| -> Result<BTreeSet<String>> {
         let mut names = filter_columns(f);
         names.push("metric");
-        let Some(b) = read_one(&c.path, &names)? else {
+        let Some(b) = read_cols(c, &names)? else {
             return Ok(BTreeSet::new());
         };
         let col = StrCol::of(&b, "metric");

@@ -36,6 +36,17 @@ type Answer = Result<Response, ApiError>;
 /// Longest accepted parameter value.
 const MAX_VALUE_BYTES: usize = 256;
 
+/// A query engine over `ws`, with the server's column cache when it has one.
+fn engine(
+    ws: &crate::reader::Workspace,
+    columns: Option<Arc<crate::query::cache::ColumnCache>>,
+) -> QueryEngine<'_> {
+    match columns {
+        Some(c) => QueryEngine::new(ws).with_column_cache(c),
+        None => QueryEngine::new(ws),
+    }
+}
+
 fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
     let body = serde_json::to_vec(v).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -343,8 +354,9 @@ pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params
     };
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
+    let columns = app.columns.clone();
     let page = heavy(&app, move || {
-        QueryEngine::new(&ws).with_directions(directions).page(&q)
+        engine(&ws, columns).with_directions(directions).page(&q)
     })
     .await?;
     ok_json(&page)
@@ -376,8 +388,9 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     };
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
+    let columns = app.columns.clone();
     let answer = heavy(&app, move || {
-        QueryEngine::new(&ws).with_directions(directions).top(&q)
+        engine(&ws, columns).with_directions(directions).top(&q)
     })
     .await?;
     ok_json(&answer)

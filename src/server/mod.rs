@@ -80,6 +80,9 @@ pub struct ServeOptions {
     pub log: bool,
     /// Directions of metrics outside the built-in table.
     pub directions: Directions,
+    /// Bytes of decoded columns kept between queries, over all workspaces
+    /// (default 512 MiB; 0: none, every query scans).
+    pub cache_mem: usize,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +98,7 @@ impl Default for ServeOptions {
             queue_timeout: Duration::from_secs(30),
             log: true,
             directions: Directions::new(),
+            cache_mem: 512 << 20,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct App {
     /// The options.
     pub opts: ServeOptions,
     heavy: Semaphore,
+    /// Decoded columns shared by every query (`None` without a budget).
+    pub columns: Option<Arc<crate::query::cache::ColumnCache>>,
 }
 
 /// True for ids made of ASCII letters, digits, `_` and `-`, 1 to 64 long.
@@ -197,6 +203,8 @@ impl App {
         Ok(Arc::new(App {
             workspaces: served,
             heavy: Semaphore::new(opts.max_heavy.max(1)),
+            columns: (opts.cache_mem > 0)
+                .then(|| Arc::new(crate::query::cache::ColumnCache::new(opts.cache_mem))),
             opts,
         }))
     }

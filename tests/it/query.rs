@@ -591,3 +591,104 @@ fn issue_11_filter_fields_are_one_consistent_list() {
     }
     assert!(Filters::default().with("model_class", ["x"]).is_err());
 }
+
+/// Issue 11: the column cache answers repeated queries from memory, equal
+/// to the oracle, and a file rewritten under it (an append) is read again,
+/// never answered from its old columns; a tiny budget keeps answers right.
+#[test]
+fn issue_11_column_cache_answers_from_memory_and_sees_a_changed_file() {
+    use n4a::query::cache::ColumnCache;
+    use std::sync::Arc;
+    let rows = |seed: usize| -> Vec<Prediction> {
+        (0..120)
+            .map(|i| Prediction {
+                model_name: Some(["PLS", "RF"][i % 2].into()),
+                partition: Some(["train", "val", "test"][i % 3].into()),
+                val_score: Some(((i * 13 + seed) % 50) as f64 / 4.0),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let dir = workspace(&[rows(1), rows(2)], false);
+    let cache = Arc::new(ColumnCache::new(64 << 20));
+    let q = PageQuery {
+        filters: Filters::default().with("partition", ["val"]).unwrap(),
+        columns: None,
+        sort: Some(Sort {
+            column: "val_score".into(),
+            descending: false,
+        }),
+        offset: 3,
+        limit: 7,
+    };
+    let ids = |p: &n4a::query::Page| -> Vec<String> {
+        p.records
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = |dir: &std::path::Path| {
+        let all = load(dir);
+        let (w, total) = oracle_page(&all, &q);
+        let ids: Vec<String> = w
+            .iter()
+            .map(|(d, i)| {
+                all.iter()
+                    .find(|r| &r.0 == d && r.1 == *i)
+                    .unwrap()
+                    .2
+                    .id
+                    .clone()
+                    .unwrap()
+            })
+            .collect();
+        (ids, total)
+    };
+    let ws = Workspace::open(dir.path()).unwrap();
+    let first = QueryEngine::new(&ws)
+        .with_column_cache(cache.clone())
+        .page(&q)
+        .unwrap();
+    let misses = cache.stats().misses;
+    let second = QueryEngine::new(&ws)
+        .with_column_cache(cache.clone())
+        .page(&q)
+        .unwrap();
+    assert_eq!(ids(&first), ids(&second));
+    assert_eq!((ids(&first), first.total), want(dir.path()));
+    assert_eq!(
+        cache.stats().misses,
+        misses,
+        "the second query read no column"
+    );
+    assert!(cache.stats().hits > 0);
+    // Append rows with better scores to d0: the cached columns are stale.
+    let mut w = PredictionWriter::append(dir.path(), "d0", WriterOptions::default()).unwrap();
+    for (j, mut r) in rows(3).into_iter().enumerate() {
+        r.dataset_name = Some("d0".into());
+        r.id = Some(format!("ffff{j:012x}"));
+        r.metric = Some("mse".into());
+        r.val_score = r.val_score.map(|v| v - 100.0);
+        w.write(&r).unwrap();
+    }
+    w.finish().unwrap();
+    let third = QueryEngine::new(&ws)
+        .with_column_cache(cache.clone())
+        .page(&q)
+        .unwrap();
+    assert_eq!((ids(&third), third.total), want(dir.path()));
+    assert!(
+        ids(&third).iter().all(|i| i.starts_with("ffff")),
+        "{:?}",
+        ids(&third)
+    );
+    // A budget too small for any column: answers are still right.
+    let tiny = Arc::new(ColumnCache::new(16));
+    let p = QueryEngine::new(&ws)
+        .with_column_cache(tiny.clone())
+        .page(&q)
+        .unwrap();
+    assert_eq!(ids(&p), ids(&third));
+    assert_eq!(tiny.stats().columns, 0);
+    assert!(tiny.stats().bytes <= 16);
+}
