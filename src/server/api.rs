@@ -9,7 +9,7 @@
 //! `model_class` (the `model_classname` column, as the dashboard sends it),
 //! `model`, `config`, `partition`, `fold`, `task_type`, `metric`, `branch`
 //! (each repeatable or comma-separated), `sort` (a column, or
-//! `column:asc|desc`), `order` (`asc`/`desc`), `columns`, score ranges
+//! `column:asc|desc`), `order` (`asc`/`desc`), `columns` (repeatable, comma-separated), score ranges
 //! `{val,test,train}_score_{min,max}` (inclusive) and `where` (as the CLI's
 //! `--where`). `top` takes the same filters plus `k` (10), `score`
 //! (`val_score`) and `direction` (`max`/`min`/`zero`).
@@ -331,10 +331,18 @@ pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params
             )))
         }
     }
-    let columns = match last(&pairs, "columns") {
-        Some(c) => {
-            let cols: Vec<String> = c
-                .split(',')
+    // Repeated `columns` parameters add up: the dashboard's 26 columns are
+    // longer than one value may be.
+    let given: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "columns")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let columns = match (!given.is_empty()).then_some(given) {
+        Some(given) => {
+            let cols: Vec<String> = given
+                .iter()
+                .flat_map(|c| c.split(','))
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect();
