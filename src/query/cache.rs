@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use arrow_array::{Array, ArrayRef};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::reader::cache::FileKey;
 
@@ -25,6 +26,8 @@ pub struct ColumnCache {
 #[derive(Default)]
 struct Inner {
     map: HashMap<(PathBuf, String), Entry>,
+    /// Parsed footers, for reading a page's rows without parsing again.
+    metas: HashMap<PathBuf, (FileKey, ArrowReaderMetadata, usize)>,
     used: usize,
     tick: u64,
     hits: u64,
@@ -141,6 +144,31 @@ impl ColumnCache {
         );
     }
 
+    /// The parsed footer of the file at `path` as it was at `key`.
+    pub(crate) fn meta(&self, path: &Path, key: &FileKey) -> Option<ArrowReaderMetadata> {
+        let g = self.lock();
+        g.metas
+            .get(path)
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, m, _)| m.clone())
+    }
+
+    /// Keeps a parsed footer (counted in the budget; not kept when the
+    /// footers held would pass a quarter of it).
+    pub(crate) fn put_meta(&self, path: &Path, key: &FileKey, meta: ArrowReaderMetadata) {
+        let bytes = meta.metadata().memory_size();
+        let mut g = self.lock();
+        if let Some((_, _, old)) = g.metas.remove(path) {
+            g.used -= old;
+        }
+        let held: usize = g.metas.values().map(|m| m.2).sum();
+        if held + bytes > self.budget / 4 || g.used + bytes > self.budget {
+            return;
+        }
+        g.used += bytes;
+        g.metas.insert(path.to_path_buf(), (*key, meta, bytes));
+    }
+
     /// Drops the columns of files no longer in `live` (deleted files).
     pub fn retain(&self, live: &[PathBuf]) {
         let live: std::collections::HashSet<&PathBuf> = live.iter().collect();
@@ -150,6 +178,13 @@ impl ColumnCache {
             let keep = live.contains(p);
             if !keep {
                 freed += e.bytes;
+            }
+            keep
+        });
+        g.metas.retain(|p, m| {
+            let keep = live.contains(p);
+            if !keep {
+                freed += m.2;
             }
             keep
         });

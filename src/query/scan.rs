@@ -145,6 +145,28 @@ fn read_cols(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
     .map_err(|e| Error::parquet(&c.path, e.into()))
 }
 
+/// The file's parsed footer from the candidate's cache (parsed and kept
+/// there on first use); `None` without a cache.
+fn known_meta(
+    c: &Candidate,
+) -> Option<(
+    parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    crate::reader::cache::FileKey,
+)> {
+    let cache = c.cache.as_deref()?;
+    let key = c.info.key;
+    if let Some(m) = cache.meta(&c.path, &key) {
+        return Some((m, key));
+    }
+    let file = std::fs::File::open(&c.path).ok()?;
+    let opened = crate::reader::cache::FileKey::from_metadata(&file.metadata().ok()?);
+    let m = columns::load_meta(&c.path, &file).ok()?;
+    if opened == key {
+        cache.put_meta(&c.path, &key, m.clone());
+    }
+    Some((m, opened))
+}
+
 fn float_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Float64Array> {
     b.column_by_name(name)?.as_primitive_opt::<Float64Type>()
 }
@@ -789,7 +811,7 @@ fn materialise(
     let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
     let read = ws.par_map(&jobs, |(fi, rows)| {
         let c = &cands[*fi];
-        read_rows(&c.path, rows.clone(), columns).map(|got| {
+        read_rows(c, rows.clone(), columns).map(|got| {
             got.into_iter()
                 .map(|(row, p)| ((*fi, row), record(&c.dataset, &p, columns)))
                 .collect::<Vec<_>>()
@@ -857,7 +879,7 @@ pub(crate) fn page_in_file_order(
         }
         if start < before + n {
             let (lo, hi) = (start - before, end.min(before + n) - before);
-            let mut rows = read_rows(&c.path, (lo..hi).collect(), &columns)?;
+            let mut rows = read_rows(c, (lo..hi).collect(), &columns)?;
             rows.sort_by_key(|(r, _)| *r);
             touched += 1;
             records.extend(rows.iter().map(|(_, p)| record(&c.dataset, p, &columns)));
@@ -871,10 +893,11 @@ pub(crate) fn page_in_file_order(
 /// Reads the rows at `wanted` (0-based, any order) of one file, only the
 /// `columns` a record shows, decoding only the pages that hold them.
 fn read_rows(
-    path: &Path,
+    c: &Candidate,
     mut wanted: Vec<u64>,
     columns: &[String],
 ) -> Result<Vec<(u64, crate::schema::Prediction)>> {
+    let path = c.path.as_path();
     wanted.sort_unstable();
     wanted.dedup();
     let ctx = path.display().to_string();
@@ -885,7 +908,7 @@ fn read_rows(
         .map(|(n, _)| *n)
         .filter(|n| columns.iter().any(|c| c == n))
         .collect();
-    for batch in columns::read(path, &names, Some(&wanted), false)? {
+    for batch in columns::read_known(path, &names, Some(&wanted), false, known_meta(c))? {
         for p in crate::reader::rows::batch_to_predictions(&batch, &ctx, false)? {
             out.push((it.next().copied().unwrap_or(u64::MAX), p));
         }
