@@ -580,7 +580,14 @@ fn ranked(
         idx.sort_by(|x, y| cmp_keys(&b[*x], &b[*y], false));
     }
     let mut cut: Option<Key<Box<str>>> = None;
-    for batch in idx.chunks(FILES_AT_ONCE) {
+    // The first batch is small when files are bounded: the best-bound files
+    // set the cut early, and the rest are mostly counted or skipped.
+    let first = if bounds.is_some() { 2 } else { FILES_AT_ONCE };
+    let mut batches: Vec<&[usize]> = Vec::new();
+    let (head, rest) = idx.split_at(first.min(idx.len()));
+    batches.push(head);
+    batches.extend(rest.chunks(FILES_AT_ONCE));
+    for batch in batches {
         let beyond = |fi: usize| match (&bounds, &cut) {
             (Some(b), Some(c)) => cmp_keys(&b[fi], c, false) == Ordering::Greater,
             _ => false,
