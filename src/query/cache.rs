@@ -6,7 +6,9 @@
 //! is never answered from its old columns. Within a byte budget, least
 //! recently used first out; a column larger than the budget is not kept
 //! (the query then scans as without a cache). Cost of a hit: a hash
-//! lookup and an `Arc` clone, under one mutex held for the lookup only.
+//! lookup and an `Arc` clone, under one mutex held for the lookup only;
+//! an eviction scans the entries for the oldest (O(columns held), a few
+//! thousand at most for a workspace's scanned columns).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -16,13 +16,12 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, FieldRef, Schema};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
 use crate::reader::cache::FileKey;
+use crate::reader::rows::{projection, row_selection};
 
 /// Rows a batch holds at most: a whole nirs4all row group (up to 1M rows)
 /// comes back as one batch, so per-batch work (a dictionary's predicate)
@@ -126,15 +125,7 @@ pub(crate) fn read_known(
     .or_else(|_| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
     .map_err(err)?;
     let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
-    let roots: Vec<usize> = meta
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| names.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let mask = projection(meta.schema(), meta.parquet_schema(), names);
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
         .with_projection(mask)
         .with_batch_size((total as usize).clamp(1, BATCH_ROWS));
@@ -146,24 +137,10 @@ pub(crate) fn read_known(
                 ))));
             }
         }
-        builder = builder.with_row_selection(selection(rows));
+        builder = builder.with_row_selection(row_selection(rows));
     }
     let reader = builder.build().map_err(err)?;
     reader
         .map(|b| b.map_err(|e| err(parquet::errors::ParquetError::from(e))))
         .collect()
-}
-
-/// A row selection of the sorted, distinct `rows`.
-fn selection(rows: &[u64]) -> RowSelection {
-    let mut selectors = Vec::new();
-    let mut at = 0u64;
-    for &r in rows {
-        if r > at {
-            selectors.push(RowSelector::skip((r - at) as usize));
-        }
-        selectors.push(RowSelector::select(1));
-        at = r + 1;
-    }
-    RowSelection::from(selectors)
 }

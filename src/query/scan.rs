@@ -39,11 +39,6 @@ use crate::summary::topk::TopEntry;
 /// One row as a JSON record.
 pub(crate) type Record = serde_json::Map<String, serde_json::Value>;
 
-/// The column a value filter field reads.
-fn filter_column(field: &str) -> &str {
-    column_of(field)
-}
-
 /// The columns the filters read (`dataset` is the file's, decided by
 /// pruning).
 fn filter_columns(f: &Filters) -> Vec<&str> {
@@ -51,7 +46,7 @@ fn filter_columns(f: &Filters) -> Vec<&str> {
         .values
         .keys()
         .filter(|k| k.as_str() != "dataset")
-        .map(|k| filter_column(k))
+        .map(|k| column_of(k))
         .collect();
     out.extend(f.ranges.iter().map(|r| r.column.as_str()));
     out
@@ -197,7 +192,7 @@ fn matching(b: &RecordBatch, f: &Filters) -> Vec<u32> {
         if field == "dataset" {
             continue;
         }
-        match StrCol::of(b, filter_column(field)) {
+        match StrCol::of(b, column_of(field)) {
             StrCol::Dict(keys, values) => {
                 let ok: Vec<bool> = (0..values.len())
                     .map(|v| values.is_valid(v) && wanted.iter().any(|w| w == values.value(v)))
@@ -1312,15 +1307,15 @@ pub(crate) fn describe(cands: &[Candidate], f: &Filters) -> String {
     for (field, values) in &f.values {
         if field == "dataset" {
             out.push_str(&format!("  dataset in {values:?}: decided by pruning\n"));
-        } else if columns::is_dictionary(filter_column(field)) {
+        } else if columns::is_dictionary(column_of(field)) {
             out.push_str(&format!(
                 "  filter {} in {values:?}: once per dictionary value, then by key\n",
-                filter_column(field)
+                column_of(field)
             ));
         } else {
             out.push_str(&format!(
                 "  filter {} in {values:?}: per row\n",
-                filter_column(field)
+                column_of(field)
             ));
         }
     }

@@ -185,15 +185,7 @@ fn for_each_batch_as(
     }
     let builder = match columns {
         Some(names) => {
-            let roots: Vec<usize> = builder
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, fld)| names.contains(&fld.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            let mask = projection(builder.schema(), builder.parquet_schema(), names);
             builder.with_projection(mask)
         }
         None => builder,
@@ -203,6 +195,39 @@ fn for_each_batch_as(
         f(batch.map_err(|e| Error::parquet(path, parquet::errors::ParquetError::from(e)))?)?;
     }
     Ok(())
+}
+
+/// The projection of the top-level columns named in `names` (names the
+/// file lacks are left out).
+pub(crate) fn projection(
+    schema: &arrow_schema::Schema,
+    parquet: &parquet::schema::types::SchemaDescriptor,
+    names: &[&str],
+) -> ProjectionMask {
+    let roots: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    ProjectionMask::roots(parquet, roots)
+}
+
+/// A row selection of the sorted, distinct `rows`: only the pages holding
+/// them are decoded.
+pub(crate) fn row_selection(rows: &[u64]) -> parquet::arrow::arrow_reader::RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &r in rows {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    selectors.into()
 }
 
 /// Reads every row of a prediction file (lenient about missing columns).
@@ -484,19 +509,10 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
 /// # Errors
 /// As [`for_each_batch`]; a row past the end is [`Error::Parquet`].
 pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary::topk::TopEntry>> {
-    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
     let mut sorted: Vec<u64> = rows.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut selectors = Vec::new();
-    let mut at = 0u64;
-    for &r in &sorted {
-        if r > at {
-            selectors.push(RowSelector::skip((r - at) as usize));
-        }
-        selectors.push(RowSelector::select(1));
-        at = r + 1;
-    }
+    let at = sorted.last().map_or(0, |r| r + 1);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let err = |e| Error::parquet(path, e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
@@ -519,18 +535,10 @@ pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary:
         "fold_id",
         "partition",
     ];
-    let roots: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| names.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mask = projection(builder.schema(), builder.parquet_schema(), &names);
     let reader = builder
         .with_projection(mask)
-        .with_row_selection(RowSelection::from(selectors))
+        .with_row_selection(row_selection(&sorted))
         .build()
         .map_err(err)?;
     let ctx = path.display().to_string();

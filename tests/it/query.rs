@@ -113,6 +113,16 @@ fn oracle_page(all: &[Row], q: &PageQuery) -> (Vec<(String, u64)>, u64) {
     (page, total)
 }
 
+/// The ids of the oracle's (dataset, row) keys.
+fn oracle_ids(all: &[Row], keys: &[(String, u64)]) -> Vec<String> {
+    keys.iter()
+        .map(|(d, i)| {
+            let r = all.iter().find(|r| &r.0 == d && r.1 == *i).unwrap();
+            r.2.id.clone().unwrap()
+        })
+        .collect()
+}
+
 fn workspace(files: &[Vec<Prediction>], with_old: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (i, rows) in files.iter().enumerate() {
@@ -379,18 +389,7 @@ fn nirs4all_files_answer_as_the_oracle() {
             .iter()
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect();
-        let want: Vec<String> = want
-            .iter()
-            .map(|(d, i)| {
-                all.iter()
-                    .find(|r| &r.0 == d && r.1 == *i)
-                    .unwrap()
-                    .2
-                    .id
-                    .clone()
-                    .unwrap()
-            })
-            .collect();
+        let want = oracle_ids(&all, &want);
         assert_eq!(got, want, "{sort}");
     }
     let g = engine
@@ -630,18 +629,7 @@ fn issue_11_column_cache_answers_from_memory_and_sees_a_changed_file() {
     let want = |dir: &std::path::Path| {
         let all = load(dir);
         let (w, total) = oracle_page(&all, &q);
-        let ids: Vec<String> = w
-            .iter()
-            .map(|(d, i)| {
-                all.iter()
-                    .find(|r| &r.0 == d && r.1 == *i)
-                    .unwrap()
-                    .2
-                    .id
-                    .clone()
-                    .unwrap()
-            })
-            .collect();
+        let ids = oracle_ids(&all, &w);
         (ids, total)
     };
     let ws = Workspace::open(dir.path()).unwrap();
