@@ -2,7 +2,7 @@
 # Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
 # the same sitting, on workspaces generated exactly as nirs4all wrote them.
 #
-#   benches/vs_duckdb.sh [summary|append|growth|query|all] [--runs N]
+#   benches/vs_duckdb.sh [summary|append|growth|query|serve|all] [--runs N]
 #
 # Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
 # copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
@@ -23,6 +23,9 @@
 # growth: n4a summary (whole process) and the I/O floor on 10, 100, 500
 #   and 2,000 files of many-n4a (hard links), and on 100 files of 500,
 #   5,000 and 100,000 rows (n4a footers).
+# serve: `n4a serve big` warm against DuckDB in-process, each query's
+#   cold, second and warm latency and answer, then 8 client processes on
+#   the dashboard mix, then pages never seen (benches/serve_vs_duckdb.py).
 # The I/O floor of each workspace (open + read every footer's bytes, no
 #   parsing, in Python) is printed beside.
 set -euo pipefail
@@ -205,11 +208,16 @@ query() {
   done
 }
 
+serve() {
+  "$P" "$ROOT/benches/serve_vs_duckdb.py" --ws "$B/data/big" --n4a "$N" --runs "$RUNS"
+}
+
 case $WHAT in
   summary) summary ;;
   append) append ;;
   growth) growth ;;
   query) query ;;
-  all) summary; echo; append; echo; growth; echo; query ;;
-  *) echo "usage: $0 [summary|append|growth|query|all] [--runs N]" >&2; exit 2 ;;
+  serve) serve ;;
+  all) summary; echo; append; echo; growth; echo; query; echo; serve ;;
+  *) echo "usage: $0 [summary|append|growth|query|serve|all] [--runs N]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 //! `n4a query`, `n4a top` and `n4a stats`: flags converted once into a
 //! query, the engine called, the answer printed as a table, JSON or CSV.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -201,7 +202,11 @@ pub(super) fn stats_cmd(
         .with_summaries(false);
     let g = n4a::query::QueryEngine::new(&ws).group(&q)?;
     match format {
-        QueryFormat::Json => println!("{}", serde_json::to_string(&g)?),
+        QueryFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&g.to_json(&ws))?;
+            out.write_all(b"\n")?;
+        }
         QueryFormat::Csv | QueryFormat::Table => {
             println!(
                 "{} by {}, best by {}, served by {}",

@@ -9,10 +9,28 @@
 //! lookup and an `Arc` clone, under one mutex held for the lookup only;
 //! an eviction scans the entries for the oldest (O(columns held), a few
 //! thousand at most for a workspace's scanned columns).
+//!
+//! Beside the columns, the records of rows a page showed, keyed by path,
+//! row and the columns shown, under the same file keys: reading one row
+//! of a nirs4all file means decompressing every page before it in each of
+//! its 26 shown columns (their files have no page index), 5-10 ms a file,
+//! so a page whose rows lie in 30 files costs 150 ms of reading, and
+//! dashboards ask for the same pages again (back, refresh, several users).
+//! Records take at most a quarter of the budget; past it the older half
+//! goes in one pass (O(records held) per eviction, amortised O(1)).
+//!
+//! And what a query derives from one file's columns, keyed by path and a
+//! description of the derivation (the filters, the order, the group key):
+//! the rows a filter keeps, those rows in a sort's order, a file's groups.
+//! The page of a repeated filter and sort, at any offset, then costs
+//! O(files x (offset + limit)) instead of a pass over every row, and a
+//! repeated group-by O(groups). These take at most another quarter of the
+//! budget, evicted as records are.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, ArrayRef};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
@@ -30,6 +48,12 @@ struct Inner {
     map: HashMap<(PathBuf, String), Entry>,
     /// Parsed footers, for reading a page's rows without parsing again.
     metas: HashMap<PathBuf, (FileKey, ArrowReaderMetadata, usize)>,
+    /// Records shown by pages: (path, row, columns' signature).
+    rows: HashMap<(PathBuf, u64, u64), RowEntry>,
+    rows_used: usize,
+    /// Derived per-file values: (path, description).
+    derived: HashMap<(PathBuf, String), Derived>,
+    derived_used: usize,
     used: usize,
     tick: u64,
     hits: u64,
@@ -44,6 +68,44 @@ struct Entry {
     used_at: u64,
 }
 
+struct RowEntry {
+    key: FileKey,
+    record: Record,
+    bytes: usize,
+    used_at: u64,
+}
+
+struct Derived {
+    key: FileKey,
+    value: Arc<dyn Any + Send + Sync>,
+    bytes: usize,
+    used_at: u64,
+}
+
+/// One row as a page shows it (the query's record type).
+pub(crate) type Record = serde_json::Map<String, serde_json::Value>;
+
+/// An estimate of a record's heap bytes.
+fn record_bytes(r: &Record) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => 32 + s.len(),
+            serde_json::Value::Array(a) => 32 + a.iter().map(value).sum::<usize>(),
+            serde_json::Value::Object(o) => {
+                32 + o
+                    .iter()
+                    .map(|(k, v)| 32 + k.len() + value(v))
+                    .sum::<usize>()
+            }
+            _ => 16,
+        }
+    }
+    64 + r
+        .iter()
+        .map(|(k, v)| 32 + k.len() + value(v))
+        .sum::<usize>()
+}
+
 /// What a [`ColumnCache`] holds and has served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CacheStats {
@@ -53,6 +115,10 @@ pub struct CacheStats {
     pub budget: usize,
     /// Columns held.
     pub columns: usize,
+    /// Records of page rows held.
+    pub rows: usize,
+    /// Per-file selections, orders and groups held.
+    pub derived: usize,
     /// Lookups answered from memory.
     pub hits: u64,
     /// Lookups that read the file.
@@ -62,6 +128,50 @@ pub struct CacheStats {
 impl std::fmt::Debug for ColumnCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("ColumnCache").field(&self.stats()).finish()
+    }
+}
+
+impl Inner {
+    /// Drops the older half of the derived values held.
+    fn evict_older_derived(&mut self) {
+        let mut ages: Vec<u64> = self.derived.values().map(|e| e.used_at).collect();
+        if ages.is_empty() {
+            return;
+        }
+        let mid = ages.len() / 2;
+        let (_, cut, _) = ages.select_nth_unstable(mid);
+        let cut = *cut;
+        let mut freed = 0;
+        self.derived.retain(|_, e| {
+            let keep = e.used_at > cut;
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.derived_used -= freed;
+        self.used -= freed;
+    }
+
+    /// Drops the older half of the records held.
+    fn evict_older_rows(&mut self) {
+        let mut ages: Vec<u64> = self.rows.values().map(|e| e.used_at).collect();
+        if ages.is_empty() {
+            return;
+        }
+        let mid = ages.len() / 2;
+        let (_, cut, _) = ages.select_nth_unstable(mid);
+        let cut = *cut;
+        let mut freed = 0;
+        self.rows.retain(|_, e| {
+            let keep = e.used_at > cut;
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.rows_used -= freed;
+        self.used -= freed;
     }
 }
 
@@ -171,6 +281,135 @@ impl ColumnCache {
         g.metas.insert(path.to_path_buf(), (*key, meta, bytes));
     }
 
+    /// The record of row `row` of the file at `path` as it was at `key`,
+    /// shown with the columns whose signature is `columns`.
+    pub(crate) fn row(&self, path: &Path, key: &FileKey, columns: u64, row: u64) -> Option<Record> {
+        let mut g = self.lock();
+        g.tick += 1;
+        let tick = g.tick;
+        let k = (path.to_path_buf(), row, columns);
+        match g.rows.get_mut(&k) {
+            Some(e) if e.key == *key => {
+                e.used_at = tick;
+                Some(e.record.clone())
+            }
+            Some(_) => {
+                if let Some(old) = g.rows.remove(&k) {
+                    g.rows_used -= old.bytes;
+                    g.used -= old.bytes;
+                }
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps records read from the file at `key`; past a quarter of the
+    /// budget, the older half of the records held goes first.
+    pub(crate) fn put_rows(
+        &self,
+        path: &Path,
+        key: &FileKey,
+        columns: u64,
+        records: impl IntoIterator<Item = (u64, Record)>,
+    ) {
+        let quarter = self.budget / 4;
+        let mut g = self.lock();
+        for (row, record) in records {
+            let bytes = record_bytes(&record);
+            if bytes > quarter {
+                continue;
+            }
+            if g.rows_used + bytes > quarter || g.used + bytes > self.budget {
+                g.evict_older_rows();
+            }
+            if g.used + bytes > self.budget {
+                continue;
+            }
+            g.tick += 1;
+            let used_at = g.tick;
+            let entry = RowEntry {
+                key: *key,
+                record,
+                bytes,
+                used_at,
+            };
+            if let Some(old) = g.rows.insert((path.to_path_buf(), row, columns), entry) {
+                g.rows_used -= old.bytes;
+                g.used -= old.bytes;
+            }
+            g.rows_used += bytes;
+            g.used += bytes;
+        }
+    }
+
+    /// What `what` derived from the file at `path` as it was at `key`.
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        path: &Path,
+        key: &FileKey,
+        what: &str,
+    ) -> Option<Arc<T>> {
+        let mut g = self.lock();
+        g.tick += 1;
+        let tick = g.tick;
+        let k = (path.to_path_buf(), what.to_string());
+        match g.derived.get_mut(&k) {
+            Some(e) if e.key == *key => {
+                e.used_at = tick;
+                e.value.clone().downcast::<T>().ok()
+            }
+            Some(_) => {
+                if let Some(old) = g.derived.remove(&k) {
+                    g.derived_used -= old.bytes;
+                    g.used -= old.bytes;
+                }
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `value` (about `bytes` bytes), derived as `what` from the file
+    /// at `key`; past a quarter of the budget the older half goes first.
+    pub(crate) fn put_derived<T: Any + Send + Sync>(
+        &self,
+        path: &Path,
+        key: &FileKey,
+        what: &str,
+        value: Arc<T>,
+        bytes: usize,
+    ) {
+        let bytes = bytes + 64 + what.len();
+        let quarter = self.budget / 4;
+        if bytes > quarter {
+            return;
+        }
+        let mut g = self.lock();
+        if g.derived_used + bytes > quarter || g.used + bytes > self.budget {
+            g.evict_older_derived();
+        }
+        if g.used + bytes > self.budget {
+            return;
+        }
+        g.tick += 1;
+        let entry = Derived {
+            key: *key,
+            value,
+            bytes,
+            used_at: g.tick,
+        };
+        if let Some(old) = g
+            .derived
+            .insert((path.to_path_buf(), what.to_string()), entry)
+        {
+            g.derived_used -= old.bytes;
+            g.used -= old.bytes;
+        }
+        g.derived_used += bytes;
+        g.used += bytes;
+    }
+
     /// Drops the columns of files no longer in `live` (deleted files).
     pub fn retain(&self, live: &[PathBuf]) {
         let live: std::collections::HashSet<&PathBuf> = live.iter().collect();
@@ -190,7 +429,25 @@ impl ColumnCache {
             }
             keep
         });
-        g.used -= freed;
+        let mut rows_freed = 0;
+        g.rows.retain(|(p, _, _), e| {
+            let keep = live.contains(p);
+            if !keep {
+                rows_freed += e.bytes;
+            }
+            keep
+        });
+        g.rows_used -= rows_freed;
+        let mut derived_freed = 0;
+        g.derived.retain(|(p, _), e| {
+            let keep = live.contains(p);
+            if !keep {
+                derived_freed += e.bytes;
+            }
+            keep
+        });
+        g.derived_used -= derived_freed;
+        g.used -= freed + rows_freed + derived_freed;
     }
 
     /// What the cache holds and has served.
@@ -200,6 +457,8 @@ impl ColumnCache {
             bytes: g.used,
             budget: self.budget,
             columns: g.map.len(),
+            rows: g.rows.len(),
+            derived: g.derived.len(),
             hits: g.hits,
             misses: g.misses,
         }

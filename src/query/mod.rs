@@ -258,6 +258,48 @@ pub struct GroupAnswer {
     pub provenance: Provenance,
 }
 
+impl GroupAnswer {
+    /// The answer as JSON, byte for byte `serde_json::to_vec(self)`, with
+    /// the groups serialized in chunks on the workspace's pool: 190k groups
+    /// (one per config of 100 files) cost 70 ms on one thread, most of it
+    /// formatting their four floats.
+    pub fn to_json(&self, ws: &Workspace) -> Vec<u8> {
+        const CHUNK: usize = 8192;
+        let head = serde_json::to_vec(&self.clone_without_groups()).expect("groups serialize");
+        let chunks: Vec<&[Group]> = self.groups.chunks(CHUNK).collect();
+        let parts = ws.install(|parallel| {
+            let one = |c: &&[Group]| serde_json::to_vec(c).expect("groups serialize");
+            if parallel {
+                use rayon::prelude::*;
+                chunks.par_iter().map(one).collect::<Vec<_>>()
+            } else {
+                chunks.iter().map(one).collect()
+            }
+        });
+        // `groups` is the first field: `{"groups":[]` then the rest.
+        let open = br#"{"groups":["#.len();
+        let mut out = Vec::with_capacity(head.len() + parts.iter().map(Vec::len).sum::<usize>());
+        out.extend_from_slice(&head[..open]);
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&p[1..p.len() - 1]);
+        }
+        out.extend_from_slice(&head[open..]);
+        out
+    }
+
+    fn clone_without_groups(&self) -> GroupAnswer {
+        GroupAnswer {
+            groups: Vec::new(),
+            direction: self.direction,
+            served_by: self.served_by,
+            provenance: self.provenance.clone(),
+        }
+    }
+}
+
 /// A file that survived pruning.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
@@ -577,7 +619,61 @@ impl<'a> QueryEngine<'a> {
                 q.score
             )));
         }
-        let (cands, mut prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters)?;
+        self.group_of(q, cands, prov)
+    }
+
+    /// [`Self::group`] as JSON ([`GroupAnswer::to_json`]). With a column
+    /// cache, the bytes are kept under the query and the version of every
+    /// file the plan chose (path and file key) with the plan's provenance:
+    /// a repeated group-by costs its plan (the footers, cached) and a copy,
+    /// where grouping 190k configs of 100 files and writing their 27 MB of
+    /// JSON took 115 ms from cached columns. A changed file changes the
+    /// key, so an answer is never served for files it was not computed on.
+    ///
+    /// # Errors
+    /// As [`Self::group`].
+    pub fn group_json(&self, q: &GroupQuery) -> Result<bytes::Bytes> {
+        if !filter::SCORES.contains(&q.score.as_str()) {
+            return Err(Error::InvalidQuery(format!(
+                "cannot aggregate {:?}",
+                q.score
+            )));
+        }
+        let (cands, prov) = self.plan(&q.filters)?;
+        let Some(cache) = self.cache.clone() else {
+            return Ok(self.group_of(q, cands, prov)?.to_json(self.ws).into());
+        };
+        let files = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for c in &cands {
+                (&c.path, &c.info.key).hash(&mut h);
+            }
+            h.finish()
+        };
+        let what = format!(
+            "group answer {q:?} {:?} over {} files {files:x} {}",
+            self.directions,
+            cands.len(),
+            serde_json::to_string(&prov).unwrap_or_default()
+        );
+        let root = self.ws.root();
+        let key = crate::reader::cache::FileKey::default();
+        if let Some(bytes) = cache.derived::<bytes::Bytes>(root, &key, &what) {
+            return Ok(bytes.as_ref().clone());
+        }
+        let bytes = bytes::Bytes::from(self.group_of(q, cands, prov)?.to_json(self.ws));
+        cache.put_derived(root, &key, &what, Arc::new(bytes.clone()), bytes.len());
+        Ok(bytes)
+    }
+
+    fn group_of(
+        &self,
+        q: &GroupQuery,
+        cands: Vec<Candidate>,
+        mut prov: Provenance,
+    ) -> Result<GroupAnswer> {
         let direction = if q.count_and_mean_only {
             None
         } else {

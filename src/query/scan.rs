@@ -16,10 +16,17 @@
 //! (one per thread), plus the candidates of a batch of 8 files, cut back
 //! to `offset + limit` after each batch (group-bys: one accumulator per
 //! group). Measured on 10M rows: at most 92 MiB peak for any query.
+//!
+//! With a column cache (the server's), what a file's pass derives is kept
+//! there too ([`derive`]): the rows a filter keeps, those rows in the
+//! sort's order (a full sort, once), a file's groups. A repeated filter
+//! and sort then gives each file's best `offset + limit` by reading them
+//! off the front, and a repeated group-by merges kept groups.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
@@ -37,7 +44,7 @@ use crate::schema::{Kind, COLUMNS};
 use crate::summary::topk::TopEntry;
 
 /// One row as a JSON record.
-pub(crate) type Record = serde_json::Map<String, serde_json::Value>;
+pub(crate) use super::cache::Record;
 
 /// The columns the filters read (`dataset` is the file's, decided by
 /// pruning).
@@ -160,6 +167,52 @@ fn known_meta(
         cache.put_meta(&c.path, &key, m.clone());
     }
     Some((m, opened))
+}
+
+/// `what` derived from `c`'s columns, through the candidate's cache when
+/// it has one: `make` gives the value and its size in bytes; the value is
+/// kept only if the file is still the version the query listed.
+fn derive<T: std::any::Any + Send + Sync>(
+    c: &Candidate,
+    what: impl FnOnce() -> String,
+    make: impl FnOnce() -> Result<(T, usize)>,
+) -> Result<Arc<T>> {
+    let Some(cache) = c.cache.as_deref() else {
+        return Ok(Arc::new(make()?.0));
+    };
+    let what = what();
+    let key = &c.info.key;
+    if let Some(v) = cache.derived::<T>(&c.path, key, &what) {
+        return Ok(v);
+    }
+    let (v, bytes) = make()?;
+    let v = Arc::new(v);
+    if crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
+        cache.put_derived(&c.path, key, &what, v.clone(), bytes);
+    }
+    Ok(v)
+}
+
+/// The rows of `c` the filters keep, in order (`b`: the file's columns when
+/// already read). Kept in the cache when a row-level filter applies.
+fn selection(c: &Candidate, f: &Filters, b: Option<&RecordBatch>) -> Result<Arc<Vec<u32>>> {
+    let names = filter_columns(f);
+    let compute = || -> Result<(Vec<u32>, usize)> {
+        let rows = match b {
+            Some(b) => matching(b, f),
+            None => read_cols(c, &names)?.map_or_else(Vec::new, |b| matching(&b, f)),
+        };
+        let bytes = rows.len() * 4;
+        Ok((rows, bytes))
+    };
+    if names.is_empty() || c.cache.is_none() {
+        return Ok(Arc::new(compute()?.0));
+    }
+    derive(
+        c,
+        || format!("rows where {:?} {:?}", f.values, f.ranges),
+        compute,
+    )
 }
 
 fn float_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Float64Array> {
@@ -470,6 +523,9 @@ fn file_hits(
             kept: Vec::new(),
         });
     };
+    if !matches!(order, Order::File) && asked_before(c, f, order) {
+        return sorted_hits(c, &b, f, order, n, exact);
+    }
     let mut rows = matching(&b, f);
     if let Order::Rank { score, .. } = order {
         let a = float_col(&b, score);
@@ -537,6 +593,243 @@ fn file_hits(
     Ok(FileHits { total, kept })
 }
 
+/// True when the candidate's cache has seen this filter and order on this
+/// file before (the first time, it is noted): the full sort of
+/// [`sorted_hits`] is paid for an order that is asked again, and a query
+/// asked once costs only the bounded selection.
+fn asked_before(c: &Candidate, f: &Filters, order: Order<'_>) -> bool {
+    let Some(cache) = c.cache.as_deref() else {
+        return false;
+    };
+    if asked(c, f, order) {
+        return true;
+    }
+    let what = format!("asked {:?} {:?} by {order:?}", f.values, f.ranges);
+    cache.put_derived(&c.path, &c.info.key, &what, Arc::new(()), 0);
+    false
+}
+
+/// True when this filter and order were asked of this file before, or its
+/// sorted rows are held (no side effect).
+fn asked(c: &Candidate, f: &Filters, order: Order<'_>) -> bool {
+    let Some(cache) = c.cache.as_deref() else {
+        return false;
+    };
+    let key = &c.info.key;
+    cache
+        .derived::<()>(
+            &c.path,
+            key,
+            &format!("asked {:?} {:?} by {order:?}", f.values, f.ranges),
+        )
+        .is_some()
+        || cache
+            .derived::<Vec<u32>>(&c.path, key, &sorted_what(f, order))
+            .is_some()
+}
+
+fn sorted_what(f: &Filters, order: Order<'_>) -> String {
+    format!("rows where {:?} {:?} by {order:?}", f.values, f.ranges)
+}
+
+/// The file's matching rows (finite scores only for a top-k) in the
+/// order's order, ties by row: sorted once (O(m log m) for m matching
+/// rows) and kept in the cache.
+fn sorted_rows(
+    c: &Candidate,
+    b: &RecordBatch,
+    f: &Filters,
+    order: Order<'_>,
+) -> Result<Arc<Vec<u32>>> {
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let src = KeySource::new(b, order, &c.dataset);
+    derive(
+        c,
+        || sorted_what(f, order),
+        || {
+            let mut rows = selection(c, f, Some(b))?.as_ref().clone();
+            if let Order::Rank { score, .. } = order {
+                let a = float_col(b, score);
+                rows.retain(|&i| float_at(a, i as usize).is_some_and(f64::is_finite));
+            }
+            if src.is_numeric() {
+                let mut keyed: Vec<(u128, u32)> = rows
+                    .iter()
+                    .map(|&i| (src.key(i as usize, desc).packed(desc), i))
+                    .collect();
+                keyed.sort_unstable();
+                rows = keyed.into_iter().map(|(_, i)| i).collect();
+            } else {
+                rows.sort_by(|&x, &y| {
+                    cmp_keys(&src.key(x as usize, desc), &src.key(y as usize, desc), desc)
+                        .then(x.cmp(&y))
+                });
+            }
+            let bytes = rows.len() * 4;
+            Ok((rows, bytes))
+        },
+    )
+}
+
+/// [`file_hits`] from the file's [`sorted_rows`]: the best `n` (and the
+/// ties at the cut) read off the front.
+fn sorted_hits(
+    c: &Candidate,
+    b: &RecordBatch,
+    f: &Filters,
+    order: Order<'_>,
+    n: usize,
+    exact: bool,
+) -> Result<FileHits> {
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let src = KeySource::new(b, order, &c.dataset);
+    let sorted = sorted_rows(c, b, f, order)?;
+    let mut kept: Vec<(Key<Box<str>>, u64)> = Vec::new();
+    for (j, &i) in sorted.iter().enumerate() {
+        let k = src.key(i as usize, desc);
+        if j >= n {
+            let tied = !exact
+                && kept
+                    .last()
+                    .is_some_and(|(last, _)| cmp_keys(&k, last, desc) == Ordering::Equal);
+            if !tied {
+                break;
+            }
+        }
+        kept.push((
+            Key {
+                class: k.class,
+                num: k.num,
+                s: k.s.map(Box::from),
+            },
+            u64::from(i),
+        ));
+    }
+    Ok(FileHits {
+        total: sorted.len() as u64,
+        kept,
+    })
+}
+
+/// The window by a k-way merge of every file's [`sorted_rows`], when the
+/// cache holds them (or each file was asked this filter and order before,
+/// so they are built now) and the order's keys are numbers: O((offset +
+/// limit) x log files) for the window, where [`ranked`] gathers up to
+/// `offset + limit` candidates from every file (3.3M at an offset of
+/// 100,000 on `big`, 190 ms). `None` when the cache cannot serve it.
+fn merged_window(
+    ws: &Workspace,
+    cands: &[Candidate],
+    f: &Filters,
+    order: Order<'_>,
+    offset: usize,
+    limit: usize,
+) -> Option<Result<Scanned<Window>>> {
+    if matches!(order, Order::File) || cands.is_empty() {
+        return None;
+    }
+    if !cands.iter().all(|c| asked(c, f, order)) {
+        return None;
+    }
+    let sort_col = match order {
+        Order::Column { name, .. } => name,
+        Order::Rank { score, .. } => score,
+        Order::File => return None,
+    };
+    if sort_col == "dataset"
+        || !matches!(
+            COLUMNS.iter().find(|(n, _)| *n == sort_col).map(|c| c.1),
+            Some(Kind::Float | Kind::Int)
+        )
+    {
+        return None;
+    }
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let exact = !matches!(order, Order::Column { .. });
+    let mut names = filter_columns(f);
+    names.push(sort_col);
+    let idx: Vec<usize> = (0..cands.len()).collect();
+    let parts = ws.par_map(
+        &idx,
+        |&fi| -> Result<Option<(RecordBatch, Arc<Vec<u32>>)>> {
+            let c = &cands[fi];
+            let Some(b) = read_cols(c, &names)? else {
+                return Ok(None);
+            };
+            let sorted = sorted_rows(c, &b, f, order)?;
+            Ok(Some((b, sorted)))
+        },
+    );
+    let mut errors = Vec::new();
+    let mut files: Vec<(usize, RecordBatch, Arc<Vec<u32>>)> = Vec::new();
+    for (fi, p) in parts.into_iter().enumerate() {
+        match p {
+            Ok(Some((b, s))) => files.push((fi, b, s)),
+            Ok(None) => {}
+            Err(e) => errors.push(file_error(&cands[fi], &e)),
+        }
+    }
+    let total: u64 = files.iter().map(|(_, _, s)| s.len() as u64).sum();
+    // Ties on the key go by dataset, then row: the heap orders by (key,
+    // dataset rank, row).
+    let mut by_name: Vec<usize> = (0..files.len()).collect();
+    by_name.sort_by(|a, b| cands[files[*a].0].dataset.cmp(&cands[files[*b].0].dataset));
+    let mut rank = vec![0usize; files.len()];
+    for (r, &i) in by_name.iter().enumerate() {
+        rank[i] = r;
+    }
+    let srcs: Vec<KeySource<'_>> = files
+        .iter()
+        .map(|(fi, b, _)| KeySource::new(b, order, &cands[*fi].dataset))
+        .collect();
+    let key_at = |j: usize, pos: usize| -> Option<(u128, usize, u32, usize)> {
+        let row = *files[j].2.get(pos)?;
+        Some((
+            srcs[j].key(row as usize, desc).packed(desc),
+            rank[j],
+            row,
+            j,
+        ))
+    };
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut pos = vec![0usize; files.len()];
+    for j in 0..files.len() {
+        if let Some(k) = key_at(j, 0) {
+            heap.push(std::cmp::Reverse(k));
+        }
+    }
+    let n = offset.saturating_add(limit);
+    let mut all: Vec<(Key<Box<str>>, usize, u64)> = Vec::with_capacity(n.min(total as usize));
+    let mut last: Option<u128> = None;
+    while let Some(std::cmp::Reverse((k, _, row, j))) = heap.pop() {
+        if all.len() >= n && (exact || last != Some(k)) {
+            break;
+        }
+        last = Some(k);
+        all.push((Key::unpacked(k, desc), files[j].0, u64::from(row)));
+        pos[j] += 1;
+        if let Some(next) = key_at(j, pos[j]) {
+            heap.push(std::cmp::Reverse(next));
+        }
+    }
+    let end = n.min(all.len());
+    if !exact && sort_col != "id" {
+        if let Err(e) = break_ties_by_id(cands, &mut all, offset, end, desc) {
+            return Some(Err(e));
+        }
+    }
+    let window = all
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, fi, r)| (*fi, *r))
+        .collect();
+    Some(Ok(Scanned {
+        value: (window, total),
+        errors,
+    }))
+}
+
 /// The page's or top-k's rows in order: the candidates of every file
 /// merged, ties on the key inside the window `[offset, offset + limit)`
 /// broken by `id` (read for those rows only) when the order asks.
@@ -549,6 +842,9 @@ fn ranked(
     offset: usize,
     limit: usize,
 ) -> Result<Scanned<Window>> {
+    if let Some(w) = merged_window(ws, cands, f, order, offset, limit) {
+        return w;
+    }
     let n = offset.saturating_add(limit);
     let exact = !matches!(order, Order::Column { .. });
     let desc = matches!(order, Order::Column { desc: true, .. });
@@ -716,11 +1012,10 @@ fn bounds(cands: &[Candidate], order: Order<'_>) -> Option<Vec<Key<&'static str>
 /// The rows of one file the filters keep, reading only the filter columns
 /// (none without a row-level filter: the footer's row count).
 fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
-    let names = filter_columns(f);
-    if names.is_empty() {
+    if filter_columns(f).is_empty() {
         return Ok(c.info.num_rows);
     }
-    Ok(read_cols(c, &names)?.map_or(0, |b| matching(&b, f).len() as u64))
+    Ok(selection(c, f, None)?.len() as u64)
 }
 
 /// Orders each run of equal keys that reaches into `[offset, end)` by
@@ -812,10 +1107,9 @@ fn materialise(
     }
     let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
     let read = ws.par_map(&jobs, |(fi, rows)| {
-        let c = &cands[*fi];
-        read_rows(c, rows.clone(), columns).map(|got| {
+        file_records(&cands[*fi], rows, columns).map(|got| {
             got.into_iter()
-                .map(|(row, p)| ((*fi, row), record(&c.dataset, &p, columns)))
+                .map(|(row, r)| ((*fi, row), r))
                 .collect::<Vec<_>>()
         })
     });
@@ -881,15 +1175,55 @@ pub(crate) fn page_in_file_order(
         }
         if start < before + n {
             let (lo, hi) = (start - before, end.min(before + n) - before);
-            let mut rows = read_rows(c, (lo..hi).collect(), &columns)?;
+            let mut rows = file_records(c, &(lo..hi).collect::<Vec<_>>(), &columns)?;
             rows.sort_by_key(|(r, _)| *r);
             touched += 1;
-            records.extend(rows.iter().map(|(_, p)| record(&c.dataset, p, &columns)));
+            records.extend(rows.into_iter().map(|(_, r)| r));
             start = before + hi;
         }
         before += n;
     }
     Ok((records, total, touched))
+}
+
+/// The records of rows `wanted` of one file (in no set order): from the
+/// candidate's cache where it holds them for this version of the file,
+/// the others read (together) and kept if the file did not change
+/// meanwhile.
+fn file_records(c: &Candidate, wanted: &[u64], columns: &[String]) -> Result<Vec<(u64, Record)>> {
+    let Some(cache) = c.cache.as_deref() else {
+        return Ok(read_rows(c, wanted.to_vec(), columns)?
+            .into_iter()
+            .map(|(row, p)| (row, record(&c.dataset, &p, columns)))
+            .collect());
+    };
+    let sig = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        columns.hash(&mut h);
+        h.finish()
+    };
+    let key = &c.info.key;
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for &row in wanted {
+        match cache.row(&c.path, key, sig, row) {
+            Some(r) => out.push((row, r)),
+            None => missing.push(row),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let read: Vec<(u64, Record)> = read_rows(c, missing, columns)?
+        .into_iter()
+        .map(|(row, p)| (row, record(&c.dataset, &p, columns)))
+        .collect();
+    if crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
+        cache.put_rows(&c.path, key, sig, read.iter().cloned());
+    }
+    out.extend(read);
+    Ok(out)
 }
 
 /// Reads the rows at `wanted` (0-based, any order) of one file, only the
@@ -972,7 +1306,16 @@ pub(crate) fn top(
     }
     let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
     let read = ws.par_map(&jobs, |(fi, rows)| {
-        crate::reader::rows::read_top_details(&cands[*fi].path, rows).map(|es| (*fi, es))
+        let c = &cands[*fi];
+        derive(
+            c,
+            || format!("top details of rows {rows:?}"),
+            || {
+                let es = crate::reader::rows::read_top_details(&c.path, rows)?;
+                Ok((es, rows.len() * 512))
+            },
+        )
+        .map(|es| (*fi, es.as_ref().clone()))
     });
     let mut got: HashMap<(usize, u64), TopEntry> = HashMap::new();
     for (r, (fi, _)) in read.into_iter().zip(&jobs) {
@@ -1142,8 +1485,36 @@ fn fold_scores(
     }
 }
 
-/// One file's groups.
-fn file_groups(
+/// One file's groups: (key, accumulator), sorted by key.
+type Groups = Vec<(Option<String>, Acc)>;
+
+/// One file's groups, sorted by key; kept in the candidate's cache.
+fn file_groups(c: &Candidate, q: &GroupQuery, dir: Option<Direction>) -> Result<Arc<Groups>> {
+    derive(
+        c,
+        || {
+            format!(
+                "groups where {:?} {:?} by {} of {} toward zero {}",
+                q.filters.values,
+                q.filters.ranges,
+                q.key.column(),
+                q.score,
+                dir == Some(Direction::TowardZero)
+            )
+        },
+        || {
+            let g = fold_file_groups(c, q, dir)?;
+            let bytes = g
+                .iter()
+                .map(|(k, _)| 96 + k.as_ref().map_or(0, String::len))
+                .sum();
+            Ok((g, bytes))
+        },
+    )
+}
+
+/// [`file_groups`] without the cache: one pass over the file's rows.
+fn fold_file_groups(
     c: &Candidate,
     q: &GroupQuery,
     dir: Option<Direction>,
@@ -1158,7 +1529,7 @@ fn file_groups(
     let Some(b) = read_cols(c, &names)? else {
         return Ok(out);
     };
-    let rows = matching(&b, &q.filters);
+    let rows = selection(c, &q.filters, Some(&b))?;
     let score = float_col(&b, &q.score);
     let tz = dir == Some(Direction::TowardZero);
     if key == "dataset" {
@@ -1196,7 +1567,7 @@ fn file_groups(
         }
         _ => {
             let mut by: HashMap<Option<&str>, Acc> = HashMap::new();
-            for &i in &rows {
+            for &i in rows.iter() {
                 let i = i as usize;
                 let v = float_at(score, i).unwrap_or(f64::NAN);
                 by.entry(col.get(i)).or_default().add(v, tz);
@@ -1229,11 +1600,20 @@ pub(crate) fn group(
     let mut errors = Vec::new();
     for (p, fi) in parts.into_iter().zip(&order) {
         match p {
-            Ok(p) => runs.extend(p),
+            Ok(p) => runs.extend(p.iter().cloned()),
             Err(e) => errors.push(file_error(&cands[*fi], &e)),
         }
     }
-    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    // On the pool, a parallel stable sort: with 190k configs over 100 files
+    // the merge was a third of a group-by's wall time on one thread.
+    ws.install(|parallel| {
+        if parallel {
+            use rayon::slice::ParallelSliceMut;
+            runs.par_sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            runs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    });
     let mut all: Vec<(Option<String>, Acc)> = Vec::with_capacity(runs.len());
     for (k, a) in runs {
         match all.last_mut() {

@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime};
 /// Modifications this recent at read time make an entry untrusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(1);
 
-/// What identifies one version of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What identifies one version of a file (the default: no file, for
+/// entries keyed by something else).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FileKey {
     /// Size in bytes.
     pub len: u64,

@@ -183,6 +183,15 @@ impl Workspace {
         }
     }
 
+    /// Runs `f` inside the workspace's pool (directly for one thread), so
+    /// rayon work in `f` (a parallel sort) uses the same threads as scans.
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce(bool) -> R + Send) -> R {
+        match self.pool() {
+            Some(p) => p.install(|| f(true)),
+            None => f(false),
+        }
+    }
+
     /// The workspace folder.
     pub fn root(&self) -> &Path {
         &self.root

@@ -12,7 +12,10 @@
 //! `column:asc|desc`), `order` (`asc`/`desc`), `columns` (repeatable, comma-separated), score ranges
 //! `{val,test,train}_score_{min,max}` (inclusive) and `where` (as the CLI's
 //! `--where`). `top` takes the same filters plus `k` (10), `score`
-//! (`val_score`) and `direction` (`max`/`min`/`zero`).
+//! (`val_score`) and `direction` (`max`/`min`/`zero`). `groups` takes the
+//! same filters plus `group_by` (`model`, `config`, `dataset`, `partition`,
+//! `fold`; required), `score`, `direction` and `count_mean_only`
+//! (`true`/`false`: only count and mean, which footers can answer by model).
 
 use std::sync::Arc;
 
@@ -25,7 +28,7 @@ use super::encoding::Encoding;
 use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
 use crate::query::filter::{Bound, Range, FIELDS};
-use crate::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
+use crate::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
 use crate::reader::arrays::read_arrays;
 use crate::reader::merge::Form;
 use crate::schema::validate_dataset_name;
@@ -376,18 +379,8 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     let w = workspace(&app, &id)?;
     let own = ["k", "score", "direction"];
     let k = last(&pairs, "k").map_or(Ok(10), |v| number("k", v, app.opts.max_k))?;
-    let score = last(&pairs, "score").unwrap_or("val_score").to_string();
-    if !["val_score", "test_score", "train_score"].contains(&score.as_str()) {
-        return Err(ApiError::bad(format!(
-            "score must be val_score, test_score or train_score, not {score:?}"
-        )));
-    }
-    let direction = match last(&pairs, "direction") {
-        None => None,
-        Some(d) => Some(Direction::parse(d).ok_or_else(|| {
-            ApiError::bad(format!("direction must be max, min or zero, not {d:?}"))
-        })?),
-    };
+    let score = score_param(&pairs)?;
+    let direction = direction_param(&pairs)?;
     let q = TopQuery {
         filters: filters(&pairs, &own)?,
         k,
@@ -402,6 +395,65 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     })
     .await?;
     ok_json(&answer)
+}
+
+fn score_param(pairs: &[(String, String)]) -> Result<String, ApiError> {
+    let score = last(pairs, "score").unwrap_or("val_score");
+    if !crate::query::filter::SCORES.contains(&score) {
+        return Err(ApiError::bad(format!(
+            "score must be val_score, test_score or train_score, not {score:?}"
+        )));
+    }
+    Ok(score.to_string())
+}
+
+fn direction_param(pairs: &[(String, String)]) -> Result<Option<Direction>, ApiError> {
+    last(pairs, "direction")
+        .map(|d| {
+            Direction::parse(d).ok_or_else(|| {
+                ApiError::bad(format!("direction must be max, min or zero, not {d:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/workspaces/{id}/predictions/groups`: count, mean, min, max and
+/// best per model, config, dataset, partition or fold.
+pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
+    let pairs = params(q)?;
+    let w = workspace(&app, &id)?;
+    let own = ["group_by", "score", "direction", "count_mean_only"];
+    let key = last(&pairs, "group_by")
+        .ok_or_else(|| {
+            ApiError::bad("group_by is required: model, config, dataset, partition or fold")
+        })
+        .and_then(|k| GroupKey::parse(k).map_err(ApiError::from))?;
+    let count_and_mean_only = match last(&pairs, "count_mean_only") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::bad(format!(
+                "count_mean_only must be true or false, not {v:?}"
+            )))
+        }
+    };
+    let q = GroupQuery {
+        filters: filters(&pairs, &own)?,
+        key,
+        score: score_param(&pairs)?,
+        count_and_mean_only,
+        direction: direction_param(&pairs)?,
+    };
+    let ws = w.ws.clone();
+    let directions = app.opts.directions.clone();
+    let columns = app.columns.clone();
+    let body = heavy(&app, move || {
+        engine(&ws, columns)
+            .with_directions(directions)
+            .group_json(&q)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// `GET /api/workspaces/{id}/predictions/{prediction_id}/scatter`.

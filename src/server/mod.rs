@@ -288,6 +288,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/workspaces/{id}/predictions/data", get(api::data))
         .route("/api/workspaces/{id}/predictions/top", get(api::top))
+        .route("/api/workspaces/{id}/predictions/groups", get(api::groups))
         .route(
             "/api/workspaces/{id}/predictions/{prediction_id}/scatter",
             get(api::scatter),

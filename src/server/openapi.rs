@@ -97,6 +97,28 @@ pub fn document() -> Value {
         ),
     ];
     top_params.extend(filter_params());
+    let mut group_params = vec![
+        ws_param(),
+        json!({"name": "group_by", "in": "query", "required": true,
+               "schema": {"type": "string", "enum": ["model", "config", "dataset", "partition", "fold"]},
+               "description": "The key: model_name, config_name, the file's dataset, partition or fold_id."}),
+        param(
+            "score",
+            "string",
+            "val_score (default), test_score or train_score.",
+        ),
+        param(
+            "direction",
+            "string",
+            "max, min or zero, for best; required when the rows mix metrics of opposite directions.",
+        ),
+        param(
+            "count_mean_only",
+            "boolean",
+            "true: only count and mean (the footers answer by model without a scan).",
+        ),
+    ];
+    group_params.extend(filter_params());
     json!({
         "openapi": "3.0.3",
         "info": {"title": "n4a serve", "version": env!("CARGO_PKG_VERSION"),
@@ -134,6 +156,16 @@ pub fn document() -> Value {
                 "parameters": top_params,
                 "responses": with_errors(ok("Top", json!({"type": "object", "properties": {
                     "records": {"type": "array", "items": {"type": "object"}},
+                    "direction": {"type": "string", "nullable": true},
+                    "served_by": {"type": "string"}, "provenance": {"type": "object"}}})))}},
+            "/api/workspaces/{id}/predictions/groups": {"get": {
+                "summary": "Count, mean, min, max and best of a score per group (nulls last).",
+                "parameters": group_params,
+                "responses": with_errors(ok("Groups", json!({"type": "object", "properties": {
+                    "groups": {"type": "array", "items": {"type": "object", "properties": {
+                        "key": {"type": "string", "nullable": true}, "count": {"type": "integer"},
+                        "mean": {"type": "number", "nullable": true}, "min": {"type": "number"},
+                        "max": {"type": "number"}, "best": {"type": "number"}}}},
                     "direction": {"type": "string", "nullable": true},
                     "served_by": {"type": "string"}, "provenance": {"type": "object"}}})))}},
             "/api/workspaces/{id}/predictions/{prediction_id}/scatter": {"get": {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use n4a::generate::dataset_rows;
-use n4a::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
+use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
 use n4a::reader::Workspace;
 use n4a::server::client::Client;
 use n4a::server::{App, Background, ServeOptions};
@@ -107,6 +107,7 @@ fn every_endpoint_answers_as_the_query_engine_does() {
         "/api/workspaces/{id}/predictions/summary",
         "/api/workspaces/{id}/predictions/data",
         "/api/workspaces/{id}/predictions/top",
+        "/api/workspaces/{id}/predictions/groups",
         "/api/workspaces/{id}/predictions/{prediction_id}/scatter",
     ] {
         assert!(v["paths"][p]["get"].is_object(), "{p} documented");
@@ -241,6 +242,78 @@ fn every_endpoint_answers_as_the_query_engine_does() {
     );
     let (s, _) = srv.get("/api/workspaces/main/predictions/top?k=3&direction=max");
     assert_eq!(s, 200);
+
+    // Group-bys against the engine, every key, with filters and both forms.
+    for (qs, key, direction, only) in [
+        ("group_by=model&metric=mse", GroupKey::Model, None, false),
+        (
+            "group_by=config&partition=val&direction=max",
+            GroupKey::Config,
+            Some(n4a::metric::Direction::Maximize),
+            false,
+        ),
+        (
+            "group_by=dataset&count_mean_only=true",
+            GroupKey::Dataset,
+            None,
+            true,
+        ),
+        (
+            "group_by=partition&metric=mse",
+            GroupKey::Partition,
+            None,
+            false,
+        ),
+        (
+            "group_by=fold&metric=mse&where=val_score%3C1",
+            GroupKey::Fold,
+            None,
+            false,
+        ),
+    ] {
+        let (s, v) = srv.get(&format!("/api/workspaces/main/predictions/groups?{qs}"));
+        assert_eq!(s, 200, "{qs}: {v}");
+        let mut filters = Filters::default();
+        for pair in qs.split('&').skip(1) {
+            let (k, val) = pair.split_once('=').unwrap();
+            filters = match k {
+                "metric" | "partition" => filters.with(k, [val]).unwrap(),
+                "where" => filters.with_where(&val.replace("%3C", "<")).unwrap(),
+                _ => filters,
+            };
+        }
+        let g = engine
+            .group(&GroupQuery {
+                filters,
+                key,
+                score: "val_score".into(),
+                count_and_mean_only: only,
+                direction,
+            })
+            .unwrap();
+        assert!(!g.groups.is_empty(), "{qs}");
+        assert_eq!(
+            v["groups"],
+            serde_json::to_value(&g.groups).unwrap(),
+            "{qs}"
+        );
+        assert_eq!(
+            v["served_by"],
+            serde_json::to_value(g.served_by).unwrap(),
+            "{qs}"
+        );
+    }
+    for bad in [
+        "groups",
+        "groups?group_by=seed",
+        "groups?group_by=model&count_mean_only=yes",
+        "groups?group_by=model&score=mse",
+        "groups?group_by=model",
+    ] {
+        let (s, v) = srv.get(&format!("/api/workspaces/main/predictions/{bad}"));
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}");
+    }
 }
 
 #[test]
