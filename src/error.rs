@@ -27,14 +27,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The parquet library refused a file (truncated, not parquet, corrupt pages).
-    #[error("{path}: parquet: {source}")]
+    /// The parquet library refused a file (truncated, not parquet, a footer
+    /// that does not decode). The message gives the innermost cause once:
+    /// the parquet crate nests the same cause several times over.
+    #[error("{path}: parquet: {}", cause(.error))]
     Parquet {
         /// The file concerned.
         path: PathBuf,
         /// What the parquet crate said.
-        #[source]
-        source: parquet::errors::ParquetError,
+        error: parquet::errors::ParquetError,
+    },
+    /// Row data that does not decode although the footer does: a damaged
+    /// page, a copy cut short inside the data. Reported per file; the
+    /// other files of a workspace are answered.
+    #[error("{path}: damaged row data: {cause}")]
+    DamagedData {
+        /// The file concerned.
+        path: PathBuf,
+        /// The innermost cause, once.
+        cause: String,
     },
     /// An Arrow array operation failed (building or casting a batch).
     #[error("arrow: {0}")]
@@ -114,6 +125,10 @@ pub enum Error {
     /// malformed `--where`, a top-k mixing metrics of opposite directions).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A query stopped before its end: its caller went away or it ran past
+    /// its time limit (the server's `--query-timeout`).
+    #[error("the query was stopped: {0}")]
+    Cancelled(String),
     /// Input rows (JSON Lines or CSV) that could not be parsed.
     #[error("{path}:{line}: {reason}")]
     Input {
@@ -128,18 +143,21 @@ pub enum Error {
 
 impl Error {
     /// A short name of the failure's kind for reports: `io`, `parquet`,
-    /// `invalid_summary`, `unsupported_version`, `schema`, `unknown_metric`,
+    /// `damaged_data`, `invalid_summary`, `unsupported_version`, `schema`,
+    /// `unknown_metric`,
     /// `invalid_row`, `changed_during_refresh`, `other`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
             Error::Parquet { .. } | Error::Arrow(_) => "parquet",
+            Error::DamagedData { .. } => "damaged_data",
             Error::InvalidSummary { .. } => "invalid_summary",
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::Schema { .. } => "schema",
             Error::UnknownMetricDirection { .. } => "unknown_metric",
             Error::InvalidRow { .. } => "invalid_row",
             Error::ChangedDuringRefresh { .. } => "changed_during_refresh",
+            Error::Cancelled(_) => "cancelled",
             Error::WithPath { source, .. } => source.kind(),
             _ => "other",
         }
@@ -154,10 +172,46 @@ impl Error {
     }
 
     /// Wraps a parquet error with the path it concerns.
-    pub fn parquet(path: impl AsRef<Path>, source: parquet::errors::ParquetError) -> Self {
+    pub fn parquet(path: impl AsRef<Path>, error: parquet::errors::ParquetError) -> Self {
         Error::Parquet {
             path: path.as_ref().to_path_buf(),
-            source,
+            error,
         }
     }
+
+    /// A batch of rows of `path` that did not decode (its footer did).
+    pub fn damaged(path: impl AsRef<Path>, error: arrow_schema::ArrowError) -> Self {
+        Error::DamagedData {
+            path: path.as_ref().to_path_buf(),
+            cause: cause(&error),
+        }
+    }
+}
+
+/// The innermost cause of `e`, its wrappers' prefixes taken off: the
+/// parquet and arrow crates wrap one cause in several layers (`External:
+/// Parquet argument error: EOF: ...`, the chain repeating it), and a user
+/// needs it once.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(s) = inner.source() {
+        inner = s;
+    }
+    let mut msg = inner.to_string();
+    const WRAPPERS: [&str; 6] = [
+        "External: ",
+        "External error: ",
+        "Parquet argument error: ",
+        "Parquet error: ",
+        "General: ",
+        "EOF: ",
+    ];
+    while let Some(rest) = WRAPPERS.iter().find_map(|w| msg.strip_prefix(w)) {
+        msg = rest.to_string();
+    }
+    // A wrapper that kept the chain in its own text: the first layer.
+    if let Some((first, _)) = msg.split_once(": External: ") {
+        msg = first.to_string();
+    }
+    msg
 }

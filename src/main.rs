@@ -12,10 +12,24 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("n4a: {err:#}");
+            eprintln!("n4a: {}", once(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each cause said once: a cause whose text the
+/// message already holds (an error that prints its source) is left out.
+fn once(err: &anyhow::Error) -> String {
+    let mut msg = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

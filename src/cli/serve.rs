@@ -34,6 +34,19 @@ pub struct ServeArgs {
     /// Seconds a heavy query waits for its turn before a 503.
     #[arg(long, default_value_t = 30)]
     queue_timeout: u64,
+    /// Seconds a heavy query may run before it is stopped with a 503
+    /// (fractions allowed).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    query_timeout: f64,
+    /// File whose first line is the bearer token every request must carry
+    /// (`Authorization: Bearer TOKEN`; at least 16 bytes); required to
+    /// serve beyond loopback.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve beyond loopback without a token: anyone who reaches the port
+    /// reads every prediction.
+    #[arg(long)]
+    no_auth: bool,
     /// No log line per request.
     #[arg(long)]
     quiet: bool,
@@ -53,6 +66,21 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
         allow_remote: a.allow_remote,
         max_limit: a.max_limit,
         queue_timeout: Duration::from_secs(a.queue_timeout),
+        query_timeout: Duration::try_from_secs_f64(a.query_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!(
+                    "--query-timeout {}: a positive number of seconds",
+                    a.query_timeout
+                )
+            })?,
+        token: a
+            .token_file
+            .as_deref()
+            .map(n4a::server::auth::BearerToken::from_file)
+            .transpose()?,
+        no_auth: a.no_auth,
         log: !a.quiet,
         cache_mem: a.cache_mem.saturating_mul(1 << 20),
         ..ServeOptions::default()
@@ -100,6 +128,9 @@ pub struct BenchServeArgs {
     /// thread pools and allocator arenas fill up), not counted.
     #[arg(long, default_value_t = 2_000)]
     warmup: usize,
+    /// File holding the server's bearer token (as `serve --token-file`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -124,10 +155,20 @@ fn rss(addr: &str) -> anyhow::Result<Option<u64>> {
 /// memory before and after. Exit 1 when any request failed.
 pub fn bench_serve_cmd(a: BenchServeArgs) -> anyhow::Result<ExitCode> {
     let addr = a.addr.as_str();
+    let token = match &a.token_file {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => None,
+    };
+    let token = token.as_deref();
+    let connect = |addr: &str| Client::connect(addr).map(|c| c.with_bearer(token));
     let ws = match &a.workspace {
         Some(w) => w.clone(),
         None => {
-            let r = Client::connect(addr)
+            let r = connect(addr)
                 .with_context(|| format!("connecting to {addr}"))?
                 .get("/api/workspaces")?;
             match r.json()["workspaces"][0]["id"].as_str() {
@@ -139,7 +180,7 @@ pub fn bench_serve_cmd(a: BenchServeArgs) -> anyhow::Result<ExitCode> {
     let summary = format!("/api/workspaces/{ws}/predictions/summary");
     let data = format!("/api/workspaces/{ws}/predictions/data?{}", a.data_query);
     let timed = |target: &str| -> anyhow::Result<(f64, u16)> {
-        let mut c = Client::connect(addr)?;
+        let mut c = connect(addr)?;
         let t0 = Instant::now();
         let r = c.get(target)?;
         Ok((t0.elapsed().as_secs_f64() * 1e3, r.status))
@@ -157,7 +198,7 @@ pub fn bench_serve_cmd(a: BenchServeArgs) -> anyhow::Result<ExitCode> {
                     let (summary, data) = (&summary, &data);
                     s.spawn(move || {
                         let mut out = Vec::new();
-                        let mut client = Client::connect(addr).ok();
+                        let mut client = connect(addr).ok();
                         let mut i = t;
                         while i < requests {
                             let is_data = i % per == per - 1;
@@ -166,7 +207,7 @@ pub fn bench_serve_cmd(a: BenchServeArgs) -> anyhow::Result<ExitCode> {
                             let ok = match client.as_mut().map(|c| c.get(target)) {
                                 Some(Ok(r)) => r.status == 200,
                                 _ => {
-                                    client = Client::connect(addr).ok();
+                                    client = connect(addr).ok();
                                     false
                                 }
                             };

@@ -141,6 +141,6 @@ pub(crate) fn read_known(
     }
     let reader = builder.build().map_err(err)?;
     reader
-        .map(|b| b.map_err(|e| err(parquet::errors::ParquetError::from(e))))
+        .map(|b| b.map_err(|e| Error::damaged(path, e)))
         .collect()
 }

@@ -21,7 +21,7 @@ mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -308,9 +308,23 @@ pub(crate) struct Candidate {
     pub(crate) info: Arc<FooterInfo>,
     /// Decoded columns kept between queries, when the engine has them.
     pub(crate) cache: Option<Arc<cache::ColumnCache>>,
+    /// Set when the query is to stop (see [`QueryEngine::with_cancel`]).
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Candidate {
+    /// [`Error::Cancelled`] once the query's cancel flag is set: every
+    /// per-file step checks it before reading, so a stopped query ends
+    /// after the files being read at that moment.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => {
+                Err(Error::Cancelled("cancelled while reading files".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The file's summary state, when it agrees with the file: its head,
     /// without runs and pipelines (see [`Self::full_state`]).
     fn state(&self) -> Option<&SummaryState> {
@@ -341,6 +355,7 @@ pub struct QueryEngine<'a> {
     scanned: AtomicUsize,
     materialised: AtomicUsize,
     cache: Option<Arc<cache::ColumnCache>>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> QueryEngine<'a> {
@@ -352,6 +367,26 @@ impl<'a> QueryEngine<'a> {
             scanned: AtomicUsize::new(0),
             materialised: AtomicUsize::new(0),
             cache: None,
+            cancel: None,
+        }
+    }
+
+    /// Stops queries once `flag` is set (a client gone, a time limit):
+    /// each file's scan checks it before reading, and the query then
+    /// returns [`Error::Cancelled`] rather than a partial answer.
+    #[must_use]
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// [`Error::Cancelled`] when the cancel flag is set.
+    fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => Err(Error::Cancelled(
+                "its caller went away or it ran past its time limit".into(),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -399,6 +434,7 @@ impl<'a> QueryEngine<'a> {
                 path: ff.file.path.clone(),
                 info,
                 cache: self.cache.clone(),
+                cancel: self.cancel.clone(),
             };
             let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
                 && c.state().is_none_or(|st| may_match(st, f))
@@ -487,11 +523,17 @@ impl<'a> QueryEngine<'a> {
             // File order (the dashboard's default page): the total is in
             // the footers and the page's rows are found by counting, so
             // only they are read, from the files that hold them.
-            let (records, total, touched) = scan::page_in_file_order(&cands, q)?;
+            let scan::Scanned {
+                value: (records, total, touched),
+                errors,
+            } = scan::page_in_file_order(&cands, q);
+            prov.files_considered -= errors.len();
+            prov.errors.extend(errors);
             prov.files_scanned = touched;
             self.materialised
                 .fetch_add(records.len(), Ordering::Relaxed);
             self.scanned.fetch_add(touched, Ordering::Relaxed);
+            self.check_cancel()?;
             return Ok(finish(records, total, ServedBy::Scan, prov));
         }
         let scan::Scanned {
@@ -500,6 +542,7 @@ impl<'a> QueryEngine<'a> {
         } = scan::page(self.ws, &cands, q)?;
         self.materialised.fetch_add(whole, Ordering::Relaxed);
         self.absorb(&mut prov, cands.len(), errors);
+        self.check_cancel()?;
         Ok(finish(records, total, ServedBy::Scan, prov))
     }
 
@@ -604,6 +647,7 @@ impl<'a> QueryEngine<'a> {
             errors,
         } = scan::top(self.ws, &cands, q, dir)?;
         self.absorb(&mut prov, cands.len(), errors);
+        self.check_cancel()?;
         Ok(answer(records, ServedBy::Scan, prov))
     }
 
@@ -698,6 +742,7 @@ impl<'a> QueryEngine<'a> {
             errors,
         } = scan::group(self.ws, &cands, q, direction);
         self.absorb(&mut prov, cands.len(), errors);
+        self.check_cancel()?;
         Ok(answer(groups, ServedBy::Scan, prov))
     }
 }

@@ -102,7 +102,7 @@ pub fn read_arrays(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayDat
         .map_err(err)?;
     let mut out = HashMap::new();
     for batch in reader {
-        let b = batch.map_err(|e| Error::parquet(path, e.into()))?;
+        let b = batch.map_err(|e| Error::damaged(path, e))?;
         let col = |n: &str| b.column_by_name(n);
         let ids = col("array_id")
             .map(|c| strings(c.as_ref()))

@@ -192,7 +192,7 @@ fn for_each_batch_as(
     };
     let reader = builder.with_batch_size(batch_rows).build().map_err(err)?;
     for batch in reader {
-        f(batch.map_err(|e| Error::parquet(path, parquet::errors::ParquetError::from(e)))?)?;
+        f(batch.map_err(|e| Error::damaged(path, e))?)?;
     }
     Ok(())
 }
@@ -545,7 +545,7 @@ pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary:
     let mut by_row = std::collections::HashMap::new();
     let mut next = sorted.iter();
     for batch in reader {
-        let b = batch.map_err(|e| Error::parquet(path, parquet::errors::ParquetError::from(e)))?;
+        let b = batch.map_err(|e| Error::damaged(path, e))?;
         check_columns(b.schema().as_ref(), &ctx, false)?;
         let s = |name| StrCol::of(&b, name);
         let (id, model, cfg, fold, part) = (

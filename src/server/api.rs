@@ -17,6 +17,7 @@
 //! `fold`; required), `score`, `direction` and `count_mean_only`
 //! (`true`/`false`: only count and mean, which footers can answer by model).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -43,10 +44,12 @@ const MAX_VALUE_BYTES: usize = 256;
 fn engine(
     ws: &crate::reader::Workspace,
     columns: Option<Arc<crate::query::cache::ColumnCache>>,
+    cancel: Arc<AtomicBool>,
 ) -> QueryEngine<'_> {
+    let e = QueryEngine::new(ws).with_cancel(cancel);
     match columns {
-        Some(c) => QueryEngine::new(ws).with_column_cache(c),
-        None => QueryEngine::new(ws),
+        Some(c) => e.with_column_cache(c),
+        None => e,
     }
 }
 
@@ -164,10 +167,16 @@ fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Runs `f` on the blocking pool once a heavy-query permit is free.
+/// Runs `f` on the blocking pool once a heavy-query permit is free, with a
+/// cancel flag `f` gives its query engine. The permit is held by the
+/// blocking task until it ends, so at most `--max-heavy` queries use the
+/// CPUs, whatever their clients do. The flag is set when the client goes
+/// away (axum drops this future: the guard's `Drop`) and when the query
+/// runs past `--query-timeout` (then a 503 that says so); the query stops
+/// at its next file.
 async fn heavy<T: Send + 'static>(
-    app: &App,
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+    app: &Arc<App>,
+    f: impl FnOnce(Arc<AtomicBool>) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let busy = || ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -177,11 +186,63 @@ async fn heavy<T: Send + 'static>(
             app.opts.queue_timeout.as_secs()
         ),
     };
-    let _permit = tokio::time::timeout(app.opts.queue_timeout, app.heavy.acquire())
+    let permit = tokio::time::timeout(app.opts.queue_timeout, app.heavy.clone().acquire_owned())
         .await
         .map_err(|_| busy())?
         .map_err(|_| busy())?;
-    blocking(f).await
+    let flag = Arc::new(AtomicBool::new(false));
+    let guard = CancelOnDrop {
+        flag: flag.clone(),
+        app: app.clone(),
+        armed: true,
+    };
+    let app2 = app.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        app2.running.fetch_add(1, Ordering::Relaxed);
+        let out = f(flag);
+        app2.running.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+        out
+    });
+    let limit = app.opts.query_timeout;
+    let joined = match tokio::time::timeout(limit, task).await {
+        Ok(j) => j,
+        Err(_) => {
+            // `guard` drops here and sets the flag: the query stops.
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "the query ran past the server's time limit ({:.3} s, --query-timeout) and was stopped",
+                    limit.as_secs_f64()
+                ),
+            });
+        }
+    };
+    let mut guard = guard;
+    guard.armed = false;
+    joined
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the query failed: {e}"),
+        })?
+        .map_err(ApiError::from)
+}
+
+/// Sets a query's cancel flag when dropped while armed: the request's
+/// future was dropped (its client went away) or it timed out.
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    app: Arc<App>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+            self.app.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -202,6 +263,8 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
         "status": "ok",
         "workspaces": app.workspaces.len(),
         "rss_bytes": rss_bytes(),
+        "heavy_running": app.running.load(Ordering::Relaxed),
+        "heavy_cancelled": app.cancelled.load(Ordering::Relaxed),
     }))
 }
 
@@ -366,8 +429,10 @@ pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
-    let page = heavy(&app, move || {
-        engine(&ws, columns).with_directions(directions).page(&q)
+    let page = heavy(&app, move |cancel| {
+        engine(&ws, columns, cancel)
+            .with_directions(directions)
+            .page(&q)
     })
     .await?;
     ok_json(&page)
@@ -390,8 +455,10 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
-    let answer = heavy(&app, move || {
-        engine(&ws, columns).with_directions(directions).top(&q)
+    let answer = heavy(&app, move |cancel| {
+        engine(&ws, columns, cancel)
+            .with_directions(directions)
+            .top(&q)
     })
     .await?;
     ok_json(&answer)
@@ -447,8 +514,8 @@ pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Para
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
-    let body = heavy(&app, move || {
-        engine(&ws, columns)
+    let body = heavy(&app, move |cancel| {
+        engine(&ws, columns, cancel)
             .with_directions(directions)
             .group_json(&q)
     })
@@ -507,9 +574,21 @@ pub async fn scatter(
     };
     let ws = w.ws.clone();
     let pid2 = pid.clone();
-    let found = heavy(&app, move || {
-        let page = QueryEngine::new(&ws).page(&q)?;
+    let found = heavy(&app, move |cancel| {
+        let page = QueryEngine::new(&ws).with_cancel(cancel).page(&q)?;
         let Some(rec) = page.records.first().cloned() else {
+            // Not found, but a file could not be read: the prediction may
+            // be in it, so say so rather than a plain 404.
+            if let Some(e) = page.provenance.errors.first() {
+                return Ok(Err(ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: format!(
+                        "no prediction {pid2:?} in the readable files; {} file(s) could not be read: {}",
+                        page.provenance.errors.len(),
+                        e.error
+                    ),
+                }));
+            }
             return Ok(Err(ApiError::not_found(format!("no prediction {pid2:?}"))));
         };
         if page.records.len() > 1 {

@@ -36,6 +36,7 @@ impl Response {
 pub struct Client {
     host: String,
     reader: BufReader<TcpStream>,
+    bearer: Option<String>,
 }
 
 fn bad(m: &str) -> std::io::Error {
@@ -54,7 +55,16 @@ impl Client {
         Ok(Client {
             host: addr.to_string(),
             reader: BufReader::new(stream),
+            bearer: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request (none when
+    /// `token` is `None`).
+    #[must_use]
+    pub fn with_bearer(mut self, token: Option<&str>) -> Client {
+        self.bearer = token.map(str::to_string);
+        self
     }
 
     /// Sends `METHOD target` and reads the whole response.
@@ -79,6 +89,9 @@ impl Client {
             "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
             self.host
         );
+        if let Some(t) = &self.bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));
         }

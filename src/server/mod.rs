@@ -29,10 +29,15 @@
 //! opened: a traversal attempt is a 400); caps on `limit`, `k`, the query
 //! string's length and the number of heavy queries (pages, top-k, scatter)
 //! running at once, beyond which requests wait up to `queue_timeout` and
-//! then get a 503. Errors are `{"error": ..., "status": ...}` with the right
-//! status code. Each request is logged on stderr with its latency.
+//! then get a 503; a heavy query whose client goes away is stopped, and one
+//! running past `query_timeout` is stopped with a 503. With a bearer token
+//! (`auth`), every request but `/healthz` must carry it (401 otherwise);
+//! beyond loopback a token is required unless `no_auth`. Errors are
+//! `{"error": ..., "status": ...}` with the right status code. Each
+//! request is logged on stderr with its latency (never its headers).
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod encoding;
 pub mod openapi;
@@ -40,6 +45,7 @@ pub mod openapi;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,6 +82,15 @@ pub struct ServeOptions {
     pub max_heavy: usize,
     /// How long a heavy query waits for its turn before a 503 (default 30 s).
     pub queue_timeout: Duration,
+    /// How long a heavy query may run before it is stopped with a 503
+    /// (default 60 s).
+    pub query_timeout: Duration,
+    /// The bearer token every request but `/healthz` must carry
+    /// (`Authorization: Bearer TOKEN`; default none). Serving beyond
+    /// loopback requires one unless `no_auth`.
+    pub token: Option<auth::BearerToken>,
+    /// Serve beyond loopback without a token (default false: refused).
+    pub no_auth: bool,
     /// Log one line per request on stderr (default true).
     pub log: bool,
     /// Directions of metrics outside the built-in table.
@@ -96,6 +111,9 @@ impl Default for ServeOptions {
             max_uri_bytes: 4096,
             max_heavy: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_timeout: Duration::from_secs(30),
+            query_timeout: Duration::from_secs(60),
+            token: None,
+            no_auth: false,
             log: true,
             directions: Directions::new(),
             cache_mem: 512 << 20,
@@ -127,7 +145,11 @@ pub struct App {
     pub workspaces: Vec<Served>,
     /// The options.
     pub opts: ServeOptions,
-    heavy: Semaphore,
+    heavy: Arc<Semaphore>,
+    /// Heavy queries running now (their blocking tasks).
+    running: AtomicUsize,
+    /// Heavy queries stopped so far (client gone or past the time limit).
+    cancelled: AtomicUsize,
     /// Decoded columns shared by every query (`None` without a budget).
     pub columns: Option<Arc<crate::query::cache::ColumnCache>>,
 }
@@ -202,7 +224,9 @@ impl App {
         }
         Ok(Arc::new(App {
             workspaces: served,
-            heavy: Semaphore::new(opts.max_heavy.max(1)),
+            heavy: Arc::new(Semaphore::new(opts.max_heavy.max(1))),
+            running: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
             columns: (opts.cache_mem > 0)
                 .then(|| Arc::new(crate::query::cache::ColumnCache::new(opts.cache_mem))),
             opts,
@@ -249,6 +273,7 @@ impl From<Error> for ApiError {
             Error::InvalidQuery(_)
             | Error::InvalidDatasetName { .. }
             | Error::UnknownMetricDirection { .. } => StatusCode::BAD_REQUEST,
+            Error::Cancelled(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
@@ -315,7 +340,24 @@ async fn guard_and_log(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let resp = if target.len() > app.opts.max_uri_bytes {
+    let authorized = req.uri().path() == "/healthz"
+        || app.opts.token.as_ref().is_none_or(|t| {
+            t.admits(
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .map(HeaderValue::as_bytes),
+            )
+        });
+    let resp = if !authorized {
+        let mut r = ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or wrong bearer token (Authorization: Bearer TOKEN)".into(),
+        }
+        .into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    } else if target.len() > app.opts.max_uri_bytes {
         ApiError {
             status: StatusCode::URI_TOO_LONG,
             message: format!(
@@ -463,6 +505,13 @@ pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
     if !opts.addr.ip().is_loopback() && !opts.allow_remote {
         return Err(Error::InvalidQuery(format!(
             "refusing to listen on {}: not a loopback address (pass --allow-remote to serve other hosts)",
+            opts.addr
+        )));
+    }
+    if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
+        return Err(Error::InvalidQuery(format!(
+            "refusing to serve {} beyond loopback without a bearer token: pass --token-file FILE \
+             (or --no-auth to let anyone who reaches the port read every prediction)",
             opts.addr
         )));
     }

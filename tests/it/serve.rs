@@ -537,6 +537,190 @@ fn sigterm_stops_the_server_gracefully_and_remote_binding_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    // Issue 12: beyond loopback, a token or an explicit --no-auth.
+    let out = n4a()
+        .args([
+            "serve",
+            dir.path().to_str().unwrap(),
+            "--addr",
+            "0.0.0.0:0",
+            "--allow-remote",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a bearer token"), "{err}");
+    assert_eq!(err.matches("without a bearer token").count(), 1, "{err}");
+}
+
+/// Issue 12: with `--token-file`, every request but `/healthz` needs the
+/// token (401 otherwise, `WWW-Authenticate: Bearer`), over a real socket
+/// to a separate process; the token never reaches the log.
+#[test]
+fn issue_12_a_bearer_token_is_required_and_never_logged() {
+    let dir = workspace();
+    let token = "s3cret-token-0123456789";
+    let file = dir.path().join("token.txt");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let mut child = n4a()
+        .args([
+            "serve",
+            dir.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--token-file", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
+            break a.to_string();
+        }
+    };
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let targets = [
+        "/api/workspaces",
+        "/api/workspaces/x/predictions/summary",
+        "/api/workspaces/x/predictions/data?limit=3",
+        "/openapi.json",
+        "/nowhere",
+    ];
+    for t in targets {
+        let r = Client::connect(&addr).unwrap().get(t).unwrap();
+        assert_eq!(r.status, 401, "{t}");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{t}");
+        for wrong in [
+            "Bearer s3cret-token-0123456788",
+            "Bearer s3cret-token-012345678",
+            "Basic s3cret-token-0123456789",
+            token,
+        ] {
+            let r = Client::connect(&addr)
+                .unwrap()
+                .request_with("GET", t, &[("Authorization", wrong)])
+                .unwrap();
+            assert_eq!(r.status, 401, "{t} with {wrong:?}");
+        }
+    }
+    let mut c = Client::connect(&addr).unwrap().with_bearer(Some(token));
+    let r = c.get("/api/workspaces").unwrap();
+    assert_eq!(r.status, 200);
+    let id = r.json()["workspaces"][0]["id"].as_str().unwrap().to_string();
+    let r = c
+        .get(&format!("/api/workspaces/{id}/predictions/data?limit=3"))
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        Client::connect(&addr)
+            .unwrap()
+            .get("/healthz")
+            .unwrap()
+            .status,
+        200
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("401"), "{log}");
+    assert!(!log.contains("s3cret"), "the token is never logged: {log}");
+    // A token file too short is refused at start.
+    std::fs::write(&file, "short\n").unwrap();
+    let out = n4a()
+        .args([
+            "serve",
+            dir.path().to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--token-file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 bytes"));
+}
+
+/// Issue 12: a heavy query past `--query-timeout` is stopped with a 503
+/// that says so, and one whose client disconnects is stopped: its slot
+/// (`--max-heavy 1`) is free again and `/healthz` counts it.
+#[test]
+fn issue_12_heavy_queries_stop_on_timeout_and_when_the_client_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = n4a::generate::GenOptions {
+        datasets: 40,
+        rows: 3000,
+        arrays: false,
+        ..Default::default()
+    };
+    n4a::generate::generate(dir.path(), &opts).unwrap();
+    let slow = "/api/workspaces/w/predictions/groups?group_by=config&direction=max&where=val_score%3E-1e300";
+    // A time limit of 1 ms: the group-by over 40 files cannot make it.
+    let srv = Server::start(
+        &[("w", dir.path())],
+        ServeOptions {
+            query_timeout: std::time::Duration::from_millis(1),
+            cache_mem: 0,
+            max_heavy: 1,
+            ..ServeOptions::default()
+        },
+    );
+    let (s, v) = srv.get(slow);
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--query-timeout"),
+        "{v}"
+    );
+    let wait_idle = |srv: &Server| {
+        let t0 = std::time::Instant::now();
+        loop {
+            let (_, h) = srv.get("/healthz");
+            if h["heavy_running"] == 0 {
+                return h;
+            }
+            assert!(t0.elapsed().as_secs() < 60, "the stopped query ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let h = wait_idle(&srv);
+    assert_eq!(h["heavy_cancelled"], 1);
+    drop(srv);
+    // A client that sends the slow query and hangs up: the query stops
+    // (counted), and the next one gets the single slot.
+    let srv = Server::start(
+        &[("w", dir.path())],
+        ServeOptions {
+            cache_mem: 0,
+            max_heavy: 1,
+            ..ServeOptions::default()
+        },
+    );
+    let mut stopped = false;
+    for _ in 0..5 {
+        {
+            use std::io::Write;
+            let mut raw = std::net::TcpStream::connect(srv.addr()).unwrap();
+            write!(raw, "GET {slow} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let t0 = std::time::Instant::now();
+            while srv.get("/healthz").1["heavy_running"] == 0 && t0.elapsed().as_secs() < 10 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            raw.shutdown(std::net::Shutdown::Both).unwrap();
+        }
+        if wait_idle(&srv)["heavy_cancelled"].as_u64() > Some(0) {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "a disconnected client's query is stopped");
+    let (s, _) = srv.get("/api/workspaces/w/predictions/top?k=3&metric=mse");
+    assert_eq!(s, 200);
 }
 
 #[test]

@@ -200,3 +200,32 @@ pub fn key_values_of(path: &Path) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+/// Damages the row data of `column` in `path` (its first row group) and
+/// leaves the footer intact: 48 seeded bytes over the start of the column
+/// chunk (its first page header), as a disk error or a copy cut short
+/// inside the data would.
+pub fn damage_column(path: &Path, column: &str) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let rg = reader.metadata().row_group(0);
+    let c = rg
+        .columns()
+        .iter()
+        .find(|c| {
+            let p = c.column_path().string();
+            p == column || p.starts_with(&format!("{column}."))
+        })
+        .unwrap_or_else(|| panic!("{}: no column {column}", path.display()));
+    let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset()) as usize;
+    let len = (c.compressed_size() as usize).min(48);
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in &mut bytes[start..start + len] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
