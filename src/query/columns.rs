@@ -93,6 +93,18 @@ pub(crate) fn read_known(
     dictionaries: bool,
     known: Option<(ArrowReaderMetadata, FileKey)>,
 ) -> Result<Vec<RecordBatch>> {
+    crate::reader::guard::guarded(path, || {
+        read_unguarded(path, names, rows, dictionaries, known)
+    })
+}
+
+fn read_unguarded(
+    path: &Path,
+    names: &[&str],
+    rows: Option<&[u64]>,
+    dictionaries: bool,
+    known: Option<(ArrowReaderMetadata, FileKey)>,
+) -> Result<Vec<RecordBatch>> {
     let err = |e| Error::parquet(path, e);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);

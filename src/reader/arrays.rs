@@ -65,6 +65,10 @@ pub fn list_values(a: &dyn Array, i: usize) -> Option<Vec<Option<f64>>> {
 /// [`Error::Io`]/[`Error::Parquet`] naming the file; [`Error::Schema`] if
 /// it lacks `array_id` or `array_data`.
 pub fn read_arrays(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayData>> {
+    super::guard::guarded(path, || read_arrays_unguarded(path, ids))
+}
+
+fn read_arrays_unguarded(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayData>> {
     let err = |e| Error::parquet(path, e);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;

@@ -33,6 +33,10 @@ pub struct Footer {
 /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is not a
 /// parquet file or is truncated.
 pub fn open_metadata(path: &Path) -> Result<(File, ParquetMetaData)> {
+    super::guard::guarded(path, || open_metadata_unguarded(path))
+}
+
+fn open_metadata_unguarded(path: &Path) -> Result<(File, ParquetMetaData)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(&file)

@@ -6,6 +6,7 @@ pub mod arrays;
 pub mod best;
 pub mod cache;
 pub mod footer;
+pub mod guard;
 pub mod info;
 pub mod merge;
 pub mod rows;

@@ -150,6 +150,18 @@ fn for_each_batch_as(
     columns: Option<&[&str]>,
     batch_rows: usize,
     dictionaries: bool,
+    f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    super::guard::guarded(path, || {
+        for_each_batch_unguarded(path, columns, batch_rows, dictionaries, f)
+    })
+}
+
+fn for_each_batch_unguarded(
+    path: &Path,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+    dictionaries: bool,
     mut f: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -509,6 +521,13 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
 /// # Errors
 /// As [`for_each_batch`]; a row past the end is [`Error::Parquet`].
 pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary::topk::TopEntry>> {
+    super::guard::guarded(path, || read_top_details_unguarded(path, rows))
+}
+
+fn read_top_details_unguarded(
+    path: &Path,
+    rows: &[u64],
+) -> Result<Vec<crate::summary::topk::TopEntry>> {
     let mut sorted: Vec<u64> = rows.to_vec();
     sorted.sort_unstable();
     sorted.dedup();

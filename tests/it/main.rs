@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod compat;
 mod crash;
+mod faults;
 mod fixtures;
 mod properties;
 mod query;

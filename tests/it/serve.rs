@@ -611,7 +611,10 @@ fn issue_12_a_bearer_token_is_required_and_never_logged() {
     let mut c = Client::connect(&addr).unwrap().with_bearer(Some(token));
     let r = c.get("/api/workspaces").unwrap();
     assert_eq!(r.status, 200);
-    let id = r.json()["workspaces"][0]["id"].as_str().unwrap().to_string();
+    let id = r.json()["workspaces"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = c
         .get(&format!("/api/workspaces/{id}/predictions/data?limit=3"))
         .unwrap();
