@@ -69,7 +69,7 @@ def queries(ws):
                      ("dataset", "parse_filename(filename, true)"), ("partition", "partition"),
                      ("fold_id", "fold_id")]:
         q[f"group_{key}"] = (
-            ["stats", ws, "--group-by", key, "--direction", "max"],
+            ["stats", ws, "--group-by", key, "--direction", "max", "--partition", "all"],
             [f"SELECT {col} AS k, count(*), avg(val_score), min(val_score), max(val_score), max(val_score) "
              f"FROM {src(ws)} GROUP BY k ORDER BY k NULLS LAST"], "group")
     return q

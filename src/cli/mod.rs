@@ -540,7 +540,11 @@ fn summary_text(s: &Summary) -> String {
         f.n_pipelines
     ));
     out.push('\n');
-    out.push_str(&top_table(&s.top_predictions, usize::MAX));
+    out.push_str(&top_table(
+        &s.top_predictions,
+        usize::MAX,
+        s.dataset_name.as_deref(),
+    ));
     out
 }
 
@@ -590,7 +594,7 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
     out.push_str(&t.render());
     for (metric, top) in &s.top_by_metric {
         out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
-        out.push_str(&top_table(&top.predictions, 5));
+        out.push_str(&top_table(&top.predictions, 5, None));
     }
     if !s.exactness.notes.is_empty() {
         out.push_str("\nnotes:\n");

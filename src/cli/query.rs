@@ -103,6 +103,33 @@ impl clap::Args for FilterArgs {
     }
 }
 
+impl FilterArgs {
+    /// The filters of a ranking (`top`, `stats`): one row per prediction,
+    /// so the val partition unless `--partition` says otherwise
+    /// (`--partition all`: every row; nirs4all's train, val and test rows
+    /// of a prediction carry the same scores, so ranking all of them lists
+    /// each prediction three times). Also says which rows, for the header.
+    fn ranking(&self) -> Result<(n4a::query::Filters, &'static str), n4a::Error> {
+        let mut args = FilterArgs {
+            values: self.values.clone(),
+            where_: self.where_.clone(),
+        };
+        let mut said = "the partitions asked";
+        for (field, vals) in &mut args.values {
+            if *field == "partition" {
+                if vals.is_empty() {
+                    vals.push("val".to_string());
+                    said = "the val partition (the default; --partition all for every row)";
+                } else if vals.iter().any(|v| v == "all") {
+                    vals.clear();
+                    said = "every partition";
+                }
+            }
+        }
+        Ok(((&args).try_into()?, said))
+    }
+}
+
 impl TryFrom<&FilterArgs> for n4a::query::Filters {
     type Error = n4a::Error;
 
@@ -152,8 +179,9 @@ pub(super) fn top_cmd(
     rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
+    let (filters, rows) = filters.ranking()?;
     let q = n4a::query::TopQuery {
-        filters: (&filters).try_into()?,
+        filters,
         k,
         direction,
         score: rank.score,
@@ -167,13 +195,13 @@ pub(super) fn top_cmd(
         QueryFormat::Json => println!("{}", serde_json::to_string(&top)?),
         QueryFormat::Csv | QueryFormat::Table => {
             println!(
-                "top {} by {} ({}), served by {}",
+                "top {} by {} ({}) over {rows}, served by {}",
                 q.k,
                 q.score,
                 top.direction.map_or("no rows", |d| d.as_str()),
                 served(top.served_by, &top.provenance)
             );
-            print!("{}", top_table(&top.records, usize::MAX));
+            print!("{}", top_table(&top.records, usize::MAX, None));
             print_errors(&top.provenance);
         }
     }
@@ -189,8 +217,9 @@ pub(super) fn stats_cmd(
     rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
+    let (filters, rows) = filters.ranking()?;
     let q = n4a::query::GroupQuery {
-        filters: (&filters).try_into()?,
+        filters,
         key: n4a::query::GroupKey::parse(&group_by)?,
         score: rank.score,
         count_and_mean_only: count_mean_only,
@@ -200,37 +229,97 @@ pub(super) fn stats_cmd(
     let ws = Workspace::open(&workspace)?
         .with_cache(false)
         .with_summaries(false);
-    let g = n4a::query::QueryEngine::new(&ws).group(&q)?;
+    let engine = n4a::query::QueryEngine::new(&ws);
+    // Metrics mixed and no direction asked: one grouping per metric (a
+    // best `mse` and a best `r2` are not one ranking).
+    let metrics: Vec<String> = if direction.is_none() && !count_mean_only {
+        engine
+            .group(&n4a::query::GroupQuery {
+                key: n4a::query::GroupKey::Metric,
+                count_and_mean_only: true,
+                ..q.clone()
+            })?
+            .groups
+            .into_iter()
+            .filter_map(|g| g.key)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let answers: Vec<(Option<String>, n4a::query::GroupAnswer)> = if metrics.len() > 1 {
+        metrics
+            .into_iter()
+            .map(|m| {
+                let mut one = q.clone();
+                one.filters = one.filters.with("metric", [m.clone()])?;
+                Ok((Some(m), engine.group(&one)?))
+            })
+            .collect::<Result<_, n4a::Error>>()?
+    } else {
+        vec![(None, engine.group(&q)?)]
+    };
     match format {
         QueryFormat::Json => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&g.to_json(&ws))?;
+            if let [(None, g)] = answers.as_slice() {
+                out.write_all(&g.to_json(&ws))?;
+            } else {
+                let by: Vec<serde_json::Value> = answers
+                    .iter()
+                    .map(|(m, g)| {
+                        let mut v = serde_json::to_value(g).unwrap_or_default();
+                        v["metric"] = serde_json::json!(m);
+                        v
+                    })
+                    .collect();
+                serde_json::to_writer(&mut out, &serde_json::json!({ "by_metric": by }))?;
+            }
             out.write_all(b"\n")?;
         }
         QueryFormat::Csv | QueryFormat::Table => {
-            println!(
-                "{} by {}, best by {}, served by {}",
-                q.score,
-                q.key.column(),
-                g.direction.map_or("-", |d| d.as_str()),
-                served(g.served_by, &g.provenance)
-            );
-            let mut t = Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
-            for r in &g.groups {
-                t.row(vec![
-                    r.key.clone().unwrap_or_else(|| "(null)".into()),
-                    r.count.to_string(),
-                    num(r.mean),
-                    num(r.min),
-                    num(r.max),
-                    num(r.best),
-                ]);
+            for (i, (m, g)) in answers.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!(
+                    "{} by {}{}, best by {}, over {rows}, served by {}",
+                    q.score,
+                    q.key.column(),
+                    m.as_ref()
+                        .map_or(String::new(), |m| format!(" for metric {m}")),
+                    g.direction.map_or("-", |d| d.as_str()),
+                    served(g.served_by, &g.provenance)
+                );
+                let mut t = Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
+                for r in &g.groups {
+                    t.row(vec![
+                        r.key.clone().unwrap_or_else(|| "(null)".into()),
+                        r.count.to_string(),
+                        num(r.mean),
+                        num(r.min),
+                        num(r.max),
+                        num(r.best),
+                    ]);
+                }
+                print!("{}", t.render());
             }
-            print!("{}", t.render());
-            print_errors(&g.provenance);
+            // Each file's error once, however many groupings met it.
+            let mut all = answers[0].1.provenance.clone();
+            for (_, g) in &answers[1..] {
+                for e in &g.provenance.errors {
+                    if !all.errors.iter().any(|x| x.path == e.path) {
+                        all.errors.push(e.clone());
+                    }
+                }
+            }
+            print_errors(&all);
         }
     }
-    Ok(exit_for(&g.provenance))
+    Ok(answers
+        .iter()
+        .map(|(_, g)| exit_for(&g.provenance))
+        .find(|c| *c != ExitCode::SUCCESS)
+        .unwrap_or(ExitCode::SUCCESS))
 }
 
 fn parse_dir(s: &str) -> anyhow::Result<Direction> {

@@ -55,7 +55,13 @@ pub fn num(v: Option<f64>) -> String {
 }
 
 /// The top entries as a table: rank, scores, where they come from.
-pub fn top_table(entries: &[n4a::summary::topk::TopEntry], limit: usize) -> String {
+/// The top list as a table; an entry without a dataset shows `dataset`
+/// (a file's own summary leaves it out: it is the file's).
+pub fn top_table(
+    entries: &[n4a::summary::topk::TopEntry],
+    limit: usize,
+    dataset: Option<&str>,
+) -> String {
     let mut t = Table::new(&[
         "#",
         "val",
@@ -73,7 +79,10 @@ pub fn top_table(entries: &[n4a::summary::topk::TopEntry], limit: usize) -> Stri
             (i + 1).to_string(),
             num(e.val_score),
             num(e.test_score),
-            s(&e.dataset),
+            e.dataset
+                .clone()
+                .or_else(|| dataset.map(str::to_string))
+                .unwrap_or_default(),
             s(&e.model_name),
             s(&e.config_name),
             s(&e.fold_id),

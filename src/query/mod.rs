@@ -176,6 +176,8 @@ pub enum GroupKey {
     Partition,
     /// `fold_id`.
     Fold,
+    /// `metric`.
+    Metric,
 }
 
 impl GroupKey {
@@ -187,10 +189,12 @@ impl GroupKey {
             GroupKey::Dataset => "dataset",
             GroupKey::Partition => "partition",
             GroupKey::Fold => "fold_id",
+            GroupKey::Metric => "metric",
         }
     }
 
-    /// Parses `model`/`model_name`, `config`, `dataset`, `partition`, `fold`.
+    /// Parses `model`/`model_name`, `config`, `dataset`, `partition`,
+    /// `fold`, `metric`.
     ///
     /// # Errors
     /// [`Error::InvalidQuery`] for anything else.
@@ -201,9 +205,10 @@ impl GroupKey {
             "dataset" | "dataset_name" => GroupKey::Dataset,
             "partition" => GroupKey::Partition,
             "fold" | "fold_id" => GroupKey::Fold,
+            "metric" => GroupKey::Metric,
             _ => {
                 return Err(Error::InvalidQuery(format!(
-                    "cannot group by {s:?}: use model, config, dataset, partition or fold"
+                    "cannot group by {s:?}: use model, config, dataset, partition, fold or metric"
                 )))
             }
         })

@@ -393,3 +393,96 @@ fn output_into_a_closed_pipe_ends_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 13: `top` and `stats` rank one row per prediction (the val
+/// partition unless `--partition` says otherwise), `stats` groups by metric
+/// too when metrics mix, and the headers say which rows.
+#[test]
+fn issue_13_rankings_take_one_row_per_prediction_and_group_by_metric_when_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = n4a(
+        dir.path(),
+        &["gen", "ws", "--datasets", "4", "--rows", "600"],
+    );
+    assert!(out.status.success());
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = n4a(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = json(&[
+        "top", "ws", "--k", "12", "--metric", "mse", "--format", "json",
+    ]);
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 12);
+    assert!(recs.iter().all(|r| r["partition"] == "val"), "{v}");
+    let v = json(&[
+        "top",
+        "ws",
+        "--k",
+        "12",
+        "--metric",
+        "mse",
+        "--partition",
+        "all",
+        "--format",
+        "json",
+    ]);
+    let parts: std::collections::BTreeSet<&str> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partition"].as_str().unwrap())
+        .collect();
+    assert!(parts.len() > 1, "every partition: {parts:?}");
+    // Regression and classification mixed: one grouping per metric.
+    let v = json(&["stats", "ws", "--group-by", "model", "--format", "json"]);
+    let by = v["by_metric"].as_array().unwrap();
+    assert!(by.len() >= 2, "{v}");
+    for m in by {
+        let metric = m["metric"].as_str().unwrap();
+        let want = if ["mse", "rmse", "mae"].contains(&metric) {
+            "minimize"
+        } else {
+            "maximize"
+        };
+        assert_eq!(m["direction"], want, "{metric}");
+        assert!(!m["groups"].as_array().unwrap().is_empty());
+    }
+    let total: u64 = by
+        .iter()
+        .flat_map(|m| m["groups"].as_array().unwrap())
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    let val = json(&[
+        "query",
+        "ws",
+        "--partition",
+        "val",
+        "--limit",
+        "0",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        total,
+        val["total"].as_u64().unwrap(),
+        "every val row in one grouping"
+    );
+    let out = n4a(dir.path(), &["stats", "ws", "--group-by", "model"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("for metric mse, best by minimize"), "{text}");
+    assert!(
+        text.contains("over the val partition (the default"),
+        "{text}"
+    );
+    // The demo's top table names each row's dataset.
+    let out = n4a(dir.path(), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table = text.split("#   val").nth(1).unwrap();
+    assert!(table.lines().nth(1).unwrap().contains("corn_000"), "{text}");
+}

@@ -309,6 +309,8 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
     for key in ["model", "config", "dataset", "partition", "fold"] {
         let (code, out, err) = n4a(&[
             "stats",
+            "--partition",
+            "all",
             "--group-by",
             key,
             "--direction",
