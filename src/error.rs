@@ -144,8 +144,10 @@ pub enum Error {
 impl Error {
     /// A short name of the failure's kind for reports: `io`, `parquet`,
     /// `damaged_data`, `invalid_summary`, `unsupported_version`, `schema`,
-    /// `unknown_metric`,
-    /// `invalid_row`, `changed_during_refresh`, `other`.
+    /// `unknown_metric`, `invalid_dataset_name`, `invalid_query`, `input`,
+    /// `cancelled`, `invalid_row`, `changed_during_refresh`: one per
+    /// variant (the match is exhaustive, so a new variant must name its
+    /// kind).
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
@@ -159,7 +161,9 @@ impl Error {
             Error::ChangedDuringRefresh { .. } => "changed_during_refresh",
             Error::Cancelled(_) => "cancelled",
             Error::WithPath { source, .. } => source.kind(),
-            _ => "other",
+            Error::InvalidDatasetName { .. } => "invalid_dataset_name",
+            Error::InvalidQuery(_) => "invalid_query",
+            Error::Input { .. } => "input",
         }
     }
 
