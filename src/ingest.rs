@@ -1,4 +1,5 @@
-//! Rows from JSON Lines or CSV, appended to their datasets' files.
+//! Rows from JSON Lines, CSV, parquet or Arrow IPC, appended to their
+//! datasets' files.
 //!
 //! Each row names its dataset in `dataset_name`; rows are routed to one
 //! appending [`PredictionWriter`] per dataset, so memory stays at one row
@@ -10,7 +11,10 @@
 //! keys `y_true`, `y_pred`, `y_proba`, `sample_indices`, `weights` carry
 //! arrays (flat, or nested one level for 2-D) stored in the arrays file.
 //! Bare `NaN`/`Infinity` tokens are read as null. CSV: a header of contract
-//! columns; an empty cell is null.
+//! columns; an empty cell is null. Parquet and Arrow IPC (the file format,
+//! `.arrow`/`.feather`, or the stream format; uncompressed, lz4 or zstd, as
+//! pyarrow, polars and DuckDB export them): contract columns, any subset,
+//! read a record batch at a time.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -32,15 +36,25 @@ pub enum InputFormat {
     /// A parquet file of contract columns (any subset; missing ones null),
     /// for instance the rows of another nirs4all file.
     Parquet,
+    /// An Arrow IPC file or stream of contract columns.
+    ArrowIpc,
 }
 
 impl InputFormat {
     /// Guesses from the extension: `.csv` is CSV, `.parquet` parquet,
-    /// anything else JSON Lines.
+    /// `.arrow`, `.feather`, `.ipc` and `.arrows` Arrow IPC, anything else
+    /// JSON Lines.
     pub fn from_path(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => InputFormat::Csv,
             Some(e) if e.eq_ignore_ascii_case("parquet") => InputFormat::Parquet,
+            Some(e)
+                if ["arrow", "feather", "ipc", "arrows"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x)) =>
+            {
+                InputFormat::ArrowIpc
+            }
             _ => InputFormat::JsonLines,
         }
     }
@@ -133,10 +147,10 @@ pub fn for_each_row(
     format: InputFormat,
     mut f: impl FnMut(usize, Prediction) -> Result<()>,
 ) -> Result<()> {
-    if format == InputFormat::Parquet {
+    if matches!(format, InputFormat::Parquet | InputFormat::ArrowIpc) {
         let ctx = input.display().to_string();
         let mut line = 0usize;
-        return crate::reader::rows::for_each_batch(input, None, 8192, |b| {
+        return for_each_input_batch(input, format, |b| {
             for p in crate::reader::rows::batch_to_predictions(&b, &ctx, false)? {
                 line += 1;
                 f(line, p)?;
@@ -146,7 +160,7 @@ pub fn for_each_row(
     }
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     match format {
-        InputFormat::Parquet => unreachable!("handled above"),
+        InputFormat::Parquet | InputFormat::ArrowIpc => unreachable!("handled above"),
         InputFormat::JsonLines => {
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(|e| Error::io(input, e))?;
@@ -223,8 +237,8 @@ pub fn ingest(
 ) -> Result<IngestReport> {
     let mut writers: BTreeMap<String, PredictionWriter> = BTreeMap::new();
     let mut report = IngestReport::new();
-    if format == InputFormat::Parquet {
-        ingest_parquet(workspace, input, opts, &mut writers, &mut report)?;
+    if matches!(format, InputFormat::Parquet | InputFormat::ArrowIpc) {
+        ingest_batches(workspace, input, format, opts, &mut writers, &mut report)?;
         for (_, w) in writers {
             w.finish()?;
         }
@@ -263,12 +277,59 @@ pub fn ingest(
     Ok(report)
 }
 
-/// Parquet input, a batch at a time: each run of rows of one dataset goes
-/// to its writer as a record batch (written columnar when complete, see
-/// [`PredictionWriter::write_batch`]), not row by row.
-fn ingest_parquet(
+/// The record batches of a parquet or Arrow IPC input, to `f` in order.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Parquet`] or [`Error::Input`] naming the file;
+/// what `f` returns.
+fn for_each_input_batch(
+    input: &Path,
+    format: InputFormat,
+    mut f: impl FnMut(arrow_array::RecordBatch) -> Result<()>,
+) -> Result<()> {
+    if format == InputFormat::Parquet {
+        return crate::reader::rows::for_each_batch(input, None, 65536, f);
+    }
+    let bad = |reason: String| Error::Input {
+        path: input.to_path_buf(),
+        line: 0,
+        reason: format!("not a readable Arrow IPC file or stream: {reason}"),
+    };
+    crate::reader::guard::guarded(input, || {
+        let mut file = File::open(input).map_err(|e| Error::io(input, e))?;
+        let mut magic = [0u8; 6];
+        let is_file =
+            std::io::Read::read_exact(&mut file, &mut magic).is_ok() && &magic == b"ARROW1";
+        let file = File::open(input).map_err(|e| Error::io(input, e))?;
+        let batches: Box<
+            dyn Iterator<
+                Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
+            >,
+        > = if is_file {
+            Box::new(
+                arrow_ipc::reader::FileReader::try_new(file, None)
+                    .map_err(|e| bad(e.to_string()))?,
+            )
+        } else {
+            Box::new(
+                arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                    .map_err(|e| bad(e.to_string()))?,
+            )
+        };
+        for b in batches {
+            f(b.map_err(|e| bad(e.to_string()))?)?;
+        }
+        Ok(())
+    })
+}
+
+/// Parquet or Arrow IPC input, a batch at a time: each run of rows of one
+/// dataset goes to its writer as a record batch (written columnar when
+/// complete, see [`PredictionWriter::write_batch`]), not row by row.
+fn ingest_batches(
     workspace: &Path,
     input: &Path,
+    format: InputFormat,
     opts: &WriterOptions,
     writers: &mut BTreeMap<String, PredictionWriter>,
     report: &mut IngestReport,
@@ -280,7 +341,7 @@ fn ingest_parquet(
         reason,
     };
     let mut seen = 0usize;
-    crate::reader::rows::for_each_batch(input, None, 65536, |b| {
+    for_each_input_batch(input, format, |b| {
         let ctx = input.display().to_string();
         crate::reader::rows::check_columns(b.schema().as_ref(), &ctx, false)?;
         let names: Vec<Option<String>> = match b.column_by_name("dataset_name") {

@@ -37,6 +37,7 @@
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod memory;
 pub mod metric;
 pub mod query;
 pub mod reader;

@@ -118,10 +118,10 @@ enum Command {
     Ingest {
         /// Workspace folder.
         workspace: PathBuf,
-        /// Input rows (.jsonl, .csv or .parquet).
+        /// Input rows (.jsonl, .csv, .parquet, or Arrow IPC: .arrow, .feather, .ipc).
         file: PathBuf,
         /// Input format (default: from the extension).
-        #[arg(long, value_parser = ["jsonl", "csv", "parquet"])]
+        #[arg(long, value_parser = ["jsonl", "csv", "parquet", "arrow"])]
         input_format: Option<String>,
         /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
         #[arg(long = "direction", value_name = "METRIC=DIR")]
@@ -219,8 +219,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
             let fmt = match input_format.as_deref() {
                 Some("csv") => InputFormat::Csv,
                 Some("parquet") => InputFormat::Parquet,
+                Some("arrow" | "ipc" | "feather") => InputFormat::ArrowIpc,
                 Some("jsonl") => InputFormat::JsonLines,
-                Some(other) => bail!("--input-format {other:?}: expected jsonl, csv or parquet"),
+                Some(other) => {
+                    bail!("--input-format {other:?}: expected jsonl, csv, parquet or arrow")
+                }
                 None => InputFormat::from_path(&file),
             };
             let t0 = Instant::now();
@@ -375,20 +378,12 @@ fn demo() -> anyhow::Result<ExitCode> {
     gen_cmd(out, &GenOptions::default(), Format::Table)
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), in bytes.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn gen_cmd(out: &Path, opts: &GenOptions, format: Format) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let made = generate(out, opts).with_context(|| format!("generating into {}", out.display()))?;
     let secs = t0.elapsed().as_secs_f64();
     let rows: u64 = made.iter().map(|d| d.summary.total_predictions).sum();
-    let peak = peak_rss_bytes();
+    let peak = n4a::memory::peak_resident_bytes();
     if format == Format::Json {
         let v = serde_json::json!({
             "workspace": out,

@@ -12,7 +12,7 @@ use n4a::refresh::{refresh_workspace, FileReport, Mode, RefreshOptions, Status};
 use n4a::summary::SummaryOptions;
 
 use super::table::Table;
-use super::{parse_direction, peak_rss_bytes, Format};
+use super::{parse_direction, Format};
 
 /// The `refresh` flags, as parsed.
 #[derive(Debug, clap::Args)]
@@ -120,7 +120,7 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
     progress.done();
     if a.format == Format::Json {
         let mut v = serde_json::to_value(&report)?;
-        v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+        v["peak_rss_bytes"] = serde_json::json!(n4a::memory::peak_resident_bytes());
         println!("{v}");
     } else {
         let mut t = Table::new(&["file", "status", "rows", "reason"]);

@@ -262,18 +262,10 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
     ok_json(&serde_json::json!({
         "status": "ok",
         "workspaces": app.workspaces.len(),
-        "rss_bytes": rss_bytes(),
+        "rss_bytes": crate::memory::resident_bytes(),
         "heavy_running": app.running.load(Ordering::Relaxed),
         "heavy_cancelled": app.cancelled.load(Ordering::Relaxed),
     }))
-}
-
-/// Resident memory of this process (Linux `VmRSS`), in bytes.
-pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// `GET /openapi.json`.

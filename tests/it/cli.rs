@@ -486,3 +486,78 @@ fn issue_13_rankings_take_one_row_per_prediction_and_group_by_metric_when_mixed(
     let table = text.split("#   val").nth(1).unwrap();
     assert!(table.lines().nth(1).unwrap().contains("corn_000"), "{text}");
 }
+
+/// Issue 13: `ingest` takes Arrow IPC files and streams (as pyarrow,
+/// polars and DuckDB export them) with the same validation and
+/// all-or-nothing commit as the other formats.
+#[test]
+fn issue_13_ingest_takes_arrow_ipc_files_and_streams() {
+    use n4a::ingest::{ingest, InputFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("corn_moisture.meta.parquet");
+    let want = n4a::reader::rows::read_predictions(&src).unwrap();
+    let file = std::fs::File::open(&src).unwrap();
+    let batches: Vec<arrow_array::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let schema = batches[0].schema();
+    let as_file = dir.path().join("rows.arrow");
+    let mut w =
+        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&as_file).unwrap(), &schema)
+            .unwrap();
+    batches.iter().for_each(|b| w.write(b).unwrap());
+    w.finish().unwrap();
+    let as_stream = dir.path().join("rows.arrows");
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(
+        std::fs::File::create(&as_stream).unwrap(),
+        &schema,
+    )
+    .unwrap();
+    batches.iter().for_each(|b| w.write(b).unwrap());
+    w.finish().unwrap();
+    for input in [&as_file, &as_stream] {
+        assert_eq!(InputFormat::from_path(input), InputFormat::ArrowIpc);
+        let ws = tempfile::tempdir().unwrap();
+        let report = ingest(ws.path(), input, InputFormat::ArrowIpc, &Default::default()).unwrap();
+        assert_eq!(report["corn_moisture"], want.len() as u64);
+        let got =
+            n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet"))
+                .unwrap();
+        let ids = |v: &[n4a::schema::Prediction]| {
+            v.iter()
+                .map(|p| (p.id.clone(), p.val_score))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&got), ids(&want), "{}", input.display());
+        // Again from the command line, into the same dataset: appended.
+        let out = n4a(
+            ws.path(),
+            &["ingest", ".", input.to_str().unwrap(), "--format", "json"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let again =
+            n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet"))
+                .unwrap();
+        assert_eq!(again.len(), 2 * want.len());
+    }
+    // A damaged IPC file: a named error, nothing committed.
+    let ws = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&as_file).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    let cut = dir.path().join("cut.arrow");
+    std::fs::write(&cut, bytes).unwrap();
+    let e = ingest(ws.path(), &cut, InputFormat::ArrowIpc, &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("cut.arrow"), "{e}");
+    assert!(
+        !ws.path().join("corn_moisture.meta.parquet").exists(),
+        "nothing committed"
+    );
+}
