@@ -332,6 +332,19 @@ fn scores(metric: &str, quality: f64, rng: &mut Rng) -> (f64, f64, f64) {
 /// # Errors
 /// I/O or parquet errors naming the file.
 pub fn generate(out: &Path, opts: &GenOptions) -> Result<Vec<GeneratedDataset>> {
+    generate_with_progress(out, opts, &|_| {})
+}
+
+/// [`generate`], calling `progress` with the rows written since its last
+/// call (every 4,096 rows of a dataset, and at each dataset's end).
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_with_progress(
+    out: &Path,
+    opts: &GenOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<GeneratedDataset>> {
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     (0..opts.datasets)
         .into_par_iter()
@@ -339,9 +352,13 @@ pub fn generate(out: &Path, opts: &GenOptions) -> Result<Vec<GeneratedDataset>> 
             let name = dataset_name(i);
             let mut w = PredictionWriter::create(out, &name, opts.writer.clone())?;
             let mut rows = DatasetRows::new(i, opts.seed, opts.arrays);
-            for _ in 0..opts.rows {
+            for i in 0..opts.rows {
                 w.write_owned(rows.next_row())?;
+                if (i + 1) % 4096 == 0 {
+                    progress(4096);
+                }
             }
+            progress((opts.rows % 4096) as u64);
             let summary = w.finish()?;
             Ok(GeneratedDataset {
                 meta_path: dataset_paths(out, &name).0,

@@ -235,10 +235,33 @@ pub fn ingest(
     format: InputFormat,
     opts: &WriterOptions,
 ) -> Result<IngestReport> {
+    ingest_with_progress(workspace, input, format, opts, &|_| {})
+}
+
+/// [`ingest`], calling `progress` with the rows read since its last call
+/// (each row of JSON Lines and CSV, each batch of parquet and Arrow IPC).
+///
+/// # Errors
+/// As [`ingest`].
+pub fn ingest_with_progress(
+    workspace: &Path,
+    input: &Path,
+    format: InputFormat,
+    opts: &WriterOptions,
+    progress: &dyn Fn(u64),
+) -> Result<IngestReport> {
     let mut writers: BTreeMap<String, PredictionWriter> = BTreeMap::new();
     let mut report = IngestReport::new();
     if matches!(format, InputFormat::Parquet | InputFormat::ArrowIpc) {
-        ingest_batches(workspace, input, format, opts, &mut writers, &mut report)?;
+        ingest_batches(
+            workspace,
+            input,
+            format,
+            opts,
+            &mut writers,
+            &mut report,
+            progress,
+        )?;
         for (_, w) in writers {
             w.finish()?;
         }
@@ -269,6 +292,7 @@ pub fn ingest(
             reason: e.to_string(),
         })?;
         *report.entry(ds).or_default() += 1;
+        progress(1);
         Ok(())
     })?;
     for (_, w) in writers {
@@ -333,6 +357,7 @@ fn ingest_batches(
     opts: &WriterOptions,
     writers: &mut BTreeMap<String, PredictionWriter>,
     report: &mut IngestReport,
+    progress: &dyn Fn(u64),
 ) -> Result<()> {
     use arrow_array::cast::AsArray;
     let bad = |line: usize, reason: String| Error::Input {
@@ -404,6 +429,7 @@ fn ingest_batches(
             start = end;
         }
         seen += names.len();
+        progress(names.len() as u64);
         Ok(())
     })
 }

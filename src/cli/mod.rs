@@ -2,6 +2,7 @@
 //! library options, the library is called, and the answer printed as a
 //! table for people or JSON for programs. No format logic lives here.
 
+mod progress;
 mod query;
 mod refresh;
 mod serve;
@@ -15,8 +16,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use n4a::generate::{generate, GenOptions};
-use n4a::ingest::{ingest, InputFormat};
+use n4a::generate::GenOptions;
+use n4a::ingest::InputFormat;
 use n4a::metric::Direction;
 use n4a::reader::{footer, Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
@@ -110,11 +111,14 @@ enum Command {
         /// Rows per row group.
         #[arg(long, default_value_t = 65536)]
         row_group_rows: usize,
+        /// No progress line (it is drawn only when stderr is a terminal).
+        #[arg(long)]
+        quiet: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Append rows from a JSON Lines or CSV file to their datasets.
+    /// Append rows from a JSON Lines, CSV, parquet or Arrow IPC file to their datasets.
     Ingest {
         /// Workspace folder.
         workspace: PathBuf,
@@ -129,6 +133,9 @@ enum Command {
         /// Rows per row group.
         #[arg(long, default_value_t = 65536)]
         row_group_rows: usize,
+        /// No progress line (it is drawn only when stderr is a terminal).
+        #[arg(long)]
+        quiet: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -192,6 +199,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             seed,
             no_arrays,
             row_group_rows,
+            quiet,
             format,
         }) => {
             let opts = GenOptions {
@@ -201,7 +209,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 arrays: !no_arrays,
                 writer: WriterOptions::default().with_row_group_rows(row_group_rows),
             };
-            gen_cmd(&out, &opts, format)
+            gen_cmd(&out, &opts, format, quiet)
         }
         Some(Command::Ingest {
             workspace,
@@ -209,6 +217,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             input_format,
             directions,
             row_group_rows,
+            quiet,
             format,
         }) => {
             let mut opts = WriterOptions::default().with_row_group_rows(row_group_rows);
@@ -227,9 +236,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 None => InputFormat::from_path(&file),
             };
             let t0 = Instant::now();
-            let report = ingest(&workspace, &file, fmt, &opts).with_context(|| {
+            let line = progress::Progress::new("ingest", "rows", None, quiet);
+            let report = n4a::ingest::ingest_with_progress(&workspace, &file, fmt, &opts, &|n| {
+                line.add(n, None)
+            })
+            .with_context(|| {
                 format!("ingesting {} into {}", file.display(), workspace.display())
             })?;
+            line.finish();
             let secs = t0.elapsed().as_secs_f64();
             if format == Format::Json {
                 let v = serde_json::json!({"appended": report, "seconds": secs});
@@ -375,12 +389,20 @@ fn demo() -> anyhow::Result<ExitCode> {
         "n4a demo: generating a workspace in {}/ (4 datasets x 2,000 rows, seed 42)\n",
         out.display()
     );
-    gen_cmd(out, &GenOptions::default(), Format::Table)
+    gen_cmd(out, &GenOptions::default(), Format::Table, false)
 }
 
-fn gen_cmd(out: &Path, opts: &GenOptions, format: Format) -> anyhow::Result<ExitCode> {
+fn gen_cmd(out: &Path, opts: &GenOptions, format: Format, quiet: bool) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let made = generate(out, opts).with_context(|| format!("generating into {}", out.display()))?;
+    let line = progress::Progress::new(
+        "gen",
+        "rows",
+        Some((opts.datasets * opts.rows) as u64),
+        quiet,
+    );
+    let made = n4a::generate::generate_with_progress(out, opts, &|n| line.add(n, None))
+        .with_context(|| format!("generating into {}", out.display()))?;
+    line.finish();
     let secs = t0.elapsed().as_secs_f64();
     let rows: u64 = made.iter().map(|d| d.summary.total_predictions).sum();
     let peak = n4a::memory::peak_resident_bytes();

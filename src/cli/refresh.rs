@@ -1,14 +1,11 @@
 //! `n4a refresh`: argument handling, the progress line and the report.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use n4a::refresh::{refresh_workspace, FileReport, Mode, RefreshOptions, Status};
+use n4a::refresh::{refresh_workspace, Mode, RefreshOptions, Status};
 use n4a::summary::SummaryOptions;
 
 use super::table::Table;
@@ -38,60 +35,12 @@ pub struct RefreshArgs {
     /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
     #[arg(long = "direction", value_name = "METRIC=DIR")]
     directions: Vec<String>,
-    /// Never draw the progress line (it is drawn only when stderr is a terminal).
-    #[arg(long)]
-    no_progress: bool,
+    /// No progress line (it is drawn only when stderr is a terminal).
+    #[arg(long, alias = "no-progress")]
+    quiet: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-/// A one-line progress bar on stderr, redrawn at most ten times a second.
-struct Progress {
-    enabled: bool,
-    state: Mutex<(usize, usize, usize, Instant)>,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        Progress {
-            enabled,
-            state: Mutex::new((0, 0, 0, Instant::now() - Duration::from_secs(1))),
-        }
-    }
-
-    fn tick(&self, r: &FileReport, total: usize) {
-        if !self.enabled {
-            return;
-        }
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.0 += 1;
-        s.1 += usize::from(r.status == Status::Refreshed);
-        s.2 += usize::from(r.status == Status::Failed);
-        if s.0 < total && s.3.elapsed() < Duration::from_millis(100) {
-            return;
-        }
-        s.3 = Instant::now();
-        let width = 30;
-        let filled = s.0 * width / total.max(1);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2Krefresh [{}{}] {}/{total} files, {} refreshed, {} failed",
-            "#".repeat(filled),
-            ".".repeat(width - filled),
-            s.0,
-            s.1,
-            s.2
-        );
-        let _ = err.flush();
-    }
-
-    fn done(&self) {
-        if self.enabled {
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
-        }
-    }
 }
 
 /// Runs `n4a refresh`. Exit code 0 when every file is current at the end,
@@ -114,10 +63,22 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
         summary,
         before_commit: None,
     };
-    let progress = Progress::new(!a.no_progress && std::io::stderr().is_terminal());
-    let report = refresh_workspace(&a.workspace, &opts, &|r, total| progress.tick(r, total))
-        .with_context(|| format!("refreshing {}", a.workspace.display()))?;
-    progress.done();
+    // The total is known at the first file: a line made then.
+    let line: std::sync::OnceLock<super::progress::Progress> = std::sync::OnceLock::new();
+    let counts = std::sync::Mutex::new((0usize, 0usize));
+    let report = refresh_workspace(&a.workspace, &opts, &|r, total| {
+        let l = line.get_or_init(|| {
+            super::progress::Progress::new("refresh", "files", Some(total as u64), a.quiet)
+        });
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 += usize::from(r.status == Status::Refreshed);
+        c.1 += usize::from(r.status == Status::Failed);
+        l.add(1, Some(format!("{} refreshed, {} failed", c.0, c.1)));
+    })
+    .with_context(|| format!("refreshing {}", a.workspace.display()))?;
+    if let Some(l) = line.get() {
+        l.finish();
+    }
     if a.format == Format::Json {
         let mut v = serde_json::to_value(&report)?;
         v["peak_rss_bytes"] = serde_json::json!(n4a::memory::peak_resident_bytes());
