@@ -12,9 +12,11 @@
 //!   └── schema (the 35 columns, row ids)        reader::footer (summary only)
 //! ```
 //!
-//! Principal types: [`schema::Prediction`] (one row), [`writer::PredictionWriter`]
-//! (streams rows into a dataset file, atomically), [`summary::Summary`] (the
-//! footer), [`reader::footer`] (footer-only reads).
+//! Principal types, re-exported here: [`Prediction`] (one row),
+//! [`PredictionWriter`] (streams rows into a dataset file, atomically),
+//! [`Summary`] (the footer), [`Workspace`] (a folder's files, their footers
+//! cached and merged), [`QueryEngine`] (pages, top-k and group-bys over a
+//! workspace), [`Error`].
 //!
 //! ```
 //! use n4a::{schema::Prediction, writer::{PredictionWriter, WriterOptions}};
@@ -48,3 +50,8 @@ pub mod summary;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use query::QueryEngine;
+pub use reader::Workspace;
+pub use schema::Prediction;
+pub use summary::Summary;
+pub use writer::PredictionWriter;
