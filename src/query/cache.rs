@@ -134,45 +134,39 @@ impl std::fmt::Debug for ColumnCache {
 impl Inner {
     /// Drops the older half of the derived values held.
     fn evict_older_derived(&mut self) {
-        let mut ages: Vec<u64> = self.derived.values().map(|e| e.used_at).collect();
-        if ages.is_empty() {
-            return;
-        }
-        let mid = ages.len() / 2;
-        let (_, cut, _) = ages.select_nth_unstable(mid);
-        let cut = *cut;
-        let mut freed = 0;
-        self.derived.retain(|_, e| {
-            let keep = e.used_at > cut;
-            if !keep {
-                freed += e.bytes;
-            }
-            keep
-        });
+        let freed = evict_older_half(&mut self.derived, |e| (e.used_at, e.bytes));
         self.derived_used -= freed;
         self.used -= freed;
     }
 
     /// Drops the older half of the records held.
     fn evict_older_rows(&mut self) {
-        let mut ages: Vec<u64> = self.rows.values().map(|e| e.used_at).collect();
-        if ages.is_empty() {
-            return;
-        }
-        let mid = ages.len() / 2;
-        let (_, cut, _) = ages.select_nth_unstable(mid);
-        let cut = *cut;
-        let mut freed = 0;
-        self.rows.retain(|_, e| {
-            let keep = e.used_at > cut;
-            if !keep {
-                freed += e.bytes;
-            }
-            keep
-        });
+        let freed = evict_older_half(&mut self.rows, |e| (e.used_at, e.bytes));
         self.rows_used -= freed;
         self.used -= freed;
     }
+}
+
+/// Drops the older half of `map` by last use (`age` gives an entry's last
+/// use and bytes) in one pass; returns the bytes freed. O(entries).
+fn evict_older_half<K, V>(map: &mut HashMap<K, V>, age: impl Fn(&V) -> (u64, usize)) -> usize {
+    let mut ages: Vec<u64> = map.values().map(|e| age(e).0).collect();
+    if ages.is_empty() {
+        return 0;
+    }
+    let mid = ages.len() / 2;
+    let (_, cut, _) = ages.select_nth_unstable(mid);
+    let cut = *cut;
+    let mut freed = 0;
+    map.retain(|_, e| {
+        let (used_at, bytes) = age(e);
+        let keep = used_at > cut;
+        if !keep {
+            freed += bytes;
+        }
+        keep
+    });
+    freed
 }
 
 impl ColumnCache {

@@ -814,18 +814,7 @@ fn merged_window(
             heap.push(std::cmp::Reverse(next));
         }
     }
-    let end = n.min(all.len());
-    if !exact && sort_col != "id" {
-        if let Err(e) = break_ties_by_id(cands, &mut all, offset, end, desc) {
-            late.push(e);
-        }
-    }
-    let window = all
-        .get(offset.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|(_, fi, r)| (*fi, *r))
-        .collect();
+    let window = window_of(cands, &mut all, order, offset, n, late);
     Some(Ok(Scanned {
         value: (window, total),
         errors,
@@ -929,20 +918,7 @@ fn ranked(
         }
     }
     all.sort_by(by);
-    let end = n.min(all.len());
-    if let Order::Column { name, .. } = order {
-        if name != "id" {
-            if let Err(e) = break_ties_by_id(cands, &mut all, offset, end, desc) {
-                late.push(e);
-            }
-        }
-    }
-    let window = all
-        .get(offset.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|(_, fi, r)| (*fi, *r))
-        .collect();
+    let window = window_of(cands, &mut all, order, offset, n, late);
     Ok(Scanned {
         value: (window, total),
         errors,
@@ -1021,6 +997,32 @@ fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
         return Ok(c.info.num_rows);
     }
     Ok(selection(c, f, None)?.len() as u64)
+}
+
+/// The `(file index, row)` pairs of `[offset, n)` of `all` (sorted by key,
+/// then dataset and row), ties on a column's key inside the window broken
+/// by `id` first; a file whose ids cannot be read goes to `late`.
+fn window_of(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    order: Order<'_>,
+    offset: usize,
+    n: usize,
+    late: &mut Vec<FileError>,
+) -> Vec<(usize, u64)> {
+    let end = n.min(all.len());
+    if let Order::Column { name, desc } = order {
+        if name != "id" {
+            if let Err(e) = break_ties_by_id(cands, all, offset, end, desc) {
+                late.push(e);
+            }
+        }
+    }
+    all.get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, fi, r)| (*fi, *r))
+        .collect()
 }
 
 /// Orders each run of equal keys that reaches into `[offset, end)` by
