@@ -2,7 +2,7 @@
 # Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
 # the same sitting, on workspaces generated exactly as nirs4all wrote them.
 #
-#   benches/vs_duckdb.sh [summary|append|growth|query|serve|all] [--runs N]
+#   benches/vs_duckdb.sh [setup|summary|append|growth|query|serve|all] [--runs N]
 #
 # Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
 # copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
@@ -36,9 +36,11 @@ RUNS=7
 [[ "${2:-}" == "--runs" ]] && RUNS=$3
 B=$ROOT/target/peer-bench
 P=$B/venv/bin/python
-N=$ROOT/target/release/n4a
+# N4A_BIN times another build (a baseline before a change) in the same
+# sitting; unset, the release build of this checkout.
+N=${N4A_BIN:-$ROOT/target/release/n4a}
 
-cargo build --release --quiet
+[[ -n "${N4A_BIN:-}" ]] || cargo build --release --quiet
 if [[ ! -x $P ]]; then
   mkdir -p "$B" && cp -r ../shared/bench/. "$B"/
   python3 -m venv "$B/venv"
@@ -218,6 +220,7 @@ case $WHAT in
   growth) growth ;;
   query) query ;;
   serve) serve ;;
+  setup) ;;
   all) summary; echo; append; echo; growth; echo; query; echo; serve ;;
-  *) echo "usage: $0 [summary|append|growth|query|serve|all] [--runs N]" >&2; exit 2 ;;
+  *) echo "usage: $0 [setup|summary|append|growth|query|serve|all] [--runs N]" >&2; exit 2 ;;
 esac

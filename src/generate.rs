@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::files::dataset_paths;
 use crate::schema::{ArrayData, Prediction, PredictionArrays};
 use crate::summary::Summary;
-use crate::writer::{dataset_paths, PredictionWriter, WriterOptions};
+use crate::writer::{PredictionWriter, WriterOptions};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -361,7 +362,7 @@ pub fn generate_with_progress(
             progress((opts.rows % 4096) as u64);
             let summary = w.finish()?;
             Ok(GeneratedDataset {
-                meta_path: dataset_paths(out, &name).0,
+                meta_path: dataset_paths(out, &name).meta,
                 name,
                 summary,
             })

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod error;
+pub mod files;
 pub mod generate;
 pub mod ingest;
 pub mod memory;

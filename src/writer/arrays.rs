@@ -14,9 +14,9 @@ use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, StringBuil
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 
-use super::commit::TempFile;
 use super::sink::ParquetSink;
 use crate::error::{Error, Result};
+use crate::files::TempFile;
 use crate::reader::arrays::{list_values, strings};
 use crate::reader::{footer, rows};
 use crate::schema::{arrays_schema, ArrayData};
@@ -217,13 +217,35 @@ impl ArraysWriter {
         self.sink.write_batch(&batch)
     }
 
-    /// Writes the footer and returns what [`Self::commit`] needs.
+    /// Writes the footer; the file is complete but not yet in place.
     ///
     /// # Errors
     /// Parquet errors naming the temporary file.
-    pub fn close(mut self) -> Result<(TempFile, File, PathBuf)> {
+    pub fn close(mut self) -> Result<ClosedArrays> {
         self.flush()?;
         let file = self.sink.finish(Vec::new())?;
-        Ok((self.tmp, file, self.target))
+        Ok(ClosedArrays {
+            tmp: self.tmp,
+            file,
+            target: self.target,
+        })
+    }
+}
+
+/// A finished arrays file waiting to be renamed over its target (before the
+/// meta file: see the writer's module docs).
+pub struct ClosedArrays {
+    tmp: TempFile,
+    file: File,
+    target: PathBuf,
+}
+
+impl ClosedArrays {
+    /// fsync, rename into place, fsync the folder.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn commit(self) -> Result<()> {
+        self.tmp.commit(self.file, &self.target)
     }
 }

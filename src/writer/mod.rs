@@ -17,7 +17,6 @@
 
 pub mod arrays;
 pub mod columns;
-pub mod commit;
 pub mod sink;
 
 use std::borrow::Cow;
@@ -29,13 +28,13 @@ use parquet::file::metadata::KeyValue;
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{Error, Result};
+use crate::files::{self, dataset_paths, DatasetLock, TempFile};
 use crate::metric::Direction;
 use crate::reader::{footer, rows};
-use crate::schema::{meta_schema, validate_dataset_name, Prediction, ARRAYS_SUFFIX, META_SUFFIX};
+use crate::schema::{meta_schema, validate_dataset_name, Prediction};
 use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};
 use arrays::ArraysWriter;
 use columns::MetaColumns;
-use commit::{DatasetLock, TempFile};
 use sink::ParquetSink;
 
 /// Options of a [`PredictionWriter`]; defaults stated on each field.
@@ -96,14 +95,6 @@ impl WriterOptions {
     }
 }
 
-/// The two file paths of a dataset in a workspace folder.
-pub fn dataset_paths(dir: &Path, dataset: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{dataset}{META_SUFFIX}")),
-        dir.join(format!("{dataset}{ARRAYS_SUFFIX}")),
-    )
-}
-
 /// True when two parquet schemas have the same leaves (names, physical
 /// types, levels), so column chunks of one can be spliced into the other.
 pub fn same_leaves(a: &SchemaDescriptor, b: &SchemaDescriptor) -> bool {
@@ -156,8 +147,11 @@ impl PredictionWriter {
     fn open(dir: &Path, dataset: &str, opts: WriterOptions, append: bool) -> Result<Self> {
         validate_dataset_name(dataset)?;
         let lock = DatasetLock::acquire(dir, dataset)?;
-        commit::remove_stale_temps(dir, dataset);
-        let (meta_path, arrays_path) = dataset_paths(dir, dataset);
+        files::remove_stale_temps(dir, dataset);
+        let files::DatasetPaths {
+            meta: meta_path,
+            arrays: arrays_path,
+        } = dataset_paths(dir, dataset);
         let arrays = ArraysWriter::open(&arrays_path, opts.row_group_bytes, append)?;
         let (meta_tmp, file) = TempFile::create(&meta_path)?;
         let sink = ParquetSink::new(file, meta_tmp.path(), meta_schema())?;
@@ -398,9 +392,9 @@ impl PredictionWriter {
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
-        let (arrays_tmp, arrays_file, arrays_target) = self.arrays.close()?;
+        let arrays = self.arrays.close()?;
         let meta_file: File = self.sink.finish(kv)?;
-        arrays_tmp.commit(arrays_file, &arrays_target)?;
+        arrays.commit()?;
         self.meta_tmp.commit(meta_file, &self.meta_path)?;
         Ok(summary)
     }

@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use n4a::files::dataset_paths;
 use n4a::metric::{builtin_direction, Direction};
 use n4a::reader::footer;
 use n4a::schema::Prediction;
 use n4a::summary::{quantile_index, round4, RowView, Summary, SummaryBuilder, SummaryOptions};
-use n4a::writer::{dataset_paths, PredictionWriter, WriterOptions};
+use n4a::writer::{PredictionWriter, WriterOptions};
 use proptest::prelude::*;
 
 use crate::util::close_opt;
@@ -471,7 +472,7 @@ proptest! {
             w.finish().unwrap();
             start = end;
         }
-        let (meta, _) = dataset_paths(dir.path(), "ds");
+        let meta = dataset_paths(dir.path(), "ds").meta;
         let f = footer::read_footer(&meta).unwrap();
         prop_assert_eq!(f.num_rows, rows.len() as u64);
         assert_same(&view(&f.summary.unwrap()), &oracle(&rows));
@@ -502,7 +503,7 @@ proptest! {
         let check = RefreshOptions { mode: Mode::Verify, write: false, ..RefreshOptions::default() };
         let r = refresh_workspace(dir.path(), &check, &|_, _| {}).unwrap();
         prop_assert_eq!(r.unchanged, 1, "{:#?}", r.files);
-        let (meta, _) = dataset_paths(dir.path(), "ds");
+        let meta = dataset_paths(dir.path(), "ds").meta;
         crate::util::rewrite_with_summary(&meta, &meta, None, false);
         let r = refresh_workspace(dir.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
         prop_assert_eq!(r.refreshed, 1);
@@ -546,7 +547,7 @@ fn empty_file_and_single_row_summaries() {
         .unwrap();
     assert_eq!(s.total_predictions, 0);
     assert!(s.stats.val_score.is_none() && s.top_predictions.is_empty());
-    let f = footer::read_footer(&dataset_paths(dir.path(), "empty").0).unwrap();
+    let f = footer::read_footer(&dataset_paths(dir.path(), "empty").meta).unwrap();
     assert_eq!(f.num_rows, 0);
     assert_eq!(f.summary.unwrap().total_predictions, 0);
     let one = vec![crate::util::row("c", "m", "0", "val", 0.25)];

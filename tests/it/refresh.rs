@@ -492,7 +492,7 @@ fn a_writer_appending_during_refreshes_loses_no_row_and_leaves_no_stale_summary(
                 // Another locked writer that leaves no summary, so the
                 // refreshes below have real work racing the appends.
                 {
-                    let _lock = n4a::writer::commit::DatasetLock::acquire(&dir, name).unwrap();
+                    let _lock = n4a::files::DatasetLock::acquire(&dir, name).unwrap();
                     rewrite_with_summary(&meta, &meta, None, false);
                 }
                 // Leave the refreshes a moment to find it without a summary.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+use n4a::files::dataset_paths;
 use n4a::metric::Direction;
 use n4a::reader::{footer, rows};
 use n4a::schema::{meta_schema, ArrayData, PredictionArrays, COLUMNS};
-use n4a::writer::{dataset_paths, PredictionWriter, WriterOptions};
+use n4a::writer::{PredictionWriter, WriterOptions};
 use n4a::Error;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -25,7 +26,7 @@ fn written_file_has_contract_columns_and_the_summary_in_the_schema_metadata() {
     // Every int64/float64 column except the scores stays all-null.
     w.write(&row("c1", "PLS", "0", "val", 0.5)).unwrap();
     w.finish().unwrap();
-    let (meta, _) = dataset_paths(dir.path(), "ds");
+    let meta = dataset_paths(dir.path(), "ds").meta;
     let file = std::fs::File::open(&meta).unwrap();
     let b = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let schema = b.schema().clone();
@@ -82,7 +83,7 @@ fn row_ids_follow_nirs4alls_rule_and_arrays_are_stored_once() {
         w.write(&p).unwrap();
     }
     w.finish().unwrap();
-    let (meta, arrays) = dataset_paths(dir.path(), "ds");
+    let n4a::files::DatasetPaths { meta, arrays } = dataset_paths(dir.path(), "ds");
     let got = rows::read_predictions(&meta).unwrap();
     assert_eq!(got.len(), 3);
     for p in &got {
@@ -183,7 +184,7 @@ fn unknown_metric_is_refused_and_nothing_is_written() {
     assert!(matches!(err, Error::UnknownMetricDirection { ref metric } if metric == "log_loss"));
     assert!(err.to_string().contains("--direction log_loss="));
     drop(w);
-    let (meta, _) = dataset_paths(dir.path(), "ds");
+    let meta = dataset_paths(dir.path(), "ds").meta;
     assert!(!meta.exists());
     // With a direction supplied it is accepted and ranked by it.
     let mut w = PredictionWriter::create(
@@ -275,7 +276,7 @@ fn record_batches_are_checked_whole_before_any_row_is_taken() {
     w.write_batch(&contract_batch(None, None)).unwrap();
     let s = w.finish().unwrap();
     assert_eq!(s.total_predictions, 2);
-    let got = rows::read_predictions(&dataset_paths(dir.path(), "ds").0).unwrap();
+    let got = rows::read_predictions(&dataset_paths(dir.path(), "ds").meta).unwrap();
     assert_eq!(got[1].dataset_name.as_deref(), Some("ds"), "filled");
     assert!(got
         .iter()

@@ -1,4 +1,7 @@
-//! Atomic replacement of a dataset's files, and the per-dataset lock.
+//! The filesystem pieces every writer of a workspace shares: where a
+//! dataset's two files are, atomic replacement through temporary files, and
+//! the per-dataset lock. Below `reader` and `writer` in the data flow
+//! (the writer, ingest and refresh all write through it).
 //!
 //! Every write goes to a temporary file in the same folder (so the final
 //! `rename` stays on one filesystem and is atomic), is fsynced, renamed over
@@ -16,6 +19,24 @@ use crate::error::{Error, Result};
 /// Marker inside temporary file names; `n4a` removes stale ones it finds
 /// under the lock (a crashed writer's leftovers).
 const TMP_MARKER: &str = ".n4a-tmp-";
+
+/// The two files of one dataset in a workspace folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetPaths {
+    /// `<dataset>.meta.parquet`: the prediction rows and the summary.
+    pub meta: PathBuf,
+    /// `<dataset>.arrays.parquet`: the arrays, by content hash.
+    pub arrays: PathBuf,
+}
+
+/// The two file paths of `dataset` in `dir`. Cost: two allocations; the
+/// name is not validated here ([`crate::schema::validate_dataset_name`]).
+pub fn dataset_paths(dir: &Path, dataset: &str) -> DatasetPaths {
+    DatasetPaths {
+        meta: dir.join(format!("{dataset}{}", crate::schema::META_SUFFIX)),
+        arrays: dir.join(format!("{dataset}{}", crate::schema::ARRAYS_SUFFIX)),
+    }
+}
 
 /// An exclusive lock on one dataset of a workspace, held until dropped.
 #[derive(Debug)]
@@ -61,7 +82,7 @@ impl Drop for DatasetLock {
 
 /// A temporary file beside its target, removed on drop unless committed.
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     path: PathBuf,
     committed: bool,
 }
@@ -127,7 +148,7 @@ impl Drop for TempFile {
 /// Removes temporary files a crashed writer left for `dataset` in `dir`.
 /// Call only while holding the dataset's [`DatasetLock`]: then no live
 /// writer can own one. Returns how many were removed.
-pub fn remove_stale_temps(dir: &Path, dataset: &str) -> usize {
+pub(crate) fn remove_stale_temps(dir: &Path, dataset: &str) -> usize {
     let prefixes = [
         format!(".{dataset}{}{TMP_MARKER}", crate::schema::META_SUFFIX),
         format!(".{dataset}{}{TMP_MARKER}", crate::schema::ARRAYS_SUFFIX),
@@ -151,7 +172,7 @@ pub fn remove_stale_temps(dir: &Path, dataset: &str) -> usize {
 /// [`remove_stale_temps`] listing per dataset). Remove a dataset's only
 /// while holding its [`DatasetLock`]: a writer alive at the listing has
 /// then finished, and what remains is stale.
-pub fn temps_by_dataset(dir: &Path) -> std::collections::HashMap<String, Vec<PathBuf>> {
+pub(crate) fn temps_by_dataset(dir: &Path) -> std::collections::HashMap<String, Vec<PathBuf>> {
     let mut out: std::collections::HashMap<String, Vec<PathBuf>> = Default::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;

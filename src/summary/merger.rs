@@ -1,0 +1,203 @@
+//! [`StateMerger`]: many states folded into one (appends, workspaces)
+//! without rebuilding the top-k heaps for each, and a state head folded in
+//! place.
+
+use super::state::{add_counts, better, get_or_insert, insert, note_name, take_tops};
+use super::topk::TopK;
+use super::SummaryState;
+use std::collections::BTreeMap;
+
+/// Folds many states into one without rebuilding the top-k heaps for each
+/// (a workspace merge adds thousands): O(size of each added state), and an
+/// added top entry is cloned only if it makes the cut.
+pub struct StateMerger {
+    state: SummaryState,
+    tops: BTreeMap<String, BTreeMap<String, TopK>>,
+    ok: bool,
+}
+
+impl StateMerger {
+    /// A merger starting from `state`.
+    pub fn new(mut state: SummaryState) -> Self {
+        let tops = take_tops(&mut state);
+        StateMerger {
+            state,
+            tops,
+            ok: true,
+        }
+    }
+
+    /// Adds `other`: its top entries' row ordinals shifted by `offset` and,
+    /// with `tag`, marked with that dataset.
+    pub fn add(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) {
+        let st = &mut self.state;
+        st.rows += other.rows;
+        for n in &other.dataset_names {
+            note_name(&mut st.dataset_names, n);
+        }
+        for (mine, theirs) in st.scores_mut().into_iter().zip(other.scores()) {
+            self.ok &= mine.merge(theirs);
+        }
+        for (k, m) in &other.models {
+            let e = get_or_insert(&mut st.models, k);
+            e.count += m.count;
+            e.val_sum += m.val_sum;
+            e.val_count += m.val_count;
+        }
+        add_counts(&mut st.partitions, &other.partitions);
+        add_counts(&mut st.task_types, &other.task_types);
+        other.folds.iter().for_each(|f| insert(&mut st.folds, f));
+        other
+            .pipelines
+            .iter()
+            .for_each(|p| insert(&mut st.pipelines, p));
+        for (name, m) in &other.metrics {
+            match st.metrics.get_mut(name) {
+                Some(e) => e.count += m.count,
+                None => {
+                    st.metrics.insert(name.clone(), m.clone());
+                }
+            }
+        }
+        for (name, r) in &other.runs {
+            let mine = get_or_insert(&mut st.runs, name);
+            mine.n += r.n;
+            for (metric, b) in r.best.iter() {
+                let dir = st.metrics.get(metric).map(|m| m.direction);
+                let e = mine.best.get_or_default(metric);
+                if let Some(dir) = dir {
+                    e.val = better(dir, e.val, b.val);
+                    e.test = better(dir, e.test, b.test);
+                }
+            }
+        }
+        st.top_k = st.top_k.max(other.top_k);
+        for (metric, parts) in &other.top {
+            let Some(dir) = st.metrics.get(metric).map(|m| m.direction) else {
+                continue;
+            };
+            let k = st.top_k;
+            let per_metric = match self.tops.get_mut(metric) {
+                Some(p) => p,
+                None => self.tops.entry(metric.clone()).or_default(),
+            };
+            for (part, entries) in parts {
+                let t = match per_metric.get_mut(part) {
+                    Some(t) => t,
+                    None => per_metric
+                        .entry(part.clone())
+                        .or_insert_with(|| TopK::new(k, dir)),
+                };
+                for e in entries {
+                    let score = e.val_score.unwrap_or(f64::NAN);
+                    let dataset = tag.or(e.dataset.as_deref());
+                    if t.beats_worst(score, dataset, e.row + offset) {
+                        let mut e = e.clone();
+                        e.row += offset;
+                        if let Some(d) = tag {
+                            e.dataset = Some(d.to_string());
+                        }
+                        t.offer(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a state head read in place ([`super::codec::HeadView`]): as
+    /// [`Self::add`] without runs and pipelines, and without copying a
+    /// string that does not stay (a top entry is copied only if it makes
+    /// the cut).
+    pub fn add_view(&mut self, other: &super::codec::HeadView<'_>, tag: Option<&str>) {
+        let st = &mut self.state;
+        st.rows += other.rows;
+        for n in &other.dataset_names {
+            note_name(&mut st.dataset_names, n);
+        }
+        for (mine, theirs) in st.scores_mut().into_iter().zip(&other.scores) {
+            mine.welford.merge(&theirs.welford);
+            mine.nan_count += theirs.nan_count;
+            mine.inf_count += theirs.inf_count;
+            if (mine.sketch.alpha - theirs.alpha).abs() > 1e-15 {
+                self.ok = false;
+                continue;
+            }
+            mine.sketch.zero += theirs.zero;
+            mine.sketch.collapsed |= theirs.collapsed;
+            for (store, run) in [
+                (&mut mine.sketch.pos, theirs.run(0)),
+                (&mut mine.sketch.neg, theirs.run(1)),
+            ] {
+                match run.single_bytes() {
+                    Some(bytes) => store.add_dense_bytes(run.first(), bytes),
+                    None => store.add_dense(run.first(), run.span(), run.counts()),
+                }
+            }
+            mine.sketch.fold_to_cap();
+        }
+        for (k, m) in &other.models {
+            let e = get_or_insert(&mut st.models, k);
+            e.count += m.count;
+            e.val_sum += m.val_sum;
+            e.val_count += m.val_count;
+        }
+        for (k, c) in &other.partitions {
+            *get_or_insert(&mut st.partitions, k) += c;
+        }
+        for (k, c) in &other.task_types {
+            *get_or_insert(&mut st.task_types, k) += c;
+        }
+        other.folds.iter().for_each(|f| insert(&mut st.folds, f));
+        for (name, m) in &other.metrics {
+            match st.metrics.get_mut(*name) {
+                Some(e) => e.count += m.count,
+                None => {
+                    st.metrics.insert(name.to_string(), m.clone());
+                }
+            }
+        }
+        st.top_k = st.top_k.max(other.top_k);
+        let k = st.top_k;
+        for (metric, part, entries) in &other.top {
+            let Some(dir) = st.metrics.get(*metric).map(|m| m.direction) else {
+                continue;
+            };
+            let per_metric = match self.tops.get_mut(*metric) {
+                Some(p) => p,
+                None => self.tops.entry(metric.to_string()).or_default(),
+            };
+            let t = match per_metric.get_mut(*part) {
+                Some(t) => t,
+                None => per_metric
+                    .entry(part.to_string())
+                    .or_insert_with(|| TopK::new(k, dir)),
+            };
+            for e in entries {
+                let score = e.val_score.unwrap_or(f64::NAN);
+                // A 1.2 head's entries carry no dataset (one file's rows):
+                // the tag is the file's.
+                if t.beats_worst(score, tag, e.row) {
+                    if let Some(mut owned) = e.to_entry() {
+                        if let Some(d) = tag {
+                            owned.dataset = Some(d.to_string());
+                        }
+                        t.offer(owned);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The merged state, and whether every sketch merged (same α).
+    pub fn finish(mut self) -> (SummaryState, bool) {
+        self.state.top = self
+            .tops
+            .iter()
+            .map(|(m, parts)| {
+                let p = parts.iter().map(|(k, t)| (k.clone(), t.sorted())).collect();
+                (m.clone(), p)
+            })
+            .collect();
+        (self.state, self.ok)
+    }
+}

@@ -1,0 +1,363 @@
+//! The rendered summary: nirs4all's 1.0 keys (stats, facets, runs, top
+//! predictions) plus n4a's additions (`ranking`, `metrics`, `top_by_metric`),
+//! as [`Summary`] and its parts, and how a state becomes one.
+
+use super::topk::TopEntry;
+use super::{quantile_index, round4, ScoreState, SummaryState, N4A_VERSION};
+use crate::metric::Direction;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `stats.<column>` of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScoreSummary {
+    /// Smallest finite value.
+    pub min: Option<f64>,
+    /// Largest finite value.
+    pub max: Option<f64>,
+    /// Mean of finite values.
+    pub mean: Option<f64>,
+    /// Sample standard deviation (ddof 1), 0.0 for one value.
+    pub std: Option<f64>,
+    /// q25, q50, q75.
+    pub quartiles: Vec<Option<f64>>,
+    /// (1.1) Finite values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// (1.1) NaN values, left out of the statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nan_count: Option<u64>,
+    /// (1.1) Infinite values, left out of the statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inf_count: Option<u64>,
+    /// (1.1) "exact" or "sketch".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quartiles_method: Option<String>,
+    /// (1.1) Relative error bound of sketched quartiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quartiles_rel_error: Option<f64>,
+}
+
+/// `stats` of the summary: one entry per score column that has a value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct Stats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_score: Option<ScoreSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_score: Option<ScoreSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_score: Option<ScoreSummary>,
+}
+
+/// A name with a row count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NameCount {
+    pub name: Option<String>,
+    pub count: u64,
+}
+
+/// A model facet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModelFacet {
+    pub name: Option<String>,
+    pub count: u64,
+    pub avg_val_score: Option<f64>,
+}
+
+/// `facets` of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct Facets {
+    pub models: Vec<ModelFacet>,
+    pub partitions: Vec<NameCount>,
+    pub folds: Vec<Option<String>>,
+    pub task_types: Vec<NameCount>,
+    pub n_configs: u64,
+    pub n_pipelines: u64,
+}
+
+/// One entry of `runs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RunSummary {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub n_predictions: u64,
+    pub best_val_score: Option<f64>,
+    pub best_test_score: Option<f64>,
+}
+
+/// (1.1) Which metric and direction ranked `top_predictions` and `runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    /// The file's primary metric (most rows).
+    pub metric: String,
+    /// Its direction.
+    pub direction: Direction,
+}
+
+/// (1.1) A metric present in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetricSummary {
+    pub name: String,
+    pub direction: Direction,
+    pub count: u64,
+}
+
+/// (1.1) The top predictions of one metric, unrounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetricTop {
+    pub direction: Direction,
+    pub predictions: Vec<TopEntry>,
+}
+
+/// The decoded `n4a_summary`: nirs4all's 1.0 keys plus n4a's 1.1 additions.
+/// Decodes nirs4all's own 1.0 summaries too (the additions are then empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    /// "1.0" (nirs4all) or "1.1" (n4a).
+    pub n4a_version: String,
+    /// ISO 8601 UTC.
+    pub generated_at: Option<String>,
+    /// The one dataset of the file, else null.
+    pub dataset_name: Option<String>,
+    /// Row count.
+    pub total_predictions: u64,
+    /// Score statistics.
+    pub stats: Stats,
+    /// Facets.
+    pub facets: Facets,
+    /// Best predictions of the primary metric, scores rounded to 4 places.
+    pub top_predictions: Vec<TopEntry>,
+    /// (1.1) Ranking used for `top_predictions` and `runs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Ranking>,
+    /// (1.1) Metrics with their directions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSummary>,
+    /// (1.1) Top predictions per metric, unrounded.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub top_by_metric: BTreeMap<String, MetricTop>,
+    /// One per config, best first. Serialised last, so that a light
+    /// answer can cut it from the stored text.
+    pub runs: Vec<RunSummary>,
+    /// The mergeable state: read from inside the JSON in 1.1, from the
+    /// `n4a_state` footer key since 1.2; never serialised into the JSON.
+    #[serde(skip_serializing)]
+    pub state: Option<SummaryState>,
+}
+
+impl Summary {
+    /// Renders the 1.0 keys and 1.1 additions from a state. `exact` holds
+    /// the finite values of each score column, sorted or at least with
+    /// their quartile positions placed ([`place_quartiles`]), when
+    /// quartiles can be exact; otherwise they come from the sketches.
+    pub fn render(
+        state: SummaryState,
+        exact: Option<&[Vec<f64>; 3]>,
+        generated_at: Option<String>,
+    ) -> Summary {
+        let primary = state.primary_metric().map(|(m, d)| (m.to_string(), d));
+        let stats = {
+            let s = |i: usize| score_summary(state.scores()[i], exact.map(|e| e[i].as_slice()));
+            Stats {
+                val_score: s(0),
+                test_score: s(1),
+                train_score: s(2),
+            }
+        };
+        let top_predictions = primary
+            .as_ref()
+            .map(|(m, _)| state.top_of_metric(m))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut e| {
+                e.val_score = e.val_score.map(round4);
+                e.test_score = e.test_score.map(round4);
+                e
+            })
+            .collect();
+        let top_by_metric = state
+            .metrics
+            .iter()
+            .map(|(m, ms)| {
+                let t = MetricTop {
+                    direction: ms.direction,
+                    predictions: state.top_of_metric(m),
+                };
+                (m.clone(), t)
+            })
+            .collect();
+        Summary {
+            n4a_version: N4A_VERSION.to_string(),
+            generated_at,
+            dataset_name: (state.dataset_names.len() == 1).then(|| state.dataset_names[0].clone()),
+            total_predictions: state.rows,
+            stats,
+            facets: facets(&state),
+            runs: runs(&state, primary.as_ref()),
+            top_predictions,
+            ranking: primary.map(|(metric, direction)| Ranking { metric, direction }),
+            metrics: state
+                .metrics
+                .iter()
+                .map(|(n, m)| MetricSummary {
+                    name: n.clone(),
+                    direction: m.direction,
+                    count: m.count,
+                })
+                .collect(),
+            top_by_metric,
+            state: Some(state),
+        }
+    }
+
+    /// Serialises to the footer's JSON text (valid JSON: non-finite numbers
+    /// never reach it, they are counted instead), `n4a_version` first and
+    /// `runs` last, without the state.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("summary serialises")
+    }
+
+    /// The footer's key/values, in their order: `n4a_runs` (the packed runs
+    /// of the state), the JSON text under `n4a_summary`, and `n4a_state`
+    /// (the state's head, with the text's check) last, where a reader finds
+    /// it in the file's final bytes. Without a state, only the text. Cost:
+    /// O(summary), plus zstd over the runs.
+    pub fn footer_entries(&self) -> Vec<(String, String)> {
+        let text = self.to_json();
+        match &self.state {
+            Some(st) => {
+                let v = super::codec::encode(st, &super::codec::TextCheck::of(&text));
+                vec![
+                    (crate::schema::RUNS_KEY.to_string(), v.runs),
+                    (crate::schema::SUMMARY_KEY.to_string(), text),
+                    (crate::schema::STATE_KEY.to_string(), v.state),
+                ]
+            }
+            None => vec![(crate::schema::SUMMARY_KEY.to_string(), text)],
+        }
+    }
+}
+
+fn score_summary(s: &ScoreState, exact: Option<&[f64]>) -> Option<ScoreSummary> {
+    let w = &s.welford;
+    if w.count == 0 {
+        return None;
+    }
+    let (quartiles, method, err) = match exact {
+        Some(v) if v.len() as u64 == w.count => {
+            let q = |q: f64| Some(v[quantile_index(q, w.count) as usize]);
+            (vec![q(0.25), q(0.5), q(0.75)], "exact", None)
+        }
+        _ if s.sketch.count() == w.count => {
+            let clamp = |x: f64| x.clamp(w.min.unwrap_or(x), w.max.unwrap_or(x));
+            let q = |q: f64| {
+                s.sketch
+                    .value_at_rank(quantile_index(q, w.count))
+                    .map(clamp)
+            };
+            (
+                vec![q(0.25), q(0.5), q(0.75)],
+                "sketch",
+                Some(s.sketch.alpha),
+            )
+        }
+        _ => (Vec::new(), "unavailable", None),
+    };
+    Some(ScoreSummary {
+        min: w.min,
+        max: w.max,
+        mean: w.mean(),
+        std: w.std(),
+        quartiles,
+        count: Some(w.count),
+        nan_count: Some(s.nan_count),
+        inf_count: Some(s.inf_count),
+        quartiles_method: Some(method.to_string()),
+        quartiles_rel_error: err,
+    })
+}
+
+fn by_count_desc(map: &BTreeMap<String, u64>) -> Vec<NameCount> {
+    let mut v: Vec<NameCount> = map
+        .iter()
+        .map(|(k, c)| NameCount {
+            name: Some(k.clone()),
+            count: *c,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    v
+}
+
+fn facets(st: &SummaryState) -> Facets {
+    let mut models: Vec<ModelFacet> = st
+        .models
+        .iter()
+        .map(|(name, m)| ModelFacet {
+            name: Some(name.clone()),
+            count: m.count,
+            avg_val_score: (m.val_count > 0).then(|| round4(m.val_sum / m.val_count as f64)),
+        })
+        .collect();
+    models.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    Facets {
+        models,
+        partitions: st
+            .partitions
+            .iter()
+            .map(|(k, c)| NameCount {
+                name: Some(k.clone()),
+                count: *c,
+            })
+            .collect(),
+        folds: st.folds.iter().cloned().map(Some).collect(),
+        task_types: by_count_desc(&st.task_types),
+        n_configs: st.runs.len() as u64,
+        n_pipelines: st.pipelines.len() as u64,
+    }
+}
+
+fn runs(st: &SummaryState, primary: Option<&(String, Direction)>) -> Vec<RunSummary> {
+    let mut out: Vec<(Option<Direction>, RunSummary)> = st
+        .runs
+        .iter()
+        .map(|(name, r)| {
+            let chosen = primary
+                .filter(|(m, _)| r.best.contains_key(m))
+                .map(|(m, _)| m.as_str())
+                .or_else(|| r.best.keys().next().map(String::as_str));
+            let best = chosen.and_then(|m| r.best.get(m));
+            let dir = chosen.and_then(|m| st.metrics.get(m)).map(|m| m.direction);
+            let run = RunSummary {
+                id: Some(name.clone()),
+                name: Some(name.clone()),
+                n_predictions: r.n,
+                best_val_score: best.and_then(|b| b.val).map(round4),
+                best_test_score: best.and_then(|b| b.test).map(round4),
+            };
+            (dir, run)
+        })
+        .collect();
+    out.sort_by(|(da, a), (db, b)| {
+        let key = |d: &Option<Direction>, r: &RunSummary| {
+            r.best_val_score
+                .map(|v| d.unwrap_or(Direction::Maximize).rank_key(v))
+                .unwrap_or(f64::INFINITY)
+        };
+        key(da, a)
+            .total_cmp(&key(db, b))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out.into_iter().map(|(_, r)| r).collect()
+}

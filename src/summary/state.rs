@@ -1,0 +1,310 @@
+//! The mergeable state of a summary: Welford state and a sketch per score,
+//! per-model sums, distinct sets, per-config bests and the top-k lists per
+//! metric and partition. What appends and workspace merges carry instead of
+//! rows.
+
+use super::sketch::Sketch;
+use super::topk::{TopEntry, TopK};
+use super::welford::Welford;
+use super::StateMerger;
+use crate::error::Result;
+use crate::metric::Direction;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Running statistics of one score column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreState {
+    /// Welford state over finite values.
+    pub welford: Welford,
+    /// NaN values seen.
+    pub nan_count: u64,
+    /// ±inf values seen.
+    pub inf_count: u64,
+    /// Quantile sketch over finite values.
+    pub sketch: Sketch,
+}
+
+impl ScoreState {
+    pub(super) fn push(&mut self, x: f64) {
+        if x.is_nan() {
+            self.nan_count += 1;
+        } else if x.is_infinite() {
+            self.inf_count += 1;
+        } else {
+            self.welford.push(x);
+            self.sketch.push(x);
+        }
+    }
+
+    /// [`Self::push`] remembering the last value's sketch bucket in `memo`:
+    /// a repeated value skips the logarithm.
+    pub(super) fn push_memo(&mut self, x: f64, memo: &mut Option<(u64, super::sketch::Bucket)>) {
+        if !x.is_finite() {
+            return self.push(x);
+        }
+        self.welford.push(x);
+        let bits = x.to_bits();
+        let b = match memo {
+            Some((last, b)) if *last == bits => *b,
+            _ => {
+                let b = self.sketch.bucket(x);
+                *memo = Some((bits, b));
+                b
+            }
+        };
+        self.sketch.push_bucket(b);
+    }
+
+    pub(super) fn merge(&mut self, other: &ScoreState) -> bool {
+        self.welford.merge(&other.welford);
+        self.nan_count += other.nan_count;
+        self.inf_count += other.inf_count;
+        self.sketch.merge(&other.sketch)
+    }
+}
+
+/// Per-model running sums, so averages merge exactly (weighted by count).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// Rows of this model.
+    pub count: u64,
+    /// Sum of finite val scores.
+    pub val_sum: f64,
+    /// Number of finite val scores.
+    pub val_count: u64,
+}
+
+/// Best val and test score of a run under one metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Best finite val score.
+    pub val: Option<f64>,
+    /// Best finite test score.
+    pub test: Option<f64>,
+}
+
+/// One pipeline config ("run").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Rows of this config.
+    pub n: u64,
+    /// Best scores per metric, by that metric's direction.
+    pub best: SmallMap<Best>,
+}
+
+/// A map from metric name to `V` for the usual one or two metrics: a sorted
+/// vector, serialised as a JSON object. A `BTreeMap` allocates a node of
+/// eleven slots per map, which for hundreds of thousands of runs was most of
+/// the summary's memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SmallMap<V>(Vec<(String, V)>);
+
+impl<V: Default> SmallMap<V> {
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// True when `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The value of `key`, inserted as `V::default()` if absent.
+    pub fn get_or_default(&mut self, key: &str) -> &mut V {
+        let i = match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key.to_string(), V::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+impl<V: Serialize> Serialize for SmallMap<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, V>::deserialize(d)?;
+        Ok(SmallMap(m.into_iter().collect()))
+    }
+}
+
+/// Rows per metric and the direction used to rank them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricState {
+    /// Rows carrying this metric.
+    pub count: u64,
+    /// The direction used for "best" and "top".
+    pub direction: Direction,
+}
+
+/// Everything needed to update or merge a summary without the rows.
+///
+/// Size: O(distinct models + configs + pipelines + partitions + folds +
+/// metrics·partitions·k + sketch buckets); it does not grow with rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SummaryState {
+    /// Rows observed.
+    pub rows: u64,
+    /// Up to two distinct dataset names (enough to tell "exactly one").
+    pub dataset_names: Vec<String>,
+    /// val, test and train score statistics.
+    pub val_score: ScoreState,
+    #[allow(missing_docs)]
+    pub test_score: ScoreState,
+    #[allow(missing_docs)]
+    pub train_score: ScoreState,
+    /// Per-model counts and sums.
+    pub models: BTreeMap<String, ModelState>,
+    /// Rows per partition.
+    pub partitions: BTreeMap<String, u64>,
+    /// Distinct fold ids.
+    pub folds: BTreeSet<String>,
+    /// Rows per task type.
+    pub task_types: BTreeMap<String, u64>,
+    /// Per-config counts and bests.
+    pub runs: BTreeMap<String, RunState>,
+    /// Distinct pipeline uids.
+    pub pipelines: BTreeSet<String>,
+    /// Rows and direction per metric.
+    pub metrics: BTreeMap<String, MetricState>,
+    /// k of the top lists.
+    pub top_k: usize,
+    /// Top-k by val score: metric -> partition ("" for null) -> best first.
+    pub top: BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>,
+}
+
+impl SummaryState {
+    pub(super) fn scores_mut(&mut self) -> [&mut ScoreState; 3] {
+        [
+            &mut self.val_score,
+            &mut self.test_score,
+            &mut self.train_score,
+        ]
+    }
+
+    /// The three score states, val/test/train.
+    pub fn scores(&self) -> [&ScoreState; 3] {
+        [&self.val_score, &self.test_score, &self.train_score]
+    }
+
+    /// Folds `other` into `self`, as if its rows had followed ours in the
+    /// same file: row ordinals of `other`'s top entries are shifted past
+    /// ours. O(size of state). Returns false when the sketches could not
+    /// merge (different α), in which case quartiles must not be rendered
+    /// from them.
+    pub fn merge(&mut self, other: &SummaryState) -> bool {
+        self.merge_impl(other, self.rows, None)
+    }
+
+    /// Folds the state of another file, `dataset`, into a workspace-wide
+    /// state: its top entries are tagged with the dataset (ties then break
+    /// by dataset, then row) and keep their own row ordinals.
+    pub fn merge_dataset(&mut self, other: &SummaryState, dataset: &str) -> bool {
+        self.merge_impl(other, 0, Some(dataset))
+    }
+
+    fn merge_impl(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) -> bool {
+        let mut m = StateMerger::new(std::mem::take(self));
+        m.add(other, offset, tag);
+        let (st, ok) = m.finish();
+        *self = st;
+        ok
+    }
+
+    /// The metric with the most rows (ties: name order), which ranks the
+    /// 1.0 keys `top_predictions` and `runs`.
+    pub fn primary_metric(&self) -> Option<(&str, Direction)> {
+        self.metrics
+            .iter()
+            .max_by(|a, b| a.1.count.cmp(&b.1.count).then_with(|| b.0.cmp(a.0)))
+            .map(|(n, m)| (n.as_str(), m.direction))
+    }
+
+    /// Top-k of `metric` across all partitions, best first.
+    pub fn top_of_metric(&self, metric: &str) -> Vec<TopEntry> {
+        let Some(m) = self.metrics.get(metric) else {
+            return Vec::new();
+        };
+        let mut t = TopK::new(self.top_k, m.direction);
+        for entries in self.top.get(metric).into_iter().flat_map(|p| p.values()) {
+            entries.iter().cloned().for_each(|e| t.offer(e));
+        }
+        t.sorted()
+    }
+}
+
+/// Moves a state's top lists into heaps of k `state.top_k`.
+pub(super) fn take_tops(state: &mut SummaryState) -> BTreeMap<String, BTreeMap<String, TopK>> {
+    let mut tops: BTreeMap<String, BTreeMap<String, TopK>> = BTreeMap::new();
+    for (metric, parts) in std::mem::take(&mut state.top) {
+        let dir = state
+            .metrics
+            .get(&metric)
+            .map_or(Direction::Maximize, |m| m.direction);
+        for (part, entries) in parts {
+            let t = TopK::from_entries(state.top_k, dir, entries);
+            tops.entry(metric.clone()).or_default().insert(part, t);
+        }
+    }
+    tops
+}
+
+pub(super) fn get_or_insert<'a, V: Default>(
+    map: &'a mut BTreeMap<String, V>,
+    key: &str,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted")
+}
+
+pub(super) fn note_name(names: &mut Vec<String>, name: &str) {
+    if names.len() < 2 && !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
+}
+
+pub(super) fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *get_or_insert(into, k) += v;
+    }
+}
+
+pub(super) fn better(dir: Direction, a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if dir.is_better(y, x) { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+pub(super) fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|v| v.is_finite())
+}
+
+pub(super) fn insert(set: &mut BTreeSet<String>, key: &str) {
+    if !set.contains(key) {
+        set.insert(key.to_string());
+    }
+}
