@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use super::best::{self, Candidate};
 use super::info::{Content, FooterInfo, MetricFact, StateSource, TextAt};
-use super::workspace::{FileError, FileFooter};
+use super::listing::{FileError, FileFooter};
 use crate::metric::{builtin_direction, Direction};
 use crate::summary::legacy::welford_of;
 use crate::summary::topk::TopEntry;

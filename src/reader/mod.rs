@@ -8,6 +8,7 @@ pub mod cache;
 pub mod footer;
 pub mod guard;
 pub mod info;
+pub mod listing;
 pub mod merge;
 pub mod rows;
 pub mod thrift;

@@ -8,58 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::cache::{FileKey, FooterCache};
 pub use super::info::FooterInfo;
+pub use super::listing::{DatasetFile, FileError, FileFooter};
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
-
-/// One prediction file of a workspace.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DatasetFile {
-    /// The file's path.
-    pub path: PathBuf,
-    /// The dataset: the file name less `.meta.parquet`.
-    pub dataset: String,
-}
-
-/// A file n4a could not serve, with why. Kinds: `io`, `parquet` (not a
-/// parquet file, truncated, corrupt), `invalid_summary`,
-/// `unsupported_version`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileError {
-    /// The file.
-    pub path: PathBuf,
-    /// Its dataset, when the name gave one.
-    pub dataset: Option<String>,
-    /// The kind of failure.
-    pub kind: String,
-    /// The full message, naming the file.
-    pub error: String,
-}
-
-impl FileError {
-    /// The report of `e` about `path`.
-    pub fn new(path: &Path, dataset: Option<&str>, e: &Error) -> Self {
-        let kind = e.kind();
-        FileError {
-            path: path.to_path_buf(),
-            dataset: dataset.map(str::to_string),
-            kind: kind.to_string(),
-            error: e.to_string(),
-        }
-    }
-}
-
-/// One file's footer, or why it could not be read.
-#[derive(Debug, Clone)]
-pub struct FileFooter {
-    /// The file.
-    pub file: DatasetFile,
-    /// Its footer, or its error (shared with the cache).
-    pub footer: std::result::Result<Arc<FooterInfo>, Arc<FileError>>,
-}
 
 type Cached = std::result::Result<Arc<FooterInfo>, Arc<FileError>>;
 /// The last merge and the file keys it was made from.

@@ -1,0 +1,476 @@
+//! What a workspace needs of one file's footer, read the cheapest way the
+//! footer allows ([`read_info`]).
+//!
+//! * **I/O.** One `pread` of the file's last 24 KiB, which holds the whole
+//!   footer of a file of a few thousand rows.
+//! * **n4a 1.2, read from its end.** The state's head is the footer's last
+//!   key/value: [`thrift::locate_state`] finds it by its Thrift framing, the
+//!   head's first fields give the summary text's length (and hash), the
+//!   framing just before the text is checked, and the row count and row
+//!   groups come from the footer's first bytes ([`thrift::parse_counts`]):
+//!   the column chunks' metadata (35 a row group) is not walked. A text in
+//!   the tail read is kept; a larger one is read once, hashed and dropped,
+//!   and relayed later straight from the file ([`FileSummary::text_at`]).
+//!   The head stays as its compact bytes, decoded when merged; the runs
+//!   (`n4a_runs`) stay in the file until an append or a config filter asks.
+//! * **Other footers** are skimmed whole ([`thrift::parse_with_stats`]: row
+//!   count, row groups, key/values, and the chunk statistics of `metric` and
+//!   the scores, [`ColumnFacts`]); a larger footer's start is read and its
+//!   key/values located without reading the values it does not need. A 1.1
+//!   summary (state inside the JSON) is decoded with its state; nirs4all's
+//!   1.0 has only the parts a merge uses typed, and the text relayed is
+//!   rebuilt with nirs4all's maxima left out where they are not bests
+//!   ([`relay_text`]).
+//! * **Memory.** On these VMs a page of fresh memory costs about 2 µs to
+//!   fault in, more than reading it from the page cache, so a workspace
+//!   summary is bound by what it holds as much as by what it reads: read
+//!   buffers are per thread and reused, large texts are not held.
+
+mod read;
+
+pub use read::{read_info, read_info_for, read_info_open};
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::cache::FileKey;
+use super::thrift::ChunkStats;
+use crate::error::{Error, Result};
+use crate::schema::{RUNS_KEY, STATE_KEY};
+use crate::summary::codec::{self, Encoded, TextCheck};
+use crate::summary::legacy::{LegacyRanking, LegacySummary};
+use crate::summary::{Summary, SummaryState};
+
+/// Bytes read from the end of a file in the first `pread`, and from the
+/// start of a larger footer in the second.
+pub const WINDOW: u64 = 24 << 10;
+
+/// Columns whose chunk statistics [`read_info`] keeps.
+const WATCHED: [&str; 4] = ["metric", "val_score", "test_score", "train_score"];
+
+/// What the parquet column statistics of a file say (every writer of
+/// nirs4all's files, pyarrow and arrow-rs, writes them by default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnFacts {
+    /// What the `metric` column holds.
+    pub metric: MetricFact,
+    /// Per score column (val, test, train): the non-null count, minimum
+    /// and maximum over every row group; `None` when some chunk has no
+    /// statistics.
+    pub scores: [Option<ScoreFact>; 3],
+}
+
+/// What a file's `metric` column statistics prove.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum MetricFact {
+    /// Every row with a metric has this one, and `rows` rows have one.
+    One {
+        /// The metric.
+        name: String,
+        /// Rows with a (non-null) metric.
+        rows: u64,
+    },
+    /// No row has a metric.
+    None,
+    /// Several metrics, or no statistics to tell.
+    #[default]
+    Unknown,
+}
+
+/// A score column's statistics over a file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreFact {
+    /// Non-null values (NaN included).
+    pub non_null: u64,
+    /// Smallest value (NaN excluded), if any.
+    pub min: Option<f64>,
+    /// Largest value (NaN excluded), if any.
+    pub max: Option<f64>,
+}
+
+impl ColumnFacts {
+    fn of(stats: &[ChunkStats<'_>], num_row_groups: usize) -> ColumnFacts {
+        let chunks = |col: usize| stats.iter().filter(move |s| s.column == col);
+        let complete = |col: usize| {
+            chunks(col).count() == num_row_groups && chunks(col).all(|s| s.null_count.is_some())
+        };
+        let metric = if !complete(0) {
+            MetricFact::Unknown
+        } else {
+            let rows: i64 = chunks(0)
+                .map(|s| s.num_values - s.null_count.unwrap_or(0))
+                .sum();
+            let mut names = chunks(0).filter(|s| s.num_values > s.null_count.unwrap_or(0));
+            let first = names.clone().next();
+            match first {
+                None => MetricFact::None,
+                Some(f)
+                    if f.min.is_some()
+                        && f.min == f.max
+                        && names.all(|s| s.min == f.min && s.max == f.min) =>
+                {
+                    match std::str::from_utf8(f.min.unwrap_or_default()) {
+                        Ok(name) => MetricFact::One {
+                            name: name.to_string(),
+                            rows: rows.max(0) as u64,
+                        },
+                        Err(_) => MetricFact::Unknown,
+                    }
+                }
+                Some(_) => MetricFact::Unknown,
+            }
+        };
+        let score = |col: usize| -> Option<ScoreFact> {
+            if !complete(col) {
+                return None;
+            }
+            let f64_of = |b: Option<&[u8]>| {
+                b.and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(f64::from_le_bytes)
+                    .filter(|v| !v.is_nan())
+            };
+            let mut fact = ScoreFact {
+                non_null: 0,
+                min: None,
+                max: None,
+            };
+            for s in chunks(col) {
+                fact.non_null += (s.num_values - s.null_count.unwrap_or(0)).max(0) as u64;
+                let (lo, hi) = (f64_of(s.min), f64_of(s.max));
+                if s.num_values > s.null_count.unwrap_or(0) && (lo.is_none() || hi.is_none()) {
+                    // Values without bounds (all NaN, or bounds not written).
+                    return None;
+                }
+                fact.min = match (fact.min, lo) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                fact.max = match (fact.max, hi) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Some(fact)
+        };
+        ColumnFacts {
+            metric,
+            scores: [score(1), score(2), score(3)],
+        }
+    }
+}
+
+/// What a workspace needs of one file's footer, read by [`read_info`].
+#[derive(Debug)]
+pub struct FooterInfo {
+    /// Rows, from the parquet metadata.
+    pub num_rows: u64,
+    /// Row groups.
+    pub num_row_groups: usize,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// The file's identity when read (its summary text is read again only
+    /// while it is unchanged).
+    pub key: FileKey,
+    /// The column statistics of `metric` and the scores.
+    pub columns: ColumnFacts,
+    /// The summary, if the file has one.
+    pub summary: Option<FileSummary>,
+}
+
+impl FooterInfo {
+    /// The file's mergeable state when it agrees with the file (same row
+    /// count), decoded on first use: for a 1.2 footer its head, whose `runs`
+    /// and `pipelines` are empty (see [`FileSummary::full_state`]).
+    pub fn state_head(&self) -> Option<&SummaryState> {
+        match &self.summary.as_ref()?.content {
+            Content::State(s) => s.head().ok(),
+            Content::Legacy { .. } => None,
+        }
+    }
+}
+
+/// One file's summary as a workspace uses it: where its text is, and what a
+/// merge can use.
+#[derive(Debug)]
+pub struct FileSummary {
+    /// `n4a_version`.
+    pub version: String,
+    /// The summary object as valid JSON text, `runs` its last member, no
+    /// `state` in it.
+    pub text: TextSource,
+    /// What a merge uses.
+    pub content: Content,
+}
+
+/// Where a summary's relayed text is.
+#[derive(Debug)]
+pub enum TextSource {
+    /// In memory (rebuilt from a 1.0 or 1.1 summary).
+    Held {
+        /// The text.
+        text: Bytes,
+        /// Byte offset of `,"runs":` in it.
+        runs_at: Option<usize>,
+    },
+    /// In the file, as n4a 1.2 wrote it beside its state.
+    InFile {
+        /// Byte offset of the text in the file.
+        offset: u64,
+        /// Its length, hash and `runs` offset, from the state.
+        check: TextCheck,
+        /// Set once a read matched the hash: later reads of the unchanged
+        /// file (same key) skip hashing.
+        verified: std::sync::atomic::AtomicBool,
+    },
+}
+
+/// A summary text located for relaying ([`FileSummary::text_at`]); each
+/// variant carries the byte offset of `,"runs":` in the text.
+#[derive(Debug)]
+pub enum TextAt<'a> {
+    /// In memory.
+    Bytes(&'a [u8], Option<usize>),
+    /// Read now.
+    Owned(Vec<u8>, Option<usize>),
+    /// In this open file, at this offset, this long (checked).
+    File(File, u64, usize, Option<usize>),
+}
+
+/// What a merge can use of a file's summary.
+#[derive(Debug)]
+pub enum Content {
+    /// n4a's mergeable state, agreeing with the file.
+    State(StateSource),
+    /// No usable state (nirs4all's 1.0, or a state that disagrees with
+    /// the file): the typed parts and how n4a reads its rankings.
+    Legacy {
+        /// The typed parts.
+        parts: LegacySummary,
+        /// The file's metric and direction, from its column statistics.
+        ranking: LegacyRanking,
+    },
+}
+
+/// A state kept compact: 1.2's head bytes (decoded on demand) and packed
+/// runs, or 1.1's state decoded from its JSON.
+pub struct StateSource {
+    /// Rows the state counts.
+    pub rows: u64,
+    /// Distinct configs in the full state.
+    pub n_runs: u64,
+    /// Distinct pipelines in the full state.
+    pub n_pipelines: u64,
+    packed: Option<Encoded>,
+    runs: Option<RunsSource>,
+    head: OnceLock<std::result::Result<SummaryState, String>>,
+    full: OnceLock<std::result::Result<Arc<SummaryState>, String>>,
+}
+
+/// Where a 1.2 state's `n4a_runs` value is: read when the whole state is
+/// asked for (appends, config pruning), not for a summary.
+#[derive(Debug, Clone)]
+pub enum RunsSource {
+    /// In the file: offset and length of the value.
+    InFile(u64, usize),
+    /// Already read.
+    Held(Vec<u8>),
+}
+
+impl std::fmt::Debug for StateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSource")
+            .field("rows", &self.rows)
+            .field("n_runs", &self.n_runs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateSource {
+    /// The head (the state without runs and pipelines for 1.2, whole for
+    /// 1.1), decoded once and kept.
+    ///
+    /// # Errors
+    /// The decoder's message, when the head does not decode (it decoded
+    /// when the footer was read, so only memory corruption gets here).
+    pub fn head(&self) -> std::result::Result<&SummaryState, &str> {
+        self.head
+            .get_or_init(|| match &self.packed {
+                Some(p) => p.head().map(|h| h.state).map_err(|e| e.0),
+                None => Err("no packed head".to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Folds the head into `m` with its top entries tagged `dataset`,
+    /// reading 1.2's bytes in place (no string copied unless it stays in
+    /// the merge). Returns false when the head does not decode.
+    pub fn merge_into(&self, m: &mut crate::summary::StateMerger, dataset: &str) -> bool {
+        match &self.packed {
+            Some(p) => match p.view() {
+                Ok(v) => {
+                    m.add_view(&v, Some(dataset));
+                    true
+                }
+                Err(_) => false,
+            },
+            None => match self.head() {
+                Ok(st) => {
+                    m.add(st, 0, Some(dataset));
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+impl FileSummary {
+    /// The relayed text, read from the file when it stays there (one
+    /// `pread` into `buf`, then checked against the hash the state
+    /// carries). Returns the text and the byte offset of `,"runs":` in it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::ChangedDuringRefresh`]
+    /// when it is no longer the file whose footer was read (another
+    /// writer replaced it), or its text no longer matches its state.
+    pub fn read_text<'b>(
+        &'b self,
+        path: &Path,
+        key: &FileKey,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<(&'b [u8], Option<usize>)> {
+        match &self.text {
+            TextSource::Held { text, runs_at } => Ok((text, *runs_at)),
+            TextSource::InFile {
+                offset,
+                check,
+                verified,
+            } => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let now = file.metadata().map_err(|e| Error::io(path, e))?;
+                let changed = || Error::ChangedDuringRefresh {
+                    path: path.to_path_buf(),
+                };
+                if FileKey::from_metadata(&now) != *key {
+                    return Err(changed());
+                }
+                // Grown, never cleared: the read overwrites what it uses.
+                let n = check.len as usize;
+                if buf.len() < n {
+                    buf.resize(n, 0);
+                }
+                let buf = &mut buf[..n];
+                file.read_exact_at(buf, *offset)
+                    .map_err(|e| Error::io(path, e))?;
+                use std::sync::atomic::Ordering::Relaxed;
+                if !verified.load(Relaxed) {
+                    if !check.matches(buf) {
+                        return Err(changed());
+                    }
+                    verified.store(true, Relaxed);
+                }
+                Ok((buf, check.runs_at.map(|a| a as usize)))
+            }
+        }
+    }
+
+    /// Where the relayed text is now, for a writer that may copy file
+    /// ranges itself ([`crate::reader::merge::Sink`]): in memory, or the
+    /// file opened (its key checked unchanged) with the text's offset, once
+    /// its hash was checked; otherwise read and checked now into a buffer.
+    ///
+    /// # Errors
+    /// As [`Self::read_text`].
+    pub fn text_at(&self, path: &Path, key: &FileKey) -> Result<TextAt<'_>> {
+        match &self.text {
+            TextSource::Held { text, runs_at } => Ok(TextAt::Bytes(text, *runs_at)),
+            TextSource::InFile {
+                offset,
+                check,
+                verified,
+            } if verified.load(std::sync::atomic::Ordering::Relaxed) => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let now = file.metadata().map_err(|e| Error::io(path, e))?;
+                if FileKey::from_metadata(&now) != *key {
+                    return Err(Error::ChangedDuringRefresh {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Ok(TextAt::File(
+                    file,
+                    *offset,
+                    check.len as usize,
+                    check.runs_at.map(|a| a as usize),
+                ))
+            }
+            TextSource::InFile { .. } => {
+                let mut buf = Vec::new();
+                let (_, runs_at) = self.read_text(path, key, &mut buf)?;
+                Ok(TextAt::Owned(buf, runs_at))
+            }
+        }
+    }
+
+    /// The summary typed (decoded now from the relayed text, without its
+    /// state). O(size of the text), one read for a 1.2 file.
+    ///
+    /// # Errors
+    /// As [`Self::read_text`]; [`Error::InvalidSummary`] for a member of an
+    /// unexpected type.
+    pub fn to_summary(&self, path: &Path, key: &FileKey) -> Result<Summary> {
+        let mut buf = Vec::new();
+        let (text, _) = self.read_text(path, key, &mut buf)?;
+        serde_json::from_slice(text).map_err(|e| Error::InvalidSummary {
+            path: path.to_path_buf(),
+            reason: format!("unexpected shape: {e}"),
+        })
+    }
+
+    /// The whole mergeable state (runs and pipelines included), decoded
+    /// once and kept: for config pruning and appends. `None` for a summary
+    /// without state. A 1.2 state's runs are read from the file then (one
+    /// `pread`), while it is the file whose footer was read (`key`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSummary`] when the runs do not decode or the file
+    /// changed.
+    pub fn full_state(&self, path: &Path, key: &FileKey) -> Result<Option<Arc<SummaryState>>> {
+        let Content::State(s) = &self.content else {
+            return Ok(None);
+        };
+        let full = s.full.get_or_init(|| {
+            let mut st = s.head().map_err(str::to_string)?.clone();
+            if s.packed.is_none() {
+                return Ok(Arc::new(st));
+            }
+            let bytes = match &s.runs {
+                Some(RunsSource::Held(v)) => std::borrow::Cow::Borrowed(&v[..]),
+                Some(RunsSource::InFile(offset, len)) => {
+                    let file = File::open(path).map_err(|e| e.to_string())?;
+                    let now = file.metadata().map_err(|e| e.to_string())?;
+                    if FileKey::from_metadata(&now) != *key {
+                        return Err("the file changed since its footer was read".to_string());
+                    }
+                    let mut v = vec![0u8; *len];
+                    file.read_exact_at(&mut v, *offset)
+                        .map_err(|e| e.to_string())?;
+                    std::borrow::Cow::Owned(v)
+                }
+                None => return Err(format!("{STATE_KEY} without {RUNS_KEY}")),
+            };
+            codec::fill_runs(&bytes, &mut st, (s.n_runs, s.n_pipelines)).map_err(|e| e.0)?;
+            Ok(Arc::new(st))
+        });
+        full.clone()
+            .map(Some)
+            .map_err(|reason| Error::InvalidSummary {
+                path: path.to_path_buf(),
+                reason: format!("{STATE_KEY}: {reason}"),
+            })
+    }
+}

@@ -1,0 +1,57 @@
+//! What a workspace lists: its prediction files, and for each its footer or
+//! why it could not be read. Shared by the workspace, its merge and every
+//! per-file report (queries, refresh, the server).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::info::FooterInfo;
+use crate::error::Error;
+
+/// One prediction file of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DatasetFile {
+    /// The file's path.
+    pub path: PathBuf,
+    /// The dataset: the file name less `.meta.parquet`.
+    pub dataset: String,
+}
+
+/// A file n4a could not serve, with why. Kinds: `io`, `parquet` (not a
+/// parquet file, truncated, corrupt), `invalid_summary`,
+/// `unsupported_version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Its dataset, when the name gave one.
+    pub dataset: Option<String>,
+    /// The kind of failure.
+    pub kind: String,
+    /// The full message, naming the file.
+    pub error: String,
+}
+
+impl FileError {
+    /// The report of `e` about `path`.
+    pub fn new(path: &Path, dataset: Option<&str>, e: &Error) -> Self {
+        let kind = e.kind();
+        FileError {
+            path: path.to_path_buf(),
+            dataset: dataset.map(str::to_string),
+            kind: kind.to_string(),
+            error: e.to_string(),
+        }
+    }
+}
+
+/// One file's footer, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct FileFooter {
+    /// The file.
+    pub file: DatasetFile,
+    /// Its footer, or its error (shared with the cache).
+    pub footer: std::result::Result<Arc<FooterInfo>, Arc<FileError>>,
+}
