@@ -1,0 +1,641 @@
+//! Sorted pages with totals: per file the count and the best rows
+//! ([`file_hits`]), files visited best-bound first so that those that cannot
+//! reach the page are only counted, ties inside the window broken by `id`,
+//! then only the page's rows read whole.
+
+use super::keys::{cmp_keys, total_order, Best, Key, KeySource, Order};
+use super::sorted::{asked_before, merged_window, sorted_hits};
+use super::{
+    file_error, filter_columns, float_at, float_col, known_meta, matching, read_cols, selection,
+    Scanned,
+};
+use crate::error::Result;
+use crate::metric::Direction;
+use crate::query::cache::Record;
+use crate::query::columns;
+use crate::query::filter::Filters;
+use crate::query::{Candidate, PageQuery};
+use crate::reader::rows::StrCol;
+use crate::reader::workspace::FileError;
+use crate::reader::Workspace;
+use crate::schema::COLUMNS;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+/// The `(file index, row)` pairs of a page's window, and the total.
+pub(super) type Window = (Vec<(usize, u64)>, u64);
+
+/// Files scanned between two cuts of the merged candidates.
+pub(super) const FILES_AT_ONCE: usize = 8;
+
+/// What one file gives a page or a top-k: its matching rows' count and
+/// its best rows by the order (with the rows tied at the cut unless the
+/// cut is exact).
+pub(super) struct FileHits {
+    pub(super) total: u64,
+    pub(super) kept: Vec<(Key<Box<str>>, u64)>,
+}
+
+/// One file's total and candidates: at most `n` rows when `exact` (ties
+/// by row), else the best `n` and every row tied with the `n`-th.
+pub(super) fn file_hits(
+    c: &Candidate,
+    f: &Filters,
+    order: Order<'_>,
+    n: usize,
+    exact: bool,
+) -> Result<FileHits> {
+    let mut names = filter_columns(f);
+    match order {
+        Order::Column { name, .. } if name != "dataset" => names.push(name),
+        Order::Rank { score, .. } => names.push(score),
+        _ => {}
+    }
+    let Some(b) = read_cols(c, &names)? else {
+        return Ok(FileHits {
+            total: 0,
+            kept: Vec::new(),
+        });
+    };
+    if !matches!(order, Order::File) && asked_before(c, f, order) {
+        return sorted_hits(c, &b, f, order, n, exact);
+    }
+    let mut rows = matching(&b, f);
+    if let Order::Rank { score, .. } = order {
+        let a = float_col(&b, score);
+        rows.retain(|&i| float_at(a, i as usize).is_some_and(f64::is_finite));
+    }
+    let total = rows.len() as u64;
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let src = KeySource::new(&b, order, &c.dataset);
+    if n > 0 && src.is_numeric() {
+        let mut best = Best::new(n, exact);
+        for &i in &rows {
+            best.offer(src.key(i as usize, desc).packed(desc), i);
+        }
+        let kept = best
+            .finish()
+            .into_iter()
+            .map(|(k, i)| (Key::unpacked(k, desc), u64::from(i)))
+            .collect();
+        return Ok(FileHits { total, kept });
+    }
+    let mut keyed: Vec<(Key<&str>, u32)> = if n == 0 {
+        Vec::new()
+    } else if matches!(order, Order::File) {
+        rows.iter()
+            .take(n)
+            .map(|&i| (src.key(0, false), i))
+            .collect()
+    } else {
+        rows.iter()
+            .map(|&i| (src.key(i as usize, desc), i))
+            .collect()
+    };
+    if keyed.len() > n && n > 0 {
+        let by = |a: &(Key<&str>, u32), b: &(Key<&str>, u32)| {
+            cmp_keys(&a.0, &b.0, desc).then(a.1.cmp(&b.1))
+        };
+        keyed.select_nth_unstable_by(n - 1, by);
+        if exact {
+            keyed.truncate(n);
+        } else {
+            let cut = keyed[n - 1].0.clone();
+            let (head, tail) = keyed.split_at_mut(n);
+            let mut kept: Vec<(Key<&str>, u32)> = head.to_vec();
+            kept.extend(
+                tail.iter()
+                    .filter(|k| cmp_keys(&k.0, &cut, desc) == Ordering::Equal)
+                    .cloned(),
+            );
+            keyed = kept;
+        }
+    }
+    let kept = keyed
+        .into_iter()
+        .map(|(k, i)| {
+            (
+                Key {
+                    class: k.class,
+                    num: k.num,
+                    s: k.s.map(Box::from),
+                },
+                u64::from(i),
+            )
+        })
+        .collect();
+    Ok(FileHits { total, kept })
+}
+
+/// The page's or top-k's rows in order: the candidates of every file
+/// merged, ties on the key inside the window `[offset, offset + limit)`
+/// broken by `id` (read for those rows only) when the order asks.
+/// Returns `(file index, row)` pairs and the total.
+pub(super) fn ranked(
+    ws: &Workspace,
+    cands: &[Candidate],
+    f: &Filters,
+    order: Order<'_>,
+    offset: usize,
+    limit: usize,
+    late: &mut Vec<FileError>,
+) -> Result<Scanned<Window>> {
+    if let Some(w) = merged_window(ws, cands, f, order, offset, limit, late) {
+        return w;
+    }
+    let n = offset.saturating_add(limit);
+    let exact = !matches!(order, Order::Column { .. });
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let by = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
+        cmp_keys(&a.0, &b.0, desc).then_with(|| {
+            cands[a.1]
+                .dataset
+                .cmp(&cands[b.1].dataset)
+                .then(a.2.cmp(&b.2))
+        })
+    };
+    let mut total = 0u64;
+    let mut errors = Vec::new();
+    let mut all: Vec<(Key<Box<str>>, usize, u64)> = Vec::new();
+    // Files a few at a time, the survivors cut back to the best `n` (and
+    // their ties) after each batch: memory stays at a batch of files'
+    // candidates plus `n`, however many files.
+    // Files whose score statistics bound how good their rows can be go
+    // best first; once `n` candidates are held, a file whose bound is
+    // worse than the `n`-th is only counted (a page) or skipped (a top-k).
+    let bounds = bounds(cands, order);
+    let mut idx: Vec<usize> = (0..cands.len()).collect();
+    if let Some(b) = &bounds {
+        idx.sort_by(|x, y| cmp_keys(&b[*x], &b[*y], false));
+    }
+    let mut cut: Option<Key<Box<str>>> = None;
+    // The first batch is small when files are bounded: the best-bound files
+    // set the cut early, and the rest are mostly counted or skipped.
+    let first = if bounds.is_some() { 2 } else { FILES_AT_ONCE };
+    let mut batches: Vec<&[usize]> = Vec::new();
+    let (head, rest) = idx.split_at(first.min(idx.len()));
+    batches.push(head);
+    batches.extend(rest.chunks(FILES_AT_ONCE));
+    for batch in batches {
+        let beyond = |fi: usize| match (&bounds, &cut) {
+            (Some(b), Some(c)) => cmp_keys(&b[fi], c, false) == Ordering::Greater,
+            _ => false,
+        };
+        let jobs: Vec<(usize, bool)> = batch.iter().map(|&fi| (fi, beyond(fi))).collect();
+        let hits = ws.par_map(&jobs, |&(fi, beyond)| {
+            if !beyond {
+                file_hits(&cands[fi], f, order, n, exact)
+            } else if matches!(order, Order::Rank { .. }) {
+                Ok(FileHits {
+                    total: 0,
+                    kept: Vec::new(),
+                })
+            } else {
+                file_count(&cands[fi], f).map(|total| FileHits {
+                    total,
+                    kept: Vec::new(),
+                })
+            }
+        });
+        for (&fi, h) in batch.iter().zip(hits) {
+            match h {
+                Ok(h) => {
+                    total += h.total;
+                    all.extend(h.kept.into_iter().map(|(k, r)| (k, fi, r)));
+                }
+                Err(e) => errors.push(file_error(&cands[fi], &e)),
+            }
+        }
+        if bounds.is_some() && n > 0 && all.len() >= n {
+            all.select_nth_unstable_by(n - 1, by);
+            cut = Some(all[n - 1].0.clone());
+        }
+        if n > 0 && all.len() > 2 * n {
+            all.select_nth_unstable_by(n - 1, by);
+            let cut = all[n - 1].0.clone();
+            let mut i = n;
+            while i < all.len() {
+                if !exact && cmp_keys(&all[i].0, &cut, desc) == Ordering::Equal {
+                    i += 1;
+                } else {
+                    all.swap_remove(i);
+                }
+            }
+        }
+    }
+    all.sort_by(by);
+    let window = window_of(cands, &mut all, order, offset, n, late);
+    Ok(Scanned {
+        value: (window, total),
+        errors,
+    })
+}
+
+/// Per file, the best key any of its rows can have under `order`, from
+/// the score column's statistics, as keys compare ascending: for an
+/// ascending sort on a score (NaN and null sort after every number) and
+/// for a top-k (finite scores only); from the column statistics, else the
+/// n4a state's range. `None` when the order has no such bound.
+pub(super) fn bounds(cands: &[Candidate], order: Order<'_>) -> Option<Vec<Key<&'static str>>> {
+    let (score, dir) = match order {
+        Order::Column { name, desc: false } => (name, None),
+        Order::Rank { score, dir } => (score, Some(dir)),
+        _ => return None,
+    };
+    let i = ["val_score", "test_score", "train_score"]
+        .iter()
+        .position(|s| *s == score)?;
+    // A file with neither statistics nor state can hold anything: it
+    // sorts first and is always read.
+    let open = Key {
+        class: 0,
+        num: 0,
+        s: None,
+    };
+    let keys = cands
+        .iter()
+        .map(|c| {
+            let range = match (c.info.columns.scores[i], c.state()) {
+                (Some(sf), _) => (sf.min, sf.max),
+                (None, Some(st)) => {
+                    let sc = [&st.val_score, &st.test_score, &st.train_score][i];
+                    if sc.inf_count > 0 {
+                        (Some(f64::NEG_INFINITY), Some(f64::INFINITY))
+                    } else {
+                        (sc.welford.min, sc.welford.max)
+                    }
+                }
+                (None, None) => return open.clone(),
+            };
+            let (lo, hi) = match range {
+                (Some(lo), Some(hi)) => (lo, hi),
+                // No number: every row sorts after the numbers (or is not
+                // ranked at all).
+                _ => {
+                    return Key {
+                        class: 2,
+                        num: 0,
+                        s: None,
+                    }
+                }
+            };
+            let num = match dir {
+                None => total_order(lo + 0.0),
+                Some(Direction::Maximize) => total_order(-hi),
+                Some(Direction::Minimize) => total_order(lo),
+                Some(Direction::TowardZero) if lo <= 0.0 && hi >= 0.0 => total_order(0.0),
+                Some(Direction::TowardZero) => total_order(lo.abs().min(hi.abs())),
+            };
+            Key {
+                class: 1,
+                num,
+                s: None,
+            }
+        })
+        .collect();
+    Some(keys)
+}
+
+/// The rows of one file the filters keep, reading only the filter columns
+/// (none without a row-level filter: the footer's row count).
+pub(super) fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
+    if filter_columns(f).is_empty() {
+        return Ok(c.info.num_rows);
+    }
+    Ok(selection(c, f, None)?.len() as u64)
+}
+
+/// The `(file index, row)` pairs of `[offset, n)` of `all` (sorted by key,
+/// then dataset and row), ties on a column's key inside the window broken
+/// by `id` first; a file whose ids cannot be read goes to `late`.
+pub(super) fn window_of(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    order: Order<'_>,
+    offset: usize,
+    n: usize,
+    late: &mut Vec<FileError>,
+) -> Vec<(usize, u64)> {
+    let end = n.min(all.len());
+    if let Order::Column { name, desc } = order {
+        if name != "id" {
+            if let Err(e) = break_ties_by_id(cands, all, offset, end, desc) {
+                late.push(e);
+            }
+        }
+    }
+    all.get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, fi, r)| (*fi, *r))
+        .collect()
+}
+
+/// Orders each run of equal keys that reaches into `[offset, end)` by
+/// `id` (nulls last), then dataset and row, reading the ids of just those
+/// rows.
+pub(super) fn break_ties_by_id(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    offset: usize,
+    end: usize,
+    desc: bool,
+) -> std::result::Result<(), FileError> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < end {
+        let mut stop = start + 1;
+        while stop < all.len() && cmp_keys(&all[stop].0, &all[start].0, desc) == Ordering::Equal {
+            stop += 1;
+        }
+        if stop - start > 1 && stop > offset {
+            runs.push(start..stop);
+        }
+        start = stop;
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut wanted: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for r in &runs {
+        for (_, fi, row) in &all[r.clone()] {
+            wanted.entry(*fi).or_default().push(*row);
+        }
+    }
+    let mut ids: HashMap<(usize, u64), Option<String>> = HashMap::new();
+    for (fi, mut rows) in wanted {
+        rows.sort_unstable();
+        rows.dedup();
+        let batches = columns::read(&cands[fi].path, &["id"], Some(&rows), false)
+            .map_err(|e| file_error(&cands[fi], &e))?;
+        let mut it = rows.iter();
+        for b in &batches {
+            let col = StrCol::of(b, "id");
+            for i in 0..b.num_rows() {
+                if let Some(&row) = it.next() {
+                    ids.insert((fi, row), col.get(i).map(str::to_string));
+                }
+            }
+        }
+    }
+    for r in runs {
+        all[r].sort_by(|a, b| {
+            let (x, y) = (&ids[&(a.1, a.2)], &ids[&(b.1, b.2)]);
+            let by_id = match (x, y) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (None, None) => Ordering::Equal,
+                (None, _) => Ordering::Greater,
+                (_, None) => Ordering::Less,
+            };
+            by_id
+                .then_with(|| cands[a.1].dataset.cmp(&cands[b.1].dataset))
+                .then(a.2.cmp(&b.2))
+        });
+    }
+    Ok(())
+}
+
+/// The columns a record holds (all 35 and `dataset` by default).
+pub(super) fn record_columns(q: &PageQuery) -> Vec<String> {
+    match &q.columns {
+        Some(c) => c.clone(),
+        None => std::iter::once("dataset".to_string())
+            .chain(COLUMNS.iter().map(|(n, _)| n.to_string()))
+            .collect(),
+    }
+}
+
+/// Reads the records of `found` (file index, row), in that order, each
+/// file's rows in one selective read, files in parallel; a file that
+/// fails is reported in `errors` and its rows left out.
+pub(super) fn materialise(
+    ws: &Workspace,
+    cands: &[Candidate],
+    found: &[(usize, u64)],
+    columns: &[String],
+    errors: &mut Vec<FileError>,
+) -> Vec<Record> {
+    let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (fi, r) in found {
+        by_file.entry(*fi).or_default().push(*r);
+    }
+    let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
+    let read = ws.par_map(&jobs, |(fi, rows)| {
+        file_records(&cands[*fi], rows, columns).map(|got| {
+            got.into_iter()
+                .map(|(row, r)| ((*fi, row), r))
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut fetched: HashMap<(usize, u64), Record> = HashMap::new();
+    for (r, (fi, _)) in read.into_iter().zip(&jobs) {
+        match r {
+            Ok(r) => fetched.extend(r),
+            Err(e) => errors.push(file_error(&cands[*fi], &e)),
+        }
+    }
+    found.iter().filter_map(|k| fetched.remove(k)).collect()
+}
+
+/// A sorted or filtered page and the total. Returns the records, the total
+/// and the rows read whole.
+pub(crate) fn page(
+    ws: &Workspace,
+    cands: &[Candidate],
+    q: &PageQuery,
+) -> Result<Scanned<(Vec<Record>, u64, usize)>> {
+    let order = match &q.sort {
+        Some(s) => Order::Column {
+            name: s.column.as_str(),
+            desc: s.descending,
+        },
+        None => Order::File,
+    };
+    let columns = record_columns(q);
+    without_late_failures(cands, |live, late| {
+        let Scanned {
+            value: (found, total),
+            errors,
+        } = ranked(ws, live, &q.filters, order, q.offset, q.limit, late)?;
+        let records = materialise(ws, live, &found, &columns, late);
+        let n = records.len();
+        Ok(Scanned {
+            value: (records, total, n),
+            errors,
+        })
+    })
+}
+
+/// Runs `attempt` on the candidates; a file that fails after its rows were
+/// counted (reading a page's rows, the ids of ties, a top-k's details:
+/// `attempt` pushes it to its second argument) is left out and `attempt`
+/// runs again on the others, so the answer, total included, is the one the
+/// readable files give, as if the damaged file were not there. Each rerun
+/// leaves out at least one more file.
+pub(super) fn without_late_failures<T>(
+    cands: &[Candidate],
+    mut attempt: impl FnMut(&[Candidate], &mut Vec<FileError>) -> Result<Scanned<T>>,
+) -> Result<Scanned<T>> {
+    let mut live: Vec<Candidate> = cands.to_vec();
+    let mut failed: Vec<FileError> = Vec::new();
+    loop {
+        let mut late = Vec::new();
+        let Scanned { value, mut errors } = attempt(&live, &mut late)?;
+        let before = live.len();
+        live.retain(|c| !late.iter().any(|e| e.path == c.path));
+        failed.extend(late);
+        if live.len() == before {
+            errors.extend(failed);
+            return Ok(Scanned { value, errors });
+        }
+        // Files that failed while counting fail again: leave them out too.
+        live.retain(|c| !errors.iter().any(|e| e.path == c.path));
+        failed.extend(errors);
+    }
+}
+
+/// A page in the default order (dataset, then row) when no row-level
+/// filter applies: the total is the footers' row counts, and the page's
+/// rows are located by counting through the files in dataset order, then
+/// read alone. A file whose rows do not decode is reported in `errors` and
+/// left out, its rows out of the total and the page filled from the files
+/// after it, as if it were not there. Returns the records, the total and
+/// the files read. Cost: O(files) plus reading the page's rows (the pages
+/// of them).
+pub(crate) fn page_in_file_order(
+    cands: &[Candidate],
+    q: &PageQuery,
+) -> Scanned<(Vec<Record>, u64, usize)> {
+    let mut files: Vec<&Candidate> = cands.iter().collect();
+    files.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+    let mut total: u64 = files.iter().map(|c| c.info.num_rows).sum();
+    let columns = record_columns(q);
+    let offset = q.offset as u64;
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let (mut before, mut touched) = (0u64, 0usize);
+    for c in files {
+        let n = c.info.num_rows;
+        let want = (q.limit - records.len()) as u64;
+        let start = offset + records.len() as u64;
+        if want == 0 {
+            break;
+        }
+        if start < before + n {
+            let (lo, hi) = (start - before, (start + want).min(before + n) - before);
+            match file_records(c, &(lo..hi).collect::<Vec<_>>(), &columns) {
+                Ok(mut rows) => {
+                    rows.sort_by_key(|(r, _)| *r);
+                    touched += 1;
+                    records.extend(rows.into_iter().map(|(_, r)| r));
+                }
+                Err(e) => {
+                    errors.push(file_error(c, &e));
+                    total -= n;
+                    continue;
+                }
+            }
+        }
+        before += n;
+    }
+    Scanned {
+        value: (records, total, touched),
+        errors,
+    }
+}
+
+/// The records of rows `wanted` of one file (in no set order): from the
+/// candidate's cache where it holds them for this version of the file,
+/// the others read (together) and kept if the file did not change
+/// meanwhile.
+pub(super) fn file_records(
+    c: &Candidate,
+    wanted: &[u64],
+    columns: &[String],
+) -> Result<Vec<(u64, Record)>> {
+    c.check()?;
+    let Some(cache) = c.cache.as_deref() else {
+        return Ok(read_rows(c, wanted.to_vec(), columns)?
+            .into_iter()
+            .map(|(row, p)| (row, record(&c.dataset, &p, columns)))
+            .collect());
+    };
+    let sig = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        columns.hash(&mut h);
+        h.finish()
+    };
+    let key = &c.info.key;
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for &row in wanted {
+        match cache.row(&c.path, key, sig, row) {
+            Some(r) => out.push((row, r)),
+            None => missing.push(row),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let read: Vec<(u64, Record)> = read_rows(c, missing, columns)?
+        .into_iter()
+        .map(|(row, p)| (row, record(&c.dataset, &p, columns)))
+        .collect();
+    if crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
+        cache.put_rows(&c.path, key, sig, read.iter().cloned());
+    }
+    out.extend(read);
+    Ok(out)
+}
+
+/// Reads the rows at `wanted` (0-based, any order) of one file, only the
+/// `columns` a record shows, decoding only the pages that hold them.
+pub(super) fn read_rows(
+    c: &Candidate,
+    mut wanted: Vec<u64>,
+    columns: &[String],
+) -> Result<Vec<(u64, crate::schema::Prediction)>> {
+    let path = c.path.as_path();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let ctx = path.display().to_string();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut it = wanted.iter();
+    let names: Vec<&str> = COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| columns.iter().any(|c| c == n))
+        .collect();
+    for batch in columns::read_known(path, &names, Some(&wanted), false, known_meta(c))? {
+        for p in crate::reader::rows::batch_to_predictions(&batch, &ctx, false)? {
+            out.push((it.next().copied().unwrap_or(u64::MAX), p));
+        }
+    }
+    Ok(out)
+}
+
+/// One row as a record: the requested columns in order, `dataset` from the
+/// file, JSON columns parsed, NaN as null.
+pub(super) fn record(dataset: &str, p: &crate::schema::Prediction, columns: &[String]) -> Record {
+    let mut all = match serde_json::to_value(p) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    all.insert("dataset".to_string(), serde_json::Value::from(dataset));
+    columns
+        .iter()
+        .map(|c| {
+            let v = all.remove(c).unwrap_or(serde_json::Value::Null);
+            let v = match v {
+                serde_json::Value::String(s)
+                    if crate::query::output::JSON_COLUMNS.contains(&c.as_str()) =>
+                {
+                    crate::query::output::parse_json_text(&s)
+                }
+                v => v,
+            };
+            (c.clone(), v)
+        })
+        .collect()
+}
