@@ -1,0 +1,282 @@
+//! The queries and their answers: what a caller asks ([`PageQuery`],
+//! [`TopQuery`], [`GroupQuery`], with [`Sort`] and [`GroupKey`]) and what it
+//! gets back, each answer saying which path served it and which files were
+//! pruned, scanned or bad.
+
+use super::filter::Filters;
+use crate::error::{Error, Result};
+use crate::metric::Direction;
+use crate::reader::workspace::{FileError, Workspace};
+use crate::schema::COLUMNS;
+use crate::summary::topk::TopEntry;
+use serde::Serialize;
+
+/// Which path answered a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedBy {
+    /// The footers alone: no row group was read.
+    Footers,
+    /// A scan of the files that survived pruning.
+    Scan,
+    /// Nothing could match: every file was pruned.
+    Pruned,
+}
+
+/// How files were chosen, reported with every answer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Provenance {
+    /// Files that could match and were considered.
+    pub files_considered: usize,
+    /// Files skipped from what their footers say.
+    pub files_pruned: usize,
+    /// Files whose rows were read.
+    pub files_scanned: usize,
+    /// Files that could not be used, each with its reason.
+    pub errors: Vec<FileError>,
+}
+
+/// A sort: a column and a direction. Ties break by `id`, then `dataset`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sort {
+    /// The column.
+    pub column: String,
+    /// Descending when true.
+    pub descending: bool,
+}
+
+impl Sort {
+    /// Parses `column` or `column:asc|desc`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for an unknown column or order.
+    pub fn parse(s: &str) -> Result<Sort> {
+        let (column, order) = s.split_once(':').unwrap_or((s, "asc"));
+        check_column(column)?;
+        let descending = match order {
+            "asc" => false,
+            "desc" => true,
+            o => {
+                return Err(Error::InvalidQuery(format!(
+                    "sort order {o:?} is not asc or desc"
+                )))
+            }
+        };
+        Ok(Sort {
+            column: column.to_string(),
+            descending,
+        })
+    }
+}
+
+pub(super) fn check_column(c: &str) -> Result<()> {
+    if c == "dataset" || COLUMNS.iter().any(|(n, _)| *n == c) {
+        Ok(())
+    } else {
+        Err(Error::InvalidQuery(format!("unknown column {c:?}")))
+    }
+}
+
+/// A page of rows.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// Columns to return (all 35 plus `dataset` when `None`).
+    pub columns: Option<Vec<String>>,
+    /// Order (default: file order, `dataset` then row, as the dashboard
+    /// concatenates files; then the total is the footers' and only the
+    /// page's rows are read when no row-level filter applies).
+    pub sort: Option<Sort>,
+    /// Rows to skip.
+    pub offset: usize,
+    /// Rows to return.
+    pub limit: usize,
+}
+
+/// The answer to a [`PageQuery`], in the dashboard's data shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The rows, `best_params` and `scores` parsed, NaN as null.
+    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows matching the filters.
+    pub total: u64,
+    /// As asked.
+    pub limit: usize,
+    /// As asked.
+    pub offset: usize,
+    /// True when rows remain past this page.
+    pub has_more: bool,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+/// The best `k` rows by a score, in its metric's direction.
+#[derive(Debug, Clone)]
+pub struct TopQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// How many.
+    pub k: usize,
+    /// Forces a direction (required to rank metrics of opposite directions together).
+    pub direction: Option<Direction>,
+    /// The score column (default `val_score`).
+    pub score: String,
+}
+
+/// The answer to a [`TopQuery`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TopAnswer {
+    /// Best first, each with its dataset.
+    pub records: Vec<TopEntry>,
+    /// The direction used.
+    pub direction: Option<Direction>,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+/// A group-by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    /// `model_name`.
+    Model,
+    /// `config_name`.
+    Config,
+    /// The file's dataset.
+    Dataset,
+    /// `partition`.
+    Partition,
+    /// `fold_id`.
+    Fold,
+    /// `metric`.
+    Metric,
+}
+
+impl GroupKey {
+    /// The column grouped on.
+    pub fn column(self) -> &'static str {
+        match self {
+            GroupKey::Model => "model_name",
+            GroupKey::Config => "config_name",
+            GroupKey::Dataset => "dataset",
+            GroupKey::Partition => "partition",
+            GroupKey::Fold => "fold_id",
+            GroupKey::Metric => "metric",
+        }
+    }
+
+    /// Parses `model`/`model_name`, `config`, `dataset`, `partition`,
+    /// `fold`, `metric`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`] for anything else.
+    pub fn parse(s: &str) -> Result<GroupKey> {
+        Ok(match s {
+            "model" | "model_name" => GroupKey::Model,
+            "config" | "config_name" => GroupKey::Config,
+            "dataset" | "dataset_name" => GroupKey::Dataset,
+            "partition" => GroupKey::Partition,
+            "fold" | "fold_id" => GroupKey::Fold,
+            "metric" => GroupKey::Metric,
+            _ => {
+                return Err(Error::InvalidQuery(format!(
+                    "cannot group by {s:?}: use model, config, dataset, partition, fold or metric"
+                )))
+            }
+        })
+    }
+}
+
+/// Counts and score statistics per group.
+#[derive(Debug, Clone)]
+pub struct GroupQuery {
+    /// Which rows.
+    pub filters: Filters,
+    /// The key.
+    pub key: GroupKey,
+    /// The score column (default `val_score`).
+    pub score: String,
+    /// Only count and mean wanted (then footers can answer by model).
+    pub count_and_mean_only: bool,
+    /// Forces the direction of "best".
+    pub direction: Option<Direction>,
+}
+
+/// One group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// The key value (null for rows without one).
+    pub key: Option<String>,
+    /// Rows in the group.
+    pub count: u64,
+    /// Mean of the finite scores.
+    pub mean: Option<f64>,
+    /// Smallest finite score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest finite score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Best finite score by the direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best: Option<f64>,
+}
+
+/// The answer to a [`GroupQuery`].
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupAnswer {
+    /// Groups in key order (null last).
+    pub groups: Vec<Group>,
+    /// The direction used for `best`.
+    pub direction: Option<Direction>,
+    /// Which path answered.
+    pub served_by: ServedBy,
+    /// Files considered, pruned, scanned, and errors.
+    pub provenance: Provenance,
+}
+
+impl GroupAnswer {
+    /// The answer as JSON, byte for byte `serde_json::to_vec(self)`, with
+    /// the groups serialized in chunks on the workspace's pool: 190k groups
+    /// (one per config of 100 files) cost 70 ms on one thread, most of it
+    /// formatting their four floats.
+    pub fn to_json(&self, ws: &Workspace) -> Vec<u8> {
+        const CHUNK: usize = 8192;
+        let head = serde_json::to_vec(&self.clone_without_groups()).expect("groups serialize");
+        let chunks: Vec<&[Group]> = self.groups.chunks(CHUNK).collect();
+        let parts = ws.install(|parallel| {
+            let one = |c: &&[Group]| serde_json::to_vec(c).expect("groups serialize");
+            if parallel {
+                use rayon::prelude::*;
+                chunks.par_iter().map(one).collect::<Vec<_>>()
+            } else {
+                chunks.iter().map(one).collect()
+            }
+        });
+        // `groups` is the first field: `{"groups":[]` then the rest.
+        let open = br#"{"groups":["#.len();
+        let mut out = Vec::with_capacity(head.len() + parts.iter().map(Vec::len).sum::<usize>());
+        out.extend_from_slice(&head[..open]);
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&p[1..p.len() - 1]);
+        }
+        out.extend_from_slice(&head[open..]);
+        out
+    }
+
+    pub(super) fn clone_without_groups(&self) -> GroupAnswer {
+        GroupAnswer {
+            groups: Vec::new(),
+            direction: self.direction,
+            served_by: self.served_by,
+            provenance: self.provenance.clone(),
+        }
+    }
+}
