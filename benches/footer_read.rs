@@ -144,14 +144,23 @@ fn one_file(c: &mut Criterion) {
     let mut g = c.benchmark_group("one_footer");
     g.bench_function("bytes", |b| b.iter(|| footer_bytes(p)));
     g.bench_function("parquet_metadata", |b| {
-        b.iter(|| n4a::reader::footer::open_metadata(p).unwrap())
+        b.iter(|| n4a::reader::Footer::read(p).unwrap())
     });
     g.bench_function("metadata_and_summary", |b| {
-        b.iter(|| n4a::reader::footer::read_footer(p).unwrap())
+        b.iter(|| n4a::reader::Footer::read(p).unwrap().summary().unwrap())
     });
-    let key = n4a::reader::cache::FileKey::of(p).unwrap();
+    // The skim (what a workspace reads per file), through the public path:
+    // a one-file workspace without its cache.
+    let dir = p.parent().unwrap().to_path_buf();
     g.bench_function("skim_and_state_head", |b| {
-        b.iter(|| n4a::reader::info::read_info(p, key).unwrap())
+        b.iter(|| {
+            Workspace::open(&dir)
+                .unwrap()
+                .with_threads(1)
+                .with_cache(false)
+                .summary()
+                .unwrap()
+        })
     });
     g.finish();
 }

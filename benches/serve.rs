@@ -3,15 +3,19 @@
 //! data page (the val partition sorted by val_score, 50 rows, with its
 //! total) and the dashboard's default page (500 rows, no sort), each cold (a server just started: empty caches) and warm (the
 //! same server asked again), in one run. `cargo bench --bench serve`.
-//! Throughput and p50/p99 under concurrent load come from `n4a bench-serve`
+//! Throughput and p50/p99 under concurrent load come from `n4a-bench serve`
 //! (see the README).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+#[path = "../src/bin/n4a-bench/client.rs"]
+#[allow(dead_code)]
+mod client;
+
+use client::Client;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use n4a::generate::{generate, GenOptions};
-use n4a::server::client::Client;
 use n4a::server::{App, Background, ServeOptions};
 
 const SUMMARY: &str = "/api/workspaces/ws/predictions/summary";

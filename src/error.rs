@@ -11,6 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in n4a.
 ///
+/// ```
+/// let err = n4a::Workspace::open("/no/such/folder").err().expect("no folder");
+/// assert_eq!(err.kind(), "io");
+/// assert!(err.to_string().starts_with("/no/such/folder: "), "names the path once");
+/// ```
+///
 /// The enum is `#[non_exhaustive]`: later issues add variants (queries, the
 /// server) without breaking callers that match on it. It has no `PartialEq`
 /// because the wrapped parquet and I/O errors have none; tests match on the
@@ -46,6 +52,17 @@ pub enum Error {
         path: PathBuf,
         /// The innermost cause, once.
         cause: String,
+    },
+    /// A file whose content n4a's own checks refuse although the parquet
+    /// library read it: a decoder that panicked on it, fewer or more rows
+    /// than its metadata says, a footer that cannot be rewritten or does
+    /// not read back as written, a row asked past its end.
+    #[error("{path}: corrupt: {reason}")]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An Arrow array operation failed (building or casting a batch).
     #[error("arrow: {0}")]
@@ -125,6 +142,15 @@ pub enum Error {
     /// malformed `--where`, a top-k mixing metrics of opposite directions).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// An option of a command or of the server that cannot be used as
+    /// given (an address refused, a workspace id invalid or repeated, a
+    /// bearer token too short).
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// Rows that could not be written as CSV (the writer or the output
+    /// failed).
+    #[error("CSV output: {0}")]
+    Csv(#[from] csv::Error),
     /// A query stopped before its end: its caller went away or it ran past
     /// its time limit (the server's `--query-timeout`).
     #[error("the query was stopped: {0}")]
@@ -143,16 +169,19 @@ pub enum Error {
 
 impl Error {
     /// A short name of the failure's kind for reports: `io`, `parquet`,
-    /// `damaged_data`, `invalid_summary`, `unsupported_version`, `schema`,
-    /// `unknown_metric`, `invalid_dataset_name`, `invalid_query`, `input`,
-    /// `cancelled`, `invalid_row`, `changed_during_refresh`: one per
-    /// variant (the match is exhaustive, so a new variant must name its
-    /// kind).
+    /// `damaged_data`, `corrupt`, `arrow`, `invalid_summary`,
+    /// `unsupported_version`, `schema`, `unknown_metric`,
+    /// `invalid_dataset_name`, `invalid_query`, `invalid_option`, `csv`,
+    /// `input`, `cancelled`, `invalid_row`, `changed_during_refresh`: one
+    /// per variant (the match is exhaustive, so a new variant must name its
+    /// kind), and a [`Error::WithPath`] says its cause's.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
-            Error::Parquet { .. } | Error::Arrow(_) => "parquet",
+            Error::Parquet { .. } => "parquet",
             Error::DamagedData { .. } => "damaged_data",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Arrow(_) => "arrow",
             Error::InvalidSummary { .. } => "invalid_summary",
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::Schema { .. } => "schema",
@@ -163,6 +192,8 @@ impl Error {
             Error::WithPath { source, .. } => source.kind(),
             Error::InvalidDatasetName { .. } => "invalid_dataset_name",
             Error::InvalidQuery(_) => "invalid_query",
+            Error::InvalidOption(_) => "invalid_option",
+            Error::Csv(_) => "csv",
             Error::Input { .. } => "input",
         }
     }
@@ -180,6 +211,14 @@ impl Error {
         Error::Parquet {
             path: path.as_ref().to_path_buf(),
             error,
+        }
+    }
+
+    /// A file that n4a's own checks refuse (see [`Error::Corrupt`]).
+    pub fn corrupt(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
         }
     }
 

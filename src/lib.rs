@@ -36,6 +36,8 @@
 //! assert_eq!(summary.ranking.unwrap().direction, n4a::metric::Direction::Minimize);
 //! ```
 
+#![warn(unnameable_types)]
+
 pub mod error;
 pub mod files;
 pub mod generate;

@@ -161,6 +161,27 @@ pub struct PredictionArrays {
 
 /// One prediction row: the contract's 35 columns, all nullable as in the
 /// files nirs4all writes, plus optional arrays to store in the side file.
+///
+/// ```
+/// use n4a::schema::{ArrayData, PredictionArrays};
+///
+/// let p = n4a::Prediction {
+///     id: Some("p1".into()),
+///     dataset_name: Some("corn".into()),
+///     model_name: Some("PLS".into()),
+///     fold_id: Some("0".into()),
+///     partition: Some("val".into()),
+///     metric: Some("r2".into()),
+///     val_score: Some(0.91),
+///     arrays: Some(PredictionArrays {
+///         y_true: Some(ArrayData::vector(vec![1.0, 2.0])),
+///         y_pred: Some(ArrayData::vector(vec![1.1, 1.9])),
+///         ..Default::default()
+///     }),
+///     ..Default::default()
+/// };
+/// assert_eq!(p.partition.as_deref(), Some("val"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 #[allow(missing_docs)] // the fields are the contract's columns, documented in FORMAT.md

@@ -379,9 +379,7 @@ fn print_page(
     });
     match format {
         QueryFormat::Json => println!("{}", serde_json::to_string(page)?),
-        QueryFormat::Csv => {
-            n4a::query::output::to_csv(&page.records, &all, std::io::stdout().lock())?
-        }
+        QueryFormat::Csv => n4a::query::to_csv(&page.records, &all, std::io::stdout().lock())?,
         QueryFormat::Table => {
             let cols: Vec<String> = match &q.columns {
                 Some(c) => c.clone(),

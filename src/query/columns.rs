@@ -58,7 +58,7 @@ pub(crate) fn is_dictionary(name: &str) -> bool {
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Parquet`] naming the file (a damaged page
-/// included); a row past the end is [`Error::Parquet`].
+/// included); a row past the end is [`Error::Corrupt`].
 pub(crate) fn read(
     path: &Path,
     names: &[&str],
@@ -144,9 +144,10 @@ fn read_unguarded(
     if let Some(rows) = rows {
         if let Some(&last) = rows.last() {
             if last >= total {
-                return Err(err(parquet::errors::ParquetError::General(format!(
-                    "row {last} asked of a file of {total} rows"
-                ))));
+                return Err(Error::corrupt(
+                    path,
+                    format!("row {last} asked of a file of {total} rows"),
+                ));
             }
         }
         builder = builder.with_row_selection(row_selection(rows));

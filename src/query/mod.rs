@@ -13,10 +13,10 @@
 //! `offset + limit` rows; then only the page's rows are read whole.
 //! Every answer says which path served it ([`ServedBy`]).
 
-pub mod cache;
+pub(crate) mod cache;
 mod columns;
 pub mod filter;
-pub mod output;
+pub(crate) mod output;
 mod scan;
 
 mod footers;
@@ -38,10 +38,13 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::metric::{Direction, Directions};
+use crate::reader::info::FooterInfo;
 use crate::reader::info::MetricFact;
-use crate::reader::workspace::{FileError, FooterInfo, Workspace};
+use crate::reader::workspace::{FileError, Workspace};
 use crate::summary::SummaryState;
+pub use cache::{CacheStats, ColumnCache};
 pub use filter::{Filters, Range};
+pub use output::to_csv;
 
 /// A file that survived pruning.
 #[derive(Debug, Clone)]
@@ -92,6 +95,35 @@ impl Candidate {
 /// Runs queries on a workspace. Holds the workspace (and so its footer
 /// cache); counts the files it scans, so tests can check that footer
 /// answers read no row.
+///
+/// ```
+/// use n4a::query::{Filters, PageQuery, Sort, TopQuery};
+///
+/// # fn main() -> n4a::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 2, rows: 200, ..Default::default() })?;
+/// let ws = n4a::Workspace::open(dir.path())?;
+/// let engine = n4a::QueryEngine::new(&ws);
+/// // A sorted page of validation rows, with the total of matches.
+/// let page = engine.page(&PageQuery {
+///     filters: Filters::default().with("partition", ["val"])?,
+///     sort: Some(Sort::parse("val_score:asc")?),
+///     limit: 10,
+///     ..Default::default()
+/// })?;
+/// assert_eq!(page.records.len(), 10);
+/// assert!(page.total >= 10);
+/// // The best five regression predictions, in their metric's direction.
+/// let top = engine.top(&TopQuery {
+///     filters: Filters::default().with("metric", ["mse"])?,
+///     k: 5,
+///     direction: None,
+///     score: "val_score".into(),
+/// })?;
+/// assert!(top.records.windows(2).all(|w| w[0].val_score <= w[1].val_score));
+/// # Ok(())
+/// # }
+/// ```
 pub struct QueryEngine<'a> {
     ws: &'a Workspace,
     directions: Directions,

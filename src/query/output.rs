@@ -20,15 +20,14 @@ pub fn parse_json_text(s: &str) -> Value {
 /// compact JSON text, null as an empty cell.
 ///
 /// # Errors
-/// [`Error::Io`] on a write failure.
+/// [`Error::Csv`] on a write failure (of the output or the writer).
 pub fn to_csv(
     records: &[Map<String, Value>],
     columns: &[String],
     out: impl std::io::Write,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    let io = |e: csv::Error| Error::io("<output>", std::io::Error::other(e.to_string()));
-    w.write_record(columns).map_err(io)?;
+    w.write_record(columns)?;
     for r in records {
         let cells: Vec<String> = columns
             .iter()
@@ -38,7 +37,7 @@ pub fn to_csv(
                 Some(v) => v.to_string(),
             })
             .collect();
-        w.write_record(&cells).map_err(io)?;
+        w.write_record(&cells)?;
     }
-    w.flush().map_err(|e| Error::io("<output>", e))
+    w.flush().map_err(|e| Error::Csv(e.into()))
 }

@@ -89,7 +89,6 @@ impl FileKey {
 
 struct Entry<V> {
     key: FileKey,
-    read_at: SystemTime,
     trusted: bool,
     value: Arc<V>,
 }
@@ -134,20 +133,11 @@ impl<V> FooterCache<V> {
             path.as_os_str().to_os_string(),
             Entry {
                 key,
-                read_at,
                 trusted,
                 value,
             },
         );
         trusted
-    }
-
-    /// The key and read time of `path`'s entry, if it has a trusted one.
-    pub fn trusted_key(&self, path: &Path) -> Option<(FileKey, SystemTime)> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(path.as_os_str())
-            .filter(|e| e.trusted)
-            .map(|e| (e.key, e.read_at))
     }
 
     /// Drops entries of files no longer listed.
@@ -156,16 +146,6 @@ impl<V> FooterCache<V> {
             live.iter().map(|p| p.as_os_str()).collect();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|p, _| live.contains(p.as_os_str()));
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

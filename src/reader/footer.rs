@@ -1,10 +1,11 @@
 //! Footer-only reads of one prediction file through the parquet crate's
-//! full metadata decode: a typed [`Summary`] with its state (whichever
-//! version stored it), for appends, refresh and inspection. A workspace
-//! reads footers the cheaper way of [`super::info`].
+//! full metadata decode: [`Footer`], the one public footer type (its
+//! summary decoded on demand, with its state whichever version stored it),
+//! for appends, refresh and inspection. A workspace reads footers the
+//! cheaper way of [`super::info`].
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
@@ -14,16 +15,83 @@ use crate::summary::codec;
 use crate::summary::json;
 use crate::summary::Summary;
 
-/// What one file's footer says, fully typed.
+/// One file's footer: its parquet metadata, read once, and its summary
+/// decoded when asked for.
+///
+/// ```
+/// # fn main() -> n4a::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 1, rows: 10, ..Default::default() })?;
+/// let footer = n4a::reader::Footer::read(&dir.path().join("corn_000.meta.parquet"))?;
+/// assert_eq!(footer.num_rows(), 10);
+/// let summary = footer.summary()?.expect("n4a writes a summary");
+/// assert_eq!(summary.total_predictions, 10);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Footer {
+    path: PathBuf,
+    meta: ParquetMetaData,
+}
+
+impl Footer {
+    /// Reads the footer of `path`: one open and two small reads at the end
+    /// of the file, the parquet metadata decoded; the summary JSON is not
+    /// parsed until [`Footer::summary`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is
+    /// not a parquet file or is truncated.
+    pub fn read(path: &Path) -> Result<Footer> {
+        let (_, meta) = open_metadata(path)?;
+        Ok(Footer {
+            path: path.to_path_buf(),
+            meta,
+        })
+    }
+
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Rows, from the parquet metadata.
-    pub num_rows: u64,
+    pub fn num_rows(&self) -> u64 {
+        self.meta.file_metadata().num_rows().max(0) as u64
+    }
+
     /// Row groups.
-    pub num_row_groups: usize,
-    /// The decoded summary (with its state, whichever version stored it),
-    /// if the file has one.
-    pub summary: Option<Summary>,
+    pub fn num_row_groups(&self) -> usize {
+        self.meta.num_row_groups()
+    }
+
+    /// The value of `key` in the footer's key/value metadata.
+    pub fn key_value(&self, key: &str) -> Option<&str> {
+        key_value(&self.meta, key)
+    }
+
+    /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
+    /// included).
+    pub fn summary_text(&self) -> Option<&str> {
+        summary_text(&self.meta)
+    }
+
+    /// The decoded summary, with its mergeable state (from `n4a_state` for
+    /// 1.2, from inside the JSON for 1.1; none for nirs4all's 1.0);
+    /// `Ok(None)` when the file has no summary (normal for files written
+    /// before summaries existed). Cost: one JSON parse per call.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSummary`] or [`Error::UnsupportedVersion`].
+    pub fn summary(&self) -> Result<Option<Summary>> {
+        decode_summary(&self.path, &self.meta)
+    }
+
+    /// The parquet metadata itself (schema, row groups, statistics).
+    pub fn metadata(&self) -> &ParquetMetaData {
+        &self.meta
+    }
 }
 
 /// Opens `path` and reads its parquet metadata (two small reads at the end
@@ -32,7 +100,7 @@ pub struct Footer {
 /// # Errors
 /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is not a
 /// parquet file or is truncated.
-pub fn open_metadata(path: &Path) -> Result<(File, ParquetMetaData)> {
+pub(crate) fn open_metadata(path: &Path) -> Result<(File, ParquetMetaData)> {
     super::guard::guarded(path, || open_metadata_unguarded(path))
 }
 
@@ -45,7 +113,7 @@ fn open_metadata_unguarded(path: &Path) -> Result<(File, ParquetMetaData)> {
 }
 
 /// The value of `key` in a file's key/value metadata.
-pub fn key_value<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
+pub(crate) fn key_value<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
     meta.file_metadata()
         .key_value_metadata()?
         .iter()
@@ -54,7 +122,7 @@ pub fn key_value<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
 }
 
 /// The raw `n4a_summary` text of a file's key/value metadata.
-pub fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
+pub(crate) fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
     key_value(meta, SUMMARY_KEY)
 }
 
@@ -65,7 +133,7 @@ pub fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
 ///
 /// # Errors
 /// [`Error::InvalidSummary`] (the state too) or [`Error::UnsupportedVersion`].
-pub fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summary>> {
+pub(crate) fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summary>> {
     let Some(text) = summary_text(meta) else {
         return Ok(None);
     };
@@ -83,7 +151,7 @@ pub fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summ
 ///
 /// # Errors
 /// As [`decode_summary`].
-pub fn decode_state(
+pub(crate) fn decode_state(
     path: &Path,
     meta: &ParquetMetaData,
 ) -> Result<Option<crate::summary::SummaryState>> {
@@ -119,33 +187,15 @@ fn invalid_state(path: &Path, e: &codec::CodecError) -> Error {
     }
 }
 
-/// Reads the footer of `path`: row counts and decoded summary.
-///
-/// # Errors
-/// As [`open_metadata`] and [`decode_summary`].
-pub fn read_footer(path: &Path) -> Result<Footer> {
-    let (_, meta) = open_metadata(path)?;
-    Ok(Footer {
-        num_rows: meta.file_metadata().num_rows().max(0) as u64,
-        num_row_groups: meta.num_row_groups(),
-        summary: decode_summary(path, &meta)?,
-    })
-}
-
 /// The serialized `FileMetaData` of an open file of `len` bytes, and where
 /// it starts (everything before is the magic and the row groups, page
 /// indexes and bloom filters, which a footer rewrite copies as they are).
 ///
 /// # Errors
-/// [`Error::Parquet`] if the tail is not a plain parquet footer.
-pub fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8>, u64)> {
+/// [`Error::Corrupt`] if the tail is not a plain parquet footer.
+pub(crate) fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8>, u64)> {
     use std::os::unix::fs::FileExt;
-    let bad = |m: &str| {
-        Error::parquet(
-            path,
-            parquet::errors::ParquetError::General(format!("footer: {m}")),
-        )
-    };
+    let bad = |m: &str| Error::corrupt(path, format!("footer: {m}"));
     if len < 12 {
         return Err(bad("file shorter than a parquet header and footer"));
     }

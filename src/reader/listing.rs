@@ -19,9 +19,19 @@ pub struct DatasetFile {
     pub dataset: String,
 }
 
-/// A file n4a could not serve, with why. Kinds: `io`, `parquet` (not a
-/// parquet file, truncated, corrupt), `invalid_summary`,
-/// `unsupported_version`.
+/// What listing a workspace finds.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Its prediction files, sorted by path.
+    pub files: Vec<DatasetFile>,
+    /// The sub-folders that could not be listed (a recursive listing goes
+    /// on without them).
+    pub errors: Vec<FileError>,
+}
+
+/// A file n4a could not serve, with why: `kind` is [`Error::kind`] (`io`,
+/// `parquet` for a file the parquet library refuses, `corrupt`,
+/// `damaged_data`, `invalid_summary`, `unsupported_version`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileError {
     /// The file.

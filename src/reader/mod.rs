@@ -3,16 +3,18 @@
 //! merged summary, and, where a summary must be rebuilt, the rows.
 
 pub mod arrays;
-pub mod best;
-pub mod cache;
+pub(crate) mod best;
+pub(crate) mod cache;
 pub mod footer;
-pub mod guard;
-pub mod info;
-pub mod listing;
+pub(crate) mod guard;
+pub(crate) mod info;
+pub(crate) mod listing;
 pub mod merge;
 pub mod rows;
-pub mod thrift;
-pub mod workspace;
+pub(crate) mod thrift;
+pub(crate) mod workspace;
 
+pub use footer::Footer;
+pub use listing::{DatasetFile, FileError, Listing};
 pub use merge::WorkspaceSummary;
 pub use workspace::Workspace;

@@ -519,7 +519,7 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
 /// just those rows of those columns (a parquet row selection).
 ///
 /// # Errors
-/// As [`for_each_batch`]; a row past the end is [`Error::Parquet`].
+/// As [`for_each_batch`]; a row past the end is [`Error::Corrupt`].
 pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary::topk::TopEntry>> {
     super::guard::guarded(path, || read_top_details_unguarded(path, rows))
 }
@@ -537,12 +537,9 @@ fn read_top_details_unguarded(
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
     let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
     if at > total {
-        return Err(Error::parquet(
+        return Err(Error::corrupt(
             path,
-            parquet::errors::ParquetError::General(format!(
-                "row {} asked of a file of {total} rows",
-                at - 1
-            )),
+            format!("row {} asked of a file of {total} rows", at - 1),
         ));
     }
     let names = [
@@ -605,12 +602,10 @@ fn read_top_details_unguarded(
     }
     rows.iter()
         .map(|r| {
-            by_row.get(r).cloned().ok_or_else(|| {
-                Error::parquet(
-                    path,
-                    parquet::errors::ParquetError::General(format!("row {r} was not read back")),
-                )
-            })
+            by_row
+                .get(r)
+                .cloned()
+                .ok_or_else(|| Error::corrupt(path, format!("row {r} was not read back")))
         })
         .collect()
 }

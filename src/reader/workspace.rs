@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 
 use super::cache::{FileKey, FooterCache};
-pub use super::info::FooterInfo;
-pub use super::listing::{DatasetFile, FileError, FileFooter};
+use super::info::FooterInfo;
+pub(crate) use super::listing::FileFooter;
+pub use super::listing::{DatasetFile, FileError, Listing};
 use crate::error::{Error, Result};
 use crate::schema::META_SUFFIX;
 
@@ -25,6 +26,19 @@ type Keyed = (Vec<FileFooter>, Vec<FileError>, Vec<Option<FileKey>>);
 /// A workspace folder. Cheap to keep: holds the footer cache and, for more
 /// than one thread, a rayon pool of its own (named `n4a-footer-N`, started
 /// on first use), so footer reads never oversubscribe another pool.
+///
+/// ```
+/// # fn main() -> n4a::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 2, rows: 50, ..Default::default() })?;
+/// let ws = n4a::Workspace::open(dir.path())?;
+/// // From the footers alone: no row is read.
+/// let s = ws.summary()?;
+/// assert_eq!((s.total_datasets, s.total_predictions), (2, 100));
+/// assert!(s.errors.is_empty(), "a bad file would be listed here, the others served");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Workspace {
     root: PathBuf,
     recursive: bool,
@@ -166,7 +180,7 @@ impl Workspace {
     ///
     /// # Errors
     /// [`Error::Io`] if the workspace folder itself cannot be listed.
-    pub fn list(&self) -> Result<(Vec<DatasetFile>, Vec<FileError>)> {
+    pub fn list(&self) -> Result<Listing> {
         let mut files = Vec::new();
         let mut errors = Vec::new();
         let mut dirs = vec![self.root.clone()];
@@ -198,7 +212,7 @@ impl Workspace {
         // Byte order of the paths: the same as Path order within a folder,
         // several times cheaper to sort than component-wise comparison.
         files.sort_unstable_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
-        Ok((files, errors))
+        Ok(Listing { files, errors })
     }
 
     /// Reads (or takes from the cache) the footer of every file, in
@@ -209,7 +223,7 @@ impl Workspace {
     /// # Errors
     /// [`Error::Io`] if the workspace folder cannot be listed; per-file
     /// failures are in the answer, not errors.
-    pub fn footers(&self) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+    pub(crate) fn footers(&self) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
         let (footers, errors, _) = self.footers_keyed()?;
         Ok((footers, errors))
     }
@@ -218,7 +232,7 @@ impl Workspace {
     /// footer cannot be trusted to stay what was read (modified within the
     /// racy window before the read).
     fn footers_keyed(&self) -> Result<Keyed> {
-        let (files, errors) = self.list()?;
+        let Listing { files, errors } = self.list()?;
         let read = |f: &DatasetFile| {
             let (footer, key) = self.footer_of(f);
             (
@@ -334,7 +348,7 @@ impl Workspace {
         if !have_prev {
             return Ok(None);
         }
-        let (files, errors) = self.list()?;
+        let Listing { files, errors } = self.list()?;
         if !errors.is_empty() {
             return Ok(None);
         }
@@ -367,10 +381,6 @@ fn read_footer_info(
         };
         super::info::read_info_for(path, f, key, summaries)
     };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
-        Err(Error::parquet(
-            path,
-            parquet::errors::ParquetError::General("the decoder panicked on this file".into()),
-        ))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Err(Error::corrupt(path, "the decoder panicked on this file")))
 }

@@ -216,7 +216,10 @@ pub fn refresh_workspace(
     let ws = Workspace::open(root)?
         .with_recursive(opts.recursive)
         .with_threads(1);
-    let (files, list_errors) = ws.list()?;
+    let crate::reader::workspace::Listing {
+        files,
+        errors: list_errors,
+    } = ws.list()?;
     let total = files.len();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
@@ -341,12 +344,7 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions, stale_temps: &[PathB
         Ok(())
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut report)))
-        .unwrap_or_else(|_| {
-            Err(Error::parquet(
-                &f.path,
-                parquet::errors::ParquetError::General("the decoder panicked on this file".into()),
-            ))
-        });
+        .unwrap_or_else(|_| Err(Error::corrupt(&f.path, "the decoder panicked on this file")));
     if let Err(e) = outcome {
         report.status = Status::Failed;
         report.kind = Some(e.kind());

@@ -147,12 +147,12 @@ pub(super) fn plan(
         });
     }
     if fresh.total_predictions != num_rows {
-        return Err(Error::parquet(
+        return Err(Error::corrupt(
             path,
-            parquet::errors::ParquetError::General(format!(
+            format!(
                 "{} rows read but the metadata says {num_rows}",
                 fresh.total_predictions
-            )),
+            ),
         ));
     }
     if reason.is_none() {

@@ -91,12 +91,8 @@ pub(super) fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -
     let kv = new_key_values(meta, &entries);
     let (old_footer, data_len) = footer::footer_bytes(file, path, key.len)?;
     let pairs: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let new_footer = thrift::replace_key_values(&old_footer, &pairs).map_err(|e| {
-        Error::parquet(
-            path,
-            parquet::errors::ParquetError::General(format!("footer not rewritable: {}", e.0)),
-        )
-    })?;
+    let new_footer = thrift::replace_key_values(&old_footer, &pairs)
+        .map_err(|e| Error::corrupt(path, format!("footer not rewritable: {}", e.0)))?;
     let footer_len = u32::try_from(new_footer.len()).map_err(|_| Error::InvalidSummary {
         path: path.to_path_buf(),
         reason: "the new footer would exceed 4 GiB".to_string(),
@@ -127,11 +123,9 @@ pub(super) fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -
         && check.num_row_groups() == meta.num_row_groups()
         && footer::summary_text(&check) == Some(text.as_str());
     if !same {
-        return Err(Error::parquet(
+        return Err(Error::corrupt(
             tmp.path(),
-            parquet::errors::ParquetError::General(
-                "the rewritten footer does not read back as written".into(),
-            ),
+            "the rewritten footer does not read back as written",
         ));
     }
     if let Some(hook) = &opts.before_commit {

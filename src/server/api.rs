@@ -30,12 +30,11 @@ use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
 use crate::query::filter::{Bound, Range, FIELDS};
 use crate::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
-use crate::reader::arrays::read_arrays;
 use crate::reader::merge::Form;
 use crate::schema::validate_dataset_name;
 
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
-type Answer = Result<Response, ApiError>;
+pub(super) type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type Answer = Result<Response, ApiError>;
 
 /// Longest accepted parameter value.
 const MAX_VALUE_BYTES: usize = 256;
@@ -53,7 +52,7 @@ fn engine(
     }
 }
 
-fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
+pub(super) fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
     let body = serde_json::to_vec(v).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: e.to_string(),
@@ -61,7 +60,7 @@ fn ok_json<T: serde::Serialize>(v: &T) -> Answer {
     Ok(json_response(StatusCode::OK, body.into()))
 }
 
-fn params(p: Params) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn params(p: Params) -> Result<Vec<(String, String)>, ApiError> {
     let Query(pairs) = p.map_err(|e| ApiError::bad(format!("malformed query string: {e}")))?;
     for (k, v) in &pairs {
         if v.len() > MAX_VALUE_BYTES || k.len() > 64 {
@@ -79,7 +78,7 @@ fn params(p: Params) -> Result<Vec<(String, String)>, ApiError> {
     Ok(pairs)
 }
 
-fn workspace<'a>(app: &'a App, id: &str) -> Result<&'a Served, ApiError> {
+pub(super) fn workspace<'a>(app: &'a App, id: &str) -> Result<&'a Served, ApiError> {
     if !valid_id(id) {
         return Err(ApiError::bad(
             "invalid workspace id: letters, digits, _ and - only, at most 64",
@@ -174,7 +173,7 @@ fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// away (axum drops this future: the guard's `Drop`) and when the query
 /// runs past `--query-timeout` (then a 503 that says so); the query stops
 /// at its next file.
-async fn heavy<T: Send + 'static>(
+pub(super) async fn heavy<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(Arc<AtomicBool>) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -281,7 +280,7 @@ pub async fn workspaces(State(app): State<Arc<App>>) -> Answer {
             .workspaces
             .iter()
             .map(|w| {
-                let files = w.ws.list().map(|(f, _)| f.len()).ok();
+                let files = w.ws.list().map(|l| l.files.len()).ok();
                 serde_json::json!({"id": w.id, "path": w.path, "files": files})
             })
             .collect::<Vec<_>>())
@@ -513,125 +512,6 @@ pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Para
     })
     .await?;
     Ok(json_response(StatusCode::OK, body))
-}
-
-/// `GET /api/workspaces/{id}/predictions/{prediction_id}/scatter`.
-pub async fn scatter(
-    State(app): State<Arc<App>>,
-    Path((id, pid)): Path<(String, String)>,
-    q: Params,
-) -> Answer {
-    let pairs = params(q)?;
-    let w = workspace(&app, &id)?;
-    if !(1..=128).contains(&pid.len())
-        || !pid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(ApiError::bad(
-            "invalid prediction id: letters, digits, _ and - only, at most 128",
-        ));
-    }
-    let mut f = Filters::default()
-        .with("id", [pid.clone()])
-        .map_err(ApiError::from)?;
-    for (k, v) in &pairs {
-        if k != "dataset" {
-            return Err(ApiError::bad(format!("unknown parameter {k:?}")));
-        }
-        validate_dataset_name(v).map_err(ApiError::from)?;
-        f = f.with("dataset", [v.clone()]).map_err(ApiError::from)?;
-    }
-    let q = PageQuery {
-        filters: f,
-        columns: Some(
-            [
-                "dataset",
-                "id",
-                "model_name",
-                "partition",
-                "fold_id",
-                "metric",
-                "val_score",
-                "n_samples",
-                "y_true_id",
-                "y_pred_id",
-            ]
-            .map(str::to_string)
-            .to_vec(),
-        ),
-        sort: None,
-        offset: 0,
-        limit: 2,
-    };
-    let ws = w.ws.clone();
-    let pid2 = pid.clone();
-    let found = heavy(&app, move |cancel| {
-        let page = QueryEngine::new(&ws).with_cancel(cancel).page(&q)?;
-        let Some(rec) = page.records.first().cloned() else {
-            // Not found, but a file could not be read: the prediction may
-            // be in it, so say so rather than a plain 404.
-            if let Some(e) = page.provenance.errors.first() {
-                return Ok(Err(ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: format!(
-                        "no prediction {pid2:?} in the readable files; {} file(s) could not be read: {}",
-                        page.provenance.errors.len(),
-                        e.error
-                    ),
-                }));
-            }
-            return Ok(Err(ApiError::not_found(format!("no prediction {pid2:?}"))));
-        };
-        if page.records.len() > 1 {
-            return Ok(Err(ApiError {
-                status: StatusCode::CONFLICT,
-                message: format!("prediction {pid2:?} is in several datasets: pass dataset="),
-            }));
-        }
-        let dataset = rec["dataset"].as_str().unwrap_or_default().to_string();
-        let (files, _) = ws.list()?;
-        let Some(meta) = files.iter().find(|f| f.dataset == dataset) else {
-            return Ok(Err(ApiError::not_found(format!(
-                "dataset {dataset:?} is gone"
-            ))));
-        };
-        let arrays_path = meta
-            .path
-            .with_file_name(format!("{dataset}{}", crate::schema::ARRAYS_SUFFIX));
-        let (t, p) = (rec["y_true_id"].as_str(), rec["y_pred_id"].as_str());
-        let ids: Vec<&str> = [t, p].into_iter().flatten().collect();
-        let arrays = if ids.is_empty() || !arrays_path.exists() {
-            Default::default()
-        } else {
-            read_arrays(&arrays_path, &ids)?
-        };
-        let y = |id: Option<&str>| id.and_then(|i| arrays.get(i)).map(|a| a.values.clone());
-        let (y_true, y_pred) = (y(t), y(p));
-        let (Some(y_true), Some(y_pred)) = (y_true, y_pred) else {
-            return Ok(Err(ApiError::not_found(format!(
-                "prediction {pid2:?} has no y_true/y_pred arrays in {}",
-                arrays_path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-            ))));
-        };
-        Ok(Ok(serde_json::json!({
-            "prediction_id": pid2,
-            "dataset": dataset,
-            "model_name": rec["model_name"],
-            "partition": rec["partition"],
-            "fold_id": rec["fold_id"],
-            "metric": rec["metric"],
-            "val_score": rec["val_score"],
-            "n_samples": y_true.len(),
-            "y_true": y_true,
-            "y_pred": y_pred,
-        })))
-    })
-    .await??;
-    ok_json(&found)
 }
 
 /// Unknown routes: a JSON 404.

@@ -25,18 +25,18 @@ impl BearerToken {
     /// A token from its text (surrounding whitespace and newlines dropped).
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] when shorter than [`MIN_TOKEN_BYTES`] or
+    /// [`Error::InvalidOption`] when shorter than [`MIN_TOKEN_BYTES`] or
     /// holding a character a header cannot carry.
     pub fn new(text: &str) -> Result<BearerToken> {
         let t = text.trim();
         if t.len() < MIN_TOKEN_BYTES {
-            return Err(Error::InvalidQuery(format!(
+            return Err(Error::InvalidOption(format!(
                 "the bearer token must be at least {MIN_TOKEN_BYTES} bytes (it is {})",
                 t.len()
             )));
         }
         if !t.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::InvalidQuery(
+            return Err(Error::InvalidOption(
                 "the bearer token must be printable ASCII without spaces".into(),
             ));
         }

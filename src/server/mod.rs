@@ -36,11 +36,13 @@
 //! `{"error": ..., "status": ...}` with the right status code. Each
 //! request is logged on stderr with its latency (never its headers).
 
-pub mod api;
-pub mod auth;
-pub mod client;
-pub mod encoding;
-pub mod openapi;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod encoding;
+pub(crate) mod openapi;
+pub(crate) mod scatter;
+
+pub use auth::BearerToken;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -199,7 +201,7 @@ impl App {
     ///
     /// # Errors
     /// [`Error::Io`] for a folder that is not a readable directory;
-    /// [`Error::InvalidQuery`] for an invalid or repeated id.
+    /// [`Error::InvalidOption`] for an invalid or repeated id.
     pub fn new(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<Arc<App>> {
         let mut served: Vec<Served> = Vec::new();
         for (id, path) in workspaces {
@@ -210,7 +212,7 @@ impl App {
                 id.clone()
             };
             if !valid_id(&id) || taken.contains(&id) {
-                return Err(Error::InvalidQuery(format!(
+                return Err(Error::InvalidOption(format!(
                     "workspace id {id:?} is invalid or repeated (use letters, digits, _ and -)"
                 )));
             }
@@ -316,7 +318,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/workspaces/{id}/predictions/groups", get(api::groups))
         .route(
             "/api/workspaces/{id}/predictions/{prediction_id}/scatter",
-            get(api::scatter),
+            get(scatter::scatter),
         )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -498,18 +500,18 @@ fn limit_malloc_arenas() {
 /// the bound port when the address asked for port 0).
 ///
 /// # Errors
-/// [`Error::InvalidQuery`] for a non-loopback address without
+/// [`Error::InvalidOption`] for a non-loopback address without
 /// `allow_remote`; what [`App::new`] returns; [`Error::Io`] when the
 /// address cannot be bound.
 pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
     if !opts.addr.ip().is_loopback() && !opts.allow_remote {
-        return Err(Error::InvalidQuery(format!(
+        return Err(Error::InvalidOption(format!(
             "refusing to listen on {}: not a loopback address (pass --allow-remote to serve other hosts)",
             opts.addr
         )));
     }
     if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
-        return Err(Error::InvalidQuery(format!(
+        return Err(Error::InvalidOption(format!(
             "refusing to serve {} beyond loopback without a bearer token: pass --token-file FILE \
              (or --no-auth to let anyone who reaches the port read every prediction)",
             opts.addr

@@ -18,9 +18,9 @@
 //! for NaN; null facets (a null model name, partition, ...) are not counted,
 //! as pandas' `value_counts` drops them.
 
-pub mod codec;
-pub mod json;
-pub mod legacy;
+pub(crate) mod codec;
+pub(crate) mod json;
+pub(crate) mod legacy;
 pub mod sketch;
 pub mod topk;
 pub mod welford;
@@ -33,9 +33,10 @@ mod render;
 mod state;
 
 pub use builder::{RowView, SummaryBuilder, SummaryOptions};
-pub use diff::{differences, MAX_DIFFERENCES};
-pub use merger::StateMerger;
-pub use numbers::{iso8601, place_quartiles, quantile_index, round4, utc_now};
+pub(crate) use diff::differences;
+pub(crate) use merger::StateMerger;
+pub use numbers::utc_now;
+pub(crate) use numbers::{place_quartiles, quantile_index, round4};
 pub use render::{
     Facets, MetricSummary, MetricTop, ModelFacet, NameCount, Ranking, RunSummary, ScoreSummary,
     Stats, Summary,

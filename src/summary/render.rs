@@ -121,6 +121,31 @@ pub struct MetricTop {
 
 /// The decoded `n4a_summary`: nirs4all's 1.0 keys plus n4a's 1.1 additions.
 /// Decodes nirs4all's own 1.0 summaries too (the additions are then empty).
+///
+/// ```
+/// use n4a::summary::{RowView, SummaryBuilder, SummaryOptions};
+/// use n4a::Prediction;
+///
+/// # fn main() -> n4a::Result<()> {
+/// let mut b = SummaryBuilder::new(SummaryOptions::default());
+/// for (i, score) in [0.30, 0.10, 0.20].into_iter().enumerate() {
+///     let p = Prediction {
+///         id: Some(format!("p{i}")),
+///         partition: Some("val".into()),
+///         metric: Some("rmse".into()),
+///         val_score: Some(score),
+///         ..Default::default()
+///     };
+///     b.observe(i, &RowView::of(&p))?;
+/// }
+/// let s = b.finish(None);
+/// assert_eq!(s.total_predictions, 3);
+/// // rmse: lower is better, so the best is the minimum (nirs4all's 1.0
+/// // would have called 0.30 the top).
+/// assert_eq!(s.top_predictions[0].val_score, Some(0.1));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Summary {

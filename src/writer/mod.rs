@@ -15,9 +15,9 @@
 //! renames leaves a consistent pair). Dropping the writer, or an error,
 //! leaves the old files byte-identical.
 
-pub mod arrays;
-pub mod columns;
-pub mod sink;
+pub(crate) mod arrays;
+pub(crate) mod columns;
+pub(crate) mod sink;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -97,7 +97,7 @@ impl WriterOptions {
 
 /// True when two parquet schemas have the same leaves (names, physical
 /// types, levels), so column chunks of one can be spliced into the other.
-pub fn same_leaves(a: &SchemaDescriptor, b: &SchemaDescriptor) -> bool {
+pub(crate) fn same_leaves(a: &SchemaDescriptor, b: &SchemaDescriptor) -> bool {
     a.num_columns() == b.num_columns()
         && a.columns().iter().zip(b.columns()).all(|(x, y)| {
             x.path() == y.path()
@@ -108,6 +108,30 @@ pub fn same_leaves(a: &SchemaDescriptor, b: &SchemaDescriptor) -> bool {
 }
 
 /// Writes one dataset's prediction rows; see the module docs.
+///
+/// ```
+/// use n4a::{Prediction, PredictionWriter};
+/// use n4a::writer::WriterOptions;
+///
+/// # fn main() -> n4a::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut w = PredictionWriter::create(dir.path(), "corn", WriterOptions::default())?;
+/// w.write(&Prediction {
+///     id: Some("p1".into()),
+///     model_name: Some("PLS".into()),
+///     partition: Some("val".into()),
+///     metric: Some("rmse".into()),
+///     val_score: Some(0.42),
+///     ..Default::default()
+/// })?;
+/// // Nothing is visible until finish: then both files are renamed into
+/// // place, and the summary the footer now holds is returned.
+/// let summary = w.finish()?;
+/// assert_eq!(summary.total_predictions, 1);
+/// assert!(dir.path().join("corn.meta.parquet").exists());
+/// # Ok(())
+/// # }
+/// ```
 pub struct PredictionWriter {
     dataset: String,
     meta_path: PathBuf,

@@ -57,11 +57,6 @@ impl ParquetSink {
         })
     }
 
-    /// Rows written so far.
-    pub fn num_rows(&self) -> u64 {
-        self.num_rows
-    }
-
     /// Encodes `batch` as one row group. Memory: the encoded, compressed
     /// row group is buffered until it is spliced into the file.
     ///

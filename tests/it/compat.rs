@@ -2,7 +2,7 @@
 //! stored 1.0 summaries against ours recomputed from the rows.
 
 use n4a::metric::Direction;
-use n4a::reader::{footer, rows};
+use n4a::reader::rows;
 use n4a::schema::row_id;
 use n4a::summary::{RowView, Summary, SummaryBuilder, SummaryOptions};
 
@@ -10,9 +10,10 @@ use crate::util::{close_opt, fixture};
 
 fn stored_and_recomputed(name: &str) -> (Summary, Summary, Vec<n4a::schema::Prediction>) {
     let path = fixture(&format!("{name}.meta.parquet"));
-    let stored = footer::read_footer(&path)
+    let stored = n4a::reader::Footer::read(&path)
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .expect("nirs4all wrote a summary");
     let rows = rows::read_predictions(&path).unwrap();
     let mut b = SummaryBuilder::new(SummaryOptions::default());
@@ -114,11 +115,11 @@ fn corn_moisture_ranks_mse_by_its_direction_not_nirs4alls_maximum() {
     // nirs4all's "top" is the worst mse; ours is the best.
     assert_eq!(
         stored.top_predictions[0].val_score,
-        Some(n4a::summary::round4(max))
+        Some(crate::util::round4(max))
     );
     assert_eq!(
         ours.top_predictions[0].val_score,
-        Some(n4a::summary::round4(min))
+        Some(crate::util::round4(min))
     );
     let mut sorted = vals.clone();
     sorted.sort_by(f64::total_cmp);
@@ -129,7 +130,7 @@ fn corn_moisture_ranks_mse_by_its_direction_not_nirs4alls_maximum() {
         .collect();
     let expect: Vec<f64> = sorted[..10]
         .iter()
-        .map(|v| n4a::summary::round4(*v))
+        .map(|v| crate::util::round4(*v))
         .collect();
     assert_eq!(ours_top, expect);
     // Runs: same configs; best by direction is each config's minimum.
@@ -139,7 +140,7 @@ fn corn_moisture_ranks_mse_by_its_direction_not_nirs4alls_maximum() {
             .filter(|r| r.config_name == run.name)
             .filter_map(|r| r.val_score)
             .fold(f64::INFINITY, f64::min);
-        assert_eq!(run.best_val_score, Some(n4a::summary::round4(best)));
+        assert_eq!(run.best_val_score, Some(crate::util::round4(best)));
     }
 }
 

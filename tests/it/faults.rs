@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use n4a::generate::dataset_rows;
-use n4a::reader::{footer, rows};
+use n4a::reader::rows;
 use n4a::writer::{PredictionWriter, WriterOptions};
 
 fn n4a() -> Command {
@@ -91,7 +91,11 @@ fn temp_files(ws: &Path) -> Vec<PathBuf> {
 fn check_pair(ws: &Path, dataset: &str) -> usize {
     let meta = ws.join(format!("{dataset}.meta.parquet"));
     let got = rows::read_predictions(&meta).unwrap_or_else(|e| panic!("{e}"));
-    let s = footer::read_footer(&meta).unwrap().summary.unwrap();
+    let s = n4a::reader::Footer::read(&meta)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.total_predictions as usize,
         got.len(),
@@ -284,8 +288,8 @@ fn faults_sigkill_during_refresh() {
                 &got, ids,
                 "run {run}: {name}: the same rows, old footer or new"
             );
-            let f = footer::read_footer(&meta).unwrap();
-            let s = f.summary.unwrap();
+            let f = n4a::reader::Footer::read(&meta).unwrap();
+            let s = f.summary().unwrap().unwrap();
             assert_eq!(s.total_predictions as usize, ids.len(), "run {run}: {name}");
             rewritten += usize::from(s.n4a_version != "1.0");
         }

@@ -2,6 +2,12 @@
 
 mod util;
 
+/// The bench harness's HTTP client, shared by path (it is not part of the
+/// library).
+#[path = "../../src/bin/n4a-bench/client.rs"]
+#[allow(dead_code)]
+mod client;
+
 mod cli;
 mod compat;
 mod crash;

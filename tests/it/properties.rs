@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::util::{quantile_index, round4};
 use n4a::files::dataset_paths;
 use n4a::metric::{builtin_direction, Direction};
-use n4a::reader::footer;
 use n4a::schema::Prediction;
-use n4a::summary::{quantile_index, round4, RowView, Summary, SummaryBuilder, SummaryOptions};
+use n4a::summary::{RowView, Summary, SummaryBuilder, SummaryOptions};
 use n4a::writer::{PredictionWriter, WriterOptions};
 use proptest::prelude::*;
 
@@ -473,9 +473,9 @@ proptest! {
             start = end;
         }
         let meta = dataset_paths(dir.path(), "ds").meta;
-        let f = footer::read_footer(&meta).unwrap();
-        prop_assert_eq!(f.num_rows, rows.len() as u64);
-        assert_same(&view(&f.summary.unwrap()), &oracle(&rows));
+        let f = n4a::reader::Footer::read(&meta).unwrap();
+        prop_assert_eq!(f.num_rows(), rows.len() as u64);
+        assert_same(&view(&f.summary().unwrap().unwrap()), &oracle(&rows));
     }
 
     /// `refresh --verify` finds no difference in a file built by any split
@@ -507,8 +507,8 @@ proptest! {
         crate::util::rewrite_with_summary(&meta, &meta, None, false);
         let r = refresh_workspace(dir.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
         prop_assert_eq!(r.refreshed, 1);
-        let f = footer::read_footer(&meta).unwrap();
-        assert_same(&view(&f.summary.unwrap()), &oracle(&rows));
+        let f = n4a::reader::Footer::read(&meta).unwrap();
+        assert_same(&view(&f.summary().unwrap().unwrap()), &oracle(&rows));
     }
 
     /// Past the exact limit, quartiles come from the sketch, within the
@@ -547,9 +547,9 @@ fn empty_file_and_single_row_summaries() {
         .unwrap();
     assert_eq!(s.total_predictions, 0);
     assert!(s.stats.val_score.is_none() && s.top_predictions.is_empty());
-    let f = footer::read_footer(&dataset_paths(dir.path(), "empty").meta).unwrap();
-    assert_eq!(f.num_rows, 0);
-    assert_eq!(f.summary.unwrap().total_predictions, 0);
+    let f = n4a::reader::Footer::read(&dataset_paths(dir.path(), "empty").meta).unwrap();
+    assert_eq!(f.num_rows(), 0);
+    assert_eq!(f.summary().unwrap().unwrap().total_predictions, 0);
     let one = vec![crate::util::row("c", "m", "0", "val", 0.25)];
     let s = in_memory(&one);
     let v = s.stats.val_score.unwrap();

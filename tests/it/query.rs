@@ -226,7 +226,7 @@ proptest! {
         // The server's path: a shared cache, each query asked three times
         // (a bounded selection, then the sorted rows built, then read from
         // the cache; records kept from the second time on).
-        let cache = std::sync::Arc::new(n4a::query::cache::ColumnCache::new(64 << 20));
+        let cache = std::sync::Arc::new(n4a::query::ColumnCache::new(64 << 20));
         let cached = QueryEngine::new(&ws).with_column_cache(cache);
         for (filters, sort, offset, limit) in queries {
             let q = PageQuery {
@@ -275,7 +275,7 @@ proptest! {
         prop_assert_eq!(&got, &want);
         // Scanned (k beyond the footers' lists) and through a cache, three
         // times: the same rows.
-        let cache = std::sync::Arc::new(n4a::query::cache::ColumnCache::new(64 << 20));
+        let cache = std::sync::Arc::new(n4a::query::ColumnCache::new(64 << 20));
         let cached = QueryEngine::new(&ws).with_column_cache(cache);
         let deep = TopQuery { filters: f.clone(), k: k + 11, direction: None, score: "val_score".into() };
         let want_deep: Vec<(Option<String>, Option<f64>)> = cand.iter().take(k + 11).map(|r| (r.2.id.clone(), r.2.val_score)).collect();
@@ -619,7 +619,7 @@ fn issue_11_filter_fields_are_one_consistent_list() {
 /// never answered from its old columns; a tiny budget keeps answers right.
 #[test]
 fn issue_11_column_cache_answers_from_memory_and_sees_a_changed_file() {
-    use n4a::query::cache::ColumnCache;
+    use n4a::query::ColumnCache;
     use std::sync::Arc;
     let rows = |seed: usize| -> Vec<Prediction> {
         (0..120)
@@ -755,7 +755,7 @@ fn issue_11_deep_pages_from_cached_sorted_rows_equal_the_oracle() {
     let dir = workspace(&[rows(1), rows(2), rows(3)], false);
     let all = load(dir.path());
     let ws = Workspace::open(dir.path()).unwrap();
-    let cache = std::sync::Arc::new(n4a::query::cache::ColumnCache::new(64 << 20));
+    let cache = std::sync::Arc::new(n4a::query::ColumnCache::new(64 << 20));
     for (column, descending, offset) in [
         ("val_score", false, 150),
         ("val_score", true, 170),

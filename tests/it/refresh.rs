@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use n4a::generate::dataset_rows;
-use n4a::reader::{footer, rows};
+use n4a::reader::rows;
 use n4a::refresh::{refresh_workspace, Mode, RefreshOptions, RefreshReport, Status};
 use n4a::writer::{PredictionWriter, WriterOptions};
 
@@ -122,7 +122,7 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
             (
                 batches(&p),
                 data_prefix(&p),
-                footer::read_footer(&p).unwrap(),
+                n4a::reader::Footer::read(&p).unwrap(),
             )
         })
         .collect();
@@ -137,23 +137,25 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
             prefix,
             "{f}: row groups copied byte for byte"
         );
-        let new = footer::read_footer(&p).unwrap();
-        assert_eq!(new.num_rows, old.num_rows);
-        assert!(old.summary.is_none());
-        let s = new.summary.expect("a summary now");
+        let new = n4a::reader::Footer::read(&p).unwrap();
+        assert_eq!(new.num_rows(), old.num_rows());
+        assert!(old.summary().unwrap().is_none());
+        let s = new.summary().unwrap().expect("a summary now");
         assert_eq!(s.n4a_version, "1.2");
         assert!(s.state.is_some());
     }
     // no_summary holds grain_class's rows: the backfilled summary gives
     // every value nirs4all computed for them (balanced_accuracy: higher is
     // better, so even nirs4all's "top" is right here).
-    let nirs4all = footer::read_footer(&fixture("grain_class.meta.parquet"))
+    let nirs4all = n4a::reader::Footer::read(&fixture("grain_class.meta.parquet"))
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .unwrap();
-    let ours = footer::read_footer(&ws.path().join("no_summary.meta.parquet"))
+    let ours = n4a::reader::Footer::read(&ws.path().join("no_summary.meta.parquet"))
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .unwrap();
     crate::compat::assert_common(&nirs4all, &ours);
     let ids = |s: &n4a::summary::Summary| -> Vec<Option<String>> {
@@ -161,7 +163,7 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
     };
     assert_eq!(ids(&ours), ids(&nirs4all), "top_predictions");
     // The old layout keeps its 26 columns: nothing is re-encoded.
-    let (_, md) = footer::open_metadata(&ws.path().join("old_layout.meta.parquet")).unwrap();
+    let md = crate::util::metadata(&ws.path().join("old_layout.meta.parquet")).unwrap();
     assert_eq!(md.file_metadata().schema_descr().num_columns(), 26);
 }
 
@@ -169,7 +171,7 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
 fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_sees_it() {
     let ws = workspace_with(&["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"]);
     let p = ws.path().join("corn_moisture.meta.parquet");
-    let (_, old) = footer::open_metadata(&p).unwrap();
+    let old = crate::util::metadata(&p).unwrap();
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!(r.refreshed, 1);
     assert!(r.files[0]
@@ -178,7 +180,7 @@ fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_s
         .unwrap()
         .contains("version 1.0"));
     assert!(r.files[0].warnings.is_empty(), "its arrays file is there");
-    let (_, new) = footer::open_metadata(&p).unwrap();
+    let new = crate::util::metadata(&p).unwrap();
     assert_eq!(
         new.file_metadata().created_by(),
         old.file_metadata().created_by()
@@ -191,14 +193,18 @@ fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_s
         .map(|(k, _)| k)
         .collect();
     assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
-    let text = footer::summary_text(&new).unwrap();
+    let text = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary_text()
+        .unwrap()
+        .to_string();
     let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         std::fs::File::open(&p).unwrap(),
     )
     .unwrap();
     assert_eq!(
         b.schema().metadata().get("n4a_summary").map(String::as_str),
-        Some(text)
+        Some(text.as_str())
     );
     // nirs4all's large_utf8 strings now read as utf8 (the contract allows
     // both); every value is kept (the backfill test compares them).
@@ -210,7 +216,11 @@ fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_s
         &arrow_schema::DataType::Utf8
     );
     // nirs4all's fault corrected: its "top" mse predictions were the worst.
-    let s = footer::read_footer(&p).unwrap().summary.unwrap();
+    let s = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
     let top = s.top_predictions[0].val_score.unwrap();
     assert!(s
         .top_predictions
@@ -290,7 +300,11 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
 
     let r = run(ws.path(), &verify(true));
     assert_eq!(r.refreshed, 1);
-    let fixed = footer::read_footer(&meta).unwrap().summary.unwrap();
+    let fixed = n4a::reader::Footer::read(&meta)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         fixed.stats.val_score.as_ref().unwrap().mean,
         good.stats.val_score.as_ref().unwrap().mean
@@ -523,7 +537,11 @@ fn a_writer_appending_during_refreshes_loses_no_row_and_leaves_no_stale_summary(
     );
     let r = run(ws.path(), &verify(false));
     assert_eq!(r.unchanged, 1, "no stale summary left: {r:#?}");
-    let s = footer::read_footer(&meta).unwrap().summary.unwrap();
+    let s = n4a::reader::Footer::read(&meta)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
     assert_eq!(s.total_predictions, 900);
 }
 
@@ -570,9 +588,10 @@ fn killed_refresh_leaves_only_whole_files() {
             old += 1;
         } else {
             new += 1;
-            let s = footer::read_footer(p)
+            let s = n4a::reader::Footer::read(p)
                 .unwrap()
-                .summary
+                .summary()
+                .unwrap()
                 .expect("whole new file");
             assert_eq!(s.total_predictions, 3000);
         }
@@ -590,39 +609,6 @@ fn killed_refresh_leaves_only_whole_files() {
             .contains("n4a-tmp")),
         "temporary files of the killed run are removed"
     );
-}
-
-#[test]
-fn footer_rewrite_with_the_same_key_values_is_byte_identical() {
-    let ws = tempfile::tempdir().unwrap();
-    let (name, rows) = dataset_rows(0, 100, 1, false);
-    let mut w = PredictionWriter::create(ws.path(), &name, WriterOptions::default()).unwrap();
-    rows.into_iter().for_each(|p| w.write_owned(p).unwrap());
-    w.finish().unwrap();
-    let ours = ws.path().join(format!("{name}.meta.parquet"));
-    for p in [
-        fixture("corn_moisture.meta.parquet"),
-        fixture("grain_class.meta.parquet"),
-        fixture("old_layout.meta.parquet"),
-        ours,
-    ] {
-        let f = std::fs::File::open(&p).unwrap();
-        let len = f.metadata().unwrap().len();
-        let (bytes, _) = footer::footer_bytes(&f, &p, len).unwrap();
-        let skim = n4a::reader::thrift::parse_file_metadata(&bytes).unwrap();
-        let kv: Vec<(&str, &str)> = skim
-            .key_values
-            .iter()
-            .map(|(k, v)| {
-                (
-                    std::str::from_utf8(k).unwrap(),
-                    std::str::from_utf8(v.unwrap()).unwrap(),
-                )
-            })
-            .collect();
-        let again = n4a::reader::thrift::replace_key_values(&bytes, &kv).unwrap();
-        assert_eq!(again, bytes, "{}", p.display());
-    }
 }
 
 #[test]

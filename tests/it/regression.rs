@@ -56,7 +56,7 @@ fn issue_3_a_bad_file_does_not_hide_the_good_ones() {
 /// struct, and the rows are kept.
 #[test]
 fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
-    use n4a::reader::{footer, rows};
+    use n4a::reader::rows;
     use n4a::refresh::{refresh_workspace, RefreshOptions, Status};
     let dir = tempfile::tempdir().unwrap();
     let mut w = PredictionWriter::create(dir.path(), "ds", WriterOptions::default()).unwrap();
@@ -93,12 +93,12 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
     }
     aw.close().unwrap();
     std::fs::rename(&plain, &meta).unwrap();
-    let (_, md) = footer::open_metadata(&meta).unwrap();
+    let md = crate::util::metadata(&meta).unwrap();
     assert!(md.file_metadata().key_value_metadata().is_none());
 
     let r = refresh_workspace(dir.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
     assert_eq!(r.files[0].status, Status::Refreshed, "{r:#?}");
-    let (_, md) = footer::open_metadata(&meta).unwrap();
+    let md = crate::util::metadata(&meta).unwrap();
     let keys: Vec<&str> = md
         .file_metadata()
         .key_value_metadata()
@@ -107,7 +107,11 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
         .map(|kv| kv.key.as_str())
         .collect();
     assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
-    let s = footer::read_footer(&meta).unwrap().summary.unwrap();
+    let s = n4a::reader::Footer::read(&meta)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
     assert_eq!(s.top_predictions[0].val_score, Some(0.1));
     assert_eq!(rows::read_predictions(&meta).unwrap(), before);
 }
@@ -183,7 +187,7 @@ fn issue_10_a_nirs4all_1_0_workspace_has_models_runs_stats_and_the_lowest_mse() 
         .fold(f64::INFINITY, f64::min);
     assert_eq!(
         s.top_predictions[0].val_score,
-        Some(n4a::summary::round4(lowest))
+        Some(crate::util::round4(lowest))
     );
     assert_eq!(
         s.top_by_metric["mse"].predictions[0].val_score,
@@ -369,7 +373,7 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
     .unwrap();
     let bg = n4a::server::Background::start(app).unwrap();
     let get = |t: &str| {
-        let r = n4a::server::client::Client::connect(bg.addr())
+        let r = crate::client::Client::connect(bg.addr())
             .unwrap()
             .get(t)
             .unwrap();
@@ -393,4 +397,77 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             .unwrap();
     let (s, _) = get(&format!("/api/workspaces/w/predictions/{id}/scatter"));
     assert_eq!(s, 200, "a prediction in a good file is served");
+}
+
+/// Issue 13: error variants say what happened, and `kind()` names each:
+/// an address refused, a bad workspace id and a short token are
+/// `invalid_option` (not `invalid_query`), a failing CSV output is `csv`
+/// (not `io` on a made-up path), a file whose metadata promises more rows
+/// than it holds is `corrupt` (not `parquet`).
+#[test]
+fn issue_13_error_variants_say_what_happened() {
+    use n4a::server::{BearerToken, ServeOptions};
+    let ws = tempfile::tempdir().unwrap();
+    let remote = ServeOptions {
+        addr: "0.0.0.0:0".parse().unwrap(),
+        log: false,
+        ..Default::default()
+    };
+    let e = n4a::server::run(&[(String::new(), ws.path().to_path_buf())], remote).unwrap_err();
+    assert_eq!(e.kind(), "invalid_option", "{e}");
+    assert!(e.to_string().contains("--allow-remote"), "{e}");
+    let bad_id = n4a::server::App::new(
+        &[("no spaces!".to_string(), ws.path().to_path_buf())],
+        ServeOptions::default(),
+    )
+    .err()
+    .expect("an invalid id is refused");
+    assert_eq!(bad_id.kind(), "invalid_option", "{bad_id}");
+    let short = BearerToken::new("short").unwrap_err();
+    assert_eq!(short.kind(), "invalid_option", "{short}");
+
+    struct Full;
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "disk full",
+            ))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut rec = serde_json::Map::new();
+    rec.insert("id".into(), "a".into());
+    let e = n4a::query::to_csv(&[rec], &["id".to_string()], Full).unwrap_err();
+    assert_eq!(e.kind(), "csv", "{e}");
+    assert!(e.to_string().contains("disk full"), "{e}");
+    assert!(!e.to_string().contains("<output>"), "{e}");
+
+    // A footer whose row count says one more row than its row groups hold.
+    let mut w = n4a::PredictionWriter::create(ws.path(), "short", Default::default()).unwrap();
+    for i in 0..5 {
+        let mut p = crate::util::row(&format!("c{i}"), "PLS", "0", "val", i as f64);
+        p.id = Some(format!("id{i}"));
+        w.write(&p).unwrap();
+    }
+    w.finish().unwrap();
+    let meta = ws.path().join("short.meta.parquet");
+    crate::util::set_num_rows(&meta, 6);
+    let r = n4a::refresh::refresh_workspace(
+        ws.path(),
+        &n4a::refresh::RefreshOptions {
+            mode: n4a::refresh::Mode::Verify,
+            ..Default::default()
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    let f = r
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("short.meta.parquet"))
+        .unwrap();
+    assert_eq!(f.kind, Some("corrupt"), "{f:?}");
 }

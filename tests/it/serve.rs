@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use crate::client::Client;
 use n4a::generate::dataset_rows;
 use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
 use n4a::reader::Workspace;
-use n4a::server::client::Client;
 use n4a::server::{App, Background, ServeOptions};
 use n4a::writer::{PredictionWriter, WriterOptions};
 use serde_json::Value;
@@ -726,13 +726,16 @@ fn issue_12_heavy_queries_stop_on_timeout_and_when_the_client_goes() {
     assert_eq!(s, 200);
 }
 
+/// Drives the `n4a-bench` harness, so only with `--features bench` (the
+/// README's test command).
+#[cfg(feature = "bench")]
 #[test]
 fn bounded_load_from_another_process_has_no_errors_and_memory_does_not_grow() {
     let dir = workspace();
     let (mut child, addr) = spawn_server(dir.path(), &["--quiet"]);
-    let out = n4a()
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_n4a-bench"))
         .args([
-            "bench-serve",
+            "serve",
             &addr,
             "--requests",
             "1200",

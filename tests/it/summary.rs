@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::util::round4;
 use n4a::metric::Direction;
 use n4a::reader::merge::{Accuracy, Form, WorkspaceSummary};
 use n4a::reader::Workspace;
 use n4a::schema::Prediction;
-use n4a::summary::round4;
 use n4a::writer::{PredictionWriter, WriterOptions};
 
 use crate::util::{all_rows, as_nirs4all_1_0, close, fixture, row};
@@ -91,9 +91,10 @@ fn nirs4all_1_0_workspace_gets_every_section() {
     // averages weighted by count), from the footers as nirs4all wrote them.
     let mut oracle: BTreeMap<String, (u64, f64, u64)> = BTreeMap::new();
     for d in &s.datasets {
-        let stored = n4a::reader::footer::read_footer(&d.path)
+        let stored = n4a::reader::Footer::read(&d.path)
             .unwrap()
-            .summary
+            .summary()
+            .unwrap()
             .unwrap();
         for m in &stored.facets.models {
             let e = oracle.entry(m.name.clone().unwrap()).or_default();
@@ -343,7 +344,7 @@ fn brief_form_has_no_runs() {
 
 /// Key/values of a file's footer, as the parquet crate reads them.
 fn key_values(path: &Path) -> Vec<(String, String)> {
-    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    let meta = crate::util::metadata(path).unwrap();
     meta.file_metadata()
         .key_value_metadata()
         .unwrap()
@@ -356,7 +357,7 @@ fn key_values(path: &Path) -> Vec<(String, String)> {
 /// metadata inside `ARROW:schema` when the footer has one, else the file's
 /// key/values (arrow-rs follows the same rule).
 fn pyarrow_metadata(path: &Path) -> std::collections::HashMap<String, String> {
-    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    let meta = crate::util::metadata(path).unwrap();
     let fm = meta.file_metadata();
     parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
         .unwrap()
@@ -395,13 +396,14 @@ fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
     assert!(summary.get("state").is_none());
     assert_eq!(summary["total_predictions"], 50);
     // Read back whole: the state from its own key.
-    let back = n4a::reader::footer::read_footer(&meta)
+    let back = n4a::reader::Footer::read(&meta)
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .unwrap();
     assert_eq!(back.state, written.state);
     // The contract's Arrow types without ARROW:schema.
-    let (_, m) = n4a::reader::footer::open_metadata(&meta).unwrap();
+    let m = crate::util::metadata(&meta).unwrap();
     let arrow =
         parquet::arrow::parquet_to_arrow_schema(m.file_metadata().schema_descr(), None).unwrap();
     assert_eq!(arrow.fields().len(), 35);

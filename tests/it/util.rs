@@ -104,9 +104,10 @@ pub fn row(config: &str, model: &str, fold: &str, partition: &str, val: f64) -> 
 pub fn as_nirs4all_1_0(src: &Path, dst: &Path) {
     use n4a::metric::{Direction, Directions};
     use n4a::summary::{SummaryBuilder, SummaryOptions};
-    let metrics = n4a::reader::footer::read_footer(src)
+    let metrics = n4a::reader::Footer::read(src)
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .and_then(|s| s.state)
         .map(|st| st.metrics.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
@@ -173,24 +174,94 @@ pub fn all_rows(dir: &Path) -> Vec<(String, u64, Prediction)> {
     out
 }
 
-/// Replaces a parquet file's footer key/values, everything else kept byte
-/// for byte (what a tool editing metadata in place would leave).
+/// Replaces a parquet file's footer key/values, the row data kept byte for
+/// byte (what a tool editing metadata in place would leave), through the
+/// parquet crate's own metadata writer.
 pub fn set_key_values(path: &Path, kv: &[(&str, &str)]) {
     let bytes = std::fs::read(path).unwrap();
     let n = bytes.len();
     let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
     let start = n - 8 - meta_len;
-    let footer = n4a::reader::thrift::replace_key_values(&bytes[start..n - 8], kv).unwrap();
+    let meta = metadata(path).unwrap();
+    let fm = meta.file_metadata();
+    let kvs = kv
+        .iter()
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.to_string(), v.to_string()))
+        .collect();
+    let fm = parquet::file::metadata::FileMetaData::new(
+        fm.version(),
+        fm.num_rows(),
+        fm.created_by().map(str::to_string),
+        Some(kvs),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let meta = parquet::file::metadata::ParquetMetaData::new(fm, meta.row_groups().to_vec());
     let mut out = bytes[..start].to_vec();
-    out.extend_from_slice(&footer);
-    out.extend_from_slice(&(footer.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"PAR1");
+    parquet::file::metadata::ParquetMetaDataWriter::new(&mut out, &meta)
+        .finish()
+        .unwrap();
     std::fs::write(path, out).unwrap();
+}
+
+/// Rewrites a parquet file's footer so its (one) row group claims
+/// `num_rows` rows, the column chunks untouched: a footer that disagrees
+/// with its data.
+pub fn set_num_rows(path: &Path, num_rows: i64) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    let meta = metadata(path).unwrap();
+    let fm = meta.file_metadata();
+    let fm = parquet::file::metadata::FileMetaData::new(
+        fm.version(),
+        num_rows,
+        fm.created_by().map(str::to_string),
+        fm.key_value_metadata().cloned(),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let groups = meta
+        .row_groups()
+        .iter()
+        .map(|g| {
+            g.clone()
+                .into_builder()
+                .set_num_rows(num_rows)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let meta = parquet::file::metadata::ParquetMetaData::new(fm, groups);
+    let mut out = bytes[..n - 8 - meta_len].to_vec();
+    parquet::file::metadata::ParquetMetaDataWriter::new(&mut out, &meta)
+        .finish()
+        .unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+/// A file's parquet metadata, read by the parquet crate alone.
+pub fn metadata(path: &Path) -> parquet::errors::Result<parquet::file::metadata::ParquetMetaData> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+    parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f)
+}
+
+/// Python's `round(x, 4)`, the oracle of the summary's rounding: the
+/// formatter rounds the exact binary value half to even, as Python does.
+pub fn round4(x: f64) -> f64 {
+    format!("{x:.4}").parse().unwrap_or(x)
+}
+
+/// The contract's quartile position (FORMAT.md): value
+/// `round_half_away(q * (n - 1))` of the `n` sorted values.
+pub fn quantile_index(q: f64, n: u64) -> u64 {
+    (q * (n - 1) as f64).round() as u64
 }
 
 /// A file's footer key/values, in order.
 pub fn key_values_of(path: &Path) -> Vec<(String, String)> {
-    let (_, meta) = n4a::reader::footer::open_metadata(path).unwrap();
+    let meta = crate::util::metadata(path).unwrap();
     meta.file_metadata()
         .key_value_metadata()
         .map(|kvs| {

@@ -7,7 +7,7 @@ use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use n4a::files::dataset_paths;
 use n4a::metric::Direction;
-use n4a::reader::{footer, rows};
+use n4a::reader::rows;
 use n4a::schema::{meta_schema, ArrayData, PredictionArrays, COLUMNS};
 use n4a::writer::{PredictionWriter, WriterOptions};
 use n4a::Error;
@@ -57,10 +57,10 @@ fn written_file_has_contract_columns_and_the_summary_in_the_schema_metadata() {
     let v: serde_json::Value = serde_json::from_str(embedded).unwrap();
     assert_eq!(v["n4a_version"], "1.2");
     assert_eq!(v["total_predictions"], 1);
-    let (_, md) = footer::open_metadata(&meta).unwrap();
-    assert_eq!(footer::summary_text(&md), Some(embedded.as_str()));
-    assert!(footer::key_value(&md, "ARROW:schema").is_none());
-    let codec = md.row_group(0).column(0).compression();
+    let footer = n4a::reader::Footer::read(&meta).unwrap();
+    assert_eq!(footer.summary_text(), Some(embedded.as_str()));
+    assert!(footer.key_value("ARROW:schema").is_none());
+    let codec = footer.metadata().row_group(0).column(0).compression();
     assert!(
         matches!(codec, parquet::basic::Compression::ZSTD(_)),
         "{codec:?}"
@@ -96,7 +96,7 @@ fn row_ids_follow_nirs4alls_rule_and_arrays_are_stored_once() {
         );
     }
     // y (once) + three distinct index arrays.
-    let n = footer::read_footer(&arrays).unwrap().num_rows;
+    let n = n4a::reader::Footer::read(&arrays).unwrap().num_rows();
     assert_eq!(n, 4);
 }
 
@@ -105,8 +105,9 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
     let ws = workspace_with(&["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"]);
     let meta = ws.path().join("corn_moisture.meta.parquet");
     let before = rows::read_predictions(&meta).unwrap();
-    let (_, old_md) = footer::open_metadata(&meta).unwrap();
-    let old_arrays = footer::read_footer(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
+    let old_md = crate::util::metadata(&meta).unwrap();
+    let old_arrays =
+        n4a::reader::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
     let mut w = PredictionWriter::append(ws.path(), "corn_moisture", opts()).unwrap();
     let mut p = row("0009_new", "Ridge", "0", "val", 0.01);
     p.dataset_name = Some("corn_moisture".into());
@@ -126,15 +127,16 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
         "mse: lowest is best"
     );
     // The old row group was spliced, not re-encoded: same compressed bytes.
-    let (_, new_md) = footer::open_metadata(&meta).unwrap();
+    let new_md = crate::util::metadata(&meta).unwrap();
     for c in 0..35 {
         assert_eq!(
             new_md.row_group(0).column(c).compressed_size(),
             old_md.row_group(0).column(c).compressed_size()
         );
     }
-    let arrays = footer::read_footer(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
-    assert_eq!(arrays.num_rows, old_arrays.num_rows + 1);
+    let arrays =
+        n4a::reader::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
+    assert_eq!(arrays.num_rows(), old_arrays.num_rows() + 1);
     // Nothing left behind but the pair and the lock file.
     let mut names: Vec<String> = std::fs::read_dir(ws.path())
         .unwrap()
@@ -293,13 +295,15 @@ fn appending_to_a_file_without_summary_rebuilds_it_from_rows() {
         w.write(p).unwrap();
     }
     w.finish().unwrap();
-    let stored = footer::read_footer(&fixture("grain_class.meta.parquet"))
+    let stored = n4a::reader::Footer::read(&fixture("grain_class.meta.parquet"))
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .unwrap();
-    let ours = footer::read_footer(&ws.path().join("grain_class.meta.parquet"))
+    let ours = n4a::reader::Footer::read(&ws.path().join("grain_class.meta.parquet"))
         .unwrap()
-        .summary
+        .summary()
+        .unwrap()
         .unwrap();
     assert_eq!(ours.facets, stored.facets);
     assert_eq!(ours.runs, stored.runs);

@@ -1,5 +1,5 @@
 //! What a workspace needs of one file's footer, read the cheapest way the
-//! footer allows ([`read_info`]).
+//! footer allows ([`read_info_for`]).
 //!
 //! * **I/O.** One `pread` of the file's last 24 KiB, which holds the whole
 //!   footer of a file of a few thousand rows.
@@ -28,7 +28,7 @@
 
 mod read;
 
-pub use read::{read_info, read_info_for, read_info_open};
+pub use read::read_info_for;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -49,7 +49,7 @@ use crate::summary::{Summary, SummaryState};
 /// start of a larger footer in the second.
 pub const WINDOW: u64 = 24 << 10;
 
-/// Columns whose chunk statistics [`read_info`] keeps.
+/// Columns whose chunk statistics [`read_info_for`] keeps.
 const WATCHED: [&str; 4] = ["metric", "val_score", "test_score", "train_score"];
 
 /// What the parquet column statistics of a file say (every writer of
@@ -163,15 +163,13 @@ impl ColumnFacts {
     }
 }
 
-/// What a workspace needs of one file's footer, read by [`read_info`].
+/// What a workspace needs of one file's footer, read by [`read_info_for`].
 #[derive(Debug)]
 pub struct FooterInfo {
     /// Rows, from the parquet metadata.
     pub num_rows: u64,
     /// Row groups.
     pub num_row_groups: usize,
-    /// File size in bytes.
-    pub file_size: u64,
     /// The file's identity when read (its summary text is read again only
     /// while it is unchanged).
     pub key: FileKey,

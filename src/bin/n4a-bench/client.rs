@@ -1,6 +1,7 @@
 //! A minimal blocking HTTP/1.1 client over one keep-alive connection: what
-//! the load bench (`n4a bench-serve`) and the end-to-end tests use to talk
-//! to a server from outside, over a real socket, without another HTTP stack.
+//! the load bench (`n4a-bench serve`) and the end-to-end tests (which
+//! include this file by path) use to talk to a server from outside, over a
+//! real socket, without another HTTP stack. Not part of the library.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

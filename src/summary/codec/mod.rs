@@ -1,0 +1,361 @@
+//! The compact binary encoding of a [`SummaryState`] (format 1.2).
+//!
+//! Version 1.1 stored the state as JSON inside `n4a_summary` (286 KB a
+//! file for 1,900 configs, parsed whole by every reader, and stored twice).
+//! Version 1.2 stores it once, in two footer key/values of base64 text
+//! (parquet key/values must be UTF-8), placed around the summary so that
+//! the small part a reader always needs is the footer's last key/value:
+//!
+//! ```text
+//! n4a_runs     "N4R1" | raw_len: u32 LE | zstd(runs, pipelines)
+//! n4a_summary  the JSON
+//! n4a_state    "N4S1" | head
+//! ```
+//!
+//! * **head** (`n4a_state`): everything a workspace summary, pruning and
+//!   footer answers need (rows, score statistics and sketches, models,
+//!   partitions, folds, task types, metrics, the top lists, the number of
+//!   runs and pipelines), a check of the summary text stored beside it
+//!   ([`TextCheck`]: its length, XXH3-64 hash and where its `runs` member
+//!   starts) and the length of the `n4a_runs` value. A few KB, in the last
+//!   bytes of the file; decoding it is a few microseconds.
+//! * **runs** (`n4a_runs`): the per-config runs and the distinct pipelines,
+//!   the part that grows with configs, zstd-compressed. Only appends,
+//!   refresh and config pruning read it.
+//!
+//! Integers are LEB128 varints, floats 8 bytes little-endian, strings a
+//! varint length then UTF-8 bytes; optional values carry a leading tag.
+//! Any malformed input is an error, never a panic: lengths are checked
+//! against the bytes left.
+
+use super::SummaryState;
+
+mod read;
+mod write;
+
+pub use read::HeadView;
+use read::{get_head, get_tail, Cur};
+use write::{put_head, put_tail};
+
+const MAGIC: &[u8; 4] = b"N4S1";
+const RUNS_MAGIC: &[u8; 4] = b"N4R1";
+/// zstd level of the tail: level 3 compresses config names about 3x at
+/// several hundred MB/s.
+const TAIL_LEVEL: i32 = 3;
+/// Largest tail accepted when decompressing (a footer is capped far below).
+const MAX_TAIL: usize = 1 << 30;
+
+/// How the summary text stored beside a state is checked: a reader that
+/// finds the same length and hash knows the text is the one n4a wrote
+/// (valid JSON, `runs` last), and relays it without parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextCheck {
+    /// Length of the summary text in bytes.
+    pub len: u64,
+    /// XXH3-64 of the text.
+    pub hash: u64,
+    /// Byte offset of `,"runs":` (the last member), if the text has runs.
+    pub runs_at: Option<u64>,
+}
+
+impl TextCheck {
+    /// The check of `text`. Cost: one XXH3 pass (about 10 GB/s).
+    pub fn of(text: &str) -> TextCheck {
+        TextCheck {
+            len: text.len() as u64,
+            hash: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+            runs_at: text.rfind(",\"runs\":").map(|i| i as u64),
+        }
+    }
+
+    /// True when `text` is the text this check was made of.
+    pub fn matches(&self, text: &[u8]) -> bool {
+        self.len == text.len() as u64
+            && self.runs_at.is_none_or(|at| {
+                text.get(at as usize..)
+                    .is_some_and(|t| t.starts_with(b",\"runs\":"))
+            })
+            && xxhash_rust::xxh3::xxh3_64(text) == self.hash
+    }
+}
+
+/// The first fields of a state head ([`Encoded::prefix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StatePrefix {
+    pub text: TextCheck,
+    pub rows: u64,
+    pub n_runs: u64,
+    pub n_pipelines: u64,
+    /// Length of the `n4a_runs` value (it ends just before the summary's
+    /// key/value).
+    pub runs_len: u64,
+}
+
+/// A decoded state head: the state without runs and pipelines (those
+/// fields are empty), their counts, and the summary text's check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateHead {
+    /// The state; `runs` and `pipelines` are empty (see [`fill_runs`]).
+    pub state: SummaryState,
+    /// Distinct configs (runs) in the full state.
+    pub n_runs: u64,
+    /// Distinct pipelines in the full state.
+    pub n_pipelines: u64,
+    /// The check of the summary text written with this state.
+    pub text: TextCheck,
+}
+
+/// Why a state could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type R<T> = std::result::Result<T, CodecError>;
+
+fn bad<T>(what: &str) -> R<T> {
+    Err(CodecError(what.to_string()))
+}
+
+/// The two footer values of a state: `n4a_runs` (the packed runs) and
+/// `n4a_state` (the head).
+#[derive(Debug, Clone)]
+pub struct Values {
+    /// The `n4a_runs` value.
+    pub runs: String,
+    /// The `n4a_state` value.
+    pub state: String,
+}
+
+/// Encodes `state`, with the check of its summary text, as its two footer
+/// values. Cost: O(state), plus zstd over the runs.
+pub fn encode(state: &SummaryState, text: &TextCheck) -> Values {
+    let b64 = &base64_simd::STANDARD;
+    let mut tail = Vec::with_capacity(state.runs.len() * 48 + state.pipelines.len() * 24);
+    put_tail(&mut tail, state);
+    let packed = zstd::bulk::compress(&tail, TAIL_LEVEL).expect("zstd compresses in memory");
+    let mut runs = Vec::with_capacity(8 + packed.len());
+    runs.extend_from_slice(RUNS_MAGIC);
+    runs.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+    runs.extend_from_slice(&packed);
+    let runs = b64.encode_to_string(runs);
+    let mut head = Vec::with_capacity(4096);
+    head.extend_from_slice(MAGIC);
+    put_head(&mut head, state, text, runs.len() as u64);
+    Values {
+        runs,
+        state: b64.encode_to_string(head),
+    }
+}
+
+/// The decoded head bytes of an `n4a_state` value.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    head: Vec<u8>,
+}
+
+/// Base64-decodes an `n4a_state` value. Cost: linear in the value (about
+/// 2 GB/s); nothing else is decoded yet.
+///
+/// # Errors
+/// [`CodecError`] when the text is not base64 or not a state.
+pub fn split(value: &[u8]) -> R<Encoded> {
+    let mut bytes = base64_simd::STANDARD
+        .decode_to_vec(value)
+        .map_err(|e| CodecError(format!("not base64: {e}")))?;
+    if bytes.len() < 4 || &bytes[..4] != MAGIC {
+        return bad("no N4S1 magic");
+    }
+    bytes.drain(..4);
+    Ok(Encoded { head: bytes })
+}
+
+/// Decodes an `n4a_runs` value into `state` (a head's state, whose counts
+/// say how many runs and pipelines to expect). O(configs).
+///
+/// # Errors
+/// [`CodecError`] on malformed bytes or counts that differ.
+pub fn fill_runs(value: &[u8], state: &mut SummaryState, counts: (u64, u64)) -> R<()> {
+    let bytes = base64_simd::STANDARD
+        .decode_to_vec(value)
+        .map_err(|e| CodecError(format!("runs not base64: {e}")))?;
+    if bytes.len() < 8 || &bytes[..4] != RUNS_MAGIC {
+        return bad("no N4R1 magic");
+    }
+    let raw_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    if raw_len > MAX_TAIL {
+        return bad("runs too large");
+    }
+    let raw = zstd::bulk::decompress(&bytes[8..], raw_len)
+        .map_err(|e| CodecError(format!("runs: {e}")))?;
+    if raw.len() != raw_len {
+        return bad("runs length differs from its header");
+    }
+    let mut c = Cur { buf: &raw, pos: 0 };
+    get_tail(&mut c, state)?;
+    if c.pos != raw.len() {
+        return bad("bytes after the runs");
+    }
+    if (state.runs.len() as u64, state.pipelines.len() as u64) != counts {
+        return bad("run or pipeline count differs from the head");
+    }
+    Ok(())
+}
+
+impl Encoded {
+    /// Decodes the head. O(head).
+    ///
+    /// # Errors
+    /// [`CodecError`] on malformed bytes.
+    pub fn head(&self) -> R<StateHead> {
+        self.view().map(|v| v.to_head())
+    }
+
+    /// The first fields of the head: the summary text's check, the rows and
+    /// the run and pipeline counts. O(1): what a footer read needs before
+    /// the head is merged (and fully checked) later.
+    ///
+    /// # Errors
+    /// [`CodecError`] on malformed bytes.
+    pub fn prefix(&self) -> R<StatePrefix> {
+        let mut c = Cur {
+            buf: &self.head,
+            pos: 0,
+        };
+        let len = c.u()?;
+        let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
+        let runs_at = c.u()?.checked_sub(1);
+        Ok(StatePrefix {
+            text: TextCheck { len, hash, runs_at },
+            rows: c.u()?,
+            n_runs: c.u()?,
+            n_pipelines: c.u()?,
+            runs_len: c.u()?,
+        })
+    }
+
+    /// The head, borrowed: no string copied. O(head).
+    ///
+    /// # Errors
+    /// [`CodecError`] on malformed bytes.
+    pub fn view(&self) -> R<HeadView<'_>> {
+        let mut c = Cur {
+            buf: &self.head,
+            pos: 0,
+        };
+        let h = get_head(&mut c)?;
+        if c.pos != self.head.len() {
+            return bad("bytes after the head");
+        }
+        Ok(h)
+    }
+
+    /// The whole state, with the `n4a_runs` value. O(state).
+    ///
+    /// # Errors
+    /// [`CodecError`] on malformed bytes.
+    pub fn state(&self, runs: &[u8]) -> R<(SummaryState, TextCheck)> {
+        let h = self.head()?;
+        let mut st = h.state;
+        fill_runs(runs, &mut st, (h.n_runs, h.n_pipelines))?;
+        Ok((st, h.text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{RowView, SummaryBuilder, SummaryOptions};
+
+    fn sample() -> SummaryState {
+        let mut b = SummaryBuilder::new(SummaryOptions::default());
+        for i in 0..300u32 {
+            let cfg = format!("cfg{}", i % 17);
+            let id = format!("id{i}");
+            let model = ["PLS", "RF", "SVR"][i as usize % 3];
+            let part = ["train", "val", "test"][i as usize % 3];
+            let metric = if i % 5 == 0 { "r2" } else { "mse" };
+            let v = (f64::from(i) * 0.37).sin() * 3.0;
+            b.observe(
+                i as usize,
+                &RowView {
+                    id: Some(&id),
+                    dataset_name: Some("ds"),
+                    config_name: Some(&cfg),
+                    pipeline_uid: Some(&cfg),
+                    model_name: Some(model),
+                    fold_id: Some("0"),
+                    partition: Some(part),
+                    metric: Some(metric),
+                    task_type: Some("regression"),
+                    scores: [Some(v), (i % 7 != 0).then_some(-v), Some(f64::NAN)],
+                },
+            )
+            .unwrap();
+        }
+        b.state()
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let st = sample();
+        let check = TextCheck::of(r#"{"a":1,"runs":[]}"#);
+        let values = encode(&st, &check);
+        let enc = split(values.state.as_bytes()).unwrap();
+        let (back, text) = enc.state(values.runs.as_bytes()).unwrap();
+        assert_eq!(enc.prefix().unwrap().runs_len, values.runs.len() as u64);
+        assert_eq!(back, st);
+        assert_eq!(text, check);
+        let head = enc.head().unwrap();
+        assert_eq!(head.n_runs, 17);
+        assert!(head.state.runs.is_empty());
+        assert_eq!(head.state.top, st.top);
+    }
+
+    #[test]
+    fn text_check_sees_changes() {
+        let t = r#"{"a":1,"runs":[{"id":"x"}]}"#;
+        let c = TextCheck::of(t);
+        assert_eq!(c.runs_at, Some(6));
+        assert!(c.matches(t.as_bytes()));
+        assert!(!c.matches(br#"{"a":2,"runs":[{"id":"x"}]}"#));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let st = sample();
+        let values = encode(&st, &TextCheck::default());
+        let b64 = &base64_simd::STANDARD;
+        let bytes = b64.decode_to_vec(&values.state).unwrap();
+        let runs = b64.decode_to_vec(&values.runs).unwrap();
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            let mut b = bytes.clone();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = (seed >> 33) as usize % b.len();
+            b[at] ^= (seed >> 17) as u8 | 1;
+            if (seed >> 9).is_multiple_of(4) {
+                b.truncate(at);
+            }
+            let text = b64.encode_to_string(&b);
+            if let Ok(e) = split(text.as_bytes()) {
+                let _ = e.state(values.runs.as_bytes());
+                let _ = e.view();
+            }
+            let mut r = runs.clone();
+            let n = r.len();
+            r[at % n] ^= (seed >> 23) as u8 | 1;
+            let mut fresh = SummaryState::default();
+            let _ = fill_runs(b64.encode_to_string(&r).as_bytes(), &mut fresh, (17, 17));
+        }
+        assert!(split(b"not base64 !").is_err());
+        assert!(split(b"AAAA").is_err());
+    }
+}
