@@ -172,7 +172,7 @@ impl Range {
 /// (`dataset` is the file's dataset), and every range must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filters {
-    /// Accepted values by field name (see [`VALUE_FIELDS`]).
+    /// Accepted values by field name (see `VALUE_FIELDS`).
     pub values: BTreeMap<String, Vec<String>>,
     /// Score ranges.
     pub ranges: Vec<Range>,

@@ -2,7 +2,7 @@
 //! full metadata decode: [`Footer`], the one public footer type (its
 //! summary decoded on demand, with its state whichever version stored it),
 //! for appends, refresh and inspection. A workspace reads footers the
-//! cheaper way of [`super::info`].
+//! cheaper way of `super::info`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

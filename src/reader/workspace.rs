@@ -305,7 +305,7 @@ impl Workspace {
     /// call then costs the listing and one `stat` per file.
     ///
     /// # Errors
-    /// As [`Self::footers`].
+    /// As `Self::footers`.
     pub fn summary(&self) -> Result<Arc<super::merge::WorkspaceSummary>> {
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;

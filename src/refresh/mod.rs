@@ -15,7 +15,7 @@
 //!    either would drop what a newer n4a wrote.
 //! 2. **Recompute** when the file needs it, or for every file in
 //!    [`Mode::Verify`]: the rows are streamed through a
-//!    [`SummaryBuilder`] (twelve columns read, one batch of 8,192 rows in
+//!    [`crate::summary::SummaryBuilder`] (twelve columns read, one batch of 8,192 rows in
 //!    memory plus the scores kept for exact quartiles). Verification
 //!    compares the stored summary with the recomputed one, ignoring
 //!    `generated_at` and float noise (relative 1e-9: appends merge Welford
@@ -24,7 +24,7 @@
 //! 3. **Rewrite only the footer.** The new file is the old file's bytes up
 //!    to its footer (row groups, page indexes, bloom filters: every value
 //!    and every offset unchanged) followed by the old `FileMetaData` with
-//!    only its key/value metadata replaced ([`thrift::replace_key_values`]):
+//!    only its key/value metadata replaced (`thrift::replace_key_values`):
 //!    the summary and the compact state once each, `ARROW:schema` dropped
 //!    (its other metadata kept as plain key/values), so the schema, column
 //!    statistics and `created_by` are kept as they were. The new footer is
@@ -34,7 +34,7 @@
 //! [`crate::writer::PredictionWriter`] takes) from the first read to the
 //! rename, so n4a writers and refreshes serialise. A writer that does not
 //! take the lock (nirs4all itself) is detected by the file's change markers
-//! ([`FileKey`] of the opened file against a fresh `stat` just before the
+//! (`FileKey` of the opened file against a fresh `stat` just before the
 //! rename): the refresh is then abandoned and the file reported as
 //! `changed_during_refresh`. What remains is the window between that
 //! `stat` and the `rename` (microseconds). Replacement is atomic (temporary

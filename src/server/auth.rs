@@ -25,7 +25,7 @@ impl BearerToken {
     /// A token from its text (surrounding whitespace and newlines dropped).
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] when shorter than [`MIN_TOKEN_BYTES`] or
+    /// [`Error::InvalidOption`] when shorter than `MIN_TOKEN_BYTES` or
     /// holding a character a header cannot carry.
     pub fn new(text: &str) -> Result<BearerToken> {
         let t = text.trim();

@@ -1,7 +1,7 @@
 //! `n4a serve`: the nirs4all dashboard's query backend over HTTP/JSON
 //! (axum on tokio).
 //!
-//! Endpoints (every answer JSON; see [`openapi::document`]):
+//! Endpoints (every answer JSON; see `openapi::document`):
 //!
 //! - `GET /healthz`: liveness, the process's resident memory.
 //! - `GET /openapi.json`: the OpenAPI 3.0 description of all of these.
@@ -11,7 +11,7 @@
 //!   no file changed, an answer costs a listing, one `stat` per file and a
 //!   copy of the serialised bytes.
 //! - `GET /api/workspaces/{id}/predictions/data`: a filtered, sorted page
-//!   `{records, total, limit, offset, has_more}` (see [`api`]).
+//!   `{records, total, limit, offset, has_more}` (see `api`).
 //! - `GET /api/workspaces/{id}/predictions/top`: top-k by a metric's direction.
 //! - `GET /api/workspaces/{id}/predictions/{prediction_id}/scatter`:
 //!   `y_true`, `y_pred` and the sample count, from the arrays file.

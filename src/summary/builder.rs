@@ -333,7 +333,7 @@ impl SummaryBuilder {
 
     /// Renders the summary. Quartiles are exact when every value is in
     /// memory, else from the sketch with its error bound stated. O(n) in the
-    /// values kept for exact quartiles ([`place_quartiles`]), plus O(state). The
+    /// values kept for exact quartiles (`place_quartiles`), plus O(state). The
     /// state moves into the summary (no copy): the builder is spent.
     pub fn finish(&mut self, generated_at: Option<String>) -> Summary {
         self.settle_runs();

@@ -45,7 +45,7 @@ pub use state::{Best, MetricState, ModelState, RunState, ScoreState, SmallMap, S
 
 /// The version n4a writes: 1.0's keys unchanged, plus `ranking`,
 /// `metrics`, `top_by_metric` and per-score counts in the JSON, and the
-/// mergeable state in its own footer key (see [`codec`]).
+/// mergeable state in its own footer key (see `codec`).
 pub const N4A_VERSION: &str = "1.2";
 /// nirs4all's summary lists ten top predictions.
 pub const DEFAULT_TOP_K: usize = 10;

@@ -184,7 +184,7 @@ pub struct Summary {
 impl Summary {
     /// Renders the 1.0 keys and 1.1 additions from a state. `exact` holds
     /// the finite values of each score column, sorted or at least with
-    /// their quartile positions placed ([`place_quartiles`]), when
+    /// their quartile positions placed (`place_quartiles`), when
     /// quartiles can be exact; otherwise they come from the sketches.
     pub fn render(
         state: SummaryState,

@@ -16,7 +16,7 @@
 //!   rounding; per-model averages are count-weighted from 4-decimal values,
 //!   approximate. Its bests are maxima, so they are never taken as bests:
 //!   the true best rows come from the rows, visiting only the files whose
-//!   column statistics can still beat the k-th best ([`super::best`]).
+//!   column statistics can still beat the k-th best (`super::best`).
 //! * **no summary**: counted in the totals and searched for best rows like
 //!   1.0 files; left out of models and stats (said so).
 //!
@@ -91,7 +91,7 @@ impl DatasetEntry {
     /// one, only `total_predictions` and `dataset_name` are set.
     ///
     /// # Errors
-    /// As [`super::info::FileSummary::to_summary`].
+    /// As `super::info::FileSummary::to_summary`.
     pub fn summary(&self) -> crate::Result<Summary> {
         match &self.info.summary {
             Some(s) => s.to_summary(&self.path, &self.info.key),
