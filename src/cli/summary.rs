@@ -10,7 +10,7 @@ use anyhow::Context;
 use n4a::reader::{Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
 
-use super::table::{num, top_table, Table};
+use super::table::{models_table, num, top_table, Table};
 use super::{raw_stdout, Format};
 
 /// The `summary` flags.
@@ -119,16 +119,8 @@ pub fn summary_text(s: &Summary) -> String {
     }
     out.push('\n');
     out.push_str(&t.render());
-    let mut t = Table::new(&["model", "count", "avg val"]);
-    for m in &s.facets.models {
-        t.row(vec![
-            m.name.clone().unwrap_or_default(),
-            m.count.to_string(),
-            num(m.avg_val_score),
-        ]);
-    }
     out.push('\n');
-    out.push_str(&t.render());
+    out.push_str(&models_table(&s.facets.models));
     let f = &s.facets;
     let names = |v: &[n4a::summary::NameCount]| {
         v.iter()
@@ -191,16 +183,8 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
     }
     out.push('\n');
     out.push_str(&t.render());
-    let mut t = Table::new(&["model", "count", "avg val"]);
-    for m in &s.models {
-        t.row(vec![
-            m.name.clone().unwrap_or_default(),
-            m.count.to_string(),
-            num(m.avg_val_score),
-        ]);
-    }
     out.push('\n');
-    out.push_str(&t.render());
+    out.push_str(&models_table(&s.models));
     for (metric, top) in &s.top_by_metric {
         out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
         out.push_str(&top_table(&top.predictions, 5, None));

@@ -92,3 +92,16 @@ pub fn top_table(
     }
     t.render()
 }
+
+/// The models table of a summary: name, count and average val score.
+pub fn models_table(models: &[n4a::summary::ModelFacet]) -> String {
+    let mut t = Table::new(&["model", "count", "avg val"]);
+    for m in models {
+        t.row(vec![
+            m.name.clone().unwrap_or_default(),
+            m.count.to_string(),
+            num(m.avg_val_score),
+        ]);
+    }
+    t.render()
+}

@@ -178,63 +178,52 @@ pub fn all_rows(dir: &Path) -> Vec<(String, u64, Prediction)> {
 /// byte (what a tool editing metadata in place would leave), through the
 /// parquet crate's own metadata writer.
 pub fn set_key_values(path: &Path, kv: &[(&str, &str)]) {
-    let bytes = std::fs::read(path).unwrap();
-    let n = bytes.len();
-    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
-    let start = n - 8 - meta_len;
-    let meta = metadata(path).unwrap();
-    let fm = meta.file_metadata();
     let kvs = kv
         .iter()
         .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.to_string(), v.to_string()))
         .collect();
-    let fm = parquet::file::metadata::FileMetaData::new(
-        fm.version(),
-        fm.num_rows(),
-        fm.created_by().map(str::to_string),
-        Some(kvs),
-        fm.schema_descr_ptr(),
-        fm.column_orders().cloned(),
-    );
-    let meta = parquet::file::metadata::ParquetMetaData::new(fm, meta.row_groups().to_vec());
-    let mut out = bytes[..start].to_vec();
-    parquet::file::metadata::ParquetMetaDataWriter::new(&mut out, &meta)
-        .finish()
-        .unwrap();
-    std::fs::write(path, out).unwrap();
+    rewrite_footer(path, Some(kvs), None);
 }
 
 /// Rewrites a parquet file's footer so its (one) row group claims
 /// `num_rows` rows, the column chunks untouched: a footer that disagrees
 /// with its data.
 pub fn set_num_rows(path: &Path, num_rows: i64) {
+    rewrite_footer(path, None, Some(num_rows));
+}
+
+/// The footer of `path` written anew by the parquet crate, with new
+/// key/values and a new row count (of the file and each row group) where
+/// given; the bytes before the footer kept.
+fn rewrite_footer(
+    path: &Path,
+    kv: Option<Vec<parquet::file::metadata::KeyValue>>,
+    num_rows: Option<i64>,
+) {
+    use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataWriter};
     let bytes = std::fs::read(path).unwrap();
     let n = bytes.len();
     let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
     let meta = metadata(path).unwrap();
     let fm = meta.file_metadata();
-    let fm = parquet::file::metadata::FileMetaData::new(
+    let fm = FileMetaData::new(
         fm.version(),
-        num_rows,
+        num_rows.unwrap_or(fm.num_rows()),
         fm.created_by().map(str::to_string),
-        fm.key_value_metadata().cloned(),
+        kv.or_else(|| fm.key_value_metadata().cloned()),
         fm.schema_descr_ptr(),
         fm.column_orders().cloned(),
     );
     let groups = meta
         .row_groups()
         .iter()
-        .map(|g| {
-            g.clone()
-                .into_builder()
-                .set_num_rows(num_rows)
-                .build()
-                .unwrap()
+        .map(|g| match num_rows {
+            Some(r) => g.clone().into_builder().set_num_rows(r).build().unwrap(),
+            None => g.clone(),
         })
         .collect();
-    let meta = parquet::file::metadata::ParquetMetaData::new(fm, groups);
     let mut out = bytes[..n - 8 - meta_len].to_vec();
-    parquet::file::metadata::ParquetMetaDataWriter::new(&mut out, &meta)
+    ParquetMetaDataWriter::new(&mut out, &ParquetMetaData::new(fm, groups))
         .finish()
         .unwrap();
     std::fs::write(path, out).unwrap();
