@@ -155,6 +155,30 @@ pub enum Error {
     /// its time limit (the server's `--query-timeout`).
     #[error("the query was stopped: {0}")]
     Cancelled(String),
+    /// SQLite refused a nirs4all `store.sqlite` (not a database, locked
+    /// past the busy timeout, a table or column missing). Its message
+    /// once, with the file.
+    #[error("{path}: sqlite: {error}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        error: rusqlite::Error,
+    },
+    /// A `store.sqlite` of a nirs4all schema version this build does not
+    /// read (`PRAGMA user_version`).
+    #[error(
+        "{path}: nirs4all store schema version {found} is not supported \
+         (PRAGMA user_version; this build reads version {supported}, nirs4all 0.8.4 to 1.4.10)"
+    )]
+    UnsupportedStoreVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The `user_version` found.
+        found: i64,
+        /// The one this build reads.
+        supported: i64,
+    },
     /// Input rows (JSON Lines or CSV) that could not be parsed.
     #[error("{path}:{line}: {reason}")]
     Input {
@@ -172,7 +196,8 @@ impl Error {
     /// `damaged_data`, `corrupt`, `arrow`, `invalid_summary`,
     /// `unsupported_version`, `schema`, `unknown_metric`,
     /// `invalid_dataset_name`, `invalid_query`, `invalid_option`, `csv`,
-    /// `input`, `cancelled`, `invalid_row`, `changed_during_refresh`: one
+    /// `input`, `cancelled`, `invalid_row`, `changed_during_refresh`,
+    /// `sqlite`, `unsupported_store_version`: one
     /// per variant (the match is exhaustive, so a new variant must name its
     /// kind), and a [`Error::WithPath`] says its cause's.
     pub fn kind(&self) -> &'static str {
@@ -195,6 +220,8 @@ impl Error {
             Error::InvalidOption(_) => "invalid_option",
             Error::Csv(_) => "csv",
             Error::Input { .. } => "input",
+            Error::Sqlite { .. } => "sqlite",
+            Error::UnsupportedStoreVersion { .. } => "unsupported_store_version",
         }
     }
 
@@ -209,6 +236,14 @@ impl Error {
     /// Wraps a parquet error with the path it concerns.
     pub fn parquet(path: impl AsRef<Path>, error: parquet::errors::ParquetError) -> Self {
         Error::Parquet {
+            path: path.as_ref().to_path_buf(),
+            error,
+        }
+    }
+
+    /// Wraps a SQLite error with the database it concerns.
+    pub fn sqlite(path: impl AsRef<Path>, error: rusqlite::Error) -> Self {
+        Error::Sqlite {
             path: path.as_ref().to_path_buf(),
             error,
         }

@@ -49,6 +49,7 @@ pub mod reader;
 pub mod refresh;
 pub mod schema;
 pub mod server;
+pub mod store;
 pub mod summary;
 pub mod writer;
 

@@ -9,6 +9,7 @@ mod progress;
 mod query;
 mod refresh;
 mod serve;
+mod store;
 mod summary;
 mod table;
 
@@ -41,7 +42,7 @@ enum Format {
 enum Command {
     /// A filtered, sorted page of predictions with the total of matches.
     Query {
-        /// Workspace folder.
+        /// Workspace folder (`.meta.parquet` files, or a nirs4all `store.sqlite` workspace).
         workspace: PathBuf,
         #[command(flatten)]
         filters: query::FilterArgs,
@@ -63,7 +64,7 @@ enum Command {
     },
     /// The best K predictions by a score, in its metric's direction.
     Top {
-        /// Workspace folder.
+        /// Workspace folder (`.meta.parquet` files, or a nirs4all `store.sqlite` workspace).
         workspace: PathBuf,
         #[command(flatten)]
         filters: query::FilterArgs,
@@ -75,7 +76,7 @@ enum Command {
     },
     /// Counts and score statistics per group.
     Stats {
-        /// Workspace folder.
+        /// Workspace folder (`.meta.parquet` files, or a nirs4all `store.sqlite` workspace).
         workspace: PathBuf,
         #[command(flatten)]
         filters: query::FilterArgs,
@@ -101,6 +102,10 @@ enum Command {
     Summary(summary::SummaryArgs),
     /// Show a prediction file's schema, row groups and decoded summary.
     Inspect(inspect::InspectArgs),
+    /// Copy a nirs4all store workspace (store.sqlite + arrays/) into
+    /// .meta.parquet pairs with n4a's summaries; a rerun rewrites only the
+    /// datasets that changed.
+    ImportStore(store::ImportStoreArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -117,6 +122,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Summary(a)) => summary::summary_cmd(a),
         Some(Command::Refresh(a)) => refresh::refresh_cmd(a),
         Some(Command::Serve(a)) => serve::serve_cmd(a),
+        Some(Command::ImportStore(a)) => store::import_store_cmd(a),
         Some(Command::Query {
             workspace,
             filters,

@@ -163,12 +163,13 @@ pub(super) fn page_cmd(
         limit,
     };
     keep_freed_memory();
-    let ws = Workspace::open(&workspace)?
+    let read = super::store::readable(&workspace)?;
+    let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
     let page = n4a::query::QueryEngine::new(&ws).page(&q)?;
     print_page(&page, &q, format)?;
-    Ok(exit_for(&page.provenance))
+    Ok(read.exit(exit_for(&page.provenance)))
 }
 
 /// `n4a top`: the best K rows by the metric's direction.
@@ -187,7 +188,8 @@ pub(super) fn top_cmd(
         score: rank.score,
     };
     keep_freed_memory();
-    let ws = Workspace::open(&workspace)?
+    let read = super::store::readable(&workspace)?;
+    let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
     let top = n4a::query::QueryEngine::new(&ws).top(&q)?;
@@ -205,7 +207,7 @@ pub(super) fn top_cmd(
             print_errors(&top.provenance);
         }
     }
-    Ok(exit_for(&top.provenance))
+    Ok(read.exit(exit_for(&top.provenance)))
 }
 
 /// `n4a stats`: counts and score statistics per group.
@@ -226,7 +228,8 @@ pub(super) fn stats_cmd(
         direction,
     };
     keep_freed_memory();
-    let ws = Workspace::open(&workspace)?
+    let read = super::store::readable(&workspace)?;
+    let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
     let engine = n4a::query::QueryEngine::new(&ws);
@@ -315,11 +318,13 @@ pub(super) fn stats_cmd(
             print_errors(&all);
         }
     }
-    Ok(answers
-        .iter()
-        .map(|(_, g)| exit_for(&g.provenance))
-        .find(|c| *c != ExitCode::SUCCESS)
-        .unwrap_or(ExitCode::SUCCESS))
+    Ok(read.exit(
+        answers
+            .iter()
+            .map(|(_, g)| exit_for(&g.provenance))
+            .find(|c| *c != ExitCode::SUCCESS)
+            .unwrap_or(ExitCode::SUCCESS),
+    ))
 }
 
 fn parse_dir(s: &str) -> anyhow::Result<Direction> {

@@ -16,7 +16,8 @@ use super::{raw_stdout, Format};
 /// The `summary` flags.
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
-    /// Workspace folder (default: the current folder).
+    /// Workspace folder (default: the current folder): `.meta.parquet`
+    /// files, or a nirs4all `store.sqlite` workspace.
     workspace: Option<PathBuf>,
     /// Also find files in sub-folders.
     #[arg(long)]
@@ -39,13 +40,17 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
         format,
     } = a;
     let dir = workspace.unwrap_or_else(|| PathBuf::from("."));
-    let ws = Workspace::open(&dir)?
+    let read = super::store::readable(&dir)?;
+    let ws = Workspace::open(&read.dir)?
         .with_recursive(recursive)
         .with_threads(threads)
         .with_cache(false);
-    let s = ws
-        .summary()
-        .with_context(|| format!("summarising {}", dir.display()))?;
+    let mut s = std::sync::Arc::unwrap_or_clone(
+        ws.summary()
+            .with_context(|| format!("summarising {}", dir.display()))?,
+    );
+    // A store's summary names the store, not its mirror.
+    s.workspace = dir;
     if format == Format::Json {
         let mut out = raw_stdout()?;
         s.write_json(&mut out, n4a::reader::merge::Form::Full)?;
@@ -54,11 +59,11 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", workspace_text(&s));
     }
-    let code = if s.errors.is_empty() {
+    let code = read.exit(if s.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    };
+    });
     // The process ends here: freeing every file's footer one by one
     // (a few ms for thousands of files) is left to the OS.
     std::mem::forget((s, ws));

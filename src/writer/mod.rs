@@ -50,6 +50,9 @@ pub struct WriterOptions {
     /// Fixed `generated_at` (default: the current time). Tests and
     /// reproducible builds set it.
     pub generated_at: Option<String>,
+    /// Footer key/values written before the summary's (default none):
+    /// where a copy records its source (`import-store` does).
+    pub key_values: Vec<(String, String)>,
 }
 
 impl Default for WriterOptions {
@@ -59,6 +62,7 @@ impl Default for WriterOptions {
             row_group_bytes: 64 << 20,
             summary: SummaryOptions::default(),
             generated_at: None,
+            key_values: Vec::new(),
         }
     }
 }
@@ -91,6 +95,13 @@ impl WriterOptions {
     /// Fixes `generated_at`.
     pub fn with_generated_at(mut self, at: impl Into<String>) -> Self {
         self.generated_at = Some(at.into());
+        self
+    }
+
+    /// Adds a footer key/value, written before the summary's entries (so
+    /// `n4a_state` stays last, where readers look for it).
+    pub fn with_key_value(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.key_values.push((key.into(), value.into()));
         self
     }
 }
@@ -411,9 +422,9 @@ impl PredictionWriter {
         // `ARROW:schema`: pyarrow then shows the file's key/values as the
         // schema metadata (what nirs4all and its dashboard read), and the
         // parquet schema alone gives the contract's Arrow types.
-        let kv = summary
-            .footer_entries()
+        let kv = std::mem::take(&mut self.opts.key_values)
             .into_iter()
+            .chain(summary.footer_entries())
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
         let arrays = self.arrays.close()?;

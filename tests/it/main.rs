@@ -19,5 +19,6 @@ mod reader;
 mod refresh;
 mod regression;
 mod serve;
+mod store;
 mod summary;
 mod writer;

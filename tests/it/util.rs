@@ -289,3 +289,103 @@ pub fn damage_column(path: &Path, column: &str) {
     }
     std::fs::write(path, bytes).unwrap();
 }
+
+/// The Python of a virtual environment holding nirs4all 1.4.10, the
+/// oracle of the store bridge: `N4A_NIRS4ALL_PYTHON` when set, else
+/// `target/nirs4all-venv`, made on first use with `python3 -m venv` and
+/// `pip install nirs4all==1.4.10` from the package registry (about 1 GB,
+/// a minute or two). Processes and threads making it at once take turns
+/// on a lock file. Panics with the reason when it cannot be made: a test
+/// that needs the oracle never passes without it.
+pub fn nirs4all_python() -> PathBuf {
+    static PY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PY.get_or_init(make_nirs4all_venv)
+        .clone()
+        .unwrap_or_else(|why| panic!("no nirs4all 1.4.10 environment: {why}"))
+}
+
+fn make_nirs4all_venv() -> Result<PathBuf, String> {
+    use std::process::Command;
+    if let Some(p) = std::env::var_os("N4A_NIRS4ALL_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    let venv = target.join("nirs4all-venv");
+    let python = venv.join("bin/python");
+    let lock =
+        std::fs::File::create(target.join("nirs4all-venv.lock")).map_err(|e| e.to_string())?;
+    lock.lock().map_err(|e| e.to_string())?;
+    let ready = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import nirs4all, sys; sys.exit(nirs4all.__version__ != '1.4.10')",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready() {
+        return Ok(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    )?;
+    run(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "nirs4all==1.4.10"]),
+        "pip install nirs4all==1.4.10",
+    )?;
+    if ready() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} cannot import nirs4all 1.4.10 after the install",
+            python.display()
+        ))
+    }
+}
+
+/// Runs `tests/oracle/nirs4all_store.py CMD DIR` with nirs4all's Python
+/// and returns its standard output as JSON.
+pub fn nirs4all_oracle(cmd: &str, dir: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/nirs4all_store.py");
+    let out = std::process::Command::new(nirs4all_python())
+        .arg(&script)
+        .arg(cmd)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nirs4all_store.py {cmd} {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Copies the folder `src` into `dst` (files and sub-folders).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}

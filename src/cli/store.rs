@@ -1,0 +1,158 @@
+//! nirs4all store workspaces on the command line: `n4a import-store`, and
+//! the mirror through which `summary`, `query`, `top`, `stats` and `serve`
+//! read a `store.sqlite` workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use n4a::store::{ImportOptions, ImportReport, Outcome};
+use n4a::writer::WriterOptions;
+
+use super::table::Table;
+use super::{parse_direction, Format};
+
+/// The `import-store` flags.
+#[derive(Debug, clap::Args)]
+pub struct ImportStoreArgs {
+    /// The nirs4all workspace holding `store.sqlite` and `arrays/`.
+    store: PathBuf,
+    /// The folder to write the `.meta.parquet` pairs into (not the store's).
+    out: PathBuf,
+    /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
+    #[arg(long = "direction", value_name = "METRIC=DIR")]
+    directions: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Import options from `--direction` flags.
+pub(super) fn import_options(directions: &[String]) -> anyhow::Result<ImportOptions> {
+    let mut writer = WriterOptions::default();
+    for d in directions {
+        let (metric, dir) = parse_direction(d)?;
+        writer = writer.with_direction(metric, dir);
+    }
+    Ok(ImportOptions { writer })
+}
+
+/// Runs `n4a import-store`: exit 1 when a dataset could not be imported
+/// (the others are).
+pub fn import_store_cmd(a: ImportStoreArgs) -> anyhow::Result<ExitCode> {
+    let opts = import_options(&a.directions)?;
+    let t0 = Instant::now();
+    let report = n4a::store::import_store(&a.store, &a.out, &opts)
+        .with_context(|| format!("importing {}", a.store.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    if a.format == Format::Json {
+        let v = serde_json::json!({
+            "store": report.store,
+            "out": report.out,
+            "datasets": report.datasets,
+            "removed": report.removed,
+            "notes": report.notes,
+            "errors": report.errors.iter().map(|(d, e)| serde_json::json!({
+                "dataset": d, "kind": e.kind(), "error": e.to_string(),
+            })).collect::<Vec<_>>(),
+            "seconds": secs,
+        });
+        println!("{v}");
+    } else {
+        let mut t = Table::new(&["dataset", "predictions", "with arrays", "copy"]);
+        for d in &report.datasets {
+            t.row(vec![
+                d.dataset.clone(),
+                d.predictions.to_string(),
+                match d.outcome {
+                    Outcome::Written => d.with_arrays.to_string(),
+                    Outcome::Unchanged => "-".into(),
+                },
+                match d.outcome {
+                    Outcome::Written => "written".into(),
+                    Outcome::Unchanged => "unchanged".into(),
+                },
+            ]);
+        }
+        print!("{}", t.render());
+        for r in &report.removed {
+            println!("{r}: removed (no longer in the store)");
+        }
+        println!(
+            "{} datasets from {} into {} in {secs:.3} s",
+            report.datasets.len(),
+            report.store.display(),
+            report.out.display()
+        );
+    }
+    print_notes(&report);
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The notes and errors of an import, on stderr, one line each.
+fn print_notes(r: &ImportReport) {
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    for d in &r.datasets {
+        for n in &d.notes {
+            eprintln!("note: {}: {n}", d.dataset);
+        }
+    }
+    for (d, e) in &r.errors {
+        eprintln!("error: dataset {d}: {e}");
+    }
+}
+
+/// The folder the engine reads for a workspace.
+pub(super) struct Readable {
+    /// The workspace itself, or a store's mirror.
+    pub dir: PathBuf,
+    /// Store datasets that could not be brought into the mirror (each
+    /// said on stderr); the command answers the others and exits 1.
+    pub failed: usize,
+}
+
+impl Readable {
+    /// `code`, or 1 when a store dataset failed.
+    pub fn exit(&self, code: ExitCode) -> ExitCode {
+        if self.failed > 0 {
+            ExitCode::from(1)
+        } else {
+            code
+        }
+    }
+}
+
+/// The folder the engine reads for the workspace `path`: `path` itself,
+/// or for a nirs4all store workspace its mirror, brought up to date first
+/// (the import's dataset notes and errors on stderr; the good datasets are
+/// answered).
+pub(super) fn readable(path: &Path) -> anyhow::Result<Readable> {
+    if !n4a::store::is_store(path) {
+        return Ok(Readable {
+            dir: path.to_path_buf(),
+            failed: 0,
+        });
+    }
+    let (m, report) = n4a::store::mirror(path, &ImportOptions::default())?;
+    let mut failed = 0;
+    if let Some(r) = &report {
+        for d in &r.datasets {
+            for n in &d.notes {
+                eprintln!("note: {}: {n}", d.dataset);
+            }
+        }
+        for (d, e) in &r.errors {
+            eprintln!("error: dataset {d}: {e}");
+        }
+        failed = r.errors.len();
+    }
+    Ok(Readable { dir: m.dir, failed })
+}

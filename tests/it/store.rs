@@ -1,0 +1,551 @@
+//! nirs4all's `store.sqlite` workspaces (issue 14): read, imported and
+//! answered, against nirs4all 1.4.10 itself (`tests/oracle/nirs4all_store.py`
+//! in the venv `util::nirs4all_python` makes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use n4a::store::{import_store, ImportOptions, Outcome};
+use serde_json::Value;
+
+use crate::util::{copy_dir, nirs4all_oracle};
+
+/// A store written by nirs4all's own `WorkspaceStore` API (made once per
+/// test process) and the id of the prediction it deleted (tombstoned).
+fn nirs4all_store() -> (&'static Path, &'static str) {
+    static STORE: OnceLock<(tempfile::TempDir, PathBuf, String)> = OnceLock::new();
+    let s = STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let made = nirs4all_oracle("make", &ws);
+        let deleted = made["deleted"].as_str().unwrap().to_string();
+        (dir, ws, deleted)
+    });
+    (&s.1, &s.2)
+}
+
+/// A private copy of the nirs4all store, to damage or change.
+fn store_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("store-ws");
+    copy_dir(nirs4all_store().0, &ws);
+    (dir, ws)
+}
+
+fn n4a(cache: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .env("N4A_CACHE_DIR", cache)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn rows_by_id(dir: &Path) -> HashMap<String, n4a::Prediction> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".meta.parquet") {
+            for r in n4a::reader::rows::read_predictions(&p).unwrap() {
+                out.insert(r.id.clone().unwrap(), r);
+            }
+        }
+    }
+    out
+}
+
+fn num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s == "NaN" => Some(f64::NAN),
+        v => Some(v.as_f64().unwrap()),
+    }
+}
+
+fn same(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn issue_14_a_store_written_by_nirs4all_is_imported_row_for_row_and_array_for_array() {
+    let (store, deleted) = nirs4all_store();
+    let expected = nirs4all_oracle("dump", store);
+    let expected = expected.as_array().unwrap();
+    assert_eq!(
+        expected.len(),
+        53,
+        "nirs4all reads back 54 saved less 1 deleted"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let report = import_store(store, out.path(), &ImportOptions::default()).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let rows = rows_by_id(out.path());
+    assert_eq!(rows.len(), expected.len());
+    assert!(
+        !rows.contains_key(deleted),
+        "the tombstoned prediction is not imported"
+    );
+    let tombstoned = std::fs::read_to_string(store.join("arrays/_tombstones.json")).unwrap();
+    assert!(
+        tombstoned.contains(deleted),
+        "its arrays row awaits compaction: {tombstoned}"
+    );
+    for e in expected {
+        let id = e["id"].as_str().unwrap();
+        let r = &rows[id];
+        let text = |k: &str| e[k].as_str().map(str::to_string);
+        let int = |k: &str| e[k].as_i64();
+        assert_eq!(r.dataset_name, text("dataset_name"), "{id}");
+        assert_eq!(r.config_name, text("config_name"), "{id}");
+        assert_eq!(r.pipeline_uid, text("pipeline_uid"), "{id}");
+        assert_eq!(r.step_idx, int("step_idx"), "{id}");
+        assert_eq!(r.model_name, text("model_name"), "{id}");
+        assert_eq!(r.model_classname, text("model_classname"), "{id}");
+        assert_eq!(r.fold_id, text("fold_id"), "{id}");
+        assert_eq!(r.partition, text("partition"), "{id}");
+        assert_eq!(r.metric, text("metric"), "{id}");
+        assert_eq!(r.task_type, text("task_type"), "{id}");
+        assert_eq!(r.n_samples, int("n_samples"), "{id}");
+        assert_eq!(r.n_features, int("n_features"), "{id}");
+        assert_eq!(r.preprocessings, text("preprocessings"), "{id}");
+        assert_eq!(r.branch_id, int("branch_id"), "{id}");
+        assert_eq!(r.branch_name, text("branch_name"), "{id}");
+        assert_eq!(r.exclusion_count, int("exclusion_count"), "{id}");
+        for (got, k) in [
+            (r.val_score, "val_score"),
+            (r.test_score, "test_score"),
+            (r.train_score, "train_score"),
+            (r.exclusion_rate, "exclusion_rate"),
+        ] {
+            assert!(same(got, num(&e[k])), "{id} {k}: {got:?} vs {}", e[k]);
+        }
+        for (got, k) in [(&r.scores, "scores"), (&r.best_params, "best_params")] {
+            let got: Value = serde_json::from_str(got.as_deref().unwrap()).unwrap();
+            assert_eq!(got, e[k], "{id} {k}");
+        }
+        let meta = out.path().join(format!(
+            "{}.arrays.parquet",
+            e["dataset_name"].as_str().unwrap()
+        ));
+        for (k, aid) in [
+            ("y_true", &r.y_true_id),
+            ("y_pred", &r.y_pred_id),
+            ("y_proba", &r.y_proba_id),
+            ("sample_indices", &r.sample_indices_id),
+            ("weights", &r.weights_id),
+        ] {
+            let want = &e["arrays"][k];
+            match aid {
+                None => assert!(want.is_null(), "{id} {k}: nirs4all has {want}"),
+                Some(aid) => {
+                    let got = n4a::reader::arrays::read_arrays(&meta, &[aid.as_str()]).unwrap();
+                    let a = &got[aid];
+                    let values: Vec<Option<f64>> =
+                        want["values"].as_array().unwrap().iter().map(num).collect();
+                    assert_eq!(a.values.len(), values.len(), "{id} {k}");
+                    for (x, y) in a.values.iter().zip(&values) {
+                        assert!(same(Some(*x), *y), "{id} {k}: {x} vs {y:?}");
+                    }
+                    let shape: Vec<usize> = want["shape"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_u64().unwrap() as usize)
+                        .collect();
+                    assert_eq!(a.shape, shape, "{id} {k}");
+                }
+            }
+        }
+    }
+}
+
+/// The JSON a command prints, less the fields that name where it ran.
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn issue_14_summary_query_top_and_stats_answer_a_store_as_its_import() {
+    let (store, _) = nirs4all_store();
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    import_store(store, out.path(), &ImportOptions::default()).unwrap();
+    let s = store.to_str().unwrap();
+    let o = out.path().to_str().unwrap();
+    for args in [
+        vec![
+            "query",
+            "{}",
+            "--sort",
+            "val_score:desc",
+            "--limit",
+            "7",
+            "--format",
+            "json",
+        ],
+        vec![
+            "query",
+            "{}",
+            "--partition",
+            "val",
+            "--dataset",
+            "corn",
+            "--format",
+            "json",
+        ],
+        vec![
+            "top", "{}", "--metric", "rmse", "--k", "3", "--format", "json",
+        ],
+        vec![
+            "stats",
+            "{}",
+            "--group-by",
+            "model_name",
+            "--format",
+            "json",
+        ],
+    ] {
+        let with = |ws: &str| -> Vec<String> { args.iter().map(|a| a.replace("{}", ws)).collect() };
+        let a: Vec<String> = with(s);
+        let b: Vec<String> = with(o);
+        let from_store = json_of(&n4a(
+            cache.path(),
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        let from_copy = json_of(&n4a(
+            cache.path(),
+            &b.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        assert!(
+            from_store.to_string().contains("\"PLS\""),
+            "{args:?}: {from_store}"
+        );
+        assert_eq!(strip_paths(from_store), strip_paths(from_copy), "{args:?}");
+    }
+    let from_store = json_of(&n4a(cache.path(), &["summary", s, "--format", "json"]));
+    let from_copy = json_of(&n4a(cache.path(), &["summary", o, "--format", "json"]));
+    assert_eq!(from_store["total_predictions"], 53);
+    assert_eq!(
+        from_store["total_predictions"],
+        from_copy["total_predictions"]
+    );
+    assert_eq!(from_store["datasets"].as_array().map(Vec::len), Some(3));
+    // Direction rules: rmse's best is its minimum, r2's and accuracy's their maximum.
+    let text = String::from_utf8(n4a(cache.path(), &["summary", s]).stdout).unwrap();
+    let line = |ds: &str| {
+        text.lines()
+            .find(|l| l.starts_with(ds))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("corn ").contains("minimize"), "{text}");
+    assert!(
+        line("wheat v2").contains("maximize") && line("seeds").contains("maximize"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("workspace {s}:")),
+        "names the store: {text}"
+    );
+}
+
+/// Paths and timings differ between two runs of one answer.
+fn strip_paths(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["elapsed_ms", "workspace", "provenance", "seconds"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+#[test]
+fn issue_14_reading_a_store_never_writes_it() {
+    let (_d, ws) = store_copy();
+    let digest = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| xxhash_rust::xxh3::xxh3_128(&b))
+            .ok()
+    };
+    let files = [
+        "store.sqlite",
+        "arrays/corn.parquet",
+        "arrays/seeds.parquet",
+        "arrays/_tombstones.json",
+    ];
+    let before: Vec<_> = files.iter().map(|f| digest(&ws.join(f))).collect();
+    let cache = tempfile::tempdir().unwrap();
+    let s = ws.to_str().unwrap();
+    for args in [
+        vec!["summary", s],
+        vec!["top", s, "--metric", "r2"],
+        vec!["query", s],
+    ] {
+        let out = n4a(cache.path(), &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    let after: Vec<_> = files.iter().map(|f| digest(&ws.join(f))).collect();
+    assert_eq!(before, after);
+    // Nothing but SQLite's own coordination files (-wal, -shm) appears.
+    let mut names: Vec<String> = std::fs::read_dir(&ws)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.retain(|n| !n.starts_with("store.sqlite-"));
+    assert_eq!(names, ["arrays", "artifacts", "store.sqlite"]);
+}
+
+/// Runs SQL on a store copy (the test plays nirs4all writing it).
+fn sql(ws: &Path, statements: &str) {
+    let c = rusqlite::Connection::open(ws.join("store.sqlite")).unwrap();
+    c.execute_batch(statements).unwrap();
+}
+
+#[test]
+fn issue_14_a_rerun_rewrites_only_changed_datasets_and_drops_gone_ones() {
+    let (_d, ws) = store_copy();
+    let out = tempfile::tempdir().unwrap();
+    let first = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    assert!(first.datasets.iter().all(|d| d.outcome == Outcome::Written));
+    let again = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    assert!(
+        again
+            .datasets
+            .iter()
+            .all(|d| d.outcome == Outcome::Unchanged),
+        "{:?}",
+        again.datasets
+    );
+    let seeds_meta = out.path().join("seeds.meta.parquet");
+    let seeds_before = std::fs::read(&seeds_meta).unwrap();
+    sql(
+        &ws,
+        "UPDATE predictions SET val_score = 0.05 WHERE dataset_name = 'corn' AND fold_id = '0' AND partition = 'val';
+         DELETE FROM predictions WHERE dataset_name = 'wheat v2';",
+    );
+    let third = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    let outcome: HashMap<&str, Outcome> = third
+        .datasets
+        .iter()
+        .map(|d| (d.dataset.as_str(), d.outcome))
+        .collect();
+    assert_eq!(outcome["corn"], Outcome::Written);
+    assert_eq!(outcome["seeds"], Outcome::Unchanged);
+    assert_eq!(third.removed, ["wheat v2"]);
+    assert!(!out.path().join("wheat v2.meta.parquet").exists());
+    assert_eq!(
+        std::fs::read(&seeds_meta).unwrap(),
+        seeds_before,
+        "unchanged dataset not rewritten"
+    );
+    let corn = n4a::reader::rows::read_predictions(&out.path().join("corn.meta.parquet")).unwrap();
+    assert_eq!(
+        corn.iter().filter(|p| p.val_score == Some(0.05)).count(),
+        2,
+        "cfg_0 and cfg_1"
+    );
+    // Files n4a did not import from this store are never removed.
+    std::fs::copy(
+        crate::util::fixture("grain_class.meta.parquet"),
+        out.path().join("other.meta.parquet"),
+    )
+    .unwrap();
+    import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    assert!(out.path().join("other.meta.parquet").exists());
+}
+
+#[test]
+fn issue_14_a_store_of_another_schema_version_names_both_versions() {
+    let (_d, ws) = store_copy();
+    sql(&ws, "PRAGMA user_version = 4;");
+    let out = tempfile::tempdir().unwrap();
+    let e = import_store(&ws, out.path(), &ImportOptions::default()).expect_err("refused");
+    assert_eq!(e.kind(), "unsupported_store_version");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("store.sqlite") && msg.contains("version 4") && msg.contains("version 5"),
+        "{msg}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cli = n4a(cache.path(), &["summary", ws.to_str().unwrap()]);
+    assert!(!cli.status.success());
+    let err = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(err.matches("version 4").count(), 1, "said once: {err}");
+}
+
+#[test]
+fn issue_14_a_missing_arrays_file_keeps_the_predictions_and_says_so() {
+    let (_d, ws) = store_copy();
+    std::fs::remove_file(ws.join("arrays/corn.parquet")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let r = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    let corn = r.datasets.iter().find(|d| d.dataset == "corn").unwrap();
+    assert_eq!((corn.predictions, corn.with_arrays), (17, 0));
+    assert!(
+        corn.notes
+            .iter()
+            .any(|n| n.contains("corn.parquet is missing")),
+        "{:?}",
+        corn.notes
+    );
+    let seeds = r.datasets.iter().find(|d| d.dataset == "seeds").unwrap();
+    assert_eq!(seeds.with_arrays, 18, "the other datasets keep theirs");
+    assert!(rows_by_id(out.path())
+        .values()
+        .filter(|p| p.dataset_name.as_deref() == Some("corn"))
+        .all(|p| p.y_true_id.is_none()));
+}
+
+#[test]
+fn issue_14_tombstones_never_resurrect_a_deleted_prediction_nor_hide_a_live_one() {
+    let (_d, ws) = store_copy();
+    let (_, deleted) = nirs4all_store();
+    // A stale tombstone on a live prediction (a crash between nirs4all's
+    // SQLite write and its tombstone write): nirs4all keeps the row and
+    // its arrays, so does n4a.
+    let c = rusqlite::Connection::open(ws.join("store.sqlite")).unwrap();
+    let live: String = c
+        .query_row(
+            "SELECT prediction_id FROM predictions WHERE dataset_name = 'corn' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(c);
+    let tomb = ws.join("arrays/_tombstones.json");
+    let mut t: serde_json::Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(&tomb).unwrap()).unwrap();
+    assert!(t.contains_key(deleted), "nirs4all tombstoned its deletion");
+    t.insert(
+        live.clone(),
+        Value::String("2026-03-01T00:00:00+00:00".into()),
+    );
+    std::fs::write(&tomb, serde_json::to_vec(&t).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let r = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    let rows = rows_by_id(out.path());
+    assert!(!rows.contains_key(deleted));
+    assert!(rows[&live].y_true_id.is_some(), "live row keeps its arrays");
+    assert_eq!(r.datasets.iter().map(|d| d.with_arrays).sum::<u64>(), 53);
+}
+
+#[test]
+fn issue_14_a_locked_store_fails_after_the_busy_timeout_naming_the_file() {
+    let (_d, ws) = store_copy();
+    let c = rusqlite::Connection::open(ws.join("store.sqlite")).unwrap();
+    c.execute_batch("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; UPDATE runs SET name = 'x';")
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = import_store(&ws, out.path(), &ImportOptions::default()).expect_err("locked");
+    assert_eq!(e.kind(), "sqlite");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("store.sqlite") && msg.contains("locked"),
+        "{msg}"
+    );
+    c.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
+fn issue_14_reads_go_on_while_nirs4all_holds_a_write_transaction() {
+    let (_d, ws) = store_copy();
+    let c = rusqlite::Connection::open(ws.join("store.sqlite")).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    c.execute_batch("BEGIN IMMEDIATE; DELETE FROM predictions WHERE dataset_name = 'corn';")
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let r = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    let corn = r
+        .datasets
+        .iter()
+        .find(|d| d.dataset == "corn")
+        .expect("the committed snapshot");
+    assert_eq!(corn.predictions, 17);
+    c.execute_batch("COMMIT").unwrap();
+    let r = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    assert!(r.datasets.iter().all(|d| d.dataset != "corn"));
+    assert_eq!(r.removed, ["corn"]);
+}
+
+#[test]
+fn issue_14_a_store_sqlite_that_is_not_sqlite_is_refused_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("store.sqlite"),
+        b"these are not the bytes of a database, just text\n".repeat(20),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = import_store(dir.path(), out.path(), &ImportOptions::default()).expect_err("refused");
+    assert_eq!(e.kind(), "sqlite");
+    assert!(
+        e.to_string()
+            .contains("store.sqlite: sqlite: file is not a database"),
+        "{e}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cli = n4a(
+        cache.path(),
+        &["top", dir.path().to_str().unwrap(), "--metric", "r2"],
+    );
+    assert!(!cli.status.success());
+    let err = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(err.matches("not a database").count(), 1, "{err}");
+}
+
+#[test]
+fn issue_14_one_bad_dataset_does_not_hide_the_others() {
+    let (_d, ws) = store_copy();
+    sql(
+        &ws,
+        "UPDATE predictions SET dataset_name = 'bad/name' WHERE dataset_name = 'corn';",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let r = import_store(&ws, out.path(), &ImportOptions::default()).unwrap();
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].0, "bad/name");
+    assert_eq!(r.errors[0].1.kind(), "invalid_dataset_name");
+    assert_eq!(r.datasets.len(), 2);
+    let cache = tempfile::tempdir().unwrap();
+    let cli = n4a(
+        cache.path(),
+        &["summary", ws.to_str().unwrap(), "--format", "json"],
+    );
+    let err = String::from_utf8_lossy(&cli.stderr);
+    assert!(err.contains("bad/name"), "{err}");
+    let v: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(v["total_predictions"], 36, "seeds and wheat v2 answered");
+    assert_eq!(
+        cli.status.code(),
+        Some(1),
+        "the failed dataset fails the command"
+    );
+}
+
+#[test]
+fn issue_14_import_refuses_to_write_into_the_store_folder() {
+    let (_d, ws) = store_copy();
+    let e = import_store(&ws, &ws, &ImportOptions::default()).expect_err("refused");
+    assert_eq!(e.kind(), "invalid_option");
+    assert!(!ws.join("corn.meta.parquet").exists());
+}

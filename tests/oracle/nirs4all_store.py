@@ -1,0 +1,126 @@
+"""nirs4all 1.4.10 as the oracle of n4a's store bridge (tests/it/store.rs).
+
+    python nirs4all_store.py make DIR   # a tiny store written by nirs4all's own WorkspaceStore API
+    python nirs4all_store.py dump DIR   # every prediction of DIR, with its arrays, as nirs4all reads them back
+
+`dump` opens the workspace with `WorkspaceStore.open_readonly` (the
+dashboard's path) and prints one JSON document: the predictions sorted by
+id, each with its pipeline's name, its chain's model step and its arrays
+(flattened values and shape). NaN is written as the string "NaN".
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nirs4all.pipeline.storage.workspace_store import WorkspaceStore
+
+
+def make(root: Path) -> None:
+    ws = WorkspaceStore(root)
+    datasets = [("corn", "regression", "rmse"), ("wheat v2", "regression", "r2"), ("seeds", "classification", "accuracy")]
+    run = ws.begin_run("n4a-oracle", {"cv": 2}, [{"name": d, "path": d} for d, _, _ in datasets])
+    records = []
+    deleted = None
+    for di, (ds, task, metric) in enumerate(datasets):
+        for cfg in range(2):
+            pid = ws.begin_pipeline(run, f"cfg_{cfg}_{ds}", {"steps": ["SNV", "PLS"]}, [], ds, f"h{di}")
+            steps = [
+                {"step_idx": 0, "operator_class": "SNV", "params": {}, "artifact_id": None, "stateless": True},
+                {"step_idx": 1, "operator_class": "PLSRegression", "params": {"n_components": cfg + 2}, "artifact_id": None, "stateless": False},
+            ]
+            chain = ws.save_chain(pid, steps, 1, "sklearn.cross_decomposition.PLSRegression", "SNV", "per_fold", {}, {}, dataset_name=ds)
+            for fi, fold in enumerate(["0", "1", "avg"]):
+                for pi, part in enumerate(["val", "test", "train"]):
+                    base = 0.1 * (di + 1) + 0.01 * cfg + 0.001 * fi + 0.0001 * pi
+                    val, test, train = base, base + 0.05, None if part == "val" else base - 0.02
+                    pred_id = ws.save_prediction(
+                        pid, chain, ds, "PLS", "sklearn.cross_decomposition.PLSRegression", fold, part,
+                        val, test, train, metric, task, 5, 10,
+                        {part: {metric: val}}, {"n_components": cfg + 2}, None, None, 0, 0.0,
+                        preprocessings="SNV",
+                    )
+                    n = 5
+                    if task == "classification":
+                        y_true = np.array([0, 1, 1, 2, 0], dtype=np.int64)
+                        y_pred = np.array([0, 1, 2, 2, 0], dtype=np.int64)
+                        y_proba = np.linspace(0, 1, n * 3).reshape(n, 3)
+                    else:
+                        y_true = np.linspace(1, 2, n) + di
+                        y_pred = y_true + 0.1 * (fi + 1)
+                        y_proba = None
+                    records.append({
+                        "prediction_id": pred_id, "dataset_name": ds, "model_name": "PLS", "fold_id": fold,
+                        "partition": part, "metric": metric, "val_score": val, "task_type": task,
+                        "y_true": y_true, "y_pred": y_pred, "y_proba": y_proba,
+                        "sample_indices": np.arange(n, dtype=np.int32) + 10 * fi,
+                        "weights": np.ones(n) * (pi + 1),
+                    })
+                    if deleted is None and fold == "1" and part == "test":
+                        deleted = pred_id
+    ws.array_store.save_batch(records)
+    # One deletion: the SQLite row goes, its arrays row stays behind a
+    # tombstone until nirs4all compacts (64 pending by default).
+    assert ws.delete_prediction(deleted)
+    ws.close()
+    print(json.dumps({"deleted": deleted}))
+
+
+def _num(x):
+    if x is None:
+        return None
+    x = float(x)
+    return "NaN" if math.isnan(x) else x
+
+
+def _array(a):
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return {"values": [_num(v) for v in a.ravel().tolist()], "shape": list(a.shape)}
+
+
+def dump(root: Path) -> None:
+    ws = WorkspaceStore.open_readonly(root)
+    df = ws.query_predictions()
+    out = []
+    for row in sorted(df.iter_rows(named=True), key=lambda r: r["prediction_id"]):
+        p = ws.get_prediction(row["prediction_id"], load_arrays=True)
+        pipeline = ws.get_pipeline(p["pipeline_id"])
+        chain = ws.get_chain(p["chain_id"]) if p.get("chain_id") else None
+        out.append({
+            "id": p["prediction_id"],
+            "dataset_name": p["dataset_name"],
+            "config_name": pipeline["name"] if pipeline else None,
+            "pipeline_uid": p["pipeline_id"],
+            "step_idx": chain["model_step_idx"] if chain else None,
+            "model_name": p["model_name"],
+            "model_classname": p["model_class"],
+            "fold_id": p["fold_id"],
+            "partition": p["partition"],
+            "val_score": _num(p["val_score"]),
+            "test_score": _num(p["test_score"]),
+            "train_score": _num(p["train_score"]),
+            "metric": p["metric"],
+            "task_type": p["task_type"],
+            "n_samples": p["n_samples"],
+            "n_features": p["n_features"],
+            "preprocessings": p["preprocessings"],
+            "scores": p["scores"],
+            "best_params": p["best_params"],
+            "branch_id": p["branch_id"],
+            "branch_name": p["branch_name"],
+            "exclusion_count": p["exclusion_count"],
+            "exclusion_rate": _num(p["exclusion_rate"]),
+            "arrays": {k: _array(p.get(k)) for k in ("y_true", "y_pred", "y_proba", "sample_indices", "weights")},
+        })
+    ws.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    cmd, root = sys.argv[1], Path(sys.argv[2])
+    {"make": make, "dump": dump}[cmd](root)
