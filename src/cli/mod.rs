@@ -106,6 +106,10 @@ enum Command {
     /// .meta.parquet pairs with n4a's summaries; a rerun rewrites only the
     /// datasets that changed.
     ImportStore(store::ImportStoreArgs),
+    /// Write a .meta.parquet workspace as a new nirs4all store workspace
+    /// (store.sqlite + arrays/) that nirs4all 1.4.10 opens; never in place,
+    /// nothing left on failure.
+    ExportStore(store::ExportStoreArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -123,6 +127,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Refresh(a)) => refresh::refresh_cmd(a),
         Some(Command::Serve(a)) => serve::serve_cmd(a),
         Some(Command::ImportStore(a)) => store::import_store_cmd(a),
+        Some(Command::ExportStore(a)) => store::export_store_cmd(a),
         Some(Command::Query {
             workspace,
             filters,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use n4a::store::{ImportOptions, ImportReport, Outcome};
+use n4a::store::{ExportOptions, ImportOptions, ImportReport, Outcome};
 use n4a::writer::WriterOptions;
 
 use super::table::Table;
@@ -89,6 +89,95 @@ pub fn import_store_cmd(a: ImportStoreArgs) -> anyhow::Result<ExitCode> {
     }
     print_notes(&report);
     Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The `export-store` flags.
+#[derive(Debug, clap::Args)]
+pub struct ExportStoreArgs {
+    /// The `.meta.parquet` workspace to export (nirs4all's files or n4a's).
+    workspace: PathBuf,
+    /// The new store workspace to write (must not exist, or be empty).
+    out: PathBuf,
+    /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
+    #[arg(long = "direction", value_name = "METRIC=DIR")]
+    directions: Vec<String>,
+    /// Export the readable datasets when some cannot be read (listed on
+    /// stderr, exit 1); by default one bad file fails the export.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Runs `n4a export-store`: exit 1 when a dataset was skipped.
+pub fn export_store_cmd(a: ExportStoreArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = ExportOptions {
+        skip_bad: a.skip_bad,
+        ..ExportOptions::default()
+    };
+    for d in &a.directions {
+        let (metric, dir) = parse_direction(d)?;
+        opts.directions = opts.directions.with(metric, dir);
+    }
+    let t0 = Instant::now();
+    let report = n4a::store::export_store(&a.workspace, &a.out, &opts)
+        .with_context(|| format!("exporting {}", a.workspace.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let skipped: Vec<_> = report
+        .skipped
+        .iter()
+        .map(|(d, e)| serde_json::json!({"dataset": d, "kind": e.kind(), "error": e.to_string()}))
+        .collect();
+    if a.format == Format::Json {
+        let v = serde_json::json!({
+            "source": report.source,
+            "out": report.out,
+            "run_id": report.run_id,
+            "datasets": report.datasets,
+            "pipelines": report.pipelines,
+            "chains": report.chains,
+            "derivations": n4a::store::export::DERIVATIONS,
+            "skipped": skipped,
+            "seconds": secs,
+        });
+        println!("{v}");
+    } else {
+        let mut t = Table::new(&["dataset", "predictions", "with arrays", "arrays file"]);
+        for d in &report.datasets {
+            t.row(vec![
+                d.dataset.clone(),
+                d.predictions.to_string(),
+                d.with_arrays.to_string(),
+                d.arrays_file.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print!("{}", t.render());
+        println!(
+            "{} datasets, {} pipelines, {} chains from {} into {} in {secs:.3} s",
+            report.datasets.len(),
+            report.pipelines,
+            report.chains,
+            report.source.display(),
+            report.out.display()
+        );
+        for d in n4a::store::export::DERIVATIONS {
+            println!("derived: {d}");
+        }
+    }
+    for d in &report.datasets {
+        for n in &d.notes {
+            eprintln!("note: {}: {n}", d.dataset);
+        }
+    }
+    for (d, e) in &report.skipped {
+        eprintln!("error: dataset {d} skipped: {e}");
+    }
+    Ok(if report.skipped.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -16,6 +16,7 @@
 //! engine, the same answers and direction rules by construction.
 
 pub(crate) mod arrays;
+pub mod export;
 pub mod import;
 pub mod mirror;
 pub(crate) mod rows;
@@ -28,6 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 use crate::schema::Prediction;
 
+pub use export::{export_store, DatasetExport, ExportOptions, ExportReport};
 pub use import::{import_store, DatasetImport, ImportOptions, ImportReport, Outcome};
 pub use mirror::{cache_root, mirror, Mirror};
 pub use rows::Fingerprint;

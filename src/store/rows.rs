@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::schema::Prediction;
 
 /// The content of a dataset's rows, hashed (XXH3-128 over every bridged
-/// value in `prediction_id` order, plus the arrays file's size and
+/// value in the order nirs4all inserted the rows (`rowid`), plus the arrays file's size and
 /// modification time once [`Fingerprint::add_file`] adds them): equal
 /// fingerprints mean an import would write the same rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ const SQL: &str = "SELECT p.prediction_id, p.dataset_name, pl.name, p.pipeline_i
      FROM predictions p \
      LEFT JOIN pipelines pl ON pl.pipeline_id = p.pipeline_id \
      LEFT JOIN chains c ON c.chain_id = p.chain_id \
-     WHERE p.dataset_name = ?1 ORDER BY p.prediction_id";
+     WHERE p.dataset_name = ?1 ORDER BY p.rowid";
 
 /// The column names of [`SQL`], for error messages.
 const NAMES: [&str; 23] = [

@@ -11,6 +11,7 @@ mod client;
 mod cli;
 mod compat;
 mod crash;
+mod export;
 mod faults;
 mod fixtures;
 mod properties;
