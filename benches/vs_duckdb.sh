@@ -2,7 +2,7 @@
 # Whole-process n4a against DuckDB (in-process, ../shared/bench/peers.py) in
 # the same sitting, on workspaces generated exactly as nirs4all wrote them.
 #
-#   benches/vs_duckdb.sh [setup|summary|append|growth|query|serve|all] [--runs N]
+#   benches/vs_duckdb.sh [setup|summary|append|growth|query|serve|store|all] [--runs N]
 #
 # Set-up (once, a few minutes, ~2 GB under target/peer-bench, out of git):
 # copies ../shared/bench, makes a venv with duckdb/polars/pyarrow/pandas,
@@ -26,6 +26,10 @@
 # serve: `n4a serve big` warm against DuckDB in-process, each query's
 #   cold, second and warm latency and answer, then 8 client processes on
 #   the dashboard mix, then pages never seen (benches/serve_vs_duckdb.py).
+# store: a 1M-prediction nirs4all store (big-10 through `n4a export-store`)
+#   read by n4a (first call importing into the mirror, later calls) against
+#   Python's sqlite3 the dashboard's way and the SQL way
+#   (benches/store_vs_sqlite.py says what each does).
 # The I/O floor of each workspace (open + read every footer's bytes, no
 #   parsing, in Python) is printed beside.
 set -euo pipefail
@@ -210,6 +214,28 @@ query() {
   done
 }
 
+store() {
+  local src=$B/data/big-10 st=$B/data/store-1m
+  if [[ ! -d $src ]]; then
+    mkdir -p "$src"
+    find "$B/data/big" -maxdepth 1 -name '*.meta.parquet' | sort | head -10 |
+      while read -r f; do ln "$f" "$src/"; done
+  fi
+  if [[ ! -f $st/store.sqlite ]]; then
+    local t0=$SECONDS
+    "$N" export-store "$src" "$st" --format json >/dev/null
+    echo "export-store of $src: $((SECONDS - t0)) s"
+  fi
+  # DuckDB's SQLite scanner comes from PyPI pinned to DuckDB 1.5.5 (the
+  # extension server is not reachable): a venv of its own.
+  local Q=$B/venv-sqlite/bin/python
+  if [[ ! -x $Q ]]; then
+    python3 -m venv "$B/venv-sqlite"
+    "$Q" -m pip install -q duckdb==1.5.5 duckdb-extensions==1.5.5 duckdb-extension-sqlite-scanner==1.5.5
+  fi
+  "$Q" "$ROOT/benches/store_vs_sqlite.py" --store "$st" --n4a "$N" --runs "$RUNS"
+}
+
 serve() {
   "$P" "$ROOT/benches/serve_vs_duckdb.py" --ws "$B/data/big" --n4a "$N" --runs "$RUNS"
 }
@@ -220,7 +246,8 @@ case $WHAT in
   growth) growth ;;
   query) query ;;
   serve) serve ;;
+  store) store ;;
   setup) ;;
-  all) summary; echo; append; echo; growth; echo; query; echo; serve ;;
-  *) echo "usage: $0 [setup|summary|append|growth|query|serve|all] [--runs N]" >&2; exit 2 ;;
+  all) summary; echo; append; echo; growth; echo; query; echo; serve; echo; store ;;
+  *) echo "usage: $0 [setup|summary|append|growth|query|serve|store|all] [--runs N]" >&2; exit 2 ;;
 esac
