@@ -103,7 +103,7 @@ pub struct ExportReport {
 
 /// Writes the `.meta.parquet` workspace `ws` as a new store workspace at
 /// `out`, which must not exist or be an empty folder. Cost: one read of
-/// every meta file and, per [`CHUNK`] predictions, one filtered pass over
+/// every meta file and, per 2,048 predictions, one filtered pass over
 /// its arrays file; SQLite inserts in one transaction. Memory: one
 /// dataset's rows (no arrays) plus one chunk's arrays.
 ///
