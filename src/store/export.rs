@@ -47,7 +47,7 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 pub const DERIVATIONS: [&str; 4] = [
     "runs: one run for the source workspace (run_id: hash of its path, name: its folder name, status completed, datasets: the exported names)",
     "pipelines: one per pipeline_uid and dataset (name: config_name; best_val: the best val_score of its val rows in the metric's direction, best_test: that row's test_score; a pipeline_uid found in two datasets is stored as <uid>@<dataset> for the later one)",
-    "chains: one per pipeline, step_idx, model_name and model_classname (chain_id: a hash of those; steps: [] as .meta.parquet has no steps; model_step_idx: step_idx, -1 when null)",
+    "chains: one per pipeline, step_idx, model_name, model_classname and branch_id (chain_id: a hash of those; steps: [] as .meta.parquet has no steps; model_step_idx: step_idx, -1 when null)",
     "chains' cross-validation scores: those of the chain's avg row (its val-partition row first), else its w_avg row, else nirs4all's own rule (the mean over numbered folds); cv_scores: that row's scores; cv_fold_count: the distinct fold ids other than avg, w_avg and *_agg",
 ];
 
@@ -440,8 +440,13 @@ fn export_one(
         let step = r.step_idx.unwrap_or(-1);
         let model_name = r.model_name.clone().unwrap_or_default();
         let model_class = r.model_classname.clone().unwrap_or_default();
-        let chain_id =
-            hex128(format!("{pipeline_id}\0{step}\0{model_name}\0{model_class}").as_bytes());
+        let chain_id = hex128(
+            format!(
+                "{pipeline_id}\0{step}\0{model_name}\0{model_class}\0{:?}",
+                r.branch_id
+            )
+            .as_bytes(),
+        );
         observe_pipeline(pipes.entry(pipeline_id.clone()).or_default(), r, opts);
         observe_chain(
             chains.entry(chain_id.clone()).or_insert_with(|| ChainAgg {
@@ -753,6 +758,33 @@ pub fn arrays_schema() -> SchemaRef {
     ]))
 }
 
+/// The ids of the arrays a row references (y_true, y_pred, y_proba,
+/// sample_indices, weights), those it has.
+fn array_ids(r: &Prediction) -> impl Iterator<Item = &String> {
+    [
+        &r.y_true_id,
+        &r.y_pred_id,
+        &r.y_proba_id,
+        &r.sample_indices_id,
+        &r.weights_id,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// A new arrays file at `path`: nirs4all's schema, zstd level 3 as its
+/// `ArrayStore` writes them.
+fn arrays_writer(path: &Path) -> Result<ArrowWriter<File>> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("level 3 is valid"),
+        ))
+        .set_created_by(format!("n4a version {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    ArrowWriter::try_new(file, arrays_schema(), Some(props)).map_err(|e| Error::parquet(path, e))
+}
+
 /// The arrays of `rows` (read from the source arrays file by id, a chunk
 /// at a time) written to `part` in nirs4all's layout. Returns how many
 /// predictions got a row.
@@ -764,18 +796,7 @@ fn write_arrays(
     keyed: &[(String, String, String)],
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    let referenced = |r: &Prediction| {
-        [
-            &r.y_true_id,
-            &r.y_pred_id,
-            &r.y_proba_id,
-            &r.sample_indices_id,
-            &r.weights_id,
-        ]
-        .into_iter()
-        .flatten()
-        .count()
-    };
+    let referenced = |r: &Prediction| array_ids(r).count();
     let wanted: usize = rows.iter().map(referenced).sum();
     if wanted == 0 {
         return Ok(0);
@@ -788,32 +809,14 @@ fn write_arrays(
         ));
         return Ok(0);
     }
-    let file = File::create(part).map_err(|e| Error::io(part, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("level 3 is valid"),
-        ))
-        .set_created_by(format!("n4a version {}", env!("CARGO_PKG_VERSION")))
-        .build();
     let schema = arrays_schema();
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props))
-        .map_err(|e| Error::parquet(part, e))?;
+    let mut w = arrays_writer(part)?;
     let (mut written, mut missing) = (0u64, 0u64);
     for (chunk, keys) in rows.chunks(CHUNK).zip(keyed.chunks(CHUNK)) {
         let ids: Vec<&str> = chunk
             .iter()
-            .flat_map(|r| {
-                [
-                    &r.y_true_id,
-                    &r.y_pred_id,
-                    &r.y_proba_id,
-                    &r.sample_indices_id,
-                    &r.weights_id,
-                ]
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
-            })
+            .flat_map(array_ids)
+            .map(String::as_str)
             .collect();
         if ids.is_empty() {
             continue;
@@ -1020,14 +1023,7 @@ fn merge_parts(parts: Vec<(PathBuf, PathBuf)>) -> Result<()> {
             std::fs::rename(one, &target).map_err(|e| Error::io(&target, e))?;
             continue;
         }
-        let file = File::create(&target).map_err(|e| Error::io(&target, e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("level 3 is valid"),
-            ))
-            .build();
-        let mut w = ArrowWriter::try_new(file, arrays_schema(), Some(props))
-            .map_err(|e| Error::parquet(&target, e))?;
+        let mut w = arrays_writer(&target)?;
         for p in &parts {
             let f = File::open(p).map_err(|e| Error::io(p, e))?;
             let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)

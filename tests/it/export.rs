@@ -10,7 +10,9 @@ use std::process::Command;
 use n4a::store::{export_store, import_store, ExportOptions, ImportOptions};
 use serde_json::Value;
 
-use crate::util::{nirs4all_oracle, workspace_with};
+use crate::util::{
+    assert_same_columns, nirs4all_oracle, oracle_num as num, same_f64 as same, workspace_with,
+};
 
 /// The two real nirs4all file pairs: a regression (`mse`) and a
 /// classification (`balanced_accuracy`) dataset, with arrays.
@@ -20,22 +22,6 @@ const REAL: [&str; 4] = [
     "grain_class.meta.parquet",
     "grain_class.arrays.parquet",
 ];
-
-fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Null => None,
-        Value::String(s) if s == "NaN" => Some(f64::NAN),
-        v => Some(v.as_f64().unwrap()),
-    }
-}
-
-fn same(a: Option<f64>, b: Option<f64>) -> bool {
-    match (a, b) {
-        (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
-        (None, None) => true,
-        _ => false,
-    }
-}
 
 fn source_rows(ws: &Path) -> HashMap<String, (String, n4a::Prediction)> {
     let mut out = HashMap::new();
@@ -75,23 +61,9 @@ fn issue_14_an_exported_workspace_opens_in_nirs4all_with_every_prediction_and_ar
     for e in dumped {
         let id = e["id"].as_str().unwrap();
         let (ds, r) = &src[id];
-        let text = |k: &str| e[k].as_str().map(str::to_string);
         let int = |k: &str| e[k].as_i64();
-        assert_eq!(text("dataset_name").as_deref(), Some(ds.as_str()), "{id}");
-        assert_eq!(r.config_name, text("config_name"), "{id}");
-        assert_eq!(r.pipeline_uid, text("pipeline_uid"), "{id}");
-        assert_eq!(r.step_idx, int("step_idx"), "{id}");
-        assert_eq!(r.model_name, text("model_name"), "{id}");
-        assert_eq!(r.model_classname, text("model_classname"), "{id}");
-        assert_eq!(r.fold_id, text("fold_id"), "{id}");
-        assert_eq!(r.partition, text("partition"), "{id}");
-        assert_eq!(r.metric, text("metric"), "{id}");
-        assert_eq!(r.task_type, text("task_type"), "{id}");
-        assert_eq!(r.n_samples, int("n_samples"), "{id}");
-        assert_eq!(r.n_features, int("n_features"), "{id}");
-        assert_eq!(r.preprocessings, text("preprocessings"), "{id}");
-        assert_eq!(r.branch_id, int("branch_id"), "{id}");
-        assert_eq!(r.branch_name, text("branch_name"), "{id}");
+        assert_eq!(e["dataset_name"].as_str(), Some(ds.as_str()), "{id}");
+        assert_same_columns(r, e);
         assert_eq!(
             r.exclusion_count.unwrap_or(0),
             int("exclusion_count").unwrap(),
@@ -245,6 +217,13 @@ fn issue_14_export_derives_pipelines_and_chains_in_each_metrics_direction() {
         .collect();
     assert!(!chains.is_empty());
     for (cid, pid, step, model, cv_val, cv_test, folds) in &chains {
+        let branch: Option<i64> = c
+            .query_row(
+                "SELECT MIN(branch_id) FROM predictions WHERE chain_id = ?1",
+                [cid],
+                |r| r.get(0),
+            )
+            .unwrap();
         let rows: Vec<&n4a::Prediction> = src
             .values()
             .map(|(_, r)| r)
@@ -252,6 +231,7 @@ fn issue_14_export_derives_pipelines_and_chains_in_each_metrics_direction() {
                 r.pipeline_uid.as_deref() == Some(pid.as_str())
                     && r.step_idx == Some(*step)
                     && r.model_name.as_deref() == Some(model.as_str())
+                    && r.branch_id == branch
             })
             .collect();
         let avg = rows
@@ -491,4 +471,38 @@ fn issue_14_export_store_on_the_command_line_reports_and_states_its_derivations(
     );
     let s: Value = serde_json::from_slice(&top.stdout).unwrap();
     assert_eq!(s["total_predictions"], 144);
+}
+
+#[test]
+fn issue_14_datasets_whose_names_share_an_arrays_file_are_both_read_back_by_nirs4all() {
+    // nirs4all's sanitiser maps "wheat v2" and "wheat_v2" to one file.
+    let ws = tempfile::tempdir().unwrap();
+    for (src, ds) in [("corn_moisture", "wheat v2"), ("grain_class", "wheat_v2")] {
+        for kind in ["meta", "arrays"] {
+            std::fs::copy(
+                crate::util::fixture(&format!("{src}.{kind}.parquet")),
+                ws.path().join(format!("{ds}.{kind}.parquet")),
+            )
+            .unwrap();
+        }
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("store-ws");
+    let r = export_store(ws.path(), &out, &ExportOptions::default()).unwrap();
+    assert!(r
+        .datasets
+        .iter()
+        .all(|d| d.arrays_file.as_deref() == Some("arrays/wheat_v2.parquet")));
+    only(&out.join("arrays"), &["wheat_v2.parquet"]);
+    let dumped = nirs4all_oracle("dump", &out);
+    let mut with_y_true: HashMap<String, usize> = HashMap::new();
+    for e in dumped.as_array().unwrap() {
+        if !e["arrays"]["y_true"].is_null() {
+            *with_y_true
+                .entry(e["dataset_name"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(with_y_true["wheat v2"], 129);
+    assert_eq!(with_y_true["wheat_v2"], 15);
 }

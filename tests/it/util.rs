@@ -389,3 +389,44 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// A number of the nirs4all oracle's JSON (`"NaN"` for NaN, null for none).
+pub fn oracle_num(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if s == "NaN" => Some(f64::NAN),
+        v => Some(v.as_f64().unwrap()),
+    }
+}
+
+/// Equal scores, NaN equal to NaN.
+pub fn same_f64(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Asserts that the row `r` has the text and integer columns the nirs4all
+/// oracle's `dump` entry `e` has (config, pipeline, step, model, fold,
+/// partition, metric, task, sizes, preprocessings, branch).
+pub fn assert_same_columns(r: &Prediction, e: &serde_json::Value) {
+    let id = e["id"].as_str().unwrap();
+    let text = |k: &str| e[k].as_str().map(str::to_string);
+    let int = |k: &str| e[k].as_i64();
+    assert_eq!(r.config_name, text("config_name"), "{id}");
+    assert_eq!(r.pipeline_uid, text("pipeline_uid"), "{id}");
+    assert_eq!(r.step_idx, int("step_idx"), "{id}");
+    assert_eq!(r.model_name, text("model_name"), "{id}");
+    assert_eq!(r.model_classname, text("model_classname"), "{id}");
+    assert_eq!(r.fold_id, text("fold_id"), "{id}");
+    assert_eq!(r.partition, text("partition"), "{id}");
+    assert_eq!(r.metric, text("metric"), "{id}");
+    assert_eq!(r.task_type, text("task_type"), "{id}");
+    assert_eq!(r.n_samples, int("n_samples"), "{id}");
+    assert_eq!(r.n_features, int("n_features"), "{id}");
+    assert_eq!(r.preprocessings, text("preprocessings"), "{id}");
+    assert_eq!(r.branch_id, int("branch_id"), "{id}");
+    assert_eq!(r.branch_name, text("branch_name"), "{id}");
+}
