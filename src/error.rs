@@ -225,6 +225,25 @@ impl Error {
         }
     }
 
+    /// The file the error concerns, when one is known (the Python
+    /// package's exceptions carry it as `path`).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Parquet { path, .. }
+            | Error::DamagedData { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::InvalidSummary { path, .. }
+            | Error::UnsupportedVersion { path, .. }
+            | Error::WithPath { path, .. }
+            | Error::ChangedDuringRefresh { path }
+            | Error::Sqlite { path, .. }
+            | Error::UnsupportedStoreVersion { path, .. }
+            | Error::Input { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {

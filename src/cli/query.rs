@@ -104,29 +104,10 @@ impl clap::Args for FilterArgs {
 }
 
 impl FilterArgs {
-    /// The filters of a ranking (`top`, `stats`): one row per prediction,
-    /// so the val partition unless `--partition` says otherwise
-    /// (`--partition all`: every row; nirs4all's train, val and test rows
-    /// of a prediction carry the same scores, so ranking all of them lists
-    /// each prediction three times). Also says which rows, for the header.
+    /// The filters of a ranking ([`n4a::query::Filters::for_ranking`]) and
+    /// which rows they keep, for the header.
     fn ranking(&self) -> Result<(n4a::query::Filters, &'static str), n4a::Error> {
-        let mut args = FilterArgs {
-            values: self.values.clone(),
-            where_: self.where_.clone(),
-        };
-        let mut said = "the partitions asked";
-        for (field, vals) in &mut args.values {
-            if *field == "partition" {
-                if vals.is_empty() {
-                    vals.push("val".to_string());
-                    said = "the val partition (the default; --partition all for every row)";
-                } else if vals.iter().any(|v| v == "all") {
-                    vals.clear();
-                    said = "every partition";
-                }
-            }
-        }
-        Ok(((&args).try_into()?, said))
+        Ok(n4a::query::Filters::try_from(self)?.for_ranking())
     }
 }
 
@@ -232,35 +213,7 @@ pub(super) fn stats_cmd(
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
-    let engine = n4a::query::QueryEngine::new(&ws);
-    // Metrics mixed and no direction asked: one grouping per metric (a
-    // best `mse` and a best `r2` are not one ranking).
-    let metrics: Vec<String> = if direction.is_none() && !count_mean_only {
-        engine
-            .group(&n4a::query::GroupQuery {
-                key: n4a::query::GroupKey::Metric,
-                count_and_mean_only: true,
-                ..q.clone()
-            })?
-            .groups
-            .into_iter()
-            .filter_map(|g| g.key)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let answers: Vec<(Option<String>, n4a::query::GroupAnswer)> = if metrics.len() > 1 {
-        metrics
-            .into_iter()
-            .map(|m| {
-                let mut one = q.clone();
-                one.filters = one.filters.with("metric", [m.clone()])?;
-                Ok((Some(m), engine.group(&one)?))
-            })
-            .collect::<Result<_, n4a::Error>>()?
-    } else {
-        vec![(None, engine.group(&q)?)]
-    };
+    let answers = n4a::query::QueryEngine::new(&ws).group_by_metric(&q)?;
     match format {
         QueryFormat::Json => {
             let mut out = std::io::stdout().lock();

@@ -218,6 +218,28 @@ impl Filters {
         self.values.get(field).map(Vec::as_slice)
     }
 
+    /// The filters of a ranking (top-k, group-by: one row per prediction):
+    /// the val partition unless a partition is asked, and every partition
+    /// for `all` (nirs4all's train, val and test rows of a prediction carry
+    /// the same scores, so ranking all of them lists each prediction three
+    /// times). Also says which rows, for a header.
+    #[must_use]
+    pub fn for_ranking(mut self) -> (Self, &'static str) {
+        let asked = self.values.get("partition").map(Vec::as_slice);
+        let said = match asked {
+            None | Some([]) => {
+                self.values.insert("partition".into(), vec!["val".into()]);
+                "the val partition (the default; --partition all for every row)"
+            }
+            Some(v) if v.iter().any(|p| p == "all") => {
+                self.values.remove("partition");
+                "every partition"
+            }
+            Some(_) => "the partitions asked",
+        };
+        (self, said)
+    }
+
     /// True when only the file-level `dataset` filter (or nothing) is set.
     pub fn is_file_level_only(&self) -> bool {
         self.ranges.is_empty() && self.values.keys().all(|k| k == "dataset")

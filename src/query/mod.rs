@@ -26,8 +26,8 @@ mod prune;
 use footers::{footer_count, footer_groups, footer_top};
 use model::check_column;
 pub use model::{
-    Group, GroupAnswer, GroupKey, GroupQuery, Page, PageQuery, Provenance, ServedBy, Sort,
-    TopAnswer, TopQuery,
+    ArrowPage, Group, GroupAnswer, GroupKey, GroupQuery, Page, PageQuery, Provenance, ServedBy,
+    Sort, TopAnswer, TopQuery,
 };
 use prune::{facts_may_match, may_match};
 
@@ -89,6 +89,29 @@ impl Candidate {
             .full_state(&self.path, &self.info.key)
             .ok()
             .flatten()
+    }
+}
+
+/// A page's rows as `F` fetches them, the total, the path that served it
+/// and the provenance.
+type PageOf<F> = (Vec<<F as scan::Fetch>::Row>, u64, ServedBy, Provenance);
+
+/// The answer to `q`: its rows, `total` matches, and how it was served.
+fn page_answer<R>(
+    q: &PageQuery,
+    records: R,
+    total: u64,
+    served_by: ServedBy,
+    provenance: Provenance,
+) -> Page<R> {
+    Page {
+        records,
+        total,
+        limit: q.limit,
+        offset: q.offset,
+        has_more: (q.offset as u64).saturating_add(q.limit as u64) < total,
+        served_by,
+        provenance,
     }
 }
 
@@ -248,6 +271,32 @@ impl<'a> QueryEngine<'a> {
     /// [`Error::InvalidQuery`] for unknown columns; I/O on the workspace
     /// folder or a file that cannot be read.
     pub fn page(&self, q: &PageQuery) -> Result<Page> {
+        let columns = scan::record_columns(q);
+        let (records, total, served_by, provenance) = self.page_of(q, &scan::AsRecords(columns))?;
+        Ok(page_answer(q, records, total, served_by, provenance))
+    }
+
+    /// [`Self::page`] as one Arrow batch: the asked columns in order
+    /// (`dataset` as a string column, the file's 35 with the contract's
+    /// types, `best_params` and `scores` as the JSON text the file holds),
+    /// rows in the page's order. The same plan, total and provenance as
+    /// [`Self::page`]; the page's rows are built into Arrow arrays once,
+    /// with no JSON in between (what the Python package hands over without
+    /// a copy). Memory: the page's rows.
+    ///
+    /// # Errors
+    /// As [`Self::page`].
+    pub fn page_arrow(&self, q: &PageQuery) -> Result<ArrowPage> {
+        let columns = scan::record_columns(q);
+        let (rows, total, served_by, provenance) =
+            self.page_of(q, &scan::AsPredictions(columns.clone()))?;
+        let batch = output::page_batch(&rows, &columns)?;
+        Ok(page_answer(q, batch, total, served_by, provenance))
+    }
+
+    /// The page's rows fetched by `fetch`, the total, the path that served
+    /// it and the provenance.
+    fn page_of<F: scan::Fetch>(&self, q: &PageQuery, fetch: &F) -> Result<PageOf<F>> {
         if let Some(s) = &q.sort {
             check_column(&s.column)?;
         }
@@ -255,21 +304,12 @@ impl<'a> QueryEngine<'a> {
             check_column(c)?;
         }
         let (cands, mut prov) = self.plan(&q.filters)?;
-        let finish = |records, total: u64, served_by, prov| Page {
-            records,
-            total,
-            limit: q.limit,
-            offset: q.offset,
-            has_more: (q.offset as u64).saturating_add(q.limit as u64) < total,
-            served_by,
-            provenance: prov,
-        };
         if cands.is_empty() {
-            return Ok(finish(Vec::new(), 0, ServedBy::Pruned, prov));
+            return Ok((Vec::new(), 0, ServedBy::Pruned, prov));
         }
         if q.limit == 0 {
             if let Some(total) = footer_count(&cands, &q.filters) {
-                return Ok(finish(Vec::new(), total, ServedBy::Footers, prov));
+                return Ok((Vec::new(), total, ServedBy::Footers, prov));
             }
         }
         if q.sort.is_none() && q.filters.is_file_level_only() {
@@ -301,7 +341,7 @@ impl<'a> QueryEngine<'a> {
             let scan::Scanned {
                 value: (records, total, touched),
                 errors,
-            } = scan::page_in_file_order(&cands, q);
+            } = scan::page_in_file_order(&cands, q, fetch);
             prov.files_considered -= errors.len();
             prov.errors.extend(errors);
             prov.files_scanned = touched;
@@ -309,16 +349,16 @@ impl<'a> QueryEngine<'a> {
                 .fetch_add(records.len(), Ordering::Relaxed);
             self.scanned.fetch_add(touched, Ordering::Relaxed);
             self.check_cancel()?;
-            return Ok(finish(records, total, ServedBy::Scan, prov));
+            return Ok((records, total, ServedBy::Scan, prov));
         }
         let scan::Scanned {
             value: (records, total, whole),
             errors,
-        } = scan::page(self.ws, &cands, q)?;
+        } = scan::page(self.ws, &cands, q, fetch)?;
         self.materialised.fetch_add(whole, Ordering::Relaxed);
         self.absorb(&mut prov, cands.len(), errors);
         self.check_cancel()?;
-        Ok(finish(records, total, ServedBy::Scan, prov))
+        Ok((records, total, ServedBy::Scan, prov))
     }
 
     /// Counts the files a scan read and reports those it could not use
@@ -440,6 +480,41 @@ impl<'a> QueryEngine<'a> {
         }
         let (cands, prov) = self.plan(&q.filters)?;
         self.group_of(q, cands, prov)
+    }
+
+    /// [`Self::group`], once per metric when the rows mix metrics and the
+    /// query neither forces a direction nor asks only counts and means (a
+    /// best `mse` and a best `r2` are not one ranking): each grouping with
+    /// its metric, or the one grouping with `None`. Costs one footer-served
+    /// group by metric more than [`Self::group`] when no direction is given.
+    ///
+    /// # Errors
+    /// As [`Self::group`].
+    pub fn group_by_metric(&self, q: &GroupQuery) -> Result<Vec<(Option<String>, GroupAnswer)>> {
+        let metrics: Vec<String> = if q.direction.is_none() && !q.count_and_mean_only {
+            self.group(&GroupQuery {
+                key: GroupKey::Metric,
+                count_and_mean_only: true,
+                ..q.clone()
+            })?
+            .groups
+            .into_iter()
+            .filter_map(|g| g.key)
+            .collect()
+        } else {
+            Vec::new()
+        };
+        if metrics.len() <= 1 {
+            return Ok(vec![(None, self.group(q)?)]);
+        }
+        metrics
+            .into_iter()
+            .map(|m| {
+                let mut one = q.clone();
+                one.filters = one.filters.with("metric", [m.clone()])?;
+                Ok((Some(m), self.group(&one)?))
+            })
+            .collect()
     }
 
     /// [`Self::group`] as JSON ([`GroupAnswer::to_json`]). With a column

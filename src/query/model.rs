@@ -94,11 +94,14 @@ pub struct PageQuery {
     pub limit: usize,
 }
 
-/// The answer to a [`PageQuery`], in the dashboard's data shape.
+/// The answer to a [`PageQuery`], in the dashboard's data shape: the rows
+/// as JSON records ([`super::QueryEngine::page`]), or as one Arrow batch
+/// ([`ArrowPage`], [`super::QueryEngine::page_arrow`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct Page {
-    /// The rows, `best_params` and `scores` parsed, NaN as null.
-    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+pub struct Page<R = Vec<serde_json::Map<String, serde_json::Value>>> {
+    /// The rows: records with `best_params` and `scores` parsed and NaN as
+    /// null, or a batch of the asked columns in the contract's types.
+    pub records: R,
     /// Rows matching the filters.
     pub total: u64,
     /// As asked.
@@ -112,6 +115,10 @@ pub struct Page {
     /// Files considered, pruned, scanned, and errors.
     pub provenance: Provenance,
 }
+
+/// A page whose rows are one Arrow batch, in the page's order, the asked
+/// columns in order.
+pub type ArrowPage = Page<arrow_array::RecordBatch>;
 
 /// The best `k` rows by a score, in its metric's direction.
 #[derive(Debug, Clone)]

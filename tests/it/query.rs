@@ -3,6 +3,10 @@
 
 use std::cmp::Ordering;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::Array;
+
 use n4a::metric::Direction;
 use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, ServedBy, Sort, TopQuery};
 use n4a::reader::Workspace;
@@ -10,7 +14,7 @@ use n4a::schema::Prediction;
 use n4a::writer::{PredictionWriter, WriterOptions};
 use proptest::prelude::*;
 
-use crate::util::fixture;
+use crate::util::{fixture, same_f64};
 
 /// (dataset, row within file, row).
 type Row = (String, u64, Prediction);
@@ -245,8 +249,28 @@ proptest! {
                 let r = all.iter().find(|r| &r.0 == d && r.1 == *i).unwrap();
                 (d.clone(), r.2.id.clone().unwrap_or_default())
             }).collect();
-            prop_assert_eq!(got, want_ids, "round {}: {:?}", round, q);
+            prop_assert_eq!(&got, &want_ids, "round {}: {:?}", round, q);
             prop_assert_eq!(page.has_more, (offset + limit) < total as usize);
+            if round == 0 {
+            // The Arrow page (the Python package's): the same rows, each
+            // column as the oracle's row holds it.
+            let arrow = engine.page_arrow(&q).unwrap();
+            prop_assert_eq!((arrow.total, arrow.has_more), (total, (offset + limit) < total as usize));
+            let b = &arrow.records;
+            prop_assert_eq!(b.num_columns(), 36);
+            let text = |c: &str, i: usize| {
+                let a = b.column_by_name(c).unwrap().as_string::<i32>();
+                a.is_valid(i).then(|| a.value(i).to_string())
+            };
+            let got: Vec<(String, String)> = (0..b.num_rows()).map(|i| (text("dataset", i).unwrap(), text("id", i).unwrap_or_default())).collect();
+            prop_assert_eq!(&got, &want_ids, "arrow page {:?}", q);
+            let scores = b.column_by_name("val_score").unwrap().as_primitive::<Float64Type>();
+            for (i, (d, r)) in want.iter().enumerate() {
+                let row = &all.iter().find(|x| &x.0 == d && x.1 == *r).unwrap().2;
+                prop_assert_eq!(text("model_name", i), row.model_name.clone());
+                prop_assert!(same_f64(scores.is_valid(i).then(|| scores.value(i)), row.val_score));
+            }
+            }
             }
         }
     }

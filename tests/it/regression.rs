@@ -471,3 +471,107 @@ fn issue_13_error_variants_say_what_happened() {
         .unwrap();
     assert_eq!(f.kind, Some("corrupt"), "{f:?}");
 }
+
+/// Issue 15: the Arrow answers the Python package hands over hold what the
+/// JSON answers hold: a top-k's batch its records in order, a group-by's
+/// batch its groups under the key's column; rankings default to the val
+/// partition; mixed metrics group once per metric; errors carry their file.
+#[test]
+fn issue_15_arrow_answers_hold_the_json_answers() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt64Type};
+    use arrow_array::Array;
+    use n4a::query::{Filters, GroupKey, GroupQuery, QueryEngine, TopQuery};
+    let dir = tempfile::tempdir().unwrap();
+    n4a::generate::generate(
+        dir.path(),
+        &n4a::generate::GenOptions {
+            datasets: 3,
+            rows: 300,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ws = Workspace::open(dir.path()).unwrap();
+    let engine = QueryEngine::new(&ws);
+
+    let (f, said) = Filters::default().for_ranking();
+    assert_eq!(f.get("partition"), Some(&["val".to_string()][..]), "{said}");
+    let (all, _) = Filters::default()
+        .with("partition", ["all"])
+        .unwrap()
+        .for_ranking();
+    assert_eq!(all.get("partition"), None);
+
+    let top = engine
+        .top(&TopQuery {
+            filters: f.clone().with("metric", ["mse"]).unwrap(),
+            k: 7,
+            direction: None,
+            score: "val_score".into(),
+        })
+        .unwrap();
+    let b = top.to_batch().unwrap();
+    assert_eq!(b.num_rows(), 7);
+    let ids = b.column_by_name("id").unwrap().as_string::<i32>();
+    let scores = b
+        .column_by_name("val_score")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let rows = b
+        .column_by_name("row")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
+    for (i, r) in top.records.iter().enumerate() {
+        assert_eq!(Some(ids.value(i)), r.id.as_deref());
+        assert_eq!(Some(scores.value(i)), r.val_score);
+        assert_eq!(rows.value(i), r.row);
+    }
+
+    let q = GroupQuery {
+        filters: f,
+        key: GroupKey::Model,
+        score: "val_score".into(),
+        count_and_mean_only: false,
+        direction: None,
+    };
+    let split = engine.group_by_metric(&q).unwrap();
+    let metrics: Vec<&str> = split.iter().map(|(m, _)| m.as_deref().unwrap()).collect();
+    assert_eq!(metrics, ["balanced_accuracy", "mse", "r2"]);
+    for (m, g) in &split {
+        let want = if m.as_deref() == Some("mse") {
+            Direction::Minimize
+        } else {
+            Direction::Maximize
+        };
+        assert_eq!(g.direction, Some(want), "{m:?}");
+        let b = g.to_batch(GroupKey::Model).unwrap();
+        assert_eq!(b.schema().field(0).name(), "model_name");
+        let counts = b
+            .column_by_name("count")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let best = b
+            .column_by_name("best")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for (i, grp) in g.groups.iter().enumerate() {
+            assert_eq!(counts.value(i), grp.count);
+            assert_eq!(best.is_valid(i).then(|| best.value(i)), grp.best);
+        }
+    }
+    let forced = engine
+        .group_by_metric(&GroupQuery {
+            direction: Some(Direction::Maximize),
+            ..q
+        })
+        .unwrap();
+    assert_eq!(forced.len(), 1);
+    assert!(forced[0].0.is_none());
+
+    let missing = dir.path().join("nope");
+    let e = Workspace::open(&missing).and_then(|w| w.list().map(drop));
+    let e = e.unwrap_err();
+    assert_eq!(e.path(), Some(missing.as_path()), "{e}");
+    assert_eq!(n4a::Error::InvalidQuery("x".into()).path(), None);
+}

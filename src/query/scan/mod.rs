@@ -30,7 +30,7 @@ mod sorted;
 mod top;
 
 pub(crate) use group::group;
-pub(crate) use page::{page, page_in_file_order};
+pub(crate) use page::{page, page_in_file_order, record_columns, AsPredictions, AsRecords, Fetch};
 pub(crate) use top::top;
 
 use std::collections::BTreeSet;

@@ -396,7 +396,7 @@ pub(super) fn break_ties_by_id(
 }
 
 /// The columns a record holds (all 35 and `dataset` by default).
-pub(super) fn record_columns(q: &PageQuery) -> Vec<String> {
+pub(crate) fn record_columns(q: &PageQuery) -> Vec<String> {
     match &q.columns {
         Some(c) => c.clone(),
         None => std::iter::once("dataset".to_string())
@@ -405,29 +405,68 @@ pub(super) fn record_columns(q: &PageQuery) -> Vec<String> {
     }
 }
 
-/// Reads the records of `found` (file index, row), in that order, each
+/// How a page's rows are fetched from one file: the rows asked (any
+/// order) come back with their row numbers, as records (the JSON answer,
+/// through the engine's row cache) or as predictions (the Arrow answer).
+pub(crate) trait Fetch: Sync {
+    /// One row of the answer.
+    type Row: Send;
+    /// Rows `wanted` of `c`, each with its row number, in no set order.
+    fn rows(&self, c: &Candidate, wanted: &[u64]) -> Result<Vec<(u64, Self::Row)>>;
+}
+
+/// A page's rows as `F` fetches them, the total, and a count (rows read
+/// whole for a sorted page, files read for a page in file order).
+pub(crate) type PageRows<F> = (Vec<<F as Fetch>::Row>, u64, usize);
+
+/// Rows as records of the page's columns ([`file_records`]).
+pub(crate) struct AsRecords(pub(crate) Vec<String>);
+
+impl Fetch for AsRecords {
+    type Row = Record;
+    fn rows(&self, c: &Candidate, wanted: &[u64]) -> Result<Vec<(u64, Record)>> {
+        file_records(c, wanted, &self.0)
+    }
+}
+
+/// Rows as predictions with their dataset, only the page's columns read
+/// (the others left empty).
+pub(crate) struct AsPredictions(pub(crate) Vec<String>);
+
+impl Fetch for AsPredictions {
+    type Row = (String, crate::schema::Prediction);
+    fn rows(&self, c: &Candidate, wanted: &[u64]) -> Result<Vec<(u64, Self::Row)>> {
+        c.check()?;
+        Ok(read_rows(c, wanted.to_vec(), &self.0)?
+            .into_iter()
+            .map(|(row, p)| (row, (c.dataset.clone(), p)))
+            .collect())
+    }
+}
+
+/// Reads the rows of `found` (file index, row), in that order, each
 /// file's rows in one selective read, files in parallel; a file that
 /// fails is reported in `errors` and its rows left out.
-pub(super) fn materialise(
+pub(super) fn materialise<F: Fetch>(
     ws: &Workspace,
     cands: &[Candidate],
     found: &[(usize, u64)],
-    columns: &[String],
+    fetch: &F,
     errors: &mut Vec<FileError>,
-) -> Vec<Record> {
+) -> Vec<F::Row> {
     let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for (fi, r) in found {
         by_file.entry(*fi).or_default().push(*r);
     }
     let jobs: Vec<(usize, Vec<u64>)> = by_file.into_iter().collect();
     let read = ws.par_map(&jobs, |(fi, rows)| {
-        file_records(&cands[*fi], rows, columns).map(|got| {
+        fetch.rows(&cands[*fi], rows).map(|got| {
             got.into_iter()
                 .map(|(row, r)| ((*fi, row), r))
                 .collect::<Vec<_>>()
         })
     });
-    let mut fetched: HashMap<(usize, u64), Record> = HashMap::new();
+    let mut fetched: HashMap<(usize, u64), F::Row> = HashMap::new();
     for (r, (fi, _)) in read.into_iter().zip(&jobs) {
         match r {
             Ok(r) => fetched.extend(r),
@@ -437,13 +476,14 @@ pub(super) fn materialise(
     found.iter().filter_map(|k| fetched.remove(k)).collect()
 }
 
-/// A sorted or filtered page and the total. Returns the records, the total
+/// A sorted or filtered page and the total. Returns the rows, the total
 /// and the rows read whole.
-pub(crate) fn page(
+pub(crate) fn page<F: Fetch>(
     ws: &Workspace,
     cands: &[Candidate],
     q: &PageQuery,
-) -> Result<Scanned<(Vec<Record>, u64, usize)>> {
+    fetch: &F,
+) -> Result<Scanned<PageRows<F>>> {
     let order = match &q.sort {
         Some(s) => Order::Column {
             name: s.column.as_str(),
@@ -451,13 +491,12 @@ pub(crate) fn page(
         },
         None => Order::File,
     };
-    let columns = record_columns(q);
     without_late_failures(cands, |live, late| {
         let Scanned {
             value: (found, total),
             errors,
         } = ranked(ws, live, &q.filters, order, q.offset, q.limit, late)?;
-        let records = materialise(ws, live, &found, &columns, late);
+        let records = materialise(ws, live, &found, fetch, late);
         let n = records.len();
         Ok(Scanned {
             value: (records, total, n),
@@ -502,14 +541,14 @@ pub(super) fn without_late_failures<T>(
 /// after it, as if it were not there. Returns the records, the total and
 /// the files read. Cost: O(files) plus reading the page's rows (the pages
 /// of them).
-pub(crate) fn page_in_file_order(
+pub(crate) fn page_in_file_order<F: Fetch>(
     cands: &[Candidate],
     q: &PageQuery,
-) -> Scanned<(Vec<Record>, u64, usize)> {
+    fetch: &F,
+) -> Scanned<PageRows<F>> {
     let mut files: Vec<&Candidate> = cands.iter().collect();
     files.sort_by(|a, b| a.dataset.cmp(&b.dataset));
     let mut total: u64 = files.iter().map(|c| c.info.num_rows).sum();
-    let columns = record_columns(q);
     let offset = q.offset as u64;
     let mut records = Vec::new();
     let mut errors = Vec::new();
@@ -523,7 +562,7 @@ pub(crate) fn page_in_file_order(
         }
         if start < before + n {
             let (lo, hi) = (start - before, (start + want).min(before + n) - before);
-            match file_records(c, &(lo..hi).collect::<Vec<_>>(), &columns) {
+            match fetch.rows(c, &(lo..hi).collect::<Vec<_>>()) {
                 Ok(mut rows) => {
                     rows.sort_by_key(|(r, _)| *r);
                     touched += 1;

@@ -1,0 +1,372 @@
+//! `n4a.Workspace` and `n4a.refresh`: keywords converted once into the
+//! library's queries (the same filters, sort, offset and limit as the
+//! CLI, by the same names: [`n4a::query::filter::FIELDS`]), the engine
+//! run with the GIL released, the answer returned as a `pyarrow.Table`
+//! with the rest of the answer in its schema metadata.
+
+use std::path::PathBuf;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+
+use n4a::metric::{Direction, Directions};
+use n4a::query::filter::FIELDS;
+use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
+
+use crate::convert::{json_to_py, table_with_info, without};
+use crate::errors::OrRaise;
+
+/// A workspace folder (`.meta.parquet` files, or a nirs4all `store.sqlite`
+/// workspace, read through its cached mirror as the CLI does). Footers are
+/// kept between calls and re-read only for files that changed, so a
+/// long-lived object answers repeated questions from memory.
+#[pyclass(frozen, module = "n4a._n4a")]
+pub(crate) struct Workspace {
+    /// As given.
+    path: PathBuf,
+    /// For a store: its mirror, brought up to date before each call.
+    mirror: Option<n4a::store::Mirror>,
+    /// Footers with summaries decoded (`summary`).
+    summaries: n4a::Workspace,
+    /// Footers without nirs4all's 1.0 JSON summaries (queries: as the CLI).
+    rows: n4a::Workspace,
+    /// Directions of metrics outside the built-in table.
+    directions: Directions,
+}
+
+#[pymethods]
+impl Workspace {
+    /// Opens the workspace at `path`. Costs a `stat`, or for a store the
+    /// import into its mirror when the mirror is missing or stale.
+    #[new]
+    #[pyo3(signature = (path, *, recursive = false, threads = 0, directions = None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        recursive: bool,
+        threads: usize,
+        directions: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let directions = parse_directions(directions)?;
+        let (dir, mirror) = py
+            .detach(|| -> n4a::Result<_> {
+                if !n4a::store::is_store(&path) {
+                    if !path.is_dir() {
+                        return Err(n4a::Error::io(
+                            &path,
+                            std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "no such workspace folder",
+                            ),
+                        ));
+                    }
+                    return Ok((path.clone(), None));
+                }
+                let (m, _) = n4a::store::mirror(&path, &import_options(&directions))?;
+                Ok((m.dir.clone(), Some(m)))
+            })
+            .or_raise()?;
+        let open = |summaries: bool| -> PyResult<n4a::Workspace> {
+            Ok(n4a::Workspace::open(&dir)
+                .or_raise()?
+                .with_recursive(recursive)
+                .with_threads(threads)
+                .with_summaries(summaries))
+        };
+        Ok(Workspace {
+            path,
+            mirror,
+            summaries: open(true)?,
+            rows: open(false)?,
+            directions,
+        })
+    }
+
+    /// The folder as given.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// The workspace summary from the footers alone, as a dict in the
+    /// dashboard's shape (`n4a summary --format json`).
+    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = py
+            .detach(|| -> n4a::Result<Vec<u8>> {
+                self.sync()?;
+                let mut s = std::sync::Arc::unwrap_or_clone(self.summaries.summary()?);
+                s.workspace = self.path.clone();
+                Ok(s.to_json(n4a::reader::merge::Form::Full))
+            })
+            .or_raise()?;
+        json_to_py(py, &String::from_utf8_lossy(&text))
+    }
+
+    /// A filtered, sorted page (`n4a query`).
+    // One argument per Python keyword: the signature is the API.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, sort = None, offset = 0, limit = 50, columns = None, r#where = None, **filters))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sort: Option<String>,
+        offset: usize,
+        limit: usize,
+        columns: Option<Vec<String>>,
+        r#where: Option<&Bound<'py, PyAny>>,
+        filters: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = PageQuery {
+            filters: to_filters(filters, r#where)?,
+            columns,
+            sort: sort.as_deref().map(Sort::parse).transpose().or_raise()?,
+            offset,
+            limit,
+        };
+        let page = py
+            .detach(|| {
+                self.sync()?;
+                self.engine().page_arrow(&q)
+            })
+            .or_raise()?;
+        let info = serde_json::json!({
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "has_more": page.has_more,
+            "served_by": page.served_by,
+            "provenance": page.provenance,
+        });
+        table_with_info(py, page.records, &info)
+    }
+
+    /// The best `k` predictions by the score in its metric's direction
+    /// (`n4a top`): the val partition unless `partition` says otherwise
+    /// (`"all"`: every row).
+    #[pyo3(signature = (k = 10, *, direction = None, score = "val_score", r#where = None, **filters))]
+    fn top<'py>(
+        &self,
+        py: Python<'py>,
+        k: usize,
+        direction: Option<String>,
+        score: &str,
+        r#where: Option<&Bound<'py, PyAny>>,
+        filters: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = TopQuery {
+            filters: to_filters(filters, r#where)?.for_ranking().0,
+            k,
+            direction: direction.as_deref().map(parse_direction).transpose()?,
+            score: score.to_string(),
+        };
+        let (top, batch) = py
+            .detach(|| -> n4a::Result<_> {
+                self.sync()?;
+                let top = self.engine().top(&q)?;
+                let batch = top.to_batch()?;
+                Ok((top, batch))
+            })
+            .or_raise()?;
+        let info = without(to_json(&top)?, "records");
+        table_with_info(py, batch, &info)
+    }
+
+    /// Counts and score statistics per group (`n4a stats`), over the val
+    /// partition unless `partition` says otherwise. When the rows mix
+    /// metrics and no direction is given, one grouping per metric, in one
+    /// table led by a `metric` column.
+    #[pyo3(signature = (group_by, *, count_mean_only = false, direction = None, score = "val_score", r#where = None, **filters))]
+    // One argument per Python keyword: the signature is the API.
+    #[allow(clippy::too_many_arguments)]
+    fn stats<'py>(
+        &self,
+        py: Python<'py>,
+        group_by: &str,
+        count_mean_only: bool,
+        direction: Option<String>,
+        score: &str,
+        r#where: Option<&Bound<'py, PyAny>>,
+        filters: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = GroupKey::parse(group_by).or_raise()?;
+        let q = GroupQuery {
+            filters: to_filters(filters, r#where)?.for_ranking().0,
+            key,
+            score: score.to_string(),
+            count_and_mean_only: count_mean_only,
+            direction: direction.as_deref().map(parse_direction).transpose()?,
+        };
+        let answers = py
+            .detach(|| {
+                self.sync()?;
+                self.engine().group_by_metric(&q)
+            })
+            .or_raise()?;
+        if let [(None, g)] = answers.as_slice() {
+            let batch = g.to_batch(key).or_raise()?;
+            return table_with_info(py, batch, &without(to_json(g)?, "groups"));
+        }
+        let mut batches = Vec::with_capacity(answers.len());
+        let mut by_metric = Vec::with_capacity(answers.len());
+        for (metric, g) in &answers {
+            let b = g.to_batch(key).or_raise()?;
+            batches.push(with_metric(&b, metric.as_deref().unwrap_or_default())?);
+            let mut v = without(to_json(g)?, "groups");
+            v["metric"] = serde_json::json!(metric);
+            by_metric.push(v);
+        }
+        let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        table_with_info(py, batch, &serde_json::json!({ "by_metric": by_metric }))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Workspace({:?})", self.path.display().to_string())
+    }
+}
+
+impl Workspace {
+    /// A query engine over the row workspace, with the caller's directions.
+    fn engine(&self) -> QueryEngine<'_> {
+        QueryEngine::new(&self.rows).with_directions(self.directions.clone())
+    }
+
+    /// Brings a store's mirror up to date (a no-op for a folder, and for
+    /// a mirror whose store did not change: two `stat`s).
+    fn sync(&self) -> n4a::Result<()> {
+        match &self.mirror {
+            Some(m) if !m.fresh() => m.sync(&import_options(&self.directions)).map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Refreshes the workspace's summaries (`n4a refresh`) and returns the
+/// report as a dict (`n4a refresh --format json`).
+#[pyfunction]
+#[pyo3(signature = (workspace, *, verify = false, fix = false, dry_run = false, recursive = false, threads = 0, directions = None))]
+// One argument per Python keyword: the signature is the API.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refresh<'py>(
+    py: Python<'py>,
+    workspace: PathBuf,
+    verify: bool,
+    fix: bool,
+    dry_run: bool,
+    recursive: bool,
+    threads: usize,
+    directions: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use n4a::refresh::{refresh_workspace, Mode, RefreshOptions};
+    if fix && !verify {
+        return Err(n4a::Error::InvalidOption(
+            "fix=True needs verify=True".into(),
+        ))
+        .or_raise();
+    }
+    let mut opts = RefreshOptions {
+        mode: if verify { Mode::Verify } else { Mode::Refresh },
+        write: !dry_run && (!verify || fix),
+        threads,
+        recursive,
+        ..RefreshOptions::default()
+    };
+    opts.summary.directions = parse_directions(directions)?;
+    let report = py
+        .detach(|| refresh_workspace(&workspace, &opts, &|_, _| {}))
+        .or_raise()?;
+    let text = serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    json_to_py(py, &text)
+}
+
+/// The store import's options with the caller's directions.
+fn import_options(d: &Directions) -> n4a::store::ImportOptions {
+    let mut o = n4a::store::ImportOptions::default();
+    o.writer.summary.directions = d.clone();
+    o
+}
+
+/// `{"metric": "max"|"min"|"zero"}` as directions.
+pub(crate) fn parse_directions(d: Option<&Bound<'_, PyDict>>) -> PyResult<Directions> {
+    let mut out = Directions::new();
+    for (k, v) in d.into_iter().flat_map(|d| d.iter()) {
+        let metric: String = k.extract()?;
+        let dir: String = v.extract()?;
+        out = out.with(metric, parse_direction(&dir)?);
+    }
+    Ok(out)
+}
+
+fn parse_direction(s: &str) -> PyResult<Direction> {
+    Direction::parse(s)
+        .ok_or_else(|| {
+            n4a::Error::InvalidQuery(format!("direction {s:?}: expected max, min or zero"))
+        })
+        .or_raise()
+}
+
+/// Keyword filters (`dataset=`, `model=`, ... as the CLI's flags: a string
+/// or a list of strings each) and `where` (a string or a list) as
+/// [`Filters`]; an unknown keyword is an `InvalidQueryError` naming the
+/// known ones.
+fn to_filters(
+    filters: Option<&Bound<'_, PyDict>>,
+    r#where: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Filters> {
+    let mut f = Filters::default();
+    for (k, v) in filters.into_iter().flat_map(|d| d.iter()) {
+        let key: String = k.extract()?;
+        let Some(field) = FIELDS.iter().find(|f| f.param == key) else {
+            return Err(n4a::Error::InvalidQuery(format!(
+                "unknown keyword {key:?} (filters: {}; and sort, offset, limit, columns, where)",
+                FIELDS.map(|f| f.param).join(", ")
+            )))
+            .or_raise();
+        };
+        f = f.with(field.name, strings(&v, &key)?).or_raise()?;
+    }
+    if let Some(w) = r#where {
+        for expr in strings(w, "where")? {
+            f = f.with_where(&expr).or_raise()?;
+        }
+    }
+    Ok(f)
+}
+
+/// A string, or a list or tuple of strings.
+fn strings(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    if v.is_none() {
+        return Ok(Vec::new());
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(vec![s.extract::<String>()?]);
+    }
+    if v.cast::<PyList>().is_ok() || v.is_instance_of::<pyo3::types::PyTuple>() {
+        return v.extract::<Vec<String>>();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{name}: expected a string or a list of strings, got {}",
+        v.get_type().name()?
+    )))
+}
+
+/// An answer as JSON.
+fn to_json(v: &impl serde::Serialize) -> PyResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// `b` led by a `metric` column holding `metric` on every row.
+fn with_metric(b: &RecordBatch, metric: &str) -> PyResult<RecordBatch> {
+    let mut fields: Vec<Field> = vec![Field::new("metric", arrow_schema::DataType::Utf8, false)];
+    fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut cols: Vec<ArrayRef> = vec![std::sync::Arc::new(StringArray::from(vec![
+        metric;
+        b.num_rows()
+    ]))];
+    cols.extend(b.columns().iter().cloned());
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
