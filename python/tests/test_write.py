@@ -75,6 +75,36 @@ def test_pandas_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back, df, check_dtype=True)
 
 
+def test_a_file_pandas_wrote_with_categoricals_reads_and_appends(tmp_path):
+    """pandas through pyarrow records categoricals as dictionary<int8,
+    large_string> in ARROW:schema; n4a reads the Parquet strings under it."""
+    with n4a.Writer(tmp_path, "soy") as w:
+        w.write(rows(30))
+    path = tmp_path / "soy.meta.parquet"
+    table = pq.read_table(path)
+    categorical = pa.dictionary(pa.int8(), pa.large_string())
+    for col in ("model_name", "partition", "metric"):
+        # the type pandas' category becomes (the other columns keep theirs:
+        # through pandas an all-null int64 column would come back float64)
+        i = table.schema.get_field_index(col)
+        table = table.set_column(i, col, table.column(col).cast(categorical))
+    pq.write_table(table, path)
+    df = table.to_pandas()
+    assert pa.types.is_dictionary(pq.ParquetFile(path).schema_arrow.field("partition").type)
+    ws = n4a.Workspace(tmp_path)
+    page = ws.query(partition="val", sort="val_score:asc", limit=100)
+    assert n4a.info(page)["provenance"]["errors"] == []
+    assert page.column("partition").to_pylist() == ["val"] * 10
+    assert page.column("val_score").to_pylist() == sorted(
+        v for v, p in zip(df["val_score"], df["partition"]) if p == "val"
+    )
+    with n4a.Writer(tmp_path, "soy") as w:
+        w.write(rows(3, start=30))
+    back = pq.read_table(path)
+    assert back.num_rows == 33
+    assert back.column("model_name").to_pylist() == ["PLS"] * 33
+
+
 def test_append_keeps_rows_and_append_false_replaces_them(tmp_path):
     for start in (0, 10):
         with n4a.Writer(tmp_path, "corn") as w:

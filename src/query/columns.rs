@@ -134,7 +134,12 @@ fn read_unguarded(
         meta.metadata().clone(),
         plain.with_schema(Arc::new(Schema::new(hinted))),
     )
-    .or_else(|_| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+    .or_else(|_| {
+        ArrowReaderMetadata::load(
+            &file,
+            ArrowReaderOptions::new().with_skip_arrow_metadata(true),
+        )
+    })
     .map_err(err)?;
     let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
     let mask = projection(meta.schema(), meta.parquet_schema(), names);

@@ -2,9 +2,12 @@
 //! summary a file lacks, exact quartiles after an append, re-encoding a file
 //! whose schema differs, and tests.
 //!
-//! Files are read as they are: utf8 or large_utf8 strings, and (leniently)
-//! older nirs4all files with fewer columns, whose missing columns read as
-//! null. A column of the wrong type is an error naming the file and column.
+//! Files are read by their Parquet types, not by the `ARROW:schema` entry a
+//! writer may have left: pyarrow records a pandas categorical there as
+//! `dictionary<int8, large_string>`, over a Parquet column of plain
+//! strings, and n4a reads it as the strings it is. Older nirs4all files
+//! with fewer columns are read leniently (missing columns are null). A
+//! column of the wrong type is an error naming the file and column.
 
 use std::fs::File;
 use std::path::Path;
@@ -13,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
@@ -87,9 +90,9 @@ pub fn batch_to_predictions(
         }
         match kind {
             Kind::Str => {
-                let get = string_getter(col.as_ref());
+                let col = StrCol::of(batch, name);
                 for (i, r) in rows.iter_mut().enumerate() {
-                    *r.str_mut(idx).expect("str column") = get(i);
+                    *r.str_mut(idx).expect("str column") = col.get(i).map(str::to_string);
                 }
             }
             Kind::Int => {
@@ -107,23 +110,6 @@ pub fn batch_to_predictions(
         }
     }
     Ok(rows)
-}
-
-fn string_getter(col: &dyn Array) -> Box<dyn Fn(usize) -> Option<String> + '_> {
-    match col.data_type() {
-        DataType::LargeUtf8 => {
-            let a = col.as_string::<i64>();
-            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-        }
-        DataType::Utf8View => {
-            let a = col.as_string_view();
-            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-        }
-        _ => {
-            let a = col.as_string::<i32>();
-            Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-        }
-    }
 }
 
 /// Streams the file's batches (`columns`: top-level names to read, all if
@@ -166,7 +152,20 @@ fn for_each_batch_unguarded(
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let err = |e| Error::parquet(path, e);
+    // The embedded ARROW:schema is kept (nirs4all's arrays are large lists)
+    // unless it declares dictionaries, which are plain strings in Parquet.
+    let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    if builder
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+    {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, plain.clone())
+            .map_err(err)?;
+    }
     if dictionaries {
         let hinted: Vec<arrow_schema::FieldRef> = builder
             .schema()
@@ -189,7 +188,7 @@ fn for_each_batch_unguarded(
         let schema = std::sync::Arc::new(arrow_schema::Schema::new(hinted));
         let meta = builder.metadata().clone();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let opts = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_schema(schema);
+        let opts = plain.with_schema(schema);
         // A schema the file cannot take reads as it is.
         if let Ok(m) = parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(meta, opts) {
             builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, m);
@@ -534,7 +533,9 @@ fn read_top_details_unguarded(
     let at = sorted.last().map_or(0, |r| r + 1);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let err = |e| Error::parquet(path, e);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, plain).map_err(err)?;
     let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
     if at > total {
         return Err(Error::corrupt(

@@ -575,3 +575,138 @@ fn issue_15_arrow_answers_hold_the_json_answers() {
     assert_eq!(e.path(), Some(missing.as_path()), "{e}");
     assert_eq!(n4a::Error::InvalidQuery("x".into()).path(), None);
 }
+
+/// Issue 15: a file pandas wrote through pyarrow records its categorical
+/// columns in `ARROW:schema` as `dictionary<int8, large_string>`, over
+/// Parquet columns of plain strings. Every path reads them as the strings
+/// they are: before, a query, a refresh and an append refused the file
+/// ("Dictionary(Int8, LargeUtf8), expected utf8").
+#[test]
+fn issue_15_pandas_categorical_columns_read_as_strings() {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int8Type;
+    use arrow_array::{Array, ArrayRef, DictionaryArray, LargeStringArray, RecordBatch};
+    use n4a::query::{Filters, PageQuery, QueryEngine, Sort, TopQuery};
+    use n4a::refresh::{refresh_workspace, RefreshOptions};
+
+    let plain = tempfile::tempdir().unwrap();
+    n4a::generate::generate(
+        plain.path(),
+        &n4a::generate::GenOptions {
+            datasets: 1,
+            rows: 400,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let meta = std::fs::read_dir(plain.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .unwrap();
+    let name = meta.file_name().unwrap().to_string_lossy().to_string();
+    let cat = tempfile::tempdir().unwrap();
+    let out = std::fs::File::create(cat.path().join(&name)).unwrap();
+    let mut writer = None;
+    n4a::reader::rows::for_each_batch(&meta, None, 1 << 20, |b| {
+        let (fields, cols): (Vec<_>, Vec<ArrayRef>) = b
+            .schema()
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| {
+                if !["model_name", "partition", "metric"].contains(&f.name().as_str()) {
+                    return (f.as_ref().clone(), c.clone());
+                }
+                let d: DictionaryArray<Int8Type> = c.as_string::<i32>().iter().collect();
+                let values = LargeStringArray::from_iter(d.values().as_string::<i32>().iter());
+                let d = DictionaryArray::try_new(d.keys().clone(), Arc::new(values)).unwrap();
+                let f = arrow_schema::Field::new(f.name(), d.data_type().clone(), true);
+                (f, Arc::new(d) as ArrayRef)
+            })
+            .unzip();
+        let b = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols).unwrap();
+        let w = writer.get_or_insert_with(|| {
+            parquet::arrow::ArrowWriter::try_new(out.try_clone().unwrap(), b.schema(), None)
+                .unwrap()
+        });
+        w.write(&b).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    writer.unwrap().close().unwrap();
+    let stored = crate::util::metadata(&cat.path().join(&name)).unwrap();
+    let arrow_schema = stored
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .find(|kv| kv.key == "ARROW:schema");
+    assert!(arrow_schema.is_some(), "the file records its dictionaries");
+
+    // Before any summary: the scan answers as on the plain file.
+    let answers = |dir: &std::path::Path| {
+        let ws = Workspace::open(dir).unwrap();
+        let engine = QueryEngine::new(&ws);
+        let page = engine
+            .page(&PageQuery {
+                filters: Filters::default().with("partition", ["val"]).unwrap(),
+                columns: None,
+                sort: Some(Sort {
+                    column: "val_score".into(),
+                    descending: false,
+                }),
+                offset: 3,
+                limit: 20,
+            })
+            .unwrap();
+        assert!(page.provenance.errors.is_empty(), "{:?}", page.provenance);
+        let top = engine
+            .top(&TopQuery {
+                filters: Filters::default().with("partition", ["val"]).unwrap(),
+                k: 5,
+                direction: None,
+                score: "val_score".into(),
+            })
+            .unwrap();
+        let ids = |rs: Vec<Option<String>>| rs.into_iter().map(Option::unwrap).collect::<Vec<_>>();
+        (
+            page.total,
+            serde_json::to_value(&page.records).unwrap(),
+            ids(top.records.iter().map(|r| r.id.clone()).collect()),
+        )
+    };
+    let want = answers(plain.path());
+    assert!(want.0 > 0);
+    assert_eq!(answers(cat.path()), want);
+
+    let report = refresh_workspace(cat.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!((report.refreshed, report.failed), (1, 0), "{report:?}");
+    assert_eq!(answers(cat.path()), want);
+    let summary = |dir: &std::path::Path| {
+        let s = n4a::reader::Footer::read(&dir.join(&name))
+            .unwrap()
+            .summary()
+            .unwrap()
+            .unwrap();
+        serde_json::to_value((&s.runs, &s.top_predictions, &s.facets)).unwrap()
+    };
+    assert_eq!(summary(cat.path()), summary(plain.path()));
+
+    // An append keeps the old rows' strings.
+    let dataset = name.trim_end_matches(".meta.parquet");
+    let mut w = PredictionWriter::append(cat.path(), dataset, WriterOptions::default()).unwrap();
+    w.write(&row("cfg_new", "PLS", "0", "val", 0.5)).unwrap();
+    w.finish().unwrap();
+    let old = n4a::reader::rows::read_predictions(&meta).unwrap();
+    let now = n4a::reader::rows::read_predictions(&cat.path().join(&name)).unwrap();
+    assert_eq!(now.len(), old.len() + 1);
+    for (a, b) in old.iter().zip(&now) {
+        assert_eq!(
+            (&a.model_name, &a.partition, &a.metric, &a.id),
+            (&b.model_name, &b.partition, &b.metric, &b.id)
+        );
+    }
+}

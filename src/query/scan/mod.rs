@@ -355,15 +355,15 @@ pub(crate) fn describe(cands: &[Candidate], f: &Filters) -> String {
 }
 
 /// Checks a file's column types against the contract (for answers whose
-/// total comes from footers, before any row is read).
+/// total comes from footers, before any row is read). The types are the
+/// Parquet columns', as the scan reads them, not an `ARROW:schema` entry's.
 ///
 /// # Errors
 /// [`Error::Schema`] naming the file and column; I/O or parquet errors.
 pub(crate) fn check_file(path: &Path) -> Result<()> {
     let (_, meta) = crate::reader::footer::open_metadata(path)?;
     let fm = meta.file_metadata();
-    let schema =
-        parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-            .map_err(|e| Error::parquet(path, e))?;
+    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), None)
+        .map_err(|e| Error::parquet(path, e))?;
     check_columns(&schema, &path.display().to_string(), false)
 }
