@@ -2,10 +2,11 @@
 //! summary a file lacks, exact quartiles after an append, re-encoding a file
 //! whose schema differs, and tests.
 //!
-//! Files are read by their Parquet types, not by the `ARROW:schema` entry a
-//! writer may have left: pyarrow records a pandas categorical there as
-//! `dictionary<int8, large_string>`, over a Parquet column of plain
-//! strings, and n4a reads it as the strings it is. Older nirs4all files
+//! A file's `ARROW:schema` entry is followed (nirs4all's large types)
+//! unless it declares dictionaries: pyarrow records a pandas categorical
+//! there as `dictionary<int8, large_string>`, over a Parquet column of
+//! plain strings, and such a file is read by its Parquet types, as the
+//! strings it holds. Older nirs4all files
 //! with fewer columns are read leniently (missing columns are null). A
 //! column of the wrong type is an error naming the file and column.
 
