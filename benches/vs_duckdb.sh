@@ -41,8 +41,11 @@ RUNS=7
 B=$ROOT/target/peer-bench
 P=$B/venv/bin/python
 # N4A_BIN times another build (a baseline before a change) in the same
-# sitting; unset, the release build of this checkout.
+# sitting; unset, the release build of this checkout. N4A_FOOTERS names the
+# copies of many and big with n4a's footers (default `-n4a`): a format
+# change is timed on copies refreshed by each build (`-n4a13`: 1.3).
 N=${N4A_BIN:-$ROOT/target/release/n4a}
+F=${N4A_FOOTERS:--n4a}
 
 [[ -n "${N4A_BIN:-}" ]] || cargo build --release --quiet
 if [[ ! -x $P ]]; then
@@ -53,9 +56,9 @@ fi
 gen() {
   local name=$1 files=$2 rows=$3
   [[ -d $B/data/$name ]] || (cd "$B" && "$P" gen_workspace.py --out "data/$name" --files "$files" --rows-per-file "$rows" >/dev/null)
-  if [[ ! -d $B/data/$name-n4a ]]; then
-    cp -r "$B/data/$name" "$B/data/$name-n4a"
-    "$N" refresh "$B/data/$name-n4a" --format json >/dev/null
+  if [[ ! -d $B/data/$name$F ]]; then
+    cp -r "$B/data/$name" "$B/data/$name$F"
+    "$N" refresh "$B/data/$name$F" --format json >/dev/null
   fi
 }
 gen many 2000 500
@@ -96,7 +99,7 @@ EOF
 
 summary() {
   printf "%-10s %10s %10s %8s %10s %s\n" workspace "n4a s" "duckdb s" ratio "floor s" "answers"
-  for ws in many many-n4a big-n4a big; do
+  for ws in many "many$F" "big$F" big; do
     local d=$B/data/$ws
     read -r t mem < <(timeit "$N" summary "$d" --format json)
     local duck
@@ -146,7 +149,7 @@ append() {
   fixture=$B/$(echo "$out" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["params"]["fixture"])')
   file=$(echo "$out" | "$P" -c 'import json,sys; print(json.loads(sys.stdin.read())["params"]["file"])')
   printf "%-22s %10s %14s %8s\n" "append 10k rows to" "n4a s" "nirs4all-way s" ratio
-  for src in big big-n4a; do
+  for src in big "big$F"; do
     local w=$B/data/_work/n4a-append-$src
     local t
     t=$("$P" - "$RUNS" "$w" "$B/data/$src/$file.meta.parquet" "$N" "$fixture" <<'EOF'

@@ -40,6 +40,7 @@
 
 pub mod error;
 pub mod files;
+pub mod footer;
 pub mod generate;
 pub mod ingest;
 pub mod memory;

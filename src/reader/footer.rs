@@ -165,18 +165,35 @@ pub(crate) fn decode_state(
     }
 }
 
-/// The 1.2 state of `n4a_state` and `n4a_runs`, if the footer has one.
+/// The state of `n4a_state` and its runs, if the footer has one: 1.2's
+/// from the `n4a_runs` key/value, 1.3's from the file's body (one more
+/// open and read of `path`, checked against the head's hash).
 fn state_of(path: &Path, meta: &ParquetMetaData) -> Result<Option<crate::summary::SummaryState>> {
     let Some(value) = key_value(meta, STATE_KEY) else {
         return Ok(None);
     };
-    let runs = key_value(meta, RUNS_KEY).ok_or_else(|| Error::InvalidSummary {
-        path: path.to_path_buf(),
-        reason: format!("{STATE_KEY} without {RUNS_KEY}"),
-    })?;
-    let (state, _) = codec::split(value.as_bytes())
-        .and_then(|e| e.state(runs.as_bytes()))
-        .map_err(|e| invalid_state(path, &e))?;
+    let packed = codec::split(value.as_bytes()).map_err(|e| invalid_state(path, &e))?;
+    let prefix = packed.prefix().map_err(|e| invalid_state(path, &e))?;
+    let body;
+    let runs: &[u8] = match prefix.runs {
+        codec::RunsPlace::KeyValue { .. } => key_value(meta, RUNS_KEY)
+            .ok_or_else(|| Error::InvalidSummary {
+                path: path.to_path_buf(),
+                reason: format!("{STATE_KEY} without {RUNS_KEY}"),
+            })?
+            .as_bytes(),
+        codec::RunsPlace::Body(r) => {
+            use std::os::unix::fs::FileExt;
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let len = usize::try_from(r.len).map_err(|_| Error::corrupt(path, "runs length"))?;
+            let mut v = vec![0u8; len];
+            file.read_exact_at(&mut v, r.at)
+                .map_err(|e| Error::io(path, e))?;
+            body = v;
+            &body
+        }
+    };
+    let (state, _) = packed.state(runs).map_err(|e| invalid_state(path, &e))?;
     Ok(Some(state))
 }
 
@@ -185,33 +202,4 @@ fn invalid_state(path: &Path, e: &codec::CodecError) -> Error {
         path: path.to_path_buf(),
         reason: format!("{STATE_KEY}: {e}"),
     }
-}
-
-/// The serialized `FileMetaData` of an open file of `len` bytes, and where
-/// it starts (everything before is the magic and the row groups, page
-/// indexes and bloom filters, which a footer rewrite copies as they are).
-///
-/// # Errors
-/// [`Error::Corrupt`] if the tail is not a plain parquet footer.
-pub(crate) fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8>, u64)> {
-    use std::os::unix::fs::FileExt;
-    let bad = |m: &str| Error::corrupt(path, format!("footer: {m}"));
-    if len < 12 {
-        return Err(bad("file shorter than a parquet header and footer"));
-    }
-    let mut end = [0u8; 8];
-    file.read_exact_at(&mut end, len - 8)
-        .map_err(|e| Error::io(path, e))?;
-    if &end[4..] != b"PAR1" {
-        return Err(bad("no PAR1 magic at the end (encrypted or not parquet)"));
-    }
-    let meta_len = u64::from(u32::from_le_bytes(end[..4].try_into().expect("4 bytes")));
-    if meta_len + 12 > len {
-        return Err(bad("metadata length larger than the file"));
-    }
-    let start = len - 8 - meta_len;
-    let mut buf = vec![0u8; meta_len as usize];
-    file.read_exact_at(&mut buf, start)
-        .map_err(|e| Error::io(path, e))?;
-    Ok((buf, start))
 }

@@ -11,7 +11,6 @@ pub(crate) mod info;
 pub(crate) mod listing;
 pub mod merge;
 pub mod rows;
-pub(crate) mod thrift;
 pub(crate) mod workspace;
 
 pub use footer::Footer;

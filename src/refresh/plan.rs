@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::reader::cache::FileKey;
 use crate::reader::workspace::DatasetFile;
 use crate::reader::{footer, rows};
-use crate::schema::{ARROW_SCHEMA_KEY, RUNS_KEY, STATE_KEY, SUMMARY_KEY};
+use crate::schema::{ARROW_SCHEMA_KEY, STATE_KEY, SUMMARY_KEY};
 use crate::summary::codec;
 use crate::summary::json::SUPPORTED_MAJOR;
 use crate::summary::{differences, utc_now, Summary, SummaryBuilder, N4A_VERSION};
@@ -45,8 +45,15 @@ fn footer_verdict(
     match compare_version(&stored.n4a_version) {
         std::cmp::Ordering::Less => {
             let reason = format!(
-                "summary version {} (this build writes {N4A_VERSION}: the state in its own compact key)",
-                stored.n4a_version
+                "summary version {} (this build writes {N4A_VERSION}: {})",
+                stored.n4a_version,
+                if compare_version(&stored.n4a_version) == std::cmp::Ordering::Less
+                    && stored.n4a_version.trim() == "1.2"
+                {
+                    "ARROW:schema with the file's Arrow types and the summary inside"
+                } else {
+                    "the state in its own compact key"
+                }
             );
             return Ok((Some(stored), Some(reason)));
         }
@@ -82,9 +89,9 @@ fn footer_verdict(
                 .unwrap_or_default();
             if !check.is_some_and(|c| c.matches(text.as_bytes())) {
                 Some("the state was not written with this summary text".to_string())
-            } else if footer::key_value(meta, ARROW_SCHEMA_KEY).is_some() {
-                Some("an ARROW:schema entry hides the summary from pyarrow".to_string())
-            } else if !keys.ends_with(&[RUNS_KEY, SUMMARY_KEY, STATE_KEY]) {
+            } else if let Some(why) = arrow_schema_verdict(meta, text) {
+                Some(why)
+            } else if !keys.ends_with(&[SUMMARY_KEY, STATE_KEY]) {
                 Some(format!(
                     "n4a's key/values are not the footer's last ({}), so readers cannot find them from its end",
                     keys.join(", ")
@@ -95,6 +102,52 @@ fn footer_verdict(
         }
     };
     Ok((Some(stored), reason))
+}
+
+/// Why the footer's `ARROW:schema` would show pyarrow something else than
+/// the plain key/values (issue 28): absent (pyarrow would then show the
+/// parquet schema's types, `string` where nirs4all's files had
+/// `large_string`), unreadable, or without this summary inside.
+fn arrow_schema_verdict(meta: &ParquetMetaData, text: &str) -> Option<String> {
+    let Some(encoded) = footer::key_value(meta, ARROW_SCHEMA_KEY) else {
+        return Some("no ARROW:schema: pyarrow would not show nirs4all's Arrow types".to_string());
+    };
+    match crate::footer::keys::decode_arrow_schema(encoded) {
+        Err(e) => Some(e),
+        Ok(s) if s.metadata().get(SUMMARY_KEY).map(String::as_str) != Some(text) => {
+            Some("ARROW:schema does not carry this summary, so pyarrow shows another".to_string())
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Why a footer would be refused or misread by a reader of the
+/// compatibility matrix (column orders polars before 1.42 rejects, NaN
+/// statistics bounds): whatever its summary, the footer is rewritten.
+fn compatibility_verdict(
+    file: &File,
+    path: &Path,
+    len: u64,
+    meta: &ParquetMetaData,
+) -> Result<Option<String>> {
+    let (bytes, footer_at) = crate::footer::footer_bytes(file, path, len)?;
+    let runs_in_body = footer::key_value(meta, STATE_KEY)
+        .and_then(|v| codec::split(v.as_bytes()).ok())
+        .and_then(|e| e.prefix().ok())
+        .is_some_and(|p| matches!(p.runs, codec::RunsPlace::Body(_)));
+    if runs_in_body && crate::footer::body_end(meta, footer_at) == footer_at {
+        return Ok(Some(
+            "the state's runs are not where it says, just before the footer".to_string(),
+        ));
+    }
+    Ok(match crate::footer::thrift::is_compatible(&bytes) {
+        Ok(true) => None,
+        Ok(false) => Some(
+            "the footer has IEEE 754 column orders or NaN statistics bounds that older readers (polars before 1.42) reject"
+                .to_string(),
+        ),
+        Err(e) => Some(format!("footer not understood: {}", e.0)),
+    })
 }
 
 /// `n4a_version` against this build's: older, same or newer (minor; a
@@ -126,6 +179,9 @@ pub(super) fn plan(
     let num_rows = meta.file_metadata().num_rows().max(0) as u64;
     report.rows = Some(num_rows);
     let (stored, mut reason) = footer_verdict(path, &meta, report)?;
+    if reason.is_none() {
+        reason = compatibility_verdict(&file, path, key.len, &meta)?;
+    }
     if reason.is_none() && (opts.mode == Mode::Refresh || stored.is_none()) {
         return Ok(None);
     }
@@ -211,6 +267,7 @@ mod tests {
         assert_eq!(compare_version("1.0"), Ordering::Less);
         assert_eq!(compare_version("1.1"), Ordering::Less);
         assert_eq!(compare_version("1.10"), Ordering::Greater);
-        assert_eq!(compare_version(" 1.3 "), Ordering::Greater);
+        assert_eq!(compare_version("1.2"), Ordering::Less);
+        assert_eq!(compare_version(" 1.4 "), Ordering::Greater);
     }
 }

@@ -775,7 +775,13 @@ fn array_ids(r: &Prediction) -> impl Iterator<Item = &String> {
 /// A new arrays file at `path`: nirs4all's schema, zstd level 3 as its
 /// `ArrayStore` writes them.
 fn arrays_writer(path: &Path) -> Result<ArrowWriter<File>> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("level 3 is valid"),
@@ -856,7 +862,7 @@ fn write_arrays(
                 .map_err(|e| Error::parquet(part, e))?;
         }
     }
-    w.close().map_err(|e| Error::parquet(part, e))?;
+    close_arrays(w, part)?;
     if missing > 0 {
         notes.push(format!(
             "{missing} array id(s) referenced by rows are not in {}: those arrays are absent",
@@ -1035,7 +1041,14 @@ fn merge_parts(parts: Vec<(PathBuf, PathBuf)>) -> Result<()> {
             }
             std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
         }
-        w.close().map_err(|e| Error::parquet(&target, e))?;
+        close_arrays(w, &target)?;
     }
     Ok(())
+}
+
+/// Writes an arrays file's footer and seals it for every reader
+/// (`footer::seal`: column orders older readers know).
+fn close_arrays(w: ArrowWriter<File>, path: &Path) -> Result<()> {
+    let file = w.into_inner().map_err(|e| Error::parquet(path, e))?;
+    crate::footer::seal(&file, path)
 }

@@ -38,15 +38,15 @@ pub(crate) use merger::StateMerger;
 pub use numbers::utc_now;
 pub(crate) use numbers::{place_quartiles, quantile_index, round4};
 pub use render::{
-    Facets, MetricSummary, MetricTop, ModelFacet, NameCount, Ranking, RunSummary, ScoreSummary,
-    Stats, Summary,
+    Facets, FooterParts, MetricSummary, MetricTop, ModelFacet, NameCount, Ranking, RunSummary,
+    ScoreSummary, Stats, Summary,
 };
 pub use state::{Best, MetricState, ModelState, RunState, ScoreState, SmallMap, SummaryState};
 
 /// The version n4a writes: 1.0's keys unchanged, plus `ranking`,
 /// `metrics`, `top_by_metric` and per-score counts in the JSON, and the
 /// mergeable state in its own footer key (see `codec`).
-pub const N4A_VERSION: &str = "1.2";
+pub const N4A_VERSION: &str = "1.3";
 /// nirs4all's summary lists ten top predictions.
 pub const DEFAULT_TOP_K: usize = 10;
 /// Quartiles stay exact (every value kept in memory) up to this many rows.

@@ -253,24 +253,51 @@ impl Summary {
         serde_json::to_string(self).expect("summary serialises")
     }
 
-    /// The footer's key/values, in their order: `n4a_runs` (the packed runs
-    /// of the state), the JSON text under `n4a_summary`, and `n4a_state`
-    /// (the state's head, with the text's check) last, where a reader finds
-    /// it in the file's final bytes. Without a state, only the text. Cost:
-    /// O(summary), plus zstd over the runs.
-    pub fn footer_entries(&self) -> Vec<(String, String)> {
+    /// What a footer holds of this summary (format 1.3, see
+    /// [`FooterParts`]). Cost: O(summary) for the JSON, plus zstd over the
+    /// runs.
+    pub fn footer_parts(&self) -> FooterParts<'_> {
         let text = self.to_json();
-        match &self.state {
-            Some(st) => {
-                let v = super::codec::encode(st, &super::codec::TextCheck::of(&text));
-                vec![
-                    (crate::schema::RUNS_KEY.to_string(), v.runs),
-                    (crate::schema::SUMMARY_KEY.to_string(), text),
-                    (crate::schema::STATE_KEY.to_string(), v.state),
-                ]
-            }
-            None => vec![(crate::schema::SUMMARY_KEY.to_string(), text)],
+        let check = super::codec::TextCheck::of(&text);
+        FooterParts {
+            runs: self.state.as_ref().map(super::codec::encode_runs),
+            state: self.state.as_ref(),
+            text,
+            check,
         }
+    }
+}
+
+/// A summary as a footer holds it (format 1.3): the JSON text, the state's
+/// runs (written into the file's body just before the footer) and the
+/// state's head, which names where the runs were written and so is made
+/// last ([`FooterParts::entries`]).
+#[derive(Debug)]
+pub struct FooterParts<'a> {
+    /// The `n4a_summary` text.
+    pub text: String,
+    /// The runs to write just before the footer; `None` without a state.
+    pub runs: Option<Vec<u8>>,
+    state: Option<&'a super::SummaryState>,
+    check: super::codec::TextCheck,
+}
+
+impl FooterParts<'_> {
+    /// n4a's key/values, in their order: the JSON text under
+    /// `n4a_summary`, then `n4a_state` (the state's head, with the text's
+    /// check and where the runs were written: at `runs_at`) last, where a
+    /// reader finds it in the file's final bytes. Without a state, only
+    /// the text.
+    pub fn entries(&self, runs_at: u64) -> Vec<(String, String)> {
+        let mut out = vec![(crate::schema::SUMMARY_KEY.to_string(), self.text.clone())];
+        if let (Some(st), Some(runs)) = (self.state, &self.runs) {
+            let place = super::codec::RunsRef::of(runs, runs_at);
+            out.push((
+                crate::schema::STATE_KEY.to_string(),
+                super::codec::encode_head(st, &self.check, place),
+            ));
+        }
+        out
     }
 }
 

@@ -78,6 +78,8 @@ impl ArraysWriter {
 
     fn carry_over(&mut self, target: &Path) -> Result<()> {
         let (file, meta) = footer::open_metadata(target)?;
+        self.sink
+            .carry_keys(crate::footer::keys::OldKeys::of(&meta));
         let ctx = target.display().to_string();
         rows::for_each_batch(target, Some(&["array_id", "array_hash"]), 65536, |b| {
             let (Some(ids), Some(hashes)) =
@@ -223,7 +225,7 @@ impl ArraysWriter {
     /// Parquet errors naming the temporary file.
     pub fn close(mut self) -> Result<ClosedArrays> {
         self.flush()?;
-        let file = self.sink.finish(Vec::new())?;
+        let file = self.sink.finish(&[], None)?;
         Ok(ClosedArrays {
             tmp: self.tmp,
             file,

@@ -24,7 +24,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use parquet::file::metadata::KeyValue;
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{Error, Result};
@@ -212,11 +211,19 @@ impl PredictionWriter {
     fn carry_over(&mut self, old: &Path) -> Result<()> {
         let (file, meta) = footer::open_metadata(old)?;
         let num_rows = meta.file_metadata().num_rows().max(0) as u64;
-        let state = footer::decode_state(old, &meta)?.filter(|st| st.rows == num_rows);
+        // A state that does not decode (its runs damaged, say) is rebuilt
+        // from the rows, as for a file without one: the rows are the truth.
+        let state = match footer::decode_state(old, &meta) {
+            Ok(st) => st.filter(|st| st.rows == num_rows),
+            Err(Error::InvalidSummary { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let ours = parquet::arrow::ArrowSchemaConverter::new()
             .convert(&meta_schema())
             .map_err(|e| Error::parquet(old, e))?;
         let raw_copy = same_leaves(&ours, meta.file_metadata().schema_descr());
+        self.sink
+            .carry_keys(crate::footer::keys::OldKeys::of(&meta));
         match state {
             Some(st) => self.summary = SummaryBuilder::from_state(self.opts.summary.clone(), st),
             None => self.rebuild_summary(old)?,
@@ -418,17 +425,12 @@ impl PredictionWriter {
         }
         let at = self.opts.generated_at.clone().unwrap_or_else(utc_now);
         let summary = self.summary.finish(Some(at));
-        // The summary once, as a plain key/value (what DuckDB reads), and no
-        // `ARROW:schema`: pyarrow then shows the file's key/values as the
-        // schema metadata (what nirs4all and its dashboard read), and the
-        // parquet schema alone gives the contract's Arrow types.
-        let kv = std::mem::take(&mut self.opts.key_values)
-            .into_iter()
-            .chain(summary.footer_entries())
-            .map(|(k, v)| KeyValue::new(k, v))
-            .collect();
+        // `ARROW:schema` (with the summary inside, for pyarrow), the plain
+        // summary (DuckDB, polars) and n4a's state: `footer::keys`.
+        let extra = std::mem::take(&mut self.opts.key_values);
+        let parts = summary.footer_parts();
         let arrays = self.arrays.close()?;
-        let meta_file: File = self.sink.finish(kv)?;
+        let meta_file: File = self.sink.finish(&extra, Some(&parts))?;
         arrays.commit()?;
         self.meta_tmp.commit(meta_file, &self.meta_path)?;
         Ok(summary)

@@ -1,6 +1,7 @@
 //! A parquet file being written: row groups encoded from Arrow batches,
 //! row groups copied byte-for-byte from another file, and a footer whose
-//! key/value metadata (the summary, `ARROW:schema`) is known only at close.
+//! key/value metadata (the summary, `ARROW:schema`) is known only at close,
+//! sealed in the form every reader of our users accepts (`footer::seal`).
 //!
 //! Built on `SerializedFileWriter` with the Arrow column encoders rather than
 //! `ArrowWriter`, because `ArrowWriter` cannot splice already-encoded column
@@ -15,11 +16,15 @@ use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::metadata::ParquetMetaData;
+
+use crate::footer::keys::{self, OldKeys};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
 use crate::error::{Error, Result};
+use crate::footer;
+use crate::summary::FooterParts;
 
 /// A parquet file under construction.
 pub struct ParquetSink {
@@ -29,6 +34,7 @@ pub struct ParquetSink {
     path: PathBuf,
     row_groups: usize,
     num_rows: u64,
+    old_keys: OldKeys,
 }
 
 impl ParquetSink {
@@ -54,6 +60,7 @@ impl ParquetSink {
             path: path.to_path_buf(),
             row_groups: 0,
             num_rows: 0,
+            old_keys: OldKeys::default(),
         })
     }
 
@@ -126,17 +133,43 @@ impl ParquetSink {
         Ok(())
     }
 
-    /// Writes the footer with `kv` metadata and returns the file, not yet
-    /// fsynced.
+    /// Keeps the key/values of the file this one replaces (an append):
+    /// its other key/values and, when it describes the same columns, its
+    /// `ARROW:schema` types go into the new footer.
+    pub fn carry_keys(&mut self, old: OldKeys) {
+        self.old_keys = old;
+    }
+
+    /// Writes the tail (`footer::write_tail`): the summary's runs, then
+    /// the footer with the carried key/values, `extra`, `ARROW:schema` and
+    /// n4a's key/values (`footer::keys::compose`), and returns the file,
+    /// not yet fsynced. `summary` is `None` for an arrays file.
     ///
     /// # Errors
-    /// [`Error::Parquet`] on an I/O failure.
-    pub fn finish(mut self, kv: Vec<KeyValue>) -> Result<File> {
-        for entry in kv {
-            self.writer.append_key_value_metadata(entry);
-        }
-        self.writer
+    /// [`Error::Parquet`] or [`Error::Io`] on a write failure.
+    pub fn finish(
+        self,
+        extra: &[(String, String)],
+        summary: Option<&FooterParts<'_>>,
+    ) -> Result<File> {
+        let file = self
+            .writer
             .into_inner()
-            .map_err(|e| Error::parquet(&self.path, e))
+            .map_err(|e| Error::parquet(&self.path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+        let (meta, body_end) = footer::footer_bytes(&file, &self.path, len)?;
+        let (old, schema) = (&self.old_keys, &self.schema);
+        footer::write_tail(
+            &file,
+            &self.path,
+            body_end,
+            &meta,
+            summary.and_then(|s| s.runs.as_deref()),
+            |runs_at| {
+                let entries = summary.map(|s| s.entries(runs_at)).unwrap_or_default();
+                keys::compose(old, extra, schema, &entries)
+            },
+        )?;
+        Ok(file)
     }
 }

@@ -55,8 +55,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// types), without schema metadata (which holds the summary).
 fn batches(path: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
-    // Values compared as utf8: a refresh drops nirs4all's ARROW:schema,
-    // after which its large_utf8 columns read as utf8 (same strings).
+    // Values compared as utf8, whichever string type a file declares.
     rows::for_each_batch(path, None, 1 << 20, |b| {
         let cols: Vec<arrow_array::ArrayRef> = b
             .columns()
@@ -132,16 +131,18 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
     for (f, (b, prefix, old)) in files.iter().zip(before) {
         let p = ws.path().join(f);
         assert_eq!(batches(&p), b, "{f}: every column, every value");
-        assert_eq!(
-            data_prefix(&p),
-            prefix,
+        // The body copied byte for byte, then the new state's runs (1.3).
+        let now = data_prefix(&p);
+        assert!(
+            now.starts_with(&prefix),
             "{f}: row groups copied byte for byte"
         );
+        assert_eq!(&now[prefix.len()..prefix.len() + 4], b"N4R2", "{f}");
         let new = n4a::reader::Footer::read(&p).unwrap();
         assert_eq!(new.num_rows(), old.num_rows());
         assert!(old.summary().unwrap().is_none());
         let s = new.summary().unwrap().expect("a summary now");
-        assert_eq!(s.n4a_version, "1.2");
+        assert_eq!(s.n4a_version, "1.3");
         assert!(s.state.is_some());
     }
     // no_summary holds grain_class's rows: the backfilled summary gives
@@ -168,7 +169,8 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
 }
 
 #[test]
-fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_sees_it() {
+fn refreshed_footer_keeps_created_by_and_the_original_arrow_types_with_the_summary_where_pyarrow_sees_it(
+) {
     let ws = workspace_with(&["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"]);
     let p = ws.path().join("corn_moisture.meta.parquet");
     let old = crate::util::metadata(&p).unwrap();
@@ -186,13 +188,15 @@ fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_s
         old.file_metadata().created_by()
     );
     assert_eq!(new.file_metadata().schema_descr().num_columns(), 35);
-    // No ARROW:schema any more: pyarrow (and arrow-rs) then show the
-    // key/values as the schema metadata, and the summary is there once.
+    // ARROW:schema with nirs4all's types and the new summary inside:
+    // pyarrow (and arrow-rs) show it as the schema metadata, the same
+    // text as the plain key/value; nirs4all's large_utf8 strings stay
+    // large_utf8 (issue 28), so old and refreshed tables concatenate.
     let keys: Vec<String> = crate::util::key_values_of(&p)
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
+    assert_eq!(keys, ["ARROW:schema", "n4a_summary", "n4a_state"]);
     let text = n4a::reader::Footer::read(&p)
         .unwrap()
         .summary_text()
@@ -206,14 +210,23 @@ fn refreshed_footer_keeps_created_by_and_stores_the_summary_once_where_pyarrow_s
         b.schema().metadata().get("n4a_summary").map(String::as_str),
         Some(text.as_str())
     );
-    // nirs4all's large_utf8 strings now read as utf8 (the contract allows
-    // both); every value is kept (the backfill test compares them).
+    let before = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(fixture("corn_moisture.meta.parquet")).unwrap(),
+    )
+    .unwrap();
+    let types = |s: &arrow_schema::Schema| -> Vec<(String, arrow_schema::DataType)> {
+        s.fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    };
+    assert_eq!(types(b.schema()), types(before.schema()));
     assert_eq!(
         b.schema()
             .field_with_name("config_name")
             .unwrap()
             .data_type(),
-        &arrow_schema::DataType::Utf8
+        &arrow_schema::DataType::LargeUtf8
     );
     // nirs4all's fault corrected: its "top" mse predictions were the worst.
     let s = n4a::reader::Footer::read(&p)
@@ -272,7 +285,11 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
     wrong.stats.val_score.as_mut().unwrap().mean =
         Some(good.stats.val_score.as_ref().unwrap().mean.unwrap() + 1.0);
     wrong.state.as_mut().unwrap().val_score.welford.mean += 1.0;
-    let entries = wrong.footer_entries();
+    // Its runs are the good state's, already in the body just before the
+    // footer, where the head says.
+    let parts = wrong.footer_parts();
+    let runs_at = crate::util::footer_start(&meta) - parts.runs.as_ref().unwrap().len() as u64;
+    let entries = crate::util::with_arrow_schema(&meta, &parts.entries(runs_at));
     let pairs: Vec<(&str, &str)> = entries
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -322,19 +339,11 @@ fn footer_checks_catch_wrong_counts_a_foreign_text_and_a_hiding_arrow_schema() {
     let meta = ws.path().join(format!("{name}.meta.parquet"));
     let kv = crate::util::key_values_of(&meta);
     let state = kv.iter().find(|(k, _)| k == "n4a_state").unwrap().1.clone();
-    let runs = kv.iter().find(|(k, _)| k == "n4a_runs").unwrap().1.clone();
 
     let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
     v["total_predictions"] = serde_json::json!(150);
     let wrong = v.to_string();
-    crate::util::set_key_values(
-        &meta,
-        &[
-            ("n4a_runs", &runs),
-            ("n4a_summary", &wrong),
-            ("n4a_state", &state),
-        ],
-    );
+    crate::util::set_key_values(&meta, &[("n4a_summary", &wrong), ("n4a_state", &state)]);
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!(r.refreshed, 1);
     assert_eq!(
@@ -346,14 +355,7 @@ fn footer_checks_catch_wrong_counts_a_foreign_text_and_a_hiding_arrow_schema() {
     let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
     v["generated_at"] = serde_json::json!("2020-01-01T00:00:00.000000+00:00");
     let other = v.to_string();
-    crate::util::set_key_values(
-        &meta,
-        &[
-            ("n4a_runs", &runs),
-            ("n4a_summary", &other),
-            ("n4a_state", &state),
-        ],
-    );
+    crate::util::set_key_values(&meta, &[("n4a_summary", &other), ("n4a_state", &state)]);
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!(r.refreshed, 1);
     assert_eq!(
@@ -361,9 +363,13 @@ fn footer_checks_catch_wrong_counts_a_foreign_text_and_a_hiding_arrow_schema() {
         Some("the state was not written with this summary text")
     );
 
-    // An ARROW:schema entry (a tool that keeps one) would hide the
-    // summary from pyarrow: refreshed away, its own metadata kept.
-    let kv = crate::util::key_values_of(&meta);
+    // An ARROW:schema entry without the summary (a tool that keeps its
+    // own) would show pyarrow no summary: refreshed, its own metadata kept
+    // (as a plain key/value and inside the new ARROW:schema).
+    let kv: Vec<_> = crate::util::key_values_of(&meta)
+        .into_iter()
+        .filter(|(k, _)| k != "ARROW:schema")
+        .collect();
     let schema =
         n4a::schema::meta_schema()
             .as_ref()
@@ -380,14 +386,17 @@ fn footer_checks_catch_wrong_counts_a_foreign_text_and_a_hiding_arrow_schema() {
     assert_eq!(r.refreshed, 1);
     assert_eq!(
         r.files[0].reason.as_deref(),
-        Some("an ARROW:schema entry hides the summary from pyarrow"),
+        Some("ARROW:schema does not carry this summary, so pyarrow shows another"),
         "{r:#?}"
     );
     let keys: Vec<String> = crate::util::key_values_of(&meta)
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(keys, ["origin", "n4a_runs", "n4a_summary", "n4a_state"]);
+    assert_eq!(keys, ["origin", "ARROW:schema", "n4a_summary", "n4a_state"]);
+    let seen = crate::summary::pyarrow_metadata(&meta);
+    assert_eq!(seen.get("origin").map(String::as_str), Some("tool"));
+    assert!(seen.contains_key("n4a_summary"));
     assert_eq!(run(ws.path(), &RefreshOptions::default()).unchanged, 1);
 }
 

@@ -106,7 +106,7 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
         .iter()
         .map(|kv| kv.key.as_str())
         .collect();
-    assert_eq!(keys, ["n4a_runs", "n4a_summary", "n4a_state"]);
+    assert_eq!(keys, ["ARROW:schema", "n4a_summary", "n4a_state"]);
     let s = n4a::reader::Footer::read(&meta)
         .unwrap()
         .summary()
@@ -620,7 +620,11 @@ fn issue_15_pandas_categorical_columns_read_as_strings() {
                 if !["model_name", "partition", "metric"].contains(&f.name().as_str()) {
                     return (f.as_ref().clone(), c.clone());
                 }
-                let d: DictionaryArray<Int8Type> = c.as_string::<i32>().iter().collect();
+                // n4a's own files declare nirs4all's large_string (issue 28).
+                let d: DictionaryArray<Int8Type> = match c.data_type() {
+                    arrow_schema::DataType::LargeUtf8 => c.as_string::<i64>().iter().collect(),
+                    _ => c.as_string::<i32>().iter().collect(),
+                };
                 let values = LargeStringArray::from_iter(d.values().as_string::<i32>().iter());
                 let d = DictionaryArray::try_new(d.keys().clone(), Arc::new(values)).unwrap();
                 let f = arrow_schema::Field::new(f.name(), d.data_type().clone(), true);
@@ -709,4 +713,178 @@ fn issue_15_pandas_categorical_columns_read_as_strings() {
             (&b.model_name, &b.partition, &b.metric, &b.id)
         );
     }
+}
+
+/// Issue 28: polars before 1.42 refused every file n4a wrote (`Invalid
+/// thrift: bad data`) because the parquet crate writes the IEEE 754 total
+/// column order for DOUBLE columns; and a refresh dropped `ARROW:schema`, so
+/// pyarrow read nirs4all's large_string columns as string. Every path that
+/// writes a file (a new dataset, an append to nirs4all's file, refresh,
+/// export-store's arrays, import-store) now writes type-defined orders and
+/// an `ARROW:schema` with nirs4all's types and the summary inside. The
+/// readers themselves run in `python/tests/test_compat.py`.
+#[test]
+fn issue_28_every_file_n4a_writes_has_a_footer_older_readers_accept() {
+    use n4a::refresh::{refresh_workspace, RefreshOptions};
+    use n4a::store::{export_store, import_store, ExportOptions, ImportOptions};
+    use parquet::basic::ColumnOrder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    for f in ["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"] {
+        std::fs::copy(crate::util::fixture(f), ws.join(f)).unwrap();
+    }
+    let mut w = PredictionWriter::create(&ws, "new", WriterOptions::default()).unwrap();
+    let mut p = row("c1", "PLS", "0", "val", 0.5);
+    p.test_score = Some(f64::NAN);
+    w.write(&p).unwrap();
+    w.finish().unwrap();
+    let mut w = PredictionWriter::append(&ws, "corn_moisture", WriterOptions::default()).unwrap();
+    w.write(&row("c9", "PLS", "0", "val", 0.01)).unwrap();
+    w.finish().unwrap();
+    let refreshed = dir.path().join("refreshed");
+    std::fs::create_dir(&refreshed).unwrap();
+    std::fs::copy(
+        crate::util::fixture("grain_class.meta.parquet"),
+        refreshed.join("grain_class.meta.parquet"),
+    )
+    .unwrap();
+    refresh_workspace(&refreshed, &RefreshOptions::default(), &|_, _| {}).unwrap();
+    let store = dir.path().join("store");
+    export_store(&ws, &store, &ExportOptions::default()).unwrap();
+    let back = dir.path().join("back");
+    import_store(&store, &back, &ImportOptions::default()).unwrap();
+
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for d in [&ws, &refreshed, &back, &store.join("arrays")] {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 9, "{files:?}");
+    for p in &files {
+        let md = crate::util::metadata(p).unwrap();
+        let fm = md.file_metadata();
+        for i in 0..fm.schema_descr().num_columns() {
+            assert!(
+                matches!(fm.column_order(i), ColumnOrder::TYPE_DEFINED_ORDER(_)),
+                "{}: column {i} has {:?}",
+                p.display(),
+                fm.column_order(i)
+            );
+        }
+        for rg in md.row_groups() {
+            for c in rg.columns() {
+                if let Some(parquet::file::statistics::Statistics::Double(s)) = c.statistics() {
+                    assert!(
+                        !s.min_opt().is_some_and(|v| v.is_nan()),
+                        "{}: a NaN bound",
+                        p.display()
+                    );
+                }
+            }
+        }
+        let kv = crate::util::key_values_of(p);
+        assert!(
+            kv.iter().any(|(k, _)| k == "ARROW:schema"),
+            "{}: {kv:?}",
+            p.display()
+        );
+        if p.to_string_lossy().ends_with(".meta.parquet") {
+            let seen = crate::summary::pyarrow_metadata(p);
+            let plain = kv.iter().find(|(k, _)| k == "n4a_summary").unwrap();
+            assert_eq!(seen.get("n4a_summary"), Some(&plain.1), "{}", p.display());
+            let arrow =
+                parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+                    .unwrap();
+            assert_eq!(
+                arrow.field_with_name("config_name").unwrap().data_type(),
+                &arrow_schema::DataType::LargeUtf8,
+                "{}: nirs4all's string type",
+                p.display()
+            );
+        }
+    }
+}
+
+/// Issue 28 (format 1.3): a state's runs live in the file's body just
+/// before the footer, raw, named by the head (offset, length, hash). A
+/// rewrite replaces them (the file never accumulates old runs), and
+/// damaged runs are reported by name while the rest is served; an append
+/// then rebuilds the state from the rows.
+#[test]
+fn issue_28_runs_in_the_body_are_replaced_checked_and_rebuilt_when_damaged() {
+    use n4a::refresh::{refresh_workspace, RefreshOptions};
+    let ws = tempfile::tempdir().unwrap();
+    let mut w = PredictionWriter::create(ws.path(), "ds", WriterOptions::default()).unwrap();
+    for i in 0..60 {
+        w.write(&row(
+            &format!("c{}", i % 7),
+            "PLS",
+            "0",
+            "val",
+            f64::from(i),
+        ))
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let p = ws.path().join("ds.meta.parquet");
+    let count = |p: &std::path::Path| {
+        let b = std::fs::read(p).unwrap();
+        b.windows(4).filter(|w| w == b"N4R2").count()
+    };
+    assert_eq!(count(&p), 1);
+    // A summary text the state was not written with (a tool edited the
+    // footer, keeping the body): refresh rewrites the tail, replacing the
+    // runs; then an append. Still one copy of the runs.
+    let kv = crate::util::key_values_of(&p);
+    let text = kv
+        .iter()
+        .find(|(k, _)| k == "n4a_summary")
+        .unwrap()
+        .1
+        .clone();
+    let state = kv.iter().find(|(k, _)| k == "n4a_state").unwrap().1.clone();
+    let edited = text.replacen("\"generated_at\":\"", "\"generated_at\":\"1", 1);
+    let entries = crate::util::with_arrow_schema(
+        &p,
+        &[("n4a_summary".into(), edited), ("n4a_state".into(), state)],
+    );
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::util::set_key_values(&p, &pairs);
+    let r = refresh_workspace(ws.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!(r.refreshed, 1, "{r:#?}");
+    assert_eq!(count(&p), 1);
+    let mut w = PredictionWriter::append(ws.path(), "ds", WriterOptions::default()).unwrap();
+    w.write(&row("c1", "PLS", "1", "val", 0.5)).unwrap();
+    w.finish().unwrap();
+    assert_eq!(count(&p), 1);
+
+    // Damage the runs: the summary still answers from the head, the full
+    // state says what is wrong, an append rebuilds it from the rows.
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"N4R2").unwrap();
+    bytes[at + 12] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    assert_eq!(s.total_predictions, 61);
+    let e = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .expect_err("damaged runs");
+    assert_eq!(e.kind(), "invalid_summary");
+    assert!(e.to_string().contains("ds.meta.parquet"), "{e}");
+    let mut w = PredictionWriter::append(ws.path(), "ds", WriterOptions::default()).unwrap();
+    w.write(&row("c2", "PLS", "1", "val", 0.25)).unwrap();
+    let st = w.finish().unwrap();
+    assert_eq!(st.state.unwrap().rows, 62);
+    assert_eq!(st.runs.len(), 7);
+    assert_eq!(count(&p), 1);
 }

@@ -1,6 +1,6 @@
 //! Workspace summaries over every kind of file (issue 10): nirs4all's 1.0
-//! footers, n4a's 1.1 and 1.2, files without a summary, bad files; and the
-//! 1.2 footer layout as pyarrow, polars and DuckDB read it.
+//! footers, n4a's 1.1, 1.2 and 1.3, files without a summary, bad files;
+//! and the 1.3 footer layout as pyarrow, polars and DuckDB read it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -242,7 +242,7 @@ fn the_best_search_reads_only_files_that_can_hold_the_best() {
 fn mixed_workspace_gives_one_coherent_answer() {
     let ws = tempfile::tempdir().unwrap();
     let p = ws.path();
-    // n4a state (1.2), written here.
+    // n4a state (1.3), written here.
     let mut w = PredictionWriter::create(p, "ours", WriterOptions::default()).unwrap();
     for i in 0..40 {
         w.write(&row(
@@ -255,7 +255,7 @@ fn mixed_workspace_gives_one_coherent_answer() {
         .unwrap();
     }
     w.finish().unwrap();
-    // nirs4all 1.0, no summary, n4a 1.1, and a truncated file.
+    // nirs4all 1.0, no summary, n4a 1.1 and 1.2, and a truncated file.
     std::fs::copy(
         fixture("corn_moisture.meta.parquet"),
         p.join("corn_moisture.meta.parquet"),
@@ -272,15 +272,20 @@ fn mixed_workspace_gives_one_coherent_answer() {
     )
     .unwrap();
     std::fs::copy(
+        fixture("n4a_1_2.meta.parquet"),
+        p.join("n4a_1_2.meta.parquet"),
+    )
+    .unwrap();
+    std::fs::copy(
         fixture("truncated.meta.parquet"),
         p.join("truncated.meta.parquet"),
     )
     .unwrap();
     let s = Workspace::open(p).unwrap().summary().unwrap();
     let rows = all_rows(p);
-    assert_eq!(s.total_datasets, 4);
+    assert_eq!(s.total_datasets, 5);
     assert_eq!(s.total_predictions, rows.len() as u64);
-    assert_eq!(s.merged_files, 2, "the 1.2 file and the 1.1 file");
+    assert_eq!(s.merged_files, 3, "the 1.3, 1.2 and 1.1 files");
     assert_eq!(s.errors.len(), 1);
     assert!(s.errors[0].error.contains("truncated.meta.parquet"));
     assert_eq!(s.errors[0].kind, "parquet");
@@ -307,7 +312,7 @@ fn mixed_workspace_gives_one_coherent_answer() {
     let v = json_of(&s, Form::Full);
     assert_eq!(v["errors"][0]["kind"], "parquet");
     let entries = v["datasets"].as_array().unwrap();
-    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.len(), 5);
     let bare = entries
         .iter()
         .find(|d| d["dataset"] == "no_summary")
@@ -315,7 +320,7 @@ fn mixed_workspace_gives_one_coherent_answer() {
     assert_eq!(bare["has_summary"], false);
     assert_eq!(bare["total_predictions"], 15);
     let ours = entries.iter().find(|d| d["dataset"] == "ours").unwrap();
-    assert_eq!(ours["n4a_version"], "1.2");
+    assert_eq!(ours["n4a_version"], "1.3");
     assert_eq!(ours["ranking"]["direction"], "minimize");
     assert!(ours.get("state").is_none());
 }
@@ -354,21 +359,27 @@ fn key_values(path: &Path) -> Vec<(String, String)> {
 }
 
 /// What pyarrow's `ParquetFile(path).schema_arrow.metadata` holds: the
-/// metadata inside `ARROW:schema` when the footer has one, else the file's
-/// key/values (arrow-rs follows the same rule).
-fn pyarrow_metadata(path: &Path) -> std::collections::HashMap<String, String> {
-    let meta = crate::util::metadata(path).unwrap();
-    let fm = meta.file_metadata();
-    parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-        .unwrap()
-        .metadata()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// metadata inside `ARROW:schema` when the footer has one (and only it),
+/// else the file's key/values. (arrow-rs merges both; pyarrow does not.)
+pub fn pyarrow_metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let kv = key_values(path);
+    match kv.iter().find(|(k, _)| k == "ARROW:schema") {
+        Some((_, encoded)) => {
+            let bytes = base64_simd::STANDARD.decode_to_vec(encoded).unwrap();
+            let msg = arrow_ipc::root_as_message(&bytes[8..]).unwrap();
+            arrow_ipc::convert::try_fb_to_schema(msg.header_as_schema().unwrap())
+                .unwrap()
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        None => kv.into_iter().collect(),
+    }
 }
 
 #[test]
-fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
+fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     let ws = tempfile::tempdir().unwrap();
     let mut w = PredictionWriter::create(ws.path(), "corn", WriterOptions::default()).unwrap();
     for i in 1..=50 {
@@ -387,12 +398,18 @@ fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
-        ["n4a_runs", "n4a_summary", "n4a_state"],
-        "summary once, no ARROW:schema, the state's head last"
+        ["ARROW:schema", "n4a_summary", "n4a_state"],
+        "ARROW:schema first, the state's head last"
     );
     let seen = pyarrow_metadata(&meta);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["n4a_summary"],
+        "pyarrow shows the summary and nothing of n4a's state"
+    );
+    assert_eq!(&seen["n4a_summary"], &kv[1].1, "the same text twice");
     let summary: serde_json::Value = serde_json::from_str(&seen["n4a_summary"]).unwrap();
-    assert_eq!(summary["n4a_version"], "1.2");
+    assert_eq!(summary["n4a_version"], "1.3");
     assert!(summary.get("state").is_none());
     assert_eq!(summary["total_predictions"], 50);
     // Read back whole: the state from its own key.
@@ -402,10 +419,13 @@ fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
         .unwrap()
         .unwrap();
     assert_eq!(back.state, written.state);
-    // The contract's Arrow types without ARROW:schema.
+    // The contract's Arrow types, in nirs4all's form (large_string).
     let m = crate::util::metadata(&meta).unwrap();
-    let arrow =
-        parquet::arrow::parquet_to_arrow_schema(m.file_metadata().schema_descr(), None).unwrap();
+    let arrow = parquet::arrow::parquet_to_arrow_schema(
+        m.file_metadata().schema_descr(),
+        m.file_metadata().key_value_metadata(),
+    )
+    .unwrap();
     assert_eq!(arrow.fields().len(), 35);
     assert_eq!(
         arrow.field_with_name("val_score").unwrap().data_type(),
@@ -413,7 +433,7 @@ fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
     );
     assert_eq!(
         arrow.field_with_name("id").unwrap().data_type(),
-        &arrow_schema::DataType::Utf8
+        &arrow_schema::DataType::LargeUtf8
     );
 
     // Appended to: the state continues; refreshed: nothing to do.
@@ -427,7 +447,7 @@ fn format_1_2_is_stored_once_and_seen_by_pyarrow() {
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.merged_files, 1);
     assert_eq!(s.top_by_metric["mse"].predictions[0].val_score, Some(0.01));
-    python_sees_the_summary(&meta, "1.2");
+    python_sees_the_summary(&meta, "1.3");
 }
 
 /// With Python and pyarrow on the machine, the real pyarrow reads the
@@ -463,13 +483,11 @@ fn python_sees_the_summary(path: &Path, version: &str) {
 }
 
 #[test]
-fn refresh_brings_1_0_and_1_1_to_a_smaller_1_2_footer() {
+fn refresh_brings_1_0_and_1_1_to_1_3_no_larger_than_before_but_for_arrow_schema() {
     let ws = nirs4all_workspace();
-    std::fs::copy(
-        fixture("n4a_1_1.meta.parquet"),
-        ws.path().join("n4a_1_1.meta.parquet"),
-    )
-    .unwrap();
+    for f in ["n4a_1_1.meta.parquet", "n4a_1_2.meta.parquet"] {
+        std::fs::copy(fixture(f), ws.path().join(f)).unwrap();
+    }
     let footer_len = |p: &Path| {
         let b = std::fs::read(p).unwrap();
         u32::from_le_bytes(b[b.len() - 8..b.len() - 4].try_into().unwrap())
@@ -481,22 +499,40 @@ fn refresh_brings_1_0_and_1_1_to_a_smaller_1_2_footer() {
         .map(|p| (p.display().to_string(), footer_len(&p)))
         .collect();
     let r = n4a::refresh::refresh_workspace(ws.path(), &Default::default(), &|_, _| {}).unwrap();
-    assert_eq!((r.refreshed, r.failed), (7, 0));
+    assert_eq!((r.refreshed, r.failed), (8, 0));
+    let v12 = r
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("n4a_1_2.meta.parquet"))
+        .unwrap();
+    assert!(
+        v12.reason
+            .as_deref()
+            .unwrap()
+            .contains("summary version 1.2"),
+        "{v12:?}"
+    );
     for (p, old) in &before {
         let p = Path::new(p);
+        // The footer grows by at most the restored ARROW:schema entry
+        // (its key, value and Thrift framing): issue 28's bound.
+        let kv = key_values(p);
+        let arrow = kv
+            .iter()
+            .find(|(k, _)| k == "ARROW:schema")
+            .map(|(k, v)| (k.len() + v.len() + 8) as u32)
+            .expect("an ARROW:schema entry");
         assert!(
-            footer_len(p) <= *old,
-            "{}: {} > {old}",
+            footer_len(p) - arrow <= *old,
+            "{}: {} - {arrow} > {old}",
             p.display(),
             footer_len(p)
         );
-        let keys: Vec<String> = key_values(p).into_iter().map(|(k, _)| k).collect();
-        assert!(!keys.iter().any(|k| k == "ARROW:schema"), "{keys:?}");
         let seen = pyarrow_metadata(p);
-        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.2\""));
+        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.3\""));
     }
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
-    assert_eq!(s.merged_files, 7);
+    assert_eq!(s.merged_files, 8);
     assert_eq!(s.exactness.models_avg_val_score, Accuracy::Exact);
     let rows = all_rows(ws.path());
     assert_eq!(
@@ -562,4 +598,40 @@ fn summary_table_shows_models_and_best_rows_of_a_1_0_workspace() {
     assert!(text.contains("best mse (minimize)"), "{text}");
     assert!(text.contains("best balanced_accuracy (maximize)"), "{text}");
     assert!(text.contains("(1.0: max only)"), "{text}");
+}
+
+/// The frozen 1.2 file (written by n4a before issue 28: run-by-run
+/// `n4a_runs`, no `ARROW:schema`, the parquet crate's column orders) is
+/// still read whole, and an append continues its state into a 1.3 footer.
+#[test]
+fn format_1_2_files_are_read_and_appended_to() {
+    let ws = tempfile::tempdir().unwrap();
+    let p = ws.path().join("corn_000.meta.parquet");
+    std::fs::copy(fixture("n4a_1_2.meta.parquet"), &p).unwrap();
+    let old = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.n4a_version, "1.2");
+    let st = old.state.as_ref().expect("a 1.2 state");
+    assert_eq!(st.rows, 120);
+    assert!(!st.runs.is_empty() && !st.pipelines.is_empty(), "N4R1 runs");
+    assert!(!key_values(&p).iter().any(|(k, _)| k == "ARROW:schema"));
+    let mut w = PredictionWriter::append(ws.path(), "corn_000", WriterOptions::default()).unwrap();
+    w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
+    let new = w.finish().unwrap();
+    assert_eq!(new.n4a_version, "1.3");
+    let nst = new.state.as_ref().unwrap();
+    assert_eq!(nst.rows, 121);
+    for (name, r) in &st.runs {
+        assert_eq!(nst.runs.get(name).map(|x| x.n), Some(r.n), "{name}");
+    }
+    assert_eq!(nst.runs.len(), st.runs.len() + 1);
+    let back = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.state, new.state, "the N4R2 runs read back");
 }

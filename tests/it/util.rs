@@ -227,6 +227,63 @@ fn rewrite_footer(
         .finish()
         .unwrap();
     std::fs::write(path, out).unwrap();
+    // The parquet crate writes column orders older readers reject; n4a's
+    // writers seal their files, and so does this tool (issue 28).
+    n4a::footer::seal_in_place(path).unwrap();
+}
+
+/// n4a's footer `entries` (`n4a_summary`, `n4a_state`) as a
+/// 1.3 footer holds them: after an `ARROW:schema` carrying the summary
+/// (the file's own Arrow schema when it has one, else the contract's in
+/// nirs4all's types). An oracle of `footer::keys`, written independently.
+pub fn with_arrow_schema(path: &Path, entries: &[(String, String)]) -> Vec<(String, String)> {
+    use arrow_schema::{DataType, Field, Schema};
+    let meta = metadata(path).unwrap();
+    let fm = meta.file_metadata();
+    let fields =
+        match parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata()) {
+            Ok(s)
+                if fm
+                    .key_value_metadata()
+                    .is_some_and(|kv| kv.iter().any(|k| k.key == "ARROW:schema")) =>
+            {
+                s.fields().clone()
+            }
+            _ => n4a::schema::meta_schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let ty = match f.data_type() {
+                        DataType::Utf8 => DataType::LargeUtf8,
+                        t => t.clone(),
+                    };
+                    std::sync::Arc::new(Field::new(f.name(), ty, true))
+                })
+                .collect(),
+        };
+    let text = entries
+        .iter()
+        .find(|(k, _)| k == "n4a_summary")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let schema = Schema::new(fields).with_metadata(std::collections::HashMap::from([(
+        "n4a_summary".to_string(),
+        text,
+    )]));
+    let mut out = vec![(
+        "ARROW:schema".to_string(),
+        parquet::arrow::encode_arrow_schema(&schema),
+    )];
+    out.extend(entries.iter().cloned());
+    out
+}
+
+/// Where a parquet file's footer (its `FileMetaData`) starts.
+pub fn footer_start(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as u64;
+    n as u64 - 8 - meta_len
 }
 
 /// A file's parquet metadata, read by the parquet crate alone.

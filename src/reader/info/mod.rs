@@ -38,8 +38,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use super::cache::FileKey;
-use super::thrift::ChunkStats;
 use crate::error::{Error, Result};
+use crate::footer::thrift::ChunkStats;
 use crate::schema::{RUNS_KEY, STATE_KEY};
 use crate::summary::codec::{self, Encoded, TextCheck};
 use crate::summary::legacy::{LegacyRanking, LegacySummary};
@@ -268,14 +268,16 @@ pub struct StateSource {
     full: OnceLock<std::result::Result<Arc<SummaryState>, String>>,
 }
 
-/// Where a 1.2 state's `n4a_runs` value is: read when the whole state is
-/// asked for (appends, config pruning), not for a summary.
+/// Where a state's runs are: read when the whole state is asked for
+/// (appends, config pruning), not for a summary.
 #[derive(Debug, Clone)]
 pub enum RunsSource {
-    /// In the file: offset and length of the value.
+    /// 1.2's `n4a_runs` value in the file: offset and length of the value.
     InFile(u64, usize),
-    /// Already read.
+    /// 1.2's `n4a_runs` value, already read.
     Held(Vec<u8>),
+    /// 1.3's runs in the file's body, where the head names them.
+    Body(codec::RunsRef),
 }
 
 impl std::fmt::Debug for StateSource {
@@ -446,22 +448,30 @@ impl FileSummary {
             if s.packed.is_none() {
                 return Ok(Arc::new(st));
             }
-            let bytes = match &s.runs {
-                Some(RunsSource::Held(v)) => std::borrow::Cow::Borrowed(&v[..]),
+            let read = |offset: u64, len: usize| -> std::result::Result<Vec<u8>, String> {
+                let file = File::open(path).map_err(|e| e.to_string())?;
+                let now = file.metadata().map_err(|e| e.to_string())?;
+                if FileKey::from_metadata(&now) != *key {
+                    return Err("the file changed since its footer was read".to_string());
+                }
+                let mut v = vec![0u8; len];
+                file.read_exact_at(&mut v, offset)
+                    .map_err(|e| e.to_string())?;
+                Ok(v)
+            };
+            let counts = (s.n_runs, s.n_pipelines);
+            match &s.runs {
+                Some(RunsSource::Held(v)) => codec::fill_runs(v, &mut st, counts),
                 Some(RunsSource::InFile(offset, len)) => {
-                    let file = File::open(path).map_err(|e| e.to_string())?;
-                    let now = file.metadata().map_err(|e| e.to_string())?;
-                    if FileKey::from_metadata(&now) != *key {
-                        return Err("the file changed since its footer was read".to_string());
-                    }
-                    let mut v = vec![0u8; *len];
-                    file.read_exact_at(&mut v, *offset)
-                        .map_err(|e| e.to_string())?;
-                    std::borrow::Cow::Owned(v)
+                    codec::fill_runs(&read(*offset, *len)?, &mut st, counts)
+                }
+                Some(RunsSource::Body(r)) => {
+                    let len = usize::try_from(r.len).map_err(|e| e.to_string())?;
+                    codec::fill_runs_body(&read(r.at, len)?, r, &mut st, counts)
                 }
                 None => return Err(format!("{STATE_KEY} without {RUNS_KEY}")),
-            };
-            codec::fill_runs(&bytes, &mut st, (s.n_runs, s.n_pipelines)).map_err(|e| e.0)?;
+            }
+            .map_err(|e| e.0)?;
             Ok(Arc::new(st))
         });
         full.clone()

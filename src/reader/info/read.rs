@@ -1,4 +1,4 @@
-//! The read of one footer: one `pread` of the tail, an n4a 1.2 footer located
+//! The read of one footer: one `pread` of the tail, an n4a 1.2 or 1.3 footer located
 //! from its end, any other footer skimmed whole, and the summary typed only
 //! where a merge needs it (see the parent module for the costs).
 
@@ -7,12 +7,12 @@ use super::{
     WATCHED, WINDOW,
 };
 use crate::error::{Error, Result};
+use crate::footer::thrift::{self, SkimError};
 use crate::metric::builtin_direction;
 use crate::reader::cache::FileKey;
 use crate::reader::footer::{key_value, open_metadata};
-use crate::reader::thrift::{self, SkimError};
 use crate::schema::{RUNS_KEY, STATE_KEY, SUMMARY_KEY};
-use crate::summary::codec::{self, Encoded};
+use crate::summary::codec::{self, Encoded, RunsPlace};
 use crate::summary::json::{self, Fields};
 use crate::summary::legacy::{relay_text, LegacyRanking, LegacySummary};
 use crate::summary::SummaryState;
@@ -64,6 +64,7 @@ pub fn read_info_for(path: &Path, file: File, key: FileKey, summaries: bool) -> 
                 Scratch {
                     head: Vec::new(),
                     schema: Vec::new(),
+                    window: WINDOW as usize,
                 },
             ))
         };
@@ -87,7 +88,16 @@ struct Scratch {
     head: Vec<u8>,
     /// The last footer's serialized schema (see [`thrift::parse_counts`]).
     schema: Vec<u8>,
+    /// Bytes of the first read at a file's end: [`WINDOW`], grown to the
+    /// largest whole footer seen by this thread up to [`MAX_WINDOW`], so
+    /// that in a workspace of like files (1.3 footers of a few hundred
+    /// rows are ~30 KB: their `ARROW:schema` holds the summary again) each
+    /// footer is one read, not two.
+    window: usize,
 }
+
+/// The largest first read (see [`Scratch::window`]).
+const MAX_WINDOW: usize = 64 << 10;
 
 /// Largest read buffer a thread keeps between files.
 const KEEP_BUFFER: usize = 4 << 20;
@@ -172,7 +182,7 @@ fn skim<'b>(
     tail: &'b mut Vec<u8>,
     scratch: &mut Scratch,
 ) -> Result<Option<Skimmed<'b>>> {
-    let n = len.min(WINDOW) as usize;
+    let n = len.min(scratch.window as u64) as usize;
     let tail: &'b mut [u8] = sized(tail, n);
     file.read_exact_at(tail, len - n as u64)
         .map_err(|e| Error::io(path, e))?;
@@ -184,6 +194,9 @@ fn skim<'b>(
         return Ok(None);
     }
     let footer_at = len - 8 - meta_len as u64;
+    if meta_len + 8 > scratch.window && meta_len + 8 <= MAX_WINDOW {
+        scratch.window = (meta_len + 8).next_multiple_of(4096).min(MAX_WINDOW);
+    }
     let tail: &'b [u8] = tail;
     // n4a's state key near the end (its head is the last key/value), or
     // anywhere in the tail read: one search, which rules out nirs4all's
@@ -385,11 +398,15 @@ fn skim_n4a<'b>(
             len: text_len,
         }),
         state: Some(Ok(packed)),
-        // `n4a_runs` ends where the summary's key/value starts (checked by
-        // its magic and counts when read).
-        runs: (framed_at as u64)
-            .checked_sub(1 + prefix.runs_len)
-            .map(|at| RunsSource::InFile(footer_at + at, prefix.runs_len as usize)),
+        // 1.2: `n4a_runs` ends where the summary's key/value starts
+        // (checked by its magic and counts when read); 1.3: in the body,
+        // where the head says (taken from the head when the summary is).
+        runs: match prefix.runs {
+            RunsPlace::KeyValue { len } => (framed_at as u64)
+                .checked_sub(1 + len)
+                .map(|at| RunsSource::InFile(footer_at + at, len as usize)),
+            RunsPlace::Body(r) => Some(RunsSource::Body(r)),
+        },
     }))
 }
 
@@ -439,6 +456,11 @@ fn file_summary(
         // The head is fully read (and checked) when merged.
         let h = packed.prefix().map_err(|e| invalid_state(path, &e))?;
         let (check, rows, n_runs, n_pipelines) = (h.text, h.rows, h.n_runs, h.n_pipelines);
+        // 1.3: the runs are in the body, where the head says.
+        let runs = match h.runs {
+            RunsPlace::Body(r) => Some(RunsSource::Body(r)),
+            RunsPlace::KeyValue { .. } => runs,
+        };
         // The text n4a wrote beside this state has its length; its hash is
         // checked whenever it is read (relayed, typed).
         let version = match &text {

@@ -2,7 +2,7 @@
 //! that borrow from the bytes (what a workspace merge reads without
 //! building a `SummaryState`).
 
-use super::{bad, CodecError, StateHead, TextCheck, R};
+use super::{bad, CodecError, RunsPlace, RunsRef, StateHead, TextCheck, R};
 use crate::metric::Direction;
 use crate::summary::sketch::Sketch;
 use crate::summary::topk::TopEntry;
@@ -243,6 +243,7 @@ impl EntryView<'_> {
 #[allow(missing_docs)]
 pub struct HeadView<'a> {
     pub text: TextCheck,
+    pub runs: RunsPlace,
     pub rows: u64,
     pub n_runs: u64,
     pub n_pipelines: u64,
@@ -302,6 +303,7 @@ impl HeadView<'_> {
             n_runs: self.n_runs,
             n_pipelines: self.n_pipelines,
             text: self.text,
+            runs: self.runs,
         }
     }
 }
@@ -374,14 +376,26 @@ pub(super) fn get_counts<'a>(c: &mut Cur<'a>) -> R<Vec<(&'a str, u64)>> {
     Ok(v)
 }
 
-pub(super) fn get_head<'a>(c: &mut Cur<'a>) -> R<HeadView<'a>> {
+/// Where the runs are: a 1.2 head gives the `n4a_runs` value's length,
+/// a 1.3 head their length, offset and hash in the file's body.
+pub(super) fn get_runs_place(c: &mut Cur<'_>, v2: bool) -> R<RunsPlace> {
+    let len = c.u()?;
+    if !v2 {
+        return Ok(RunsPlace::KeyValue { len });
+    }
+    let at = c.u()?;
+    let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
+    Ok(RunsPlace::Body(RunsRef { at, len, hash }))
+}
+
+pub(super) fn get_head<'a>(c: &mut Cur<'a>, v2: bool) -> R<HeadView<'a>> {
     let len = c.u()?;
     let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
     let runs_at = c.u()?.checked_sub(1);
     let rows = c.u()?;
     let n_runs = c.u()?;
     let n_pipelines = c.u()?;
-    let _runs_len = c.u()?;
+    let runs = get_runs_place(c, v2)?;
     let n = c.len()?;
     let mut dataset_names = Vec::with_capacity(n);
     for _ in 0..n {
@@ -439,6 +453,7 @@ pub(super) fn get_head<'a>(c: &mut Cur<'a>) -> R<HeadView<'a>> {
     }
     Ok(HeadView {
         text: TextCheck { len, hash, runs_at },
+        runs,
         rows,
         n_runs,
         n_pipelines,
@@ -454,7 +469,61 @@ pub(super) fn get_head<'a>(c: &mut Cur<'a>) -> R<HeadView<'a>> {
     })
 }
 
+/// The runs column by column (`N4R2`, see `write::put_tail`).
 pub(super) fn get_tail(c: &mut Cur<'_>, st: &mut SummaryState) -> R<()> {
+    let n = c.len()?;
+    let names = (0..n).map(|_| c.s()).collect::<R<Vec<_>>>()?;
+    let counts = (0..n).map(|_| c.u()).collect::<R<Vec<_>>>()?;
+    let nm = c.len()?;
+    let metrics = (0..nm).map(|_| c.s()).collect::<R<Vec<_>>>()?;
+    let mut per_run = Vec::with_capacity(n);
+    let mut total = 0usize;
+    for _ in 0..n {
+        let nb = c.len()?;
+        let idx = (0..nb)
+            .map(|_| {
+                let i = c.len()?;
+                metrics
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| CodecError("metric index out of range".into()))
+            })
+            .collect::<R<Vec<_>>>()?;
+        total += nb;
+        per_run.push(idx);
+    }
+    let tags = c.take(total)?;
+    let mut tag = tags.iter();
+    let mut runs = Vec::with_capacity(n);
+    for ((name, count), idx) in names.into_iter().zip(counts).zip(per_run) {
+        let mut best: SmallMap<Best> = SmallMap::default();
+        for metric in idx {
+            let t = *tag.next().expect("one tag per best");
+            if t > 3 {
+                return bad("bad presence byte");
+            }
+            let val = if t & 1 == 1 { Some(c.f()?) } else { None };
+            let test = if t & 2 == 2 { Some(c.f()?) } else { None };
+            *best.get_or_default(metric) = Best { val, test };
+        }
+        runs.push((name.to_string(), RunState { n: count, best }));
+    }
+    st.runs = runs.into_iter().collect();
+    get_pipelines(c, st)
+}
+
+fn get_pipelines(c: &mut Cur<'_>, st: &mut SummaryState) -> R<()> {
+    let n = c.len()?;
+    let mut pipelines = Vec::with_capacity(n);
+    for _ in 0..n {
+        pipelines.push(c.s()?.to_string());
+    }
+    st.pipelines = pipelines.into_iter().collect();
+    Ok(())
+}
+
+/// The runs run by run, as 1.2 wrote them (`N4R1`).
+pub(super) fn get_tail_v1(c: &mut Cur<'_>, st: &mut SummaryState) -> R<()> {
     let n = c.len()?;
     let mut runs = Vec::with_capacity(n);
     for _ in 0..n {
@@ -473,11 +542,5 @@ pub(super) fn get_tail(c: &mut Cur<'_>, st: &mut SummaryState) -> R<()> {
         runs.push((name.to_string(), RunState { n: count, best }));
     }
     st.runs = runs.into_iter().collect();
-    let n = c.len()?;
-    let mut pipelines = Vec::with_capacity(n);
-    for _ in 0..n {
-        pipelines.push(c.s()?.to_string());
-    }
-    st.pipelines = pipelines.into_iter().collect();
-    Ok(())
+    get_pipelines(c, st)
 }

@@ -1,7 +1,7 @@
-//! Writing the 1.2 state: LEB128 varints, little-endian floats,
+//! Writing the state (1.2, 1.3): LEB128 varints, little-endian floats,
 //! length-prefixed strings, the head and the runs.
 
-use super::TextCheck;
+use super::{RunsPlace, TextCheck};
 use crate::metric::Direction;
 use crate::summary::topk::TopEntry;
 use crate::summary::{ScoreState, SummaryState};
@@ -123,14 +123,21 @@ pub(super) fn put_counts(out: &mut Vec<u8>, m: &BTreeMap<String, u64>) {
     }
 }
 
-pub(super) fn put_head(out: &mut Vec<u8>, st: &SummaryState, text: &TextCheck, runs_len: u64) {
+pub(super) fn put_head(out: &mut Vec<u8>, st: &SummaryState, text: &TextCheck, runs: &RunsPlace) {
     put_u(out, text.len);
     out.extend_from_slice(&text.hash.to_le_bytes());
     put_u(out, text.runs_at.map_or(0, |a| a + 1));
     put_u(out, st.rows);
     put_u(out, st.runs.len() as u64);
     put_u(out, st.pipelines.len() as u64);
-    put_u(out, runs_len);
+    match runs {
+        RunsPlace::KeyValue { len } => put_u(out, *len),
+        RunsPlace::Body(r) => {
+            put_u(out, r.len);
+            put_u(out, r.at);
+            out.extend_from_slice(&r.hash.to_le_bytes());
+        }
+    }
     put_u(out, st.dataset_names.len() as u64);
     st.dataset_names.iter().for_each(|n| put_s(out, n));
     for s in st.scores() {
@@ -166,7 +173,51 @@ pub(super) fn put_head(out: &mut Vec<u8>, st: &SummaryState, text: &TextCheck, r
     }
 }
 
+/// The runs and pipelines, column by column (format 1.3, `N4R2`): the
+/// names, the row counts, a metric table and each run's metric indexes,
+/// a presence byte per best, then the best scores' bytes, then the
+/// pipelines. Like values side by side compress about 1.5x better than
+/// run by run (`N4R1`, [`put_tail_v1`]): on `big`'s 1,890 configs the
+/// zstd-3 value went from 31.3 KB to 21.7 KB.
 pub(super) fn put_tail(out: &mut Vec<u8>, st: &SummaryState) {
+    put_u(out, st.runs.len() as u64);
+    for name in st.runs.keys() {
+        put_s(out, name);
+    }
+    for r in st.runs.values() {
+        put_u(out, r.n);
+    }
+    let mut metrics: Vec<&str> = st
+        .runs
+        .values()
+        .flat_map(|r| r.best.iter().map(|(m, _)| m.as_str()))
+        .collect();
+    metrics.sort_unstable();
+    metrics.dedup();
+    put_u(out, metrics.len() as u64);
+    metrics.iter().for_each(|m| put_s(out, m));
+    for r in st.runs.values() {
+        put_u(out, r.best.iter().count() as u64);
+        for (m, _) in r.best.iter() {
+            let at = metrics.binary_search(&m.as_str()).expect("collected above");
+            put_u(out, at as u64);
+        }
+    }
+    let bests = || st.runs.values().flat_map(|r| r.best.iter().map(|(_, b)| b));
+    for b in bests() {
+        out.push(u8::from(b.val.is_some()) | (u8::from(b.test.is_some()) << 1));
+    }
+    for b in bests() {
+        b.val.into_iter().chain(b.test).for_each(|x| put_f(out, x));
+    }
+    put_u(out, st.pipelines.len() as u64);
+    st.pipelines.iter().for_each(|p| put_s(out, p));
+}
+
+/// The runs as 1.2 wrote them (`N4R1`), run by run; kept to test that
+/// those values still decode.
+#[cfg(test)]
+pub(super) fn put_tail_v1(out: &mut Vec<u8>, st: &SummaryState) {
     put_u(out, st.runs.len() as u64);
     for (name, r) in &st.runs {
         put_s(out, name);

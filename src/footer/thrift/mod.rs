@@ -25,7 +25,7 @@ use cursor::Cursor;
 pub use locate::{
     find_state_key, locate_key_values, locate_state, locate_summary, parse_counts, summary_framing,
 };
-pub use rewrite::replace_key_values;
+pub use rewrite::{is_compatible, make_compatible, replace_key_values};
 
 /// What [`parse_file_metadata`] extracts.
 #[derive(Debug, Default, PartialEq)]
@@ -348,7 +348,7 @@ mod tests {
         ] {
             let f = std::fs::File::open(&p).unwrap();
             let len = f.metadata().unwrap().len();
-            let (bytes, _) = crate::reader::footer::footer_bytes(&f, &p, len).unwrap();
+            let (bytes, _) = crate::footer::footer_bytes(&f, &p, len).unwrap();
             let skim = parse_file_metadata(&bytes).unwrap();
             let kv: Vec<(&str, &str)> = skim
                 .key_values
