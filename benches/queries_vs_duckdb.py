@@ -7,7 +7,8 @@ Each query is run by DuckDB in this process (one untimed warm-up, then the
 median of N) and by `n4a ... --format json` as a child process (one untimed
 run, then the median of N wall times; peak RSS from wait4). The answers are
 compared: pages by (total, ids in order), top-k by (id, score) in order,
-group-bys by (key, count, mean to 8 places, min, max, best). DuckDB's SQL
+group-bys by (metric, partition, key, count, mean to 8 places, min, max,
+best): within one metric and partition at a time, as n4a answers them. DuckDB's SQL
 uses the same order and tie rules as n4a: pages ORDER BY the column, then
 id; top-k best first, ties in file order (dataset, then row: nirs4all's own
 rule, the one the footers' heaps keep); group-by means over non-null scores
@@ -65,13 +66,21 @@ def queries(ws):
         ["top", ws, "--k", "10", "--metric", "mse", "--partition", "val"],
         [f"SELECT id, val_score FROM {src(ws)} WHERE partition = 'val' AND metric = 'mse' "
          "ORDER BY val_score, parse_filename(filename, true), file_row_number LIMIT 10"], "top")
+    # Group-bys within one metric and one partition at a time (issue 29:
+    # n4a never pools scores of different metrics, nor a prediction's
+    # train, val and test rows): DuckDB groups by (metric, partition, key),
+    # the same answer. Before issue 29 both pooled every row by the key
+    # alone; the ratios of the two shapes are compared, not their times.
     for key, col in [("model_name", "model_name"), ("config_name", "config_name"),
                      ("dataset", "parse_filename(filename, true)"), ("partition", "partition"),
                      ("fold_id", "fold_id")]:
+        part = "NULL" if key == "partition" else "partition"
+        by = "metric, k" if key == "partition" else "metric, partition, k"
         q[f"group_{key}"] = (
             ["stats", ws, "--group-by", key, "--direction", "max", "--partition", "all"],
-            [f"SELECT {col} AS k, count(*), avg(val_score), min(val_score), max(val_score), max(val_score) "
-             f"FROM {src(ws)} GROUP BY k ORDER BY k NULLS LAST"], "group")
+            [f"SELECT metric, {part} AS p, {col} AS k, count(*), avg(val_score), min(val_score), "
+             f"max(val_score), max(val_score) FROM {src(ws)} GROUP BY {by} "
+             "ORDER BY metric NULLS LAST, p NULLS LAST, k NULLS LAST"], "group")
     return q
 
 
@@ -82,10 +91,10 @@ def duck_answer(kind, res):
     if kind == "top":
         return {"rows": [[r[0], float(r[1])] for r in res[0]]}
     out = []
-    for k, c, mean, mn, mx, best in res[0]:
+    for m, p, k, c, mean, mn, mx, best in res[0]:
         if k is not None and k.endswith(".meta"):
             k = k[: -len(".meta")]
-        out.append([k, int(c), None if mean is None else round(mean, 8), mn, mx, best])
+        out.append([m, p, k, int(c), None if mean is None else round(mean, 8), mn, mx, best])
     return {"groups": out}
 
 
@@ -94,8 +103,11 @@ def n4a_answer(kind, doc):
         return {"total": doc["total"], "ids": [r["id"] for r in doc["records"]]}
     if kind == "top":
         return {"rows": [[r["id"], r["val_score"]] for r in doc["records"]]}
-    return {"groups": [[g["key"], g["count"], None if g.get("mean") is None else round(g["mean"], 8),
-                        g.get("min"), g.get("max"), g.get("best")] for g in doc["groups"]]}
+    splits = doc.get("by_metric", [doc])
+    return {"groups": [[s["metric"], s["partition"], g["key"], g["count"],
+                        None if g.get("mean") is None else round(g["mean"], 8),
+                        g.get("min"), g.get("max"), g.get("best")]
+                       for s in splits for g in s["groups"]]}
 
 
 def run_duck(con, stmts):

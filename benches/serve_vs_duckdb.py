@@ -64,7 +64,9 @@ def queries(ws):
     duck = {k: (v[1], v[2]) for k, v in q.items()}
     duck["page_next"] = (qv.page_sql(ws, "partition = 'val'", "val_score ASC", 50, 50), "page")
     for key in ["model_name", "config_name", "dataset", "partition", "fold_id"]:
-        out[f"group_{key}"] = ("groups", [("group_by", key), ("direction", "max")])
+        # Every partition, as the CLI's `stats --partition all` (one
+        # grouping per metric and partition; the server's default is val).
+        out[f"group_{key}"] = ("groups", [("group_by", key), ("direction", "max"), ("partition", "all")])
     return {k: (ep, params, *duck[k]) for k, (ep, params) in out.items()}
 
 

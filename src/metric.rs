@@ -62,6 +62,16 @@ impl Direction {
             Direction::TowardZero => "toward_zero",
         }
     }
+
+    /// What the direction means, for people: `higher is better`, `lower is
+    /// better`, `nearer zero is better`.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            Direction::Maximize => "higher is better",
+            Direction::Minimize => "lower is better",
+            Direction::TowardZero => "nearer zero is better",
+        }
+    }
 }
 
 /// nirs4all's metrics and their directions. `bias` is best at zero.

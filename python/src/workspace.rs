@@ -143,9 +143,10 @@ impl Workspace {
         table_with_info(py, page.records, &info)
     }
 
-    /// The best `k` predictions by the score in its metric's direction
-    /// (`n4a top`): the val partition unless `partition` says otherwise
-    /// (`"all"`: every row).
+    /// The best `k` model instances by the score in its metric's
+    /// direction (`n4a top`): the val partition unless `partition` says
+    /// otherwise (`"all"`: every row). A workspace of several metrics gives
+    /// one list per metric, in one table led by a `metric` column.
     #[pyo3(signature = (k = 10, *, direction = None, score = "val_score", r#where = None, **filters))]
     fn top<'py>(
         &self,
@@ -162,22 +163,42 @@ impl Workspace {
             direction: direction.as_deref().map(parse_direction).transpose()?,
             score: score.to_string(),
         };
-        let (top, batch) = py
+        let lists = py
             .detach(|| -> n4a::Result<_> {
                 self.sync()?;
-                let top = self.engine().top(&q)?;
-                let batch = top.to_batch()?;
-                Ok((top, batch))
+                let lists = self.engine().top_by_metric(&q)?;
+                let batches = lists
+                    .iter()
+                    .map(|(_, t)| t.to_batch())
+                    .collect::<n4a::Result<Vec<_>>>()?;
+                Ok((lists, batches))
             })
             .or_raise()?;
-        let info = without(to_json(&top)?, "records");
-        table_with_info(py, batch, &info)
+        let (lists, batches) = lists;
+        if let ([(metric, top)], [batch]) = (lists.as_slice(), batches.as_slice()) {
+            let mut info = without(to_json(top)?, "records");
+            info["metric"] = serde_json::json!(metric);
+            return table_with_info(py, batch.clone(), &info);
+        }
+        // Several metrics: one list each (by its own direction), in one
+        // table led by a `metric` column.
+        let mut led = Vec::with_capacity(batches.len());
+        let mut by_metric = Vec::with_capacity(lists.len());
+        for ((metric, top), b) in lists.iter().zip(&batches) {
+            led.push(with_columns(b, &[("metric", metric.as_deref())])?);
+            let mut v = without(to_json(top)?, "records");
+            v["metric"] = serde_json::json!(metric);
+            by_metric.push(v);
+        }
+        let batch = arrow_select::concat::concat_batches(&led[0].schema(), &led)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        table_with_info(py, batch, &serde_json::json!({ "by_metric": by_metric }))
     }
 
     /// Counts and score statistics per group (`n4a stats`), over the val
-    /// partition unless `partition` says otherwise. When the rows mix
-    /// metrics and no direction is given, one grouping per metric, in one
-    /// table led by a `metric` column.
+    /// partition unless `partition` says otherwise, within one metric at a
+    /// time (and one partition at a time with `partition="all"`): several
+    /// groupings come in one table led by `metric` and `partition` columns.
     #[pyo3(signature = (group_by, *, count_mean_only = false, direction = None, score = "val_score", r#where = None, **filters))]
     // One argument per Python keyword: the signature is the API.
     #[allow(clippy::too_many_arguments)]
@@ -204,18 +225,29 @@ impl Workspace {
                 self.sync()?;
                 self.engine().group_by_metric(&q)
             })
-            .or_raise()?;
-        if let [(None, g)] = answers.as_slice() {
+            .or_raise()?
+            .groupings;
+        if let [(split, g)] = answers.as_slice() {
             let batch = g.to_batch(key).or_raise()?;
-            return table_with_info(py, batch, &without(to_json(g)?, "groups"));
+            let mut info = without(to_json(&g.clone_without_groups())?, "groups");
+            info["metric"] = serde_json::json!(split.metric);
+            info["partition"] = serde_json::json!(split.partition);
+            return table_with_info(py, batch, &info);
         }
         let mut batches = Vec::with_capacity(answers.len());
         let mut by_metric = Vec::with_capacity(answers.len());
-        for (metric, g) in &answers {
+        for (split, g) in &answers {
             let b = g.to_batch(key).or_raise()?;
-            batches.push(with_metric(&b, metric.as_deref().unwrap_or_default())?);
-            let mut v = without(to_json(g)?, "groups");
-            v["metric"] = serde_json::json!(metric);
+            batches.push(with_columns(
+                &b,
+                &[
+                    ("metric", split.metric.as_deref()),
+                    ("partition", split.partition.as_deref()),
+                ],
+            )?);
+            let mut v = without(to_json(&g.clone_without_groups())?, "groups");
+            v["metric"] = serde_json::json!(split.metric);
+            v["partition"] = serde_json::json!(split.partition);
             by_metric.push(v);
         }
         let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
@@ -358,14 +390,17 @@ fn to_json(v: &impl serde::Serialize) -> PyResult<serde_json::Value> {
     serde_json::to_value(v).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// `b` led by a `metric` column holding `metric` on every row.
-fn with_metric(b: &RecordBatch, metric: &str) -> PyResult<RecordBatch> {
-    let mut fields: Vec<Field> = vec![Field::new("metric", arrow_schema::DataType::Utf8, false)];
+/// `b` led by constant string columns (a grouping's metric, partition).
+fn with_columns(b: &RecordBatch, lead: &[(&str, Option<&str>)]) -> PyResult<RecordBatch> {
+    let mut fields: Vec<Field> = lead
+        .iter()
+        .map(|(name, _)| Field::new(*name, arrow_schema::DataType::Utf8, true))
+        .collect();
     fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
-    let mut cols: Vec<ArrayRef> = vec![std::sync::Arc::new(StringArray::from(vec![
-        metric;
-        b.num_rows()
-    ]))];
+    let mut cols: Vec<ArrayRef> = lead
+        .iter()
+        .map(|(_, v)| std::sync::Arc::new(StringArray::from(vec![*v; b.num_rows()])) as ArrayRef)
+        .collect();
     cols.extend(b.columns().iter().cloned());
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)
         .map_err(|e| PyValueError::new_err(e.to_string()))

@@ -95,16 +95,70 @@ def test_top_is_the_clis(gen_ws, case):
     t = n4a.Workspace(gen_ws).top(kw.pop("k"), **kw)
     want = cli_json("top", gen_ws, *case["flags"])
     got = t.to_pylist()
-    assert [{k: v for k, v in r.items() if v is not None or k != "dataset"} for r in got] == want.pop("records")
-    assert n4a.info(t) == want
+    info = n4a.info(t)
+
+    def shown(rows):
+        return [{k: v for k, v in r.items() if v is not None or k not in ("dataset", "train_score")} for r in rows]
+
+    if "records" in want:
+        # One metric: one list, as the CLI's top-level answer.
+        want.pop("by_metric")
+        assert shown(got) == want.pop("records")
+        assert info == want
+    else:
+        # Several metrics (issue 29): one list each, the table led by a
+        # `metric` column, each list's answer under `by_metric`.
+        lists = want["by_metric"]
+        assert t.column_names[0] == "metric"
+        assert [m["metric"] for m in info["by_metric"]] == [w["metric"] for w in lists]
+        for m, w in zip(info["by_metric"], lists, strict=True):
+            rows = [{k: v for k, v in r.items() if k != "metric"} for r in got if r["metric"] == w["metric"]]
+            assert shown(rows) == w.pop("records")
+            assert m == w
 
 
-def test_top_of_mixed_directions_is_refused_like_the_cli(gen_ws):
-    with pytest.raises(n4a.errors.InvalidQueryError) as e:
-        n4a.Workspace(gen_ws).top(3)
-    assert e.value.kind == "invalid_query"
-    assert "mix metrics" in str(e.value)
-    assert cli("top", gen_ws, "--k", 3, check=False).returncode != 0
+def test_top_of_mixed_metrics_gives_one_list_per_metric_like_the_cli(gen_ws):
+    """Issue 29: the README's `top WS --k 5` on a workspace of several
+    metrics answers the best of each metric by its own direction, never a
+    refusal and never one ranking across metrics."""
+    t = n4a.Workspace(gen_ws).top(3)
+    lists = n4a.info(t)["by_metric"]
+    assert len(lists) > 1
+    rows = t.to_pylist()
+    for m in lists:
+        scores = [r["val_score"] for r in rows if r["metric"] == m["metric"]]
+        assert 0 < len(scores) <= 3
+        lower = m["direction"] == "minimize"
+        assert scores == sorted(scores, reverse=not lower), m
+    want = cli_json("top", gen_ws, "--k", 3)
+    assert [m["metric"] for m in want["by_metric"]] == [m["metric"] for m in lists]
+
+
+def test_a_workspace_of_mixed_metrics_answers_per_metric_like_the_cli(tmp_path):
+    """Issue 29, on the mixed-metrics fixture (nirs4all's files plus
+    generated rows of four metrics): the best instances of each metric, the
+    groupings per metric and partition, and the summary's per-metric parts,
+    as the CLI answers them."""
+    ws_dir = tmp_path / "mixed"
+    shutil.copytree(FIXTURES / "mixed-workspace", ws_dir)
+    ws = n4a.Workspace(str(ws_dir))
+    t = ws.top(3)
+    want = cli_json("top", ws_dir, "--k", 3)
+    lists = want["by_metric"]
+    assert [m["metric"] for m in lists] == ["accuracy", "balanced_accuracy", "mse", "rmse"]
+    rows = t.to_pylist()
+    for w in lists:
+        got = [r["id"] for r in rows if r["metric"] == w["metric"]]
+        assert got == [r["id"] for r in w["records"]], w["metric"]
+    s = ws.stats("model", partition="all")
+    want = cli_json("stats", ws_dir, "--group-by", "model", "--partition", "all")
+    splits = [(m["metric"], m["partition"]) for m in n4a.info(s)["by_metric"]]
+    assert splits == [(m["metric"], m["partition"]) for m in want["by_metric"]]
+    assert sum(s.column("count").to_pylist()) == n4a.info(ws.query(limit=0))["total"]
+    summary = ws.summary()
+    assert summary["stats"] is None
+    assert all(m["avg_val_score"] is None for m in summary["models"])
+    assert sorted(m["name"] for m in summary["metrics"]) == ["accuracy", "balanced_accuracy", "mse", "rmse"]
 
 
 STATS = [
@@ -119,17 +173,19 @@ STATS = [
 def test_stats_is_the_clis(gen_ws, case):
     t = n4a.Workspace(gen_ws).stats(*case["args"], **case["kw"])
     want = cli_json("stats", gen_ws, *case["flags"])
-    key = t.column_names[1] if "by_metric" in want else t.column_names[0]
+    key = t.column_names[2] if "by_metric" in want else t.column_names[0]
     rows = plain(t.to_pylist())
     info = n4a.info(t)
     if "by_metric" in want:
-        assert t.column_names[0] == "metric"
+        # One grouping per metric and partition (issue 29), the table led
+        # by the two.
+        assert t.column_names[:2] == ["metric", "partition"]
         got = []
         for m in info["by_metric"]:
             groups = [
-                {k: v for k, v in r.items() if k != "metric"}
+                {k: v for k, v in r.items() if k not in ("metric", "partition")}
                 for r in rows
-                if r["metric"] == m["metric"]
+                if (r["metric"], r["partition"]) == (m["metric"], m["partition"])
             ]
             got.append(dict(m, groups=groups))
         expected = want["by_metric"]

@@ -68,10 +68,23 @@ pub fn gen_cmd(a: GenArgs) -> anyhow::Result<ExitCode> {
 pub fn demo() -> anyhow::Result<ExitCode> {
     let out = Path::new("n4a-demo");
     println!(
-        "n4a demo: generating a workspace in {}/ (4 datasets x 2,000 rows, seed 42)\n",
+        "n4a demo: a workspace of 4 datasets x 2,000 predictions (regression and classification, \
+         seed 42) generated in {}/, then what n4a tells of it (`n4a summary {}`)\n",
+        out.display(),
         out.display()
     );
-    generate(out, &GenOptions::default(), Format::Table, false)
+    let made = n4a::generate::generate(out, &GenOptions::default())
+        .with_context(|| format!("generating into {}", out.display()))?;
+    let _ = made;
+    let ws = n4a::reader::Workspace::open(out)?.with_cache(false);
+    let s = ws.summary()?;
+    print!("{}", super::summary::workspace_text(&s));
+    println!(
+        "\nNext: n4a top {0} --k 5, n4a stats {0} --group-by model, n4a query {0} --model PLS --limit 10, \
+         n4a serve {0}",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(

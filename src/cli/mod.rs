@@ -32,10 +32,20 @@ pub struct Args {
     command: Option<Command>,
 }
 
+/// Output of a report (one answer): a table for people, JSON for programs.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
     Table,
     Json,
+}
+
+/// Output of a listing command (`query`, `top`, `stats`, `summary`,
+/// `refresh`): a table for people, JSON or CSV for programs.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ListFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,8 +69,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         columns: Vec<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = query::QueryFormat::Table)]
-        format: query::QueryFormat,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// The best K predictions by a score, in its metric's direction.
     Top {
@@ -165,6 +175,37 @@ fn raw_stdout() -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
         32 << 10,
         std::fs::File::from(fd),
     ))
+}
+
+/// A path that is not a folder: says what was looked for, on standard
+/// error, and gives exit code 1 (as for a folder without predictions).
+fn not_a_folder(asked: &std::path::Path) -> Option<ExitCode> {
+    if asked.is_dir() {
+        return None;
+    }
+    eprintln!(
+        "error: {} is not a folder: a workspace is a folder of <dataset>.meta.parquet files \
+         or a nirs4all store workspace (store.sqlite)",
+        asked.display()
+    );
+    Some(ExitCode::from(1))
+}
+
+/// A folder with no prediction file in it (nor a nirs4all store): says
+/// what was looked for, on standard error, and gives exit code 1.
+fn no_predictions(
+    ws: &n4a::reader::Workspace,
+    asked: &std::path::Path,
+) -> anyhow::Result<Option<ExitCode>> {
+    if !ws.list()?.files.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "error: no predictions in {}: looked for <dataset>.meta.parquet files (a nirs4all \
+         workspace of the .meta.parquet era) and for store.sqlite (a nirs4all store workspace)",
+        asked.display()
+    );
+    Ok(Some(ExitCode::from(1)))
 }
 
 fn parse_direction(s: &str) -> anyhow::Result<(String, Direction)> {

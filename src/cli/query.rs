@@ -5,43 +5,31 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
-use clap::ValueEnum;
-
 use n4a::metric::Direction;
 use n4a::query::filter::FIELDS;
 use n4a::reader::Workspace;
 
 use super::table::{num, top_table, Table};
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(super) enum QueryFormat {
-    Table,
-    Json,
-    Csv,
-}
+use super::ListFormat;
 
 /// Ranking and output flags shared by `top` and `stats`.
 #[derive(Debug, clap::Args)]
 pub(super) struct RankArgs {
-    /// Force a direction (max, min, zero), e.g. to rank several metrics together.
+    /// Force a direction (max, min, zero) for a metric n4a does not know;
+    /// scores of different metrics are never ranked together.
     #[arg(long)]
     direction: Option<String>,
     /// Score column.
     #[arg(long, default_value = "val_score")]
     score: String,
-    /// Output format (table or json).
-    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-    format: QueryFormat,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
 }
 
 impl RankArgs {
-    /// The direction, checked, and the format, refused before any work
-    /// when it is CSV (only `query` writes CSV).
-    fn checked(&self) -> anyhow::Result<(Option<Direction>, QueryFormat)> {
-        if self.format == QueryFormat::Csv {
-            bail!("--format csv is for `n4a query`; use json or table");
-        }
+    /// The direction, checked, and the format.
+    fn checked(&self) -> anyhow::Result<(Option<Direction>, ListFormat)> {
         Ok((
             self.direction.as_deref().map(parse_dir).transpose()?,
             self.format,
@@ -106,7 +94,7 @@ impl clap::Args for FilterArgs {
 impl FilterArgs {
     /// The filters of a ranking ([`n4a::query::Filters::for_ranking`]) and
     /// which rows they keep, for the header.
-    fn ranking(&self) -> Result<(n4a::query::Filters, &'static str), n4a::Error> {
+    fn ranking(&self) -> Result<(n4a::query::Filters, String), n4a::Error> {
         Ok(n4a::query::Filters::try_from(self)?.for_ranking())
     }
 }
@@ -134,7 +122,7 @@ pub(super) fn page_cmd(
     offset: usize,
     limit: usize,
     columns: Vec<String>,
-    format: QueryFormat,
+    format: ListFormat,
 ) -> anyhow::Result<ExitCode> {
     let q = n4a::query::PageQuery {
         filters: (&filters).try_into()?,
@@ -143,17 +131,28 @@ pub(super) fn page_cmd(
         offset,
         limit,
     };
+    if let Some(code) = super::not_a_folder(&workspace) {
+        return Ok(code);
+    }
     keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
-    let page = n4a::query::QueryEngine::new(&ws).page(&q)?;
+    if let Some(code) = super::no_predictions(&ws, &workspace)? {
+        return Ok(code);
+    }
+    let engine = n4a::query::QueryEngine::new(&ws);
+    let page = engine.page(&q)?;
     print_page(&page, &q, format)?;
+    if page.total == 0 {
+        explain_empty(&engine, &q.filters, &ws)?;
+    }
     Ok(read.exit(exit_for(&page.provenance)))
 }
 
-/// `n4a top`: the best K rows by the metric's direction.
+/// `n4a top`: the best K model instances of each metric, by its
+/// direction.
 pub(super) fn top_cmd(
     workspace: PathBuf,
     filters: FilterArgs,
@@ -161,6 +160,7 @@ pub(super) fn top_cmd(
     rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
+    let given = n4a::query::Filters::try_from(&filters)?;
     let (filters, rows) = filters.ranking()?;
     let q = n4a::query::TopQuery {
         filters,
@@ -168,30 +168,113 @@ pub(super) fn top_cmd(
         direction,
         score: rank.score,
     };
+    if let Some(code) = super::not_a_folder(&workspace) {
+        return Ok(code);
+    }
     keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
-    let top = n4a::query::QueryEngine::new(&ws).top(&q)?;
+    if let Some(code) = super::no_predictions(&ws, &workspace)? {
+        return Ok(code);
+    }
+    let engine = n4a::query::QueryEngine::new(&ws);
+    let lists = engine.top_by_metric(&q)?;
     match format {
-        QueryFormat::Json => println!("{}", serde_json::to_string(&top)?),
-        QueryFormat::Csv | QueryFormat::Table => {
+        ListFormat::Json => {
             println!(
-                "top {} by {} ({}) over {rows}, served by {}",
-                q.k,
-                q.score,
-                top.direction.map_or("no rows", |d| d.as_str()),
-                served(top.served_by, &top.provenance)
+                "{}",
+                serde_json::to_string(&n4a::query::TopLists(lists.clone()))?
             );
-            print!("{}", top_table(&top.records, usize::MAX, None));
-            print_errors(&top.provenance);
+        }
+        ListFormat::Csv => top_csv(&lists, std::io::stdout().lock())?,
+        ListFormat::Table => {
+            for (i, (metric, top)) in lists.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!(
+                    "best {} model instances{} by {} ({}) over {rows}; {}",
+                    q.k,
+                    metric
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(" of {m}")),
+                    q.score,
+                    top.direction.map_or("no rows", |d| d.in_words()),
+                    served(top.served_by, &top.provenance)
+                );
+                print!("{}", top_table(&top.records, usize::MAX, None));
+            }
         }
     }
-    Ok(read.exit(exit_for(&top.provenance)))
+    let all: Vec<&n4a::query::Provenance> = lists.iter().map(|(_, t)| &t.provenance).collect();
+    if format == ListFormat::Table {
+        print_errors(&merged_errors(&all));
+    }
+    if lists.iter().all(|(_, t)| t.records.is_empty()) {
+        explain_empty(&engine, &given, &ws)?;
+    }
+    Ok(read.exit(exit_for(&merged_errors(&all))))
 }
 
-/// `n4a stats`: counts and score statistics per group.
+/// The `top` answer as CSV: one row per entry, led by its metric and rank.
+fn top_csv(
+    lists: &[(Option<String>, n4a::query::TopAnswer)],
+    out: impl Write,
+) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "metric",
+        "rank",
+        "dataset",
+        "id",
+        "model_name",
+        "config_name",
+        "fold_id",
+        "partition",
+        "val_score",
+        "test_score",
+        "train_score",
+    ])?;
+    let f = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    for (metric, top) in lists {
+        for (i, e) in top.records.iter().enumerate() {
+            let s = |v: &Option<String>| v.clone().unwrap_or_default();
+            w.write_record([
+                s(metric),
+                (i + 1).to_string(),
+                s(&e.dataset),
+                s(&e.id),
+                s(&e.model_name),
+                s(&e.config_name),
+                s(&e.fold_id),
+                s(&e.partition),
+                f(e.val_score),
+                f(e.test_score),
+                f(e.train_score),
+            ])?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Each file's error once, however many answers met it.
+fn merged_errors(all: &[&n4a::query::Provenance]) -> n4a::query::Provenance {
+    let mut out = n4a::query::Provenance::default();
+    for p in all {
+        for e in &p.errors {
+            if !out.errors.iter().any(|x| x.path == e.path) {
+                out.errors.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// `n4a stats`: counts and score statistics per group, within one metric
+/// (and one partition over every partition) at a time.
 pub(super) fn stats_cmd(
     workspace: PathBuf,
     filters: FilterArgs,
@@ -200,6 +283,7 @@ pub(super) fn stats_cmd(
     rank: RankArgs,
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
+    let given = n4a::query::Filters::try_from(&filters)?;
     let (filters, rows) = filters.ranking()?;
     let q = n4a::query::GroupQuery {
         filters,
@@ -208,42 +292,77 @@ pub(super) fn stats_cmd(
         count_and_mean_only: count_mean_only,
         direction,
     };
+    if let Some(code) = super::not_a_folder(&workspace) {
+        return Ok(code);
+    }
     keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
         .with_summaries(false);
-    let answers = n4a::query::QueryEngine::new(&ws).group_by_metric(&q)?;
+    if let Some(code) = super::no_predictions(&ws, &workspace)? {
+        return Ok(code);
+    }
+    let engine = n4a::query::QueryEngine::new(&ws);
+    let grouped = engine.group_by_metric(&q)?;
+    let answers = &grouped.groupings;
     match format {
-        QueryFormat::Json => {
+        ListFormat::Json => {
             let mut out = std::io::stdout().lock();
-            if let [(None, g)] = answers.as_slice() {
-                out.write_all(&g.to_json(&ws))?;
-            } else {
-                let by: Vec<serde_json::Value> = answers
-                    .iter()
-                    .map(|(m, g)| {
-                        let mut v = serde_json::to_value(g).unwrap_or_default();
-                        v["metric"] = serde_json::json!(m);
-                        v
-                    })
-                    .collect();
-                serde_json::to_writer(&mut out, &serde_json::json!({ "by_metric": by }))?;
-            }
+            grouped.write_json(&ws, &mut out)?;
             out.write_all(b"\n")?;
         }
-        QueryFormat::Csv | QueryFormat::Table => {
-            for (i, (m, g)) in answers.iter().enumerate() {
+        ListFormat::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record([
+                "metric",
+                "partition",
+                q.key.column(),
+                "count",
+                "mean",
+                "min",
+                "max",
+                "best",
+            ])?;
+            let f = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+            for (split, g) in answers {
+                for r in &g.groups {
+                    w.write_record([
+                        split.metric.clone().unwrap_or_default(),
+                        split.partition.clone().unwrap_or_default(),
+                        r.key.clone().unwrap_or_default(),
+                        r.count.to_string(),
+                        f(r.mean),
+                        f(r.min),
+                        f(r.max),
+                        f(r.best),
+                    ])?;
+                }
+            }
+            w.flush()?;
+        }
+        ListFormat::Table => {
+            for (i, (split, g)) in answers.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
+                // Which rows: the grouping's partition where the answer is
+                // split by partition, else the partition filter's words.
+                let over = match &split.partition {
+                    Some(p) if answers.len() > 1 && q.filters.get("partition").is_none() => {
+                        format!("the {p} partition")
+                    }
+                    _ => rows.to_string(),
+                };
                 println!(
-                    "{} by {}{}, best by {}, over {rows}, served by {}",
+                    "{} by {}{}, over {over}; best: {}; {}",
                     q.score,
                     q.key.column(),
-                    m.as_ref()
-                        .map_or(String::new(), |m| format!(" for metric {m}")),
-                    g.direction.map_or("-", |d| d.as_str()),
+                    split
+                        .metric
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", metric {m}")),
+                    g.direction.map_or("not asked", |d| d.in_words()),
                     served(g.served_by, &g.provenance)
                 );
                 let mut t = Table::new(&[q.key.column(), "count", "mean", "min", "max", "best"]);
@@ -259,25 +378,47 @@ pub(super) fn stats_cmd(
                 }
                 print!("{}", t.render());
             }
-            // Each file's error once, however many groupings met it.
-            let mut all = answers[0].1.provenance.clone();
-            for (_, g) in &answers[1..] {
-                for e in &g.provenance.errors {
-                    if !all.errors.iter().any(|x| x.path == e.path) {
-                        all.errors.push(e.clone());
-                    }
-                }
-            }
-            print_errors(&all);
         }
     }
-    Ok(read.exit(
-        answers
-            .iter()
-            .map(|(_, g)| exit_for(&g.provenance))
-            .find(|c| *c != ExitCode::SUCCESS)
-            .unwrap_or(ExitCode::SUCCESS),
-    ))
+    let all: Vec<&n4a::query::Provenance> = answers.iter().map(|(_, g)| &g.provenance).collect();
+    let errors = merged_errors(&all);
+    if format == ListFormat::Table {
+        print_errors(&errors);
+    }
+    if answers.iter().all(|(_, g)| g.groups.is_empty()) {
+        explain_empty(&engine, &given, &ws)?;
+    }
+    Ok(read.exit(exit_for(&errors)))
+}
+
+/// An empty answer exits 0 but says why on standard error: each filter
+/// value that matches no row of the workspace, with the nearest values
+/// that do; or that only the filters together match nothing.
+fn explain_empty(
+    engine: &n4a::query::QueryEngine<'_>,
+    given: &n4a::query::Filters,
+    _ws: &Workspace,
+) -> anyhow::Result<()> {
+    let unmatched = engine.unmatched(given)?;
+    for u in &unmatched {
+        let field = u.field.replace('_', " ");
+        if u.nearest.is_empty() {
+            eprintln!(
+                "note: no prediction has {field} {:?} (the workspace has none)",
+                u.value
+            );
+        } else {
+            eprintln!(
+                "note: no prediction has {field} {:?}; nearest: {}",
+                u.value,
+                u.nearest.join(", ")
+            );
+        }
+    }
+    if unmatched.is_empty() && (!given.values.is_empty() || !given.ranges.is_empty()) {
+        eprintln!("note: no prediction matches these filters together (each value alone exists)");
+    }
+    Ok(())
 }
 
 fn parse_dir(s: &str) -> anyhow::Result<Direction> {
@@ -286,15 +427,14 @@ fn parse_dir(s: &str) -> anyhow::Result<Direction> {
 }
 
 fn served(by: n4a::query::ServedBy, p: &n4a::query::Provenance) -> String {
+    let how = match by {
+        n4a::query::ServedBy::Footers => "answered from the files' summaries",
+        n4a::query::ServedBy::Scan => "answered by reading rows",
+        n4a::query::ServedBy::Pruned => "no file can match",
+    };
     format!(
-        "{} ({} files considered, {} pruned by their footers, {} scanned)",
-        serde_json::to_value(by)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        p.files_considered,
-        p.files_pruned,
-        p.files_scanned
+        "{how} ({} files could match, {} skipped by their summaries, {} read)",
+        p.files_considered, p.files_pruned, p.files_scanned
     )
 }
 
@@ -328,7 +468,7 @@ const TABLE_COLUMNS: [&str; 9] = [
 fn print_page(
     page: &n4a::query::Page,
     q: &n4a::query::PageQuery,
-    format: QueryFormat,
+    format: ListFormat,
 ) -> anyhow::Result<()> {
     let all: Vec<String> = q.columns.clone().unwrap_or_else(|| {
         std::iter::once("dataset".to_string())
@@ -336,9 +476,9 @@ fn print_page(
             .collect()
     });
     match format {
-        QueryFormat::Json => println!("{}", serde_json::to_string(page)?),
-        QueryFormat::Csv => n4a::query::to_csv(&page.records, &all, std::io::stdout().lock())?,
-        QueryFormat::Table => {
+        ListFormat::Json => println!("{}", serde_json::to_string(page)?),
+        ListFormat::Csv => n4a::query::to_csv(&page.records, &all, std::io::stdout().lock())?,
+        ListFormat::Table => {
             let cols: Vec<String> = match &q.columns {
                 Some(c) => c.clone(),
                 None => TABLE_COLUMNS.iter().map(|s| s.to_string()).collect(),
@@ -368,7 +508,7 @@ fn print_page(
             print!("{}", t.render());
             let end = (page.offset + page.records.len()).min(page.total as usize);
             println!(
-                "rows {}-{} of {}{}; served by {}",
+                "rows {}-{} of {}{}; {}",
                 if page.records.is_empty() {
                     page.offset
                 } else {

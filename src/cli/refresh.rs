@@ -9,7 +9,7 @@ use n4a::refresh::{refresh_workspace, Mode, RefreshOptions, Status};
 use n4a::summary::SummaryOptions;
 
 use super::table::Table;
-use super::{parse_direction, Format};
+use super::{parse_direction, ListFormat};
 
 /// The `refresh` flags, as parsed.
 #[derive(Debug, clap::Args)]
@@ -23,9 +23,14 @@ pub struct RefreshArgs {
     /// With --verify: rewrite the summaries that differ.
     #[arg(long, requires = "verify")]
     fix: bool,
-    /// Say what would be done; write nothing.
+    /// Say what would be done; write nothing (exit 0 unless a file could
+    /// not be read).
     #[arg(long)]
     dry_run: bool,
+    /// As --dry-run, but exit 1 when a file needs a refresh: for CI and
+    /// cron jobs that must fail on stale summaries.
+    #[arg(long, conflicts_with = "dry_run")]
+    check: bool,
     /// Also refresh files in sub-folders.
     #[arg(long)]
     recursive: bool,
@@ -38,13 +43,14 @@ pub struct RefreshArgs {
     /// No progress line (it is drawn only when stderr is a terminal).
     #[arg(long, alias = "no-progress")]
     quiet: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    /// Output format (CSV: one row per file).
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
 }
 
-/// Runs `n4a refresh`. Exit code 0 when every file is current at the end,
-/// 1 when any failed or still needs a refresh (dry run, verify without fix).
+/// Runs `n4a refresh`. Exit code 1 when a file failed; with `--check` or
+/// `--verify` (without `--fix`), also when a file needs a refresh; else 0
+/// (a dry run that worked reports and exits 0).
 pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
     let mut summary = SummaryOptions::default();
     for d in &a.directions {
@@ -57,12 +63,15 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
         } else {
             Mode::Refresh
         },
-        write: !a.dry_run && (!a.verify || a.fix),
+        write: !a.dry_run && !a.check && (!a.verify || a.fix),
         threads: a.threads,
         recursive: a.recursive,
         summary,
         before_commit: None,
     };
+    if let Some(code) = super::not_a_folder(&a.workspace) {
+        return Ok(code);
+    }
     // The total is known at the first file: a line made then.
     let line: std::sync::OnceLock<super::progress::Progress> = std::sync::OnceLock::new();
     let counts = std::sync::Mutex::new((0usize, 0usize));
@@ -79,10 +88,43 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
     if let Some(l) = line.get() {
         l.finish();
     }
-    if a.format == Format::Json {
+    if report.files.is_empty() {
+        eprintln!(
+            "error: no prediction files in {}: refresh looks for <dataset>.meta.parquet files{}",
+            a.workspace.display(),
+            if a.recursive {
+                " in it and its sub-folders"
+            } else {
+                " (--recursive for sub-folders)"
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if a.format == ListFormat::Json {
         let mut v = serde_json::to_value(&report)?;
         v["peak_rss_bytes"] = serde_json::json!(n4a::memory::peak_resident_bytes());
         println!("{v}");
+    } else if a.format == ListFormat::Csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        w.write_record([
+            "file",
+            "status",
+            "rows",
+            "reason",
+            "differences",
+            "warnings",
+        ])?;
+        for r in &report.files {
+            w.write_record([
+                r.path.display().to_string(),
+                format!("{:?}", r.status).to_lowercase(),
+                r.rows.map(|n| n.to_string()).unwrap_or_default(),
+                r.reason.clone().unwrap_or_default(),
+                r.differences.join("; "),
+                r.warnings.join("; "),
+            ])?;
+        }
+        w.flush()?;
     } else {
         let mut t = Table::new(&["file", "status", "rows", "reason"]);
         for r in report
@@ -132,9 +174,10 @@ pub fn refresh_cmd(a: RefreshArgs) -> anyhow::Result<ExitCode> {
             report.seconds
         );
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
+    let checking = a.check || (a.verify && !a.fix);
+    Ok(if report.failed > 0 || (checking && !report.is_clean()) {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -11,7 +11,7 @@ use n4a::reader::{Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
 
 use super::table::{models_table, num, top_table, Table};
-use super::{raw_stdout, Format};
+use super::{raw_stdout, ListFormat};
 
 /// The `summary` flags.
 #[derive(Debug, clap::Args)]
@@ -25,9 +25,9 @@ pub struct SummaryArgs {
     /// Footer-reading threads (1 = sequential, 0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    /// Output format (CSV: one row per dataset).
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
 }
 
 /// Runs `n4a summary`: exit 1 when a file could not be read (the good
@@ -40,6 +40,9 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
         format,
     } = a;
     let dir = workspace.unwrap_or_else(|| PathBuf::from("."));
+    if let Some(code) = super::not_a_folder(&dir) {
+        return Ok(code);
+    }
     let read = super::store::readable(&dir)?;
     let ws = Workspace::open(&read.dir)?
         .with_recursive(recursive)
@@ -49,15 +52,22 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
         ws.summary()
             .with_context(|| format!("summarising {}", dir.display()))?,
     );
+    if s.total_datasets == 0 && s.errors.is_empty() {
+        if let Some(code) = super::no_predictions(&ws, &dir)? {
+            return Ok(code);
+        }
+    }
     // A store's summary names the store, not its mirror.
     s.workspace = dir;
-    if format == Format::Json {
-        let mut out = raw_stdout()?;
-        s.write_json(&mut out, n4a::reader::merge::Form::Full)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-    } else {
-        print!("{}", workspace_text(&s));
+    match format {
+        ListFormat::Json => {
+            let mut out = raw_stdout()?;
+            s.write_json(&mut out, n4a::reader::merge::Form::Full)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        ListFormat::Csv => datasets_csv(&s, std::io::stdout().lock())?,
+        ListFormat::Table => print!("{}", workspace_text(&s)),
     }
     let code = read.exit(if s.errors.is_empty() {
         ExitCode::SUCCESS
@@ -82,9 +92,9 @@ pub fn summary_text(s: &Summary) -> String {
     ));
     if let Some(r) = &s.ranking {
         out.push_str(&format!(
-            "ranking: {} ({})\n",
+            "best predictions ranked by {} ({})\n",
             r.metric,
-            r.direction.as_str()
+            r.direction.in_words()
         ));
     }
     let mut t = Table::new(&[
@@ -154,32 +164,83 @@ pub fn summary_text(s: &Summary) -> String {
     out
 }
 
-fn workspace_text(s: &WorkspaceSummary) -> String {
-    let mut out = format!(
-        "workspace {}: {} datasets, {} predictions ({} merged from n4a state, {} without state, {} errors)\n",
-        s.workspace.display(),
-        s.total_datasets,
-        s.total_predictions,
-        s.merged_files,
-        s.files_without_state.len(),
-        s.errors.len()
-    );
-    let mut t = Table::new(&[
+/// The datasets as CSV: one row per file, what its footer says.
+fn datasets_csv(s: &WorkspaceSummary, out: impl Write) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
         "dataset",
-        "rows",
+        "path",
+        "predictions",
         "summary",
         "metric",
         "direction",
+        "best_val_score",
+        "best_model",
+    ])?;
+    for d in &s.datasets {
+        let b = d.best();
+        w.write_record([
+            d.dataset.clone(),
+            d.path.display().to_string(),
+            d.num_rows().to_string(),
+            summary_kind(d).to_string(),
+            b.metric.clone().unwrap_or_default(),
+            b.direction
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_default(),
+            b.best
+                .as_ref()
+                .and_then(|e| e.val_score)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            b.best.and_then(|e| e.model_name).unwrap_or_default(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// What kind of summary a file's footer holds, in words.
+fn summary_kind(d: &n4a::reader::merge::DatasetEntry) -> &'static str {
+    match (d.kind(), d.version()) {
+        ("none", _) => "none",
+        ("no state", Some("1.0")) => "nirs4all's",
+        ("no state", _) => "without n4a state",
+        _ => "n4a",
+    }
+}
+
+/// The workspace for people: its datasets, the best model instances of
+/// each metric (by its own direction), the models and the runs.
+pub(super) fn workspace_text(s: &WorkspaceSummary) -> String {
+    let mut out = format!(
+        "Workspace {}: {} predictions in {} datasets",
+        s.workspace.display(),
+        s.total_predictions,
+        s.total_datasets,
+    );
+    if !s.errors.is_empty() {
+        out.push_str(&format!(
+            " ({} files could not be read: see the end)",
+            s.errors.len()
+        ));
+    }
+    out.push('\n');
+    let mut t = Table::new(&[
+        "dataset",
+        "predictions",
+        "summary",
+        "metric",
+        "better when",
         "best val",
         "best model",
     ]);
     for d in &s.datasets {
         let [metric, direction, value, model] = file_best(d);
-        let version = d.version().unwrap_or("");
         t.row(vec![
             d.dataset.clone(),
             d.num_rows().to_string(),
-            format!("{version} {}", d.kind()).trim().to_string(),
+            summary_kind(d).to_string(),
             metric,
             direction,
             value,
@@ -188,20 +249,62 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
     }
     out.push('\n');
     out.push_str(&t.render());
-    out.push('\n');
-    out.push_str(&models_table(&s.models));
     for (metric, top) in &s.top_by_metric {
-        out.push_str(&format!("\nbest {metric} ({}):\n", top.direction.as_str()));
+        out.push_str(&format!(
+            "\nBest model instances by {metric} ({}):\n",
+            top.direction.in_words()
+        ));
         out.push_str(&top_table(&top.predictions, 5, None));
     }
+    let per_metric: Vec<&n4a::summary::MetricSummary> =
+        s.metrics.iter().filter(|m| !m.models.is_empty()).collect();
+    if per_metric.is_empty() {
+        out.push_str("\nModels:\n");
+        out.push_str(&models_table(&s.models));
+    } else {
+        for m in per_metric {
+            out.push_str(&format!("\nModels scored by {}:\n", m.name));
+            out.push_str(&models_table(&m.models));
+        }
+    }
+    let runs = s.runs_once();
+    if !runs.is_empty() {
+        const SHOWN: usize = 20;
+        out.push_str(&format!("\nRuns ({} configs", runs.len()));
+        if runs.len() > SHOWN {
+            out.push_str(&format!(
+                ", the first {SHOWN} shown; --format json lists them all"
+            ));
+        }
+        out.push_str("):\n");
+        let mut t = Table::new(&[
+            "config",
+            "predictions",
+            "datasets",
+            "metric",
+            "best val",
+            "best test",
+        ]);
+        for r in runs.iter().take(SHOWN) {
+            t.row(vec![
+                r.name.clone().or_else(|| r.id.clone()).unwrap_or_default(),
+                r.n_predictions.to_string(),
+                r.datasets.join(", "),
+                r.metric.clone().unwrap_or_else(|| "(several)".into()),
+                num(r.best_val_score),
+                num(r.best_test_score),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if !s.exactness.notes.is_empty() {
-        out.push_str("\nnotes:\n");
+        out.push_str("\nNotes:\n");
         for n in &s.exactness.notes {
             out.push_str(&format!("  {n}\n"));
         }
     }
     if !s.errors.is_empty() {
-        out.push_str("\nerrors:\n");
+        out.push_str("\nFiles that could not be read:\n");
         for e in &s.errors {
             out.push_str(&format!("  [{}] {}\n", e.kind, e.error));
         }
@@ -209,21 +312,30 @@ fn workspace_text(s: &WorkspaceSummary) -> String {
     out
 }
 
-/// One dataset row of the workspace table: metric, direction, best value
-/// and model ("?" where a nirs4all 1.0 summary names none).
+/// One dataset row of the workspace table: metric, its direction in
+/// words, best value and model; where the footer cannot tell, why.
 fn file_best(d: &n4a::reader::merge::DatasetEntry) -> [String; 4] {
     let b = d.best();
-    let unknown = if d.kind() == "no state" { "?" } else { "" };
-    let value = match (&b.best, b.missing) {
-        (Some(e), _) => num(e.val_score),
-        (None, Some(why)) => format!("({why})"),
-        (None, None) => String::new(),
+    // Where the footer cannot tell the best, the model column says why
+    // (the value column stays numbers).
+    let (value, model) = match (&b.best, b.missing) {
+        (Some(e), _) => (num(e.val_score), e.model_name.clone().unwrap_or_default()),
+        (None, Some("no summary")) => {
+            ("-".to_string(), "(no summary: run n4a refresh)".to_string())
+        }
+        (None, Some(_)) => (
+            "-".to_string(),
+            "(nirs4all kept its worst: run n4a refresh)".to_string(),
+        ),
+        (None, None) => ("-".to_string(), String::new()),
     };
     [
-        b.metric.unwrap_or_else(|| unknown.to_string()),
-        b.direction
-            .map_or_else(|| unknown.to_string(), |d| d.as_str().to_string()),
+        b.metric.unwrap_or_else(|| "-".to_string()),
+        b.direction.map_or_else(
+            || "-".to_string(),
+            |d| d.in_words().trim_end_matches(" is better").to_string(),
+        ),
         value,
-        b.best.and_then(|e| e.model_name).unwrap_or_default(),
+        model,
     ]
 }

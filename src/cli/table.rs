@@ -66,6 +66,7 @@ pub fn top_table(
         "#",
         "val",
         "test",
+        "train",
         "dataset",
         "model",
         "config",
@@ -79,6 +80,7 @@ pub fn top_table(
             (i + 1).to_string(),
             num(e.val_score),
             num(e.test_score),
+            num(e.train_score),
             e.dataset
                 .clone()
                 .or_else(|| dataset.map(str::to_string))
@@ -93,9 +95,9 @@ pub fn top_table(
     t.render()
 }
 
-/// The models table of a summary: name, count and average val score.
+/// The models table of a summary: name, predictions and average val score.
 pub fn models_table(models: &[n4a::summary::ModelFacet]) -> String {
-    let mut t = Table::new(&["model", "count", "avg val"]);
+    let mut t = Table::new(&["model", "predictions", "avg val"]);
     for m in models {
         t.row(vec![
             m.name.clone().unwrap_or_default(),

@@ -224,18 +224,19 @@ impl Filters {
     /// the same scores, so ranking all of them lists each prediction three
     /// times). Also says which rows, for a header.
     #[must_use]
-    pub fn for_ranking(mut self) -> (Self, &'static str) {
+    pub fn for_ranking(mut self) -> (Self, String) {
         let asked = self.values.get("partition").map(Vec::as_slice);
         let said = match asked {
             None | Some([]) => {
                 self.values.insert("partition".into(), vec!["val".into()]);
-                "the val partition (the default; --partition all for every row)"
+                "the val partition (the default; --partition all for every row)".to_string()
             }
             Some(v) if v.iter().any(|p| p == "all") => {
                 self.values.remove("partition");
-                "every partition"
+                "every partition".to_string()
             }
-            Some(_) => "the partitions asked",
+            Some([one]) => format!("the {one} partition"),
+            Some(v) => format!("the {} partitions", v.join(" and ")),
         };
         (self, said)
     }

@@ -81,6 +81,19 @@ pub(super) fn footer_top(
             if metrics.is_some_and(|w| !w.contains(m)) {
                 continue;
             }
+            // A footer keeps only the `val` list of a metric that has one
+            // (`SummaryState::prune_tops`): a partition asked for with rows
+            // but no list cannot be answered here.
+            let unlisted = st.partitions.iter().any(|(p, n)| {
+                *n > 0 && !by_part.contains_key(p) && parts.is_none_or(|w| w.iter().any(|x| x == p))
+            });
+            // Rows without a partition (not in the counts) have the ""
+            // list, pruned beside a val list: every partition asked needs it.
+            let null_rows = st.rows > st.partitions.values().sum::<u64>();
+            let unlisted = unlisted || (parts.is_none() && null_rows && !by_part.contains_key(""));
+            if unlisted {
+                return None;
+            }
             for (p, entries) in by_part {
                 if parts.is_some_and(|w| !w.iter().any(|x| x == p)) {
                     continue;

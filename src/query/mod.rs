@@ -20,14 +20,16 @@ pub(crate) mod output;
 mod scan;
 
 mod footers;
+mod hint;
 mod model;
 mod prune;
 
 use footers::{footer_count, footer_groups, footer_top};
+pub use hint::Unmatched;
 use model::check_column;
 pub use model::{
-    ArrowPage, Group, GroupAnswer, GroupKey, GroupQuery, Page, PageQuery, Provenance, ServedBy,
-    Sort, TopAnswer, TopQuery,
+    ArrowPage, Group, GroupAnswer, GroupKey, GroupQuery, GroupSplit, GroupsByMetric, Page,
+    PageQuery, Provenance, ServedBy, Sort, TopAnswer, TopLists, TopQuery,
 };
 use prune::{facts_may_match, may_match};
 
@@ -97,6 +99,16 @@ impl Candidate {
 type PageOf<F> = (Vec<<F as scan::Fetch>::Row>, u64, ServedBy, Provenance);
 
 /// The answer to `q`: its rows, `total` matches, and how it was served.
+/// A score column a query may rank by or aggregate, else
+/// [`Error::InvalidQuery`] saying what was asked (`what`: "rank by").
+fn check_score(score: &str, what: &str) -> Result<()> {
+    if filter::SCORES.contains(&score) {
+        Ok(())
+    } else {
+        Err(Error::InvalidQuery(format!("cannot {what} {score:?}")))
+    }
+}
+
 fn page_answer<R>(
     q: &PageQuery,
     records: R,
@@ -216,24 +228,41 @@ impl<'a> QueryEngine<'a> {
 
     /// The files that may hold matching rows, from footers alone.
     fn plan(&self, f: &Filters) -> Result<(Vec<Candidate>, Provenance)> {
+        let (all, errors) = self.candidates()?;
+        Ok(Self::prune(all, errors, f))
+    }
+
+    /// Every file whose footer was read, as a candidate, and the files
+    /// whose footer could not be: one footer read of the workspace (from
+    /// the cache when the workspace keeps one), shared by the queries of
+    /// one answer.
+    fn candidates(&self) -> Result<(Vec<Candidate>, Vec<FileError>)> {
         let (footers, mut errors) = self.ws.footers()?;
+        let mut out = Vec::with_capacity(footers.len());
+        for ff in footers {
+            match ff.footer {
+                Ok(info) => out.push(Candidate {
+                    dataset: ff.file.dataset.clone(),
+                    path: ff.file.path.clone(),
+                    info,
+                    cache: self.cache.clone(),
+                    cancel: self.cancel.clone(),
+                }),
+                Err(e) => errors.push((*e).clone()),
+            }
+        }
+        Ok((out, errors))
+    }
+
+    /// The candidates that may hold rows matching `f`, from their footers.
+    fn prune(
+        all: Vec<Candidate>,
+        errors: Vec<FileError>,
+        f: &Filters,
+    ) -> (Vec<Candidate>, Provenance) {
         let mut prov = Provenance::default();
         let mut out = Vec::new();
-        for ff in footers {
-            let info = match ff.footer {
-                Ok(info) => info,
-                Err(e) => {
-                    errors.push((*e).clone());
-                    continue;
-                }
-            };
-            let c = Candidate {
-                dataset: ff.file.dataset.clone(),
-                path: ff.file.path.clone(),
-                info,
-                cache: self.cache.clone(),
-                cancel: self.cancel.clone(),
-            };
+        for c in all {
             let keep = f.get("dataset").is_none_or(|d| d.contains(&c.dataset))
                 && c.state().is_none_or(|st| may_match(st, f))
                 && (c.state().is_some() || facts_may_match(&c.info.columns, f))
@@ -249,7 +278,7 @@ impl<'a> QueryEngine<'a> {
         }
         prov.files_considered = out.len();
         prov.errors = errors;
-        Ok((out, prov))
+        (out, prov)
     }
 
     /// What a filtered scan over the files that survive pruning reads and
@@ -374,16 +403,10 @@ impl<'a> QueryEngine<'a> {
         prov.errors.extend(errors);
     }
 
-    /// The direction for ranking the candidates' rows.
-    fn direction(
-        &self,
-        cands: &[Candidate],
-        f: &Filters,
-        forced: Option<Direction>,
-    ) -> Result<Option<Direction>> {
-        if forced.is_some() {
-            return Ok(forced);
-        }
+    /// The metrics of the candidates' rows (as far as footers tell; files
+    /// without state by their column statistics, else a scan of the
+    /// metric column), each with its direction.
+    fn metrics_of(&self, cands: &[Candidate], f: &Filters) -> Result<BTreeMap<String, Direction>> {
         let mut metrics: BTreeMap<String, Direction> = BTreeMap::new();
         let wanted = f.get("metric");
         let mut unknown_files = Vec::new();
@@ -423,15 +446,114 @@ impl<'a> QueryEngine<'a> {
                 metrics.insert(m, d);
             }
         }
-        let dirs: BTreeSet<Direction> = metrics.values().copied().collect();
-        match dirs.len() {
-            0 => Ok(None),
-            1 => Ok(dirs.into_iter().next()),
-            _ => Err(Error::InvalidQuery(format!(
-                "the rows mix metrics of different directions ({}): filter one metric or give a direction",
-                metrics.iter().map(|(m, d)| format!("{m}: {}", d.as_str())).collect::<Vec<_>>().join(", ")
-            ))),
+        Ok(metrics)
+    }
+
+    /// The metrics of the rows `f` keeps among `cands`. The footers' list
+    /// ([`Self::metrics_of`]) is exact for the file-level filters
+    /// (dataset, metric, partition); a row filter (a model, a config, a
+    /// score range) may keep the rows of fewer metrics, so where the
+    /// footers name several, a count by metric over those rows decides
+    /// (footer-served where it can be, else a scan of the filter and metric
+    /// columns): a model scored by one metric in a workspace of several is
+    /// ranked, and a filter that keeps no row refuses nothing. A file the
+    /// count cannot read keeps the footers' list (its error is reported by
+    /// the answer that reads it).
+    fn metrics_exact(
+        &self,
+        cands: &[Candidate],
+        f: &Filters,
+    ) -> Result<BTreeMap<String, Direction>> {
+        let mut metrics = self.metrics_of(cands, f)?;
+        let row_level = !f.ranges.is_empty()
+            || f.values
+                .keys()
+                .any(|k| !["dataset", "metric", "partition"].contains(&k.as_str()));
+        if metrics.len() > 1 && row_level {
+            let kq = GroupQuery {
+                filters: f.clone(),
+                key: GroupKey::Metric,
+                score: "val_score".into(),
+                count_and_mean_only: true,
+                direction: None,
+            };
+            let answer = self.group_of(&kq, cands.to_vec(), Provenance::default())?;
+            if answer.provenance.errors.is_empty() {
+                let seen: BTreeSet<String> =
+                    answer.groups.into_iter().filter_map(|g| g.key).collect();
+                metrics.retain(|m, _| seen.contains(m));
+            }
         }
+        Ok(metrics)
+    }
+
+    /// The direction for ranking the candidates' rows: their one metric's
+    /// (or `forced`). Scores of different metrics are never ranked
+    /// together (an `mse` and a `balanced_accuracy` are not one scale,
+    /// whatever their directions).
+    fn direction(
+        &self,
+        cands: &[Candidate],
+        f: &Filters,
+        forced: Option<Direction>,
+    ) -> Result<Option<Direction>> {
+        let metrics = self.metrics_exact(cands, f)?;
+        if metrics.len() > 1 {
+            return Err(Error::InvalidQuery(format!(
+                "the rows mix metrics ({}): rank one metric at a time (filter --metric, or ask for one list per metric)",
+                metrics
+                    .iter()
+                    .map(|(m, d)| format!("{m}: {}", d.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(forced.or_else(|| metrics.into_values().next()))
+    }
+
+    /// The metrics the rows of `f` hold, in name order: what the per-metric
+    /// answers split on. Cost: the plan (footers), plus a scan of the
+    /// metric column of files whose footers do not tell.
+    ///
+    /// # Errors
+    /// As [`Self::page`]; [`Error::UnknownMetricDirection`] for a metric of
+    /// unknown direction.
+    pub fn metrics(&self, f: &Filters) -> Result<Vec<String>> {
+        let (cands, _) = self.plan(f)?;
+        Ok(self.metrics_exact(&cands, f)?.into_keys().collect())
+    }
+
+    /// [`Self::top`] once per metric the rows hold (each by its own
+    /// direction): what a user asking for "the best predictions" of a
+    /// workspace that mixes metrics wants. A query that names one metric,
+    /// or rows of one metric, give one list.
+    ///
+    /// # Errors
+    /// As [`Self::top`].
+    /// The workspace's footers are read once for all the lists.
+    pub fn top_by_metric(&self, q: &TopQuery) -> Result<Vec<(Option<String>, TopAnswer)>> {
+        check_score(&q.score, "rank by")?;
+        let (all, errors) = self.candidates()?;
+        let (cands, prov) = Self::prune(all.clone(), errors.clone(), &q.filters);
+        let metrics: Vec<String> = self
+            .metrics_exact(&cands, &q.filters)?
+            .into_keys()
+            .collect();
+        if metrics.len() <= 1 {
+            return Ok(vec![(
+                metrics.into_iter().next(),
+                self.top_in(q, cands, prov)?,
+            )]);
+        }
+        metrics
+            .into_iter()
+            .map(|m| {
+                let mut one = q.clone();
+                one.filters = one.filters.with("metric", [m.clone()])?;
+                let (cands, prov) = Self::prune(all.clone(), errors.clone(), &one.filters);
+                Ok((Some(m), self.top_in(&one, cands, prov)?))
+            })
+            .collect()
     }
 
     /// The best `k` rows by the score, in the metric's direction.
@@ -440,10 +562,18 @@ impl<'a> QueryEngine<'a> {
     /// [`Error::InvalidQuery`] when the rows mix directions and none is
     /// given, or for an unknown score column; as [`Self::page`].
     pub fn top(&self, q: &TopQuery) -> Result<TopAnswer> {
-        if !filter::SCORES.contains(&q.score.as_str()) {
-            return Err(Error::InvalidQuery(format!("cannot rank by {:?}", q.score)));
-        }
-        let (cands, mut prov) = self.plan(&q.filters)?;
+        check_score(&q.score, "rank by")?;
+        let (cands, prov) = self.plan(&q.filters)?;
+        self.top_in(q, cands, prov)
+    }
+
+    /// [`Self::top`] over planned candidates.
+    fn top_in(
+        &self,
+        q: &TopQuery,
+        cands: Vec<Candidate>,
+        mut prov: Provenance,
+    ) -> Result<TopAnswer> {
         let direction = self.direction(&cands, &q.filters, q.direction)?;
         let answer = |records, served_by, prov| TopAnswer {
             records,
@@ -454,16 +584,45 @@ impl<'a> QueryEngine<'a> {
         let Some(dir) = direction else {
             return Ok(answer(Vec::new(), ServedBy::Pruned, prov));
         };
-        if let Some(records) = footer_top(&cands, q, dir) {
-            return Ok(answer(records, ServedBy::Footers, prov));
+        // A best list holds one entry per model instance (its train, val
+        // and test rows carry the same scores): rows are asked for until k
+        // instances are found or the rows run out; one partition's rows
+        // are one per instance in what nirs4all writes.
+        let one_partition = q.filters.get("partition").is_some_and(|p| p.len() == 1);
+        let mut want = if one_partition {
+            q.k
+        } else {
+            q.k.saturating_mul(3)
+        };
+        let mut served = ServedBy::Footers;
+        loop {
+            let wide = TopQuery {
+                k: want,
+                ..q.clone()
+            };
+            let (records, errors) = match footer_top(&cands, &wide, dir) {
+                Some(r) if served == ServedBy::Footers => (r, None),
+                _ => {
+                    served = ServedBy::Scan;
+                    let scan::Scanned {
+                        value: records,
+                        errors,
+                    } = scan::top(self.ws, &cands, &wide, dir)?;
+                    self.check_cancel()?;
+                    (records, Some(errors))
+                }
+            };
+            let rows = records.len();
+            let mut best = crate::summary::topk::one_per_instance(records);
+            if best.len() >= q.k || rows < want || want >= q.k.saturating_mul(64) {
+                best.truncate(q.k);
+                if let Some(errors) = errors {
+                    self.absorb(&mut prov, cands.len(), errors);
+                }
+                return Ok(answer(best, served, prov));
+            }
+            want = want.saturating_mul(2);
         }
-        let scan::Scanned {
-            value: records,
-            errors,
-        } = scan::top(self.ws, &cands, q, dir)?;
-        self.absorb(&mut prov, cands.len(), errors);
-        self.check_cancel()?;
-        Ok(answer(records, ServedBy::Scan, prov))
     }
 
     /// Counts and score statistics per group.
@@ -472,49 +631,204 @@ impl<'a> QueryEngine<'a> {
     /// As [`Self::top`] (a direction is needed for `best` unless only
     /// count and mean are asked).
     pub fn group(&self, q: &GroupQuery) -> Result<GroupAnswer> {
-        if !filter::SCORES.contains(&q.score.as_str()) {
-            return Err(Error::InvalidQuery(format!(
-                "cannot aggregate {:?}",
-                q.score
-            )));
-        }
+        check_score(&q.score, "aggregate")?;
         let (cands, prov) = self.plan(&q.filters)?;
+        self.group_in(q, cands, prov)
+    }
+
+    /// [`Self::group`] over planned candidates.
+    fn group_in(
+        &self,
+        q: &GroupQuery,
+        cands: Vec<Candidate>,
+        prov: Provenance,
+    ) -> Result<GroupAnswer> {
+        if q.key != GroupKey::Metric && !cands.is_empty() {
+            // Averages and bests within one metric only.
+            let metrics = self.metrics_exact(&cands, &q.filters)?;
+            if metrics.len() > 1 {
+                return Err(Error::InvalidQuery(format!(
+                    "the rows mix metrics ({}): averages and bests are per metric (filter --metric, or ask for one grouping per metric)",
+                    metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
         self.group_of(q, cands, prov)
     }
 
-    /// [`Self::group`], once per metric when the rows mix metrics and the
-    /// query neither forces a direction nor asks only counts and means (a
-    /// best `mse` and a best `r2` are not one ranking): each grouping with
-    /// its metric, or the one grouping with `None`. Costs one footer-served
-    /// group by metric more than [`Self::group`] when no direction is given.
+    /// [`Self::group`] within one metric at a time and, over every
+    /// partition (no partition asked), within one partition at a time:
+    /// averages and bests never pool scores of different metrics, and a
+    /// model instance's train, val and test rows (which carry the same
+    /// scores) are not counted as three observations of one group. Each
+    /// grouping comes with its split, in (metric, partition) order; rows
+    /// without a metric (or partition) form a grouping of their own, last,
+    /// so no row is left out. Rows of one metric and one partition give one
+    /// grouping, answered as [`Self::group`] (footers where they can). Else
+    /// one pass over each file reads the metric and partition columns
+    /// besides the key's and buckets the rows by their dictionary codes.
     ///
     /// # Errors
     /// As [`Self::group`].
-    pub fn group_by_metric(&self, q: &GroupQuery) -> Result<Vec<(Option<String>, GroupAnswer)>> {
-        let metrics: Vec<String> = if q.direction.is_none() && !q.count_and_mean_only {
-            self.group(&GroupQuery {
-                key: GroupKey::Metric,
-                count_and_mean_only: true,
-                ..q.clone()
-            })?
-            .groups
-            .into_iter()
-            .filter_map(|g| g.key)
-            .collect()
-        } else {
-            Vec::new()
-        };
-        if metrics.len() <= 1 {
-            return Ok(vec![(None, self.group(q)?)]);
+    pub fn group_by_metric(&self, q: &GroupQuery) -> Result<GroupsByMetric> {
+        check_score(&q.score, "aggregate")?;
+        let (cands, prov) = self.plan(&q.filters)?;
+        self.group_by_metric_in(q, cands, prov)
+    }
+
+    /// [`Self::group_by_metric`] over planned candidates.
+    fn group_by_metric_in(
+        &self,
+        q: &GroupQuery,
+        cands: Vec<Candidate>,
+        mut prov: Provenance,
+    ) -> Result<GroupsByMetric> {
+        let metrics = self.metrics_exact(&cands, &q.filters)?;
+        let by_metric = q.key != GroupKey::Metric && metrics.len() > 1;
+        // Grouped by metric over several: each group's best by its own
+        // metric's direction (below), no one metric named.
+        let per_group = q.key == GroupKey::Metric && metrics.len() > 1 && q.direction.is_none();
+        let asked = q.filters.get("partition");
+        // Several partitions (every one, or more than one asked): one
+        // grouping each.
+        let by_partition =
+            q.key != GroupKey::Partition && asked.is_none_or(|p| p.len() > 1) && !cands.is_empty();
+        let one_partition = asked.and_then(|p| (p.len() == 1).then(|| p[0].clone()));
+        if !by_metric && !by_partition {
+            let split = GroupSplit {
+                metric: (q.key != GroupKey::Metric)
+                    .then(|| metrics.keys().next().cloned())
+                    .flatten(),
+                partition: one_partition,
+            };
+            let answer = self.group_in(q, cands, prov)?;
+            return Ok(GroupsByMetric {
+                groupings: vec![(split, answer)],
+            });
         }
-        metrics
-            .into_iter()
-            .map(|m| {
-                let mut one = q.clone();
-                one.filters = one.filters.with("metric", [m.clone()])?;
-                Ok((Some(m), self.group(&one)?))
+        let forced = q.direction;
+        let only = q.count_and_mean_only;
+        let direction = |m: Option<&str>| -> Option<Direction> {
+            if only || per_group {
+                return None;
+            }
+            forced.or_else(|| match m {
+                Some(m) => metrics.get(m).copied(),
+                None if !by_metric => metrics.values().next().copied(),
+                None => None,
             })
-            .collect()
+        };
+        // Per group: the scan keeps the score closest to zero, and min and
+        // max; each group's best is picked by its metric below.
+        let scan_direction = |m: Option<&str>| {
+            if per_group && !only {
+                Some(Direction::TowardZero)
+            } else {
+                direction(m)
+            }
+        };
+        let scan::Scanned { value, errors } =
+            scan::group_split(self.ws, &cands, q, by_metric, by_partition, scan_direction);
+        self.absorb(&mut prov, cands.len(), errors);
+        self.check_cancel()?;
+        let single = metrics.keys().next().cloned().filter(|_| !per_group);
+        let groupings = value
+            .into_iter()
+            .map(|((m, p), mut groups)| {
+                if per_group && !only {
+                    for g in &mut groups {
+                        g.best = match g.key.as_ref().and_then(|k| metrics.get(k)) {
+                            Some(Direction::Maximize) => g.max,
+                            Some(Direction::Minimize) => g.min,
+                            Some(Direction::TowardZero) => g.best,
+                            None => None,
+                        };
+                    }
+                }
+                let direction = direction(m.as_deref());
+                let split = GroupSplit {
+                    metric: if by_metric { m } else { single.clone() },
+                    partition: if by_partition {
+                        p
+                    } else {
+                        one_partition.clone()
+                    },
+                };
+                let answer = GroupAnswer {
+                    groups,
+                    direction,
+                    served_by: ServedBy::Scan,
+                    provenance: prov.clone(),
+                };
+                (split, answer)
+            })
+            .collect::<Vec<_>>();
+        // Nothing matched: one empty grouping (with the provenance).
+        let groupings = if groupings.is_empty() {
+            vec![(
+                GroupSplit {
+                    metric: single,
+                    partition: one_partition,
+                },
+                GroupAnswer {
+                    groups: Vec::new(),
+                    direction: direction(None),
+                    served_by: if cands.is_empty() {
+                        ServedBy::Pruned
+                    } else {
+                        ServedBy::Scan
+                    },
+                    provenance: prov,
+                },
+            )]
+        } else {
+            groupings
+        };
+        Ok(GroupsByMetric { groupings })
+    }
+
+    /// [`Self::group_by_metric`] as JSON: one grouping as [`Self::group_json`]
+    /// answers it, with its `metric` and `partition`; several as
+    /// `{"by_metric": [...]}`, each grouping so. With a column cache, the
+    /// bytes are kept as [`Self::group_json`] keeps its own.
+    ///
+    /// # Errors
+    /// As [`Self::group`].
+    pub fn group_by_metric_json(&self, q: &GroupQuery) -> Result<bytes::Bytes> {
+        check_score(&q.score, "aggregate")?;
+        let (cands, prov) = self.plan(&q.filters)?;
+        let cached =
+            |what: &str, make: &dyn Fn() -> Result<bytes::Bytes>| -> Result<bytes::Bytes> {
+                let Some(cache) = self.cache.clone() else {
+                    return make();
+                };
+                let files = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    for c in &cands {
+                        (&c.path, &c.info.key).hash(&mut h);
+                    }
+                    h.finish()
+                };
+                let what = format!(
+                    "{what} {q:?} {:?} over {} files {files:x} {}",
+                    self.directions,
+                    cands.len(),
+                    serde_json::to_string(&prov).unwrap_or_default()
+                );
+                let root = self.ws.root();
+                let key = crate::reader::cache::FileKey::default();
+                if let Some(bytes) = cache.derived::<bytes::Bytes>(root, &key, &what) {
+                    return Ok(bytes.as_ref().clone());
+                }
+                let bytes = make()?;
+                cache.put_derived(root, &key, &what, Arc::new(bytes.clone()), bytes.len());
+                Ok(bytes)
+            };
+        cached("groups by metric", &|| {
+            let answer = self.group_by_metric_in(q, cands.clone(), prov.clone())?;
+            Ok(answer.to_json(self.ws).into())
+        })
     }
 
     /// [`Self::group`] as JSON ([`GroupAnswer::to_json`]). With a column
@@ -528,12 +842,7 @@ impl<'a> QueryEngine<'a> {
     /// # Errors
     /// As [`Self::group`].
     pub fn group_json(&self, q: &GroupQuery) -> Result<bytes::Bytes> {
-        if !filter::SCORES.contains(&q.score.as_str()) {
-            return Err(Error::InvalidQuery(format!(
-                "cannot aggregate {:?}",
-                q.score
-            )));
-        }
+        check_score(&q.score, "aggregate")?;
         let (cands, prov) = self.plan(&q.filters)?;
         let Some(cache) = self.cache.clone() else {
             return Ok(self.group_of(q, cands, prov)?.to_json(self.ws).into());
@@ -568,7 +877,16 @@ impl<'a> QueryEngine<'a> {
         cands: Vec<Candidate>,
         mut prov: Provenance,
     ) -> Result<GroupAnswer> {
-        let direction = if q.count_and_mean_only {
+        // Grouped by metric over several metrics: each group's best by its
+        // own metric's direction (the scan keeps min, max and the score
+        // closest to zero; the right one is picked per group below).
+        let per_group =
+            if q.key == GroupKey::Metric && !q.count_and_mean_only && q.direction.is_none() {
+                Some(self.metrics_of(&cands, &q.filters)?).filter(|m| m.len() > 1)
+            } else {
+                None
+            };
+        let direction = if q.count_and_mean_only || per_group.is_some() {
             None
         } else {
             self.direction(&cands, &q.filters, q.direction)?
@@ -587,10 +905,23 @@ impl<'a> QueryEngine<'a> {
                 return Ok(answer(groups, ServedBy::Footers, prov));
             }
         }
+        let scan_direction = per_group
+            .as_ref()
+            .map_or(direction, |_| Some(Direction::TowardZero));
         let scan::Scanned {
-            value: groups,
+            value: mut groups,
             errors,
-        } = scan::group(self.ws, &cands, q, direction);
+        } = scan::group(self.ws, &cands, q, scan_direction);
+        if let Some(dirs) = &per_group {
+            for g in &mut groups {
+                g.best = match g.key.as_ref().and_then(|k| dirs.get(k)) {
+                    Some(Direction::Maximize) => g.max,
+                    Some(Direction::Minimize) => g.min,
+                    Some(Direction::TowardZero) => g.best,
+                    None => None,
+                };
+            }
+        }
         self.absorb(&mut prov, cands.len(), errors);
         self.check_cancel()?;
         Ok(answer(groups, ServedBy::Scan, prov))

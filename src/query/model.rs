@@ -146,6 +146,116 @@ pub struct TopAnswer {
     pub provenance: Provenance,
 }
 
+/// The best lists of [`super::QueryEngine::top_by_metric`], one per
+/// metric, as the CLI, the server and Python answer them. Serialized as
+/// `{"by_metric": [{metric, direction, records, served_by, provenance}]}`,
+/// plus, when there is one list, its members at the top level too (the
+/// shape of one metric's answer).
+#[derive(Debug, Clone, Default)]
+pub struct TopLists(pub Vec<(Option<String>, TopAnswer)>);
+
+impl Serialize for TopLists {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct One<'a> {
+            metric: &'a Option<String>,
+            #[serde(flatten)]
+            answer: &'a TopAnswer,
+        }
+        let lists: Vec<One<'_>> = self
+            .0
+            .iter()
+            .map(|(metric, answer)| One { metric, answer })
+            .collect();
+        let mut m = s.serialize_map(None)?;
+        if let [one] = lists.as_slice() {
+            m.serialize_entry("metric", one.metric)?;
+            m.serialize_entry("records", &one.answer.records)?;
+            m.serialize_entry("direction", &one.answer.direction)?;
+            m.serialize_entry("served_by", &one.answer.served_by)?;
+            m.serialize_entry("provenance", &one.answer.provenance)?;
+        }
+        m.serialize_entry("by_metric", &lists)?;
+        m.end()
+    }
+}
+
+/// Which rows one grouping of [`super::QueryEngine::group_by_metric`]
+/// covers: its metric and its partition (`None` for rows without one, or
+/// where the rows were not split on it and hold several).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupSplit {
+    /// The metric of the grouping's rows.
+    pub metric: Option<String>,
+    /// The partition of the grouping's rows.
+    pub partition: Option<String>,
+}
+
+/// The answers of [`super::QueryEngine::group_by_metric`].
+#[derive(Debug, Clone)]
+pub struct GroupsByMetric {
+    /// One grouping per metric and partition split, in (metric, partition)
+    /// order; rows without a metric or partition in a grouping of their
+    /// own, last.
+    pub groupings: Vec<(GroupSplit, GroupAnswer)>,
+}
+
+impl GroupsByMetric {
+    /// Writes the answer as JSON: one grouping as [`GroupAnswer::to_json`]
+    /// with its `metric` and `partition` first; several as `{"by_metric":
+    /// [...]}` of those, each grouping written as it is made (one
+    /// grouping's text held at a time). Written, not built as a
+    /// `serde_json::Value`: the groups are serialised in chunks on the
+    /// workspace's pool (570,000 groups of 190,000 configs by partition
+    /// took 4.5 s through a `Value`).
+    ///
+    /// # Errors
+    /// What `out` returns.
+    pub fn write_json(
+        &self,
+        ws: &crate::reader::Workspace,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let one = |split: &GroupSplit,
+                   g: &GroupAnswer,
+                   out: &mut dyn std::io::Write|
+         -> std::io::Result<()> {
+            // `{"metric":..,"partition":..,` then the answer's members.
+            let body = g.to_json(ws);
+            out.write_all(b"{\"metric\":")?;
+            out.write_all(&serde_json::to_vec(&split.metric).unwrap_or_default())?;
+            out.write_all(b",\"partition\":")?;
+            out.write_all(&serde_json::to_vec(&split.partition).unwrap_or_default())?;
+            if body.len() > 2 {
+                out.write_all(b",")?;
+            }
+            out.write_all(&body[1..])
+        };
+        match self.groupings.as_slice() {
+            [(split, g)] => one(split, g, out),
+            many => {
+                out.write_all(b"{\"by_metric\":[")?;
+                for (i, (split, g)) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    one(split, g, out)?;
+                }
+                out.write_all(b"]}")
+            }
+        }
+    }
+
+    /// [`Self::write_json`] into a new buffer.
+    pub fn to_json(&self, ws: &crate::reader::Workspace) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_json(ws, &mut out)
+            .expect("writing to memory does not fail");
+        out
+    }
+}
+
 /// A group-by key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupKey {
@@ -238,7 +348,9 @@ pub struct Group {
 pub struct GroupAnswer {
     /// Groups in key order (null last).
     pub groups: Vec<Group>,
-    /// The direction used for `best`.
+    /// The direction used for `best`; `None` when grouped by metric over
+    /// several metrics (each group's best is by its own metric's
+    /// direction).
     pub direction: Option<Direction>,
     /// Which path answered.
     pub served_by: ServedBy,
@@ -278,7 +390,9 @@ impl GroupAnswer {
         out
     }
 
-    pub(super) fn clone_without_groups(&self) -> GroupAnswer {
+    /// The answer without its groups (direction, path, provenance): what
+    /// goes beside a table of the groups. O(provenance).
+    pub fn clone_without_groups(&self) -> GroupAnswer {
         GroupAnswer {
             groups: Vec::new(),
             direction: self.direction,

@@ -96,8 +96,9 @@ pub(crate) fn page_batch(
 impl TopAnswer {
     /// The records as one batch: `dataset`, `id`, `model_name`,
     /// `config_name`, `fold_id`, `partition`, `val_score` (the ranked
-    /// score, as in the JSON answer), `test_score` and `row` (the row in
-    /// its file), best first.
+    /// score, as in the JSON answer), `test_score`, `train_score` (the
+    /// instance's scores beside it, as nirs4all shows them) and `row` (the
+    /// row in its file), best first.
     ///
     /// # Errors
     /// Arrow errors (none expected).
@@ -118,6 +119,7 @@ impl TopAnswer {
             ("partition", text(|e| e.partition.as_deref())),
             ("val_score", num(|e| e.val_score)),
             ("test_score", num(|e| e.test_score)),
+            ("train_score", num(|e| e.train_score)),
             (
                 "row",
                 Arc::new(r.iter().map(|e| e.row).collect::<UInt64Array>()),

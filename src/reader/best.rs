@@ -79,6 +79,34 @@ pub fn search(
     k: usize,
     seed: Vec<TopEntry>,
 ) -> Found {
+    // A best list holds one entry per model instance. The rows searched
+    // are `val` rows, one per instance in what nirs4all writes; a file with
+    // several of one instance's (not nirs4all's) leaves fewer than k once
+    // its repeats are dropped, and the search goes deeper until k
+    // instances are found or the rows run out.
+    let mut want = k;
+    let mut files_read = 0;
+    loop {
+        let mut found = search_rows(cands, metric, dir, want, seed.clone());
+        files_read += found.files_read;
+        let rows = found.top.len();
+        found.top = crate::summary::topk::one_per_instance(found.top);
+        if found.top.len() >= k || rows < want || want >= k.saturating_mul(64) {
+            found.top.truncate(k);
+            found.files_read = files_read;
+            return found;
+        }
+        want = want.saturating_mul(2);
+    }
+}
+
+fn search_rows(
+    cands: &[Candidate<'_>],
+    metric: &str,
+    dir: Direction,
+    k: usize,
+    seed: Vec<TopEntry>,
+) -> Found {
     let mut heap = TopK::from_entries(k, dir, seed);
     let mut order: Vec<(f64, &Candidate<'_>)> = cands.iter().map(|c| (c.bound(dir), c)).collect();
     order.sort_by(|a, b| {
@@ -116,6 +144,7 @@ pub fn search(
                             config_name: None,
                             val_score: Some(v),
                             test_score: None,
+                            train_score: None,
                             fold_id: None,
                             partition: None,
                             dataset: Some(c.dataset.to_string()),
@@ -151,6 +180,7 @@ pub fn search(
                     e.model_name = d.model_name;
                     e.config_name = d.config_name;
                     e.test_score = d.test_score;
+                    e.train_score = d.train_score;
                     e.fold_id = d.fold_id;
                     e.partition = d.partition;
                 }

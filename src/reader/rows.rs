@@ -475,18 +475,20 @@ pub fn to_contract(b: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
-/// The finite `val_score` values of a file with their row numbers, only of
-/// rows whose `metric` is `metric` when given (the footer did not prove a
-/// single metric). Reads that one or two columns.
+/// The finite `val_score` values of a file's `val` rows with their row
+/// numbers (one row per model instance: its train and test rows carry the
+/// same scores), only of rows whose `metric` is `metric` when given (the
+/// footer did not prove a single metric). Reads those two or three columns
+/// (the strings as dictionaries).
 ///
 /// # Errors
 /// As [`for_each_batch`]; [`Error::Schema`] for a mistyped column.
 pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f64)>> {
     let ctx = path.display().to_string();
     let cols: &[&str] = if metric.is_some() {
-        &["val_score", "metric"]
+        &["val_score", "partition", "metric"]
     } else {
-        &["val_score"]
+        &["val_score", "partition"]
     };
     let mut out = Vec::new();
     let mut row = 0u64;
@@ -494,6 +496,7 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
         check_columns(b.schema().as_ref(), &ctx, false)?;
         let n = b.num_rows();
         let m = StrCol::of(&b, "metric");
+        let part = StrCol::of(&b, "partition");
         if let Some(v) = b
             .column_by_name("val_score")
             .filter(|c| c.data_type() == &DataType::Float64)
@@ -502,6 +505,7 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
             for i in 0..n {
                 if v.is_valid(i)
                     && v.value(i).is_finite()
+                    && part.get(i) == Some("val")
                     && metric.is_none_or(|w| m.get(i) == Some(w))
                 {
                     out.push((row + i as u64, v.value(i)));
@@ -514,7 +518,35 @@ pub fn read_val_scores(path: &Path, metric: Option<&str>) -> Result<Vec<(u64, f6
     Ok(out)
 }
 
-/// The top-list fields (id, model, config, val and test score, fold,
+/// The rows of each metric of a file (rows without one left out): what a
+/// summary needs of a file without n4a state whose column statistics do
+/// not prove one metric. Reads the `metric` column alone (as a
+/// dictionary).
+///
+/// # Errors
+/// As [`for_each_batch`]; [`Error::Schema`] for a mistyped column.
+pub fn read_metric_counts(path: &Path) -> Result<std::collections::BTreeMap<String, u64>> {
+    let ctx = path.display().to_string();
+    let mut out: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for_each_batch(path, Some(&["metric"]), 65536, |b| {
+        check_columns(b.schema().as_ref(), &ctx, false)?;
+        let m = StrCol::of(&b, "metric");
+        for i in 0..b.num_rows() {
+            if let Some(v) = m.get(i) {
+                match out.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        out.insert(v.to_string(), 1);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The top-list fields (id, model, config, val, test and train score, fold,
 /// partition) of the given rows of a file, in the order asked, reading
 /// just those rows of those columns (a parquet row selection).
 ///
@@ -550,6 +582,7 @@ fn read_top_details_unguarded(
         "config_name",
         "val_score",
         "test_score",
+        "train_score",
         "fold_id",
         "partition",
     ];
@@ -578,7 +611,7 @@ fn read_top_details_unguarded(
                 .filter(|c| c.data_type() == &DataType::Float64)
                 .map(|c| c.as_primitive::<Float64Type>())
         };
-        let (val, test) = (f("val_score"), f("test_score"));
+        let (val, test, train) = (f("val_score"), f("test_score"), f("train_score"));
         let num = |a: Option<&arrow_array::Float64Array>, i: usize| {
             a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
                 .filter(|v| v.is_finite())
@@ -594,6 +627,7 @@ fn read_top_details_unguarded(
                     config_name: own(&cfg),
                     val_score: num(val, i),
                     test_score: num(test, i),
+                    train_score: num(train, i),
                     fold_id: own(&fold),
                     partition: own(&part),
                     dataset: None,

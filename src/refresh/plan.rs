@@ -44,16 +44,15 @@ fn footer_verdict(
     };
     match compare_version(&stored.n4a_version) {
         std::cmp::Ordering::Less => {
+            // What the file misses, in words.
+            let why = match stored.n4a_version.trim() {
+                "1.3" => "best lists of model instances, per-metric statistics, the runs' index",
+                "1.2" => "ARROW:schema with the file's Arrow types and the summary inside",
+                _ => "the state in its own compact key",
+            };
             let reason = format!(
-                "summary version {} (this build writes {N4A_VERSION}: {})",
-                stored.n4a_version,
-                if compare_version(&stored.n4a_version) == std::cmp::Ordering::Less
-                    && stored.n4a_version.trim() == "1.2"
-                {
-                    "ARROW:schema with the file's Arrow types and the summary inside"
-                } else {
-                    "the state in its own compact key"
-                }
+                "summary version {} (this build writes {N4A_VERSION}: {why})",
+                stored.n4a_version
             );
             return Ok((Some(stored), Some(reason)));
         }
@@ -268,6 +267,7 @@ mod tests {
         assert_eq!(compare_version("1.1"), Ordering::Less);
         assert_eq!(compare_version("1.10"), Ordering::Greater);
         assert_eq!(compare_version("1.2"), Ordering::Less);
-        assert_eq!(compare_version(" 1.4 "), Ordering::Greater);
+        assert_eq!(compare_version("1.3"), Ordering::Less);
+        assert_eq!(compare_version(" 1.5 "), Ordering::Greater);
     }
 }

@@ -437,8 +437,10 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     let k = last(&pairs, "k").map_or(Ok(10), |v| number("k", v, app.opts.max_k))?;
     let score = score_param(&pairs)?;
     let direction = direction_param(&pairs)?;
+    // As `n4a top`: the val partition unless `partition` says otherwise
+    // (`all`: every row).
     let q = TopQuery {
-        filters: filters(&pairs, &own)?,
+        filters: filters(&pairs, &own)?.for_ranking().0,
         k,
         direction,
         score,
@@ -446,10 +448,13 @@ pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params)
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
+    // One list per metric (each by its direction): scores of different
+    // metrics are never ranked together.
     let answer = heavy(&app, move |cancel| {
         engine(&ws, columns, cancel)
             .with_directions(directions)
-            .top(&q)
+            .top_by_metric(&q)
+            .map(crate::query::TopLists)
     })
     .await?;
     ok_json(&answer)
@@ -495,8 +500,10 @@ pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Para
             )))
         }
     };
+    // As `n4a stats`: the val partition unless `partition` says otherwise
+    // (`all`: every row, one grouping per partition).
     let q = GroupQuery {
-        filters: filters(&pairs, &own)?,
+        filters: filters(&pairs, &own)?.for_ranking().0,
         key,
         score: score_param(&pairs)?,
         count_and_mean_only,
@@ -505,10 +512,12 @@ pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Para
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
+    // Within one metric (and, over every partition, one partition) at a
+    // time, the answer's JSON cached under its query.
     let body = heavy(&app, move |cancel| {
         engine(&ws, columns, cancel)
             .with_directions(directions)
-            .group_json(&q)
+            .group_by_metric_json(&q)
     })
     .await?;
     Ok(json_response(StatusCode::OK, body))

@@ -105,6 +105,7 @@ impl SummaryBuilder {
     pub fn new(opts: SummaryOptions) -> Self {
         let state = SummaryState {
             top_k: opts.top_k,
+            by_metric: true,
             ..SummaryState::default()
         };
         SummaryBuilder {
@@ -127,6 +128,7 @@ impl SummaryBuilder {
     /// values are not in memory: if quartiles must stay exact at the end,
     /// [`Self::needs_prefix_values`] says so and the caller supplies them.
     pub fn from_state(opts: SummaryOptions, mut state: SummaryState) -> Self {
+        state.fill_by_metric();
         let mut b = SummaryBuilder::new(opts);
         state.top_k = b.opts.top_k;
         b.tops = take_tops(&mut state);
@@ -212,16 +214,35 @@ impl SummaryBuilder {
             }
         }
         if let (Some(metric), Some(dir)) = (r.metric, dir) {
-            match st.metrics.get_mut(metric) {
-                Some(m) => m.count += 1,
-                None => {
-                    st.metrics.insert(
-                        metric.to_string(),
-                        MetricState {
-                            count: 1,
-                            direction: dir,
-                        },
-                    );
+            let m = match st.metrics.get_mut(metric) {
+                Some(m) => m,
+                None => st
+                    .metrics
+                    .entry(metric.to_string())
+                    .or_insert_with(|| MetricState::new(dir)),
+            };
+            m.count += 1;
+            // The metric's own statistics: the bucket the pooled sketch
+            // just computed (same α) is reused.
+            for (i, s) in m.scores.iter_mut().enumerate() {
+                match r.scores[i] {
+                    Some(x) if x.is_finite() => {
+                        s.welford.push(x);
+                        match self.last_bucket[i] {
+                            Some((bits, b)) if bits == x.to_bits() => s.sketch.push_bucket(b),
+                            _ => s.sketch.push(x),
+                        }
+                    }
+                    Some(x) => s.push(x),
+                    None => {}
+                }
+            }
+            if let Some(model) = r.model_name {
+                let e = get_or_insert(&mut m.models, model);
+                e.count += 1;
+                if let Some(v) = val {
+                    e.val_sum += v;
+                    e.val_count += 1;
                 }
             }
             if let Some(c) = r.config_name {
@@ -231,9 +252,10 @@ impl SummaryBuilder {
                 b.val = better(dir, b.val, val);
                 b.test = better(dir, b.test, finite(r.scores[1]));
             }
-            if let Some(v) = val {
-                self.offer_top(metric, dir, v, ordinal, r);
-            }
+            // Every (metric, partition) seen gets a list, empty when its
+            // val scores are all null: a footer then tells "no finite
+            // score" from "no list stored" (`SummaryState::prune_tops`).
+            self.offer_top(metric, dir, val, ordinal, r);
         } else if let Some(c) = r.config_name {
             self.run_of(c).n += 1;
         }
@@ -264,7 +286,14 @@ impl SummaryBuilder {
         }
     }
 
-    fn offer_top(&mut self, metric: &str, dir: Direction, v: f64, ordinal: u64, r: &RowView<'_>) {
+    fn offer_top(
+        &mut self,
+        metric: &str,
+        dir: Direction,
+        val: Option<f64>,
+        ordinal: u64,
+        r: &RowView<'_>,
+    ) {
         let k = self.opts.top_k;
         let part = r.partition.unwrap_or("");
         let parts = match self.tops.get_mut(metric) {
@@ -277,6 +306,7 @@ impl SummaryBuilder {
                 .entry(part.to_string())
                 .or_insert_with(|| TopK::new(k, dir)),
         };
+        let Some(v) = val else { return };
         if t.would_keep(v, ordinal) {
             t.offer(TopEntry {
                 id: r.id.map(str::to_string),
@@ -284,6 +314,7 @@ impl SummaryBuilder {
                 config_name: r.config_name.map(str::to_string),
                 val_score: Some(v),
                 test_score: finite(r.scores[1]),
+                train_score: finite(r.scores[2]),
                 fold_id: r.fold_id.map(str::to_string),
                 partition: r.partition.map(str::to_string),
                 dataset: None,
@@ -328,6 +359,7 @@ impl SummaryBuilder {
                 (m.clone(), p)
             })
             .collect();
+        st.prune_tops();
         st
     }
 
@@ -351,6 +383,7 @@ impl SummaryBuilder {
             .into_iter()
             .map(|(m, parts)| (m, parts.into_iter().map(|(k, t)| (k, t.sorted())).collect()))
             .collect();
+        st.prune_tops();
         Summary::render(st, exact, generated_at)
     }
 }

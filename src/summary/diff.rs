@@ -75,6 +75,7 @@ pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
                 metrics,
                 top_k,
                 top,
+                by_metric,
             } = a;
             part("state.rows", rows, &b.rows, &mut out);
             part(
@@ -95,6 +96,7 @@ pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
             part("state.metrics", metrics, &b.metrics, &mut out);
             part("state.top_k", top_k, &b.top_k, &mut out);
             part("state.top", top, &b.top, &mut out);
+            part("state.by_metric", by_metric, &b.by_metric, &mut out);
         }
         (a, b) => part("state", a, b, &mut out),
     }

@@ -19,6 +19,7 @@ pub struct StateMerger {
 impl StateMerger {
     /// A merger starting from `state`.
     pub fn new(mut state: SummaryState) -> Self {
+        state.fill_by_metric();
         let tops = take_tops(&mut state);
         StateMerger {
             state,
@@ -30,6 +31,17 @@ impl StateMerger {
     /// Adds `other`: its top entries' row ordinals shifted by `offset` and,
     /// with `tag`, marked with that dataset.
     pub fn add(&mut self, other: &SummaryState, offset: u64, tag: Option<&str>) {
+        // A state of before 1.3 with one metric: its pooled statistics are
+        // that metric's (see `SummaryState::fill_by_metric`).
+        let filled;
+        let other = if other.by_metric {
+            other
+        } else {
+            let mut o = other.clone();
+            o.fill_by_metric();
+            filled = o;
+            &filled
+        };
         let st = &mut self.state;
         st.rows += other.rows;
         for n in &other.dataset_names {
@@ -53,12 +65,13 @@ impl StateMerger {
             .for_each(|p| insert(&mut st.pipelines, p));
         for (name, m) in &other.metrics {
             match st.metrics.get_mut(name) {
-                Some(e) => e.count += m.count,
+                Some(e) => self.ok &= e.merge(m),
                 None => {
                     st.metrics.insert(name.clone(), m.clone());
                 }
             }
         }
+        st.by_metric &= other.by_metric;
         for (name, r) in &other.runs {
             let mine = get_or_insert(&mut st.runs, name);
             mine.n += r.n;
@@ -109,31 +122,19 @@ impl StateMerger {
     /// string that does not stay (a top entry is copied only if it makes
     /// the cut).
     pub fn add_view(&mut self, other: &super::codec::HeadView<'_>, tag: Option<&str>) {
+        if !other.by_metric {
+            // A head of before 1.3: owned, its per-metric statistics filled
+            // where they can be (one metric).
+            let head = other.to_head();
+            return self.add(&head.state, 0, tag);
+        }
         let st = &mut self.state;
         st.rows += other.rows;
         for n in &other.dataset_names {
             note_name(&mut st.dataset_names, n);
         }
         for (mine, theirs) in st.scores_mut().into_iter().zip(&other.scores) {
-            mine.welford.merge(&theirs.welford);
-            mine.nan_count += theirs.nan_count;
-            mine.inf_count += theirs.inf_count;
-            if (mine.sketch.alpha - theirs.alpha).abs() > 1e-15 {
-                self.ok = false;
-                continue;
-            }
-            mine.sketch.zero += theirs.zero;
-            mine.sketch.collapsed |= theirs.collapsed;
-            for (store, run) in [
-                (&mut mine.sketch.pos, theirs.run(0)),
-                (&mut mine.sketch.neg, theirs.run(1)),
-            ] {
-                match run.single_bytes() {
-                    Some(bytes) => store.add_dense_bytes(run.first(), bytes),
-                    None => store.add_dense(run.first(), run.span(), run.counts()),
-                }
-            }
-            mine.sketch.fold_to_cap();
+            self.ok &= merge_score_view(mine, theirs);
         }
         for (k, m) in &other.models {
             let e = get_or_insert(&mut st.models, k);
@@ -148,14 +149,33 @@ impl StateMerger {
             *get_or_insert(&mut st.task_types, k) += c;
         }
         other.folds.iter().for_each(|f| insert(&mut st.folds, f));
+        // A 1.3 head of one metric leaves that metric's statistics out:
+        // they are the pooled ones.
+        let single = other.metrics.len() == 1;
         for (name, m) in &other.metrics {
-            match st.metrics.get_mut(*name) {
-                Some(e) => e.count += m.count,
-                None => {
-                    st.metrics.insert(name.to_string(), m.clone());
+            let e = match st.metrics.get_mut(*name) {
+                Some(e) => e,
+                None => st
+                    .metrics
+                    .entry(name.to_string())
+                    .or_insert_with(|| super::MetricState::new(m.direction)),
+            };
+            if single {
+                e.count += m.count;
+                for (mine, theirs) in e.scores.iter_mut().zip(&other.scores) {
+                    self.ok &= merge_score_view(mine, theirs);
                 }
+                for (k, mm) in &other.models {
+                    let x = get_or_insert(&mut e.models, k);
+                    x.count += mm.count;
+                    x.val_sum += mm.val_sum;
+                    x.val_count += mm.val_count;
+                }
+            } else {
+                self.ok &= e.merge(m);
             }
         }
+        st.by_metric &= other.by_metric;
         st.top_k = st.top_k.max(other.top_k);
         let k = st.top_k;
         for (metric, part, entries) in &other.top {
@@ -200,4 +220,28 @@ impl StateMerger {
             .collect();
         (self.state, self.ok)
     }
+}
+
+/// Folds a score's statistics read in place into `mine`; false when the
+/// sketches cannot merge (different α).
+fn merge_score_view(mine: &mut super::ScoreState, theirs: &super::codec::ScoreView<'_>) -> bool {
+    mine.welford.merge(&theirs.welford);
+    mine.nan_count += theirs.nan_count;
+    mine.inf_count += theirs.inf_count;
+    if (mine.sketch.alpha - theirs.alpha).abs() > 1e-15 {
+        return false;
+    }
+    mine.sketch.zero += theirs.zero;
+    mine.sketch.collapsed |= theirs.collapsed;
+    for (store, run) in [
+        (&mut mine.sketch.pos, theirs.run(0)),
+        (&mut mine.sketch.neg, theirs.run(1)),
+    ] {
+        match run.single_bytes() {
+            Some(bytes) => store.add_dense_bytes(run.first(), bytes),
+            None => store.add_dense(run.first(), run.span(), run.counts()),
+        }
+    }
+    mine.sketch.fold_to_cap();
+    true
 }

@@ -21,6 +21,7 @@
 pub(crate) mod codec;
 pub(crate) mod json;
 pub(crate) mod legacy;
+pub mod runs_index;
 pub mod sketch;
 pub mod topk;
 pub mod welford;
@@ -46,7 +47,7 @@ pub use state::{Best, MetricState, ModelState, RunState, ScoreState, SmallMap, S
 /// The version n4a writes: 1.0's keys unchanged, plus `ranking`,
 /// `metrics`, `top_by_metric` and per-score counts in the JSON, and the
 /// mergeable state in its own footer key (see `codec`).
-pub const N4A_VERSION: &str = "1.3";
+pub const N4A_VERSION: &str = "1.4";
 /// nirs4all's summary lists ten top predictions.
 pub const DEFAULT_TOP_K: usize = 10;
 /// Quartiles stay exact (every value kept in memory) up to this many rows.

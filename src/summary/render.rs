@@ -91,6 +91,11 @@ pub struct RunSummary {
     pub n_predictions: u64,
     pub best_val_score: Option<f64>,
     pub best_test_score: Option<f64>,
+    /// (1.3) The metric of the best scores, written only when the file
+    /// holds several metrics (else the file's one metric): a run's bests
+    /// are by its own metric, never compared with another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
 }
 
 /// (1.1) Which metric and direction ranked `top_predictions` and `runs`.
@@ -102,13 +107,49 @@ pub struct Ranking {
     pub direction: Direction,
 }
 
-/// (1.1) A metric present in the file.
+/// (1.1) A metric present in the file, with (1.3) the statistics and model
+/// averages of its rows alone: where a summary's 1.0 `stats` and
+/// `facets.models` pool every metric (nirs4all's meaning), these never do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct MetricSummary {
     pub name: String,
     pub direction: Direction,
     pub count: u64,
+    /// (1.3) Score statistics of this metric's rows (quartiles exact when
+    /// the file has one metric, else from the sketch within its bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    /// (1.3) Models scored with this metric: rows and average val score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelFacet>,
+}
+
+impl MetricSummary {
+    /// The summary of one metric's state: with `pooled`, the file's own
+    /// statistics (exact quartiles) when it has this one metric only.
+    pub fn of(name: &str, m: &super::MetricState, by_metric: bool, pooled: Option<&Stats>) -> Self {
+        MetricSummary {
+            name: name.to_string(),
+            direction: m.direction,
+            count: m.count,
+            stats: by_metric.then(|| {
+                pooled.cloned().unwrap_or_else(|| {
+                    let s = |i: usize| score_summary(&m.scores[i], None);
+                    Stats {
+                        val_score: s(0),
+                        test_score: s(1),
+                        train_score: s(2),
+                    }
+                })
+            }),
+            models: if by_metric {
+                model_facets(&m.models)
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// (1.1) The top predictions of one metric, unrounded.
@@ -222,6 +263,15 @@ impl Summary {
                 (m.clone(), t)
             })
             .collect();
+        let metrics = state
+            .metrics
+            .iter()
+            .map(|(n, m)| {
+                // With one metric, `stats` and `facets.models` are its own:
+                // not written twice.
+                MetricSummary::of(n, m, state.by_metric && state.metrics.len() > 1, None)
+            })
+            .collect();
         Summary {
             n4a_version: N4A_VERSION.to_string(),
             generated_at,
@@ -232,15 +282,7 @@ impl Summary {
             runs: runs(&state, primary.as_ref()),
             top_predictions,
             ranking: primary.map(|(metric, direction)| Ranking { metric, direction }),
-            metrics: state
-                .metrics
-                .iter()
-                .map(|(n, m)| MetricSummary {
-                    name: n.clone(),
-                    direction: m.direction,
-                    count: m.count,
-                })
-                .collect(),
+            metrics,
             top_by_metric,
             state: Some(state),
         }
@@ -259,8 +301,18 @@ impl Summary {
     pub fn footer_parts(&self) -> FooterParts<'_> {
         let text = self.to_json();
         let check = super::codec::TextCheck::of(&text);
+        // The index of the text's runs, stored after the runs (16 bytes a
+        // run): a workspace listing runs once reads it, not the text.
+        let index = check
+            .runs_at
+            .and_then(|at| super::runs_index::RunsIndex::of(text.as_bytes(), at as usize))
+            .map(|ix| ix.to_bytes(check.hash))
+            .unwrap_or_default();
         FooterParts {
-            runs: self.state.as_ref().map(super::codec::encode_runs),
+            runs: self
+                .state
+                .as_ref()
+                .map(|st| super::codec::encode_runs(st, &index)),
             state: self.state.as_ref(),
             text,
             check,
@@ -352,9 +404,10 @@ fn by_count_desc(map: &BTreeMap<String, u64>) -> Vec<NameCount> {
     v
 }
 
-fn facets(st: &SummaryState) -> Facets {
-    let mut models: Vec<ModelFacet> = st
-        .models
+/// Model facets by count desc (ties by name), averages rounded to 4
+/// places as nirs4all's.
+pub(crate) fn model_facets(models: &BTreeMap<String, super::ModelState>) -> Vec<ModelFacet> {
+    let mut out: Vec<ModelFacet> = models
         .iter()
         .map(|(name, m)| ModelFacet {
             name: Some(name.clone()),
@@ -362,9 +415,13 @@ fn facets(st: &SummaryState) -> Facets {
             avg_val_score: (m.val_count > 0).then(|| round4(m.val_sum / m.val_count as f64)),
         })
         .collect();
-    models.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    out
+}
+
+fn facets(st: &SummaryState) -> Facets {
     Facets {
-        models,
+        models: model_facets(&st.models),
         partitions: st
             .partitions
             .iter()
@@ -380,8 +437,14 @@ fn facets(st: &SummaryState) -> Facets {
     }
 }
 
+/// The runs, each best by its own metric (the primary one where the run
+/// has rows of it): the primary metric's runs first, best first, then each
+/// other metric's in name order, so no two scores of different metrics are
+/// ever ordered against each other. Entries name their metric when the
+/// file holds several.
 fn runs(st: &SummaryState, primary: Option<&(String, Direction)>) -> Vec<RunSummary> {
-    let mut out: Vec<(Option<Direction>, RunSummary)> = st
+    let several = st.metrics.len() > 1;
+    let mut out: Vec<(Option<Direction>, bool, RunSummary)> = st
         .runs
         .iter()
         .map(|(name, r)| {
@@ -391,25 +454,28 @@ fn runs(st: &SummaryState, primary: Option<&(String, Direction)>) -> Vec<RunSumm
                 .or_else(|| r.best.keys().next().map(String::as_str));
             let best = chosen.and_then(|m| r.best.get(m));
             let dir = chosen.and_then(|m| st.metrics.get(m)).map(|m| m.direction);
+            let is_primary = primary.is_some_and(|(m, _)| Some(m.as_str()) == chosen);
             let run = RunSummary {
                 id: Some(name.clone()),
                 name: Some(name.clone()),
                 n_predictions: r.n,
                 best_val_score: best.and_then(|b| b.val).map(round4),
                 best_test_score: best.and_then(|b| b.test).map(round4),
+                metric: chosen.filter(|_| several).map(str::to_string),
             };
-            (dir, run)
+            (dir, is_primary, run)
         })
         .collect();
-    out.sort_by(|(da, a), (db, b)| {
+    out.sort_by(|(da, pa, a), (db, pb, b)| {
         let key = |d: &Option<Direction>, r: &RunSummary| {
             r.best_val_score
                 .map(|v| d.unwrap_or(Direction::Maximize).rank_key(v))
                 .unwrap_or(f64::INFINITY)
         };
-        key(da, a)
-            .total_cmp(&key(db, b))
+        pb.cmp(pa)
+            .then_with(|| a.metric.cmp(&b.metric))
+            .then_with(|| key(da, a).total_cmp(&key(db, b)))
             .then_with(|| a.name.cmp(&b.name))
     });
-    out.into_iter().map(|(_, r)| r).collect()
+    out.into_iter().map(|(_, _, r)| r).collect()
 }

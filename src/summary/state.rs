@@ -147,13 +147,59 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
     }
 }
 
-/// Rows per metric and the direction used to rank them.
+/// Rows per metric, the direction used to rank them and (1.3) the score
+/// statistics and model sums of those rows alone: scores of different
+/// metrics are never pooled where an answer averages or ranks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricState {
     /// Rows carrying this metric.
     pub count: u64,
     /// The direction used for "best" and "top".
     pub direction: Direction,
+    /// (1.3) val, test and train statistics of this metric's rows (empty
+    /// in a state of before 1.3 that mixes metrics: see
+    /// [`SummaryState::by_metric`]).
+    #[serde(default)]
+    pub scores: [ScoreState; 3],
+    /// (1.3) Per-model counts and sums of this metric's rows.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelState>,
+}
+
+impl MetricState {
+    /// A metric seen for the first time.
+    pub fn new(direction: Direction) -> Self {
+        MetricState {
+            count: 0,
+            direction,
+            scores: Default::default(),
+            models: BTreeMap::new(),
+        }
+    }
+
+    /// Folds another file's or state's statistics of the same metric.
+    /// Returns false when a sketch could not merge.
+    pub(super) fn merge(&mut self, other: &MetricState) -> bool {
+        self.count += other.count;
+        let mut ok = true;
+        for (mine, theirs) in self.scores.iter_mut().zip(&other.scores) {
+            ok &= mine.merge(theirs);
+        }
+        add_models(&mut self.models, &other.models);
+        ok
+    }
+}
+
+pub(super) fn add_models(
+    into: &mut BTreeMap<String, ModelState>,
+    from: &BTreeMap<String, ModelState>,
+) {
+    for (k, m) in from {
+        let e = get_or_insert(into, k);
+        e.count += m.count;
+        e.val_sum += m.val_sum;
+        e.val_count += m.val_count;
+    }
 }
 
 /// Everything needed to update or merge a summary without the rows.
@@ -191,9 +237,59 @@ pub struct SummaryState {
     pub top_k: usize,
     /// Top-k by val score: metric -> partition ("" for null) -> best first.
     pub top: BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>,
+    /// (1.3) True when every metric's `scores` and `models` hold its rows'
+    /// statistics: always for a state built or merged since 1.3; for an
+    /// older state only when it has one metric (its pooled statistics are
+    /// that metric's, [`Self::fill_by_metric`]).
+    pub by_metric: bool,
 }
 
 impl SummaryState {
+    /// A state of before 1.3 (no per-metric statistics): with one metric
+    /// (or none), its pooled statistics are that metric's, copied in; with
+    /// several, `by_metric` stays false (an append then rebuilds the state
+    /// from the rows).
+    pub fn fill_by_metric(&mut self) {
+        if !self.by_metric && self.metrics.len() <= 1 {
+            self.fill_single_metric();
+        }
+    }
+
+    /// With one metric (or none), copies the pooled statistics and model
+    /// sums into that metric (a 1.3 head leaves them out then: they are
+    /// the same) and marks the state `by_metric`. Nothing otherwise.
+    pub fn fill_single_metric(&mut self) {
+        if self.metrics.len() > 1 {
+            return;
+        }
+        let scores = [
+            self.val_score.clone(),
+            self.test_score.clone(),
+            self.train_score.clone(),
+        ];
+        let models = self.models.clone();
+        for m in self.metrics.values_mut() {
+            m.scores = scores.clone();
+            m.models = models.clone();
+        }
+        self.by_metric = true;
+    }
+
+    /// Keeps, for each metric whose `val` list holds entries, only that
+    /// list: best lists rank instances by their val row, and a footer need
+    /// not carry the train and test rows' lists beside it (a third of the
+    /// head). A metric without scored `val` rows keeps every partition's
+    /// list. Every (metric, partition) with rows has a list, empty when no
+    /// val score is finite, so a missing list means "pruned": queries for
+    /// such a partition scan (the footer does not claim them).
+    pub fn prune_tops(&mut self) {
+        for parts in self.top.values_mut() {
+            if parts.get("val").is_some_and(|v| !v.is_empty()) {
+                parts.retain(|p, _| p == "val");
+            }
+        }
+    }
+
     pub(super) fn scores_mut(&mut self) -> [&mut ScoreState; 3] {
         [
             &mut self.val_score,
@@ -240,14 +336,26 @@ impl SummaryState {
             .map(|(n, m)| (n.as_str(), m.direction))
     }
 
-    /// Top-k of `metric` across all partitions, best first.
+    /// The best list of `metric`, best first: one entry per model instance
+    /// (dataset, config, model, fold; `avg` and `w_avg` are instances of
+    /// their own), ranked by the validation score with its test and train
+    /// scores beside it, as nirs4all shows them: the `val` partition's
+    /// top-k (an instance's train, val and test rows carry the same
+    /// scores). Without `val` rows, every partition's entries, one per
+    /// instance.
     pub fn top_of_metric(&self, metric: &str) -> Vec<TopEntry> {
         let Some(m) = self.metrics.get(metric) else {
             return Vec::new();
         };
+        let Some(parts) = self.top.get(metric) else {
+            return Vec::new();
+        };
+        // Each partition's list holds one entry per instance, so the
+        // union's best k instances are exact.
         let mut t = TopK::new(self.top_k, m.direction);
-        for entries in self.top.get(metric).into_iter().flat_map(|p| p.values()) {
-            entries.iter().cloned().for_each(|e| t.offer(e));
+        match parts.get("val").filter(|v| !v.is_empty()) {
+            Some(val) => val.iter().cloned().for_each(|e| t.offer(e)),
+            None => parts.values().flatten().cloned().for_each(|e| t.offer(e)),
         }
         t.sorted()
     }

@@ -27,6 +27,9 @@ pub struct TopEntry {
     pub val_score: Option<f64>,
     /// The row's test score.
     pub test_score: Option<f64>,
+    /// (1.3) The row's train score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_score: Option<f64>,
     /// Fold entry.
     pub fold_id: Option<String>,
     /// Partition.
@@ -43,6 +46,34 @@ impl TopEntry {
     fn score(&self) -> f64 {
         self.val_score.unwrap_or(f64::NAN)
     }
+}
+
+/// True when two entries are rows of one model instance: the same
+/// dataset, config, model and fold (`avg` and `w_avg` are instances of
+/// their own), as nirs4all counts trained models; a trained model's train,
+/// val and test rows carry the same scores. Entries whose config, model
+/// and fold are all unknown (placeholders of a row search) are never the
+/// same instance.
+pub fn same_instance(a: &TopEntry, b: &TopEntry) -> bool {
+    let unknown =
+        |e: &TopEntry| e.config_name.is_none() && e.model_name.is_none() && e.fold_id.is_none();
+    !unknown(a)
+        && a.fold_id == b.fold_id
+        && a.config_name == b.config_name
+        && a.model_name == b.model_name
+        && a.dataset == b.dataset
+}
+
+/// Keeps the first (best) entry of each model instance ([`same_instance`]),
+/// in order.
+pub fn one_per_instance(entries: Vec<TopEntry>) -> Vec<TopEntry> {
+    let mut out: Vec<TopEntry> = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !out.iter().any(|o| same_instance(o, &e)) {
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// Orders entries best first under `direction`.
@@ -114,6 +145,7 @@ impl TopK {
                     config_name: None,
                     val_score: Some(score),
                     test_score: None,
+                    train_score: None,
                     fold_id: None,
                     partition: None,
                     dataset: worst.entry.dataset.clone(),
@@ -164,10 +196,20 @@ impl TopK {
         self.heap.peek().map(|r| &r.entry)
     }
 
-    /// Offers one entry; entries without a finite score are ignored.
+    /// Offers one entry; entries without a finite score are ignored. A
+    /// best list holds one entry per model instance ([`same_instance`]): an
+    /// entry of an instance already kept replaces it only if better. O(log
+    /// k) plus an O(k) scan for the instance (offers are rare: most rows
+    /// are refused by [`Self::would_keep`] first).
     pub fn offer(&mut self, entry: TopEntry) {
         if self.k == 0 || !entry.score().is_finite() {
             return;
+        }
+        if let Some(kept) = self.heap.iter().find(|r| same_instance(&r.entry, &entry)) {
+            if compare(self.direction, &entry, &kept.entry) != Ordering::Less {
+                return;
+            }
+            self.heap.retain(|r| !same_instance(&r.entry, &entry));
         }
         self.heap.push(Ranked {
             direction: self.direction,
@@ -205,6 +247,7 @@ mod tests {
             config_name: None,
             val_score: Some(score),
             test_score: None,
+            train_score: None,
             fold_id: None,
             partition: None,
             dataset: None,

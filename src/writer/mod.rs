@@ -213,8 +213,15 @@ impl PredictionWriter {
         let num_rows = meta.file_metadata().num_rows().max(0) as u64;
         // A state that does not decode (its runs damaged, say) is rebuilt
         // from the rows, as for a file without one: the rows are the truth.
+        // A state of before 1.3 that mixes metrics has no per-metric
+        // statistics to continue: rebuilt from the rows too.
         let state = match footer::decode_state(old, &meta) {
-            Ok(st) => st.filter(|st| st.rows == num_rows),
+            Ok(st) => st
+                .map(|mut st| {
+                    st.fill_by_metric();
+                    st
+                })
+                .filter(|st| st.rows == num_rows && st.by_metric),
             Err(Error::InvalidSummary { .. }) => None,
             Err(e) => return Err(e),
         };

@@ -21,11 +21,19 @@ fn demo_with_no_arguments_writes_file_pairs_and_prints_a_summary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The main job shows what the tool is for: the workspace's datasets,
+    // the best model instances of each metric by its own direction, the
+    // models per metric and the runs (issue 29).
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("corn_000") && text.contains("minimize"),
-        "{text}"
-    );
+    for want in [
+        "corn_000",
+        "Best model instances by mse (lower is better)",
+        "Best model instances by balanced_accuracy (higher is better)",
+        "Models scored by mse",
+        "Runs (",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
     let demo = dir.path().join("n4a-demo");
     let mut metas = 0;
     for e in std::fs::read_dir(&demo).unwrap() {
@@ -177,9 +185,9 @@ fn summary_lists_datasets_best_by_direction_and_errors_with_exit_code_1() {
         "a bad file makes the exit code 1"
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("2 datasets, 400 predictions"), "{text}");
+    assert!(text.contains("400 predictions in 2 datasets"), "{text}");
     assert!(
-        text.contains("best mse (minimize)") && text.contains("corn_000"),
+        text.contains("Best model instances by mse (lower is better)") && text.contains("corn_000"),
         "{text}"
     );
     assert!(
@@ -268,20 +276,44 @@ fn query_top_and_stats_from_the_command_line() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["direction"], "minimize");
     assert_eq!(v["served_by"], "footers");
-    let out = n4a(dir.path(), &["top", "ws", "--k", "2"]);
-    assert_eq!(out.status.code(), Some(2), "mixed directions refused");
+    // Without --metric: one ranked list per metric, each by its own
+    // direction (issue 29).
+    let out = n4a(dir.path(), &["top", "ws", "--k", "2", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lists = v["by_metric"].as_array().unwrap();
+    assert!(lists.len() >= 2, "{v}");
+    for l in lists {
+        let want = if l["metric"] == "mse" {
+            "minimize"
+        } else {
+            "maximize"
+        };
+        assert_eq!(l["direction"], want, "{l}");
+        assert_eq!(l["records"].as_array().unwrap().len(), 2);
+    }
+    // CSV is offered by stats and top, and works.
     let out = n4a(
         dir.path(),
         &["stats", "ws", "--group-by", "model", "--format", "csv"],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format csv is for `n4a query`"));
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("metric,partition,model_name,count,mean,min,max,best")
+    );
+    let out = n4a(dir.path(), &["top", "ws", "--k", "2", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("metric,rank,dataset,id,"), "{text}");
+    assert_eq!(text.lines().count(), 1 + 2 * lists.len());
     let out = n4a(
         dir.path(),
         &["stats", "ws", "--group-by", "model", "--metric", "r2"],
     );
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("best by maximize"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("best: higher is better"));
     let out = n4a(dir.path(), &["query", "ws", "--where", "val_score >= x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
@@ -322,10 +354,18 @@ fn refresh_reports_as_json_exits_by_outcome_and_writes_the_cache() {
         );
         (out.status.code(), v)
     };
+    // A dry run that worked exits 0 and reports; --check fails on stale
+    // files (issue 29).
     let (code, v) = json(&["refresh", dir, "--dry-run", "--format", "json"]);
-    assert_eq!(code, Some(1), "something left to refresh");
+    assert_eq!(code, Some(0), "a dry run that worked");
     assert_eq!(v["stale"], 2);
     assert_eq!(v["write"], false);
+    let (code, v) = json(&["refresh", dir, "--check", "--format", "json"]);
+    assert_eq!(code, Some(1), "something left to refresh");
+    assert_eq!(
+        (v["stale"].as_u64(), v["write"].as_bool()),
+        (Some(2), Some(false))
+    );
     let (code, v) = json(&["refresh", dir, "--format", "json"]);
     assert_eq!(code, Some(0));
     assert_eq!(
@@ -432,13 +472,20 @@ fn issue_13_rankings_take_one_row_per_prediction_and_group_by_metric_when_mixed(
         "--format",
         "json",
     ]);
-    let parts: std::collections::BTreeSet<&str> = v["records"]
-        .as_array()
-        .unwrap()
+    // Every partition is ranked, and each model instance (dataset, config,
+    // model, fold) still appears once: issue 29.
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 12);
+    let instances: std::collections::BTreeSet<String> = recs
         .iter()
-        .map(|r| r["partition"].as_str().unwrap())
+        .map(|r| {
+            format!(
+                "{}|{}|{}|{}",
+                r["dataset"], r["config_name"], r["model_name"], r["fold_id"]
+            )
+        })
         .collect();
-    assert!(parts.len() > 1, "every partition: {parts:?}");
+    assert_eq!(instances.len(), recs.len(), "one row per instance: {v}");
     // Regression and classification mixed: one grouping per metric.
     let v = json(&["stats", "ws", "--group-by", "model", "--format", "json"]);
     let by = v["by_metric"].as_array().unwrap();
@@ -475,7 +522,10 @@ fn issue_13_rankings_take_one_row_per_prediction_and_group_by_metric_when_mixed(
     );
     let out = n4a(dir.path(), &["stats", "ws", "--group-by", "model"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("for metric mse, best by minimize"), "{text}");
+    assert!(
+        text.contains("metric mse, over the val partition") && text.contains("lower is better"),
+        "{text}"
+    );
     assert!(
         text.contains("over the val partition (the default"),
         "{text}"
@@ -483,8 +533,8 @@ fn issue_13_rankings_take_one_row_per_prediction_and_group_by_metric_when_mixed(
     // The demo's top table names each row's dataset.
     let out = n4a(dir.path(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let table = text.split("#   val").nth(1).unwrap();
-    assert!(table.lines().nth(1).unwrap().contains("corn_000"), "{text}");
+    let table = text.split("Best model instances by mse").nth(1).unwrap();
+    assert!(table.lines().nth(2).unwrap().contains("corn_000"), "{text}");
 }
 
 /// Issue 13: `ingest` takes Arrow IPC files and streams (as pyarrow,

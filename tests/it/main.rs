@@ -14,6 +14,7 @@ mod crash;
 mod export;
 mod faults;
 mod fixtures;
+mod mixed;
 mod properties;
 mod query;
 mod reader;

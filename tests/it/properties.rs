@@ -17,7 +17,15 @@ use crate::util::close_opt;
 /// min, max, quartiles, NaN count, inf count of one score column.
 type StatView = (Option<f64>, Option<f64>, Vec<Option<f64>>, u64, u64);
 /// name, rows, best val, best test of one run.
-type RunView = (Option<String>, u64, Option<f64>, Option<f64>);
+/// (name, predictions, best val, best test, metric named when the rows
+/// hold several).
+type RunView = (
+    Option<String>,
+    u64,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+);
 /// id and val score of each top entry, per metric.
 type TopView = BTreeMap<String, Vec<(Option<String>, Option<f64>)>>;
 
@@ -96,6 +104,7 @@ fn view(s: &Summary) -> View {
                     r.n_predictions,
                     r.best_val_score,
                     r.best_test_score,
+                    r.metric.clone(),
                 )
             })
             .collect(),
@@ -222,17 +231,33 @@ fn oracle(rows: &[Prediction]) -> View {
         .iter()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
         .map(|(m, _)| m.clone());
+    // A best list: the metric's val rows (every partition's when it has
+    // none), best first, ties by row, one entry per model instance
+    // (dataset, config, model, fold; unknown when the last three are null),
+    // ten.
     let ranked = |metric: &str| -> Vec<(usize, &Prediction)> {
         let d = dir(metric);
-        let mut v: Vec<(usize, &Prediction)> = rows
+        let scored: Vec<(usize, &Prediction)> = rows
             .iter()
             .enumerate()
             .filter(|(_, r)| r.metric.as_deref() == Some(metric) && finite(r.val_score).is_some())
+            .collect();
+        let has_val = scored
+            .iter()
+            .any(|(_, r)| r.partition.as_deref() == Some("val"));
+        let mut v: Vec<(usize, &Prediction)> = scored
+            .into_iter()
+            .filter(|(_, r)| !has_val || r.partition.as_deref() == Some("val"))
             .collect();
         v.sort_by(|a, b| {
             d.rank_key(a.1.val_score.unwrap())
                 .total_cmp(&d.rank_key(b.1.val_score.unwrap()))
                 .then(a.0.cmp(&b.0))
+        });
+        let mut seen = BTreeSet::new();
+        v.retain(|(_, r)| {
+            let key = (&r.config_name, &r.model_name, &r.fold_id, &r.dataset_name);
+            (key.0.is_none() && key.1.is_none() && key.2.is_none()) || seen.insert(key)
         });
         v.truncate(10);
         v
@@ -264,7 +289,7 @@ fn oracle(rows: &[Prediction]) -> View {
             )
         })
         .collect();
-    let mut runs: Vec<(Option<Direction>, RunView)> = group(|r| r.config_name.as_ref())
+    let mut runs: Vec<(Option<Direction>, bool, RunView)> = group(|r| r.config_name.as_ref())
         .into_iter()
         .map(|(name, n)| {
             let of: Vec<&Prediction> = rows
@@ -286,15 +311,30 @@ fn oracle(rows: &[Prediction]) -> View {
             };
             (
                 chosen.map(dir),
-                (Some(name), n, best(|r| r.val_score), best(|r| r.test_score)),
+                chosen.is_some() && chosen == primary.as_deref(),
+                (
+                    Some(name),
+                    n,
+                    best(|r| r.val_score),
+                    best(|r| r.test_score),
+                    chosen
+                        .filter(|_| metric_counts.len() > 1)
+                        .map(str::to_string),
+                ),
             )
         })
         .collect();
-    runs.sort_by(|(da, a), (db, b)| {
+    // The primary metric's runs first, then each other metric's (name
+    // order), each best first: scores of different metrics never ordered
+    // against each other (issue 29).
+    runs.sort_by(|(da, pa, a), (db, pb, b)| {
         let k = |d: &Option<Direction>, v: Option<f64>| {
             v.map(|x| d.unwrap().rank_key(x)).unwrap_or(f64::INFINITY)
         };
-        k(da, a.2).total_cmp(&k(db, b.2)).then(a.0.cmp(&b.0))
+        pb.cmp(pa)
+            .then_with(|| a.4.cmp(&b.4))
+            .then_with(|| k(da, a.2).total_cmp(&k(db, b.2)))
+            .then(a.0.cmp(&b.0))
     });
     let distinct = |key: fn(&Prediction) -> Option<&String>| {
         rows.iter().filter_map(key).collect::<BTreeSet<_>>().len() as u64
@@ -319,7 +359,7 @@ fn oracle(rows: &[Prediction]) -> View {
         task_types: desc(group(|r| r.task_type.as_ref())),
         n_configs: distinct(|r| r.config_name.as_ref()),
         n_pipelines: distinct(|r| r.pipeline_uid.as_ref()),
-        runs: runs.into_iter().map(|(_, r)| r).collect(),
+        runs: runs.into_iter().map(|(_, _, r)| r).collect(),
         top,
         top_by_metric,
     }
@@ -564,7 +604,7 @@ fn as_summary(w: &n4a::reader::WorkspaceSummary) -> Summary {
     Summary {
         total_predictions: w.total_predictions,
         dataset_name: None,
-        stats: w.stats.clone(),
+        stats: w.stats.clone().unwrap_or_default(),
         facets: w.facets.clone(),
         runs: w.runs(),
         top_predictions: w.top_predictions.clone(),
@@ -633,6 +673,63 @@ proptest! {
         want.n_configs = 0;
         got.n_pipelines = 0;
         want.n_pipelines = 0;
+        // Runs listed once (issue 29): each config once, in the order
+        // first met, with its predictions summed and the datasets it
+        // touched.
+        let mut once: Vec<(Option<String>, u64, Vec<String>)> = Vec::new();
+        for (i, v) in per_file.iter().enumerate() {
+            for r in &v.runs {
+                match once.iter_mut().find(|o| o.0 == r.0) {
+                    Some(o) => {
+                        o.1 += r.1;
+                        o.2.push(format!("d{i}"));
+                    }
+                    None => once.push((r.0.clone(), r.1, vec![format!("d{i}")])),
+                }
+            }
+        }
+        let got_once: Vec<(Option<String>, u64, Vec<String>)> = seq
+            .runs_once()
+            .into_iter()
+            .map(|r| (r.name, r.n_predictions, r.datasets))
+            .collect();
+        prop_assert_eq!(&got_once, &once);
+        // Metrics never pooled (issue 29): with several metrics the pooled
+        // statistics and model averages are null, and each metric's are
+        // its rows' alone.
+        let metrics: BTreeSet<String> = all.iter().filter_map(|r| r.metric.clone()).collect();
+        if metrics.len() > 1 {
+            prop_assert!(seq.stats.is_none());
+            prop_assert!(seq.models.iter().all(|m| m.avg_val_score.is_none()));
+            for m in &metrics {
+                let rows: Vec<Prediction> = all.iter().filter(|r| r.metric.as_ref() == Some(m)).cloned().collect();
+                let one = oracle(&rows);
+                let ms = seq.metrics.iter().find(|x| &x.name == m).unwrap();
+                let st = ms.stats.as_ref().unwrap();
+                for (i, (o, (om, ostd))) in one.stats.iter().zip(&one.means).enumerate() {
+                    let g = [&st.val_score, &st.test_score, &st.train_score][i];
+                    match (o, g) {
+                        (Some(o), Some(g)) => {
+                            prop_assert_eq!((o.0, o.1), (g.min, g.max), "{} {}", m, i);
+                            prop_assert!(close_opt(*om, g.mean) && close_opt(*ostd, g.std), "{} {}", m, i);
+                        }
+                        (None, None) => {}
+                        (o, g) => prop_assert!(false, "{} {}: {:?} vs {:?}", m, i, o, g),
+                    }
+                }
+                let models: Vec<(Option<String>, u64, Option<f64>)> = ms
+                    .models
+                    .iter()
+                    .map(|x| (x.name.clone(), x.count, x.avg_val_score))
+                    .collect();
+                prop_assert_eq!(&models, &one.models, "{}", m);
+            }
+            got.stats = want.stats.clone();
+            got.means = want.means.clone();
+            for x in &mut want.models {
+                x.2 = None;
+            }
+        }
         // Quartiles: sketched, within the stated relative error.
         for (g, w) in got.stats.iter_mut().zip(want.stats.iter_mut()) {
             if let (Some(g), Some(w)) = (g, w) {

@@ -2,6 +2,7 @@
 //! slice in plain Rust), plus pushdown and footer-only answers.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -163,12 +164,13 @@ fn row_strategy() -> impl Strategy<Value = Prediction> {
         prop::sample::select(vec!["c1", "c2"]),
         score_strategy(),
         score_strategy(),
+        prop::sample::select(vec!["0", "1", "avg"]),
     )
-        .prop_map(|(m, p, c, v, t)| Prediction {
+        .prop_map(|(m, p, c, v, t, fold)| Prediction {
             model_name: Some(m.into()),
             partition: Some(p.into()),
             config_name: Some(c.into()),
-            fold_id: Some("0".into()),
+            fold_id: Some(fold.into()),
             val_score: v,
             test_score: t,
             ..Default::default()
@@ -294,6 +296,10 @@ proptest! {
         let top = engine.top(&TopQuery { filters: f.clone(), k, direction: None, score: "val_score".into() }).unwrap();
         let mut cand: Vec<&Row> = all.iter().filter(|r| matches(&f, r) && r.2.val_score.is_some_and(f64::is_finite)).collect();
         cand.sort_by(|a, b| dir_m.rank_key(a.2.val_score.unwrap()).total_cmp(&dir_m.rank_key(b.2.val_score.unwrap())).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        // One entry per model instance (issue 29): the best row of each
+        // (dataset, config, model, fold).
+        let mut seen = BTreeSet::new();
+        cand.retain(|r| seen.insert((r.0.clone(), r.2.config_name.clone(), r.2.model_name.clone(), r.2.fold_id.clone())));
         let want: Vec<(Option<String>, Option<f64>)> = cand.iter().take(k).map(|r| (r.2.id.clone(), r.2.val_score)).collect();
         let got: Vec<(Option<String>, Option<f64>)> = top.records.iter().map(|e| (e.id.clone(), e.val_score)).collect();
         prop_assert_eq!(&got, &want);
@@ -308,7 +314,7 @@ proptest! {
             let got: Vec<(Option<String>, Option<f64>)> = t.records.iter().map(|e| (e.id.clone(), e.val_score)).collect();
             prop_assert_eq!(&got, &want_deep);
         }
-        if k <= 10 && !cand.is_empty() {
+        if k <= 10 && !cand.is_empty() && partition == Some("val") {
             prop_assert_eq!(top.served_by, ServedBy::Footers, "within the stored k the footers answer");
         }
         // Group by model over the same rows, scanned (and through the
@@ -439,47 +445,72 @@ fn nirs4all_files_answer_as_the_oracle() {
         let want = oracle_ids(&all, &want);
         assert_eq!(got, want, "{sort}");
     }
-    let g = engine
-        .group(&GroupQuery {
+    // Group by config: one grouping per metric and partition (issue 29),
+    // each equal to the oracle over its rows, best by its metric's
+    // direction.
+    let splits = engine
+        .group_by_metric(&GroupQuery {
             filters: Filters::default(),
             key: GroupKey::Config,
             score: "val_score".into(),
             count_and_mean_only: false,
-            direction: Some(Direction::Maximize),
+            direction: None,
         })
         .unwrap();
-    let mut keys: Vec<&str> = all
-        .iter()
-        .filter_map(|r| r.2.config_name.as_deref())
-        .collect();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(g.groups.len(), keys.len());
-    for (grp, key) in g.groups.iter().zip(&keys) {
-        let vals: Vec<f64> = all
+    let splits = splits.groupings;
+    let metrics: BTreeSet<&str> = all.iter().filter_map(|r| r.2.metric.as_deref()).collect();
+    assert!(metrics.len() > 1, "the fixture mixes metrics: {metrics:?}");
+    let mut covered = 0;
+    for (split, g) in &splits {
+        let rows: Vec<&Row> = all
             .iter()
-            .filter(|r| r.2.config_name.as_deref() == Some(*key))
-            .filter_map(|r| r.2.val_score)
-            .filter(|v| v.is_finite())
+            .filter(|r| r.2.metric == split.metric && r.2.partition == split.partition)
             .collect();
-        assert_eq!(grp.key.as_deref(), Some(*key));
-        assert_eq!(grp.best, vals.iter().copied().reduce(f64::max));
-        assert_eq!(grp.min, vals.iter().copied().reduce(f64::min));
+        covered += rows.len();
+        let dir = n4a::metric::builtin_direction(split.metric.as_deref().unwrap()).unwrap();
+        assert_eq!(g.direction, Some(dir));
+        let mut keys: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.2.config_name.as_deref())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(g.groups.len(), keys.len(), "{split:?}");
+        for (grp, key) in g.groups.iter().zip(&keys) {
+            let vals: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.2.config_name.as_deref() == Some(*key))
+                .filter_map(|r| r.2.val_score)
+                .filter(|v| v.is_finite())
+                .collect();
+            assert_eq!(grp.key.as_deref(), Some(*key));
+            let best = vals.iter().copied().reduce(|a, b| {
+                if dir.rank_key(b) < dir.rank_key(a) {
+                    b
+                } else {
+                    a
+                }
+            });
+            assert_eq!(grp.best, best);
+            assert_eq!(grp.min, vals.iter().copied().reduce(f64::min));
+        }
     }
+    assert_eq!(covered, all.len(), "every row in one grouping");
 }
 
 #[test]
 fn footer_answered_queries_read_no_row() {
+    // Three model instances (one fold each), one val row each.
     let dir = workspace(
-        &[vec![
-            Prediction {
+        &[(0..3)
+            .map(|i| Prediction {
                 val_score: Some(1.0),
                 partition: Some("val".into()),
                 model_name: Some("PLS".into()),
+                fold_id: Some(i.to_string()),
                 ..Default::default()
-            };
-            3
-        ]],
+            })
+            .collect()],
         false,
     );
     let ws = Workspace::open(dir.path()).unwrap();
@@ -528,14 +559,20 @@ fn footer_answered_queries_read_no_row() {
     assert_eq!(e.files_scanned(), 0);
 }
 
+/// Issue 29: a ranking never mixes metrics, even with a forced direction
+/// (an `mse` of 0.1 and an `r2` of 0.9 are not comparable); one list per
+/// metric is what such a workspace gets, each by its own direction.
 #[test]
-fn top_k_refuses_to_mix_directions_unless_told() {
+fn top_k_refuses_to_mix_metrics_and_ranks_each_on_its_own() {
     let rows = vec![
         Prediction {
             val_score: Some(1.0),
             ..Default::default()
-        };
-        2
+        },
+        Prediction {
+            val_score: Some(2.0),
+            ..Default::default()
+        },
     ];
     let dir = workspace(&[rows.clone(), rows], false);
     let ws = Workspace::open(dir.path()).unwrap();
@@ -551,13 +588,26 @@ fn top_k_refuses_to_mix_directions_unless_told() {
         err.contains("mse: minimize") && err.contains("r2: maximize"),
         "{err}"
     );
-    let ok = e
-        .top(&TopQuery {
-            direction: Some(Direction::Maximize),
-            ..q
-        })
-        .unwrap();
-    assert_eq!(ok.records.len(), 3);
+    let forced = TopQuery {
+        direction: Some(Direction::Maximize),
+        ..q.clone()
+    };
+    assert!(
+        e.top(&forced).is_err(),
+        "a direction does not make metrics comparable"
+    );
+    let lists = e.top_by_metric(&q).unwrap();
+    let got: Vec<(Option<String>, Vec<Option<f64>>)> = lists
+        .iter()
+        .map(|(m, t)| (m.clone(), t.records.iter().map(|r| r.val_score).collect()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("mse".to_string()), vec![Some(1.0), Some(2.0)]),
+            (Some("r2".to_string()), vec![Some(2.0), Some(1.0)]),
+        ]
+    );
 }
 
 #[test]
@@ -706,18 +756,23 @@ fn issue_11_column_cache_answers_from_memory_and_sees_a_changed_file() {
     assert_eq!(ids(&again), ids(&first));
     let held = cache.stats();
     assert!(held.derived > 0 && held.rows > 0, "{held:?}");
+    // By metric: d0 holds the mse rows, d1 the r2 rows.
     let gq = GroupQuery {
         filters: Filters::default(),
-        key: GroupKey::Dataset,
+        key: GroupKey::Metric,
         score: "val_score".into(),
         count_and_mean_only: false,
-        direction: Some(Direction::Minimize),
+        direction: None,
     };
     let groups_before = QueryEngine::new(&ws)
         .with_column_cache(cache.clone())
         .group(&gq)
         .unwrap();
     assert_eq!(groups_before.groups[0].count, 120);
+    // Each metric's best by its own direction: mse lowest, r2 highest.
+    let g = &groups_before.groups;
+    assert_eq!((g[0].best, g[1].best), (g[0].min, g[1].max));
+    assert!(g[0].min < g[0].max && g[1].min < g[1].max);
     assert_eq!(groups_before.served_by, ServedBy::Scan);
     // Append rows with better scores to d0: the cached columns, sorted
     // rows, records and groups are all stale.
@@ -814,8 +869,13 @@ fn issue_11_deep_pages_from_cached_sorted_rows_equal_the_oracle() {
             );
         }
     }
-    // Top-k the same way (ranked by direction, ties in file order).
-    let f = Filters::default().with("partition", ["val"]).unwrap();
+    // Top-k the same way (ranked by direction, ties in file order), one
+    // metric: rankings never mix metrics.
+    let f = Filters::default()
+        .with("partition", ["val"])
+        .unwrap()
+        .with("metric", ["mse"])
+        .unwrap();
     let tq = TopQuery {
         filters: f.clone(),
         k: 100,

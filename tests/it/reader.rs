@@ -288,16 +288,26 @@ fn workspace_summary_json_has_the_dashboard_shape() {
         "has_summary",
         "total_predictions",
         "facets",
-        "runs",
         "top_predictions",
     ] {
         assert!(d.get(key).is_some(), "datasets[0].{key}");
     }
+    // Issue 29: runs are listed once, at the top, each with the datasets it
+    // touched; a file's entry does not repeat them.
+    assert!(d.get("runs").is_none());
+    assert!(v["runs"][0]["datasets"].is_array(), "{}", v["runs"][0]);
     assert!(
         d.get("state").is_none(),
         "the mergeable state stays out of the answer"
     );
     assert!(v["top_predictions"][0]["dataset"].is_string());
-    assert_eq!(v["stats"]["val_score"]["quartiles_method"], "sketch");
-    assert_eq!(v["stats"]["val_score"]["quartiles_rel_error"], 0.01);
+    // The generated datasets use different metrics: no pooled statistics,
+    // each metric's under `metrics[].stats`.
+    assert!(v["stats"].is_null(), "{}", v["stats"]);
+    let metrics = v["metrics"].as_array().unwrap();
+    assert!(metrics.len() > 1);
+    for m in metrics {
+        assert_eq!(m["stats"]["val_score"]["quartiles_method"], "sketch", "{m}");
+        assert_eq!(m["stats"]["val_score"]["quartiles_rel_error"], 0.01);
+    }
 }

@@ -178,7 +178,7 @@ fn issue_10_a_nirs4all_1_0_workspace_has_models_runs_stats_and_the_lowest_mse() 
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert!(!s.models.is_empty());
     assert!(!s.runs().is_empty());
-    assert!(s.stats.val_score.is_some());
+    assert!(s.stats.as_ref().unwrap().val_score.is_some());
     let rows =
         n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
     let lowest = rows
@@ -305,11 +305,31 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["records"].as_array().unwrap().len(), good_rows - 250);
     // Top-k and group-bys.
-    let (code, out, err) = n4a(&["top", "--k", "50", "--direction", "max", "--format", "json"]);
+    // The datasets' metrics differ: one list per metric (issue 29), each
+    // full, the damaged file's error in the lists that read it.
+    let (code, out, err) = n4a(&["top", "--k", "50", "--format", "json"]);
     assert_eq!(code, Some(1), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["records"].as_array().unwrap().len(), 50);
-    check_errors(&v["provenance"]["errors"], "top");
+    let lists = v["by_metric"].as_array().unwrap();
+    assert!(lists.len() > 1, "{out}");
+    let mut errors = Vec::new();
+    for l in lists {
+        // The damaged file's metric is its own: that list is empty, and
+        // says why.
+        let failed = !l["provenance"]["errors"].as_array().unwrap().is_empty();
+        assert!(
+            failed || !l["records"].as_array().unwrap().is_empty(),
+            "{l}"
+        );
+        errors.extend(
+            l["provenance"]["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+    }
+    check_errors(&serde_json::Value::Array(errors), "top");
     for key in ["model", "config", "dataset", "partition", "fold"] {
         let (code, out, err) = n4a(&[
             "stats",
@@ -317,19 +337,22 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             "all",
             "--group-by",
             key,
-            "--direction",
-            "max",
             "--format",
             "json",
         ]);
-        assert_eq!(code, Some(1), "{key}: {err}");
+        assert_eq!(code, Some(1), "{key}: {err} {out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let count: u64 = v["groups"]
-            .as_array()
-            .unwrap()
+        // One grouping per metric and partition (issue 29).
+        let splits = v["by_metric"].as_array().unwrap();
+        let count: u64 = splits
             .iter()
+            .flat_map(|s| s["groups"].as_array().unwrap())
             .map(|g| g["count"].as_u64().unwrap())
             .sum();
+        let errors: Vec<serde_json::Value> = splits
+            .iter()
+            .flat_map(|s| s["provenance"]["errors"].as_array().unwrap().clone())
+            .collect();
         // The nirs4all file's damage is in model_name: only the group-by
         // by model reads it; for the others its 129 rows are good.
         let readable = if key == "model" {
@@ -338,7 +361,7 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             good_rows + 129
         };
         assert_eq!(count, readable as u64, "{key}");
-        check_errors(&v["provenance"]["errors"], key);
+        check_errors(&serde_json::Value::Array(errors), key);
     }
     // Refresh: the damaged files fail, each named once; the rest refresh.
     for args in [
@@ -382,12 +405,22 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
     for t in [
         "data?where=val_score%3E-1e300&limit=2000",
         "data?sort=val_score:desc&limit=3",
-        "top?k=5&direction=max",
-        "groups?group_by=model&direction=max",
+        "top?k=5",
+        "groups?group_by=model",
     ] {
         let (s, v) = get(&format!("/api/workspaces/w/predictions/{t}"));
         assert_eq!(s, 200, "{t}: {v}");
-        check_errors(&v["provenance"]["errors"], t);
+        // Rankings and groupings come per metric (issue 29): the errors of
+        // every list.
+        let answers = match v.get("by_metric") {
+            Some(lists) => lists.as_array().unwrap().clone(),
+            None => vec![v.clone()],
+        };
+        let errors: Vec<serde_json::Value> = answers
+            .iter()
+            .flat_map(|a| a["provenance"]["errors"].as_array().unwrap().clone())
+            .collect();
+        check_errors(&serde_json::Value::Array(errors), t);
     }
     let id =
         n4a::reader::rows::read_predictions(&dir.path().join(format!("{}.meta.parquet", names[0])))
@@ -535,11 +568,14 @@ fn issue_15_arrow_answers_hold_the_json_answers() {
         count_and_mean_only: false,
         direction: None,
     };
-    let split = engine.group_by_metric(&q).unwrap();
-    let metrics: Vec<&str> = split.iter().map(|(m, _)| m.as_deref().unwrap()).collect();
+    let split = engine.group_by_metric(&q).unwrap().groupings;
+    let metrics: Vec<&str> = split
+        .iter()
+        .map(|(m, _)| m.metric.as_deref().unwrap())
+        .collect();
     assert_eq!(metrics, ["balanced_accuracy", "mse", "r2"]);
     for (m, g) in &split {
-        let want = if m.as_deref() == Some("mse") {
+        let want = if m.metric.as_deref() == Some("mse") {
             Direction::Minimize
         } else {
             Direction::Maximize
@@ -565,9 +601,11 @@ fn issue_15_arrow_answers_hold_the_json_answers() {
             direction: Some(Direction::Maximize),
             ..q
         })
-        .unwrap();
-    assert_eq!(forced.len(), 1);
-    assert!(forced[0].0.is_none());
+        .unwrap()
+        .groupings;
+    // A forced direction never ranks metrics together (issue 29): still
+    // one grouping per metric.
+    assert_eq!(forced.len(), 3);
 
     let missing = dir.path().join("nope");
     let e = Workspace::open(&missing).and_then(|w| w.list().map(drop));
@@ -835,7 +873,7 @@ fn issue_28_runs_in_the_body_are_replaced_checked_and_rebuilt_when_damaged() {
     let p = ws.path().join("ds.meta.parquet");
     let count = |p: &std::path::Path| {
         let b = std::fs::read(p).unwrap();
-        b.windows(4).filter(|w| w == b"N4R2").count()
+        b.windows(4).filter(|w| w == b"N4R3").count()
     };
     assert_eq!(count(&p), 1);
     // A summary text the state was not written with (a tool edited the
@@ -870,7 +908,7 @@ fn issue_28_runs_in_the_body_are_replaced_checked_and_rebuilt_when_damaged() {
     // Damage the runs: the summary still answers from the head, the full
     // state says what is wrong, an append rebuilds it from the rows.
     let mut bytes = std::fs::read(&p).unwrap();
-    let at = bytes.windows(4).position(|w| w == b"N4R2").unwrap();
+    let at = bytes.windows(4).position(|w| w == b"N4R3").unwrap();
     bytes[at + 12] ^= 0xff;
     std::fs::write(&p, &bytes).unwrap();
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();

@@ -235,13 +235,27 @@ fn every_endpoint_answers_as_the_query_engine_does() {
         .unwrap();
     assert_eq!(v["records"], serde_json::to_value(&t.records).unwrap());
     assert_eq!(v["direction"], "minimize");
+    // Metrics mixed: one list per metric, each by its own direction
+    // (issue 29), as the engine ranks them.
     let (s, v) = srv.get("/api/workspaces/main/predictions/top?k=3");
-    assert_eq!(
-        s, 400,
-        "metrics of opposite directions need a direction: {v}"
-    );
-    let (s, _) = srv.get("/api/workspaces/main/predictions/top?k=3&direction=max");
-    assert_eq!(s, 200);
+    assert_eq!(s, 200, "{v}");
+    let lists = engine
+        .top_by_metric(&TopQuery {
+            // The val partition unless asked otherwise, as `n4a top`.
+            filters: Filters::default().for_ranking().0,
+            k: 3,
+            direction: None,
+            score: "val_score".into(),
+        })
+        .unwrap();
+    assert!(lists.len() > 1);
+    let by = v["by_metric"].as_array().unwrap();
+    assert_eq!(by.len(), lists.len());
+    for (got, (metric, t)) in by.iter().zip(&lists) {
+        assert_eq!(got["metric"], serde_json::json!(metric));
+        assert_eq!(got["records"], serde_json::to_value(&t.records).unwrap());
+        assert_eq!(got["direction"], serde_json::to_value(t.direction).unwrap());
+    }
 
     // Group-bys against the engine, every key, with filters and both forms.
     for (qs, key, direction, only) in [
@@ -282,33 +296,47 @@ fn every_endpoint_answers_as_the_query_engine_does() {
                 _ => filters,
             };
         }
-        let g = engine
-            .group(&GroupQuery {
-                filters,
+        let by = engine
+            .group_by_metric(&GroupQuery {
+                filters: filters.for_ranking().0,
                 key,
                 score: "val_score".into(),
                 count_and_mean_only: only,
                 direction,
             })
-            .unwrap();
-        assert!(!g.groups.is_empty(), "{qs}");
-        assert_eq!(
-            v["groups"],
-            serde_json::to_value(&g.groups).unwrap(),
-            "{qs}"
-        );
-        assert_eq!(
-            v["served_by"],
-            serde_json::to_value(g.served_by).unwrap(),
-            "{qs}"
-        );
+            .unwrap()
+            .groupings;
+        // One grouping per metric (and partition) where they mix.
+        let answers = match v.get("by_metric") {
+            Some(a) => a.as_array().unwrap().clone(),
+            None => vec![v.clone()],
+        };
+        assert_eq!(answers.len(), by.len(), "{qs}");
+        for (got, (split, g)) in answers.iter().zip(&by) {
+            assert!(!g.groups.is_empty(), "{qs}");
+            assert_eq!(got["metric"], serde_json::json!(split.metric), "{qs}");
+            assert_eq!(got["partition"], serde_json::json!(split.partition), "{qs}");
+            assert_eq!(
+                got["groups"],
+                serde_json::to_value(&g.groups).unwrap(),
+                "{qs}"
+            );
+            assert_eq!(
+                got["served_by"],
+                serde_json::to_value(g.served_by).unwrap(),
+                "{qs}"
+            );
+        }
+        // One metric: one grouping (the val partition unless asked); else
+        // one per metric.
+        let one = qs.contains("metric=");
+        assert_eq!(answers.len() == 1, one, "{qs}");
     }
     for bad in [
         "groups",
         "groups?group_by=seed",
         "groups?group_by=model&count_mean_only=yes",
         "groups?group_by=model&score=mse",
-        "groups?group_by=model",
     ] {
         let (s, v) = srv.get(&format!("/api/workspaces/main/predictions/{bad}"));
         assert_eq!(s, 400, "{bad}: {v}");

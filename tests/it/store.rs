@@ -224,13 +224,13 @@ fn issue_14_summary_query_top_and_stats_answer_a_store_as_its_import() {
             .unwrap_or_default()
             .to_string()
     };
-    assert!(line("corn ").contains("minimize"), "{text}");
+    assert!(line("corn ").contains("lower"), "{text}");
     assert!(
-        line("wheat v2").contains("maximize") && line("seeds").contains("maximize"),
+        line("wheat v2").contains("higher") && line("seeds").contains("higher"),
         "{text}"
     );
     assert!(
-        text.contains(&format!("workspace {s}:")),
+        text.contains(&format!("Workspace {s}:")),
         "names the store: {text}"
     );
 }

@@ -51,22 +51,35 @@ fn oracle_top(
     dir: Direction,
     k: usize,
 ) -> Vec<(String, u64, f64)> {
-    let mut v: Vec<(String, u64, f64)> = rows
+    // A best list (issue 29): the metric's val rows (every partition's
+    // when it has none), best first, ties by dataset then row, one entry
+    // per model instance (dataset, config, model, fold).
+    let scored: Vec<&(String, u64, Prediction)> = rows
         .iter()
         .filter(|(_, _, p)| p.metric.as_deref() == Some(metric))
-        .filter_map(|(d, i, p)| {
-            p.val_score
-                .filter(|x| x.is_finite())
-                .map(|x| (d.clone(), *i, x))
-        })
+        .filter(|(_, _, p)| p.val_score.is_some_and(f64::is_finite))
+        .collect();
+    let has_val = scored
+        .iter()
+        .any(|(_, _, p)| p.partition.as_deref() == Some("val"));
+    let mut v: Vec<&(String, u64, Prediction)> = scored
+        .into_iter()
+        .filter(|(_, _, p)| !has_val || p.partition.as_deref() == Some("val"))
         .collect();
     v.sort_by(|a, b| {
-        dir.compare(a.2, b.2)
+        dir.compare(a.2.val_score.unwrap(), b.2.val_score.unwrap())
             .then_with(|| a.0.cmp(&b.0))
             .then(a.1.cmp(&b.1))
     });
-    v.truncate(k);
-    v
+    let mut seen = std::collections::BTreeSet::new();
+    v.retain(|(d, _, p)| {
+        let key = (d, &p.config_name, &p.model_name, &p.fold_id);
+        (key.1.is_none() && key.2.is_none() && key.3.is_none()) || seen.insert(key)
+    });
+    v.into_iter()
+        .take(k)
+        .map(|(d, i, p)| (d.clone(), *i, p.val_score.unwrap()))
+        .collect()
 }
 
 fn tops(s: &WorkspaceSummary, metric: &str) -> Vec<(String, u64, f64)> {
@@ -89,15 +102,27 @@ fn nirs4all_1_0_workspace_gets_every_section() {
 
     // Models: the webapp's merge of the stored facets (counts summed,
     // averages weighted by count), from the footers as nirs4all wrote them.
-    let mut oracle: BTreeMap<String, (u64, f64, u64)> = BTreeMap::new();
+    // The files mix mse and balanced_accuracy (issue 29): no pooled model
+    // averages or statistics, each metric's under `metrics`. A 1.0 file
+    // holds one metric, so its stored facets are that metric's.
+    assert!(s.models.iter().all(|m| m.avg_val_score.is_none()));
+    assert!(s.stats.is_none());
+    let mut oracle: BTreeMap<(String, String), (u64, f64, u64)> = BTreeMap::new();
     for d in &s.datasets {
         let stored = n4a::reader::Footer::read(&d.path)
             .unwrap()
             .summary()
             .unwrap()
             .unwrap();
+        let metric = rows
+            .iter()
+            .find(|(ds, _, _)| *ds == d.dataset)
+            .and_then(|(_, _, p)| p.metric.clone())
+            .unwrap();
         for m in &stored.facets.models {
-            let e = oracle.entry(m.name.clone().unwrap()).or_default();
+            let e = oracle
+                .entry((metric.clone(), m.name.clone().unwrap()))
+                .or_default();
             e.0 += m.count;
             if let Some(a) = m.avg_val_score {
                 e.1 += a * m.count as f64;
@@ -105,11 +130,14 @@ fn nirs4all_1_0_workspace_gets_every_section() {
             }
         }
     }
-    assert_eq!(s.models.len(), oracle.len());
-    for m in &s.models {
-        let (count, sum, n) = oracle[m.name.as_ref().unwrap()];
-        assert_eq!(m.count, count);
-        assert_eq!(m.avg_val_score, Some(round4(sum / n as f64)));
+    let per_metric: usize = s.metrics.iter().map(|m| m.models.len()).sum();
+    assert_eq!(per_metric, oracle.len());
+    for ms in &s.metrics {
+        for m in &ms.models {
+            let (count, sum, n) = oracle[&(ms.name.clone(), m.name.clone().unwrap())];
+            assert_eq!(m.count, count);
+            assert_eq!(m.avg_val_score, Some(round4(sum / n as f64)));
+        }
     }
     // Counts are exact from the rows too.
     for m in &s.models {
@@ -119,18 +147,23 @@ fn nirs4all_1_0_workspace_gets_every_section() {
             .count() as u64;
         assert_eq!(m.count, n);
     }
-
-    // Stats: min and max exact, mean and std combined from each file's
-    // count (column statistics), mean and std: equal to the rows'.
-    let vals: Vec<f64> = rows.iter().filter_map(|(_, _, p)| p.val_score).collect();
-    let st = s.stats.val_score.as_ref().unwrap();
-    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-    let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64;
-    assert_eq!(st.min, vals.iter().copied().reduce(f64::min));
-    assert_eq!(st.max, vals.iter().copied().reduce(f64::max));
-    assert!(close(st.mean.unwrap(), mean), "{:?} vs {mean}", st.mean);
-    assert!(close(st.std.unwrap(), var.sqrt()));
-    assert_eq!(st.count, Some(vals.len() as u64));
+    // Stats per metric: min and max exact, mean and std combined from each
+    // file's count (column statistics): equal to the rows'.
+    for ms in &s.metrics {
+        let vals: Vec<f64> = rows
+            .iter()
+            .filter(|(_, _, p)| p.metric.as_deref() == Some(&ms.name))
+            .filter_map(|(_, _, p)| p.val_score)
+            .collect();
+        let st = ms.stats.as_ref().unwrap().val_score.as_ref().unwrap();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (vals.len() - 1) as f64;
+        assert_eq!(st.min, vals.iter().copied().reduce(f64::min), "{}", ms.name);
+        assert_eq!(st.max, vals.iter().copied().reduce(f64::max));
+        assert!(close(st.mean.unwrap(), mean), "{:?} vs {mean}", st.mean);
+        assert!(close(st.std.unwrap(), var.sqrt()));
+        assert_eq!(st.count, Some(vals.len() as u64));
+    }
 
     // Best rows by direction, from the rows: the lowest mse, the highest
     // balanced accuracy; never nirs4all's maxima for mse.
@@ -166,7 +199,13 @@ fn nirs4all_1_0_workspace_gets_every_section() {
         .sum();
     assert_eq!(runs.len() as u64, n_runs);
     let v = json_of(&s, Form::Full);
-    assert_eq!(v["runs"].as_array().unwrap().len(), runs.len());
+    // Listed once (issue 29), each with its metric.
+    assert_eq!(v["runs"].as_array().unwrap().len(), s.runs_once().len());
+    for r in v["runs"].as_array().unwrap() {
+        if r["metric"] == "mse" {
+            assert!(r["best_val_score"].is_null(), "{r}");
+        }
+    }
     for d in v["datasets"].as_array().unwrap() {
         let minimize = d["ranking"]["direction"] == "minimize";
         if minimize {
@@ -176,11 +215,6 @@ fn nirs4all_1_0_workspace_gets_every_section() {
                 "{}",
                 d["dataset"]
             );
-            assert!(d["runs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|r| r["best_val_score"].is_null()));
             assert!(d["n4a_note"].as_str().unwrap().contains("worst"));
         } else {
             assert_eq!(d["ranking"]["direction"], "maximize");
@@ -212,8 +246,15 @@ fn the_best_search_reads_only_files_that_can_hold_the_best() {
         let mut w = PredictionWriter::create(src.path(), &name, WriterOptions::default()).unwrap();
         for r in 0..60u32 {
             let v = f64::from(i) + f64::from(r) / 100.0 + 0.5;
-            w.write(&row(&format!("cfg_{}", r % 7), "PLS", "0", "val", v))
-                .unwrap();
+            // Each row its own model instance (a fold of its own).
+            w.write(&row(
+                &format!("cfg_{}", r % 7),
+                "PLS",
+                &r.to_string(),
+                "val",
+                v,
+            ))
+            .unwrap();
         }
         w.finish().unwrap();
         let file = format!("{name}.meta.parquet");
@@ -320,7 +361,7 @@ fn mixed_workspace_gives_one_coherent_answer() {
     assert_eq!(bare["has_summary"], false);
     assert_eq!(bare["total_predictions"], 15);
     let ours = entries.iter().find(|d| d["dataset"] == "ours").unwrap();
-    assert_eq!(ours["n4a_version"], "1.3");
+    assert_eq!(ours["n4a_version"], "1.4");
     assert_eq!(ours["ranking"]["direction"], "minimize");
     assert!(ours.get("state").is_none());
 }
@@ -409,7 +450,7 @@ fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     );
     assert_eq!(&seen["n4a_summary"], &kv[1].1, "the same text twice");
     let summary: serde_json::Value = serde_json::from_str(&seen["n4a_summary"]).unwrap();
-    assert_eq!(summary["n4a_version"], "1.3");
+    assert_eq!(summary["n4a_version"], "1.4");
     assert!(summary.get("state").is_none());
     assert_eq!(summary["total_predictions"], 50);
     // Read back whole: the state from its own key.
@@ -447,7 +488,7 @@ fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.merged_files, 1);
     assert_eq!(s.top_by_metric["mse"].predictions[0].val_score, Some(0.01));
-    python_sees_the_summary(&meta, "1.3");
+    python_sees_the_summary(&meta, "1.4");
 }
 
 /// With Python and pyarrow on the machine, the real pyarrow reads the
@@ -529,7 +570,7 @@ fn refresh_brings_1_0_and_1_1_to_1_3_no_larger_than_before_but_for_arrow_schema(
             footer_len(p)
         );
         let seen = pyarrow_metadata(p);
-        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.3\""));
+        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.4\""));
     }
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.merged_files, 8);
@@ -561,8 +602,10 @@ fn large_footers_are_relayed_from_the_file_and_checked() {
     let wsp = Workspace::open(ws.path()).unwrap();
     let s = wsp.summary().unwrap();
     let v = json_of(&s, Form::Full);
-    assert_eq!(v["datasets"][0]["runs"].as_array().unwrap().len(), 3000);
+    // Runs listed once, at the top (issue 29), each with its dataset.
+    assert!(v["datasets"][0].get("runs").is_none());
     assert_eq!(v["runs"].as_array().unwrap().len(), 3000);
+    assert_eq!(v["runs"][0]["datasets"], serde_json::json!(["many"]));
     assert_eq!(s.datasets[0].summary().unwrap().runs, written.runs);
     // Replaced after its footer was read: the answer says so for that
     // entry, and stays valid JSON.
@@ -577,10 +620,7 @@ fn large_footers_are_relayed_from_the_file_and_checked() {
     let s = wsp.summary().unwrap();
     assert_eq!(s.total_predictions, 3001);
     assert_eq!(
-        json_of(&s, Form::Full)["datasets"][0]["runs"]
-            .as_array()
-            .unwrap()
-            .len(),
+        json_of(&s, Form::Full)["runs"].as_array().unwrap().len(),
         3001
     );
 }
@@ -595,9 +635,18 @@ fn summary_table_shows_models_and_best_rows_of_a_1_0_workspace() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("PLSRegression"), "{text}");
-    assert!(text.contains("best mse (minimize)"), "{text}");
-    assert!(text.contains("best balanced_accuracy (maximize)"), "{text}");
-    assert!(text.contains("(1.0: max only)"), "{text}");
+    // Plain words (issue 29): which way is better, and why a best is
+    // missing.
+    assert!(
+        text.contains("Best model instances by balanced_accuracy (higher is better)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Best model instances by mse (lower is better)"),
+        "{text}"
+    );
+    assert!(text.contains("nirs4all kept its worst"), "{text}");
+    assert!(!text.contains("(1.0: max only)"), "{text}");
 }
 
 /// The frozen 1.2 file (written by n4a before issue 28: run-by-run
@@ -621,7 +670,7 @@ fn format_1_2_files_are_read_and_appended_to() {
     let mut w = PredictionWriter::append(ws.path(), "corn_000", WriterOptions::default()).unwrap();
     w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
     let new = w.finish().unwrap();
-    assert_eq!(new.n4a_version, "1.3");
+    assert_eq!(new.n4a_version, "1.4");
     let nst = new.state.as_ref().unwrap();
     assert_eq!(nst.rows, 121);
     for (name, r) in &st.runs {
@@ -633,5 +682,101 @@ fn format_1_2_files_are_read_and_appended_to() {
         .summary()
         .unwrap()
         .unwrap();
-    assert_eq!(back.state, new.state, "the N4R2 runs read back");
+    assert_eq!(back.state, new.state, "the N4R3 runs read back");
+}
+
+/// The frozen 1.3 file (written by n4a at issue 28, before issue 29: head
+/// `N4S2` without per-metric statistics, runs `N4R2` without an index),
+/// holding two metrics: its metrics and counts are read as they are, every
+/// answer from it equals the rows', refresh brings it to 1.4 (per-metric
+/// statistics), and an append continues its state.
+#[test]
+fn issue_29_format_1_3_files_stay_readable() {
+    let ws = tempfile::tempdir().unwrap();
+    let p = ws.path().join("two_metrics.meta.parquet");
+    std::fs::copy(fixture("n4a_1_3.meta.parquet"), &p).unwrap();
+    let rows = all_rows(ws.path());
+    let old = n4a::reader::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.n4a_version, "1.3");
+    let st = old.state.as_ref().expect("a 1.3 state");
+    assert_eq!(st.rows, rows.len() as u64);
+    assert!(!st.runs.is_empty(), "N4R2 runs");
+    let counts = |ms: Vec<(String, u64)>| -> BTreeMap<String, u64> { ms.into_iter().collect() };
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, r) in &rows {
+        *want.entry(r.metric.clone().unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        counts(
+            st.metrics
+                .iter()
+                .map(|(k, m)| (k.clone(), m.count))
+                .collect()
+        ),
+        want
+    );
+    // The workspace summary from the 1.3 head: metrics and their best
+    // instances as the rows say; no per-metric statistics (1.3 kept none).
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    assert_eq!(s.merged_files, 1);
+    assert_eq!(
+        counts(
+            s.metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.count))
+                .collect()
+        ),
+        want
+    );
+    for m in ["mse", "r2", "balanced_accuracy"] {
+        let dir = n4a::metric::builtin_direction(m).unwrap();
+        assert_eq!(tops(&s, m), oracle_top(&rows, m, dir, 10), "{m}");
+    }
+    assert_eq!(s.runs_once().len(), 3);
+    // Refresh: stale, then 1.4 with each metric's statistics.
+    let r = n4a::refresh::refresh_workspace(
+        ws.path(),
+        &n4a::refresh::RefreshOptions::default(),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.refreshed, 1, "{r:#?}");
+    assert!(
+        r.files[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("version 1.3"),
+        "{r:#?}"
+    );
+    let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
+    for m in &s.metrics {
+        let vals: Vec<f64> = rows
+            .iter()
+            .filter(|(_, _, r)| r.metric.as_deref() == Some(&m.name))
+            .filter_map(|(_, _, r)| r.val_score)
+            .collect();
+        let st = m
+            .stats
+            .as_ref()
+            .expect("per-metric statistics after refresh");
+        assert_eq!(
+            st.val_score.as_ref().unwrap().count,
+            Some(vals.len() as u64),
+            "{}",
+            m.name
+        );
+    }
+    // An append to a fresh copy continues the 1.3 state.
+    std::fs::copy(fixture("n4a_1_3.meta.parquet"), &p).unwrap();
+    let mut w =
+        PredictionWriter::append(ws.path(), "two_metrics", WriterOptions::default()).unwrap();
+    w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
+    let new = w.finish().unwrap();
+    assert_eq!(new.n4a_version, "1.4");
+    assert_eq!(new.state.as_ref().unwrap().rows, rows.len() as u64 + 1);
 }

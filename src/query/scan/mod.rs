@@ -29,7 +29,7 @@ mod page;
 mod sorted;
 mod top;
 
-pub(crate) use group::group;
+pub(crate) use group::{group, group_split};
 pub(crate) use page::{page, page_in_file_order, record_columns, AsPredictions, AsRecords, Fetch};
 pub(crate) use top::top;
 
@@ -298,6 +298,36 @@ pub(crate) fn distinct_metrics(
         Ok(matching(&b, f)
             .into_iter()
             .filter_map(|i| col.get(i as usize).map(str::to_string))
+            .collect())
+    });
+    let mut out = BTreeSet::new();
+    let mut errors = Vec::new();
+    for (p, c) in parts.into_iter().zip(cands) {
+        match p {
+            Ok(p) => out.extend(p),
+            Err(e) => errors.push(file_error(c, &e)),
+        }
+    }
+    Scanned {
+        value: out.into_iter().collect(),
+        errors,
+    }
+}
+
+/// The distinct values of one string column over every row of `cands`
+/// (its dictionary pages decoded, not its rows' strings), for hints.
+pub(crate) fn distinct_values(
+    ws: &Workspace,
+    cands: &[Candidate],
+    column: &str,
+) -> Scanned<Vec<String>> {
+    let parts = ws.par_map(cands, |c| -> Result<BTreeSet<String>> {
+        let Some(b) = read_cols(c, &[column])? else {
+            return Ok(BTreeSet::new());
+        };
+        let col = StrCol::of(&b, column);
+        Ok((0..b.num_rows())
+            .filter_map(|i| col.get(i).map(str::to_string))
             .collect())
     });
     let mut out = BTreeSet::new();

@@ -239,6 +239,9 @@ pub enum TextAt<'a> {
 }
 
 /// What a merge can use of a file's summary.
+// One per file and both variants hold hundreds of bytes: boxing either
+// would add an allocation per file and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Content {
     /// n4a's mergeable state, agreeing with the file.
@@ -308,28 +311,100 @@ impl StateSource {
 
     /// Folds the head into `m` with its top entries tagged `dataset`,
     /// reading 1.2's bytes in place (no string copied unless it stays in
-    /// the merge). Returns false when the head does not decode.
-    pub fn merge_into(&self, m: &mut crate::summary::StateMerger, dataset: &str) -> bool {
+    /// the merge). Returns the file's metrics, or `None` when the head does
+    /// not decode.
+    pub fn merge_into(
+        &self,
+        m: &mut crate::summary::StateMerger,
+        dataset: &str,
+    ) -> Option<FileMetrics> {
         match &self.packed {
-            Some(p) => match p.view() {
-                Ok(v) => {
-                    m.add_view(&v, Some(dataset));
-                    true
-                }
-                Err(_) => false,
-            },
-            None => match self.head() {
-                Ok(st) => {
-                    m.add(st, 0, Some(dataset));
-                    true
-                }
-                Err(_) => false,
-            },
+            Some(p) => {
+                let v = p.view().ok()?;
+                m.add_view(&v, Some(dataset));
+                Some(FileMetrics(
+                    v.metrics
+                        .iter()
+                        .map(|(name, ms)| (name.to_string(), ms.direction, ms.count))
+                        .collect(),
+                ))
+            }
+            None => {
+                let st = self.head().ok()?;
+                m.add(st, 0, Some(dataset));
+                Some(FileMetrics(
+                    st.metrics
+                        .iter()
+                        .map(|(name, ms)| (name.clone(), ms.direction, ms.count))
+                        .collect(),
+                ))
+            }
         }
     }
 }
 
+/// A file's metrics as its state tells them: (name, direction, rows), in
+/// name order. Kept per file by a workspace merge, so the runs and the
+/// files' rankings need not decode the state again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileMetrics(pub Vec<(String, crate::metric::Direction, u64)>);
+
+impl FileMetrics {
+    /// The metric with the most rows (ties: the first by name), with its
+    /// direction: the file's ranking metric.
+    pub fn primary(&self) -> Option<(&str, crate::metric::Direction)> {
+        self.0
+            .iter()
+            .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.cmp(&a.0)))
+            .map(|(n, d, _)| (n.as_str(), *d))
+    }
+
+    /// The direction of `metric`, if the file holds it.
+    pub fn direction(&self, metric: &str) -> Option<crate::metric::Direction> {
+        self.0
+            .iter()
+            .find(|(n, _, _)| n == metric)
+            .map(|(_, d, _)| *d)
+    }
+}
+
 impl FileSummary {
+    /// The index of the text's runs array as n4a stored it after the
+    /// state's runs in the body (`N4R3`: one `pread` of 16 bytes a run),
+    /// checked to be the one made for this text; `None` for a text held in
+    /// memory, a file of another format, or one changed since its footer
+    /// was read (then the caller makes the index from the text).
+    pub fn stored_runs_index(
+        &self,
+        path: &Path,
+        key: &FileKey,
+    ) -> Option<crate::summary::runs_index::RunsIndex> {
+        use crate::summary::runs_index::RunsIndex;
+        let (TextSource::InFile { check, .. }, Content::State(s)) = (&self.text, &self.content)
+        else {
+            return None;
+        };
+        let Some(RunsSource::Body(r)) = &s.runs else {
+            return None;
+        };
+        // The index is inside the runs' bytes, at their end, and those are
+        // inside the file: a head whose numbers say otherwise is not
+        // believed (no read, no allocation).
+        let n = usize::try_from(s.n_runs).ok()?;
+        let len = n.checked_mul(16)?.checked_add(16)?;
+        debug_assert_eq!(len, RunsIndex::stored_len(n));
+        let end = r.at.checked_add(r.len)?;
+        let at = end.checked_sub(len as u64).filter(|&a| a >= r.at)?;
+        let file = File::open(path).ok()?;
+        let now = file.metadata().ok()?;
+        if FileKey::from_metadata(&now) != *key || end > now.len() {
+            return None;
+        }
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, at).ok()?;
+        RunsIndex::from_bytes(&bytes, n, check.hash, usize::try_from(check.len).ok()?)
+    }
+
     /// The relayed text, read from the file when it stays there (one
     /// `pread` into `buf`, then checked against the hash the state
     /// carries). Returns the text and the byte offset of `,"runs":` in it.

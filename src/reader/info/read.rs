@@ -487,6 +487,7 @@ fn file_summary(
                 .map_err(|e| Error::io(path, e))?;
             ours = check.matches(&scratch[..at.1]);
         }
+
         if ours {
             let version = version.expect("checked above");
             json::check_version(path, &version)?;

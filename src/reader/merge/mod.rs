@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::best::{self, Candidate};
-use super::info::{Content, FooterInfo, MetricFact, StateSource};
+use super::info::{Content, FileMetrics, FooterInfo, MetricFact, StateSource};
 use super::listing::{FileError, FileFooter};
 use crate::metric::{builtin_direction, Direction};
 use crate::summary::legacy::welford_of;
@@ -44,9 +44,15 @@ use crate::summary::{
 };
 
 mod relay;
+mod runs;
+
+pub use runs::WorkspaceRun;
 
 pub use relay::Sink;
 
+/// One chunk's merged state (and whether its sketches merged) with the
+/// metrics of each of its files, by dataset index.
+type MergedChunk = ((SummaryState, bool), Vec<(usize, Option<FileMetrics>)>);
 /// One dataset of the workspace summary: its file, and its footer (whose
 /// summary text is relayed as it is).
 #[derive(Debug, Clone)]
@@ -57,6 +63,9 @@ pub struct DatasetEntry {
     pub path: PathBuf,
     /// The file's footer, shared with the footer cache.
     pub(crate) info: Arc<FooterInfo>,
+    /// The file's metrics from its state, as the merge read them (`None`
+    /// for a file without state).
+    pub(crate) metrics: Option<FileMetrics>,
 }
 
 /// A file's ranking metric and best prediction as its footer tells them
@@ -70,8 +79,9 @@ pub struct DatasetBest {
     /// The best prediction, when the footer can say it.
     pub best: Option<TopEntry>,
     /// Why `best` is missing although the file has rows: `"no summary"`,
-    /// or `"1.0: max only"` for a nirs4all 1.0 summary whose stored
-    /// "best" is the maximum of a metric where lower is better.
+    /// or `"nirs4all kept the maximum, its worst"` for a nirs4all 1.0
+    /// summary whose stored "best" is the maximum of a metric where lower
+    /// is better.
     pub missing: Option<&'static str>,
 }
 
@@ -100,6 +110,42 @@ impl DatasetEntry {
                 dataset_name: Some(self.dataset.clone()),
                 ..Summary::default()
             }),
+        }
+    }
+
+    /// The file's ranking metric and its direction, and whether the file
+    /// holds several metrics (or may: a state that does not decode),
+    /// without decoding anything again: from the
+    /// metrics the merge read off its state, else from a nirs4all 1.0
+    /// summary's ranking (its `metric` column statistics). O(metrics).
+    pub fn metric(&self) -> (Option<String>, Option<Direction>, bool) {
+        if let Some(m) = &self.metrics {
+            let p = m.primary();
+            return (
+                p.map(|(n, _)| n.to_string()),
+                p.map(|(_, d)| d),
+                m.0.len() > 1,
+            );
+        }
+        match self.info.summary.as_ref().map(|s| &s.content) {
+            Some(Content::Legacy { ranking, .. }) => {
+                (ranking.metric.clone(), ranking.direction, false)
+            }
+            Some(Content::State(src)) => match src.head() {
+                // A file the merge did not read (an entry made elsewhere).
+                Ok(head) => {
+                    let p = head.primary_metric();
+                    (
+                        p.map(|(n, _)| n.to_string()),
+                        p.map(|(_, d)| d),
+                        head.metrics.len() > 1,
+                    )
+                }
+                // A state that does not decode: its entries may name
+                // their metric; read each (the third value).
+                Err(_) => (None, None, true),
+            },
+            None => (None, None, false),
         }
     }
 
@@ -138,7 +184,7 @@ impl DatasetEntry {
                         .ok()
                         .and_then(|s| s.top_predictions.into_iter().next());
                 } else {
-                    b.missing = Some("1.0: max only");
+                    b.missing = Some("nirs4all kept the maximum, its worst");
                 }
             }
         }
@@ -204,8 +250,10 @@ pub struct WorkspaceSummary {
     /// Top predictions of the primary metric over all files, each with its
     /// dataset, scores rounded to 4 decimals as in the 1.0 keys.
     pub top_predictions: Vec<TopEntry>,
-    /// Score statistics over all files.
-    pub stats: Stats,
+    /// Score statistics over all files; `None` when the workspace mixes
+    /// metrics (then they are per metric, in `metrics[].stats`: scores of
+    /// different metrics are never pooled).
+    pub stats: Option<Stats>,
     /// When this answer was made.
     pub generated_at: String,
     /// (n4a) The workspace folder.
@@ -233,12 +281,13 @@ pub struct WorkspaceSummary {
 /// Which form of the answer to write ([`WorkspaceSummary::write_json`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Form {
-    /// The dashboard's shape: every file's summary with its runs, and the
-    /// runs of all files.
+    /// The dashboard's shape: every file's summary (its runs left out)
+    /// and the workspace's runs, each config once with the datasets it
+    /// touched.
     #[default]
     Full,
-    /// Without runs, per file or merged (a fraction of the size when files
-    /// have thousands of configs).
+    /// Without runs (a fraction of the size when files have thousands of
+    /// configs).
     Brief,
 }
 
@@ -258,7 +307,7 @@ pub(crate) fn merge_with(
 ) -> WorkspaceSummary {
     let mut datasets = Vec::new();
     let mut without_state = Vec::new();
-    let mut mergeable: Vec<(&StateSource, &str)> = Vec::new();
+    let mut mergeable: Vec<(&StateSource, &str, usize)> = Vec::new();
     let (mut n_configs, mut n_pipelines) = (0u64, 0u64);
     for f in footers {
         let info = match &f.footer {
@@ -270,7 +319,7 @@ pub(crate) fn merge_with(
         };
         match info.summary.as_ref().map(|s| &s.content) {
             Some(Content::State(s)) => {
-                mergeable.push((s, f.file.dataset.as_str()));
+                mergeable.push((s, f.file.dataset.as_str(), datasets.len()));
                 n_configs += s.n_runs;
                 n_pipelines += s.n_pipelines;
             }
@@ -285,18 +334,21 @@ pub(crate) fn merge_with(
             dataset: f.file.dataset.clone(),
             path: f.file.path.clone(),
             info: info.clone(),
+            metrics: None,
         });
     }
     let merged_files = mergeable.len();
-    // Heads are decoded here and dropped after merging, never all held.
-    let fold_chunk = |chunk: &[(&StateSource, &str)]| {
+    // Heads are decoded here and dropped after merging, never all held;
+    // each file's metrics are kept (a few names).
+    let fold_chunk = |chunk: &[(&StateSource, &str, usize)]| {
         let mut m = StateMerger::new(SummaryState::default());
-        for (src, ds) in chunk {
-            src.merge_into(&mut m, ds);
-        }
-        m.finish()
+        let metrics: Vec<(usize, Option<FileMetrics>)> = chunk
+            .iter()
+            .map(|(src, ds, at)| (*at, src.merge_into(&mut m, ds)))
+            .collect();
+        (m.finish(), metrics)
     };
-    let parts: Vec<(SummaryState, bool)> = match pool {
+    let parts: Vec<MergedChunk> = match pool {
         Some(pool) => pool.install(|| mergeable.par_chunks(MERGE_CHUNK).map(fold_chunk).collect()),
         None => mergeable.chunks(MERGE_CHUNK).map(fold_chunk).collect(),
     };
@@ -305,9 +357,12 @@ pub(crate) fn merge_with(
         ..SummaryState::default()
     });
     let mut sketches_ok = true;
-    for (part, ok) in &parts {
+    for ((part, ok), metrics) in parts {
         sketches_ok &= ok;
-        merger.add(part, 0, None);
+        merger.add(&part, 0, None);
+        for (at, m) in metrics {
+            datasets[at].metrics = m;
+        }
     }
     let (mut state, ok) = merger.finish();
     sketches_ok &= ok;
@@ -354,13 +409,28 @@ pub(crate) fn merge_with(
             s.quartiles_rel_error = None;
         }
     }
+    // Where metrics mix, the pooled statistics and model averages would
+    // mix units: null, with a note; per metric under `metrics`.
+    let mixed = rendered.metrics.len() > 1;
+    if mixed {
+        for m in &mut rendered.facets.models {
+            m.avg_val_score = None;
+        }
+        let names: Vec<&str> = rendered.metrics.iter().map(|m| m.name.as_str()).collect();
+        ex.notes.push(format!(
+            "the workspace mixes metrics ({}): `stats` and `models[].avg_val_score` are null, \
+             statistics and model averages are per metric in `metrics[].stats` and `metrics[].models`; \
+             `top_predictions` ranks the most frequent metric, `top_by_metric` every one",
+            names.join(", ")
+        ));
+    }
     WorkspaceSummary {
         total_predictions: datasets.iter().map(|d| d.info.num_rows).sum(),
         total_datasets: datasets.len(),
         datasets,
         models: rendered.facets.models.clone(),
         top_predictions: rendered.top_predictions,
-        stats: rendered.stats,
+        stats: (!mixed).then_some(rendered.stats),
         generated_at: utc_now(),
         workspace: root.to_path_buf(),
         ranking: rendered.ranking,
@@ -379,6 +449,8 @@ pub(crate) fn merge_with(
 fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exactness) {
     let (mut legacy, mut bare) = (0usize, 0usize);
     let (mut counted_by_rows, mut no_mean, mut unknown_metric) = (0usize, 0usize, 0usize);
+    let mut mixed_without_state = 0usize;
+    let mut metric_columns_read = 0usize;
     for d in datasets {
         let info = &d.info;
         let parts = match info.summary.as_ref().map(|s| &s.content) {
@@ -387,38 +459,72 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
             None => None,
         };
         state.rows += info.num_rows;
+        // The file's one metric, when its column statistics prove one:
+        // its pooled statistics are that metric's too.
+        let mut one_metric: Option<String> = None;
         match &info.columns.metric {
             MetricFact::One { name, rows } => match builtin_direction(name) {
-                Some(direction) => match state.metrics.get_mut(name) {
-                    Some(m) => m.count += rows,
-                    None => {
-                        state.metrics.insert(
-                            name.clone(),
-                            MetricState {
-                                count: *rows,
-                                direction,
-                            },
-                        );
-                    }
-                },
+                Some(direction) => {
+                    state
+                        .metrics
+                        .entry(name.clone())
+                        .or_insert_with(|| MetricState::new(direction))
+                        .count += rows;
+                    one_metric = Some(name.clone());
+                }
                 None => unknown_metric += 1,
             },
             MetricFact::None => {}
-            MetricFact::Unknown => unknown_metric += 1,
+            // Several metrics, or no statistics to tell: the metric column
+            // says (one dictionary column; such files are few: nirs4all
+            // writes one metric per dataset).
+            MetricFact::Unknown => match crate::reader::rows::read_metric_counts(&d.path) {
+                Ok(counts) => {
+                    metric_columns_read += 1;
+                    for (name, rows) in &counts {
+                        match builtin_direction(name) {
+                            Some(direction) => {
+                                state
+                                    .metrics
+                                    .entry(name.clone())
+                                    .or_insert_with(|| MetricState::new(direction))
+                                    .count += rows;
+                            }
+                            None => unknown_metric += 1,
+                        }
+                    }
+                    if let [(name, _)] = counts.iter().collect::<Vec<_>>().as_slice() {
+                        if builtin_direction(name).is_some() {
+                            one_metric = Some(name.to_string());
+                        }
+                    }
+                }
+                Err(_) => unknown_metric += 1,
+            },
         }
         let Some(parts) = parts else {
             bare += 1;
             continue;
         };
         legacy += 1;
+        if one_metric.is_none() {
+            mixed_without_state += 1;
+        }
         let f = &parts.facets;
         for m in &f.models {
             let Some(name) = &m.name else { continue };
-            let e = state.models.entry(name.clone()).or_default();
-            e.count += m.count;
-            if let Some(avg) = m.avg_val_score.filter(|v| v.is_finite()) {
-                e.val_sum += avg * m.count as f64;
-                e.val_count += m.count;
+            let avg = m.avg_val_score.filter(|v| v.is_finite());
+            let add = |e: &mut crate::summary::ModelState| {
+                e.count += m.count;
+                if let Some(avg) = avg {
+                    e.val_sum += avg * m.count as f64;
+                    e.val_count += m.count;
+                }
+            };
+            add(state.models.entry(name.clone()).or_default());
+            if let Some(metric) = &one_metric {
+                let ms = state.metrics.get_mut(metric).expect("inserted above");
+                add(ms.models.entry(name.clone()).or_default());
             }
         }
         for p in &f.partitions {
@@ -456,6 +562,9 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
                         _ => &mut state.train_score,
                     };
                     target.welford.merge(&w);
+                    if let Some(ms) = one_metric.as_ref().and_then(|m| state.metrics.get_mut(m)) {
+                        ms.scores[i].welford.merge(&w);
+                    }
                 }
                 None => no_mean += 1,
             }
@@ -481,7 +590,7 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
         ex.stats_quartiles = Accuracy::Unavailable;
         ex.notes.push(format!(
             "{bare} files without a summary count in the totals and the best predictions, \
-             not in models or stats (`n4a refresh` gives them a summary)"
+             not in models, stats or runs (`n4a refresh` gives them a summary)"
         ));
     }
     if counted_by_rows > 0 || no_mean > 0 {
@@ -491,10 +600,23 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
              by rows, {no_mean} had no finite mean (NaN in nirs4all's summary) and were left out"
         ));
     }
+    if mixed_without_state > 0 {
+        state.by_metric = false;
+        ex.notes.push(format!(
+            "per-metric statistics and model averages left out: {mixed_without_state} files without n4a \
+             state hold several metrics (or none their column statistics prove); `n4a refresh` computes them"
+        ));
+    }
+    if metric_columns_read > 0 {
+        ex.notes.push(format!(
+            "metrics of {metric_columns_read} files without n4a state read from their metric column \
+             (their column statistics did not prove one metric)"
+        ));
+    }
     if unknown_metric > 0 {
         ex.notes.push(format!(
-            "metrics: {unknown_metric} files without n4a state hold several metrics, or one of unknown \
-             direction, or no column statistics to tell; their rows are not in the metric counts"
+            "metrics: {unknown_metric} metrics of files without n4a state are of unknown direction, \
+             or their metric column could not be read; their rows are not in the metric counts"
         ));
     }
 }

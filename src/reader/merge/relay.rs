@@ -55,30 +55,9 @@ impl WorkspaceSummary {
         out.write_all(b"],\"models\":")?;
         out.write_all(&js(&self.models[..]))?;
         if form == Form::Full {
-            out.write_all(b",\"runs\":[")?;
-            let mut first = true;
-            for d in &self.datasets {
-                let Some(Ok(text)) = d
-                    .info
-                    .summary
-                    .as_ref()
-                    .map(|s| s.text_at(&d.path, &d.info.key))
-                else {
-                    continue;
-                };
-                let Some(at) = runs_at(&text) else { continue };
-                // `,"runs":[ ... ]}`: the array's inner bytes.
-                let (start, end) = (at + RUNS_KEY.len() + 1, text_len(&text) - 2);
-                if end <= start {
-                    continue;
-                }
-                if !first {
-                    out.write_all(b",")?;
-                }
-                first = false;
-                emit(out, &text, start, end)?;
-            }
-            out.write_all(b"]")?;
+            // Each config once, with the datasets it touched.
+            out.write_all(b",\"runs\":")?;
+            self.write_runs(out)?;
         }
         for (k, v) in [
             ("top_predictions", js(&self.top_predictions)),
@@ -213,9 +192,9 @@ pub(super) fn emit(
 }
 
 /// The member that starts a summary text's runs.
-pub(super) const RUNS_KEY: &[u8] = b",\"runs\":";
+pub(crate) use crate::summary::runs_index::RUNS_KEY;
 
-pub(super) fn js<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+pub(crate) fn js<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("the small sections serialise")
 }
 
@@ -250,10 +229,13 @@ pub(super) fn write_entry(
             out.write_all(&js(&d.dataset))?;
         }
         Some(Ok(text)) => {
-            // The text is a JSON object: drop its braces, keep its members.
-            let end = match (form, runs_at(&text)) {
-                (Form::Brief, Some(at)) => at,
-                _ => text_len(&text) - 1,
+            // The text is a JSON object: drop its braces, keep its members;
+            // its runs are listed once, at the top level, with their
+            // datasets (issue 29), so never here.
+            let _ = form;
+            let end = match runs_at(&text) {
+                Some(at) => at,
+                None => text_len(&text) - 1,
             };
             if end > 1 {
                 out.write_all(b",")?;

@@ -11,7 +11,7 @@
 //! reads it), so the footer every reader decodes holds only the head:
 //!
 //! ```text
-//! body     ... row groups | runs: "N4R2" | raw_len: u32 LE | zstd(runs, pipelines)
+//! body     ... row groups | runs: "N4R3" | raw_len: u32 LE | zlen: u32 LE | zstd(runs, pipelines) | runs index
 //! footer   ... ARROW:schema | n4a_summary (the JSON) | n4a_state: "N4S2" | head
 //!          (1.2: n4a_runs = base64 of "N4R1" runs | n4a_summary | n4a_state "N4S1")
 //! ```
@@ -27,7 +27,11 @@
 //! * **runs**: the per-config runs and the distinct pipelines, zstd-
 //!   compressed. 1.3 lays them out column by column (`N4R2`: names,
 //!   counts, metrics, best scores, pipelines), which compresses 1.5x better
-//!   than 1.2's run-by-run `N4R1` (still read).
+//!   than 1.2's run-by-run `N4R1` (still read). `N4R3` (1.3 since issue
+//!   29) adds the zstd frame's length and, after it, the index of the
+//!   summary text's `runs` array ([`crate::summary::runs_index`]: each
+//!   entry's span and name hash, 16 bytes a run, raw), which a workspace
+//!   listing its runs once reads instead of scanning the text.
 //!
 //! Integers are LEB128 varints, floats 8 bytes little-endian, strings a
 //! varint length then UTF-8 bytes; optional values carry a leading tag.
@@ -39,13 +43,15 @@ use super::SummaryState;
 mod read;
 mod write;
 
-pub use read::HeadView;
 use read::{get_head, get_runs_place, get_tail, get_tail_v1, Cur};
+pub use read::{HeadView, ScoreView};
 use write::{put_head, put_tail};
 
-const MAGIC: &[u8; 4] = b"N4S2";
+const MAGIC: &[u8; 4] = b"N4S3";
+const MAGIC_V2: &[u8; 4] = b"N4S2";
 const MAGIC_V1: &[u8; 4] = b"N4S1";
-const RUNS_MAGIC: &[u8; 4] = b"N4R2";
+const RUNS_MAGIC: &[u8; 4] = b"N4R3";
+const RUNS_MAGIC_V2: &[u8; 4] = b"N4R2";
 const RUNS_MAGIC_V1: &[u8; 4] = b"N4R1";
 /// zstd level of the tail: level 3 compresses config names about 3x at
 /// several hundred MB/s.
@@ -168,26 +174,30 @@ fn bad<T>(what: &str) -> R<T> {
 }
 
 /// The runs and pipelines of `state` as 1.3 writes them into the file's
-/// body: `"N4R2"`, the raw length (u32 LE), zstd of the columnar layout.
+/// body: `"N4R3"`, the raw length and the compressed length (u32 LE), zstd
+/// of the columnar layout, then `index` (the stored index of the summary
+/// text's runs array, [`crate::summary::runs_index::RunsIndex::to_bytes`]).
 /// Cost: O(configs), plus zstd (about 1 ms for 2,000 configs).
-pub fn encode_runs(state: &SummaryState) -> Vec<u8> {
+pub fn encode_runs(state: &SummaryState, index: &[u8]) -> Vec<u8> {
     let mut tail = Vec::with_capacity(state.runs.len() * 48 + state.pipelines.len() * 24);
     put_tail(&mut tail, state);
     let packed = zstd::bulk::compress(&tail, TAIL_LEVEL).expect("zstd compresses in memory");
-    let mut runs = Vec::with_capacity(8 + packed.len());
+    let mut runs = Vec::with_capacity(12 + packed.len() + index.len());
     runs.extend_from_slice(RUNS_MAGIC);
     runs.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+    runs.extend_from_slice(&(packed.len() as u32).to_le_bytes());
     runs.extend_from_slice(&packed);
+    runs.extend_from_slice(index);
     runs
 }
 
-/// The `n4a_state` value (base64 of `"N4S2"` and the head) of `state`,
+/// The `n4a_state` value (base64 of `"N4S3"` and the head) of `state`,
 /// with the check of its summary text and where its runs were written.
 /// Cost: O(head).
 pub fn encode_head(state: &SummaryState, text: &TextCheck, runs: RunsRef) -> String {
     let mut head = Vec::with_capacity(4096);
     head.extend_from_slice(MAGIC);
-    put_head(&mut head, state, text, &RunsPlace::Body(runs));
+    put_head(&mut head, state, text, &RunsPlace::Body(runs), Layout::V3);
     base64_simd::STANDARD.encode_to_string(head)
 }
 
@@ -211,6 +221,7 @@ pub(crate) fn encode_v1(state: &SummaryState, text: &TextCheck) -> (String, Stri
         &RunsPlace::KeyValue {
             len: runs.len() as u64,
         },
+        Layout::V1,
     );
     (runs, b64.encode_to_string(head))
 }
@@ -218,13 +229,38 @@ pub(crate) fn encode_v1(state: &SummaryState, text: &TextCheck) -> (String, Stri
 /// The decoded head bytes of an `n4a_state` value.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    /// The magic (`N4S2` for 1.3, `N4S1` for 1.2), then the head.
+    /// The magic (`N4S3` for 1.4, `N4S2` for 1.3, `N4S1` for 1.2), then
+    /// the head.
     bytes: Vec<u8>,
 }
 
+/// Which head layout: what each format version's head holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// 1.2 (`N4S1`): the runs in the `n4a_runs` key/value.
+    V1,
+    /// 1.3 (`N4S2`): the runs in the body.
+    V2,
+    /// 1.4 (`N4S3`): and each metric's own statistics and model sums (when
+    /// a file holds several), whether they are known, and top entries'
+    /// train scores.
+    V3,
+}
+
+impl Layout {
+    /// The runs are in the file's body (1.3 on).
+    pub(crate) fn runs_in_body(self) -> bool {
+        self != Layout::V1
+    }
+}
+
 impl Encoded {
-    fn v2(&self) -> bool {
-        &self.bytes[..4] == MAGIC
+    fn layout(&self) -> Layout {
+        match &self.bytes[..4] {
+            m if m == MAGIC => Layout::V3,
+            m if m == MAGIC_V2 => Layout::V2,
+            _ => Layout::V1,
+        }
     }
 
     fn head_bytes(&self) -> &[u8] {
@@ -242,8 +278,8 @@ pub fn split(value: &[u8]) -> R<Encoded> {
         .decode_to_vec(value)
         .map_err(|e| CodecError(format!("not base64: {e}")))?;
     match bytes.get(..4) {
-        Some(m) if m == MAGIC || m == MAGIC_V1 => Ok(Encoded { bytes }),
-        _ => bad("no N4S2 or N4S1 magic"),
+        Some(m) if m == MAGIC || m == MAGIC_V2 || m == MAGIC_V1 => Ok(Encoded { bytes }),
+        _ => bad("no N4S3, N4S2 or N4S1 magic"),
     }
 }
 
@@ -278,20 +314,34 @@ pub fn fill_runs_body(
 }
 
 fn fill_runs_bytes(bytes: &[u8], state: &mut SummaryState, counts: (u64, u64)) -> R<()> {
-    let columnar = match bytes.get(..4) {
-        Some(m) if m == RUNS_MAGIC => true,
-        Some(m) if m == RUNS_MAGIC_V1 => false,
-        _ => return bad("no N4R2 or N4R1 magic"),
+    let (columnar, sized) = match bytes.get(..4) {
+        Some(m) if m == RUNS_MAGIC => (true, true),
+        Some(m) if m == RUNS_MAGIC_V2 => (true, false),
+        Some(m) if m == RUNS_MAGIC_V1 => (false, false),
+        _ => return bad("no N4R3, N4R2 or N4R1 magic"),
     };
-    if bytes.len() < 8 {
+    let header = if sized { 12 } else { 8 };
+    if bytes.len() < header {
         return bad("runs shorter than their header");
     }
-    let raw_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    let u32_at =
+        |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize;
+    let raw_len = u32_at(4);
     if raw_len > MAX_TAIL {
         return bad("runs too large");
     }
-    let raw = zstd::bulk::decompress(&bytes[8..], raw_len)
-        .map_err(|e| CodecError(format!("runs: {e}")))?;
+    // N4R3: the zstd frame's length (the runs index follows it).
+    let packed = if sized {
+        let zlen = u32_at(8);
+        match bytes.get(12..12 + zlen) {
+            Some(p) => p,
+            None => return bad("runs shorter than their zstd frame"),
+        }
+    } else {
+        &bytes[8..]
+    };
+    let raw =
+        zstd::bulk::decompress(packed, raw_len).map_err(|e| CodecError(format!("runs: {e}")))?;
     if raw.len() != raw_len {
         return bad("runs length differs from its header");
     }
@@ -338,7 +388,7 @@ impl Encoded {
             rows: c.u()?,
             n_runs: c.u()?,
             n_pipelines: c.u()?,
-            runs: get_runs_place(&mut c, self.v2())?,
+            runs: get_runs_place(&mut c, self.layout().runs_in_body())?,
         })
     }
 
@@ -351,7 +401,7 @@ impl Encoded {
             buf: self.head_bytes(),
             pos: 0,
         };
-        let h = get_head(&mut c, self.v2())?;
+        let h = get_head(&mut c, self.layout())?;
         if c.pos != self.head_bytes().len() {
             return bad("bytes after the head");
         }
@@ -414,7 +464,7 @@ mod tests {
     fn round_trip_is_exact() {
         let st = sample();
         let check = TextCheck::of(r#"{"a":1,"runs":[]}"#);
-        let runs = encode_runs(&st);
+        let runs = encode_runs(&st, &[]);
         let place = RunsRef::of(&runs, 1234);
         let state = encode_head(&st, &check, place);
         let enc = split(state.as_bytes()).unwrap();
@@ -435,7 +485,18 @@ mod tests {
                 len: runs_v1.len() as u64
             }
         );
-        assert_eq!(enc.state(runs_v1.as_bytes()).unwrap().0, st);
+        // A 1.2 head has no per-metric statistics: with two metrics they
+        // stay unknown (an append then rebuilds the state from the rows).
+        let mut old = st.clone();
+        old.by_metric = false;
+        for m in old.metrics.values_mut() {
+            m.scores = Default::default();
+            m.models.clear();
+        }
+        for e in old.top.values_mut().flat_map(|p| p.values_mut()).flatten() {
+            e.train_score = None;
+        }
+        assert_eq!(enc.state(runs_v1.as_bytes()).unwrap().0, old);
         let head = enc.head().unwrap();
         assert_eq!(head.n_runs, 17);
         assert!(head.state.runs.is_empty());
@@ -512,7 +573,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let st = sample();
-        let blob = encode_runs(&st);
+        let blob = encode_runs(&st, &[]);
         let state = encode_head(&st, &TextCheck::default(), RunsRef::of(&blob, 0));
         let b64 = &base64_simd::STANDARD;
         let bytes = b64.decode_to_vec(&state).unwrap();

@@ -230,6 +230,12 @@ impl EntryView<'_> {
             fold_id: own(c.os().ok()?),
             partition: own(c.os().ok()?),
             dataset: own(c.os().ok()?),
+            // 1.4 entries end with the train score.
+            train_score: if c.pos < self.raw.len() {
+                c.of().ok()?
+            } else {
+                None
+            },
             val_score: self.val_score,
             row: self.row,
         })
@@ -255,6 +261,8 @@ pub struct HeadView<'a> {
     pub folds: Vec<&'a str>,
     pub task_types: Vec<(&'a str, u64)>,
     pub metrics: Vec<(&'a str, MetricState)>,
+    /// Whether each metric carries its own statistics (1.4).
+    pub by_metric: bool,
     pub top_k: usize,
     /// (metric, partition, entries best first).
     pub top: Vec<(&'a str, &'a str, Vec<EntryView<'a>>)>,
@@ -275,31 +283,36 @@ impl HeadView<'_> {
                     .collect(),
             );
         }
+        let mut state = SummaryState {
+            rows: self.rows,
+            dataset_names: self.dataset_names.iter().map(|s| s.to_string()).collect(),
+            val_score: self.scores[0].to_state(),
+            test_score: self.scores[1].to_state(),
+            train_score: self.scores[2].to_state(),
+            models: self
+                .models
+                .iter()
+                .map(|(k, m)| (k.to_string(), m.clone()))
+                .collect(),
+            partitions: own(&self.partitions),
+            folds: self.folds.iter().map(|s| s.to_string()).collect(),
+            task_types: own(&self.task_types),
+            runs: BTreeMap::new(),
+            pipelines: BTreeSet::new(),
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(k, m)| (k.to_string(), m.clone()))
+                .collect(),
+            top_k: self.top_k,
+            top,
+            by_metric: self.by_metric,
+        };
+        // One metric (a 1.4 head leaves its statistics out, an older head
+        // has none): its pooled statistics are that metric's.
+        state.fill_single_metric();
         StateHead {
-            state: SummaryState {
-                rows: self.rows,
-                dataset_names: self.dataset_names.iter().map(|s| s.to_string()).collect(),
-                val_score: self.scores[0].to_state(),
-                test_score: self.scores[1].to_state(),
-                train_score: self.scores[2].to_state(),
-                models: self
-                    .models
-                    .iter()
-                    .map(|(k, m)| (k.to_string(), m.clone()))
-                    .collect(),
-                partitions: own(&self.partitions),
-                folds: self.folds.iter().map(|s| s.to_string()).collect(),
-                task_types: own(&self.task_types),
-                runs: BTreeMap::new(),
-                pipelines: BTreeSet::new(),
-                metrics: self
-                    .metrics
-                    .iter()
-                    .map(|(k, m)| (k.to_string(), m.clone()))
-                    .collect(),
-                top_k: self.top_k,
-                top,
-            },
+            state,
             n_runs: self.n_runs,
             n_pipelines: self.n_pipelines,
             text: self.text,
@@ -388,33 +401,22 @@ pub(super) fn get_runs_place(c: &mut Cur<'_>, v2: bool) -> R<RunsPlace> {
     Ok(RunsPlace::Body(RunsRef { at, len, hash }))
 }
 
-pub(super) fn get_head<'a>(c: &mut Cur<'a>, v2: bool) -> R<HeadView<'a>> {
+pub(super) fn get_head<'a>(c: &mut Cur<'a>, layout: super::Layout) -> R<HeadView<'a>> {
+    let v3 = layout == super::Layout::V3;
     let len = c.u()?;
     let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
     let runs_at = c.u()?.checked_sub(1);
     let rows = c.u()?;
     let n_runs = c.u()?;
     let n_pipelines = c.u()?;
-    let runs = get_runs_place(c, v2)?;
+    let runs = get_runs_place(c, layout.runs_in_body())?;
     let n = c.len()?;
     let mut dataset_names = Vec::with_capacity(n);
     for _ in 0..n {
         dataset_names.push(c.s()?);
     }
     let scores = [get_score(c)?, get_score(c)?, get_score(c)?];
-    let n = c.len()?;
-    let mut models = Vec::with_capacity(n);
-    for _ in 0..n {
-        let name = c.s()?;
-        models.push((
-            name,
-            ModelState {
-                count: c.u()?,
-                val_sum: c.f()?,
-                val_count: c.u()?,
-            },
-        ));
-    }
+    let models = get_models(c)?;
     let partitions = get_counts(c)?;
     let n = c.len()?;
     let mut folds = Vec::with_capacity(n);
@@ -427,14 +429,20 @@ pub(super) fn get_head<'a>(c: &mut Cur<'a>, v2: bool) -> R<HeadView<'a>> {
     for _ in 0..n {
         let name = c.s()?;
         let count = c.u()?;
-        metrics.push((
-            name,
-            MetricState {
-                count,
-                direction: c.dir()?,
-            },
-        ));
+        let mut m = MetricState::new(c.dir()?);
+        m.count = count;
+        if v3 && n > 1 {
+            for s in &mut m.scores {
+                *s = get_score(c)?.to_state();
+            }
+            m.models = get_models(c)?
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        }
+        metrics.push((name, m));
     }
+    let by_metric = if v3 { c.byte()? != 0 } else { false };
     let top_k = usize::try_from(c.u()?).map_err(|_| CodecError("top_k".into()))?;
     let n = c.len()?;
     let mut top = Vec::new();
@@ -464,9 +472,27 @@ pub(super) fn get_head<'a>(c: &mut Cur<'a>, v2: bool) -> R<HeadView<'a>> {
         folds,
         task_types,
         metrics,
+        by_metric,
         top_k,
         top,
     })
+}
+
+fn get_models<'a>(c: &mut Cur<'a>) -> R<Vec<(&'a str, ModelState)>> {
+    let n = c.len()?;
+    let mut models = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = c.s()?;
+        models.push((
+            name,
+            ModelState {
+                count: c.u()?,
+                val_sum: c.f()?,
+                val_count: c.u()?,
+            },
+        ));
+    }
+    Ok(models)
 }
 
 /// The runs column by column (`N4R2`, see `write::put_tail`).

@@ -111,8 +111,20 @@ pub(super) fn put_entry(out: &mut Vec<u8>, e: &TopEntry) {
     put_os(&mut rest, e.fold_id.as_deref());
     put_os(&mut rest, e.partition.as_deref());
     put_os(&mut rest, e.dataset.as_deref());
+    // 1.4: the train score last (an older entry ends before it).
+    put_of(&mut rest, e.train_score);
     put_u(out, rest.len() as u64);
     out.extend_from_slice(&rest);
+}
+
+fn put_models(out: &mut Vec<u8>, models: &BTreeMap<String, crate::summary::ModelState>) {
+    put_u(out, models.len() as u64);
+    for (name, m) in models {
+        put_s(out, name);
+        put_u(out, m.count);
+        put_f(out, m.val_sum);
+        put_u(out, m.val_count);
+    }
 }
 
 pub(super) fn put_counts(out: &mut Vec<u8>, m: &BTreeMap<String, u64>) {
@@ -123,7 +135,13 @@ pub(super) fn put_counts(out: &mut Vec<u8>, m: &BTreeMap<String, u64>) {
     }
 }
 
-pub(super) fn put_head(out: &mut Vec<u8>, st: &SummaryState, text: &TextCheck, runs: &RunsPlace) {
+pub(super) fn put_head(
+    out: &mut Vec<u8>,
+    st: &SummaryState,
+    text: &TextCheck,
+    runs: &RunsPlace,
+    layout: super::Layout,
+) {
     put_u(out, text.len);
     out.extend_from_slice(&text.hash.to_le_bytes());
     put_u(out, text.runs_at.map_or(0, |a| a + 1));
@@ -143,22 +161,26 @@ pub(super) fn put_head(out: &mut Vec<u8>, st: &SummaryState, text: &TextCheck, r
     for s in st.scores() {
         put_score(out, s);
     }
-    put_u(out, st.models.len() as u64);
-    for (name, m) in &st.models {
-        put_s(out, name);
-        put_u(out, m.count);
-        put_f(out, m.val_sum);
-        put_u(out, m.val_count);
-    }
+    put_models(out, &st.models);
     put_counts(out, &st.partitions);
     put_u(out, st.folds.len() as u64);
     st.folds.iter().for_each(|f| put_s(out, f));
     put_counts(out, &st.task_types);
+    let v3 = layout == super::Layout::V3;
     put_u(out, st.metrics.len() as u64);
     for (name, m) in &st.metrics {
         put_s(out, name);
         put_u(out, m.count);
         out.push(dir_code(m.direction));
+        if v3 && st.metrics.len() > 1 {
+            // 1.4: the metric's own statistics and model sums (with one
+            // metric they are the pooled ones: left out, filled on read).
+            m.scores.iter().for_each(|s| put_score(out, s));
+            put_models(out, &m.models);
+        }
+    }
+    if v3 {
+        out.push(u8::from(st.by_metric));
     }
     put_u(out, st.top_k as u64);
     put_u(out, st.top.len() as u64);
