@@ -15,9 +15,23 @@ use super::parse_direction;
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Workspace folders, as PATH or ID=PATH (the id defaults to the
-    /// folder's name).
-    #[arg(required = true)]
+    /// folder's name); none is needed with --root (the web app links them).
+    #[arg(required_unless_present = "roots")]
     workspaces: Vec<String>,
+    /// A folder under which the nirs4all web app may link workspaces
+    /// (repeatable; without one, linking answers 403). Nothing outside
+    /// these folders and the workspaces given is ever opened.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// An origin whose pages may call the API (CORS, repeatable; `*` for
+    /// any): the web app's dev server is http://localhost:5173, its
+    /// preview http://localhost:4173. Not needed with --ui (same origin).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// A built nirs4all web app (the folder holding its index.html) to
+    /// serve from /, so one command gives the app on these workspaces.
+    #[arg(long, value_name = "DIR")]
+    ui: Option<PathBuf>,
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8765")]
     addr: SocketAddr,
@@ -82,8 +96,18 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
         no_auth: a.no_auth,
         log: !a.quiet,
         cache_mem: a.cache_mem.saturating_mul(1 << 20),
+        roots: a.roots.clone(),
+        cors_origins: a.cors_origins.clone(),
+        ui: a.ui.clone(),
         ..ServeOptions::default()
     };
+    if let Some(ui) = &a.ui {
+        anyhow::ensure!(
+            ui.join("index.html").is_file(),
+            "--ui {}: no index.html in it (give the folder a web app build made, e.g. its dist/)",
+            ui.display()
+        );
+    }
     if a.max_heavy > 0 {
         opts.max_heavy = a.max_heavy;
     }

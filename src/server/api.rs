@@ -78,7 +78,7 @@ pub(super) fn params(p: Params) -> Result<Vec<(String, String)>, ApiError> {
     Ok(pairs)
 }
 
-pub(super) fn workspace<'a>(app: &'a App, id: &str) -> Result<&'a Served, ApiError> {
+pub(super) fn workspace(app: &App, id: &str) -> Result<Arc<Served>, ApiError> {
     if !valid_id(id) {
         return Err(ApiError::bad(
             "invalid workspace id: letters, digits, _ and - only, at most 64",
@@ -260,7 +260,7 @@ async fn blocking<T: Send + 'static>(
 pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
     ok_json(&serde_json::json!({
         "status": "ok",
-        "workspaces": app.workspaces.len(),
+        "workspaces": app.list().len(),
         "rss_bytes": crate::memory::resident_bytes(),
         "heavy_running": app.running.load(Ordering::Relaxed),
         "heavy_cancelled": app.cancelled.load(Ordering::Relaxed),
@@ -270,23 +270,6 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
 /// `GET /openapi.json`.
 pub async fn openapi() -> Answer {
     ok_json(&super::openapi::document())
-}
-
-/// `GET /api/workspaces`.
-pub async fn workspaces(State(app): State<Arc<App>>) -> Answer {
-    let app2 = app.clone();
-    let list = blocking(move || {
-        Ok(app2
-            .workspaces
-            .iter()
-            .map(|w| {
-                let files = w.ws.list().map(|l| l.files.len()).ok();
-                serde_json::json!({"id": w.id, "path": w.path, "files": files})
-            })
-            .collect::<Vec<_>>())
-    })
-    .await?;
-    ok_json(&serde_json::json!({ "workspaces": list }))
 }
 
 /// `GET /api/workspaces/{id}/predictions/summary`: the dashboard's shape,
@@ -420,12 +403,22 @@ pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params
     let ws = w.ws.clone();
     let directions = app.opts.directions.clone();
     let columns = app.columns.clone();
-    let page = heavy(&app, move |cancel| {
+    let folder = w.path.canonicalize().unwrap_or_else(|_| w.path.clone());
+    let mut page = heavy(&app, move |cancel| {
         engine(&ws, columns, cancel)
             .with_directions(directions)
             .page(&q)
     })
     .await?;
+    // The web app's rows name their file (`source_dataset`, shown when
+    // present, and `source_file`).
+    for r in &mut page.records {
+        if let Some(serde_json::Value::String(ds)) = r.get("dataset").cloned() {
+            let file = folder.join(format!("{ds}{}", crate::schema::META_SUFFIX));
+            r.insert("source_file".into(), serde_json::json!(file));
+            r.insert("source_dataset".into(), serde_json::Value::String(ds));
+        }
+    }
     ok_json(&page)
 }
 
@@ -528,11 +521,13 @@ pub async fn not_found() -> Response {
     ApiError::not_found("no such endpoint (see /openapi.json)").into_response()
 }
 
-/// Non-GET methods on known routes: a JSON 405 (the server is read-only).
+/// Other methods on known routes: a JSON 405 (the server never writes a
+/// file; only the web app's link, activate, scan and unlink routes take
+/// POST or DELETE).
 pub async fn method_not_allowed() -> Response {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
-        message: "read-only: only GET is served".to_string(),
+        message: "method not allowed on this route (see /openapi.json)".to_string(),
     }
     .into_response()
 }

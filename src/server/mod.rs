@@ -41,6 +41,7 @@ pub(crate) mod auth;
 pub(crate) mod encoding;
 pub(crate) mod openapi;
 pub(crate) mod scatter;
+pub(crate) mod webapp;
 
 pub use auth::BearerToken;
 
@@ -48,7 +49,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -100,6 +101,17 @@ pub struct ServeOptions {
     /// Bytes of decoded columns kept between queries, over all workspaces
     /// (default 512 MiB; 0: none, every query scans).
     pub cache_mem: usize,
+    /// Folders under which the web app may link workspaces
+    /// (`POST /api/workspaces/link`), as real paths (default none:
+    /// linking answers 403).
+    pub roots: Vec<PathBuf>,
+    /// Origins allowed to call the API from a browser page of another
+    /// origin (CORS; `*` allows any; default none: same origin only).
+    pub cors_origins: Vec<String>,
+    /// A built web app (its `index.html` and assets) served from `/`, with
+    /// every path that is not a file answered by `index.html` (default
+    /// none).
+    pub ui: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -119,6 +131,9 @@ impl Default for ServeOptions {
             log: true,
             directions: Directions::new(),
             cache_mem: 512 << 20,
+            roots: Vec::new(),
+            cors_origins: Vec::new(),
+            ui: None,
         }
     }
 }
@@ -129,10 +144,48 @@ pub struct Served {
     pub id: String,
     /// Its folder.
     pub path: PathBuf,
+    /// Its name (the folder's, unless the web app gave one).
+    pub name: String,
+    /// When it was linked (UTC, ISO 8601).
+    pub linked_at: String,
     /// The reader (footer cache, merged summary).
     pub ws: Arc<Workspace>,
     /// The last summary served and its bodies, by form and coding.
     summary_json: Mutex<Option<SummaryBodies>>,
+    /// The last scan: when, and the web app's `discovered` counts.
+    pub(crate) scanned: Mutex<(Option<String>, serde_json::Value)>,
+    /// Each prediction file's configs, for the web app's runs list.
+    pub(crate) configs: webapp::runs::ConfigCache,
+}
+
+impl Served {
+    /// Opens the workspace in `path` under `id` and scans its folders.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a folder that is not a readable directory.
+    fn open(id: String, path: PathBuf, name: Option<String>) -> Result<Served> {
+        let ws = Workspace::open(&path)?.with_threads(0);
+        // Shown to the web app and used to name files: the real path.
+        let path = path.canonicalize().unwrap_or(path);
+        let name = name.unwrap_or_else(|| {
+            path.canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| id.clone())
+        });
+        let served = Served {
+            id,
+            path,
+            name,
+            linked_at: crate::summary::utc_now(),
+            ws: Arc::new(ws),
+            summary_json: Mutex::new(None),
+            scanned: Mutex::new((None, serde_json::Value::Null)),
+            configs: webapp::runs::ConfigCache::default(),
+        };
+        served.scan();
+        Ok(served)
+    }
 }
 
 /// A summary and the bodies already made of it.
@@ -143,8 +196,10 @@ type SummaryBodies = (
 
 /// What the handlers share.
 pub struct App {
-    /// The workspaces, in the order given.
-    pub workspaces: Vec<Served>,
+    /// The workspaces, in the order given, then linked.
+    workspaces: RwLock<Vec<Arc<Served>>>,
+    /// The id of the web app's active workspace.
+    active: Mutex<Option<String>>,
     /// The options.
     pub opts: ServeOptions,
     heavy: Arc<Semaphore>,
@@ -203,7 +258,7 @@ impl App {
     /// [`Error::Io`] for a folder that is not a readable directory;
     /// [`Error::InvalidOption`] for an invalid or repeated id.
     pub fn new(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<Arc<App>> {
-        let mut served: Vec<Served> = Vec::new();
+        let mut served: Vec<Arc<Served>> = Vec::new();
         for (id, path) in workspaces {
             let taken: Vec<String> = served.iter().map(|s| s.id.clone()).collect();
             let id = if id.is_empty() {
@@ -216,16 +271,15 @@ impl App {
                     "workspace id {id:?} is invalid or repeated (use letters, digits, _ and -)"
                 )));
             }
-            let ws = Workspace::open(path)?.with_threads(0);
-            served.push(Served {
-                id,
-                path: path.clone(),
-                ws: Arc::new(ws),
-                summary_json: Mutex::new(None),
-            });
+            served.push(Arc::new(Served::open(id, path.clone(), None)?));
+        }
+        let mut opts = opts;
+        for r in &mut opts.roots {
+            *r = r.canonicalize().map_err(|e| Error::io(&*r, e))?;
         }
         Ok(Arc::new(App {
-            workspaces: served,
+            active: Mutex::new(served.first().map(|w| w.id.clone())),
+            workspaces: RwLock::new(served),
             heavy: Arc::new(Semaphore::new(opts.max_heavy.max(1))),
             running: AtomicUsize::new(0),
             cancelled: AtomicUsize::new(0),
@@ -236,8 +290,24 @@ impl App {
     }
 
     /// The workspace with this id.
-    pub fn workspace(&self, id: &str) -> Option<&Served> {
-        self.workspaces.iter().find(|w| w.id == id)
+    pub fn workspace(&self, id: &str) -> Option<Arc<Served>> {
+        self.list().into_iter().find(|w| w.id == id)
+    }
+
+    /// Every workspace, in order.
+    pub fn list(&self) -> Vec<Arc<Served>> {
+        self.workspaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The web app's active workspace's id.
+    pub fn active(&self) -> Option<String> {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -287,7 +357,12 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.message, "status": self.status.as_u16()});
+        // `detail` is what the nirs4all web app (FastAPI) shows.
+        let body = serde_json::json!({
+            "detail": self.message,
+            "error": self.message,
+            "status": self.status.as_u16(),
+        });
         json_response(self.status, body.to_string().into())
     }
 }
@@ -305,10 +380,10 @@ pub fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
 
 /// The router of all endpoints over `app` (used by [`serve`] and by tests).
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/openapi.json", get(api::openapi))
-        .route("/api/workspaces", get(api::workspaces))
+        .route("/api/workspaces", get(webapp::workspaces))
         .route(
             "/api/workspaces/{id}/predictions/summary",
             get(api::summary),
@@ -320,13 +395,60 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/workspaces/{id}/predictions/{prediction_id}/scatter",
             get(scatter::scatter),
         )
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            guard_and_log,
-        ))
-        .with_state(app)
+        .merge(webapp::routes())
+        .method_not_allowed_fallback(api::method_not_allowed);
+    // With a built web app: its files from `/`, any other path that is
+    // not under `/api` answered by its `index.html` (the app's routes
+    // are its own); unknown API paths stay JSON 404s.
+    let r = match &app.opts.ui {
+        Some(dir) => r
+            .route("/api/{*rest}", get(api::not_found))
+            .fallback_service(
+                tower_http::services::ServeDir::new(dir)
+                    .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+            ),
+        None => r.fallback(api::not_found),
+    };
+    let r = r.layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        guard_and_log,
+    ));
+    // Outermost, so a preflight is answered before the token check.
+    let r = match cors(&app.opts.cors_origins) {
+        Some(c) => r.layer(c),
+        None => r,
+    };
+    r.with_state(app)
+}
+
+/// The CORS layer for `origins` (`*`: any), `None` for none: what the web
+/// app's pages need from another origin (it sends `Content-Type:
+/// application/json` on every call, so browsers send a preflight first).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Refuses over-long request targets (414) and logs each request with its
@@ -342,7 +464,11 @@ async fn guard_and_log(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let authorized = req.uri().path() == "/healthz"
+    let path = req.uri().path();
+    // The web app's own files (everything outside `/api`) are not
+    // workspace data: served without the token.
+    let public = path == "/healthz" || (app.opts.ui.is_some() && !path.starts_with("/api"));
+    let authorized = public
         || app.opts.token.as_ref().is_none_or(|t| {
             t.admits(
                 req.headers()
@@ -535,7 +661,7 @@ pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::io(addr.to_string(), e))?;
         eprintln!("n4a serve: listening on http://{bound}");
-        for w in &app.workspaces {
+        for w in &app.list() {
             eprintln!("  workspace {:?}: {}", w.id, w.path.display());
         }
         serve(listener, app, shutdown_signal())

@@ -119,10 +119,10 @@ pub fn document() -> Value {
         ),
     ];
     group_params.extend(filter_params());
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "n4a serve", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Read-only query backend for nirs4all prediction workspaces."},
+                 "description": "Query backend for nirs4all prediction workspaces and the nirs4all web app; never writes a file."},
         "paths": {
             "/healthz": {"get": {"summary": "Liveness and resident memory.",
                 "responses": {"200": ok("Alive", json!({"type": "object", "properties": {
@@ -130,10 +130,16 @@ pub fn document() -> Value {
                     "rss_bytes": {"type": "integer", "nullable": true}}}))}}},
             "/openapi.json": {"get": {"summary": "This document.",
                 "responses": {"200": ok("OpenAPI document", json!({"type": "object"}))}}},
-            "/api/workspaces": {"get": {"summary": "The served workspaces.",
+            "/api/workspaces": {"get": {"summary": "The served and linked workspaces, the active one flagged (the nirs4all web app's shape).",
                 "responses": with_errors(ok("Workspaces", json!({"type": "object", "properties": {
+                    "total": {"type": "integer"},
+                    "active_workspace_id": {"type": "string", "nullable": true},
                     "workspaces": {"type": "array", "items": {"type": "object", "properties": {
                         "id": {"type": "string"}, "path": {"type": "string"},
+                        "name": {"type": "string"}, "is_active": {"type": "boolean"},
+                        "linked_at": {"type": "string"},
+                        "last_scanned": {"type": "string", "nullable": true},
+                        "discovered": {"type": "object"},
                         "files": {"type": "integer", "nullable": true}}}}}})))}},
             "/api/workspaces/{id}/predictions/summary": {"get": {
                 "summary": "Workspace summary from footers (cached).",
@@ -181,8 +187,8 @@ pub fn document() -> Value {
                     "y_pred": {"type": "array", "items": {"type": "number", "nullable": true}}}})))}}
         },
         "components": {"schemas": {
-            "Error": {"type": "object", "required": ["error", "status"], "properties": {
-                "error": {"type": "string"}, "status": {"type": "integer"}}},
+            "Error": {"type": "object", "required": ["detail", "error", "status"], "properties": {
+                "detail": {"type": "string"}, "error": {"type": "string"}, "status": {"type": "integer"}}},
             "Page": {"type": "object", "required": ["records", "total", "limit", "offset", "has_more"],
                 "properties": {"records": {"type": "array", "items": {"type": "object"}},
                     "total": {"type": "integer"}, "limit": {"type": "integer"},
@@ -200,5 +206,61 @@ pub fn document() -> Value {
                     "exactness": {"type": "object"},
                     "errors": {"type": "array", "items": {"type": "object"}}}}
         }}
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), webapp_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// The nirs4all web app's workspace and dashboard routes (`webapp`).
+fn webapp_paths() -> Value {
+    json!({
+            "/api/workspaces/link": {"post": {"summary": "Link a folder inside a --root (403 outside every root).",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["path"], "properties": {
+                        "path": {"type": "string"}, "name": {"type": "string"}}}}}},
+                "responses": with_errors(ok("The linked workspace", json!({"type": "object"})))}},
+            "/api/workspaces/{id}": {"delete": {"summary": "Forget a workspace (no file is touched).",
+                "parameters": [ws_param()],
+                "responses": with_errors(ok("Unlinked", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/activate": {"post": {"summary": "Make it the web app's active workspace.",
+                "parameters": [ws_param()],
+                "responses": with_errors(ok("The workspace", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/scan": {"post": {"summary": "Scan run folders, exports and library; keep the discovered counts.",
+                "parameters": [ws_param()],
+                "responses": with_errors(ok("Scan", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/runs": {"get": {"summary": "Runs: run folders and prediction files' configs, each pipeline once, best scores by the metric's direction.",
+                "parameters": [ws_param(), param("source", "string", "unified (default), manifests or parquet."),
+                    param("refresh", "boolean", "Accepted; answers follow file versions anyway.")],
+                "responses": with_errors(ok("Runs", json!({"type": "object", "properties": {
+                    "runs": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"},
+                    "errors": {"type": "array", "items": {"type": "object"}}}})))}},
+            "/api/workspaces/{id}/runs/{run_id}": {"get": {"summary": "A run folder's run and its results.",
+                "parameters": [ws_param(), {"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with_errors(ok("Run", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/results": {"get": {"summary": "Pipeline results from run folders' manifests.",
+                "parameters": [ws_param(), param("run_id", "string", "A v2 run folder."), param("dataset", "string", "A dataset folder."),
+                    param("template_id", "string", "A template."), param("limit", "integer", "Default 100."), param("offset", "integer", "Default 0.")],
+                "responses": with_errors(ok("Results", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/datasets/discovered": {"get": {"summary": "Datasets the run folders name.",
+                "parameters": [ws_param()], "responses": with_errors(ok("Datasets", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/predictions": {"get": {"summary": "The prediction files.",
+                "parameters": [ws_param()], "responses": with_errors(ok("Files", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/exports": {"get": {"summary": "Exports under exports/.",
+                "parameters": [ws_param()], "responses": with_errors(ok("Exports", json!({"type": "object"})))}},
+            "/api/workspaces/{id}/templates": {"get": {"summary": "Templates and trained pipelines under library/.",
+                "parameters": [ws_param()], "responses": with_errors(ok("Templates", json!({"type": "object"})))}},
+            "/api/dashboard": {"get": {"summary": "The active workspace's dashboard: counts, average best score of one metric, recent runs.",
+                "responses": with_errors(ok("Dashboard", json!({"type": "object"})))}},
+            "/api/dashboard/stats": {"get": {"summary": "The dashboard's counts.",
+                "responses": with_errors(ok("Stats", json!({"type": "object"})))}},
+            "/api/dashboard/recent-runs": {"get": {"summary": "The newest dated runs.",
+                "parameters": [param("limit", "integer", "Default 6.")],
+                "responses": with_errors(ok("Runs", json!({"type": "object"})))}},
+            "/api/health": {"get": {"summary": "What the web app's launch scripts wait for.",
+                "responses": {"200": ok("Healthy", json!({"type": "object"}))}}},
+            "/api/runs": {"get": {"summary": "The web app's job runner, which n4a does not have: always no job.",
+                "responses": {"200": ok("No jobs", json!({"type": "object"}))}}}
     })
 }

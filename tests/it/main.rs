@@ -23,4 +23,5 @@ mod regression;
 mod serve;
 mod store;
 mod summary;
+mod webapp;
 mod writer;

@@ -86,6 +86,21 @@ impl Client {
         target: &str,
         extra: &[(&str, &str)],
     ) -> std::io::Result<Response> {
+        self.send(method, target, extra, &[])
+    }
+
+    /// [`Self::request_with`] with a request body (sent with its
+    /// `Content-Length` when not empty).
+    ///
+    /// # Errors
+    /// As [`Self::request`].
+    pub fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         let mut req = format!(
             "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
             self.host
@@ -96,8 +111,13 @@ impl Client {
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         req.push_str("\r\n");
-        self.reader.get_mut().write_all(req.as_bytes())?;
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.reader.get_mut().write_all(&bytes)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status: u16 = line
