@@ -183,7 +183,7 @@ impl Served {
             scanned: Mutex::new((None, serde_json::Value::Null)),
             configs: webapp::runs::ConfigCache::default(),
         };
-        served.scan();
+        served.scan(None);
         Ok(served)
     }
 }
@@ -661,7 +661,8 @@ pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::io(addr.to_string(), e))?;
         eprintln!("n4a serve: listening on http://{bound}");
-        for w in &app.list() {
+        for w in app.list() {
+            webapp::warm(&app, w.clone());
             eprintln!("  workspace {:?}: {}", w.id, w.path.display());
         }
         serve(listener, app, shutdown_signal())

@@ -414,6 +414,13 @@ fn issue_30_discovery_lists_predictions_exports_and_templates() {
     let (s, v, _) = srv.call("POST", &format!("/api/workspaces/{id}/scan"), &[], "");
     assert_eq!(s, 200);
     assert_eq!(v["discovered"]["runs_count"], v["summary"]["runs_count"]);
+    // Every run counted, as the discovery panel lists them (the app counted
+    // run folders only), and every dataset, prediction files' included.
+    let all = srv.get(&format!("/api/workspaces/{id}/runs"));
+    assert_eq!(v["discovered"]["runs_count"], all["total"]);
+    assert_eq!(v["discovered"]["datasets_count"], json!(3));
+    let listed = srv.get("/api/workspaces");
+    assert_eq!(listed["workspaces"][0]["discovered"], v["discovered"]);
     assert_eq!(v["summary"]["predictions_count"], json!(3));
     assert_eq!(v["runs"].as_array().unwrap().len(), manifests(&ws).len());
 }

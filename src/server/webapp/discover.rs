@@ -534,11 +534,3 @@ pub fn templates(folder: &Path) -> Vec<Value> {
     }
     out
 }
-
-/// The `discovered` counts of a scan: manifest runs, the datasets they
-/// name, exports and templates (prediction files are not counted, as in
-/// the app).
-pub fn counts(runs: &[Value], datasets: &[Value], exports: usize, templates: usize) -> Value {
-    json!({"runs_count": runs.len(), "datasets_count": datasets.len(),
-           "exports_count": exports, "templates_count": templates})
-}

@@ -66,14 +66,33 @@ async fn blocking<T: Send + 'static>(
 impl Served {
     /// Scans the folder (run folders, datasets they name, exports,
     /// templates) and keeps the counts as the web app's `discovered`.
+    /// With the workspace's runs list (`all`), the runs and datasets
+    /// counted are all of them, run folders and prediction files' configs
+    /// alike, as the Settings page's discovery panel lists them (the app
+    /// counted run folders only, so a workspace of prediction files showed
+    /// 0 runs beside a list of them); without it, the run folders'.
     /// Cost: [`discover`]'s, a few small files per run folder.
-    pub(crate) fn scan(&self) -> Value {
+    pub(crate) fn scan(&self, all: Option<&runs::RunsList>) -> Value {
         let runs = discover::manifest_runs(&self.path);
         let datasets = discover::datasets(&self.path, &runs);
         let exports = discover::exports(&self.path);
         let templates = discover::templates(&self.path);
         let predictions = discover::prediction_files(&self.path);
-        let discovered = discover::counts(&runs, &datasets, exports.len(), templates.len());
+        let (runs_count, datasets_count) = match all {
+            Some(list) => {
+                let mut names: Vec<&str> = predictions
+                    .iter()
+                    .chain(&runs)
+                    .filter_map(|v| v.get("dataset").and_then(Value::as_str))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                (list.len(), names.len())
+            }
+            None => (runs.len(), datasets.len()),
+        };
+        let discovered = json!({"runs_count": runs_count, "datasets_count": datasets_count,
+                                "exports_count": exports.len(), "templates_count": templates.len()});
         let at = crate::summary::utc_now();
         *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) =
             (Some(at.clone()), discovered.clone());
@@ -82,11 +101,11 @@ impl Served {
             "workspace_name": self.name,
             "scanned_at": at,
             "summary": {
-                "runs_count": runs.len(),
+                "runs_count": runs_count,
                 "predictions_count": predictions.len(),
                 "exports_count": exports.len(),
                 "templates_count": templates.len(),
-                "datasets_count": datasets.len(),
+                "datasets_count": datasets_count,
             },
             "discovered": discovered,
             "runs": runs,
@@ -210,6 +229,7 @@ pub async fn link(State(app): State<Arc<App>>, b: Bytes) -> Answer {
         let served = Arc::new(Served::open(id, real, name)?);
         list.push(served.clone());
         drop(list);
+        warm(&app, served.clone());
         let mut active = app.active.lock().unwrap_or_else(|e| e.into_inner());
         if active.is_none() {
             *active = Some(served.id.clone());
@@ -247,8 +267,25 @@ pub async fn activate(State(app): State<Arc<App>>, Path(id): Path<String>) -> An
 /// `discovered` counts its Settings page reads from it.
 pub async fn scan(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     let w = workspace(&app, &id)?;
-    let v = blocking(move || Ok(w.scan())).await?;
+    let v = blocking(move || {
+        let list = w.runs(Source::Unified, &app)?;
+        Ok(w.scan(Some(&list)))
+    })
+    .await?;
     ok_json(&v)
+}
+
+/// Scans `w` with its whole runs list on a thread of its own: reads each
+/// prediction file's configs once (on `big`, 10M rows in about 13 s), so
+/// the Results and Runs pages find them cached and `discovered` counts
+/// every run. Started for each workspace by `n4a serve` and after a link.
+pub fn warm(app: &Arc<App>, w: Arc<Served>) {
+    let app = app.clone();
+    std::thread::spawn(move || {
+        if let Ok(list) = w.runs(Source::Unified, &app) {
+            w.scan(Some(&list));
+        }
+    });
 }
 
 fn source_param(pairs: &[(String, String)]) -> Result<Source, ApiError> {
