@@ -157,7 +157,8 @@ pub enum Error {
     Cancelled(String),
     /// SQLite refused a nirs4all `store.sqlite` (not a database, locked
     /// past the busy timeout, a table or column missing). Its message
-    /// once, with the file.
+    /// once, with the file. (With the `store` feature.)
+    #[cfg(feature = "store")]
     #[error("{path}: sqlite: {error}")]
     Sqlite {
         /// The database file.
@@ -220,6 +221,7 @@ impl Error {
             Error::InvalidOption(_) => "invalid_option",
             Error::Csv(_) => "csv",
             Error::Input { .. } => "input",
+            #[cfg(feature = "store")]
             Error::Sqlite { .. } => "sqlite",
             Error::UnsupportedStoreVersion { .. } => "unsupported_store_version",
         }
@@ -237,9 +239,10 @@ impl Error {
             | Error::UnsupportedVersion { path, .. }
             | Error::WithPath { path, .. }
             | Error::ChangedDuringRefresh { path }
-            | Error::Sqlite { path, .. }
             | Error::UnsupportedStoreVersion { path, .. }
             | Error::Input { path, .. } => Some(path),
+            #[cfg(feature = "store")]
+            Error::Sqlite { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -261,6 +264,7 @@ impl Error {
     }
 
     /// Wraps a SQLite error with the database it concerns.
+    #[cfg(feature = "store")]
     pub fn sqlite(path: impl AsRef<Path>, error: rusqlite::Error) -> Self {
         Error::Sqlite {
             path: path.as_ref().to_path_buf(),

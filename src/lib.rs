@@ -49,7 +49,9 @@ pub mod query;
 pub mod reader;
 pub mod refresh;
 pub mod schema;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod summary;
 pub mod writer;

@@ -1,6 +1,8 @@
 //! The process's own memory, as reports state it: resident now (the
 //! server's `/healthz`) and at its peak (`gen`, `refresh`). Linux only
 //! (`/proc/self/status`); `None` elsewhere. Cost: one small file read.
+//! And the allocator's tuning, in one place: what a one-shot scan and a
+//! long-running server each want of glibc's malloc.
 
 /// Resident memory now (`VmRSS`), in bytes.
 pub fn resident_bytes() -> Option<u64> {
@@ -10,6 +12,38 @@ pub fn resident_bytes() -> Option<u64> {
 /// Peak resident memory so far (`VmHWM`), in bytes.
 pub fn peak_resident_bytes() -> Option<u64> {
     status_kb("VmHWM:").map(|kb| kb * 1024)
+}
+
+/// For a one-shot scan (the CLI's queries): a scan frees and allocates
+/// the same column buffers file after file (about 1 MB each); glibc would
+/// hand each back to the kernel and fault it in again (a third of a
+/// group-by's time on 100 files). Keeping freed memory in the process
+/// costs nothing there: the peak is the same. Call before any thread
+/// starts; a no-op off glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc tuning parameters, before any
+    // thread of ours starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// For a server: caps glibc's malloc arenas at two. By default glibc
+/// gives each thread that allocates concurrently an arena of its own (up
+/// to 8 per core); a server whose requests run on many threads (tokio's
+/// blocking pool, the workspace pool) then keeps freed memory spread over
+/// many arenas and its resident memory creeps up under load (measured
+/// with `n4a-bench serve`: see the README). Call once at start; a no-op
+/// off glibc.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tuning parameter; called once at
+    // start, before the runtime's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn status_kb(key: &str) -> Option<u64> {

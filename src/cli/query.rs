@@ -134,7 +134,7 @@ pub(super) fn page_cmd(
     if let Some(code) = super::not_a_folder(&workspace) {
         return Ok(code);
     }
-    keep_freed_memory();
+    n4a::memory::keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
@@ -171,7 +171,7 @@ pub(super) fn top_cmd(
     if let Some(code) = super::not_a_folder(&workspace) {
         return Ok(code);
     }
-    keep_freed_memory();
+    n4a::memory::keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
@@ -295,7 +295,7 @@ pub(super) fn stats_cmd(
     if let Some(code) = super::not_a_folder(&workspace) {
         return Ok(code);
     }
-    keep_freed_memory();
+    n4a::memory::keep_freed_memory();
     let read = super::store::readable(&workspace)?;
     let ws = Workspace::open(&read.dir)?
         .with_cache(false)
@@ -523,18 +523,4 @@ fn print_page(
         }
     }
     Ok(())
-}
-
-/// A one-shot scan frees and allocates the same column buffers file after
-/// file (about 1 MB each): glibc would hand each back to the kernel and
-/// fault it in again (a third of a group-by's time on 100 files). Keeping
-/// freed memory in the process costs nothing here: the peak is the same.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets malloc tuning parameters, before any
-    // thread of ours starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
 }

@@ -62,7 +62,7 @@ pub(crate) fn page_batch(
     rows: &[(String, crate::schema::Prediction)],
     columns: &[String],
 ) -> Result<RecordBatch> {
-    let mut all = crate::writer::columns::MetaColumns::default();
+    let mut all = crate::schema::columns::MetaColumns::default();
     for (_, p) in rows {
         all.push(p);
     }

@@ -606,21 +606,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Caps glibc's malloc arenas at two. By default glibc gives each thread
-/// that allocates concurrently an arena of its own (up to 8 per core); a
-/// server whose requests run on many threads (tokio's blocking pool,
-/// the workspace pool) then keeps freed memory spread over many arenas and its
-/// resident memory creeps up under load. Measured with `n4a bench-serve`:
-/// see the README.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc tuning parameter; called once at
-    // start, before the runtime's threads exist.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 /// Runs the server until SIGINT or SIGTERM: checks the address, opens the
 /// workspaces, binds, prints `listening on http://ADDR` on stderr (with
 /// the bound port when the address asked for port 0).
@@ -644,7 +629,7 @@ pub fn run(workspaces: &[(String, PathBuf)], opts: ServeOptions) -> Result<()> {
         )));
     }
     let addr = opts.addr;
-    limit_malloc_arenas();
+    crate::memory::limit_malloc_arenas();
     let blocking = opts.max_heavy.max(1) * 2 + 16;
     let app = App::new(workspaces, opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

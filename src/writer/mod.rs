@@ -16,7 +16,6 @@
 //! leaves the old files byte-identical.
 
 pub(crate) mod arrays;
-pub(crate) mod columns;
 pub(crate) mod sink;
 
 use std::borrow::Cow;
@@ -30,10 +29,10 @@ use crate::error::{Error, Result};
 use crate::files::{self, dataset_paths, DatasetLock, TempFile};
 use crate::metric::Direction;
 use crate::reader::{footer, rows};
+use crate::schema::columns::MetaColumns;
 use crate::schema::{meta_schema, validate_dataset_name, Prediction};
 use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};
 use arrays::ArraysWriter;
-use columns::MetaColumns;
 use sink::ParquetSink;
 
 /// Options of a [`PredictionWriter`]; defaults stated on each field.

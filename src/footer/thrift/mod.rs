@@ -469,4 +469,124 @@ mod tests {
         c.splice(8..8, [0x48, 1, b'e', 0x00]);
         assert_eq!(parse_counts(&c, c.len(), &mut seen).unwrap(), (5, 0));
     }
+
+    /// A footer written by the `parquet` crate, of random row groups,
+    /// nulls, values and key/values: the footer bytes and the crate's own
+    /// decoding of them.
+    fn random_footer(
+        groups: &[Vec<(Option<f64>, Option<String>)>],
+        kv: &[(String, Option<String>)],
+    ) -> (Vec<u8>, parquet::file::metadata::ParquetMetaData) {
+        use arrow_array::{Float64Array, RecordBatch, StringArray};
+        use arrow_schema::{DataType, Field, Schema};
+        use parquet::file::properties::WriterProperties;
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("val_score", DataType::Float64, true),
+            Field::new("other", DataType::Float64, true),
+            Field::new("metric", DataType::Utf8, true),
+        ]));
+        let kvs = kv
+            .iter()
+            .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(kvs))
+            .build();
+        let mut buf = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), Some(props)).unwrap();
+        for g in groups {
+            let vals: Float64Array = g.iter().map(|(v, _)| *v).collect();
+            let other: Float64Array = g.iter().map(|(v, _)| v.map(|x| -x)).collect();
+            let names: StringArray = g.iter().map(|(_, m)| m.as_deref()).collect();
+            let b = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    std::sync::Arc::new(vals),
+                    std::sync::Arc::new(other),
+                    std::sync::Arc::new(names),
+                ],
+            )
+            .unwrap();
+            w.write(&b).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        let n = buf.len();
+        let len = u32::from_le_bytes(buf[n - 8..n - 4].try_into().unwrap()) as usize;
+        let footer = buf[n - 8 - len..n - 8].to_vec();
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(buf))
+            .unwrap();
+        (footer, meta)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The skim decodes what the `parquet` crate wrote the way the
+        /// crate's own decoder does: row and row-group counts, key/values,
+        /// and each watched chunk's value count, null count and bounds.
+        #[test]
+        fn the_skim_agrees_with_the_parquet_crate(
+            groups in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        proptest::option::weighted(0.8, -1e6f64..1e6),
+                        proptest::option::weighted(0.7, "[a-z_]{0,12}"),
+                    ),
+                    1..40,
+                ),
+                1..5,
+            ),
+            kv in proptest::collection::vec(
+                ("[a-zA-Z_:]{1,16}", proptest::option::weighted(0.8, "[ -~]{0,40}")),
+                0..6,
+            ),
+        ) {
+            let (footer, meta) = random_footer(&groups, &kv);
+            let watch = ["val_score", "metric"];
+            let skim = parse_with_stats(&footer, &watch).unwrap();
+            let fm = meta.file_metadata();
+            proptest::prop_assert_eq!(skim.num_rows, fm.num_rows());
+            proptest::prop_assert_eq!(skim.num_row_groups, meta.num_row_groups());
+            let theirs: Vec<(Vec<u8>, Option<Vec<u8>>)> = fm
+                .key_value_metadata()
+                .map(|v| {
+                    v.iter()
+                        .map(|k| (k.key.clone().into_bytes(), k.value.clone().map(String::into_bytes)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mine: Vec<(Vec<u8>, Option<Vec<u8>>)> = skim
+                .key_values
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect();
+            proptest::prop_assert_eq!(mine, theirs);
+            let mut expected = Vec::new();
+            for rg in meta.row_groups() {
+                for (i, name) in watch.iter().enumerate() {
+                    let col = rg
+                        .columns()
+                        .iter()
+                        .find(|c| c.column_path().string() == *name)
+                        .unwrap();
+                    let st = col.statistics();
+                    expected.push((
+                        i,
+                        col.num_values(),
+                        st.and_then(|s| s.null_count_opt()).map(|n| n as i64),
+                        st.and_then(|s| s.min_bytes_opt()).map(<[u8]>::to_vec),
+                        st.and_then(|s| s.max_bytes_opt()).map(<[u8]>::to_vec),
+                    ));
+                }
+            }
+            let got: Vec<_> = skim
+                .chunk_stats
+                .iter()
+                .map(|c| (c.column, c.num_values, c.null_count, c.min.map(<[u8]>::to_vec), c.max.map(<[u8]>::to_vec)))
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
 }

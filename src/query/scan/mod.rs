@@ -28,6 +28,7 @@ mod keys;
 mod page;
 mod sorted;
 mod top;
+mod window;
 
 pub(crate) use group::{group, group_split};
 pub(crate) use page::{page, page_in_file_order, record_columns, AsPredictions, AsRecords, Fetch};

@@ -3,7 +3,7 @@
 //! any offset is then a k-way merge of them ([`merged_window`]).
 
 use super::keys::{cmp_keys, Key, KeySource, Order};
-use super::page::{window_of, FileHits, Window};
+use super::window::{window_of, FileHits, Window};
 use super::{
     derive, file_error, filter_columns, float_at, float_col, read_cols, selection, Scanned,
 };

@@ -6,6 +6,8 @@
 //! column here is declared once, in contract order, and all writers go
 //! through [`meta_schema`].
 
+pub(crate) mod columns;
+
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};

@@ -1,4 +1,5 @@
-//! Column buffers for one row group of prediction rows.
+//! Column buffers for prediction rows in the contract's 35 columns: a
+//! writer's row group, a page's rows as one batch.
 //!
 //! Strings go into contiguous Arrow buffers as rows arrive, so a buffered
 //! row costs its bytes plus a few offsets, not 25 separate heap strings.
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 
+use super::{meta_schema, Cell, Kind, Prediction, COLUMNS};
 use crate::error::Result;
-use crate::schema::{meta_schema, Cell, Kind, Prediction, COLUMNS};
 
 enum Col {
     Str(StringBuilder),

@@ -1,0 +1,114 @@
+//! A page's window over ranked rows: what one file gives a page (its
+//! count and best rows), and the `(file, row)` pairs of `[offset, n)`
+//! with ties on a column's key broken by `id`. Shared by the page scan
+//! (`page`) and the pages of sorted files kept between queries (`sorted`).
+
+use super::file_error;
+use super::keys::{cmp_keys, Key, Order};
+use crate::query::columns;
+use crate::query::Candidate;
+use crate::reader::rows::StrCol;
+use crate::reader::workspace::FileError;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+/// The `(file index, row)` pairs of a page's window, and the total.
+pub(super) type Window = (Vec<(usize, u64)>, u64);
+
+/// What one file gives a page or a top-k: its matching rows' count and
+/// its best rows by the order (with the rows tied at the cut unless the
+/// cut is exact).
+pub(super) struct FileHits {
+    pub(super) total: u64,
+    pub(super) kept: Vec<(Key<Box<str>>, u64)>,
+}
+
+/// The `(file index, row)` pairs of `[offset, n)` of `all` (sorted by key,
+/// then dataset and row), ties on a column's key inside the window broken
+/// by `id` first; a file whose ids cannot be read goes to `late`.
+pub(super) fn window_of(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    order: Order<'_>,
+    offset: usize,
+    n: usize,
+    late: &mut Vec<FileError>,
+) -> Vec<(usize, u64)> {
+    let end = n.min(all.len());
+    if let Order::Column { name, desc } = order {
+        if name != "id" {
+            if let Err(e) = break_ties_by_id(cands, all, offset, end, desc) {
+                late.push(e);
+            }
+        }
+    }
+    all.get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, fi, r)| (*fi, *r))
+        .collect()
+}
+
+/// Orders each run of equal keys that reaches into `[offset, end)` by
+/// `id` (nulls last), then dataset and row, reading the ids of just those
+/// rows.
+pub(super) fn break_ties_by_id(
+    cands: &[Candidate],
+    all: &mut [(Key<Box<str>>, usize, u64)],
+    offset: usize,
+    end: usize,
+    desc: bool,
+) -> std::result::Result<(), FileError> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < end {
+        let mut stop = start + 1;
+        while stop < all.len() && cmp_keys(&all[stop].0, &all[start].0, desc) == Ordering::Equal {
+            stop += 1;
+        }
+        if stop - start > 1 && stop > offset {
+            runs.push(start..stop);
+        }
+        start = stop;
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut wanted: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for r in &runs {
+        for (_, fi, row) in &all[r.clone()] {
+            wanted.entry(*fi).or_default().push(*row);
+        }
+    }
+    let mut ids: HashMap<(usize, u64), Option<String>> = HashMap::new();
+    for (fi, mut rows) in wanted {
+        rows.sort_unstable();
+        rows.dedup();
+        let batches = columns::read(&cands[fi].path, &["id"], Some(&rows), false)
+            .map_err(|e| file_error(&cands[fi], &e))?;
+        let mut it = rows.iter();
+        for b in &batches {
+            let col = StrCol::of(b, "id");
+            for i in 0..b.num_rows() {
+                if let Some(&row) = it.next() {
+                    ids.insert((fi, row), col.get(i).map(str::to_string));
+                }
+            }
+        }
+    }
+    for r in runs {
+        all[r].sort_by(|a, b| {
+            let (x, y) = (&ids[&(a.1, a.2)], &ids[&(b.1, b.2)]);
+            let by_id = match (x, y) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (None, None) => Ordering::Equal,
+                (None, _) => Ordering::Greater,
+                (_, None) => Ordering::Less,
+            };
+            by_id
+                .then_with(|| cands[a.1].dataset.cmp(&cands[b.1].dataset))
+                .then(a.2.cmp(&b.2))
+        });
+    }
+    Ok(())
+}
