@@ -5,6 +5,7 @@
 pub mod arrays;
 pub(crate) mod best;
 pub(crate) mod cache;
+pub mod configs;
 pub mod footer;
 pub(crate) mod guard;
 pub(crate) mod info;

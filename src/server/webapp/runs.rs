@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::metric::{Direction, Directions};
 use crate::reader::cache::FileKey;
-use crate::reader::rows::{read_config_rows, ConfigRows};
+use crate::reader::configs::{read_config_rows, ConfigRows};
 use crate::reader::Workspace;
 
 /// Run items' JSON: one buffer and each item's byte range in it.
