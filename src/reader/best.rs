@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::info::{ColumnFacts, MetricFact};
-use super::rows;
+use super::scores;
 use crate::metric::Direction;
 use crate::summary::topk::{TopEntry, TopK};
 
@@ -133,7 +133,7 @@ fn search_rows(
         }
         files_read += 1;
         let want = c.needs_metric_column().then_some(metric);
-        match rows::read_val_scores(c.path, want) {
+        match scores::read_val_scores(c.path, want) {
             Ok(values) => {
                 for (row, v) in values {
                     if heap.beats_worst(v, Some(c.dataset), row) {
@@ -172,7 +172,7 @@ fn search_rows(
             continue;
         }
         let wanted: Vec<u64> = mine.iter().map(|&i| top[i].row).collect();
-        match rows::read_top_details(c.path, &wanted) {
+        match scores::read_top_details(c.path, &wanted) {
             Ok(details) => {
                 for (i, d) in mine.into_iter().zip(details) {
                     let e = &mut top[i];

@@ -12,6 +12,7 @@ pub(crate) mod info;
 pub(crate) mod listing;
 pub mod merge;
 pub mod rows;
+pub mod scores;
 pub(crate) mod workspace;
 
 pub use footer::Footer;

@@ -28,7 +28,7 @@ use parquet::schema::types::SchemaDescriptor;
 use crate::error::{Error, Result};
 use crate::files::{self, dataset_paths, DatasetLock, TempFile};
 use crate::metric::Direction;
-use crate::reader::{footer, rows};
+use crate::reader::{footer, rows, scores};
 use crate::schema::columns::MetaColumns;
 use crate::schema::{meta_schema, validate_dataset_name, Prediction};
 use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};
@@ -426,7 +426,7 @@ impl PredictionWriter {
         if self.summary.needs_prefix_values() {
             if let Some(old) = &self.old_meta {
                 self.summary
-                    .provide_prefix_values(rows::read_score_values(old)?);
+                    .provide_prefix_values(scores::read_score_values(old)?);
             }
         }
         let at = self.opts.generated_at.clone().unwrap_or_else(utc_now);

@@ -27,11 +27,13 @@ mod group;
 mod keys;
 mod page;
 mod sorted;
+mod split;
 mod top;
 mod window;
 
-pub(crate) use group::{group, group_split};
+pub(crate) use group::group;
 pub(crate) use page::{page, page_in_file_order, record_columns, AsPredictions, AsRecords, Fetch};
+pub(crate) use split::group_split;
 pub(crate) use top::top;
 
 use std::collections::BTreeSet;

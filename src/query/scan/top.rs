@@ -59,7 +59,7 @@ pub(super) fn top_of(
             c,
             || format!("top details of rows {rows:?}"),
             || {
-                let es = crate::reader::rows::read_top_details(&c.path, rows)?;
+                let es = crate::reader::scores::read_top_details(&c.path, rows)?;
                 Ok((es, rows.len() * 512))
             },
         )

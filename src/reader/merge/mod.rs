@@ -478,7 +478,7 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
             // Several metrics, or no statistics to tell: the metric column
             // says (one dictionary column; such files are few: nirs4all
             // writes one metric per dataset).
-            MetricFact::Unknown => match crate::reader::rows::read_metric_counts(&d.path) {
+            MetricFact::Unknown => match crate::reader::scores::read_metric_counts(&d.path) {
                 Ok(counts) => {
                     metric_columns_read += 1;
                     for (name, rows) in &counts {
