@@ -5,7 +5,7 @@
 
 use super::keys::{cmp_keys, total_order, Best, Key, KeySource, Order};
 use super::sorted::{asked_before, merged_window, sorted_hits};
-pub(super) use super::window::{window_of, FileHits, Window};
+pub(super) use super::window::{window_of, FileHits, Ranking, Window};
 use super::{
     file_error, filter_columns, float_at, float_col, known_meta, matching, read_cols, selection,
     Scanned,
@@ -120,18 +120,18 @@ pub(super) fn file_hits(
 /// merged, ties on the key inside the window `[offset, offset + limit)`
 /// broken by `id` (read for those rows only) when the order asks.
 /// Returns `(file index, row)` pairs and the total.
-pub(super) fn ranked(
-    ws: &Workspace,
-    cands: &[Candidate],
-    f: &Filters,
-    order: Order<'_>,
-    offset: usize,
-    limit: usize,
-    late: &mut Vec<FileError>,
-) -> Result<Scanned<Window>> {
-    if let Some(w) = merged_window(ws, cands, f, order, offset, limit, late) {
+pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanned<Window>> {
+    if let Some(w) = merged_window(r, late) {
         return w;
     }
+    let Ranking {
+        ws,
+        cands,
+        f,
+        order,
+        offset,
+        limit,
+    } = r;
     let n = offset.saturating_add(limit);
     let exact = !matches!(order, Order::Column { .. });
     let desc = matches!(order, Order::Column { desc: true, .. });
@@ -394,7 +394,17 @@ pub(crate) fn page<F: Fetch>(
         let Scanned {
             value: (found, total),
             errors,
-        } = ranked(ws, live, &q.filters, order, q.offset, q.limit, late)?;
+        } = ranked(
+            Ranking {
+                ws,
+                cands: live,
+                f: &q.filters,
+                order,
+                offset: q.offset,
+                limit: q.limit,
+            },
+            late,
+        )?;
         let records = materialise(ws, live, &found, fetch, late);
         let n = records.len();
         Ok(Scanned {

@@ -3,7 +3,7 @@
 //! any offset is then a k-way merge of them ([`merged_window`]).
 
 use super::keys::{cmp_keys, Key, KeySource, Order};
-use super::window::{window_of, FileHits, Window};
+use super::window::{window_of, FileHits, Ranking, Window};
 use super::{
     derive, file_error, filter_columns, float_at, float_col, read_cols, selection, Scanned,
 };
@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::query::filter::Filters;
 use crate::query::Candidate;
 use crate::reader::workspace::FileError;
-use crate::reader::Workspace;
 use crate::schema::{Kind, COLUMNS};
 use arrow_array::RecordBatch;
 use std::cmp::Ordering;
@@ -142,14 +141,17 @@ pub(super) fn sorted_hits(
 /// `offset + limit` candidates from every file (3.3M at an offset of
 /// 100,000 on `big`, 190 ms). `None` when the cache cannot serve it.
 pub(super) fn merged_window(
-    ws: &Workspace,
-    cands: &[Candidate],
-    f: &Filters,
-    order: Order<'_>,
-    offset: usize,
-    limit: usize,
+    r: Ranking<'_>,
     late: &mut Vec<FileError>,
 ) -> Option<Result<Scanned<Window>>> {
+    let Ranking {
+        ws,
+        cands,
+        f,
+        order,
+        offset,
+        limit,
+    } = r;
     if matches!(order, Order::File) || cands.is_empty() {
         return None;
     }

@@ -3,6 +3,7 @@
 
 use super::keys::Order;
 use super::page::{ranked, without_late_failures};
+use super::window::Ranking;
 use super::{derive, file_error, float_at, float_col, Scanned};
 use crate::error::Result;
 use crate::metric::Direction;
@@ -47,7 +48,17 @@ pub(super) fn top_of(
     let Scanned {
         value: (found, _),
         errors,
-    } = ranked(ws, cands, &q.filters, order, 0, q.k, late)?;
+    } = ranked(
+        Ranking {
+            ws,
+            cands,
+            f: &q.filters,
+            order,
+            offset: 0,
+            limit: q.k,
+        },
+        late,
+    )?;
     let mut by_file: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for (fi, r) in &found {
         by_file.entry(*fi).or_default().push(*r);

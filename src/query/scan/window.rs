@@ -6,11 +6,27 @@
 use super::file_error;
 use super::keys::{cmp_keys, Key, Order};
 use crate::query::columns;
+use crate::query::filter::Filters;
 use crate::query::Candidate;
 use crate::reader::rows::StrCol;
 use crate::reader::workspace::FileError;
+use crate::reader::Workspace;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+
+/// What ranking a workspace's rows for a page or a top-k takes: where,
+/// which files, which rows, in which order, and which window of the
+/// ranked rows (the parameters that travelled together through `page`,
+/// `sorted` and `top`).
+#[derive(Clone, Copy)]
+pub(super) struct Ranking<'r> {
+    pub(super) ws: &'r Workspace,
+    pub(super) cands: &'r [Candidate],
+    pub(super) f: &'r Filters,
+    pub(super) order: Order<'r>,
+    pub(super) offset: usize,
+    pub(super) limit: usize,
+}
 
 /// The `(file index, row)` pairs of a page's window, and the total.
 pub(super) type Window = (Vec<(usize, u64)>, u64);
