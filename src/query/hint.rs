@@ -61,7 +61,10 @@ impl QueryEngine<'_> {
                 }
             }
             if !to_scan.is_empty() {
-                have.extend(scan::distinct_values(self.ws, &to_scan, spec.column).value);
+                have.extend(
+                    scan::distinct_values(self.ws, &to_scan, spec.column, &Filters::default())
+                        .value,
+                );
             }
             for v in wanted {
                 if !have.contains(v) {

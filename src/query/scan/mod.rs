@@ -291,46 +291,29 @@ pub(crate) fn distinct_metrics(
     cands: &[Candidate],
     f: &Filters,
 ) -> Scanned<Vec<String>> {
-    let parts = ws.par_map(cands, |c| -> Result<BTreeSet<String>> {
-        let mut names = filter_columns(f);
-        names.push("metric");
-        let Some(b) = read_cols(c, &names)? else {
-            return Ok(BTreeSet::new());
-        };
-        let col = StrCol::of(&b, "metric");
-        Ok(matching(&b, f)
-            .into_iter()
-            .filter_map(|i| col.get(i as usize).map(str::to_string))
-            .collect())
-    });
-    let mut out = BTreeSet::new();
-    let mut errors = Vec::new();
-    for (p, c) in parts.into_iter().zip(cands) {
-        match p {
-            Ok(p) => out.extend(p),
-            Err(e) => errors.push(file_error(c, &e)),
-        }
-    }
-    Scanned {
-        value: out.into_iter().collect(),
-        errors,
-    }
+    distinct_values(ws, cands, "metric", f)
 }
 
-/// The distinct values of one string column over every row of `cands`
-/// (its dictionary pages decoded, not its rows' strings), for hints.
+/// The distinct values of one string column over the rows of `cands`
+/// matching `f` (every row for no filter; the column read as a
+/// dictionary, so its values are decoded once per page, not per row):
+/// metrics for files without state, nearest values for hints.
 pub(crate) fn distinct_values(
     ws: &Workspace,
     cands: &[Candidate],
     column: &str,
+    f: &Filters,
 ) -> Scanned<Vec<String>> {
     let parts = ws.par_map(cands, |c| -> Result<BTreeSet<String>> {
-        let Some(b) = read_cols(c, &[column])? else {
+        let mut names = filter_columns(f);
+        names.push(column);
+        let Some(b) = read_cols(c, &names)? else {
             return Ok(BTreeSet::new());
         };
         let col = StrCol::of(&b, column);
-        Ok((0..b.num_rows())
-            .filter_map(|i| col.get(i).map(str::to_string))
+        Ok(matching(&b, f)
+            .into_iter()
+            .filter_map(|i| col.get(i as usize).map(str::to_string))
             .collect())
     });
     let mut out = BTreeSet::new();

@@ -221,18 +221,28 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
         // The file's one metric, when its column statistics prove one:
         // its pooled statistics are that metric's too.
         let mut one_metric: Option<String> = None;
+        // Counts `rows` of `name` under its metric; false for a metric of
+        // unknown direction.
+        let mut count = |name: &str, rows: u64| match builtin_direction(name) {
+            Some(direction) => {
+                state
+                    .metrics
+                    .entry(name.to_string())
+                    .or_insert_with(|| MetricState::new(direction))
+                    .count += rows;
+                true
+            }
+            None => {
+                unknown_metric += 1;
+                false
+            }
+        };
         match &info.columns.metric {
-            MetricFact::One { name, rows } => match builtin_direction(name) {
-                Some(direction) => {
-                    state
-                        .metrics
-                        .entry(name.clone())
-                        .or_insert_with(|| MetricState::new(direction))
-                        .count += rows;
+            MetricFact::One { name, rows } => {
+                if count(name, *rows) {
                     one_metric = Some(name.clone());
                 }
-                None => unknown_metric += 1,
-            },
+            }
             MetricFact::None => {}
             // Several metrics, or no statistics to tell: the metric column
             // says (one dictionary column; such files are few: nirs4all
@@ -240,25 +250,19 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
             MetricFact::Unknown => match crate::reader::scores::read_metric_counts(&d.path) {
                 Ok(counts) => {
                     metric_columns_read += 1;
-                    for (name, rows) in &counts {
-                        match builtin_direction(name) {
-                            Some(direction) => {
-                                state
-                                    .metrics
-                                    .entry(name.clone())
-                                    .or_insert_with(|| MetricState::new(direction))
-                                    .count += rows;
-                            }
-                            None => unknown_metric += 1,
-                        }
-                    }
-                    if let [(name, _)] = counts.iter().collect::<Vec<_>>().as_slice() {
-                        if builtin_direction(name).is_some() {
-                            one_metric = Some(name.to_string());
-                        }
+                    let known: Vec<bool> = counts.iter().map(|(n, r)| count(n, *r)).collect();
+                    if let ([(name, _)], [true]) =
+                        (counts.iter().collect::<Vec<_>>().as_slice(), known.as_slice())
+                    {
+                        one_metric = Some(name.to_string());
                     }
                 }
-                Err(_) => unknown_metric += 1,
+                // A footer that reads but rows that do not: said once,
+                // with the file; its other parts are still merged.
+                Err(e) => ex.notes.push(format!(
+                    "{}: its metric column could not be read ({e}); its rows are not counted by metric",
+                    d.path.display()
+                )),
             },
         }
         let Some(parts) = parts else {

@@ -439,37 +439,37 @@ pub async fn datasets(State(app): State<Arc<App>>, Path(id): Path<String>) -> An
     ok_json(&v)
 }
 
-/// `GET /api/workspaces/{id}/predictions`: the prediction files.
-pub async fn predictions(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
+/// One of the folder's lists as the app's routes answer it:
+/// `{workspace_id, KEY: [...], count, total}`.
+async fn listed(
+    app: Arc<App>,
+    id: String,
+    key: &'static str,
+    list: fn(&std::path::Path) -> Vec<Value>,
+) -> Answer {
     let w = workspace(&app, &id)?;
     let v = blocking(move || {
-        let p = discover::prediction_files(&w.path);
-        Ok(json!({"workspace_id": w.id, "predictions": p, "count": p.len(), "total": p.len()}))
+        let items = list(&w.path);
+        let n = items.len();
+        Ok(json!({"workspace_id": w.id, key: items, "count": n, "total": n}))
     })
     .await?;
     ok_json(&v)
+}
+
+/// `GET /api/workspaces/{id}/predictions`: the prediction files.
+pub async fn predictions(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
+    listed(app, id, "predictions", discover::prediction_files).await
 }
 
 /// `GET /api/workspaces/{id}/exports`.
 pub async fn exports(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
-    let w = workspace(&app, &id)?;
-    let v = blocking(move || {
-        let e = discover::exports(&w.path);
-        Ok(json!({"workspace_id": w.id, "exports": e, "count": e.len(), "total": e.len()}))
-    })
-    .await?;
-    ok_json(&v)
+    listed(app, id, "exports", discover::exports).await
 }
 
 /// `GET /api/workspaces/{id}/templates`.
 pub async fn templates(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
-    let w = workspace(&app, &id)?;
-    let v = blocking(move || {
-        let t = discover::templates(&w.path);
-        Ok(json!({"workspace_id": w.id, "templates": t, "count": t.len(), "total": t.len()}))
-    })
-    .await?;
-    ok_json(&v)
+    listed(app, id, "templates", discover::templates).await
 }
 
 /// `GET /api/health`: what the app's launch scripts wait for.
