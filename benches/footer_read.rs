@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use n4a::generate::{generate, GenOptions};
-use n4a::reader::Workspace;
+use n4a::Workspace;
 use rayon::prelude::*;
 
 const FILES: usize = 2000;
@@ -33,7 +33,7 @@ fn workspace() -> (tempfile::TempDir, Vec<PathBuf>) {
         .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
         .collect();
     metas.sort();
-    // Quiet files, so the cache trusts them (see reader::cache).
+    // Quiet files, so the cache trusts them (see workspace::cache).
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let f = File::options().write(true).open(e.unwrap().path()).unwrap();
         f.set_modified(SystemTime::now() - Duration::from_secs(60))
@@ -144,10 +144,10 @@ fn one_file(c: &mut Criterion) {
     let mut g = c.benchmark_group("one_footer");
     g.bench_function("bytes", |b| b.iter(|| footer_bytes(p)));
     g.bench_function("parquet_metadata", |b| {
-        b.iter(|| n4a::reader::Footer::read(p).unwrap())
+        b.iter(|| n4a::footer::Footer::read(p).unwrap())
     });
     g.bench_function("metadata_and_summary", |b| {
-        b.iter(|| n4a::reader::Footer::read(p).unwrap().summary().unwrap())
+        b.iter(|| n4a::footer::Footer::read(p).unwrap().summary().unwrap())
     });
     // The skim (what a workspace reads per file), through the public path:
     // a one-file workspace without its cache.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use n4a::generate::dataset_rows;
-use n4a::reader::rows::read_predictions;
+use n4a::rows::read_predictions;
 use n4a::schema::Prediction;
 use n4a::writer::{PredictionWriter, WriterOptions};
 

@@ -346,7 +346,7 @@ pub fn generate_with_progress(
     opts: &GenOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<GeneratedDataset>> {
-    std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| crate::error::Error::io(out, e))?;
     (0..opts.datasets)
         .into_par_iter()
         .map(|i| {

@@ -151,7 +151,7 @@ pub fn for_each_row(
         let ctx = input.display().to_string();
         let mut line = 0usize;
         return for_each_input_batch(input, format, |b| {
-            for p in crate::reader::rows::batch_to_predictions(&b, &ctx, false)? {
+            for p in crate::rows::batch_to_predictions(&b, &ctx, false)? {
                 line += 1;
                 f(line, p)?;
             }
@@ -312,14 +312,14 @@ fn for_each_input_batch(
     mut f: impl FnMut(arrow_array::RecordBatch) -> Result<()>,
 ) -> Result<()> {
     if format == InputFormat::Parquet {
-        return crate::reader::rows::for_each_batch(input, None, 65536, f);
+        return crate::rows::for_each_batch(input, None, 65536, f);
     }
     let bad = |reason: String| Error::Input {
         path: input.to_path_buf(),
         line: 0,
         reason: format!("not a readable Arrow IPC file or stream: {reason}"),
     };
-    crate::reader::guard::guarded(input, || {
+    crate::footer::guard::guarded(input, || {
         let mut file = File::open(input).map_err(|e| Error::io(input, e))?;
         let mut magic = [0u8; 6];
         let is_file =
@@ -368,7 +368,7 @@ fn ingest_batches(
     let mut seen = 0usize;
     for_each_input_batch(input, format, |b| {
         let ctx = input.display().to_string();
-        crate::reader::rows::check_columns(b.schema().as_ref(), &ctx, false)?;
+        crate::rows::check_columns(b.schema().as_ref(), &ctx, false)?;
         let names: Vec<Option<String>> = match b.column_by_name("dataset_name") {
             None => vec![None; b.num_rows()],
             Some(c) => match c.data_type() {
@@ -417,7 +417,7 @@ fn ingest_batches(
                 w.write_batch(&part)
             } else {
                 // An older layout: its rows one by one, missing columns null.
-                crate::reader::rows::batch_to_predictions(&part, &ctx, false)?
+                crate::rows::batch_to_predictions(&part, &ctx, false)?
                     .into_iter()
                     .try_for_each(|p| w.write_owned(p))
             };

@@ -9,14 +9,19 @@
 //!  rows ──► writer ──► <dataset>.meta.parquet  (row groups + n4a_summary)
 //!   │         │          <dataset>.arrays.parquet (arrays by content hash)
 //!   │         └── summary::SummaryBuilder (Welford, sketch, top-k, facets)
-//!   └── schema (the 35 columns, row ids)        reader::footer (summary only)
+//!   └── schema (the 35 columns, row ids)
+//!
+//!  folder or store.sqlite ──► Workspace ──► footer::Footer per file (cached)
+//!                                 ├──► WorkspaceSummary (footers only)
+//!                                 └──► QueryEngine (pages, top-k, group-bys)
 //! ```
 //!
 //! Principal types, re-exported here: [`Prediction`] (one row),
 //! [`PredictionWriter`] (streams rows into a dataset file, atomically),
-//! [`Summary`] (the footer), [`Workspace`] (a folder's files, their footers
-//! cached and merged), [`QueryEngine`] (pages, top-k and group-bys over a
-//! workspace), [`Error`].
+//! [`Summary`] (a file's footer summary), [`Workspace`] (a folder's files
+//! or a nirs4all store's, their footers cached and merged into a
+//! [`WorkspaceSummary`]), [`QueryEngine`] (pages, top-k and group-bys over
+//! a workspace), [`Error`].
 //!
 //! ```
 //! use n4a::{schema::Prediction, writer::{PredictionWriter, WriterOptions}};
@@ -46,19 +51,20 @@ pub mod ingest;
 pub mod memory;
 pub mod metric;
 pub mod query;
-pub mod reader;
 pub mod refresh;
+pub mod rows;
 pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod summary;
+pub mod workspace;
 pub mod writer;
 
 pub use error::{Error, Result};
 pub use query::QueryEngine;
-pub use reader::Workspace;
 pub use schema::Prediction;
 pub use summary::Summary;
+pub use workspace::{Workspace, WorkspaceSummary};
 pub use writer::PredictionWriter;

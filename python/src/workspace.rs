@@ -20,15 +20,14 @@ use crate::convert::{json_to_py, table_with_info, without};
 use crate::errors::OrRaise;
 
 /// A workspace folder (`.meta.parquet` files, or a nirs4all `store.sqlite`
-/// workspace, read through its cached mirror as the CLI does). Footers are
+/// workspace, read through its cached mirror as the CLI does, re-checked by
+/// every call: `n4a::Workspace` decides which). Footers are
 /// kept between calls and re-read only for files that changed, so a
 /// long-lived object answers repeated questions from memory.
 #[pyclass(frozen, module = "n4a._n4a")]
 pub(crate) struct Workspace {
     /// As given.
     path: PathBuf,
-    /// For a store: its mirror, brought up to date before each call.
-    mirror: Option<n4a::store::Mirror>,
     /// Footers with summaries decoded (`summary`).
     summaries: n4a::Workspace,
     /// Footers without nirs4all's 1.0 JSON summaries (queries: as the CLI).
@@ -51,36 +50,27 @@ impl Workspace {
         directions: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let directions = parse_directions(directions)?;
-        let (dir, mirror) = py
-            .detach(|| -> n4a::Result<_> {
-                if !n4a::store::is_store(&path) {
-                    if !path.is_dir() {
-                        return Err(n4a::Error::io(
-                            &path,
-                            std::io::Error::new(
-                                std::io::ErrorKind::NotFound,
-                                "no such workspace folder",
-                            ),
-                        ));
-                    }
-                    return Ok((path.clone(), None));
-                }
-                let (m, _) = n4a::store::mirror(&path, &import_options(&directions))?;
-                Ok((m.dir.clone(), Some(m)))
-            })
-            .or_raise()?;
-        let open = |summaries: bool| -> PyResult<n4a::Workspace> {
-            Ok(n4a::Workspace::open(&dir)
-                .or_raise()?
+        // A store is imported into its mirror now (only what changed since
+        // the mirror was made) and re-checked by every call after.
+        let open = |summaries: bool| -> n4a::Result<n4a::Workspace> {
+            Ok(n4a::Workspace::open(&path)?
                 .with_recursive(recursive)
                 .with_threads(threads)
-                .with_summaries(summaries))
+                .with_summaries(summaries)
+                .with_directions(&directions)
+                .with_recheck(Some(std::time::Duration::ZERO)))
         };
+        let (summaries, rows) = py
+            .detach(|| -> n4a::Result<_> {
+                let summaries = open(true)?;
+                summaries.sync()?;
+                Ok((summaries, open(false)?))
+            })
+            .or_raise()?;
         Ok(Workspace {
             path,
-            mirror,
-            summaries: open(true)?,
-            rows: open(false)?,
+            summaries,
+            rows,
             directions,
         })
     }
@@ -96,10 +86,9 @@ impl Workspace {
     fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let text = py
             .detach(|| -> n4a::Result<Vec<u8>> {
-                self.sync()?;
                 let mut s = std::sync::Arc::unwrap_or_clone(self.summaries.summary()?);
                 s.workspace = self.path.clone();
-                Ok(s.to_json(n4a::reader::merge::Form::Full))
+                Ok(s.to_json(n4a::workspace::merge::Form::Full))
             })
             .or_raise()?;
         json_to_py(py, &String::from_utf8_lossy(&text))
@@ -126,12 +115,7 @@ impl Workspace {
             offset,
             limit,
         };
-        let page = py
-            .detach(|| {
-                self.sync()?;
-                self.engine().page_arrow(&q)
-            })
-            .or_raise()?;
+        let page = py.detach(|| self.engine().page_arrow(&q)).or_raise()?;
         let info = serde_json::json!({
             "total": page.total,
             "limit": page.limit,
@@ -165,7 +149,6 @@ impl Workspace {
         };
         let lists = py
             .detach(|| -> n4a::Result<_> {
-                self.sync()?;
                 let lists = self.engine().top_by_metric(&q)?;
                 let batches = lists
                     .iter()
@@ -221,10 +204,7 @@ impl Workspace {
             direction: direction.as_deref().map(parse_direction).transpose()?,
         };
         let answers = py
-            .detach(|| {
-                self.sync()?;
-                self.engine().group_by_metric(&q)
-            })
+            .detach(|| self.engine().group_by_metric(&q))
             .or_raise()?
             .groupings;
         if let [(split, g)] = answers.as_slice() {
@@ -265,15 +245,6 @@ impl Workspace {
     fn engine(&self) -> QueryEngine<'_> {
         QueryEngine::new(&self.rows).with_directions(self.directions.clone())
     }
-
-    /// Brings a store's mirror up to date (a no-op for a folder, and for
-    /// a mirror whose store did not change: two `stat`s).
-    fn sync(&self) -> n4a::Result<()> {
-        match &self.mirror {
-            Some(m) if !m.fresh() => m.sync(&import_options(&self.directions)).map(drop),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Refreshes the workspace's summaries (`n4a refresh`) and returns the
@@ -312,13 +283,6 @@ pub(crate) fn refresh<'py>(
         .or_raise()?;
     let text = serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))?;
     json_to_py(py, &text)
-}
-
-/// The store import's options with the caller's directions.
-fn import_options(d: &Directions) -> n4a::store::ImportOptions {
-    let mut o = n4a::store::ImportOptions::default();
-    o.writer.summary.directions = d.clone();
-    o
 }
 
 /// `{"metric": "max"|"min"|"zero"}` as directions.

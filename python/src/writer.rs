@@ -189,7 +189,7 @@ fn write_batch(w: &mut PredictionWriter, batch: &RecordBatch) -> n4a::Result<()>
     if complete && !has_arrays {
         return w.write_batch(&contract);
     }
-    let mut rows = n4a::reader::rows::batch_to_predictions(&contract, CONTEXT, false)?;
+    let mut rows = n4a::rows::batch_to_predictions(&contract, CONTEXT, false)?;
     if has_arrays {
         attach_arrays(batch, &mut rows)?;
     }

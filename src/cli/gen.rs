@@ -76,7 +76,7 @@ pub fn demo() -> anyhow::Result<ExitCode> {
     let made = n4a::generate::generate(out, &GenOptions::default())
         .with_context(|| format!("generating into {}", out.display()))?;
     let _ = made;
-    let ws = n4a::reader::Workspace::open(out)?.with_cache(false);
+    let ws = n4a::Workspace::open(out)?.with_cache(false);
     let s = ws.summary()?;
     print!("{}", super::summary::workspace_text(&s));
     println!(

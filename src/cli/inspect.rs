@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use n4a::reader::Footer;
-
 use super::summary::summary_text;
 use super::table::Table;
 use super::Format;
@@ -25,13 +23,14 @@ pub struct InspectArgs {
 pub fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     let InspectArgs { file, format } = a;
     let file = file.as_path();
-    let footer = Footer::read(file)?;
-    let meta = footer.metadata();
+    // The parquet crate's whole read, not `Footer::read`: a summary that
+    // does not decode is shown as such beside what the file stores.
+    let meta = n4a::footer::meta::read(file)?;
     let fm = meta.file_metadata();
     let schema =
         parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
             .with_context(|| format!("{}: reading the Arrow schema", file.display()))?;
-    let summary = footer.summary();
+    let summary = n4a::footer::meta::decode_summary(file, &meta);
     let groups: Vec<(usize, i64, i64, i64)> = meta
         .row_groups()
         .iter()

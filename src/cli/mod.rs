@@ -194,7 +194,7 @@ fn not_a_folder(asked: &std::path::Path) -> Option<ExitCode> {
 /// A folder with no prediction file in it (nor a nirs4all store): says
 /// what was looked for, on standard error, and gives exit code 1.
 fn no_predictions(
-    ws: &n4a::reader::Workspace,
+    ws: &n4a::Workspace,
     asked: &std::path::Path,
 ) -> anyhow::Result<Option<ExitCode>> {
     if !ws.list()?.files.is_empty() {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use n4a::metric::Direction;
 use n4a::query::filter::FIELDS;
-use n4a::reader::Workspace;
+use n4a::Workspace;
 
 use super::table::{num, top_table, Table};
 use super::ListFormat;
@@ -135,8 +135,7 @@ pub(super) fn page_cmd(
         return Ok(code);
     }
     n4a::memory::keep_freed_memory();
-    let read = super::store::readable(&workspace)?;
-    let ws = Workspace::open(&read.dir)?
+    let ws = super::store::open(&workspace)?
         .with_cache(false)
         .with_summaries(false);
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
@@ -148,7 +147,7 @@ pub(super) fn page_cmd(
     if page.total == 0 {
         explain_empty(&engine, &q.filters, &ws)?;
     }
-    Ok(read.exit(exit_for(&page.provenance)))
+    Ok(exit_for(&page.provenance))
 }
 
 /// `n4a top`: the best K model instances of each metric, by its
@@ -172,8 +171,7 @@ pub(super) fn top_cmd(
         return Ok(code);
     }
     n4a::memory::keep_freed_memory();
-    let read = super::store::readable(&workspace)?;
-    let ws = Workspace::open(&read.dir)?
+    let ws = super::store::open(&workspace)?
         .with_cache(false)
         .with_summaries(false);
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
@@ -215,7 +213,7 @@ pub(super) fn top_cmd(
     if lists.iter().all(|(_, t)| t.records.is_empty()) {
         explain_empty(&engine, &given, &ws)?;
     }
-    Ok(read.exit(exit_for(&merged_errors(&all))))
+    Ok(exit_for(&merged_errors(&all)))
 }
 
 /// The `top` answer as CSV: one row per entry, led by its metric and rank.
@@ -296,8 +294,7 @@ pub(super) fn stats_cmd(
         return Ok(code);
     }
     n4a::memory::keep_freed_memory();
-    let read = super::store::readable(&workspace)?;
-    let ws = Workspace::open(&read.dir)?
+    let ws = super::store::open(&workspace)?
         .with_cache(false)
         .with_summaries(false);
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
@@ -388,7 +385,7 @@ pub(super) fn stats_cmd(
     if answers.iter().all(|(_, g)| g.groups.is_empty()) {
         explain_empty(&engine, &given, &ws)?;
     }
-    Ok(read.exit(exit_for(&errors)))
+    Ok(exit_for(&errors))
 }
 
 /// An empty answer exits 0 but says why on standard error: each filter

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use n4a::server::{id_for, run, ServeOptions};
+use n4a::server::{run, ServeOptions};
 
 use super::parse_direction;
 
@@ -123,43 +123,9 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
             _ => (String::new(), PathBuf::from(w)),
         })
         .collect();
-    // A store is served from its mirror, kept up to date by a thread that
-    // checks the store's files every two seconds (one `stat` each while
-    // nothing changes). Its id is still derived from the store's folder.
-    let mut workspaces = Vec::with_capacity(given.len());
-    let mut mirrors = Vec::new();
-    for (id, path) in given {
-        if !n4a::store::is_store(&path) {
-            workspaces.push((id, path));
-            continue;
-        }
-        let taken: Vec<String> = workspaces
-            .iter()
-            .map(|(i, _): &(String, PathBuf)| i.clone())
-            .collect();
-        let id = if id.is_empty() {
-            id_for(&path, &taken)
-        } else {
-            id
-        };
-        let dir = super::store::readable(&path)?.dir;
-        mirrors.push(n4a::store::Mirror {
-            store: path,
-            dir: dir.clone(),
-        });
-        workspaces.push((id, dir));
-    }
-    if !mirrors.is_empty() {
-        let iopts = super::store::import_options(&a.directions)?;
-        std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(2));
-            for m in &mirrors {
-                if let Err(e) = m.sync(&iopts) {
-                    eprintln!("n4a serve: {}: {e}", m.store.display());
-                }
-            }
-        });
-    }
+    // A nirs4all store is served from its mirror, which the workspace
+    // keeps up to date (`n4a::workspace::watch`).
+    let workspaces = given;
     run(&workspaces, opts).context("n4a serve")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -199,49 +199,18 @@ fn print_notes(r: &ImportReport) {
     }
 }
 
-/// The folder the engine reads for a workspace.
-pub(super) struct Readable {
-    /// The workspace itself, or a store's mirror.
-    pub dir: PathBuf,
-    /// Store datasets that could not be brought into the mirror (each
-    /// said on stderr); the command answers the others and exits 1.
-    pub failed: usize,
-}
-
-impl Readable {
-    /// `code`, or 1 when a store dataset failed.
-    pub fn exit(&self, code: ExitCode) -> ExitCode {
-        if self.failed > 0 {
-            ExitCode::from(1)
-        } else {
-            code
-        }
+/// Opens the workspace at `path` for a one-shot command: a folder, or a
+/// nirs4all store whose mirror is brought up to date now (the notes of
+/// what was imported on stderr; a dataset that could not be imported is
+/// among the answer's errors, the others are answered, and the command
+/// exits 1 as for any unreadable file).
+pub(super) fn open(path: &Path) -> anyhow::Result<n4a::Workspace> {
+    let ws = n4a::Workspace::open(path)?;
+    let synced = ws
+        .sync()
+        .with_context(|| format!("reading the store {}", path.display()))?;
+    for n in &synced.notes {
+        eprintln!("note: {n}");
     }
-}
-
-/// The folder the engine reads for the workspace `path`: `path` itself,
-/// or for a nirs4all store workspace its mirror, brought up to date first
-/// (the import's dataset notes and errors on stderr; the good datasets are
-/// answered).
-pub(super) fn readable(path: &Path) -> anyhow::Result<Readable> {
-    if !n4a::store::is_store(path) {
-        return Ok(Readable {
-            dir: path.to_path_buf(),
-            failed: 0,
-        });
-    }
-    let (m, report) = n4a::store::mirror(path, &ImportOptions::default())?;
-    let mut failed = 0;
-    if let Some(r) = &report {
-        for d in &r.datasets {
-            for n in &d.notes {
-                eprintln!("note: {}: {n}", d.dataset);
-            }
-        }
-        for (d, e) in &r.errors {
-            eprintln!("error: dataset {d}: {e}");
-        }
-        failed = r.errors.len();
-    }
-    Ok(Readable { dir: m.dir, failed })
+    Ok(ws)
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use n4a::reader::{Workspace, WorkspaceSummary};
 use n4a::summary::Summary;
+use n4a::workspace::WorkspaceSummary;
 
 use super::table::{models_table, num, top_table, Table};
 use super::{raw_stdout, ListFormat};
@@ -43,8 +43,7 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = super::not_a_folder(&dir) {
         return Ok(code);
     }
-    let read = super::store::readable(&dir)?;
-    let ws = Workspace::open(&read.dir)?
+    let ws = super::store::open(&dir)?
         .with_recursive(recursive)
         .with_threads(threads)
         .with_cache(false);
@@ -62,18 +61,18 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
     match format {
         ListFormat::Json => {
             let mut out = raw_stdout()?;
-            s.write_json(&mut out, n4a::reader::merge::Form::Full)?;
+            s.write_json(&mut out, n4a::workspace::merge::Form::Full)?;
             out.write_all(b"\n")?;
             out.flush()?;
         }
         ListFormat::Csv => datasets_csv(&s, std::io::stdout().lock())?,
         ListFormat::Table => print!("{}", workspace_text(&s)),
     }
-    let code = read.exit(if s.errors.is_empty() {
+    let code = if s.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    });
+    };
     // The process ends here: freeing every file's footer one by one
     // (a few ms for thousands of files) is left to the OS.
     std::mem::forget((s, ws));
@@ -201,7 +200,7 @@ fn datasets_csv(s: &WorkspaceSummary, out: impl Write) -> anyhow::Result<()> {
 }
 
 /// What kind of summary a file's footer holds, in words.
-fn summary_kind(d: &n4a::reader::merge::DatasetEntry) -> &'static str {
+fn summary_kind(d: &n4a::workspace::merge::DatasetEntry) -> &'static str {
     match (d.kind(), d.version()) {
         ("none", _) => "none",
         ("no state", Some("1.0")) => "nirs4all's",
@@ -314,7 +313,7 @@ pub(super) fn workspace_text(s: &WorkspaceSummary) -> String {
 
 /// One dataset row of the workspace table: metric, its direction in
 /// words, best value and model; where the footer cannot tell, why.
-fn file_best(d: &n4a::reader::merge::DatasetEntry) -> [String; 4] {
+fn file_best(d: &n4a::workspace::merge::DatasetEntry) -> [String; 4] {
     let b = d.best();
     // Where the footer cannot tell the best, the model column says why
     // (the value column stays numbers).

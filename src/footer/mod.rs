@@ -6,8 +6,16 @@
 //! This layer sits below the readers and writers: it knows the parquet
 //! footer and the summary's framing, never a workspace or a query.
 
+pub(crate) mod guard;
+pub(crate) mod info;
+mod key;
 pub(crate) mod keys;
+pub mod meta;
+pub(crate) mod rewrite;
 pub(crate) mod thrift;
+
+pub use info::Footer;
+pub use key::{FileKey, RACY_WINDOW};
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

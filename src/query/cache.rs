@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::{Array, ArrayRef};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
-use crate::reader::cache::FileKey;
+use crate::footer::FileKey;
 
 /// The cached columns of every file, within `budget` bytes.
 pub struct ColumnCache {

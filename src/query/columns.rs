@@ -20,8 +20,8 @@ use parquet::arrow::arrow_reader::{
 };
 
 use crate::error::{Error, Result};
-use crate::reader::cache::FileKey;
-use crate::reader::rows::{projection, row_selection};
+use crate::footer::FileKey;
+use crate::rows::{projection, row_selection};
 
 /// Rows a batch holds at most: a whole nirs4all row group (up to 1M rows)
 /// comes back as one batch, so per-batch work (a dictionary's predicate)
@@ -93,7 +93,7 @@ pub(crate) fn read_known(
     dictionaries: bool,
     known: Option<(ArrowReaderMetadata, FileKey)>,
 ) -> Result<Vec<RecordBatch>> {
-    crate::reader::guard::guarded(path, || {
+    crate::footer::guard::guarded(path, || {
         read_unguarded(path, names, rows, dictionaries, known)
     })
 }

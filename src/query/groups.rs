@@ -224,7 +224,7 @@ impl<'a> QueryEngine<'a> {
             serde_json::to_string(prov).unwrap_or_default()
         );
         let root = self.ws.root();
-        let key = crate::reader::cache::FileKey::default();
+        let key = crate::footer::FileKey::default();
         if let Some(bytes) = cache.derived::<bytes::Bytes>(root, &key, &what) {
             return Ok(bytes.as_ref().clone());
         }

@@ -41,11 +41,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::footer::info::Footer;
+use crate::footer::info::MetricFact;
 use crate::metric::{Direction, Directions};
-use crate::reader::info::FooterInfo;
-use crate::reader::info::MetricFact;
-use crate::reader::workspace::{FileError, Workspace};
 use crate::summary::SummaryState;
+use crate::workspace::{FileError, Workspace};
 pub use cache::{CacheStats, ColumnCache};
 pub use filter::{Filters, Range};
 pub use output::to_csv;
@@ -55,7 +55,7 @@ pub use output::to_csv;
 pub(crate) struct Candidate {
     pub(crate) dataset: String,
     pub(crate) path: PathBuf,
-    pub(crate) info: Arc<FooterInfo>,
+    pub(crate) info: Arc<Footer>,
     /// Decoded columns kept between queries, when the engine has them.
     pub(crate) cache: Option<Arc<cache::ColumnCache>>,
     /// Set when the query is to stop (see [`QueryEngine::with_cancel`]).

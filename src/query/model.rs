@@ -6,9 +6,9 @@
 use super::filter::Filters;
 use crate::error::{Error, Result};
 use crate::metric::Direction;
-use crate::reader::workspace::{FileError, Workspace};
 use crate::schema::COLUMNS;
 use crate::summary::topk::TopEntry;
+use crate::workspace::{FileError, Workspace};
 use serde::Serialize;
 
 /// Which path answered a query.
@@ -214,7 +214,7 @@ impl GroupsByMetric {
     /// What `out` returns.
     pub fn write_json(
         &self,
-        ws: &crate::reader::Workspace,
+        ws: &crate::workspace::Workspace,
         out: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
         let one = |split: &GroupSplit,
@@ -248,7 +248,7 @@ impl GroupsByMetric {
     }
 
     /// [`Self::write_json`] into a new buffer.
-    pub fn to_json(&self, ws: &crate::reader::Workspace) -> Vec<u8> {
+    pub fn to_json(&self, ws: &crate::workspace::Workspace) -> Vec<u8> {
         let mut out = Vec::new();
         self.write_json(ws, &mut out)
             .expect("writing to memory does not fail");

@@ -3,7 +3,7 @@
 //! its column statistics. False only when no row can match.
 
 use super::filter::Filters;
-use crate::reader::info::{ColumnFacts, MetricFact};
+use crate::footer::info::{ColumnFacts, MetricFact};
 use crate::summary::SummaryState;
 
 /// False when the state's head proves no row of the file can match (the
@@ -75,7 +75,7 @@ pub(super) fn facts_may_match(facts: &ColumnFacts, f: &Filters) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reader::info::ScoreFact;
+    use crate::footer::info::ScoreFact;
     use crate::schema::Prediction;
     use crate::summary::{RowView, SummaryBuilder, SummaryOptions};
 

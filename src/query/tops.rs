@@ -43,7 +43,7 @@ impl<'a> QueryEngine<'a> {
     /// The best `k` rows by the score, in the metric's direction.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidQuery`] when the rows mix directions and none is
+    /// [`crate::error::Error::InvalidQuery`] when the rows mix directions and none is
     /// given, or for an unknown score column; as [`Self::page`].
     pub fn top(&self, q: &TopQuery) -> Result<TopAnswer> {
         check_score(&q.score, "rank by")?;

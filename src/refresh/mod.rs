@@ -43,10 +43,9 @@
 //! refresh changes nothing, byte for byte.
 
 mod plan;
-mod rewrite;
 
+use crate::footer::rewrite::rewrite_footer;
 use plan::plan;
-use rewrite::rewrite_footer;
 use std::collections::HashMap;
 
 use std::path::{Path, PathBuf};
@@ -58,10 +57,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::files::{self, dataset_paths, DatasetLock};
-use crate::reader::cache::FileKey;
-use crate::reader::workspace::{DatasetFile, FileError};
-use crate::reader::Workspace;
+use crate::footer::FileKey;
 use crate::summary::SummaryOptions;
+use crate::workspace::Workspace;
+use crate::workspace::{DatasetFile, FileError};
 
 /// What a refresh looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,7 +215,7 @@ pub fn refresh_workspace(
     let ws = Workspace::open(root)?
         .with_recursive(opts.recursive)
         .with_threads(1);
-    let crate::reader::workspace::Listing {
+    let crate::workspace::Listing {
         files,
         errors: list_errors,
     } = ws.list()?;
@@ -339,7 +338,14 @@ pub fn refresh_file(f: &DatasetFile, opts: &RefreshOptions, stale_temps: &[PathB
                 }
             }
         };
-        rewrite_footer(&f.path, &rewrite, opts)?;
+        rewrite_footer(
+            &f.path,
+            &rewrite.file,
+            rewrite.key,
+            &rewrite.meta,
+            &rewrite.fresh,
+            opts.before_commit.as_deref().map(|h| h as &dyn Fn(&Path)),
+        )?;
         report.status = Status::Refreshed;
         Ok(())
     };

@@ -5,13 +5,14 @@
 
 use super::{FileReport, Mode, RefreshOptions, Status};
 use crate::error::{Error, Result};
-use crate::reader::cache::FileKey;
-use crate::reader::workspace::DatasetFile;
-use crate::reader::{footer, rows};
+use crate::footer::meta as footer;
+use crate::footer::FileKey;
+use crate::rows;
 use crate::schema::{ARROW_SCHEMA_KEY, STATE_KEY, SUMMARY_KEY};
 use crate::summary::codec;
 use crate::summary::json::SUPPORTED_MAJOR;
 use crate::summary::{differences, utc_now, Summary, SummaryBuilder, N4A_VERSION};
+use crate::workspace::DatasetFile;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use std::fs::File;
 use std::path::Path;

@@ -30,8 +30,8 @@ use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
 use crate::query::filter::{Bound, Range, FIELDS};
 use crate::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
-use crate::reader::merge::Form;
 use crate::schema::validate_dataset_name;
+use crate::workspace::merge::Form;
 
 pub(super) type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 pub(super) type Answer = Result<Response, ApiError>;
@@ -41,7 +41,7 @@ const MAX_VALUE_BYTES: usize = 256;
 
 /// A query engine over `ws`, with the server's column cache when it has one.
 fn engine(
-    ws: &crate::reader::Workspace,
+    ws: &crate::workspace::Workspace,
     columns: Option<Arc<crate::query::cache::ColumnCache>>,
     cancel: Arc<AtomicBool>,
 ) -> QueryEngine<'_> {

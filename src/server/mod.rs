@@ -62,8 +62,8 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::metric::Directions;
-use crate::reader::merge::Form;
-use crate::reader::{Workspace, WorkspaceSummary};
+use crate::workspace::merge::Form;
+use crate::workspace::{Workspace, WorkspaceSummary};
 use encoding::Encoding;
 
 /// Options of the server; defaults stated on each field.
@@ -160,12 +160,29 @@ pub struct Served {
 }
 
 impl Served {
-    /// Opens the workspace in `path` under `id` and scans its folders.
+    /// Opens the workspace in `path` under `id` and scans its folders. A
+    /// nirs4all store is brought into its mirror now and re-checked every
+    /// two seconds in the background (one `stat` per store file while it
+    /// does not change), so a request never waits for an import.
     ///
     /// # Errors
-    /// [`Error::Io`] for a folder that is not a readable directory.
-    fn open(id: String, path: PathBuf, name: Option<String>) -> Result<Served> {
-        let ws = Workspace::open(&path)?.with_threads(0);
+    /// [`Error::Io`] for a folder that is not a readable directory; a
+    /// store that cannot be read.
+    fn open(
+        id: String,
+        path: PathBuf,
+        name: Option<String>,
+        directions: &crate::metric::Directions,
+    ) -> Result<Served> {
+        let ws = Arc::new(
+            Workspace::open(&path)?
+                .with_threads(0)
+                .with_directions(directions),
+        );
+        ws.sync()?;
+        crate::workspace::watch(&ws, std::time::Duration::from_secs(2), |ws, msg| {
+            eprintln!("n4a serve: {}: {msg}", ws.origin().display());
+        });
         // Shown to the web app and used to name files: the real path.
         let path = path.canonicalize().unwrap_or(path);
         let name = name.unwrap_or_else(|| {
@@ -179,7 +196,7 @@ impl Served {
             path,
             name,
             linked_at: crate::summary::utc_now(),
-            ws: Arc::new(ws),
+            ws,
             summary_json: Mutex::new(None),
             scanned: Mutex::new((None, serde_json::Value::Null)),
             configs: webapp::runs::ConfigCache::default(),
@@ -272,7 +289,12 @@ impl App {
                     "workspace id {id:?} is invalid or repeated (use letters, digits, _ and -)"
                 )));
             }
-            served.push(Arc::new(Served::open(id, path.clone(), None)?));
+            served.push(Arc::new(Served::open(
+                id,
+                path.clone(),
+                None,
+                &opts.directions,
+            )?));
         }
         let mut opts = opts;
         for r in &mut opts.roots {

@@ -14,9 +14,9 @@ use super::api::{heavy, ok_json, params, workspace, Answer, Params};
 use super::{ApiError, App};
 use crate::files::dataset_paths;
 use crate::query::{Filters, PageQuery, QueryEngine};
-use crate::reader::arrays::read_arrays;
-use crate::reader::Workspace;
+use crate::rows::arrays::read_arrays;
 use crate::schema::validate_dataset_name;
+use crate::workspace::Workspace;
 
 /// The handler: validates the id and the optional `dataset=`, then finds
 /// the prediction and its arrays as a heavy query.
@@ -90,7 +90,7 @@ fn scatter_of(
     q: &PageQuery,
     pid: &str,
     cancel: Arc<AtomicBool>,
-) -> crate::Result<Result<serde_json::Value, ApiError>> {
+) -> crate::error::Result<Result<serde_json::Value, ApiError>> {
     let page = QueryEngine::new(ws).with_cancel(cancel).page(q)?;
     let Some(rec) = page.records.first() else {
         // Not found, but a file could not be read: the prediction may be

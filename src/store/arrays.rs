@@ -22,7 +22,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
-use crate::reader::arrays::{list_values, strings};
+use crate::rows::arrays::{list_values, strings};
 use crate::schema::{ArrayData, PredictionArrays};
 
 /// The tombstone file, beside the arrays files.
@@ -99,7 +99,7 @@ pub(crate) fn for_each_live(
     live: &HashMap<String, usize>,
     take: &mut dyn FnMut(usize, PredictionArrays) -> Result<()>,
 ) -> Result<ArraysPass> {
-    crate::reader::guard::guarded(file, || {
+    crate::footer::guard::guarded(file, || {
         let last = last_rows(file, live)?;
         let mut pass = ArraysPass::default();
         let builder = builder(file)?;

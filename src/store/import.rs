@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::files::{dataset_paths, DatasetLock};
-use crate::reader::Footer;
 use crate::schema::{validate_dataset_name, META_SUFFIX};
 use crate::writer::{PredictionWriter, WriterOptions};
 
@@ -178,7 +177,7 @@ fn import_one(
         serde_json::to_string(&source).expect("source serialises"),
     );
     let mut w = PredictionWriter::create(out, dataset, wopts)?;
-    let mut rows: Vec<Option<crate::Prediction>> = rows.into_iter().map(Some).collect();
+    let mut rows: Vec<Option<crate::schema::Prediction>> = rows.into_iter().map(Some).collect();
     if arrays_file.is_file() {
         let index: HashMap<String, usize> = rows
             .iter()
@@ -221,8 +220,8 @@ fn import_one(
 
 /// The source recorded in an imported file's footer, if it has one.
 fn recorded_source(meta: &Path) -> Option<Source> {
-    let f = Footer::read(meta).ok()?;
-    serde_json::from_str(f.key_value(SOURCE_KEY)?).ok()
+    let (_, m) = crate::footer::meta::open_metadata(meta).ok()?;
+    serde_json::from_str(crate::footer::meta::key_value(&m, SOURCE_KEY)?).ok()
 }
 
 /// Removes the datasets this store's import wrote into `out` that the

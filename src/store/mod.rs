@@ -10,7 +10,7 @@
 //! checked first and nothing is migrated.
 //!
 //! Above the writer and the reader in the data flow: [`import`] reads rows
-//! here and writes them through [`crate::PredictionWriter`]; [`mod@mirror`]
+//! here and writes them through [`crate::writer::PredictionWriter`]; [`mod@mirror`]
 //! keeps such a copy in a cache folder so that every command (summary,
 //! query, top, stats, serve) answers a store with the `.meta.parquet`
 //! engine, the same answers and direction rules by construction.

@@ -1,6 +1,6 @@
 //! The index of a summary text's `runs` array: each entry's span and the
 //! XXH3 of its name, what listing a workspace's runs once needs
-//! (`reader::merge::runs`). n4a writes it at the end of a file's runs in
+//! (`workspace::merge::runs`). n4a writes it at the end of a file's runs in
 //! the body (`N4R3`, see `codec`), so a listing reads 16 bytes a run
 //! instead of scanning the text; for other texts it is made from the text
 //! (a `memmem` pass and a hash per name).

@@ -17,8 +17,9 @@ use arrow_schema::{DataType, Field};
 use super::sink::ParquetSink;
 use crate::error::{Error, Result};
 use crate::files::TempFile;
-use crate::reader::arrays::{list_values, strings};
-use crate::reader::{footer, rows};
+use crate::footer::meta as footer;
+use crate::rows;
+use crate::rows::arrays::{list_values, strings};
 use crate::schema::{arrays_schema, ArrayData};
 
 /// Streams arrays into a new arrays file, deduplicated by content hash.

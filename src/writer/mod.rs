@@ -27,8 +27,9 @@ use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{Error, Result};
 use crate::files::{self, dataset_paths, DatasetLock, TempFile};
+use crate::footer::meta as footer;
 use crate::metric::Direction;
-use crate::reader::{footer, rows, scores};
+use crate::rows::{self, scores};
 use crate::schema::columns::MetaColumns;
 use crate::schema::{meta_schema, validate_dataset_name, Prediction};
 use crate::summary::{utc_now, RowView, Summary, SummaryBuilder, SummaryOptions};

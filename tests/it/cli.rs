@@ -545,7 +545,7 @@ fn issue_13_ingest_takes_arrow_ipc_files_and_streams() {
     use n4a::ingest::{ingest, InputFormat};
     let dir = tempfile::tempdir().unwrap();
     let src = fixture("corn_moisture.meta.parquet");
-    let want = n4a::reader::rows::read_predictions(&src).unwrap();
+    let want = n4a::rows::read_predictions(&src).unwrap();
     let file = std::fs::File::open(&src).unwrap();
     let batches: Vec<arrow_array::RecordBatch> =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -575,8 +575,7 @@ fn issue_13_ingest_takes_arrow_ipc_files_and_streams() {
         let report = ingest(ws.path(), input, InputFormat::ArrowIpc, &Default::default()).unwrap();
         assert_eq!(report["corn_moisture"], want.len() as u64);
         let got =
-            n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet"))
-                .unwrap();
+            n4a::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
         let ids = |v: &[n4a::schema::Prediction]| {
             v.iter()
                 .map(|p| (p.id.clone(), p.val_score))
@@ -594,8 +593,7 @@ fn issue_13_ingest_takes_arrow_ipc_files_and_streams() {
             String::from_utf8_lossy(&out.stderr)
         );
         let again =
-            n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet"))
-                .unwrap();
+            n4a::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
         assert_eq!(again.len(), 2 * want.len());
     }
     // A damaged IPC file: a named error, nothing committed.

@@ -2,7 +2,7 @@
 //! stored 1.0 summaries against ours recomputed from the rows.
 
 use n4a::metric::Direction;
-use n4a::reader::rows;
+use n4a::rows;
 use n4a::schema::row_id;
 use n4a::summary::{RowView, Summary, SummaryBuilder, SummaryOptions};
 
@@ -10,7 +10,7 @@ use crate::util::{close_opt, fixture};
 
 fn stored_and_recomputed(name: &str) -> (Summary, Summary, Vec<n4a::schema::Prediction>) {
     let path = fixture(&format!("{name}.meta.parquet"));
-    let stored = n4a::reader::Footer::read(&path)
+    let stored = n4a::footer::Footer::read(&path)
         .unwrap()
         .summary()
         .unwrap()

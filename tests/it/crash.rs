@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use n4a::generate::dataset_rows;
-use n4a::reader::rows;
+use n4a::rows;
 use n4a::writer::{PredictionWriter, WriterOptions};
 
 fn n4a() -> Command {
@@ -135,7 +135,7 @@ fn two_processes_appending_to_one_dataset_lose_no_row() {
         ids.iter().all(|id| have.contains(id)),
         "every appended row is there"
     );
-    let s = n4a::reader::Footer::read(&meta)
+    let s = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()

@@ -27,7 +27,7 @@ fn source_rows(ws: &Path) -> HashMap<String, (String, n4a::Prediction)> {
     let mut out = HashMap::new();
     for ds in ["corn_moisture", "grain_class"] {
         let meta = ws.join(format!("{ds}.meta.parquet"));
-        for r in n4a::reader::rows::read_predictions(&meta).unwrap() {
+        for r in n4a::rows::read_predictions(&meta).unwrap() {
             out.insert(r.id.clone().unwrap(), (ds.to_string(), r));
         }
     }
@@ -94,7 +94,7 @@ fn issue_14_an_exported_workspace_opens_in_nirs4all_with_every_prediction_and_ar
                 assert!(got.is_null(), "{id} {k}: nirs4all reads {got}");
                 continue;
             };
-            let want = &n4a::reader::arrays::read_arrays(&arrays, &[aid.as_str()]).unwrap()[aid];
+            let want = &n4a::rows::arrays::read_arrays(&arrays, &[aid.as_str()]).unwrap()[aid];
             let values: Vec<Option<f64>> =
                 got["values"].as_array().unwrap().iter().map(num).collect();
             assert_eq!(values.len(), want.values.len(), "{id} {k}");
@@ -318,7 +318,7 @@ fn issue_14_export_then_import_gives_the_same_rows_and_summaries() {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     for ds in ["corn_moisture", "grain_class"] {
         let read = |dir: &Path| {
-            n4a::reader::rows::read_predictions(&dir.join(format!("{ds}.meta.parquet"))).unwrap()
+            n4a::rows::read_predictions(&dir.join(format!("{ds}.meta.parquet"))).unwrap()
         };
         let (a, b) = (read(ws.path()), read(&back));
         assert_eq!(a.len(), b.len(), "{ds}");

@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use n4a::generate::dataset_rows;
-use n4a::reader::rows;
+use n4a::rows;
 use n4a::writer::{PredictionWriter, WriterOptions};
 
 fn n4a() -> Command {
@@ -91,7 +91,7 @@ fn temp_files(ws: &Path) -> Vec<PathBuf> {
 fn check_pair(ws: &Path, dataset: &str) -> usize {
     let meta = ws.join(format!("{dataset}.meta.parquet"));
     let got = rows::read_predictions(&meta).unwrap_or_else(|e| panic!("{e}"));
-    let s = n4a::reader::Footer::read(&meta)
+    let s = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()
@@ -108,7 +108,7 @@ fn check_pair(ws: &Path, dataset: &str) -> usize {
         .collect();
     if !ids.is_empty() {
         let arrays = ws.join(format!("{dataset}.arrays.parquet"));
-        let found = n4a::reader::arrays::read_arrays(&arrays, &ids).unwrap();
+        let found = n4a::rows::arrays::read_arrays(&arrays, &ids).unwrap();
         let missing: Vec<&&str> = ids.iter().filter(|i| !found.contains_key(**i)).collect();
         assert!(
             missing.is_empty(),
@@ -288,7 +288,7 @@ fn faults_sigkill_during_refresh() {
                 &got, ids,
                 "run {run}: {name}: the same rows, old footer or new"
             );
-            let f = n4a::reader::Footer::read(&meta).unwrap();
+            let f = n4a::footer::Footer::read(&meta).unwrap();
             let s = f.summary().unwrap().unwrap();
             assert_eq!(s.total_predictions as usize, ids.len(), "run {run}: {name}");
             rewritten += usize::from(s.n4a_version != "1.0");
@@ -524,7 +524,7 @@ fn names_it(msg: &str, file: &Path) {
 #[ignore = "slow: run with --ignored (see the module docs)"]
 fn faults_mutated_footers_and_data_pages_never_hide_the_good_file() {
     use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
-    use n4a::reader::Workspace;
+    use n4a::Workspace;
     // Sources: an n4a file with arrays, nirs4all's own pair, nirs4all's
     // classification file.
     let made = tempfile::tempdir().unwrap();
@@ -665,7 +665,7 @@ fn faults_mutated_footers_and_data_pages_never_hide_the_good_file() {
         match rows::read_predictions(&bad) {
             Ok(rs) => {
                 let ids: Vec<&str> = rs.iter().filter_map(|r| r.y_true_id.as_deref()).collect();
-                if let Err(err) = n4a::reader::arrays::read_arrays(&bad_arrays, &ids) {
+                if let Err(err) = n4a::rows::arrays::read_arrays(&bad_arrays, &ids) {
                     names_it(&err.to_string(), &bad_arrays);
                 }
             }

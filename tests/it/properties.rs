@@ -513,7 +513,7 @@ proptest! {
             start = end;
         }
         let meta = dataset_paths(dir.path(), "ds").meta;
-        let f = n4a::reader::Footer::read(&meta).unwrap();
+        let f = n4a::footer::Footer::read(&meta).unwrap();
         prop_assert_eq!(f.num_rows(), rows.len() as u64);
         assert_same(&view(&f.summary().unwrap().unwrap()), &oracle(&rows));
     }
@@ -547,7 +547,7 @@ proptest! {
         crate::util::rewrite_with_summary(&meta, &meta, None, false);
         let r = refresh_workspace(dir.path(), &RefreshOptions::default(), &|_, _| {}).unwrap();
         prop_assert_eq!(r.refreshed, 1);
-        let f = n4a::reader::Footer::read(&meta).unwrap();
+        let f = n4a::footer::Footer::read(&meta).unwrap();
         assert_same(&view(&f.summary().unwrap().unwrap()), &oracle(&rows));
     }
 
@@ -587,7 +587,7 @@ fn empty_file_and_single_row_summaries() {
         .unwrap();
     assert_eq!(s.total_predictions, 0);
     assert!(s.stats.val_score.is_none() && s.top_predictions.is_empty());
-    let f = n4a::reader::Footer::read(&dataset_paths(dir.path(), "empty").meta).unwrap();
+    let f = n4a::footer::Footer::read(&dataset_paths(dir.path(), "empty").meta).unwrap();
     assert_eq!(f.num_rows(), 0);
     assert_eq!(f.summary().unwrap().unwrap().total_predictions, 0);
     let one = vec![crate::util::row("c", "m", "0", "val", 0.25)];
@@ -600,7 +600,7 @@ fn empty_file_and_single_row_summaries() {
 }
 
 /// The workspace summary as a [`Summary`], so the same view compares it.
-fn as_summary(w: &n4a::reader::WorkspaceSummary) -> Summary {
+fn as_summary(w: &n4a::WorkspaceSummary) -> Summary {
     Summary {
         total_predictions: w.total_predictions,
         dataset_name: None,
@@ -636,11 +636,11 @@ proptest! {
             }
             w.finish().unwrap();
         }
-        let seq = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(1).summary().unwrap();
-        let par = n4a::reader::Workspace::open(dir.path()).unwrap().with_threads(3).summary().unwrap();
-        let without_time = |s: &n4a::reader::WorkspaceSummary| {
+        let seq = n4a::Workspace::open(dir.path()).unwrap().with_threads(1).summary().unwrap();
+        let par = n4a::Workspace::open(dir.path()).unwrap().with_threads(3).summary().unwrap();
+        let without_time = |s: &n4a::WorkspaceSummary| {
             let mut v: serde_json::Value =
-                serde_json::from_slice(&s.to_json(n4a::reader::merge::Form::Full)).unwrap();
+                serde_json::from_slice(&s.to_json(n4a::workspace::merge::Form::Full)).unwrap();
             v.as_object_mut().unwrap().remove("generated_at");
             v
         };

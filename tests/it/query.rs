@@ -10,9 +10,9 @@ use arrow_array::Array;
 
 use n4a::metric::Direction;
 use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, ServedBy, Sort, TopQuery};
-use n4a::reader::Workspace;
 use n4a::schema::Prediction;
 use n4a::writer::{PredictionWriter, WriterOptions};
+use n4a::Workspace;
 use proptest::prelude::*;
 
 use crate::util::{fixture, same_f64};

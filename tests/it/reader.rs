@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use n4a::reader::Workspace;
 use n4a::writer::{PredictionWriter, WriterOptions};
+use n4a::Workspace;
 
 use crate::util::{fixture, row, workspace_with};
 
@@ -120,7 +120,7 @@ fn nothing_is_read_beyond_the_footer_of_an_n4a_file() {
     assert_eq!(s.datasets[0].summary().unwrap().total_predictions, 150);
     assert_eq!(
         s.exactness.top_predictions,
-        n4a::reader::merge::Accuracy::Exact
+        n4a::workspace::merge::Accuracy::Exact
     );
 }
 
@@ -140,7 +140,7 @@ fn damaged_rows_of_a_1_0_file_are_named_and_the_rest_served() {
     assert_eq!(s.datasets[0].summary().unwrap().total_predictions, 15);
     assert_eq!(
         s.exactness.top_predictions,
-        n4a::reader::merge::Accuracy::Approximate
+        n4a::workspace::merge::Accuracy::Approximate
     );
     assert!(
         s.exactness.notes.iter().any(|n| n.contains(GOOD[1])),
@@ -176,7 +176,7 @@ fn sequential_and_parallel_reads_give_identical_answers() {
             .summary()
             .unwrap();
         let mut v: serde_json::Value =
-            serde_json::from_slice(&s.to_json(n4a::reader::merge::Form::Full)).unwrap();
+            serde_json::from_slice(&s.to_json(n4a::workspace::merge::Form::Full)).unwrap();
         v.as_object_mut().unwrap().remove("generated_at");
         (s, v)
     };
@@ -269,7 +269,7 @@ fn workspace_summary_json_has_the_dashboard_shape() {
     let ws = generated_workspace(3);
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     let v: serde_json::Value =
-        serde_json::from_slice(&s.to_json(n4a::reader::merge::Form::Full)).unwrap();
+        serde_json::from_slice(&s.to_json(n4a::workspace::merge::Form::Full)).unwrap();
     for key in [
         "total_predictions",
         "total_datasets",

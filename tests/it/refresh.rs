@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use n4a::generate::dataset_rows;
-use n4a::reader::rows;
 use n4a::refresh::{refresh_workspace, Mode, RefreshOptions, RefreshReport, Status};
+use n4a::rows;
 use n4a::writer::{PredictionWriter, WriterOptions};
 
 use crate::util::{fixture, rewrite_with_summary, workspace_with};
@@ -121,10 +121,13 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
             (
                 batches(&p),
                 data_prefix(&p),
-                n4a::reader::Footer::read(&p).unwrap(),
+                n4a::footer::Footer::read(&p).unwrap(),
             )
         })
         .collect();
+    for (_, _, old) in &before {
+        assert!(old.summary().unwrap().is_none());
+    }
     let r = run(ws.path(), &RefreshOptions::default());
     assert_eq!((r.refreshed, r.failed), (2, 0), "{r:#?}");
     assert_eq!(r.files[0].reason.as_deref(), Some("no summary"));
@@ -138,8 +141,9 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
             "{f}: row groups copied byte for byte"
         );
         assert_eq!(&now[prefix.len()..prefix.len() + 4], b"N4R3", "{f}");
-        let new = n4a::reader::Footer::read(&p).unwrap();
+        let new = n4a::footer::Footer::read(&p).unwrap();
         assert_eq!(new.num_rows(), old.num_rows());
+        // A footer read before the rewrite keeps what it read.
         assert!(old.summary().unwrap().is_none());
         let s = new.summary().unwrap().expect("a summary now");
         assert_eq!(s.n4a_version, "1.4");
@@ -148,12 +152,12 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
     // no_summary holds grain_class's rows: the backfilled summary gives
     // every value nirs4all computed for them (balanced_accuracy: higher is
     // better, so even nirs4all's "top" is right here).
-    let nirs4all = n4a::reader::Footer::read(&fixture("grain_class.meta.parquet"))
+    let nirs4all = n4a::footer::Footer::read(&fixture("grain_class.meta.parquet"))
         .unwrap()
         .summary()
         .unwrap()
         .unwrap();
-    let ours = n4a::reader::Footer::read(&ws.path().join("no_summary.meta.parquet"))
+    let ours = n4a::footer::Footer::read(&ws.path().join("no_summary.meta.parquet"))
         .unwrap()
         .summary()
         .unwrap()
@@ -208,9 +212,10 @@ fn refreshed_footer_keeps_created_by_and_the_original_arrow_types_with_the_summa
         .map(|(k, _)| k)
         .collect();
     assert_eq!(keys, ["ARROW:schema", "n4a_summary", "n4a_state"]);
-    let text = n4a::reader::Footer::read(&p)
+    let text = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary_text()
+        .unwrap()
         .unwrap()
         .to_string();
     let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -240,7 +245,7 @@ fn refreshed_footer_keeps_created_by_and_the_original_arrow_types_with_the_summa
         &arrow_schema::DataType::LargeUtf8
     );
     // nirs4all's fault corrected: its "top" mse predictions were the worst.
-    let s = n4a::reader::Footer::read(&p)
+    let s = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary()
         .unwrap()
@@ -339,7 +344,7 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
 
     let r = run(ws.path(), &verify(true));
     assert_eq!(r.refreshed, 1);
-    let fixed = n4a::reader::Footer::read(&meta)
+    let fixed = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()
@@ -574,7 +579,7 @@ fn a_writer_appending_during_refreshes_loses_no_row_and_leaves_no_stale_summary(
     );
     let r = run(ws.path(), &verify(false));
     assert_eq!(r.unchanged, 1, "no stale summary left: {r:#?}");
-    let s = n4a::reader::Footer::read(&meta)
+    let s = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()
@@ -625,7 +630,7 @@ fn killed_refresh_leaves_only_whole_files() {
             old += 1;
         } else {
             new += 1;
-            let s = n4a::reader::Footer::read(p)
+            let s = n4a::footer::Footer::read(p)
                 .unwrap()
                 .summary()
                 .unwrap()

@@ -1,8 +1,8 @@
 //! Regression tests named after the issues whose behaviour they pin.
 
 use n4a::metric::Direction;
-use n4a::reader::Workspace;
 use n4a::writer::{PredictionWriter, WriterOptions};
+use n4a::Workspace;
 
 use crate::util::row;
 
@@ -56,8 +56,8 @@ fn issue_3_a_bad_file_does_not_hide_the_good_ones() {
 /// struct, and the rows are kept.
 #[test]
 fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
-    use n4a::reader::rows;
     use n4a::refresh::{refresh_workspace, RefreshOptions, Status};
+    use n4a::rows;
     let dir = tempfile::tempdir().unwrap();
     let mut w = PredictionWriter::create(dir.path(), "ds", WriterOptions::default()).unwrap();
     for (i, v) in [0.9, 0.1, 0.5].iter().enumerate() {
@@ -107,7 +107,7 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
         .map(|kv| kv.key.as_str())
         .collect();
     assert_eq!(keys, ["ARROW:schema", "n4a_summary", "n4a_state"]);
-    let s = n4a::reader::Footer::read(&meta)
+    let s = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()
@@ -123,7 +123,7 @@ fn issue_5_a_footer_without_any_key_value_metadata_gets_the_summary() {
 #[test]
 fn issue_6_default_page_reads_only_the_files_holding_it() {
     use n4a::query::{PageQuery, QueryEngine};
-    use n4a::reader::rows;
+    use n4a::rows;
     let dir = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
     for i in 0..4 {
@@ -179,8 +179,7 @@ fn issue_10_a_nirs4all_1_0_workspace_has_models_runs_stats_and_the_lowest_mse() 
     assert!(!s.models.is_empty());
     assert!(!s.runs().is_empty());
     assert!(s.stats.as_ref().unwrap().val_score.is_some());
-    let rows =
-        n4a::reader::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
+    let rows = n4a::rows::read_predictions(&ws.path().join("corn_moisture.meta.parquet")).unwrap();
     let lowest = rows
         .iter()
         .filter_map(|p| p.val_score)
@@ -422,12 +421,11 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             .collect();
         check_errors(&serde_json::Value::Array(errors), t);
     }
-    let id =
-        n4a::reader::rows::read_predictions(&dir.path().join(format!("{}.meta.parquet", names[0])))
-            .unwrap()[3]
-            .id
-            .clone()
-            .unwrap();
+    let id = n4a::rows::read_predictions(&dir.path().join(format!("{}.meta.parquet", names[0])))
+        .unwrap()[3]
+        .id
+        .clone()
+        .unwrap();
     let (s, _) = get(&format!("/api/workspaces/w/predictions/{id}/scatter"));
     assert_eq!(s, 200, "a prediction in a good file is served");
 }
@@ -648,7 +646,7 @@ fn issue_15_pandas_categorical_columns_read_as_strings() {
     let cat = tempfile::tempdir().unwrap();
     let out = std::fs::File::create(cat.path().join(&name)).unwrap();
     let mut writer = None;
-    n4a::reader::rows::for_each_batch(&meta, None, 1 << 20, |b| {
+    n4a::rows::for_each_batch(&meta, None, 1 << 20, |b| {
         let (fields, cols): (Vec<_>, Vec<ArrayRef>) = b
             .schema()
             .fields()
@@ -728,7 +726,7 @@ fn issue_15_pandas_categorical_columns_read_as_strings() {
     assert_eq!((report.refreshed, report.failed), (1, 0), "{report:?}");
     assert_eq!(answers(cat.path()), want);
     let summary = |dir: &std::path::Path| {
-        let s = n4a::reader::Footer::read(&dir.join(&name))
+        let s = n4a::footer::Footer::read(&dir.join(&name))
             .unwrap()
             .summary()
             .unwrap()
@@ -742,8 +740,8 @@ fn issue_15_pandas_categorical_columns_read_as_strings() {
     let mut w = PredictionWriter::append(cat.path(), dataset, WriterOptions::default()).unwrap();
     w.write(&row("cfg_new", "PLS", "0", "val", 0.5)).unwrap();
     w.finish().unwrap();
-    let old = n4a::reader::rows::read_predictions(&meta).unwrap();
-    let now = n4a::reader::rows::read_predictions(&cat.path().join(&name)).unwrap();
+    let old = n4a::rows::read_predictions(&meta).unwrap();
+    let now = n4a::rows::read_predictions(&cat.path().join(&name)).unwrap();
     assert_eq!(now.len(), old.len() + 1);
     for (a, b) in old.iter().zip(&now) {
         assert_eq!(
@@ -913,7 +911,7 @@ fn issue_28_runs_in_the_body_are_replaced_checked_and_rebuilt_when_damaged() {
     std::fs::write(&p, &bytes).unwrap();
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.total_predictions, 61);
-    let e = n4a::reader::Footer::read(&p)
+    let e = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary()
         .expect_err("damaged runs");

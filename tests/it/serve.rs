@@ -10,9 +10,9 @@ use std::sync::Arc;
 use crate::client::Client;
 use n4a::generate::dataset_rows;
 use n4a::query::{Filters, GroupKey, GroupQuery, PageQuery, QueryEngine, Sort, TopQuery};
-use n4a::reader::Workspace;
 use n4a::server::{App, Background, ServeOptions};
 use n4a::writer::{PredictionWriter, WriterOptions};
+use n4a::Workspace;
 use serde_json::Value;
 
 use crate::util::fixture;
@@ -119,7 +119,7 @@ fn every_endpoint_answers_as_the_query_engine_does() {
     let direct: serde_json::Value = serde_json::from_slice(
         &ws.summary()
             .unwrap()
-            .to_json(n4a::reader::merge::Form::Full),
+            .to_json(n4a::workspace::merge::Form::Full),
     )
     .unwrap();
     let (a, b) = (without_time(v.clone()), without_time(direct));
@@ -361,8 +361,7 @@ fn scatter_returns_the_arrays_the_rows_were_written_with() {
     }
     w.finish().unwrap();
     let written =
-        n4a::reader::rows::read_predictions(&dir.path().join(format!("{name}.meta.parquet")))
-            .unwrap();
+        n4a::rows::read_predictions(&dir.path().join(format!("{name}.meta.parquet"))).unwrap();
     std::fs::copy(
         fixture("corn_moisture.meta.parquet"),
         dir.path().join("corn_moisture.meta.parquet"),

@@ -49,7 +49,7 @@ fn rows_by_id(dir: &Path) -> HashMap<String, n4a::Prediction> {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.to_string_lossy().ends_with(".meta.parquet") {
-            for r in n4a::reader::rows::read_predictions(&p).unwrap() {
+            for r in n4a::rows::read_predictions(&p).unwrap() {
                 out.insert(r.id.clone().unwrap(), r);
             }
         }
@@ -119,7 +119,7 @@ fn issue_14_a_store_written_by_nirs4all_is_imported_row_for_row_and_array_for_ar
             match aid {
                 None => assert!(want.is_null(), "{id} {k}: nirs4all has {want}"),
                 Some(aid) => {
-                    let got = n4a::reader::arrays::read_arrays(&meta, &[aid.as_str()]).unwrap();
+                    let got = n4a::rows::arrays::read_arrays(&meta, &[aid.as_str()]).unwrap();
                     let a = &got[aid];
                     let values: Vec<Option<f64>> =
                         want["values"].as_array().unwrap().iter().map(num).collect();
@@ -331,7 +331,7 @@ fn issue_14_a_rerun_rewrites_only_changed_datasets_and_drops_gone_ones() {
         seeds_before,
         "unchanged dataset not rewritten"
     );
-    let corn = n4a::reader::rows::read_predictions(&out.path().join("corn.meta.parquet")).unwrap();
+    let corn = n4a::rows::read_predictions(&out.path().join("corn.meta.parquet")).unwrap();
     assert_eq!(
         corn.iter().filter(|p| p.val_score == Some(0.05)).count(),
         2,
@@ -507,10 +507,26 @@ fn issue_14_one_bad_dataset_does_not_hide_the_others() {
         cache.path(),
         &["summary", ws.to_str().unwrap(), "--format", "json"],
     );
-    let err = String::from_utf8_lossy(&cli.stderr);
-    assert!(err.contains("bad/name"), "{err}");
     let v: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(v["total_predictions"], 36, "seeds and wheat v2 answered");
+    // The failed dataset is the answer's one error, naming the store and it.
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert_eq!(errors[0]["dataset"], "bad/name");
+    assert_eq!(errors[0]["kind"], "invalid_dataset_name");
+    assert!(errors[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("store.sqlite"));
+    // In plain words too.
+    let text = n4a(cache.path(), &["summary", ws.to_str().unwrap()]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&text.stdout),
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert_eq!(all.matches("bad/name").count(), 1, "once: {all}");
+    assert_eq!(text.status.code(), Some(1));
     assert_eq!(
         cli.status.code(),
         Some(1),
@@ -524,4 +540,109 @@ fn issue_14_import_refuses_to_write_into_the_store_folder() {
     let e = import_store(&ws, &ws, &ImportOptions::default()).expect_err("refused");
     assert_eq!(e.kind(), "invalid_option");
     assert!(!ws.join("corn.meta.parquet").exists());
+}
+
+/// The ids of a workspace's val rows, sorted, through the query engine.
+fn val_ids(ws: &n4a::Workspace) -> Vec<String> {
+    let q = n4a::query::PageQuery {
+        filters: n4a::query::Filters::default()
+            .with("partition", ["val"])
+            .unwrap(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let page = n4a::QueryEngine::new(ws).page(&q).unwrap();
+    let mut ids: Vec<String> = page
+        .records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn issue_31_a_store_opens_through_workspace_only() {
+    let (_d, store) = store_copy();
+    let cache = tempfile::tempdir().unwrap();
+    let ws = n4a::Workspace::open(&store)
+        .unwrap()
+        .with_mirror_root(cache.path())
+        .unwrap();
+    assert_eq!(ws.kind(), n4a::workspace::SourceKind::Store);
+    assert_eq!(ws.origin(), store.as_path());
+    assert!(ws.root().starts_with(cache.path()), "the mirror is read");
+    // The first ask imports; the answer names the store, as its import.
+    let s = ws.summary().unwrap();
+    assert_eq!((s.total_predictions, s.total_datasets), (53, 3));
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.workspace, store);
+    let copy = tempfile::tempdir().unwrap();
+    import_store(&store, copy.path(), &ImportOptions::default()).unwrap();
+    let folder = n4a::Workspace::open(copy.path()).unwrap();
+    assert_eq!(folder.kind(), n4a::workspace::SourceKind::Folder);
+    let ids = val_ids(&ws);
+    assert!(!ids.is_empty());
+    assert_eq!(ids, val_ids(&folder), "the same rows as the store's import");
+
+    // Without a re-check, a change is seen only after `sync`.
+    sql(
+        &store,
+        "DELETE FROM predictions WHERE dataset_name = 'seeds';",
+    );
+    assert_eq!(ws.summary().unwrap().total_predictions, 53);
+    let synced = ws.sync().unwrap();
+    assert!(synced.changed && synced.errors.is_empty());
+    let s = ws.summary().unwrap();
+    assert_eq!(s.total_datasets, 2, "the gone dataset left the mirror");
+    assert!(s.total_predictions < 53);
+
+    // Re-checked on every ask: a bad dataset is one error naming the store
+    // and the dataset, the others answered.
+    let ws = n4a::Workspace::open(&store)
+        .unwrap()
+        .with_mirror_root(cache.path())
+        .unwrap()
+        .with_recheck(Some(std::time::Duration::ZERO));
+    let before = ws.summary().unwrap().total_predictions;
+    sql(
+        &store,
+        "UPDATE predictions SET dataset_name = 'bad/name' WHERE dataset_name = 'corn';",
+    );
+    let s = ws.summary().unwrap();
+    assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+    assert_eq!(s.errors[0].path, store.join("store.sqlite"));
+    assert_eq!(s.errors[0].dataset.as_deref(), Some("bad/name"));
+    assert_eq!(s.errors[0].kind, "invalid_dataset_name");
+    assert_eq!(s.total_datasets, 1);
+    assert!(s.total_predictions < before);
+}
+
+#[test]
+fn issue_31_a_watched_store_is_brought_up_to_date_in_the_background() {
+    let (_d, store) = store_copy();
+    let cache = tempfile::tempdir().unwrap();
+    let ws = std::sync::Arc::new(
+        n4a::Workspace::open(&store)
+            .unwrap()
+            .with_mirror_root(cache.path())
+            .unwrap(),
+    );
+    assert_eq!(ws.summary().unwrap().total_datasets, 3);
+    n4a::workspace::watch(&ws, std::time::Duration::from_millis(20), |_, e| {
+        panic!("{e}")
+    });
+    sql(
+        &store,
+        "DELETE FROM predictions WHERE dataset_name = 'seeds';",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ws.summary().unwrap().total_datasets != 2 {
+        assert!(std::time::Instant::now() < deadline, "never re-checked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A folder needs no thread, and the thread ends with the workspace.
+    let folder = std::sync::Arc::new(n4a::Workspace::open(cache.path()).unwrap());
+    n4a::workspace::watch(&folder, std::time::Duration::from_millis(1), |_, _| {});
+    assert_eq!(std::sync::Arc::strong_count(&folder), 1);
 }

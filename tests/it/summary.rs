@@ -7,10 +7,10 @@ use std::path::Path;
 
 use crate::util::round4;
 use n4a::metric::Direction;
-use n4a::reader::merge::{Accuracy, Form, WorkspaceSummary};
-use n4a::reader::Workspace;
 use n4a::schema::Prediction;
+use n4a::workspace::merge::{Accuracy, Form, WorkspaceSummary};
 use n4a::writer::{PredictionWriter, WriterOptions};
+use n4a::Workspace;
 
 use crate::util::{all_rows, as_nirs4all_1_0, close, fixture, row};
 
@@ -109,7 +109,7 @@ fn nirs4all_1_0_workspace_gets_every_section() {
     assert!(s.stats.is_none());
     let mut oracle: BTreeMap<(String, String), (u64, f64, u64)> = BTreeMap::new();
     for d in &s.datasets {
-        let stored = n4a::reader::Footer::read(&d.path)
+        let stored = n4a::footer::Footer::read(&d.path)
             .unwrap()
             .summary()
             .unwrap()
@@ -454,7 +454,7 @@ fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     assert!(summary.get("state").is_none());
     assert_eq!(summary["total_predictions"], 50);
     // Read back whole: the state from its own key.
-    let back = n4a::reader::Footer::read(&meta)
+    let back = n4a::footer::Footer::read(&meta)
         .unwrap()
         .summary()
         .unwrap()
@@ -657,7 +657,7 @@ fn format_1_2_files_are_read_and_appended_to() {
     let ws = tempfile::tempdir().unwrap();
     let p = ws.path().join("corn_000.meta.parquet");
     std::fs::copy(fixture("n4a_1_2.meta.parquet"), &p).unwrap();
-    let old = n4a::reader::Footer::read(&p)
+    let old = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary()
         .unwrap()
@@ -677,7 +677,7 @@ fn format_1_2_files_are_read_and_appended_to() {
         assert_eq!(nst.runs.get(name).map(|x| x.n), Some(r.n), "{name}");
     }
     assert_eq!(nst.runs.len(), st.runs.len() + 1);
-    let back = n4a::reader::Footer::read(&p)
+    let back = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary()
         .unwrap()
@@ -696,7 +696,7 @@ fn issue_29_format_1_3_files_stay_readable() {
     let p = ws.path().join("two_metrics.meta.parquet");
     std::fs::copy(fixture("n4a_1_3.meta.parquet"), &p).unwrap();
     let rows = all_rows(ws.path());
-    let old = n4a::reader::Footer::read(&p)
+    let old = n4a::footer::Footer::read(&p)
         .unwrap()
         .summary()
         .unwrap()

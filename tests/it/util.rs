@@ -104,7 +104,7 @@ pub fn row(config: &str, model: &str, fold: &str, partition: &str, val: f64) -> 
 pub fn as_nirs4all_1_0(src: &Path, dst: &Path) {
     use n4a::metric::{Direction, Directions};
     use n4a::summary::{SummaryBuilder, SummaryOptions};
-    let metrics = n4a::reader::Footer::read(src)
+    let metrics = n4a::footer::Footer::read(src)
         .unwrap()
         .summary()
         .unwrap()
@@ -119,7 +119,7 @@ pub fn as_nirs4all_1_0(src: &Path, dst: &Path) {
         directions: dirs,
         ..SummaryOptions::default()
     });
-    n4a::reader::rows::summarize(src, &mut b).unwrap();
+    n4a::rows::summarize(src, &mut b).unwrap();
     let s = b.finish(Some("2026-01-20T12:00:00.000000+00:00".into()));
     let mut v = serde_json::to_value(&s).unwrap();
     let o = v.as_object_mut().unwrap();
@@ -165,7 +165,7 @@ pub fn all_rows(dir: &Path) -> Vec<(String, u64, Prediction)> {
             .to_string_lossy()
             .trim_end_matches(".meta.parquet")
             .to_string();
-        if let Ok(rows) = n4a::reader::rows::read_predictions(&p) {
+        if let Ok(rows) = n4a::rows::read_predictions(&p) {
             for (i, r) in rows.into_iter().enumerate() {
                 out.push((ds.clone(), i as u64, r));
             }

@@ -7,7 +7,7 @@ use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use n4a::files::dataset_paths;
 use n4a::metric::Direction;
-use n4a::reader::rows;
+use n4a::rows;
 use n4a::schema::{meta_schema, ArrayData, PredictionArrays, COLUMNS};
 use n4a::writer::{PredictionWriter, WriterOptions};
 use n4a::Error;
@@ -63,10 +63,15 @@ fn written_file_has_contract_columns_and_the_summary_in_the_schema_metadata() {
     let v: serde_json::Value = serde_json::from_str(embedded).unwrap();
     assert_eq!(v["n4a_version"], "1.4");
     assert_eq!(v["total_predictions"], 1);
-    let footer = n4a::reader::Footer::read(&meta).unwrap();
-    assert_eq!(footer.summary_text(), Some(embedded.as_str()));
-    assert!(footer.key_value("ARROW:schema").is_some());
-    let codec = footer.metadata().row_group(0).column(0).compression();
+    let footer = n4a::footer::Footer::read(&meta).unwrap();
+    assert_eq!(footer.summary_text().unwrap(), Some(embedded.as_str()));
+    assert!(footer.key_value("ARROW:schema").unwrap().is_some());
+    let codec = footer
+        .metadata()
+        .unwrap()
+        .row_group(0)
+        .column(0)
+        .compression();
     assert!(
         matches!(codec, parquet::basic::Compression::ZSTD(_)),
         "{codec:?}"
@@ -102,7 +107,7 @@ fn row_ids_follow_nirs4alls_rule_and_arrays_are_stored_once() {
         );
     }
     // y (once) + three distinct index arrays.
-    let n = n4a::reader::Footer::read(&arrays).unwrap().num_rows();
+    let n = n4a::footer::Footer::read(&arrays).unwrap().num_rows();
     assert_eq!(n, 4);
 }
 
@@ -113,7 +118,7 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
     let before = rows::read_predictions(&meta).unwrap();
     let old_md = crate::util::metadata(&meta).unwrap();
     let old_arrays =
-        n4a::reader::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
+        n4a::footer::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
     let mut w = PredictionWriter::append(ws.path(), "corn_moisture", opts()).unwrap();
     let mut p = row("0009_new", "Ridge", "0", "val", 0.01);
     p.dataset_name = Some("corn_moisture".into());
@@ -141,7 +146,7 @@ fn append_keeps_old_rows_and_copies_row_groups_without_reencoding() {
         );
     }
     let arrays =
-        n4a::reader::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
+        n4a::footer::Footer::read(&ws.path().join("corn_moisture.arrays.parquet")).unwrap();
     assert_eq!(arrays.num_rows(), old_arrays.num_rows() + 1);
     // Nothing left behind but the pair and the lock file.
     let mut names: Vec<String> = std::fs::read_dir(ws.path())
@@ -301,12 +306,12 @@ fn appending_to_a_file_without_summary_rebuilds_it_from_rows() {
         w.write(p).unwrap();
     }
     w.finish().unwrap();
-    let stored = n4a::reader::Footer::read(&fixture("grain_class.meta.parquet"))
+    let stored = n4a::footer::Footer::read(&fixture("grain_class.meta.parquet"))
         .unwrap()
         .summary()
         .unwrap()
         .unwrap();
-    let ours = n4a::reader::Footer::read(&ws.path().join("grain_class.meta.parquet"))
+    let ours = n4a::footer::Footer::read(&ws.path().join("grain_class.meta.parquet"))
         .unwrap()
         .summary()
         .unwrap()

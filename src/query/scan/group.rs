@@ -8,8 +8,8 @@ use super::{
 use crate::error::Result;
 use crate::metric::Direction;
 use crate::query::{Candidate, Group, GroupQuery};
-use crate::reader::rows::StrCol;
-use crate::reader::Workspace;
+use crate::rows::StrCol;
+use crate::workspace::Workspace;
 use arrow_array::{Array, Float64Array, RecordBatch};
 use std::collections::HashMap;
 use std::sync::Arc;

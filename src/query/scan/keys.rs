@@ -5,7 +5,7 @@
 
 use super::{float_at, float_col, int_col};
 use crate::metric::Direction;
-use crate::reader::rows::StrCol;
+use crate::rows::StrCol;
 use crate::schema::{Kind, COLUMNS};
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
 use std::cmp::Ordering;

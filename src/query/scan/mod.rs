@@ -48,9 +48,9 @@ use super::columns;
 use super::filter::{column_of, Filters};
 use super::Candidate;
 use crate::error::{Error, Result};
-use crate::reader::rows::{check_columns, StrCol};
-use crate::reader::workspace::FileError;
-use crate::reader::Workspace;
+use crate::rows::{check_columns, StrCol};
+use crate::workspace::FileError;
+use crate::workspace::Workspace;
 
 /// The columns the filters read (`dataset` is the file's, decided by
 /// pruning).
@@ -128,7 +128,7 @@ fn read_cols(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
     }
     if !missing.is_empty() {
         let read = read_one(&c.path, &missing)?;
-        let unchanged = crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key);
+        let unchanged = crate::footer::FileKey::of(&c.path).is_ok_and(|k| k == *key);
         for &n in &missing {
             let a = read.as_ref().and_then(|b| b.column_by_name(n).cloned());
             if unchanged {
@@ -160,7 +160,7 @@ fn known_meta(
     c: &Candidate,
 ) -> Option<(
     parquet::arrow::arrow_reader::ArrowReaderMetadata,
-    crate::reader::cache::FileKey,
+    crate::footer::FileKey,
 )> {
     let cache = c.cache.as_deref()?;
     let key = c.info.key;
@@ -168,7 +168,7 @@ fn known_meta(
         return Some((m, key));
     }
     let file = std::fs::File::open(&c.path).ok()?;
-    let opened = crate::reader::cache::FileKey::from_metadata(&file.metadata().ok()?);
+    let opened = crate::footer::FileKey::from_metadata(&file.metadata().ok()?);
     let m = columns::load_meta(&c.path, &file).ok()?;
     if opened == key {
         cache.put_meta(&c.path, &key, m.clone());
@@ -194,7 +194,7 @@ fn derive<T: std::any::Any + Send + Sync>(
     }
     let (v, bytes) = make()?;
     let v = Arc::new(v);
-    if crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
+    if crate::footer::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
         cache.put_derived(&c.path, key, &what, v.clone(), bytes);
     }
     Ok(v)
@@ -377,7 +377,7 @@ pub(crate) fn describe(cands: &[Candidate], f: &Filters) -> String {
 /// # Errors
 /// [`Error::Schema`] naming the file and column; I/O or parquet errors.
 pub(crate) fn check_file(path: &Path) -> Result<()> {
-    let (_, meta) = crate::reader::footer::open_metadata(path)?;
+    let (_, meta) = crate::footer::meta::open_metadata(path)?;
     let fm = meta.file_metadata();
     let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), None)
         .map_err(|e| Error::parquet(path, e))?;

@@ -16,9 +16,9 @@ use crate::query::cache::Record;
 use crate::query::columns;
 use crate::query::filter::Filters;
 use crate::query::{Candidate, PageQuery};
-use crate::reader::workspace::FileError;
-use crate::reader::Workspace;
 use crate::schema::COLUMNS;
+use crate::workspace::FileError;
+use crate::workspace::Workspace;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
@@ -530,7 +530,7 @@ pub(super) fn file_records(
         .into_iter()
         .map(|(row, p)| (row, record(&c.dataset, &p, columns)))
         .collect();
-    if crate::reader::cache::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
+    if crate::footer::FileKey::of(&c.path).is_ok_and(|k| k == *key) {
         cache.put_rows(&c.path, key, sig, read.iter().cloned());
     }
     out.extend(read);
@@ -556,7 +556,7 @@ pub(super) fn read_rows(
         .filter(|n| columns.iter().any(|c| c == n))
         .collect();
     for batch in columns::read_known(path, &names, Some(&wanted), false, known_meta(c))? {
-        for p in crate::reader::rows::batch_to_predictions(&batch, &ctx, false)? {
+        for p in crate::rows::batch_to_predictions(&batch, &ctx, false)? {
             out.push((it.next().copied().unwrap_or(u64::MAX), p));
         }
     }

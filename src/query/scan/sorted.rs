@@ -10,8 +10,8 @@ use super::{
 use crate::error::Result;
 use crate::query::filter::Filters;
 use crate::query::Candidate;
-use crate::reader::workspace::FileError;
 use crate::schema::{Kind, COLUMNS};
+use crate::workspace::FileError;
 use arrow_array::RecordBatch;
 use std::cmp::Ordering;
 use std::sync::Arc;

@@ -9,8 +9,8 @@ use super::{derive, file_error, filter_columns, float_col, read_cols, selection,
 use crate::error::Result;
 use crate::metric::Direction;
 use crate::query::{Candidate, Group, GroupQuery};
-use crate::reader::rows::StrCol;
-use crate::reader::Workspace;
+use crate::rows::StrCol;
+use crate::workspace::Workspace;
 use arrow_array::{Array, RecordBatch};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,9 +9,9 @@ use crate::error::Result;
 use crate::metric::Direction;
 use crate::query::columns;
 use crate::query::{Candidate, TopQuery};
-use crate::reader::workspace::FileError;
-use crate::reader::Workspace;
 use crate::summary::topk::TopEntry;
+use crate::workspace::FileError;
+use crate::workspace::Workspace;
 use std::collections::{BTreeMap, HashMap};
 
 /// The best `k` rows by the score under `dir`; ties by dataset, then row.
@@ -70,7 +70,7 @@ pub(super) fn top_of(
             c,
             || format!("top details of rows {rows:?}"),
             || {
-                let es = crate::reader::scores::read_top_details(&c.path, rows)?;
+                let es = crate::rows::scores::read_top_details(&c.path, rows)?;
                 Ok((es, rows.len() * 512))
             },
         )

@@ -8,9 +8,9 @@ use super::keys::{cmp_keys, Key, Order};
 use crate::query::columns;
 use crate::query::filter::Filters;
 use crate::query::Candidate;
-use crate::reader::rows::StrCol;
-use crate::reader::workspace::FileError;
-use crate::reader::Workspace;
+use crate::rows::StrCol;
+use crate::workspace::FileError;
+use crate::workspace::Workspace;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 

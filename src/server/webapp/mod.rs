@@ -227,7 +227,7 @@ pub async fn link(State(app): State<Arc<App>>, b: Bytes) -> Answer {
         }
         let taken: Vec<String> = list.iter().map(|w| w.id.clone()).collect();
         let id = id_for(&real, &taken);
-        let served = Arc::new(Served::open(id, real, name)?);
+        let served = Arc::new(Served::open(id, real, name, &app.opts.directions)?);
         list.push(served.clone());
         drop(list);
         warm(&app, served.clone());

@@ -35,10 +35,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::footer::FileKey;
 use crate::metric::{Direction, Directions};
-use crate::reader::cache::FileKey;
-use crate::reader::configs::{read_config_rows, ConfigRows};
-use crate::reader::Workspace;
+use crate::rows::configs::{read_config_rows, ConfigRows};
+use crate::workspace::Workspace;
 
 /// Run items' JSON: one buffer and each item's byte range in it.
 type ItemsJson = (Vec<u8>, Vec<(usize, usize)>);

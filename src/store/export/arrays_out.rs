@@ -15,7 +15,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::CHUNK;
 use crate::error::{Error, Result};
-use crate::reader::arrays::read_arrays;
+use crate::rows::arrays::read_arrays;
 use crate::schema::{ArrayData, Prediction};
 
 /// nirs4all's `_PARQUET_SCHEMA` (array_store.py), column for column.

@@ -26,7 +26,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::error::{Error, Result};
 use crate::files::dataset_paths;
 use crate::metric::Directions;
-use crate::reader::rows::read_predictions;
+use crate::rows::read_predictions;
 use crate::schema::{validate_dataset_name, META_SUFFIX};
 
 use super::{arrays, is_store, SCHEMA_VERSION, STORE_FILE};

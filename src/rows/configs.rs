@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::Array;
 
-use super::rows::{check_columns, for_each_batch_as, StrCol};
+use super::{check_columns, for_each_batch_as, StrCol};
 use crate::error::Result;
 
 /// One config (pipeline) of a file as its rows give it: what the nirs4all
@@ -38,7 +38,7 @@ pub struct ConfigRows {
 /// until the end).
 ///
 /// # Errors
-/// As [`super::rows::for_each_batch`]; [`crate::Error::Schema`] for a
+/// As [`super::for_each_batch`]; [`crate::error::Error::Schema`] for a
 /// mistyped column.
 pub fn read_config_rows(path: &Path) -> Result<Vec<ConfigRows>> {
     use std::collections::{BTreeMap, HashSet};

@@ -1,6 +1,12 @@
-//! A workspace: the `*.meta.parquet` files of one folder, their footers read
-//! in parallel and cached, and a workspace summary merged from the footers
-//! alone, without reading a single row.
+//! A workspace: the `*.meta.parquet` files of one folder (or of a nirs4all
+//! store's mirror, [`source`]), their footers read in parallel and cached,
+//! and a workspace summary merged from the footers alone, without reading a
+//! single row.
+
+pub(crate) mod cache;
+pub mod listing;
+pub mod merge;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,23 +15,35 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use super::cache::{FileKey, FooterCache};
-use super::info::FooterInfo;
-pub(crate) use super::listing::FileFooter;
-pub use super::listing::{DatasetFile, FileError, Listing};
 use crate::error::{Error, Result};
+use crate::footer::info::Footer;
+use crate::footer::FileKey;
 use crate::schema::META_SUFFIX;
+use cache::FooterCache;
+pub(crate) use listing::FileFooter;
+pub use listing::{DatasetFile, FileError, Listing};
+pub use merge::WorkspaceSummary;
+use source::Source;
+pub use source::{SourceKind, Synced};
 
-type Cached = std::result::Result<Arc<FooterInfo>, Arc<FileError>>;
+type Cached = std::result::Result<Arc<Footer>, Arc<FileError>>;
 /// The last merge and the file keys it was made from.
-type MergedCache = (Vec<(PathBuf, FileKey)>, Arc<super::merge::WorkspaceSummary>);
+type MergedCache = (Vec<(PathBuf, FileKey)>, Arc<merge::WorkspaceSummary>);
 /// Footers in path order, listing errors, and each footer's key when it
 /// came from the cache.
 type Keyed = (Vec<FileFooter>, Vec<FileError>, Vec<Option<FileKey>>);
 
-/// A workspace folder. Cheap to keep: holds the footer cache and, for more
-/// than one thread, a rayon pool of its own (named `n4a-footer-N`, started
-/// on first use), so footer reads never oversubscribe another pool.
+/// A workspace: a folder of `.meta.parquet` files or a nirs4all
+/// `store.sqlite` workspace (cargo feature `store`, read through its mirror,
+/// [`source`]). Cheap to keep: holds the footer cache and, for more than
+/// one thread, a rayon pool of its own (named `n4a-footer-N`, started on
+/// first use), so footer reads never oversubscribe another pool.
+///
+/// A store's mirror is brought up to date by the first ask and, with
+/// [`Self::with_recheck`], by later asks when the store changed; a
+/// dataset that cannot be brought in is listed among the answer's errors
+/// and the others are answered. What CLI commands, `n4a serve` and the
+/// Python package open: none of them decides what a path is.
 ///
 /// ```
 /// # fn main() -> n4a::Result<()> {
@@ -40,7 +58,9 @@ type Keyed = (Vec<FileFooter>, Vec<FileError>, Vec<Option<FileKey>>);
 /// # }
 /// ```
 pub struct Workspace {
-    root: PathBuf,
+    source: Source,
+    recheck: Option<std::time::Duration>,
+    synced: std::sync::Mutex<SyncState>,
     recursive: bool,
     threads: usize,
     pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
@@ -52,19 +72,22 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Opens the workspace at `dir` (files directly in it, as nirs4all and
-    /// its dashboard glob them; see [`Self::with_recursive`]). Reads nothing yet.
+    /// Opens the workspace at `dir`: its `.meta.parquet` files (directly in
+    /// it, as nirs4all and its dashboard glob them; see
+    /// [`Self::with_recursive`]), or, when it holds a `store.sqlite`, that
+    /// store through its mirror. Reads nothing yet: a store is imported
+    /// into its mirror by the first ask (or [`Self::sync`]), only what
+    /// changed since the mirror was last made.
     ///
     /// # Errors
-    /// [`Error::Io`] if `dir` is not a readable folder.
+    /// [`Error::Io`] if `dir` is not a readable folder (or a store's
+    /// database cannot be resolved).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let root = dir.as_ref().to_path_buf();
-        let m = std::fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
-        if !m.is_dir() {
-            return Err(Error::io(&root, std::io::Error::other("not a directory")));
-        }
+        let source = Source::open(dir.as_ref())?;
         Ok(Workspace {
-            root,
+            source,
+            recheck: None,
+            synced: std::sync::Mutex::new(SyncState::default()),
             recursive: false,
             threads: 0,
             pool: std::sync::OnceLock::new(),
@@ -75,6 +98,36 @@ impl Workspace {
             merged: std::sync::Mutex::new(None),
         }
         .with_threads(0))
+    }
+
+    /// How often an ask re-checks a store for changes (one `stat` per
+    /// store file) and brings its mirror up to date: `None` (the default)
+    /// only on the first ask, `Some(Duration::ZERO)` on every ask (the
+    /// Python package), `Some(2 s)` at most every two seconds. A folder
+    /// has nothing to re-check. See also [`watch`] (a background re-check).
+    #[must_use]
+    pub fn with_recheck(mut self, every: Option<std::time::Duration>) -> Self {
+        self.recheck = every;
+        self
+    }
+
+    /// Directions of metrics outside the built-in table for the files a
+    /// store's mirror writes (a folder's files carry their own).
+    #[must_use]
+    pub fn with_directions(mut self, directions: &crate::metric::Directions) -> Self {
+        self.source.set_directions(directions);
+        self
+    }
+
+    /// Keeps a store's mirror under `root` (default: the cache folder,
+    /// [`crate::store::cache_root`] with the `store` feature); nothing for
+    /// a folder.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the store's database cannot be resolved.
+    pub fn with_mirror_root(mut self, root: &Path) -> Result<Self> {
+        self.source.set_mirror_root(root)?;
+        Ok(self)
     }
 
     /// Also finds files in sub-folders.
@@ -160,9 +213,74 @@ impl Workspace {
         }
     }
 
-    /// The workspace folder.
+    /// The folder the engine reads: the workspace folder, or a store's
+    /// mirror.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.source.dir()
+    }
+
+    /// What was opened: the folder, or the store workspace.
+    pub fn origin(&self) -> &Path {
+        self.source.origin()
+    }
+
+    /// The kind of workspace.
+    pub fn kind(&self) -> SourceKind {
+        self.source.kind()
+    }
+
+    /// Brings the folder the engine reads up to date with its origin now
+    /// (see [`source`] for the cost) and returns what that did; a dataset
+    /// that failed stays among the listing's errors until a later sync
+    /// brings it in.
+    ///
+    /// # Errors
+    /// When the origin cannot be read at all (a store that is not a SQLite
+    /// database, of another schema version, locked too long).
+    pub fn sync(&self) -> Result<Synced> {
+        let mut st = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_locked(&mut st)
+    }
+
+    fn sync_locked(&self, st: &mut SyncState) -> Result<Synced> {
+        let done = self.source.sync()?;
+        st.at = Some(std::time::Instant::now());
+        // A fresh mirror had no failed dataset (its stamp is written only
+        // after an import without one): the errors are always the last
+        // sync's.
+        let at = self.source.error_path();
+        st.errors = done
+            .errors
+            .iter()
+            .map(|(d, e)| FileError::new(&at, Some(d), e))
+            .collect();
+        Ok(done)
+    }
+
+    /// Syncs when due (the first ask, then as [`Self::with_recheck`] says)
+    /// and returns the datasets that failed. A store that cannot be read on
+    /// a re-check is reported beside the answer from the mirror as it is.
+    fn synced_errors(&self) -> Result<Vec<FileError>> {
+        if self.source.kind() == SourceKind::Folder {
+            return Ok(Vec::new());
+        }
+        let mut st = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let due = match (st.at, self.recheck) {
+            (None, _) => true,
+            (Some(at), Some(every)) => at.elapsed() >= every,
+            (Some(_), None) => false,
+        };
+        if due {
+            if let Err(e) = self.sync_locked(&mut st) {
+                if st.at.is_none() {
+                    return Err(e);
+                }
+                let mut out = st.errors.clone();
+                out.push(FileError::new(&self.source.error_path(), None, &e));
+                return Ok(out);
+            }
+        }
+        Ok(st.errors.clone())
     }
 
     /// Threads used for footer reads.
@@ -182,12 +300,13 @@ impl Workspace {
     /// [`Error::Io`] if the workspace folder itself cannot be listed.
     pub fn list(&self) -> Result<Listing> {
         let mut files = Vec::new();
-        let mut errors = Vec::new();
-        let mut dirs = vec![self.root.clone()];
+        let mut errors = self.synced_errors()?;
+        let root = self.source.dir();
+        let mut dirs = vec![root.to_path_buf()];
         while let Some(dir) = dirs.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
-                Err(e) if dir == self.root => return Err(Error::io(&dir, e)),
+                Err(e) if dir == root => return Err(Error::io(&dir, e)),
                 Err(e) => {
                     errors.push(FileError::new(&dir, None, &Error::io(&dir, e)));
                     continue;
@@ -299,17 +418,17 @@ impl Workspace {
         (value, trusted.then_some(key))
     }
 
-    /// The workspace summary, merged from footers alone (see [`super::merge`]).
+    /// The workspace summary, merged from footers alone (see [`merge`]).
     /// While every file is unchanged since the previous answer, that answer
     /// is returned as it is (its `generated_at` is when it was merged): the
     /// call then costs the listing and one `stat` per file.
     ///
     /// # Errors
     /// As `Self::footers`.
-    pub fn summary(&self) -> Result<Arc<super::merge::WorkspaceSummary>> {
+    pub fn summary(&self) -> Result<Arc<merge::WorkspaceSummary>> {
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;
-            let merged = super::merge::merge_with(&self.root, &footers, errors, self.pool());
+            let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
             return Ok(Arc::new(merged));
         }
         if let Some(hit) = self.unchanged_summary()? {
@@ -327,8 +446,8 @@ impl Workspace {
                 return Ok(merged.clone());
             }
         }
-        let merged = Arc::new(super::merge::merge_with(
-            &self.root,
+        let merged = Arc::new(merge::merge_with(
+            self.origin(),
             &footers,
             errors,
             self.pool(),
@@ -339,7 +458,7 @@ impl Workspace {
 
     /// The previous answer when the listed files and their keys are exactly
     /// those it was made from.
-    fn unchanged_summary(&self) -> Result<Option<Arc<super::merge::WorkspaceSummary>>> {
+    fn unchanged_summary(&self) -> Result<Option<Arc<merge::WorkspaceSummary>>> {
         let have_prev = self
             .merged
             .lock()
@@ -367,19 +486,62 @@ impl Workspace {
     }
 }
 
+/// A store's last sync: when, and the datasets that failed.
+#[derive(Default)]
+struct SyncState {
+    at: Option<std::time::Instant>,
+    errors: Vec<FileError>,
+}
+
+/// Re-checks `ws` every `every` in a background thread (named
+/// `n4a-recheck`), so that asks never wait for a store's import: what
+/// `n4a serve` does for a store (every two seconds). The thread ends with
+/// the last other reference to `ws`; `on_error` hears a failed re-check (a
+/// locked store) or a dataset that failed, once per sync. A folder needs
+/// no thread: none is started.
+pub fn watch(
+    ws: &Arc<Workspace>,
+    every: std::time::Duration,
+    on_error: impl Fn(&Workspace, &str) + Send + Sync + 'static,
+) {
+    let on_error = Arc::new(on_error);
+    let heard = on_error.clone();
+    if ws.kind() == SourceKind::Folder {
+        return;
+    }
+    let weak = Arc::downgrade(ws);
+    let spawned = std::thread::Builder::new()
+        .name("n4a-recheck".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(ws) = weak.upgrade() else { return };
+            match ws.sync() {
+                Ok(s) => {
+                    for (d, e) in &s.errors {
+                        heard(&ws, &format!("dataset {d}: {e}"));
+                    }
+                }
+                Err(e) => heard(&ws, &e.to_string()),
+            }
+        });
+    if let Err(e) = spawned {
+        on_error(ws, &format!("cannot start the re-check thread: {e}"));
+    }
+}
+
 /// Reads one file's footer, containing any decoder panic as an error.
 fn read_footer_info(
     path: &Path,
     key: FileKey,
     file: Option<std::fs::File>,
     summaries: bool,
-) -> Result<FooterInfo> {
+) -> Result<Footer> {
     let run = || {
         let f = match file {
             Some(f) => f,
             None => std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
         };
-        super::info::read_info_for(path, f, key, summaries)
+        crate::footer::info::read_info_for(path, f, key, summaries)
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
         .unwrap_or_else(|_| Err(Error::corrupt(path, "the decoder panicked on this file")))

@@ -65,7 +65,7 @@ pub fn list_values(a: &dyn Array, i: usize) -> Option<Vec<Option<f64>>> {
 /// [`Error::Io`]/[`Error::Parquet`] naming the file; [`Error::Schema`] if
 /// it lacks `array_id` or `array_data`.
 pub fn read_arrays(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayData>> {
-    super::guard::guarded(path, || read_arrays_unguarded(path, ids))
+    crate::footer::guard::guarded(path, || read_arrays_unguarded(path, ids))
 }
 
 fn read_arrays_unguarded(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayData>> {

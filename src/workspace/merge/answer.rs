@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::super::info::{Content, FileMetrics, FooterInfo};
 use super::super::listing::FileError;
+use crate::footer::info::{Content, FileMetrics, Footer};
 use crate::metric::Direction;
 use crate::summary::topk::TopEntry;
 use crate::summary::{Facets, MetricSummary, MetricTop, ModelFacet, Ranking, Stats, Summary};
@@ -23,7 +23,7 @@ pub struct DatasetEntry {
     /// The file.
     pub path: PathBuf,
     /// The file's footer, shared with the footer cache.
-    pub(crate) info: Arc<FooterInfo>,
+    pub(crate) info: Arc<Footer>,
     /// The file's metrics from its state, as the merge read them (`None`
     /// for a file without state).
     pub(crate) metrics: Option<FileMetrics>,
@@ -62,8 +62,8 @@ impl DatasetEntry {
     /// one, only `total_predictions` and `dataset_name` are set.
     ///
     /// # Errors
-    /// As `super::info::FileSummary::to_summary`.
-    pub fn summary(&self) -> crate::Result<Summary> {
+    /// As `crate::footer::info::FileSummary::to_summary`.
+    pub fn summary(&self) -> crate::error::Result<Summary> {
         match &self.info.summary {
             Some(s) => s.to_summary(&self.path, &self.info.key),
             None => Ok(Summary {

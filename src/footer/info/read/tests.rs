@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use super::read_info;
-use crate::reader::cache::FileKey;
-use crate::reader::footer;
+use crate::footer::meta as footer;
+use crate::footer::FileKey;
 use crate::schema::Prediction;
 use crate::writer::{PredictionWriter, WriterOptions};
 
@@ -150,7 +150,7 @@ fn corrupted_footers_give_errors_never_panics() {
             }
         }
     }
-    let w = crate::reader::Workspace::open(dir.path()).unwrap();
+    let w = crate::workspace::Workspace::open(dir.path()).unwrap();
     let s = w.summary().unwrap();
-    let _ = s.to_json(crate::reader::merge::Form::Full);
+    let _ = s.to_json(crate::workspace::merge::Form::Full);
 }

@@ -3,13 +3,12 @@
 //! where a merge needs it (see the parent module for the costs).
 
 use super::{
-    ColumnFacts, Content, FileSummary, FooterInfo, RunsSource, StateSource, TextSource, WATCHED,
-    WINDOW,
+    ColumnFacts, Content, FileSummary, Footer, RunsSource, StateSource, TextSource, WATCHED, WINDOW,
 };
 use crate::error::{Error, Result};
+use crate::footer::meta::{key_value, open_metadata};
 use crate::footer::thrift::{self, SkimError};
-use crate::reader::cache::FileKey;
-use crate::reader::footer::{key_value, open_metadata};
+use crate::footer::FileKey;
 use crate::schema::{RUNS_KEY, STATE_KEY, SUMMARY_KEY};
 use crate::summary::codec::{self, Encoded, RunsPlace};
 use crate::summary::json;
@@ -30,7 +29,7 @@ use std::sync::OnceLock;
 /// [`Error::Io`], [`Error::Parquet`], [`Error::InvalidSummary`] or
 /// [`Error::UnsupportedVersion`], naming the file.
 #[cfg(test)]
-pub fn read_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
+pub fn read_info(path: &Path, key: FileKey) -> Result<Footer> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     read_info_open(path, file, key)
 }
@@ -40,7 +39,7 @@ pub fn read_info(path: &Path, key: FileKey) -> Result<FooterInfo> {
 /// # Errors
 /// As [`read_info`].
 #[cfg(test)]
-pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<FooterInfo> {
+pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<Footer> {
     read_info_for(path, file, key, true)
 }
 
@@ -52,7 +51,7 @@ pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<FooterInf
 ///
 /// # Errors
 /// As [`read_info`].
-pub fn read_info_for(path: &Path, file: File, key: FileKey, summaries: bool) -> Result<FooterInfo> {
+pub fn read_info_for(path: &Path, file: File, key: FileKey, summaries: bool) -> Result<Footer> {
     thread_local! {
         // Read buffers per thread, reused: fresh buffers per file cost more
         // in page faults than the reads themselves.
@@ -125,7 +124,7 @@ fn read_with(
     tail: &mut Vec<u8>,
     scratch: &mut Scratch,
     summaries: bool,
-) -> Result<FooterInfo> {
+) -> Result<Footer> {
     let len = key.len;
     let skimmed = match skim(file, path, len, tail, scratch)? {
         Some(s) => s,
@@ -162,12 +161,14 @@ fn read_with(
             &columns,
         )?),
     };
-    Ok(FooterInfo {
+    Ok(Footer {
+        path: path.to_path_buf(),
         num_rows,
         num_row_groups: skimmed.num_row_groups,
         key,
         columns,
         summary,
+        meta: OnceLock::new(),
     })
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::info::FooterInfo;
 use crate::error::Error;
+use crate::footer::info::Footer;
 
 /// One prediction file of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,5 +63,5 @@ pub struct FileFooter {
     /// The file.
     pub file: DatasetFile,
     /// Its footer, or its error (shared with the cache).
-    pub footer: std::result::Result<Arc<FooterInfo>, Arc<FileError>>,
+    pub footer: std::result::Result<Arc<Footer>, Arc<FileError>>,
 }

@@ -16,7 +16,7 @@
 //!   rounding; per-model averages are count-weighted from 4-decimal values,
 //!   approximate. Its bests are maxima, so they are never taken as bests:
 //!   the true best rows come from the rows, visiting only the files whose
-//!   column statistics can still beat the k-th best (`super::best`).
+//!   column statistics can still beat the k-th best (`crate::rows::best`).
 //! * **no summary**: counted in the totals and searched for best rows like
 //!   1.0 files; left out of models and stats (said so).
 //!
@@ -30,10 +30,10 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::best::{self, Candidate};
-use super::info::{Content, FileMetrics, MetricFact, StateSource};
 use super::listing::{FileError, FileFooter};
+use crate::footer::info::{Content, FileMetrics, MetricFact, StateSource};
 use crate::metric::{builtin_direction, Direction};
+use crate::rows::best::{self, Candidate};
 use crate::summary::legacy::welford_of;
 use crate::summary::{utc_now, MetricState, StateMerger, Summary, SummaryState, DEFAULT_TOP_K};
 
@@ -247,7 +247,7 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
             // Several metrics, or no statistics to tell: the metric column
             // says (one dictionary column; such files are few: nirs4all
             // writes one metric per dataset).
-            MetricFact::Unknown => match crate::reader::scores::read_metric_counts(&d.path) {
+            MetricFact::Unknown => match crate::rows::scores::read_metric_counts(&d.path) {
                 Ok(counts) => {
                     metric_columns_read += 1;
                     let known: Vec<bool> = counts.iter().map(|(n, r)| count(n, *r)).collect();
@@ -385,7 +385,7 @@ fn add_legacy(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exac
 }
 
 /// Replaces the top lists of every metric with the best of the states and
-/// of the rows of the files without state (see [`super::best`]).
+/// of the rows of the files without state (see [`crate::rows::best`]).
 fn search_bests(state: &mut SummaryState, datasets: &[DatasetEntry], ex: &mut Exactness) {
     let cands: Vec<Candidate<'_>> = datasets
         .iter()

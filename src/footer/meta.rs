@@ -1,11 +1,10 @@
-//! Footer-only reads of one prediction file through the parquet crate's
-//! full metadata decode: [`Footer`], the one public footer type (its
-//! summary decoded on demand, with its state whichever version stored it),
-//! for appends, refresh and inspection. A workspace reads footers the
-//! cheaper way of `super::info`.
+//! A footer read whole by the parquet crate: what an append, a refresh's
+//! rewrite and [`super::Footer::metadata`] need (the row groups, every
+//! key/value), and the summary and state decoded from it whichever version
+//! stored them. A workspace reads footers the cheaper way of `super::info`.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
@@ -15,83 +14,15 @@ use crate::summary::codec;
 use crate::summary::json;
 use crate::summary::Summary;
 
-/// One file's footer: its parquet metadata, read once, and its summary
-/// decoded when asked for.
+/// The whole parquet metadata of `path`, read by the parquet crate (one
+/// open, two small reads at the end of the file), for a tool that shows
+/// what is stored even where n4a's summary does not decode (`n4a inspect`).
 ///
-/// ```
-/// # fn main() -> n4a::Result<()> {
-/// # let dir = tempfile::tempdir().unwrap();
-/// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 1, rows: 10, ..Default::default() })?;
-/// let footer = n4a::reader::Footer::read(&dir.path().join("corn_000.meta.parquet"))?;
-/// assert_eq!(footer.num_rows(), 10);
-/// let summary = footer.summary()?.expect("n4a writes a summary");
-/// assert_eq!(summary.total_predictions, 10);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Footer {
-    path: PathBuf,
-    meta: ParquetMetaData,
-}
-
-impl Footer {
-    /// Reads the footer of `path`: one open and two small reads at the end
-    /// of the file, the parquet metadata decoded; the summary JSON is not
-    /// parsed until [`Footer::summary`].
-    ///
-    /// # Errors
-    /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is
-    /// not a parquet file or is truncated.
-    pub fn read(path: &Path) -> Result<Footer> {
-        let (_, meta) = open_metadata(path)?;
-        Ok(Footer {
-            path: path.to_path_buf(),
-            meta,
-        })
-    }
-
-    /// The file read.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Rows, from the parquet metadata.
-    pub fn num_rows(&self) -> u64 {
-        self.meta.file_metadata().num_rows().max(0) as u64
-    }
-
-    /// Row groups.
-    pub fn num_row_groups(&self) -> usize {
-        self.meta.num_row_groups()
-    }
-
-    /// The value of `key` in the footer's key/value metadata.
-    pub fn key_value(&self, key: &str) -> Option<&str> {
-        key_value(&self.meta, key)
-    }
-
-    /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
-    /// included).
-    pub fn summary_text(&self) -> Option<&str> {
-        summary_text(&self.meta)
-    }
-
-    /// The decoded summary, with its mergeable state (from `n4a_state` for
-    /// 1.2, from inside the JSON for 1.1; none for nirs4all's 1.0);
-    /// `Ok(None)` when the file has no summary (normal for files written
-    /// before summaries existed). Cost: one JSON parse per call.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSummary`] or [`Error::UnsupportedVersion`].
-    pub fn summary(&self) -> Result<Option<Summary>> {
-        decode_summary(&self.path, &self.meta)
-    }
-
-    /// The parquet metadata itself (schema, row groups, statistics).
-    pub fn metadata(&self) -> &ParquetMetaData {
-        &self.meta
-    }
+/// # Errors
+/// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is not a
+/// parquet file or is truncated.
+pub fn read(path: &Path) -> Result<ParquetMetaData> {
+    open_metadata(path).map(|(_, m)| m)
 }
 
 /// Opens `path` and reads its parquet metadata (two small reads at the end
@@ -133,7 +64,7 @@ pub(crate) fn summary_text(meta: &ParquetMetaData) -> Option<&str> {
 ///
 /// # Errors
 /// [`Error::InvalidSummary`] (the state too) or [`Error::UnsupportedVersion`].
-pub(crate) fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summary>> {
+pub fn decode_summary(path: &Path, meta: &ParquetMetaData) -> Result<Option<Summary>> {
     let Some(text) = summary_text(meta) else {
         return Ok(None);
     };

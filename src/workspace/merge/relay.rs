@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use serde::Serialize;
 
-use crate::reader::info::TextAt;
+use crate::footer::info::TextAt;
 use crate::summary::RunSummary;
 
 use super::{DatasetEntry, Form, WorkspaceSummary};
@@ -94,8 +94,8 @@ impl WorkspaceSummary {
             .iter()
             .map(|d| {
                 let text = d.info.summary.as_ref().map_or(64, |s| match &s.text {
-                    crate::reader::info::TextSource::Held { text, .. } => text.len(),
-                    crate::reader::info::TextSource::InFile { check, .. } => check.len as usize,
+                    crate::footer::info::TextSource::Held { text, .. } => text.len(),
+                    crate::footer::info::TextSource::InFile { check, .. } => check.len as usize,
                 });
                 let factor = if form == Form::Full { 2 } else { 1 };
                 text * factor + d.path.as_os_str().len() + 128

@@ -12,7 +12,7 @@ use arrow_array::types::Float64Type;
 use arrow_array::Array;
 use arrow_schema::DataType;
 
-use super::rows::{check_columns, for_each_batch, projection, row_selection, StrCol};
+use super::{check_columns, for_each_batch, projection, row_selection, StrCol};
 use crate::error::{Error, Result};
 use crate::schema::SCORE_COLUMNS;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -118,7 +118,7 @@ pub fn read_metric_counts(path: &Path) -> Result<std::collections::BTreeMap<Stri
 /// # Errors
 /// As [`for_each_batch`]; a row past the end is [`Error::Corrupt`].
 pub fn read_top_details(path: &Path, rows: &[u64]) -> Result<Vec<crate::summary::topk::TopEntry>> {
-    super::guard::guarded(path, || read_top_details_unguarded(path, rows))
+    crate::footer::guard::guarded(path, || read_top_details_unguarded(path, rows))
 }
 
 fn read_top_details_unguarded(

@@ -10,6 +10,11 @@
 //! with fewer columns are read leniently (missing columns are null). A
 //! column of the wrong type is an error naming the file and column.
 
+pub mod arrays;
+pub(crate) mod best;
+pub mod configs;
+pub mod scores;
+
 use std::fs::File;
 use std::path::Path;
 
@@ -139,7 +144,7 @@ pub(crate) fn for_each_batch_as(
     dictionaries: bool,
     f: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    super::guard::guarded(path, || {
+    crate::footer::guard::guarded(path, || {
         for_each_batch_unguarded(path, columns, batch_rows, dictionaries, f)
     })
 }

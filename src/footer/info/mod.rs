@@ -27,20 +27,19 @@
 //!   buffers are per thread and reused, large texts are not held.
 
 mod read;
+mod text;
 
 pub use read::read_info_for;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::cache::FileKey;
+use super::FileKey;
 use crate::error::{Error, Result};
 use crate::footer::thrift::ChunkStats;
-use crate::schema::{RUNS_KEY, STATE_KEY};
 use crate::summary::codec::{self, Encoded, TextCheck};
 use crate::summary::legacy::{LegacyRanking, LegacySummary};
 use crate::summary::{Summary, SummaryState};
@@ -163,27 +162,147 @@ impl ColumnFacts {
     }
 }
 
-/// What a workspace needs of one file's footer, read by [`read_info_for`].
+/// One prediction file's footer: the one footer type of n4a. A workspace
+/// reads it the cheapest way the footer allows (see the module docs) and
+/// keeps it cached; [`Footer::read`] reads one file the same way.
+///
+/// What it holds is what merges, prunes and appends use: row counts, the
+/// column statistics of `metric` and the scores, and the summary located
+/// (its state decoded on first use). What is stored whole (the summary as
+/// written, every key/value, the row groups) is read on demand from the
+/// file by [`Footer::summary`] and [`Footer::metadata`], checked to be the
+/// file read.
+///
+/// ```
+/// # fn main() -> n4a::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 1, rows: 10, ..Default::default() })?;
+/// let footer = n4a::footer::Footer::read(&dir.path().join("corn_000.meta.parquet"))?;
+/// assert_eq!(footer.num_rows(), 10);
+/// assert_eq!(footer.version(), Some(n4a::summary::SUMMARY_VERSION));
+/// let summary = footer.summary()?.expect("n4a writes a summary");
+/// assert_eq!(summary.total_predictions, 10);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
-pub struct FooterInfo {
+pub struct Footer {
+    /// The file read.
+    pub(crate) path: std::path::PathBuf,
     /// Rows, from the parquet metadata.
-    pub num_rows: u64,
+    pub(crate) num_rows: u64,
     /// Row groups.
-    pub num_row_groups: usize,
+    pub(crate) num_row_groups: usize,
     /// The file's identity when read (its summary text is read again only
     /// while it is unchanged).
-    pub key: FileKey,
+    pub(crate) key: FileKey,
     /// The column statistics of `metric` and the scores.
-    pub columns: ColumnFacts,
+    pub(crate) columns: ColumnFacts,
     /// The summary, if the file has one.
-    pub summary: Option<FileSummary>,
+    pub(crate) summary: Option<FileSummary>,
+    /// The whole parquet metadata, read when first asked for.
+    pub(crate) meta: OnceLock<Box<parquet::file::metadata::ParquetMetaData>>,
 }
 
-impl FooterInfo {
+impl Footer {
+    /// Reads the footer of `path` the way a workspace does: one open, one
+    /// `pread` of its last 24 KiB for a footer n4a wrote (a second for a
+    /// larger one), the summary located, not parsed. A decoder panic on a
+    /// damaged file is an error naming it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] or
+    /// [`Error::Corrupt`] if it is not a parquet file or is truncated,
+    /// [`Error::InvalidSummary`] or [`Error::UnsupportedVersion`] for a
+    /// summary that does not decode.
+    pub fn read(path: &Path) -> Result<Footer> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let key = FileKey::from_metadata(&file.metadata().map_err(|e| Error::io(path, e))?);
+        super::guard::guarded(path, || read_info_for(path, file, key, true))
+    }
+
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows, from the parquet metadata.
+    pub fn num_rows(&self) -> u64 {
+        self.num_rows
+    }
+
+    /// Row groups.
+    pub fn num_row_groups(&self) -> usize {
+        self.num_row_groups
+    }
+
+    /// The identity of the file version read.
+    pub fn key(&self) -> FileKey {
+        self.key
+    }
+
+    /// The summary's `n4a_version`, if the file has a summary.
+    pub fn version(&self) -> Option<&str> {
+        self.summary.as_ref().map(|s| s.version.as_str())
+    }
+
+    /// The summary as the file stores it, with its mergeable state (from
+    /// n4a's state, from inside the JSON for 1.1; none for nirs4all's
+    /// 1.0); `Ok(None)` when the file has no summary (normal for files
+    /// written before summaries existed). Cost: the whole footer read by
+    /// the parquet crate (once, see [`Self::metadata`]) and the JSON
+    /// parsed, on every call.
+    ///
+    /// # Errors
+    /// As [`Self::metadata`]; [`Error::InvalidSummary`] or
+    /// [`Error::UnsupportedVersion`].
+    pub fn summary(&self) -> Result<Option<Summary>> {
+        super::meta::decode_summary(&self.path, self.metadata()?)
+    }
+
+    /// The file's whole parquet metadata (schema, row groups, statistics,
+    /// every key/value), read by the parquet crate on the first call and
+    /// kept.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Parquet`]; [`Error::ChangedDuringRefresh`]
+    /// when the file is no longer the one whose footer was read.
+    pub fn metadata(&self) -> Result<&parquet::file::metadata::ParquetMetaData> {
+        if let Some(m) = self.meta.get() {
+            return Ok(m);
+        }
+        let (file, meta) = super::meta::open_metadata(&self.path)?;
+        let now = file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        if FileKey::from_metadata(&now) != self.key {
+            return Err(Error::ChangedDuringRefresh {
+                path: self.path.clone(),
+            });
+        }
+        Ok(self.meta.get_or_init(|| Box::new(meta)))
+    }
+
+    /// The value of `key` in the footer's key/value metadata (see
+    /// [`Self::metadata`] for the cost).
+    ///
+    /// # Errors
+    /// As [`Self::metadata`].
+    pub fn key_value(&self, key: &str) -> Result<Option<&str>> {
+        Ok(super::meta::key_value(self.metadata()?, key))
+    }
+
+    /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
+    /// included).
+    ///
+    /// # Errors
+    /// As [`Self::metadata`].
+    pub fn summary_text(&self) -> Result<Option<&str>> {
+        self.key_value(crate::schema::SUMMARY_KEY)
+    }
+
     /// The file's mergeable state when it agrees with the file (same row
     /// count), decoded on first use: for a 1.2 footer its head, whose `runs`
     /// and `pipelines` are empty (see [`FileSummary::full_state`]).
-    pub fn state_head(&self) -> Option<&SummaryState> {
+    pub(crate) fn state_head(&self) -> Option<&SummaryState> {
         match &self.summary.as_ref()?.content {
             Content::State(s) => s.head().ok(),
             Content::Legacy { .. } => None,
@@ -365,195 +484,5 @@ impl FileMetrics {
             .iter()
             .find(|(n, _, _)| n == metric)
             .map(|(_, d, _)| *d)
-    }
-}
-
-impl FileSummary {
-    /// The index of the text's runs array as n4a stored it after the
-    /// state's runs in the body (`N4R3`: one `pread` of 16 bytes a run),
-    /// checked to be the one made for this text; `None` for a text held in
-    /// memory, a file of another format, or one changed since its footer
-    /// was read (then the caller makes the index from the text).
-    pub fn stored_runs_index(
-        &self,
-        path: &Path,
-        key: &FileKey,
-    ) -> Option<crate::summary::runs_index::RunsIndex> {
-        use crate::summary::runs_index::RunsIndex;
-        let (TextSource::InFile { check, .. }, Content::State(s)) = (&self.text, &self.content)
-        else {
-            return None;
-        };
-        let Some(RunsSource::Body(r)) = &s.runs else {
-            return None;
-        };
-        // The index is inside the runs' bytes, at their end, and those are
-        // inside the file: a head whose numbers say otherwise is not
-        // believed (no read, no allocation).
-        let n = usize::try_from(s.n_runs).ok()?;
-        let len = n.checked_mul(16)?.checked_add(16)?;
-        debug_assert_eq!(len, RunsIndex::stored_len(n));
-        let end = r.at.checked_add(r.len)?;
-        let at = end.checked_sub(len as u64).filter(|&a| a >= r.at)?;
-        let file = File::open(path).ok()?;
-        let now = file.metadata().ok()?;
-        if FileKey::from_metadata(&now) != *key || end > now.len() {
-            return None;
-        }
-        let mut bytes = vec![0u8; len];
-        file.read_exact_at(&mut bytes, at).ok()?;
-        RunsIndex::from_bytes(&bytes, n, check.hash, usize::try_from(check.len).ok()?)
-    }
-
-    /// The relayed text, read from the file when it stays there (one
-    /// `pread` into `buf`, then checked against the hash the state
-    /// carries). Returns the text and the byte offset of `,"runs":` in it.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the file cannot be read; [`Error::ChangedDuringRefresh`]
-    /// when it is no longer the file whose footer was read (another
-    /// writer replaced it), or its text no longer matches its state.
-    pub fn read_text<'b>(
-        &'b self,
-        path: &Path,
-        key: &FileKey,
-        buf: &'b mut Vec<u8>,
-    ) -> Result<(&'b [u8], Option<usize>)> {
-        match &self.text {
-            TextSource::Held { text, runs_at } => Ok((text, *runs_at)),
-            TextSource::InFile {
-                offset,
-                check,
-                verified,
-            } => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
-                let now = file.metadata().map_err(|e| Error::io(path, e))?;
-                let changed = || Error::ChangedDuringRefresh {
-                    path: path.to_path_buf(),
-                };
-                if FileKey::from_metadata(&now) != *key {
-                    return Err(changed());
-                }
-                // Grown, never cleared: the read overwrites what it uses.
-                let n = check.len as usize;
-                if buf.len() < n {
-                    buf.resize(n, 0);
-                }
-                let buf = &mut buf[..n];
-                file.read_exact_at(buf, *offset)
-                    .map_err(|e| Error::io(path, e))?;
-                use std::sync::atomic::Ordering::Relaxed;
-                if !verified.load(Relaxed) {
-                    if !check.matches(buf) {
-                        return Err(changed());
-                    }
-                    verified.store(true, Relaxed);
-                }
-                Ok((buf, check.runs_at.map(|a| a as usize)))
-            }
-        }
-    }
-
-    /// Where the relayed text is now, for a writer that may copy file
-    /// ranges itself ([`crate::reader::merge::Sink`]): in memory, or the
-    /// file opened (its key checked unchanged) with the text's offset, once
-    /// its hash was checked; otherwise read and checked now into a buffer.
-    ///
-    /// # Errors
-    /// As [`Self::read_text`].
-    pub fn text_at(&self, path: &Path, key: &FileKey) -> Result<TextAt<'_>> {
-        match &self.text {
-            TextSource::Held { text, runs_at } => Ok(TextAt::Bytes(text, *runs_at)),
-            TextSource::InFile {
-                offset,
-                check,
-                verified,
-            } if verified.load(std::sync::atomic::Ordering::Relaxed) => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
-                let now = file.metadata().map_err(|e| Error::io(path, e))?;
-                if FileKey::from_metadata(&now) != *key {
-                    return Err(Error::ChangedDuringRefresh {
-                        path: path.to_path_buf(),
-                    });
-                }
-                Ok(TextAt::File(
-                    file,
-                    *offset,
-                    check.len as usize,
-                    check.runs_at.map(|a| a as usize),
-                ))
-            }
-            TextSource::InFile { .. } => {
-                let mut buf = Vec::new();
-                let (_, runs_at) = self.read_text(path, key, &mut buf)?;
-                Ok(TextAt::Owned(buf, runs_at))
-            }
-        }
-    }
-
-    /// The summary typed (decoded now from the relayed text, without its
-    /// state). O(size of the text), one read for a 1.2 file.
-    ///
-    /// # Errors
-    /// As [`Self::read_text`]; [`Error::InvalidSummary`] for a member of an
-    /// unexpected type.
-    pub fn to_summary(&self, path: &Path, key: &FileKey) -> Result<Summary> {
-        let mut buf = Vec::new();
-        let (text, _) = self.read_text(path, key, &mut buf)?;
-        serde_json::from_slice(text).map_err(|e| Error::InvalidSummary {
-            path: path.to_path_buf(),
-            reason: format!("unexpected shape: {e}"),
-        })
-    }
-
-    /// The whole mergeable state (runs and pipelines included), decoded
-    /// once and kept: for config pruning and appends. `None` for a summary
-    /// without state. A 1.2 state's runs are read from the file then (one
-    /// `pread`), while it is the file whose footer was read (`key`).
-    ///
-    /// # Errors
-    /// [`Error::InvalidSummary`] when the runs do not decode or the file
-    /// changed.
-    pub fn full_state(&self, path: &Path, key: &FileKey) -> Result<Option<Arc<SummaryState>>> {
-        let Content::State(s) = &self.content else {
-            return Ok(None);
-        };
-        let full = s.full.get_or_init(|| {
-            let mut st = s.head().map_err(str::to_string)?.clone();
-            if s.packed.is_none() {
-                return Ok(Arc::new(st));
-            }
-            let read = |offset: u64, len: usize| -> std::result::Result<Vec<u8>, String> {
-                let file = File::open(path).map_err(|e| e.to_string())?;
-                let now = file.metadata().map_err(|e| e.to_string())?;
-                if FileKey::from_metadata(&now) != *key {
-                    return Err("the file changed since its footer was read".to_string());
-                }
-                let mut v = vec![0u8; len];
-                file.read_exact_at(&mut v, offset)
-                    .map_err(|e| e.to_string())?;
-                Ok(v)
-            };
-            let counts = (s.n_runs, s.n_pipelines);
-            match &s.runs {
-                Some(RunsSource::Held(v)) => codec::fill_runs(v, &mut st, counts),
-                Some(RunsSource::InFile(offset, len)) => {
-                    codec::fill_runs(&read(*offset, *len)?, &mut st, counts)
-                }
-                Some(RunsSource::Body(r)) => {
-                    let len = usize::try_from(r.len).map_err(|e| e.to_string())?;
-                    codec::fill_runs_body(&read(r.at, len)?, r, &mut st, counts)
-                }
-                None => return Err(format!("{STATE_KEY} without {RUNS_KEY}")),
-            }
-            .map_err(|e| e.0)?;
-            Ok(Arc::new(st))
-        });
-        full.clone()
-            .map(Some)
-            .map_err(|reason| Error::InvalidSummary {
-                path: path.to_path_buf(),
-                reason: format!("{STATE_KEY}: {reason}"),
-            })
     }
 }

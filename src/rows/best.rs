@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use super::info::{ColumnFacts, MetricFact};
 use super::scores;
+use crate::footer::info::{ColumnFacts, MetricFact};
 use crate::metric::Direction;
 use crate::summary::topk::{TopEntry, TopK};
 
@@ -62,7 +62,7 @@ pub struct Found {
     /// Best first.
     pub top: Vec<TopEntry>,
     /// Files whose rows could not be read.
-    pub failed: Vec<(std::path::PathBuf, crate::Error)>,
+    pub failed: Vec<(std::path::PathBuf, crate::error::Error)>,
     /// Files whose score column was read.
     pub files_read: usize,
 }
@@ -212,6 +212,6 @@ pub fn for_metric<'a>(cands: &[Candidate<'a>], metric: &str) -> Vec<Candidate<'a
 }
 
 /// The error of a failed read, for reports.
-pub fn describe(failed: &[(std::path::PathBuf, crate::Error)]) -> Vec<String> {
+pub fn describe(failed: &[(std::path::PathBuf, crate::error::Error)]) -> Vec<String> {
     failed.iter().map(|(_, e)| e.to_string()).collect()
 }

@@ -5,14 +5,12 @@
 //! parsed back and renamed into place under the dataset's lock when the
 //! file did not change meanwhile.
 
-use super::plan::Rewrite;
-use super::RefreshOptions;
+use super::{keys, meta, FileKey};
 use crate::error::{Error, Result};
 use crate::files::TempFile;
-use crate::footer::keys;
-use crate::reader::cache::FileKey;
-use crate::reader::footer;
-use parquet::file::metadata::ParquetMetaDataReader;
+use crate::summary::Summary;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -23,22 +21,24 @@ use std::path::Path;
 /// `ARROW:schema`'s when it had one, and the summary inside, then n4a's)
 /// into a temporary file, checks it parses with the same rows and row
 /// groups, and renames it over the file unless the file changed since
-/// `key`.
-pub(super) fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -> Result<()> {
-    let Rewrite {
-        file,
-        key,
-        meta,
-        fresh: summary,
-    } = rw;
-    let key = *key;
+/// `key` (the file as `file` was opened, whose metadata is `meta`).
+/// `before_commit` runs just before the last check (tests use it to race a
+/// writer). Cost: the body copied once, the footer parsed back once.
+pub(crate) fn rewrite_footer(
+    path: &Path,
+    file: &File,
+    key: FileKey,
+    meta: &ParquetMetaData,
+    summary: &Summary,
+    before_commit: Option<&dyn Fn(&Path)>,
+) -> Result<()> {
     let parts = summary.footer_parts();
     let columns =
         parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), None)
             .map_err(|e| Error::parquet(path, e))?;
     let old_keys = keys::OldKeys::of(meta);
-    let (old_footer, footer_at) = crate::footer::footer_bytes(file, path, key.len)?;
-    let data_len = crate::footer::body_end(meta, footer_at);
+    let (old_footer, footer_at) = super::footer_bytes(file, path, key.len)?;
+    let data_len = super::body_end(meta, footer_at);
     let (tmp, mut out) = TempFile::create(path)?;
     let tmp_err = |e| Error::io(tmp.path(), e);
     let mut src = file;
@@ -55,7 +55,7 @@ pub(super) fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -
         });
     }
     out.flush().map_err(tmp_err)?;
-    crate::footer::write_tail(
+    super::write_tail(
         &out,
         tmp.path(),
         data_len,
@@ -68,14 +68,14 @@ pub(super) fn rewrite_footer(path: &Path, rw: &Rewrite, opts: &RefreshOptions) -
         .map_err(|e| Error::parquet(tmp.path(), e))?;
     let same = check.file_metadata().num_rows() == meta.file_metadata().num_rows()
         && check.num_row_groups() == meta.num_row_groups()
-        && footer::summary_text(&check) == Some(parts.text.as_str());
+        && meta::summary_text(&check) == Some(parts.text.as_str());
     if !same {
         return Err(Error::corrupt(
             tmp.path(),
             "the rewritten footer does not read back as written",
         ));
     }
-    if let Some(hook) = &opts.before_commit {
+    if let Some(hook) = before_commit {
         hook(path);
     }
     if FileKey::of(path).ok() != Some(key) {
