@@ -179,7 +179,7 @@ impl ColumnFacts {
 /// # n4a::generate::generate(dir.path(), &n4a::generate::GenOptions { datasets: 1, rows: 10, ..Default::default() })?;
 /// let footer = n4a::footer::Footer::read(&dir.path().join("corn_000.meta.parquet"))?;
 /// assert_eq!(footer.num_rows(), 10);
-/// assert_eq!(footer.version(), Some(n4a::summary::SUMMARY_VERSION));
+/// assert_eq!(footer.version(), Some(n4a::summary::N4A_VERSION));
 /// let summary = footer.summary()?.expect("n4a writes a summary");
 /// assert_eq!(summary.total_predictions, 10);
 /// # Ok(())
