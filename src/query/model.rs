@@ -13,6 +13,7 @@ use serde::Serialize;
 
 /// Which path answered a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServedBy {
     /// The footers alone: no row group was read.
@@ -25,6 +26,7 @@ pub enum ServedBy {
 
 /// How files were chosen, reported with every answer.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Provenance {
     /// Files that could match and were considered.
     pub files_considered: usize,
@@ -98,9 +100,19 @@ pub struct PageQuery {
 /// as JSON records ([`super::QueryEngine::page`]), or as one Arrow batch
 /// ([`ArrowPage`], [`super::QueryEngine::page_arrow`]).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "server",
+    schema(
+        as = Page,
+        bound = "",
+        description = "A filtered, sorted page of predictions, with the total."
+    )
+)]
 pub struct Page<R = Vec<serde_json::Map<String, serde_json::Value>>> {
     /// The rows: records with `best_params` and `scores` parsed and NaN as
     /// null, or a batch of the asked columns in the contract's types.
+    #[cfg_attr(feature = "server", schema(value_type = Vec<Object>))]
     pub records: R,
     /// Rows matching the filters.
     pub total: u64,
@@ -325,6 +337,7 @@ pub struct GroupQuery {
 
 /// One group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Group {
     /// The key value (null for rows without one).
     pub key: Option<String>,

@@ -25,6 +25,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::answers::Health;
+use super::doc::{params as doc, schemas, Errors};
 use super::encoding::Encoding;
 use super::{json_response, valid_id, ApiError, App, Served};
 use crate::metric::Direction;
@@ -257,23 +259,30 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "n4a", summary = "Liveness and resident memory.",
+    responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
-    ok_json(&serde_json::json!({
-        "status": "ok",
-        "workspaces": app.list().len(),
-        "rss_bytes": crate::memory::resident_bytes(),
-        "heavy_running": app.running.load(Ordering::Relaxed),
-        "heavy_cancelled": app.cancelled.load(Ordering::Relaxed),
-    }))
-}
-
-/// `GET /openapi.json`.
-pub async fn openapi() -> Answer {
-    ok_json(&super::openapi::document())
+    ok_json(&Health {
+        heavy_cancelled: app.cancelled.load(Ordering::Relaxed),
+        heavy_running: app.running.load(Ordering::Relaxed),
+        rss_bytes: crate::memory::resident_bytes(),
+        status: "ok",
+        workspaces: app.list().len(),
+    })
 }
 
 /// `GET /api/workspaces/{id}/predictions/summary`: the dashboard's shape,
 /// `datasets=brief` without runs; compressed when the client accepts it.
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions/summary", tag = "n4a",
+    summary = "Workspace summary from footers (cached).",
+    description = "The nirs4all dashboard's shape: every file's summary (with its runs) \
+        and the merged sections, plus n4a's (ranking, metrics, top_by_metric, facets, \
+        exactness, errors). Compressed with zstd or gzip when Accept-Encoding allows \
+        (Content-Encoding says which; Vary: accept-encoding). datasets=brief leaves out \
+        every run list, per file and merged: a fraction of the size on workspaces with \
+        thousands of configs.",
+    params(doc::WorkspaceId, doc::SummaryParams),
+    responses((status = 200, description = "Summary", body = schemas::Summary), Errors))]
 pub async fn summary(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -344,7 +353,12 @@ pub async fn summary(
     Ok(r)
 }
 
-/// `GET /api/workspaces/{id}/predictions/data`.
+/// `GET /api/workspaces/{id}/predictions/data` (the filter parameters
+/// are added to the document from `FIELDS`: `openapi::FilterParams`).
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions/data", tag = "n4a",
+    summary = "A filtered, sorted page of predictions with the total.",
+    params(doc::WorkspaceId, doc::PageParams),
+    responses((status = 200, description = "Page", body = crate::query::Page), Errors))]
 pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
     let pairs = params(q)?;
     let w = workspace(&app, &id)?;
@@ -423,6 +437,10 @@ pub async fn data(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params
 }
 
 /// `GET /api/workspaces/{id}/predictions/top`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions/top", tag = "n4a",
+    summary = "Top-k predictions by the metric's direction.",
+    params(doc::WorkspaceId, doc::TopParams),
+    responses((status = 200, description = "Top", body = schemas::Top), Errors))]
 pub async fn top(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
     let pairs = params(q)?;
     let w = workspace(&app, &id)?;
@@ -474,7 +492,11 @@ fn direction_param(pairs: &[(String, String)]) -> Result<Option<Direction>, ApiE
 }
 
 /// `GET /api/workspaces/{id}/predictions/groups`: count, mean, min, max and
-/// best per model, config, dataset, partition or fold.
+/// best per model, config, dataset, partition, fold or metric.
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions/groups", tag = "n4a",
+    summary = "Count, mean, min, max and best of a score per group (nulls last).",
+    params(doc::WorkspaceId, doc::GroupParams),
+    responses((status = 200, description = "Groups", body = schemas::Groups), Errors))]
 pub async fn groups(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
     let pairs = params(q)?;
     let w = workspace(&app, &id)?;

@@ -4,7 +4,8 @@
 //! Endpoints (every answer JSON; see `openapi::document`):
 //!
 //! - `GET /healthz`: liveness, the process's resident memory.
-//! - `GET /openapi.json`: the OpenAPI 3.0 description of all of these.
+//! - `GET /openapi.json`: the OpenAPI 3.1 description of all of these,
+//!   derived from the answers' types (utoipa).
 //! - `GET /api/workspaces`: ids, paths and file counts.
 //! - `GET /api/workspaces/{id}/predictions/summary`: the workspace summary
 //!   from footers (the dashboard's shape plus n4a's additions), cached: while
@@ -36,8 +37,10 @@
 //! `{"error": ..., "status": ...}` with the right status code. Each
 //! request is logged on stderr with its latency (never its headers).
 
+pub(crate) mod answers;
 pub(crate) mod api;
 pub(crate) mod auth;
+pub(crate) mod doc;
 pub(crate) mod encoding;
 pub(crate) mod openapi;
 mod run;
@@ -154,7 +157,7 @@ pub struct Served {
     /// The last summary served and its bodies, by form and coding.
     summary_json: Mutex<Option<SummaryBodies>>,
     /// The last scan: when, and the web app's `discovered` counts.
-    pub(crate) scanned: Mutex<(Option<String>, serde_json::Value)>,
+    pub(crate) scanned: Mutex<(Option<String>, Option<answers::Discovered>)>,
     /// Each prediction file's configs, for the web app's runs list.
     pub(crate) configs: webapp::runs::ConfigCache,
 }
@@ -198,7 +201,7 @@ impl Served {
             linked_at: crate::summary::utc_now(),
             ws,
             summary_json: Mutex::new(None),
-            scanned: Mutex::new((None, serde_json::Value::Null)),
+            scanned: Mutex::new((None, None)),
             configs: webapp::runs::ConfigCache::default(),
         };
         served.scan(None);
@@ -381,12 +384,13 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // `detail` is what the nirs4all web app (FastAPI) shows.
-        let body = serde_json::json!({
-            "detail": self.message,
-            "error": self.message,
-            "status": self.status.as_u16(),
-        });
-        json_response(self.status, body.to_string().into())
+        let body = answers::ErrorBody {
+            detail: self.message.clone(),
+            error: self.message,
+            status: self.status.as_u16(),
+        };
+        let text = serde_json::to_vec(&body).expect("an error body serialises");
+        json_response(self.status, text.into())
     }
 }
 
@@ -405,7 +409,7 @@ pub fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
 pub fn router(app: Arc<App>) -> Router {
     let r = Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/openapi.json", get(api::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .route("/api/workspaces", get(webapp::workspaces))
         .route(
             "/api/workspaces/{id}/predictions/summary",

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::answers::Scatter;
 use super::api::{heavy, ok_json, params, workspace, Answer, Params};
+use super::doc::{params as doc, Errors};
 use super::{ApiError, App};
 use crate::files::dataset_paths;
 use crate::query::{Filters, PageQuery, QueryEngine};
@@ -20,6 +22,10 @@ use crate::workspace::Workspace;
 
 /// The handler: validates the id and the optional `dataset=`, then finds
 /// the prediction and its arrays as a heavy query.
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions/{prediction_id}/scatter", tag = "n4a",
+    summary = "y_true and y_pred of one prediction, from the arrays file.",
+    params(doc::WorkspaceId, doc::PredictionId, doc::ScatterParams),
+    responses((status = 200, description = "Scatter", body = Scatter), Errors))]
 pub async fn scatter(
     State(app): State<Arc<App>>,
     Path((id, pid)): Path<(String, String)>,
@@ -90,7 +96,7 @@ fn scatter_of(
     q: &PageQuery,
     pid: &str,
     cancel: Arc<AtomicBool>,
-) -> crate::error::Result<Result<serde_json::Value, ApiError>> {
+) -> crate::error::Result<Result<Scatter, ApiError>> {
     let page = QueryEngine::new(ws).with_cancel(cancel).page(q)?;
     let Some(rec) = page.records.first() else {
         // Not found, but a file could not be read: the prediction may be
@@ -139,16 +145,16 @@ fn scatter_of(
                 .to_string_lossy()
         ))));
     };
-    Ok(Ok(serde_json::json!({
-        "prediction_id": pid,
-        "dataset": dataset,
-        "model_name": rec["model_name"],
-        "partition": rec["partition"],
-        "fold_id": rec["fold_id"],
-        "metric": rec["metric"],
-        "val_score": rec["val_score"],
-        "n_samples": y_true.len(),
-        "y_true": y_true,
-        "y_pred": y_pred,
-    })))
+    Ok(Ok(Scatter {
+        dataset: dataset.to_string(),
+        fold_id: rec["fold_id"].clone(),
+        metric: rec["metric"].clone(),
+        model_name: rec["model_name"].clone(),
+        n_samples: y_true.len(),
+        partition: rec["partition"].clone(),
+        prediction_id: pid.to_string(),
+        val_score: rec["val_score"].clone(),
+        y_pred,
+        y_true,
+    }))
 }

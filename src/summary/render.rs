@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 /// `stats.<column>` of the summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ScoreSummary {
     /// Smallest finite value.
@@ -41,6 +42,7 @@ pub struct ScoreSummary {
 
 /// `stats` of the summary: one entry per score column that has a value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(default)]
 #[allow(missing_docs)]
 pub struct Stats {
@@ -54,6 +56,7 @@ pub struct Stats {
 
 /// A name with a row count.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[allow(missing_docs)]
 pub struct NameCount {
     pub name: Option<String>,
@@ -62,6 +65,7 @@ pub struct NameCount {
 
 /// A model facet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[allow(missing_docs)]
 pub struct ModelFacet {
     pub name: Option<String>,
@@ -71,6 +75,7 @@ pub struct ModelFacet {
 
 /// `facets` of the summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(default)]
 #[allow(missing_docs)]
 pub struct Facets {
@@ -100,6 +105,7 @@ pub struct RunSummary {
 
 /// (1.1) Which metric and direction ranked `top_predictions` and `runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Ranking {
     /// The file's primary metric (most rows).
     pub metric: String,
@@ -111,6 +117,7 @@ pub struct Ranking {
 /// averages of its rows alone: where a summary's 1.0 `stats` and
 /// `facets.models` pool every metric (nirs4all's meaning), these never do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[allow(missing_docs)]
 pub struct MetricSummary {
     pub name: String,
@@ -154,6 +161,7 @@ impl MetricSummary {
 
 /// (1.1) The top predictions of one metric, unrounded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[allow(missing_docs)]
 pub struct MetricTop {
     pub direction: Direction,

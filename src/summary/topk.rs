@@ -16,6 +16,7 @@ use crate::metric::Direction;
 
 /// One ranked prediction, as the summary lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct TopEntry {
     /// Row id.
     pub id: Option<String>,

@@ -33,8 +33,18 @@ pub struct Listing {
 /// `parquet` for a file the parquet library refuses, `corrupt`,
 /// `damaged_data`, `invalid_summary`, `unsupported_version`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "server",
+    schema(
+        description = "A file n4a could not serve, with why: `kind` is `io`, `parquet` \
+        (a file the parquet library refuses), `corrupt`, `damaged_data`, `invalid_summary`, \
+        `unsupported_version`, ..."
+    )
+)]
 pub struct FileError {
     /// The file.
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub path: PathBuf,
     /// Its dataset, when the name gave one.
     pub dataset: Option<String>,

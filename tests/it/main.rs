@@ -15,6 +15,7 @@ mod export;
 mod faults;
 mod fixtures;
 mod mixed;
+mod openapi;
 mod properties;
 mod query;
 mod reader;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::runs::Source;
 use super::{blocking, discover};
 use crate::server::api::{ok_json, params, Answer, Params};
+use crate::server::doc::{params as doc, schemas, Errors};
 use crate::server::{ApiError, App};
 
 /// The dashboard of the active workspace: its datasets (prediction files
@@ -128,18 +129,27 @@ fn dashboard_of(app: &App, recent: usize) -> Result<(Value, Vec<Value>), ApiErro
 }
 
 /// `GET /api/dashboard`.
+#[utoipa::path(get, path = "/api/dashboard", tag = "web app",
+    summary = "The active workspace's dashboard: counts, average best score of one metric, recent runs.",
+    responses((status = 200, description = "Dashboard", body = schemas::Dashboard), Errors))]
 pub async fn dashboard(State(app): State<Arc<App>>) -> Answer {
     let (stats, recent) = blocking(move || dashboard_of(&app, 6)).await?;
     ok_json(&json!({"stats": stats, "recent_runs": recent}))
 }
 
 /// `GET /api/dashboard/stats`.
+#[utoipa::path(get, path = "/api/dashboard/stats", tag = "web app",
+    summary = "The dashboard's counts.",
+    responses((status = 200, description = "Stats", body = schemas::DashboardStatsOnly), Errors))]
 pub async fn stats(State(app): State<Arc<App>>) -> Answer {
     let (stats, _) = blocking(move || dashboard_of(&app, 0)).await?;
     ok_json(&json!({ "stats": stats }))
 }
 
 /// `GET /api/dashboard/recent-runs[?limit=N]`.
+#[utoipa::path(get, path = "/api/dashboard/recent-runs", tag = "web app",
+    summary = "The newest dated runs.", params(doc::RecentRunsParams),
+    responses((status = 200, description = "Runs", body = schemas::RecentRuns), Errors))]
 pub async fn recent_runs(State(app): State<Arc<App>>, q: Params) -> Answer {
     let mut limit = 6usize;
     for (k, v) in params(q)? {

@@ -30,7 +30,12 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
+use super::answers::{
+    AppHealth, Discovered, DiscoveredDatasets, NoJobs, Results, Scan, ScanCounts, Unlinked,
+    WorkspaceInfo, Workspaces,
+};
 use super::api::{ok_json, params, workspace, Answer, Params};
+use super::doc::{params as doc, schemas, Errors};
 use super::{id_for, ApiError, App, Served};
 use runs::Source;
 
@@ -73,7 +78,7 @@ impl Served {
     /// counted run folders only, so a workspace of prediction files showed
     /// 0 runs beside a list of them); without it, the run folders'.
     /// Cost: [`discover`]'s, a few small files per run folder.
-    pub(crate) fn scan(&self, all: Option<&runs::RunsList>) -> Value {
+    pub(crate) fn scan(&self, all: Option<&runs::RunsList>) -> Scan {
         let runs = discover::manifest_runs(&self.path);
         let datasets = discover::datasets(&self.path, &runs);
         let exports = discover::exports(&self.path);
@@ -92,50 +97,53 @@ impl Served {
             }
             None => (runs.len(), datasets.len()),
         };
-        let discovered = json!({"runs_count": runs_count, "datasets_count": datasets_count,
-                                "exports_count": exports.len(), "templates_count": templates.len()});
+        let discovered = Discovered {
+            datasets_count,
+            exports_count: exports.len(),
+            runs_count,
+            templates_count: templates.len(),
+        };
         let at = crate::summary::utc_now();
         *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) =
-            (Some(at.clone()), discovered.clone());
-        json!({
-            "workspace_id": self.id,
-            "workspace_name": self.name,
-            "scanned_at": at,
-            "summary": {
-                "runs_count": runs_count,
-                "predictions_count": predictions.len(),
-                "exports_count": exports.len(),
-                "templates_count": templates.len(),
-                "datasets_count": datasets_count,
+            (Some(at.clone()), Some(discovered.clone()));
+        Scan {
+            summary: ScanCounts {
+                datasets_count,
+                exports_count: exports.len(),
+                predictions_count: predictions.len(),
+                runs_count,
+                templates_count: templates.len(),
             },
-            "discovered": discovered,
-            "runs": runs,
-            "predictions": predictions,
-            "exports": exports,
-            "templates": templates,
-            "datasets": datasets,
-            "message": "Workspace scanned",
-        })
+            datasets,
+            discovered,
+            exports,
+            message: "Workspace scanned",
+            predictions,
+            runs,
+            scanned_at: at,
+            templates,
+            workspace_id: self.id.clone(),
+            workspace_name: self.name.clone(),
+        }
     }
 
     /// The web app's workspace object.
-    fn to_json(&self, active: Option<&str>) -> Value {
-        let (last, discovered) = self
+    fn info(&self, active: Option<&str>) -> WorkspaceInfo {
+        let (last_scanned, discovered) = self
             .scanned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let files = self.ws.list().map(|l| l.files.len()).ok();
-        json!({
-            "id": self.id,
-            "path": self.path,
-            "name": self.name,
-            "is_active": active == Some(self.id.as_str()),
-            "linked_at": self.linked_at,
-            "last_scanned": last,
-            "discovered": discovered,
-            "files": files,
-        })
+        WorkspaceInfo {
+            discovered,
+            files: self.ws.list().map(|l| l.files.len()).ok(),
+            id: self.id.clone(),
+            is_active: active == Some(self.id.as_str()),
+            last_scanned,
+            linked_at: self.linked_at.clone(),
+            name: self.name.clone(),
+            path: self.path.clone(),
+        }
     }
 
     /// The runs list ([`runs::RunsList`]).
@@ -162,15 +170,22 @@ impl Served {
 /// `GET /api/workspaces`: every workspace, the active one flagged and
 /// named, as the web app lists them (`name`, `is_active`, `discovered`,
 /// `active_workspace_id`, `total`).
+#[utoipa::path(get, path = "/api/workspaces", tag = "web app",
+    summary = "The served and linked workspaces, the active one flagged (the nirs4all web app's shape).",
+    responses((status = 200, description = "Workspaces", body = Workspaces), Errors))]
 pub async fn workspaces(State(app): State<Arc<App>>) -> Answer {
     let list = blocking(move || {
         let active = app.active();
-        let ws: Vec<Value> = app
+        let workspaces: Vec<WorkspaceInfo> = app
             .list()
             .iter()
-            .map(|w| w.to_json(active.as_deref()))
+            .map(|w| w.info(active.as_deref()))
             .collect();
-        Ok(json!({"total": ws.len(), "active_workspace_id": active, "workspaces": ws}))
+        Ok(Workspaces {
+            active_workspace_id: active,
+            total: workspaces.len(),
+            workspaces,
+        })
     })
     .await?;
     ok_json(&list)
@@ -194,6 +209,10 @@ fn body(b: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
 /// `POST /api/workspaces/link` `{"path", "name"?}`: links a folder inside
 /// a `--root` (403 outside every root or without one; 400 when it is no
 /// workspace or already linked).
+#[utoipa::path(post, path = "/api/workspaces/link", tag = "web app",
+    summary = "Link a folder inside a --root (403 outside every root).",
+    request_body = schemas::LinkRequest,
+    responses((status = 200, description = "The linked workspace", body = WorkspaceInfo), Errors))]
 pub async fn link(State(app): State<Arc<App>>, b: Bytes) -> Answer {
     let m = body(&b)?;
     let Some(path) = m.get("path").and_then(Value::as_str).map(str::to_string) else {
@@ -235,7 +254,7 @@ pub async fn link(State(app): State<Arc<App>>, b: Bytes) -> Answer {
         if active.is_none() {
             *active = Some(served.id.clone());
         }
-        Ok(served.to_json(active.as_deref()))
+        Ok(served.info(active.as_deref()))
     })
     .await?;
     ok_json(&out)
@@ -243,6 +262,9 @@ pub async fn link(State(app): State<Arc<App>>, b: Bytes) -> Answer {
 
 /// `DELETE /api/workspaces/{id}`: forgets the workspace (its files are not
 /// touched); the first remaining one becomes active if it was.
+#[utoipa::path(delete, path = "/api/workspaces/{id}", tag = "web app",
+    summary = "Forget a workspace (no file is touched).", params(doc::WorkspaceId),
+    responses((status = 200, description = "Unlinked", body = Unlinked), Errors))]
 pub async fn unlink(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     workspace(&app, &id)?;
     let mut list = app.workspaces.write().unwrap_or_else(|e| e.into_inner());
@@ -253,19 +275,28 @@ pub async fn unlink(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answ
     if active.as_deref() == Some(id.as_str()) {
         *active = first;
     }
-    ok_json(&json!({"success": true, "message": "Workspace unlinked"}))
+    ok_json(&Unlinked {
+        message: "Workspace unlinked",
+        success: true,
+    })
 }
 
 /// `POST /api/workspaces/{id}/activate`.
+#[utoipa::path(post, path = "/api/workspaces/{id}/activate", tag = "web app",
+    summary = "Make it the web app's active workspace.", params(doc::WorkspaceId),
+    responses((status = 200, description = "The workspace", body = WorkspaceInfo), Errors))]
 pub async fn activate(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     let w = workspace(&app, &id)?;
     *app.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
-    let v = blocking(move || Ok(w.to_json(Some(&id)))).await?;
+    let v = blocking(move || Ok(w.info(Some(&id)))).await?;
     ok_json(&v)
 }
 
 /// `POST /api/workspaces/{id}/scan`: the app's scan answer, plus the
 /// `discovered` counts its Settings page reads from it.
+#[utoipa::path(post, path = "/api/workspaces/{id}/scan", tag = "web app",
+    summary = "Scan run folders, exports and library; keep the discovered counts.",
+    params(doc::WorkspaceId), responses((status = 200, description = "Scan", body = Scan), Errors))]
 pub async fn scan(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     let w = workspace(&app, &id)?;
     let v = blocking(move || {
@@ -311,6 +342,10 @@ fn source_param(pairs: &[(String, String)]) -> Result<Source, ApiError> {
 
 /// `GET /api/workspaces/{id}/runs[?source=unified|manifests|parquet]`:
 /// see [`runs`]; files whose rows cannot be read are in `errors`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/runs", tag = "web app",
+    summary = "Runs: run folders and prediction files' configs, each pipeline once, best scores by the metric's direction.",
+    params(doc::WorkspaceId, doc::RunsParams),
+    responses((status = 200, description = "Runs", body = schemas::Runs), Errors))]
 pub async fn runs_list(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
     let source = source_param(&params(q)?)?;
     let w = workspace(&app, &id)?;
@@ -332,6 +367,9 @@ pub async fn runs_list(State(app): State<Arc<App>>, Path(id): Path<String>, q: P
 
 /// `GET /api/workspaces/{id}/runs/{run_id}`: a run folder's run with its
 /// results (a v1 pipeline's results are not listed by run, as in the app).
+#[utoipa::path(get, path = "/api/workspaces/{id}/runs/{run_id}", tag = "web app",
+    summary = "A run folder's run and its results.", params(doc::WorkspaceId, doc::RunId),
+    responses((status = 200, description = "Run", body = Object), Errors))]
 pub async fn run_detail(
     State(app): State<Arc<App>>,
     Path((id, run_id)): Path<(String, String)>,
@@ -368,6 +406,10 @@ pub async fn run_detail(
 }
 
 /// `GET /api/workspaces/{id}/results[?run_id&dataset&template_id&limit&offset]`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/results", tag = "web app",
+    summary = "Pipeline results from run folders' manifests.",
+    params(doc::WorkspaceId, doc::ResultsParams),
+    responses((status = 200, description = "Results", body = Results), Errors))]
 pub async fn results(State(app): State<Arc<App>>, Path(id): Path<String>, q: Params) -> Answer {
     let pairs = params(q)?;
     let w = workspace(&app, &id)?;
@@ -418,22 +460,33 @@ pub async fn results(State(app): State<Arc<App>>, Path(id): Path<String>, q: Par
         });
         let total = all.len();
         let page: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
-        Ok(
-            json!({"workspace_id": w.id, "results": page, "total": total, "limit": limit,
-                  "offset": offset, "has_more": offset + limit < total}),
-        )
+        Ok(Results {
+            has_more: offset + limit < total,
+            limit,
+            offset,
+            results: page,
+            total,
+            workspace_id: w.id.clone(),
+        })
     })
     .await?;
     ok_json(&v)
 }
 
 /// `GET /api/workspaces/{id}/datasets/discovered`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/datasets/discovered", tag = "web app",
+    summary = "Datasets the run folders name.", params(doc::WorkspaceId),
+    responses((status = 200, description = "Datasets", body = DiscoveredDatasets), Errors))]
 pub async fn datasets(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     let w = workspace(&app, &id)?;
     let v = blocking(move || {
         let runs = discover::manifest_runs(&w.path);
         let ds = discover::datasets(&w.path, &runs);
-        Ok(json!({"workspace_id": w.id, "datasets": ds, "total": ds.len()}))
+        Ok(DiscoveredDatasets {
+            total: ds.len(),
+            datasets: ds,
+            workspace_id: w.id.clone(),
+        })
     })
     .await?;
     ok_json(&v)
@@ -458,28 +511,49 @@ async fn listed(
 }
 
 /// `GET /api/workspaces/{id}/predictions`: the prediction files.
+#[utoipa::path(get, path = "/api/workspaces/{id}/predictions", tag = "web app",
+    summary = "The prediction files.", params(doc::WorkspaceId),
+    responses((status = 200, description = "Files", body = schemas::PredictionFiles), Errors))]
 pub async fn predictions(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     listed(app, id, "predictions", discover::prediction_files).await
 }
 
 /// `GET /api/workspaces/{id}/exports`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/exports", tag = "web app",
+    summary = "Exports under exports/.", params(doc::WorkspaceId),
+    responses((status = 200, description = "Exports", body = schemas::Exports), Errors))]
 pub async fn exports(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     listed(app, id, "exports", discover::exports).await
 }
 
 /// `GET /api/workspaces/{id}/templates`.
+#[utoipa::path(get, path = "/api/workspaces/{id}/templates", tag = "web app",
+    summary = "Templates and trained pipelines under library/.", params(doc::WorkspaceId),
+    responses((status = 200, description = "Templates", body = schemas::Templates), Errors))]
 pub async fn templates(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
     listed(app, id, "templates", discover::templates).await
 }
 
 /// `GET /api/health`: what the app's launch scripts wait for.
+#[utoipa::path(get, path = "/api/health", tag = "web app",
+    summary = "What the web app's launch scripts wait for.",
+    responses((status = 200, description = "Healthy", body = AppHealth)))]
 pub async fn health() -> Answer {
-    ok_json(&json!({"status": "healthy", "message": "n4a serve is running"}))
+    ok_json(&AppHealth {
+        message: "n4a serve is running",
+        status: "healthy",
+    })
 }
 
 /// `GET /api/runs`: the app's job runner, which `n4a serve` does not
 /// have: no job runs here (every page polls this).
+#[utoipa::path(get, path = "/api/runs", tag = "web app",
+    summary = "The web app's job runner, which n4a does not have: always no job.",
+    responses((status = 200, description = "No jobs", body = NoJobs)))]
 pub async fn jobs(q: Params) -> Answer {
     params(q)?;
-    ok_json(&json!({"runs": [], "total": 0}))
+    ok_json(&NoJobs {
+        runs: Vec::new(),
+        total: 0,
+    })
 }

@@ -166,6 +166,7 @@ impl DatasetEntry {
 
 /// How exact a part of the workspace summary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Accuracy {
     /// Exact (floating-point sums up to rounding).
@@ -178,6 +179,7 @@ pub enum Accuracy {
 
 /// How exact each part of the workspace summary is, and why a part is not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Exactness {
     /// `total_predictions`, `total_datasets` and every count.
     pub counts: Accuracy,

@@ -30,6 +30,7 @@ type Slot = (usize, usize);
 
 /// One run (pipeline config) of the workspace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkspaceRun {
     /// The config name (nirs4all's run id in a `.meta.parquet` workspace).
     pub id: Option<String>,
