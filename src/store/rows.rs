@@ -51,14 +51,14 @@ const SQL: &str = "SELECT p.prediction_id, p.dataset_name, pl.name, p.pipeline_i
      c.model_step_idx, p.model_name, p.model_class, p.fold_id, p.partition, \
      p.val_score, p.test_score, p.train_score, p.metric, p.task_type, \
      p.n_samples, p.n_features, p.preprocessings, p.best_params, p.scores, \
-     p.branch_id, p.branch_name, p.exclusion_count, p.exclusion_rate \
+     p.branch_id, p.branch_name, p.exclusion_count, p.exclusion_rate, p.refit_context \
      FROM predictions p \
      LEFT JOIN pipelines pl ON pl.pipeline_id = p.pipeline_id \
      LEFT JOIN chains c ON c.chain_id = p.chain_id \
      WHERE p.dataset_name = ?1 ORDER BY p.rowid";
 
 /// The column names of [`SQL`], for error messages.
-const NAMES: [&str; 23] = [
+const NAMES: [&str; 24] = [
     "prediction_id",
     "dataset_name",
     "pipelines.name",
@@ -82,6 +82,7 @@ const NAMES: [&str; 23] = [
     "branch_name",
     "exclusion_count",
     "exclusion_rate",
+    "refit_context",
 ];
 
 /// Reads `dataset`'s rows (see [`super::Store::predictions`]).
@@ -128,12 +129,39 @@ pub(crate) fn read(
             branch_name: cells.text(20)?,
             exclusion_count: cells.int(21)?,
             exclusion_rate: cells.float(22)?,
+            metadata: cells.text(23)?.map(|c| refit_metadata(&c)),
             ..Prediction::default()
         };
         out.push(p);
     }
     Ok((out, Fingerprint(h.digest128())))
 }
+
+/// The `metadata` JSON of an imported row with a refit context: the
+/// `.meta.parquet` layout has no `refit_context` column, so it is carried
+/// inside the JSON column (`{"refit_context": "standalone"}`), where
+/// [`refit_context_of`] finds it again on export.
+pub(crate) fn refit_metadata(context: &str) -> String {
+    serde_json::json!({ REFIT_CONTEXT: context }).to_string()
+}
+
+/// The refit context a row's `metadata` JSON carries, if any.
+pub(crate) fn refit_context_of(metadata: Option<&str>) -> Option<String> {
+    let m = metadata?;
+    if !m.contains(REFIT_CONTEXT) {
+        return None;
+    }
+    match serde_json::from_str::<serde_json::Value>(m)
+        .ok()?
+        .get(REFIT_CONTEXT)?
+    {
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The key of the refit context in the `metadata` JSON column.
+pub(crate) const REFIT_CONTEXT: &str = "refit_context";
 
 /// One row's cells, read leniently as SQLite stores them (a REAL column
 /// may hold an integer) and hashed as read.

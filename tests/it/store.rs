@@ -646,3 +646,66 @@ fn issue_31_a_watched_store_is_brought_up_to_date_in_the_background() {
     n4a::workspace::watch(&folder, std::time::Duration::from_millis(1), |_, _| {});
     assert_eq!(std::sync::Arc::strong_count(&folder), 1);
 }
+
+/// Where two of nirs4all's views of a workspace differ: each section's
+/// first differing entry, or nothing.
+fn first_differences(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["predictions", "chains", "top_chains", "top_predictions"] {
+        let (x, y) = (&a[key], &b[key]);
+        if x == y {
+            continue;
+        }
+        let pairs: Vec<(String, &Value, &Value)> = match (x, y) {
+            (Value::Array(xs), Value::Array(ys)) if xs.len() == ys.len() => xs
+                .iter()
+                .zip(ys)
+                .enumerate()
+                .map(|(i, (p, q))| (format!("{key}[{i}]"), p, q))
+                .collect(),
+            (Value::Object(xs), Value::Object(ys)) => xs
+                .iter()
+                .map(|(k, p)| (format!("{key}.{k}"), p, ys.get(k).unwrap_or(&Value::Null)))
+                .collect(),
+            _ => vec![(key.to_string(), x, y)],
+        };
+        if let Some((at, p, q)) = pairs.into_iter().find(|(_, p, q)| p != q) {
+            out.push(format!("{at}:\n  nirs4all: {p}\n  round trip: {q}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn issue_32_a_round_trip_keeps_what_nirs4all_computes() {
+    // Real nirs4all 1.4.10 runs (dag-ml engine): a regression with refit,
+    // an `_or_` with a winner and a score-only loser chain, a
+    // classification, two datasets, and a deleted run.
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("nirs4all ws");
+    let made = nirs4all_oracle("pipelines", &original);
+    assert_eq!(made["deleted"].as_array().map(Vec::len), Some(1), "{made}");
+    let copy = dir.path().join("copy");
+    let report = import_store(&original, &copy, &ImportOptions::default()).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let back = dir.path().join("back");
+    n4a::store::export_store(&copy, &back, &n4a::store::ExportOptions::default()).unwrap();
+
+    let want = nirs4all_oracle("views", &original);
+    let got = nirs4all_oracle("views", &back);
+    // The views hold what a user reads: the refit (final) scores, one chain
+    // per nirs4all chain with its model class, cross-validation scores by
+    // nirs4all's rule, and the rankings built on them.
+    let chains = want["chains"].as_array().unwrap();
+    assert!(chains.len() >= 4, "{want}");
+    assert!(
+        chains
+            .iter()
+            .filter(|c| c["final_test_score"].is_number())
+            .count()
+            >= 3,
+        "the refit chains have final scores: {want}"
+    );
+    let diff = first_differences(&want, &got);
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+}

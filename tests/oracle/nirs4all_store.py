@@ -2,6 +2,8 @@
 
     python nirs4all_store.py make DIR   # a tiny store written by nirs4all's own WorkspaceStore API
     python nirs4all_store.py dump DIR   # every prediction of DIR, with its arrays, as nirs4all reads them back
+    python nirs4all_store.py pipelines DIR  # a workspace made by running real nirs4all pipelines (issue 32)
+    python nirs4all_store.py views DIR  # nirs4all's own views of DIR's results, ids left out
 
 `dump` opens the workspace with `WorkspaceStore.open_readonly` (the
 dashboard's path) and prints one JSON document: the predictions sorted by
@@ -121,6 +123,83 @@ def dump(root: Path) -> None:
     print(json.dumps(out))
 
 
+def pipelines(root: Path) -> None:
+    """Runs real nirs4all pipelines into `root` (the default dag-ml engine):
+    a regression with refit, an `_or_` of two preprocessings (a winner and a
+    score-only loser chain), a classification, on two datasets, plus a third
+    run that is then deleted. Prints the run ids and the deleted one."""
+    import contextlib
+    import io
+    import nirs4all
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        reg = nirs4all.generate.regression(n_samples=60, random_state=0, target_component=0, name="reg_tiny")
+        clf = nirs4all.generate.classification(n_samples=60, n_classes=2, random_state=0, name="clf_bin")
+        runs = [
+            nirs4all.run([MinMaxScaler(), KFold(n_splits=3), {"model": PLSRegression(3)}], reg,
+                         name="tiny_reg", verbose=0, workspace_path=str(root), random_state=0),
+            nirs4all.run([{"_or_": [MinMaxScaler(), StandardScaler()]}, KFold(n_splits=3),
+                          {"model": PLSRegression(2)}], reg,
+                         name="tiny_or", verbose=0, workspace_path=str(root), random_state=0),
+            nirs4all.run([MinMaxScaler(), KFold(n_splits=3, shuffle=True, random_state=0),
+                          {"model": DecisionTreeClassifier(random_state=0)}], clf,
+                         name="tiny_clf", verbose=0, workspace_path=str(root), random_state=0),
+            nirs4all.run([StandardScaler(), KFold(n_splits=3), {"model": PLSRegression(4)}], reg,
+                         name="to_delete", verbose=0, workspace_path=str(root), random_state=0),
+        ]
+    ws = WorkspaceStore(root)
+    run_ids = [r[0] for r in ws._conn.execute("SELECT run_id, name FROM runs ORDER BY created_at, rowid").fetchall()]
+    names = dict(ws._conn.execute("SELECT run_id, name FROM runs").fetchall())
+    gone = [rid for rid, name in names.items() if name.startswith("to_delete")]
+    for rid in gone:
+        ws.delete_run(rid, delete_artifacts=True)
+    ws.close()
+    print(json.dumps({"runs": run_ids, "deleted": gone, "engines": [r.execution_engine for r in runs]}))
+
+
+def _plain(v):
+    if isinstance(v, float):
+        return "NaN" if math.isnan(v) else v
+    if hasattr(v, "isoformat"):
+        return None
+    return v
+
+
+def _frame(df, drop):
+    return [{k: _plain(v) for k, v in row.items() if k not in drop} for row in df.iter_rows(named=True)]
+
+
+def views(root: Path) -> None:
+    """nirs4all's views of a workspace's results, as a user reads them:
+    every chain summary, the top chains of each metric by cross-validation
+    and by final (refit) test score, and the top predictions of each
+    partition; ids, run ids and times left out (they name, not measure)."""
+    ws = WorkspaceStore.open_readonly(root)
+    ids = {"chain_id", "pipeline_id", "run_id", "created_at", "prediction_id", "completed_at"}
+    chains = _frame(ws.query_chain_summaries(), ids)
+    chains.sort(key=lambda c: json.dumps(c, sort_keys=True))
+    metrics = sorted({c["metric"] for c in chains if c.get("metric")})
+    top = {}
+    for m in metrics:
+        for col in ("cv_val_score", "final_test_score"):
+            top[f"{m}/{col}"] = _frame(ws.query_top_chains(metric=m, n=50, score_column=col), ids)
+    preds = {}
+    for part in ("val", "test", "train"):
+        for ds in sorted({c["dataset_name"] for c in chains}):
+            df = ws.top_predictions(n=1000, metric="val_score", ascending=True, partition=part, dataset_name=ds)
+            rows = _frame(df, ids | {"chain_id", "pipeline_id"})
+            rows.sort(key=lambda r: json.dumps(r, sort_keys=True))
+            preds[f"{ds}/{part}"] = rows
+    n = ws._conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    ws.close()
+    print(json.dumps({"predictions": n, "chains": chains, "top_chains": top, "top_predictions": preds}))
+
+
 if __name__ == "__main__":
     cmd, root = sys.argv[1], Path(sys.argv[2])
-    {"make": make, "dump": dump}[cmd](root)
+    {"make": make, "dump": dump, "pipelines": pipelines, "views": views}[cmd](root)

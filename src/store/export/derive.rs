@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::ExportOptions;
 use crate::schema::Prediction;
+use crate::store::rows::refit_context_of;
 
 /// A pipeline's rows as they are read, for its `pipelines` row.
 #[derive(Default)]
@@ -18,22 +19,62 @@ pub(super) struct PipelineAgg {
     pub(super) unknown_metric: bool,
 }
 
-/// A chain's rows, for its `chains` row.
+/// A chain's rows, for its `chains` row: what nirs4all's own
+/// `bulk_update_chain_summaries` computes from them (1.4.10,
+/// `_bulk_chain_update_scalar_fields` and `_bulk_chain_update_cv_scores`).
 #[derive(Default)]
 pub(super) struct ChainAgg {
     pub(super) pipeline_id: String,
     pub(super) step_idx: i64,
     pub(super) model_name: String,
+    /// The first non-empty `model_classname` of the chain's rows: nirs4all's
+    /// dag-ml engine fills it on a chain's first row only.
     pub(super) model_class: String,
-    pub(super) preprocessings: Option<String>,
+    /// The first non-empty `preprocessings`, likewise.
+    pub(super) preprocessings: String,
     pub(super) metric: Option<String>,
     pub(super) task_type: Option<String>,
     pub(super) best_params: Option<String>,
-    /// (rank: 0 avg/val, 1 avg, 2 w_avg/val, 3 w_avg; the row).
-    pub(super) cv_row: Option<(u8, [Option<f64>; 3], Option<String>)>,
+    /// The cross-validation rows' scores (no refit context, folds other
+    /// than `avg`, `w_avg` and `*_agg`): sum and count, added in row order.
+    pub(super) cv_sums: [(f64, u64); 3],
+    /// Their distinct non-empty fold ids.
     pub(super) folds: HashSet<String>,
-    pub(super) fold_sums: [(f64, u64); 3],
+    /// Their `scores` per partition (test, train, val: the order nirs4all's
+    /// bulk update meets them), each metric's sum and count in the order
+    /// first met.
+    pub(super) cv_scores: [Vec<(String, f64, u64)>; 3],
+    /// The refit rows (a refit context, fold `final`) of partitions test
+    /// and train.
+    pub(super) finals: Vec<FinalRow>,
+    /// The `final_agg` test row with the smallest id.
+    pub(super) final_agg: Option<FinalRow>,
 }
+
+/// What a chain's final scores are taken from, of one row.
+pub(super) struct FinalRow {
+    /// 0 for test, 1 for train: nirs4all prefers the test row.
+    pub(super) rank: u8,
+    pub(super) id: String,
+    pub(super) test: Option<f64>,
+    pub(super) train: Option<f64>,
+    pub(super) scores: Option<String>,
+}
+
+impl FinalRow {
+    fn of(r: &Prediction, id: &str) -> Self {
+        FinalRow {
+            rank: u8::from(r.partition.as_deref() != Some("test")),
+            id: id.to_string(),
+            test: r.test_score,
+            train: r.train_score,
+            scores: r.scores.clone(),
+        }
+    }
+}
+
+/// The partitions of `cv_scores`, in the order nirs4all writes them.
+pub(super) const CV_PARTITIONS: [&str; 3] = ["test", "train", "val"];
 
 /// Drops the earlier of two rows with the same id or the same natural key
 /// of nirs4all's unique index (pipeline, chain, fold, partition, model,
@@ -57,7 +98,6 @@ pub(super) fn dedupe(
                 r.pipeline_uid.clone(),
                 r.step_idx,
                 r.model_name.clone(),
-                r.model_classname.clone(),
                 r.fold_id.clone(),
                 r.partition.clone(),
                 b,
@@ -117,43 +157,204 @@ pub(super) fn observe_pipeline(p: &mut PipelineAgg, r: &Prediction, opts: &Expor
     }
 }
 
-pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction) {
+/// Folds one row (in row order) into its chain's aggregates.
+pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
     let fill = |slot: &mut Option<String>, v: &Option<String>| {
         if slot.is_none() {
             slot.clone_from(v);
         }
     };
-    fill(&mut c.preprocessings, &r.preprocessings);
     fill(&mut c.metric, &r.metric);
     fill(&mut c.task_type, &r.task_type);
     if c.best_params.is_none() && r.best_params.as_deref().is_some_and(|b| b != "{}") {
         c.best_params.clone_from(&r.best_params);
     }
-    let fold = r.fold_id.as_deref().unwrap_or("");
-    let val = r.partition.as_deref() == Some("val");
-    let rank = match fold {
-        "avg" => Some(if val { 0 } else { 1 }),
-        "w_avg" => Some(if val { 2 } else { 3 }),
-        _ => None,
-    };
-    match rank {
-        Some(rank) => {
-            if c.cv_row.as_ref().is_none_or(|(best, _, _)| rank < *best) {
-                c.cv_row = Some((rank, r.score_values(), r.scores.clone()));
+    let non_empty = |slot: &mut String, v: &Option<String>| {
+        if slot.is_empty() {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                v.clone_into(slot);
             }
         }
-        None if fold.ends_with("_agg") => {}
-        None => {
-            if !fold.is_empty() {
-                c.folds.insert(fold.to_string());
+    };
+    non_empty(&mut c.model_class, &r.model_classname);
+    non_empty(&mut c.preprocessings, &r.preprocessings);
+    let fold = r.fold_id.as_deref().unwrap_or("");
+    let partition = r.partition.as_deref().unwrap_or("");
+    let refit = refit_context_of(r.metadata.as_deref()).is_some();
+    if refit && fold == "final" && matches!(partition, "test" | "train") {
+        c.finals.push(FinalRow::of(r, id));
+    }
+    if fold == "final_agg"
+        && partition == "test"
+        && c.final_agg
+            .as_ref()
+            .is_none_or(|best| id < best.id.as_str())
+    {
+        c.final_agg = Some(FinalRow::of(r, id));
+    }
+    if refit || fold == "avg" || fold == "w_avg" || fold.ends_with("_agg") {
+        return;
+    }
+    if !fold.is_empty() {
+        c.folds.insert(fold.to_string());
+    }
+    for (sum, v) in c.cv_sums.iter_mut().zip(r.score_values()) {
+        if let Some(v) = v {
+            sum.0 += v;
+            sum.1 += 1;
+        }
+    }
+    if let (Some(part), Some(text)) = (
+        CV_PARTITIONS.iter().position(|p| *p == partition),
+        r.scores.as_deref().filter(|t| !t.is_empty()),
+    ) {
+        add_cv_scores(&mut c.cv_scores[part], text, partition);
+    }
+}
+
+/// Adds one row's `scores` to its partition's per-metric sums, as
+/// nirs4all's bulk update does: the object under the row's partition (or
+/// the whole object), every number (booleans count, as Python's `int`).
+/// A text that is not a JSON object adds nothing (nirs4all skips it too).
+fn add_cv_scores(sums: &mut Vec<(String, f64, u64)>, text: &str, partition: &str) {
+    let clean = crate::summary::json::sanitize_non_finite(text);
+    let Ok(serde_json::Value::Object(all)) = serde_json::from_str(&clean) else {
+        return;
+    };
+    let inner = match all.get(partition) {
+        Some(serde_json::Value::Object(o)) => o,
+        Some(_) => return,
+        None => &all,
+    };
+    for (metric, v) in inner {
+        let x = match v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        };
+        let Some(x) = x else { continue };
+        match sums.iter_mut().find(|(m, ..)| m == metric) {
+            Some(e) => {
+                e.1 += x;
+                e.2 += 1;
             }
-            for (sum, v) in c.fold_sums.iter_mut().zip(r.score_values()) {
-                if let Some(v) = v {
-                    sum.0 += v;
-                    sum.1 += 1;
+            None => sums.push((metric.clone(), x, 1)),
+        }
+    }
+}
+
+impl ChainAgg {
+    /// `cv_val_score`, `cv_test_score`, `cv_train_score`: the mean over the
+    /// cross-validation rows (not the `avg` row, which is the pooled
+    /// out-of-fold score).
+    pub(super) fn cv(&self) -> [Option<f64>; 3] {
+        self.cv_sums.map(|(s, n)| (n > 0).then(|| s / n as f64))
+    }
+
+    /// `cv_scores`: per partition, each metric's mean rounded to 6
+    /// decimals, as Python's `json.dumps` writes it; `None` without any.
+    pub(super) fn cv_scores_json(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        for (name, sums) in CV_PARTITIONS.iter().zip(&self.cv_scores) {
+            if sums.is_empty() {
+                continue;
+            }
+            let metrics: Vec<String> = sums
+                .iter()
+                .map(|(m, s, n)| {
+                    let mean = s / *n as f64;
+                    let rounded: f64 = format!("{mean:.6}").parse().unwrap_or(mean);
+                    format!("{}: {}", py_str(m), py_float(rounded))
+                })
+                .collect();
+            parts.push(format!("{}: {{{}}}", py_str(name), metrics.join(", ")));
+        }
+        (!parts.is_empty()).then(|| format!("{{{}}}", parts.join(", ")))
+    }
+
+    /// `final_test_score`, then (`final_train_score`, `final_scores`): of
+    /// the refit test row, and of the first refit row preferring test (by
+    /// id, as nirs4all orders rows written in one second).
+    pub(super) fn finals(&self) -> (Option<f64>, Option<f64>, Option<String>) {
+        let mut rows: Vec<&FinalRow> = self.finals.iter().collect();
+        rows.sort_by(|a, b| (a.rank, &a.id).cmp(&(b.rank, &b.id)));
+        let test = rows.iter().find(|r| r.rank == 0).and_then(|r| r.test);
+        match rows.first() {
+            Some(r) => (test, r.train, r.scores.clone()),
+            None => (None, None, None),
+        }
+    }
+}
+
+/// A string as Python's `json.dumps` writes it (ASCII, escaped).
+fn py_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for u in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{u:04x}"));
                 }
             }
+            c => out.push(c),
         }
+    }
+    out.push('"');
+    out
+}
+
+/// A float as Python's `repr` (and `json.dumps`) writes it: the shortest
+/// digits that read back, fixed between 1e-4 and 1e16, else scientific with
+/// a two-digit exponent at least; `NaN`, `Infinity`.
+pub(super) fn py_float(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde-5".
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let n = digits.len() as i32;
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point >= n {
+            format!("{digits}{}.0", "0".repeat((point - n) as usize))
+        } else {
+            format!(
+                "{}.{}",
+                &digits[..point as usize],
+                &digits[point as usize..]
+            )
+        };
+        format!("{sign}{body}")
+    } else {
+        let m = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits.clone()
+        };
+        let e_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{m}e{e_sign}{:02}", exp.abs())
     }
 }
 
@@ -231,25 +432,73 @@ mod tests {
     }
 
     #[test]
-    fn a_chains_cv_scores_prefer_the_avg_val_row_and_count_numbered_folds() {
+    fn issue_32_a_chains_cv_scores_are_the_mean_over_its_folds_rows_as_nirs4all_computes() {
         let mut c = ChainAgg::default();
-        for r in [
+        let mut rows = vec![
             row("a", "0", "val", 1.0, 2.0),
             row("b", "1", "val", 3.0, 4.0),
+            row("b2", "1", "test", 3.0, 4.0),
             row("c", "w_avg", "val", 5.0, 6.0),
             row("d", "avg", "test", 7.0, 8.0),
             row("e", "avg", "val", 9.0, 10.0),
             row("f", "fold_agg", "val", 11.0, 12.0),
-        ] {
-            observe_chain(&mut c, &r);
+            row("g", "final", "test", 13.0, 14.0),
+            row("h", "final", "train", 15.0, 16.0),
+        ];
+        rows[0].model_classname = Some("sklearn.PLSRegression".into());
+        rows[0].preprocessings = Some("MinMaxScaler".into());
+        rows[0].scores = Some(r#"{"val": {"rmse": 1.0, "r2": 0.5}}"#.into());
+        rows[1].scores = Some(r#"{"val": {"rmse": 2.0000004, "r2": 1e-7}}"#.into());
+        rows[1].model_classname = Some(String::new());
+        for r in &mut rows[7..] {
+            r.metadata = Some(crate::store::rows::refit_metadata("standalone"));
+            r.scores = Some(r#"{"test": {"rmse": 13.0}}"#.into());
         }
-        let (rank, scores, _) = c.cv_row.clone().unwrap();
-        assert_eq!((rank, scores[0], scores[1]), (0, Some(9.0), Some(10.0)));
+        for r in &rows {
+            observe_chain(&mut c, r, r.id.as_deref().unwrap());
+        }
+        // Rows of folds 0 and 1 (every partition), not avg, w_avg, *_agg
+        // nor refit rows: (1 + 3 + 3) / 3, not the avg row's 9.
+        assert_eq!(c.cv()[0], Some(7.0 / 3.0));
+        assert_eq!(c.cv()[1], Some(10.0 / 3.0));
+        assert_eq!(c.folds.len(), 2);
         assert_eq!(
-            c.folds.len(),
-            2,
-            "folds 0 and 1; avg, w_avg and *_agg are not folds"
+            c.model_class, "sklearn.PLSRegression",
+            "the first non-empty"
         );
-        assert_eq!(c.fold_sums[0], (4.0, 2));
+        assert_eq!(c.preprocessings, "MinMaxScaler");
+        assert_eq!(
+            c.cv_scores_json().as_deref(),
+            Some(r#"{"val": {"r2": 0.25, "rmse": 1.5}}"#),
+            "means rounded to 6 decimals, as json.dumps writes them"
+        );
+        let (test, train, scores) = c.finals();
+        assert_eq!(
+            (test, train),
+            (Some(14.0), Some(6.5)),
+            "the refit test row's"
+        );
+        assert_eq!(scores.as_deref(), Some(r#"{"test": {"rmse": 13.0}}"#));
+    }
+
+    #[test]
+    fn issue_32_floats_are_written_as_python_writes_them() {
+        for (x, py) in [
+            (0.0, "0.0"),
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (8.5e-05, "8.5e-05"),
+            (0.0001, "0.0001"),
+            (0.009133, "0.009133"),
+            (123456.0, "123456.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (-2.5e-7, "-2.5e-07"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(py_float(x), py, "{x}");
+        }
     }
 }

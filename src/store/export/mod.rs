@@ -34,6 +34,7 @@ use super::{arrays, is_store, SCHEMA_VERSION, STORE_FILE};
 mod arrays_out;
 mod derive;
 
+use crate::store::rows::refit_context_of;
 use arrays_out::*;
 use derive::{dedupe, observe_chain, observe_pipeline, ChainAgg, PipelineAgg};
 
@@ -45,8 +46,8 @@ pub const SCHEMA_SQL: &str = include_str!("../schema.sql");
 pub const DERIVATIONS: [&str; 4] = [
     "runs: one run for the source workspace (run_id: hash of its path, name: its folder name, status completed, datasets: the exported names)",
     "pipelines: one per pipeline_uid and dataset (name: config_name; best_val: the best val_score of its val rows in the metric's direction, best_test: that row's test_score; a pipeline_uid found in two datasets is stored as <uid>@<dataset> for the later one)",
-    "chains: one per pipeline, step_idx, model_name, model_classname and branch_id (chain_id: a hash of those; steps: [] as .meta.parquet has no steps; model_step_idx: step_idx, -1 when null)",
-    "chains' cross-validation scores: those of the chain's avg row (its val-partition row first), else its w_avg row, else nirs4all's own rule (the mean over numbered folds); cv_scores: that row's scores; cv_fold_count: the distinct fold ids other than avg, w_avg and *_agg",
+    "chains: one per pipeline, step_idx, model_name and branch_id (chain_id: a hash of those; steps: [] as .meta.parquet has no steps; model_step_idx: step_idx, -1 when null; model_class and preprocessings: the first non-empty of its rows)",
+    "chains' scores as nirs4all 1.4.10's bulk_update_chain_summaries computes them: cv_*_score the mean over the cross-validation rows (no refit context, folds other than avg, w_avg and *_agg), cv_fold_count their distinct folds, cv_scores their per-partition metric means; final_* from the refit rows (refit_context, kept in the metadata column on import), final_agg_* from the final_agg test row",
 ];
 
 /// Predictions whose arrays are read and written at once: bounds memory
@@ -411,24 +412,20 @@ fn export_one(
         };
         let step = r.step_idx.unwrap_or(-1);
         let model_name = r.model_name.clone().unwrap_or_default();
-        let model_class = r.model_classname.clone().unwrap_or_default();
-        let chain_id = hex128(
-            format!(
-                "{pipeline_id}\0{step}\0{model_name}\0{model_class}\0{:?}",
-                r.branch_id
-            )
-            .as_bytes(),
-        );
+        // Not the row's model class: nirs4all's dag-ml engine fills it on a
+        // chain's first row only (the chain takes the first non-empty one).
+        let chain_id =
+            hex128(format!("{pipeline_id}\0{step}\0{model_name}\0{:?}", r.branch_id).as_bytes());
         observe_pipeline(pipes.entry(pipeline_id.clone()).or_default(), r, opts);
         observe_chain(
             chains.entry(chain_id.clone()).or_insert_with(|| ChainAgg {
                 pipeline_id: pipeline_id.clone(),
                 step_idx: step,
                 model_name: model_name.clone(),
-                model_class: model_class.clone(),
                 ..ChainAgg::default()
             }),
             r,
+            &id,
         );
         keyed.push((id, pipeline_id, chain_id));
     }
@@ -469,9 +466,10 @@ fn export_one(
                 "INSERT INTO predictions (prediction_id, pipeline_id, chain_id, dataset_name,
                      model_name, model_class, fold_id, partition, val_score, test_score,
                      train_score, metric, task_type, n_samples, n_features, scores, best_params,
-                     preprocessings, branch_id, branch_name, exclusion_count, exclusion_rate)
+                     preprocessings, branch_id, branch_name, exclusion_count, exclusion_rate,
+                     refit_context)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )
             .map_err(sql)?;
         for (r, (id, pid, cid)) in rows.iter().zip(&keyed) {
@@ -508,6 +506,7 @@ fn export_one(
                 r.branch_name,
                 r.exclusion_count.unwrap_or(0),
                 r.exclusion_rate.unwrap_or(0.0),
+                refit_context_of(r.metadata.as_deref()),
             ])
             .map_err(|e| Error::sqlite(db, e))?;
         }
@@ -546,34 +545,44 @@ fn insert_chain(
     c: &ChainAgg,
     ds: &str,
 ) -> Result<()> {
-    let (scores, cv_scores) = match &c.cv_row {
-        Some((_, s, text)) => (*s, text.clone()),
-        None => {
-            let mean = |(s, n): (f64, u64)| (n > 0).then(|| s / n as f64);
-            (c.fold_sums.map(mean), None)
-        }
-    };
+    let cv = c.cv();
+    let (final_test, final_train, final_scores) = c.finals();
+    let agg = c.final_agg.as_ref();
     tx.execute(
         "INSERT INTO chains (chain_id, pipeline_id, steps, model_step_idx, model_class,
              preprocessings, fold_strategy, model_name, metric, task_type, best_params,
-             dataset_name, cv_val_score, cv_test_score, cv_train_score, cv_fold_count, cv_scores)
-         VALUES (?1, ?2, '[]', ?3, ?4, ?5, 'per_fold', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             dataset_name, cv_val_score, cv_test_score, cv_train_score, cv_fold_count, cv_scores,
+             final_test_score, final_train_score, final_scores,
+             final_agg_test_score, final_agg_train_score, final_agg_scores)
+         VALUES (?1, ?2, '[]', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+             ?17, ?18, ?19, ?20, ?21, ?22)",
         params![
             cid,
             c.pipeline_id,
             c.step_idx,
             c.model_class,
-            c.preprocessings.as_deref().unwrap_or(""),
+            c.preprocessings,
+            if c.finals.is_empty() {
+                "per_fold"
+            } else {
+                "refit_only"
+            },
             c.model_name,
             c.metric,
             c.task_type,
             c.best_params,
             ds,
-            scores[0],
-            scores[1],
-            scores[2],
+            cv[0],
+            cv[1],
+            cv[2],
             c.folds.len() as i64,
-            cv_scores,
+            c.cv_scores_json(),
+            final_test,
+            final_train,
+            final_scores,
+            agg.and_then(|a| a.test),
+            agg.and_then(|a| a.train),
+            agg.and_then(|a| a.scores.clone()),
         ],
     )
     .map_err(|e| Error::sqlite(db, e))?;
