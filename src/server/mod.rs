@@ -165,7 +165,7 @@ pub struct Served {
 impl Served {
     /// Opens the workspace in `path` under `id` and scans its folders. A
     /// nirs4all store is brought into its mirror now and re-checked every
-    /// two seconds in the background (one `stat` per store file while it
+    /// second in the background (one `stat` per store file while it
     /// does not change), so a request never waits for an import.
     ///
     /// # Errors
@@ -183,7 +183,7 @@ impl Served {
                 .with_directions(directions),
         );
         ws.sync()?;
-        crate::workspace::watch(&ws, std::time::Duration::from_secs(2), |ws, msg| {
+        crate::workspace::watch(&ws, std::time::Duration::from_secs(1), |ws, msg| {
             eprintln!("n4a serve: {}: {msg}", ws.origin().display());
         });
         // Shown to the web app and used to name files: the real path.

@@ -495,7 +495,7 @@ struct SyncState {
 
 /// Re-checks `ws` every `every` in a background thread (named
 /// `n4a-recheck`), so that asks never wait for a store's import: what
-/// `n4a serve` does for a store (every two seconds). The thread ends with
+/// `n4a serve` does for a store (every second). The thread ends with
 /// the last other reference to `ws`; `on_error` hears a failed re-check (a
 /// locked store) or a dataset that failed, once per sync. A folder needs
 /// no thread: none is started.

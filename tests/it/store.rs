@@ -709,3 +709,110 @@ fn issue_32_a_round_trip_keeps_what_nirs4all_computes() {
     let diff = first_differences(&want, &got);
     assert!(diff.is_empty(), "{}", diff.join("\n"));
 }
+
+/// `n4a serve STORE` in a child process on a free port, its mirror under
+/// `cache`; returns the child and its address.
+fn serve_store(store: &Path, cache: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .env("N4A_CACHE_DIR", cache)
+        .args(["serve", store.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("n4a serve said where it listens")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
+            break a.to_string();
+        }
+    };
+    // Drained, so the server never blocks on a full pipe (it logs requests).
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn issue_32_a_served_store_sees_nirs4all_writes_within_2_seconds_without_blocking_them() {
+    let (_d, store) = store_copy();
+    let cache = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_store(&store, cache.path());
+    let get = |target: &str| {
+        let r = crate::client::Client::connect(&addr)
+            .unwrap()
+            .get(target)
+            .unwrap();
+        (r.status, r.json())
+    };
+    let (status, list) = get("/api/workspaces");
+    assert_eq!(status, 200, "{list}");
+    let id = list["workspaces"][0]["id"].as_str().unwrap().to_string();
+    let summary = format!("/api/workspaces/{id}/predictions/summary?datasets=brief");
+    let page = format!("/api/workspaces/{id}/predictions/data?dataset=corn&limit=5");
+    let total = |v: &Value| v["total_predictions"].as_u64().unwrap();
+    let (_, s) = get(&summary);
+    let before = total(&s);
+
+    // nirs4all writes 20 commits of 3 predictions, 0.1 s apart, through its
+    // own API, while the server is asked again and again.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/nirs4all_store.py");
+    let mut writer = Command::new(crate::util::nirs4all_python())
+        .arg(&script)
+        .arg("append")
+        .arg(&store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut asked = 0;
+    let mut seen_growing = false;
+    let done = loop {
+        for target in [&summary, &page] {
+            let (status, body) = get(target);
+            assert_eq!(status, 200, "{target} while nirs4all writes: {body}");
+            asked += 1;
+            if target == &summary && total(&body) > before {
+                seen_growing = true;
+            }
+        }
+        if let Some(st) = writer.try_wait().unwrap() {
+            break (st, std::time::Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = writer.wait_with_output().unwrap();
+    assert!(
+        done.0.success(),
+        "nirs4all's writes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 0, "no write of nirs4all failed: {report}");
+    let written = report["written"].as_u64().unwrap();
+    assert_eq!(written, 60);
+    // Every new prediction in the answers within 2 seconds of the last commit.
+    loop {
+        let (status, s) = get(&summary);
+        assert_eq!(status, 200);
+        if total(&s) == before + written {
+            break;
+        }
+        assert!(
+            done.1.elapsed() < std::time::Duration::from_secs(2),
+            "after 2 s the server answers {} predictions, nirs4all wrote {}",
+            total(&s),
+            before + written
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        asked > 20 && seen_growing,
+        "asked {asked} times while it wrote"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

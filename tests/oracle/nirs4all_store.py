@@ -4,6 +4,7 @@
     python nirs4all_store.py dump DIR   # every prediction of DIR, with its arrays, as nirs4all reads them back
     python nirs4all_store.py pipelines DIR  # a workspace made by running real nirs4all pipelines (issue 32)
     python nirs4all_store.py views DIR  # nirs4all's own views of DIR's results, ids left out
+    python nirs4all_store.py append DIR # nirs4all appends predictions to DIR, batch by batch (a live run)
 
 `dump` opens the workspace with `WorkspaceStore.open_readonly` (the
 dashboard's path) and prints one JSON document: the predictions sorted by
@@ -162,6 +163,40 @@ def pipelines(root: Path) -> None:
     print(json.dumps({"runs": run_ids, "deleted": gone, "engines": [r.execution_engine for r in runs]}))
 
 
+def append(root: Path, batches: int = 20, pause: float = 0.1) -> None:
+    """Plays a nirs4all run writing into a store a server reads: one new
+    pipeline and chain of dataset `corn`, then `batches` commits of 3 rows
+    each (fold i: val, test, train), `pause` seconds apart, through
+    nirs4all's own API (its retries on a locked database included). Prints
+    how many rows were written and how many writes failed."""
+    import time
+
+    ws = WorkspaceStore(root)
+    run = ws.begin_run("live", {}, [{"name": "corn", "path": "corn"}])
+    pid = ws.begin_pipeline(run, "live_cfg", {}, [], "corn", "hlive")
+    chain = ws.save_chain(pid, [], 1, "PLSRegression", "SNV", "per_fold", {}, {}, dataset_name="corn")
+    written = failed = 0
+    for b in range(batches):
+        try:
+            with ws.transaction():
+                for part in ("val", "test", "train"):
+                    ws.save_prediction(
+                        pid, chain, "corn", "PLS-live", "PLSRegression", str(b), part,
+                        0.5 + b / 100, 0.6, None if part == "val" else 0.4, "rmse", "regression", 5, 10,
+                        {part: {"rmse": 0.5}}, {}, None, None, 0, 0.0, preprocessings="SNV",
+                    )
+            written += 3
+        except Exception as e:  # a failed write is what the test counts
+            failed += 1
+            print(f"write failed: {e!r}", file=sys.stderr)
+        time.sleep(pause)
+    ws.bulk_update_chain_summaries([chain])
+    ws.complete_pipeline(pid, 0.5, 0.6, "rmse", 0)
+    ws.complete_run(run, {})
+    ws.close()
+    print(json.dumps({"written": written, "failed": failed}))
+
+
 def _plain(v):
     if isinstance(v, float):
         return "NaN" if math.isnan(v) else v
@@ -202,4 +237,4 @@ def views(root: Path) -> None:
 
 if __name__ == "__main__":
     cmd, root = sys.argv[1], Path(sys.argv[2])
-    {"make": make, "dump": dump, "pipelines": pipelines, "views": views}[cmd](root)
+    {"make": make, "dump": dump, "pipelines": pipelines, "views": views, "append": append}[cmd](root)
