@@ -268,8 +268,15 @@ impl GroupsByMetric {
     }
 }
 
-/// A group-by key.
+/// The key of a group-by.
+// In the OpenAPI document: `GroupBy`, by the lower-case variant names
+// `group_by` takes (the server's parameter, `server::api`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "server",
+    derive(utoipa::ToSchema),
+    schema(as = GroupBy, rename_all = "lowercase")
+)]
 pub enum GroupKey {
     /// `model_name`.
     Model,

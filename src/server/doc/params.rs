@@ -73,31 +73,13 @@ pub struct TopParams {
     direction: String,
 }
 
-/// The key of a group-by.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum GroupBy {
-    /// `model_name`.
-    Model,
-    /// `config_name`.
-    Config,
-    /// The file's dataset.
-    Dataset,
-    /// `partition`.
-    Partition,
-    /// `fold_id`.
-    Fold,
-    /// `metric`.
-    Metric,
-}
-
 /// `GET /api/workspaces/{id}/predictions/groups`, besides the filters.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GroupParams {
     /// The key: model_name, config_name, the file's dataset, partition, fold_id or metric.
     #[param(inline)]
-    group_by: GroupBy,
+    group_by: crate::query::GroupKey,
     /// val_score (default), test_score or train_score.
     #[param(required = false)]
     score: String,
