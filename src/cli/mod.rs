@@ -120,6 +120,15 @@ enum Command {
     /// (store.sqlite + arrays/) that nirs4all 1.4.10 opens; never in place,
     /// nothing left on failure.
     ExportStore(store::ExportStoreArgs),
+    /// Brings a store's mirror up to date (what a command answering a
+    /// store in place starts in a detached process).
+    #[command(name = "__mirror-store", hide = true)]
+    MirrorStore {
+        /// The store workspace.
+        store: std::path::PathBuf,
+        /// The mirror root.
+        root: std::path::PathBuf,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -138,6 +147,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Serve(a)) => serve::serve_cmd(a),
         Some(Command::ImportStore(a)) => store::import_store_cmd(a),
         Some(Command::ExportStore(a)) => store::export_store_cmd(a),
+        Some(Command::MirrorStore { store, root }) => store::mirror_store_cmd(&store, &root),
         Some(Command::Query {
             workspace,
             filters,
@@ -197,7 +207,7 @@ fn no_predictions(
     ws: &n4a::Workspace,
     asked: &std::path::Path,
 ) -> anyhow::Result<Option<ExitCode>> {
-    if !ws.list()?.files.is_empty() {
+    if ws.has_predictions()? {
         return Ok(None);
     }
     eprintln!(

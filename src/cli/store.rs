@@ -200,12 +200,18 @@ fn print_notes(r: &ImportReport) {
 }
 
 /// Opens the workspace at `path` for a one-shot command: a folder, or a
-/// nirs4all store whose mirror is brought up to date now (the notes of
-/// what was imported on stderr; a dataset that could not be imported is
-/// among the answer's errors, the others are answered, and the command
-/// exits 1 as for any unreadable file).
+/// nirs4all store, answered from its mirror when that is fresh, else in
+/// place while a detached `n4a __mirror-store` brings the mirror up to
+/// date for the commands after it (a dataset that cannot be read is among
+/// the answer's errors, the others are answered, and the command exits 1
+/// as for any unreadable file).
 pub(super) fn open(path: &Path) -> anyhow::Result<n4a::Workspace> {
-    let ws = n4a::Workspace::open(path)?;
+    let mut ws = n4a::Workspace::open(path)?;
+    if std::env::var_os("N4A_STORE_MIRROR").is_some_and(|v| v == "off") {
+        ws = ws.with_mirror_update(n4a::workspace::MirrorUpdate::Never);
+    } else if let Ok(exe) = std::env::current_exe() {
+        ws = ws.with_mirror_update(n4a::workspace::MirrorUpdate::Detached(exe));
+    }
     let synced = ws
         .sync()
         .with_context(|| format!("reading the store {}", path.display()))?;
@@ -213,4 +219,12 @@ pub(super) fn open(path: &Path) -> anyhow::Result<n4a::Workspace> {
         eprintln!("note: {n}");
     }
     Ok(ws)
+}
+
+/// `n4a __mirror-store STORE ROOT`: brings the store's mirror under `ROOT`
+/// up to date, unless another process already does.
+pub(super) fn mirror_store_cmd(store: &Path, root: &Path) -> anyhow::Result<ExitCode> {
+    let m = n4a::store::Mirror::new(store, root)?;
+    m.sync_if_free(&n4a::store::ImportOptions::default())?;
+    Ok(ExitCode::SUCCESS)
 }

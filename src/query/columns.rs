@@ -28,47 +28,12 @@ use crate::rows::{projection, row_selection};
 /// is done once per file.
 const BATCH_ROWS: usize = 1 << 20;
 
-/// String columns read as dictionaries: the facets, whose values repeat
-/// (ids, paths, JSON and array references are unique per row, and a
-/// dictionary would only cost).
+/// String columns read as dictionaries: [`crate::schema::is_facet`].
 pub(crate) fn is_dictionary(name: &str) -> bool {
-    matches!(
-        name,
-        "dataset_name"
-            | "dataset_path"
-            | "config_name"
-            | "pipeline_uid"
-            | "model_name"
-            | "model_classname"
-            | "fold_id"
-            | "partition"
-            | "metric"
-            | "task_type"
-            | "preprocessings"
-            | "branch_id"
-            | "branch_name"
-    )
+    crate::schema::is_facet(name)
 }
 
-/// The columns `names` of the file at `path` (names the file lacks are
-/// absent from the batches: callers read them as null), all rows or the
-/// sorted, distinct `rows`; facet strings as dictionaries when
-/// `dictionaries`, else as the file has them. Memory: the projected
-/// columns of the file.
-///
-/// # Errors
-/// [`Error::Io`] or [`Error::Parquet`] naming the file (a damaged page
-/// included); a row past the end is [`Error::Corrupt`].
-pub(crate) fn read(
-    path: &Path,
-    names: &[&str],
-    rows: Option<&[u64]>,
-    dictionaries: bool,
-) -> Result<Vec<RecordBatch>> {
-    read_known(path, names, rows, dictionaries, None)
-}
-
-/// The footer as [`read`] parses it (types from the parquet schema).
+/// The footer as [`read_known`] parses it (types from the parquet schema).
 ///
 /// # Errors
 /// [`Error::Parquet`] naming the file.
@@ -80,12 +45,18 @@ pub(crate) fn load_meta(path: &Path, file: &File) -> Result<ArrowReaderMetadata>
     .map_err(|e| Error::parquet(path, e))
 }
 
-/// [`read`] with the file's parsed footer when the caller holds it (for
-/// the file at `key`; a file found changed is parsed afresh), saving the
-/// footer parse (0.5 ms for a nirs4all footer with 600 KB of key/values).
+/// The columns `names` of the file at `path` (names the file lacks are
+/// absent from the batches: callers read them as null), all rows or the
+/// sorted, distinct `rows`; facet strings as dictionaries when
+/// `dictionaries`, else as the file has them. Memory: the projected
+/// columns of the file. `known`: the file's parsed footer when the caller
+/// holds it (for the file at `key`; a file found changed is parsed
+/// afresh), saving the footer parse (0.5 ms for a nirs4all footer with
+/// 600 KB of key/values).
 ///
 /// # Errors
-/// As [`read`].
+/// [`Error::Io`] or [`Error::Parquet`] naming the file (a damaged page
+/// included); a row past the end is [`Error::Corrupt`].
 pub(crate) fn read_known(
     path: &Path,
     names: &[&str],

@@ -22,7 +22,7 @@ impl<'a> QueryEngine<'a> {
     /// count and mean are asked).
     pub fn group(&self, q: &GroupQuery) -> Result<GroupAnswer> {
         check_score(&q.score, "aggregate")?;
-        let (cands, prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters, &q.reads())?;
         self.group_in(q, cands, prov)
     }
 
@@ -62,7 +62,7 @@ impl<'a> QueryEngine<'a> {
     /// As [`Self::group`].
     pub fn group_by_metric(&self, q: &GroupQuery) -> Result<GroupsByMetric> {
         check_score(&q.score, "aggregate")?;
-        let (cands, prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters, &q.reads())?;
         self.group_by_metric_in(q, cands, prov)
     }
 
@@ -186,7 +186,7 @@ impl<'a> QueryEngine<'a> {
     /// As [`Self::group`].
     pub fn group_by_metric_json(&self, q: &GroupQuery) -> Result<bytes::Bytes> {
         check_score(&q.score, "aggregate")?;
-        let (cands, prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters, &q.reads())?;
         self.cached_json("groups by metric", q, &cands, &prov, || {
             let answer = self.group_by_metric_in(q, cands.clone(), prov.clone())?;
             Ok(answer.to_json(self.ws).into())
@@ -206,7 +206,12 @@ impl<'a> QueryEngine<'a> {
         prov: &Provenance,
         make: impl FnOnce() -> Result<bytes::Bytes>,
     ) -> Result<bytes::Bytes> {
-        let Some(cache) = self.cache.clone() else {
+        // Rows read in place have no file version to key the bytes by.
+        let Some(cache) = self
+            .cache
+            .clone()
+            .filter(|_| cands.iter().all(|c| c.rows.is_none()))
+        else {
             return make();
         };
         let files = {
@@ -245,7 +250,7 @@ impl<'a> QueryEngine<'a> {
     /// As [`Self::group`].
     pub fn group_json(&self, q: &GroupQuery) -> Result<bytes::Bytes> {
         check_score(&q.score, "aggregate")?;
-        let (cands, prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters, &q.reads())?;
         self.cached_json("group answer", q, &cands, &prov, || {
             Ok(self
                 .group_of(q, cands.clone(), prov.clone())?

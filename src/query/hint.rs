@@ -35,7 +35,7 @@ impl QueryEngine<'_> {
     /// # Errors
     /// As [`Self::page`].
     pub fn unmatched(&self, f: &Filters) -> Result<Vec<Unmatched>> {
-        let (cands, _) = self.plan(&Filters::default())?;
+        let (cands, _) = self.plan(&Filters::default(), &[])?;
         let mut out = Vec::new();
         for (field, wanted) in &f.values {
             let Some(spec) = FIELDS.iter().find(|x| x.name == field) else {

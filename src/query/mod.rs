@@ -58,6 +58,9 @@ pub(crate) struct Candidate {
     pub(crate) info: Arc<Footer>,
     /// Decoded columns kept between queries, when the engine has them.
     pub(crate) cache: Option<Arc<cache::ColumnCache>>,
+    /// Where the rows are when not in a `.meta.parquet` file at `path` (a
+    /// store answered in place): every column read goes there instead.
+    pub(crate) rows: Option<Arc<dyn crate::rows::source::RowSource>>,
     /// Set when the query is to stop (see [`QueryEngine::with_cancel`]).
     pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
@@ -228,9 +231,12 @@ impl<'a> QueryEngine<'a> {
         self.materialised.load(Ordering::Relaxed)
     }
 
-    /// The files that may hold matching rows, from footers alone.
-    fn plan(&self, f: &Filters) -> Result<(Vec<Candidate>, Provenance)> {
-        let (all, errors) = self.candidates()?;
+    /// The files that may hold matching rows, from footers alone, for a
+    /// query that reads the filters' columns and `also`.
+    fn plan(&self, f: &Filters, also: &[&str]) -> Result<(Vec<Candidate>, Provenance)> {
+        let mut names = scan::filter_columns(f);
+        names.extend_from_slice(also);
+        let (all, errors) = self.candidates(&names)?;
         Ok(Self::prune(all, errors, f))
     }
 
@@ -238,8 +244,10 @@ impl<'a> QueryEngine<'a> {
     /// whose footer could not be: one footer read of the workspace (from
     /// the cache when the workspace keeps one), shared by the queries of
     /// one answer.
-    fn candidates(&self) -> Result<(Vec<Candidate>, Vec<FileError>)> {
-        let (footers, mut errors) = self.ws.footers()?;
+    /// `reading`: the columns the query will read (a store answered in
+    /// place reads them with its first pass).
+    fn candidates(&self, reading: &[&str]) -> Result<(Vec<Candidate>, Vec<FileError>)> {
+        let (footers, mut errors) = self.ws.footers_reading(reading)?;
         let mut out = Vec::with_capacity(footers.len());
         for ff in footers {
             match ff.footer {
@@ -249,6 +257,7 @@ impl<'a> QueryEngine<'a> {
                     info,
                     cache: self.cache.clone(),
                     cancel: self.cancel.clone(),
+                    rows: ff.rows.clone(),
                 }),
                 Err(e) => errors.push((*e).clone()),
             }
@@ -289,7 +298,7 @@ impl<'a> QueryEngine<'a> {
     /// # Errors
     /// As [`Self::page`].
     pub fn explain(&self, f: &Filters) -> Result<String> {
-        let (cands, _) = self.plan(f)?;
+        let (cands, _) = self.plan(f, &[])?;
         if cands.is_empty() {
             return Ok("every file pruned from its footer".to_string());
         }
@@ -334,7 +343,8 @@ impl<'a> QueryEngine<'a> {
         for c in q.columns.iter().flatten() {
             check_column(c)?;
         }
-        let (cands, mut prov) = self.plan(&q.filters)?;
+        let sorted: Vec<&str> = q.sort.iter().map(|s| s.column.as_str()).collect();
+        let (cands, mut prov) = self.plan(&q.filters, &sorted)?;
         if cands.is_empty() {
             return Ok((Vec::new(), 0, ServedBy::Pruned, prov));
         }
@@ -347,9 +357,10 @@ impl<'a> QueryEngine<'a> {
             // The total comes from the footers, so a file whose columns
             // cannot be read must be known before counting: files without
             // n4a state (which only n4a's writer, checking types, makes)
-            // have their schema checked, in parallel.
+            // have their schema checked, in parallel. Rows read in place
+            // were typed as they were read.
             let checked = self.ws.par_map(&cands, |c| {
-                if c.state().is_some() {
+                if c.state().is_some() || c.rows.is_some() {
                     Ok(())
                 } else {
                     scan::check_file(&c.path)
@@ -521,7 +532,7 @@ impl<'a> QueryEngine<'a> {
     /// As [`Self::page`]; [`Error::UnknownMetricDirection`] for a metric of
     /// unknown direction.
     pub fn metrics(&self, f: &Filters) -> Result<Vec<String>> {
-        let (cands, _) = self.plan(f)?;
+        let (cands, _) = self.plan(f, &["metric"])?;
         Ok(self.metrics_exact(&cands, f)?.into_keys().collect())
     }
 }

@@ -342,6 +342,19 @@ pub struct GroupQuery {
     pub direction: Option<Direction>,
 }
 
+impl GroupQuery {
+    /// The columns a scan for this query reads besides the filters': the
+    /// score, the key (a file's dataset is known), and `metric` and
+    /// `partition`, which group-bys split on.
+    pub(crate) fn reads(&self) -> Vec<&str> {
+        let mut out = vec![self.score.as_str(), "metric", "partition"];
+        if self.key != GroupKey::Dataset {
+            out.push(self.key.column());
+        }
+        out
+    }
+}
+
 /// One group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

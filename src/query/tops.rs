@@ -17,7 +17,9 @@ impl<'a> QueryEngine<'a> {
     /// The workspace's footers are read once for all the lists.
     pub fn top_by_metric(&self, q: &TopQuery) -> Result<Vec<(Option<String>, TopAnswer)>> {
         check_score(&q.score, "rank by")?;
-        let (all, errors) = self.candidates()?;
+        let mut reading = super::scan::filter_columns(&q.filters);
+        reading.extend([q.score.as_str(), "metric"]);
+        let (all, errors) = self.candidates(&reading)?;
         let (cands, prov) = Self::prune(all.clone(), errors.clone(), &q.filters);
         let metrics: Vec<String> = self
             .metrics_exact(&cands, &q.filters)?
@@ -47,7 +49,7 @@ impl<'a> QueryEngine<'a> {
     /// given, or for an unknown score column; as [`Self::page`].
     pub fn top(&self, q: &TopQuery) -> Result<TopAnswer> {
         check_score(&q.score, "rank by")?;
-        let (cands, prov) = self.plan(&q.filters)?;
+        let (cands, prov) = self.plan(&q.filters, &[q.score.as_str(), "metric"])?;
         self.top_in(q, cands, prov)
     }
 

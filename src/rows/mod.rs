@@ -14,6 +14,7 @@ pub mod arrays;
 pub(crate) mod best;
 pub mod configs;
 pub mod scores;
+pub mod source;
 
 use std::fs::File;
 use std::path::Path;

@@ -141,17 +141,7 @@ fn read_top_details_unguarded(
             format!("row {} asked of a file of {total} rows", at - 1),
         ));
     }
-    let names = [
-        "id",
-        "model_name",
-        "config_name",
-        "val_score",
-        "test_score",
-        "train_score",
-        "fold_id",
-        "partition",
-    ];
-    let mask = projection(builder.schema(), builder.parquet_schema(), &names);
+    let mask = projection(builder.schema(), builder.parquet_schema(), &TOP_DETAILS);
     let reader = builder
         .with_projection(mask)
         .with_row_selection(row_selection(&sorted))
@@ -162,44 +152,7 @@ fn read_top_details_unguarded(
     let mut next = sorted.iter();
     for batch in reader {
         let b = batch.map_err(|e| Error::damaged(path, e))?;
-        check_columns(b.schema().as_ref(), &ctx, false)?;
-        let s = |name| StrCol::of(&b, name);
-        let (id, model, cfg, fold, part) = (
-            s("id"),
-            s("model_name"),
-            s("config_name"),
-            s("fold_id"),
-            s("partition"),
-        );
-        let f = |name: &str| {
-            b.column_by_name(name)
-                .filter(|c| c.data_type() == &DataType::Float64)
-                .map(|c| c.as_primitive::<Float64Type>())
-        };
-        let (val, test, train) = (f("val_score"), f("test_score"), f("train_score"));
-        let num = |a: Option<&arrow_array::Float64Array>, i: usize| {
-            a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
-                .filter(|v| v.is_finite())
-        };
-        for i in 0..b.num_rows() {
-            let Some(&row) = next.next() else { break };
-            let own = |c: &StrCol<'_>| c.get(i).map(str::to_string);
-            by_row.insert(
-                row,
-                crate::summary::topk::TopEntry {
-                    id: own(&id),
-                    model_name: own(&model),
-                    config_name: own(&cfg),
-                    val_score: num(val, i),
-                    test_score: num(test, i),
-                    train_score: num(train, i),
-                    fold_id: own(&fold),
-                    partition: own(&part),
-                    dataset: None,
-                    row,
-                },
-            );
-        }
+        add_top_details(&b, &mut next, &ctx, &mut by_row)?;
     }
     rows.iter()
         .map(|r| {
@@ -209,4 +162,85 @@ fn read_top_details_unguarded(
                 .ok_or_else(|| Error::corrupt(path, format!("row {r} was not read back")))
         })
         .collect()
+}
+
+/// The columns a top entry's details are read from.
+pub const TOP_DETAILS: [&str; 8] = [
+    "id",
+    "model_name",
+    "config_name",
+    "val_score",
+    "test_score",
+    "train_score",
+    "fold_id",
+    "partition",
+];
+
+/// The top entries of a batch holding [`TOP_DETAILS`] of rows `rows`
+/// (ascending, one batch row each), in the order of `rows`.
+///
+/// # Errors
+/// [`Error::Schema`] naming `context` for a mistyped column.
+pub fn top_details_of(
+    b: &arrow_array::RecordBatch,
+    rows: &[u64],
+    context: &str,
+) -> Result<Vec<crate::summary::topk::TopEntry>> {
+    let mut by_row = std::collections::HashMap::new();
+    add_top_details(b, &mut rows.iter(), context, &mut by_row)?;
+    rows.iter()
+        .map(|r| {
+            by_row
+                .get(r)
+                .cloned()
+                .ok_or_else(|| Error::corrupt(context, format!("row {r} was not read back")))
+        })
+        .collect()
+}
+
+fn add_top_details<'a>(
+    b: &arrow_array::RecordBatch,
+    next: &mut impl Iterator<Item = &'a u64>,
+    ctx: &str,
+    by_row: &mut std::collections::HashMap<u64, crate::summary::topk::TopEntry>,
+) -> Result<()> {
+    check_columns(b.schema().as_ref(), ctx, false)?;
+    let s = |name| StrCol::of(b, name);
+    let (id, model, cfg, fold, part) = (
+        s("id"),
+        s("model_name"),
+        s("config_name"),
+        s("fold_id"),
+        s("partition"),
+    );
+    let f = |name: &str| {
+        b.column_by_name(name)
+            .filter(|c| c.data_type() == &DataType::Float64)
+            .map(|c| c.as_primitive::<Float64Type>())
+    };
+    let (val, test, train) = (f("val_score"), f("test_score"), f("train_score"));
+    let num = |a: Option<&arrow_array::Float64Array>, i: usize| {
+        a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
+            .filter(|v| v.is_finite())
+    };
+    for i in 0..b.num_rows() {
+        let Some(&row) = next.next() else { break };
+        let own = |c: &StrCol<'_>| c.get(i).map(str::to_string);
+        by_row.insert(
+            row,
+            crate::summary::topk::TopEntry {
+                id: own(&id),
+                model_name: own(&model),
+                config_name: own(&cfg),
+                val_score: num(val, i),
+                test_score: num(test, i),
+                train_score: num(train, i),
+                fold_id: own(&fold),
+                partition: own(&part),
+                dataset: None,
+                row,
+            },
+        );
+    }
+    Ok(())
 }

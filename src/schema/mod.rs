@@ -66,6 +66,28 @@ pub const COLUMNS: [(&str, Kind); 35] = [
     ("weights_id", Kind::Str),
 ];
 
+/// String columns whose values repeat row after row (the facets): read as
+/// dictionaries by queries. Ids, paths, JSON and array references are
+/// unique per row, and a dictionary would only cost.
+pub fn is_facet(name: &str) -> bool {
+    matches!(
+        name,
+        "dataset_name"
+            | "dataset_path"
+            | "config_name"
+            | "pipeline_uid"
+            | "model_name"
+            | "model_classname"
+            | "fold_id"
+            | "partition"
+            | "metric"
+            | "task_type"
+            | "preprocessings"
+            | "branch_id"
+            | "branch_name"
+    )
+}
+
 /// The three score columns, in the order the summary keeps them.
 pub const SCORE_COLUMNS: [&str; 3] = ["val_score", "test_score", "train_score"];
 

@@ -120,6 +120,26 @@ fn scatter_of(
         }));
     }
     let dataset = rec["dataset"].as_str().unwrap_or_default();
+    if let Some(found) = ws.inplace_arrays(dataset, pid) {
+        let a = found?.unwrap_or_default();
+        let (Some(t), Some(p)) = (a.y_true, a.y_pred) else {
+            return Ok(Err(ApiError::not_found(format!(
+                "prediction {pid:?} has no y_true/y_pred arrays in the store's arrays file"
+            ))));
+        };
+        return Ok(Ok(Scatter {
+            dataset: dataset.to_string(),
+            fold_id: rec["fold_id"].clone(),
+            metric: rec["metric"].clone(),
+            model_name: rec["model_name"].clone(),
+            n_samples: t.values.len(),
+            partition: rec["partition"].clone(),
+            prediction_id: pid.to_string(),
+            val_score: rec["val_score"].clone(),
+            y_pred: p.values,
+            y_true: t.values,
+        }));
+    }
     let files = ws.list()?.files;
     let Some(meta) = files.iter().find(|f| f.dataset == dataset) else {
         return Ok(Err(ApiError::not_found(format!(

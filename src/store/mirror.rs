@@ -66,41 +66,38 @@ impl Mirror {
         })
     }
 
-    /// The store files' sizes and modification times, as one line per
-    /// file: `store.sqlite`, its `-wal`, and every file of `arrays/`.
-    /// Cost: a `stat` per file.
+    /// The store files' stamp (see [`stamp`]).
     fn stamp(&self) -> String {
-        let mut files = vec![
-            self.store.join(STORE_FILE),
-            self.store.join(format!("{STORE_FILE}-wal")),
-        ];
-        if let Ok(rd) = std::fs::read_dir(self.store.join("arrays")) {
-            let mut a: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-            a.sort();
-            files.extend(a);
-        }
-        let mut out = String::new();
-        for f in files {
-            let line = match std::fs::metadata(&f) {
-                Ok(m) => {
-                    let t = m
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos());
-                    format!("{} {} {t}\n", f.display(), m.len())
-                }
-                Err(_) => format!("{} absent\n", f.display()),
-            };
-            out.push_str(&line);
-        }
-        out
+        stamp(&self.store)
     }
 
     /// True when the store has not changed since the mirror was last
     /// brought up to date.
     pub fn fresh(&self) -> bool {
         std::fs::read_to_string(self.dir.join(STAMP)).is_ok_and(|s| s == self.stamp())
+    }
+
+    /// [`Self::sync`] unless another process or thread is already bringing
+    /// this mirror up to date (`None` then, at once): what a background
+    /// update runs, so that updates never pile up. The lock is a `flock`
+    /// on `.n4a-mirror.lock` in the mirror folder, released on return.
+    ///
+    /// # Errors
+    /// As [`Self::sync`]; [`Error::Io`] making the lock file.
+    pub fn sync_if_free(&self, opts: &ImportOptions) -> Result<Option<ImportReport>> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let path = self.dir.join(".n4a-mirror.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match lock.try_lock() {
+            Ok(()) => self.sync(opts),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
     }
 
     /// Brings the mirror up to date: `None` when it was fresh, else the
@@ -125,6 +122,37 @@ impl Mirror {
         }
         Ok(Some(report))
     }
+}
+
+/// The store files' sizes and modification times, as one line per file:
+/// `store.sqlite`, its `-wal`, and every file of `arrays/`. Equal stamps
+/// mean nothing was written in between. Cost: a `stat` per file.
+pub(crate) fn stamp(store: &Path) -> String {
+    let mut files = vec![
+        store.join(STORE_FILE),
+        store.join(format!("{STORE_FILE}-wal")),
+    ];
+    if let Ok(rd) = std::fs::read_dir(store.join("arrays")) {
+        let mut a: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        a.sort();
+        files.extend(a);
+    }
+    let mut out = String::new();
+    for f in files {
+        let line = match std::fs::metadata(&f) {
+            Ok(m) => {
+                let t = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{} {} {t}\n", f.display(), m.len())
+            }
+            Err(_) => format!("{} absent\n", f.display()),
+        };
+        out.push_str(&line);
+    }
+    out
 }
 
 /// The mirror of the store workspace `store` under [`cache_root`], brought

@@ -18,6 +18,7 @@
 pub(crate) mod arrays;
 pub mod export;
 pub mod import;
+pub mod inplace;
 pub mod mirror;
 pub(crate) mod rows;
 

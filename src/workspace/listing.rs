@@ -74,4 +74,7 @@ pub struct FileFooter {
     pub file: DatasetFile,
     /// Its footer, or its error (shared with the cache).
     pub footer: std::result::Result<Arc<Footer>, Arc<FileError>>,
+    /// Where its rows are read when they are not in a `.meta.parquet`
+    /// file at `file.path` (a store answered in place).
+    pub rows: Option<Arc<dyn crate::rows::source::RowSource>>,
 }

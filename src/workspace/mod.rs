@@ -24,7 +24,7 @@ pub(crate) use listing::FileFooter;
 pub use listing::{DatasetFile, FileError, Listing};
 pub use merge::WorkspaceSummary;
 use source::Source;
-pub use source::{SourceKind, Synced};
+pub use source::{MirrorUpdate, SourceKind, Synced};
 
 type Cached = std::result::Result<Arc<Footer>, Arc<FileError>>;
 /// The last merge and the file keys it was made from.
@@ -128,6 +128,15 @@ impl Workspace {
     pub fn with_mirror_root(mut self, root: &Path) -> Result<Self> {
         self.source.set_mirror_root(root)?;
         Ok(self)
+    }
+
+    /// How a store's mirror is brought up to date when an ask finds it
+    /// stale (default [`MirrorUpdate::Background`]: the ask is answered in
+    /// place meanwhile); nothing for a folder.
+    #[must_use]
+    pub fn with_mirror_update(mut self, how: MirrorUpdate) -> Self {
+        self.source.set_update(how);
+        self
     }
 
     /// Also finds files in sub-folders.
@@ -301,6 +310,21 @@ impl Workspace {
     pub fn list(&self) -> Result<Listing> {
         let mut files = Vec::new();
         let mut errors = self.synced_errors()?;
+        #[cfg(feature = "store")]
+        if let Some(ip) = self.source.inplace() {
+            let (list, bad) = ip.load(&[])?;
+            for (d, e) in bad {
+                errors.push(FileError::new(ip.db(), Some(&d), &e));
+            }
+            let files = list
+                .into_iter()
+                .map(|(d, _, _)| DatasetFile {
+                    path: ip.path_of(&d),
+                    dataset: d,
+                })
+                .collect();
+            return Ok(Listing { files, errors });
+        }
         let root = self.source.dir();
         let mut dirs = vec![root.to_path_buf()];
         while let Some(dir) = dirs.pop() {
@@ -335,19 +359,108 @@ impl Workspace {
     }
 
     /// Reads (or takes from the cache) the footer of every file, in
-    /// parallel; results come back in path order, each error with its path.
-    /// Cost: one `stat` per file, plus for each changed or new file an open
-    /// and two reads at its end (never a row group) and the summary decode.
+    /// parallel, for a query that will read the columns `names`: a store
+    /// answered in place reads them with its rows' first pass (one pass
+    /// over SQLite, not two); folders ignore the hint. Results come back
+    /// in path order, each error with its path. Cost: one `stat` per file,
+    /// plus for each changed or new file an open and two reads at its end
+    /// (never a row group) and the summary decode.
     ///
     /// # Errors
     /// [`Error::Io`] if the workspace folder cannot be listed; per-file
     /// failures are in the answer, not errors.
-    pub(crate) fn footers(&self) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+    #[cfg_attr(not(feature = "store"), allow(unused_variables))]
+    pub(crate) fn footers_reading(
+        &self,
+        names: &[&str],
+    ) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+        #[cfg(feature = "store")]
+        {
+            let errors = self.synced_errors()?;
+            if let Some(ip) = self.source.inplace() {
+                return self.inplace_footers(&ip, names, errors, false);
+            }
+        }
         let (footers, errors, _) = self.footers_keyed()?;
         Ok((footers, errors))
     }
 
-    /// [`Self::footers`] plus each file's key, `None` for a file whose
+    /// True when the workspace holds a prediction file (a folder), or a
+    /// prediction (a store). Cost: a listing; for a store answered in
+    /// place, one SQLite step instead of reading its rows.
+    ///
+    /// # Errors
+    /// As [`Self::list`].
+    pub fn has_predictions(&self) -> Result<bool> {
+        #[cfg(feature = "store")]
+        {
+            self.synced_errors()?;
+            if let Some(ip) = self.source.inplace() {
+                return ip.has_rows();
+            }
+        }
+        Ok(!self.list()?.files.is_empty())
+    }
+
+    /// The arrays of prediction `id` of `dataset` when the workspace is a
+    /// store answered in place (from the store's arrays file); `None` for
+    /// a folder or a store read through its mirror, whose arrays are in
+    /// each dataset's `.arrays.parquet`.
+    ///
+    /// # Errors
+    /// Reading the store's arrays file.
+    #[cfg_attr(not(feature = "store"), allow(unused_variables))]
+    pub fn inplace_arrays(
+        &self,
+        dataset: &str,
+        id: &str,
+    ) -> Option<Result<Option<crate::schema::PredictionArrays>>> {
+        #[cfg(feature = "store")]
+        if let Some(ip) = self.source.inplace() {
+            return Some(ip.arrays(dataset, id));
+        }
+        None
+    }
+
+    /// The datasets of a store read in place as files: footers held in
+    /// memory (with summaries when `summaries`), rows from SQLite.
+    #[cfg(feature = "store")]
+    fn inplace_footers(
+        &self,
+        ip: &Arc<crate::store::inplace::InPlace>,
+        names: &[&str],
+        mut errors: Vec<FileError>,
+        summaries: bool,
+    ) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
+        let (list, bad) = ip.load(names)?;
+        for (d, e) in bad {
+            errors.push(FileError::new(ip.db(), Some(&d), &e));
+        }
+        let opts = self.source.summary_options();
+        let make = |(d, src, n): &(String, Arc<dyn crate::rows::source::RowSource>, u64)| {
+            let footer = if summaries {
+                ip.footer(d, &opts)
+                    .map_err(|e| Arc::new(FileError::new(&ip.path_of(d), Some(d), &e)))
+            } else {
+                Ok(Arc::new(ip.plain_footer(d, src.as_ref(), *n)))
+            };
+            FileFooter {
+                file: DatasetFile {
+                    path: ip.path_of(d),
+                    dataset: d.clone(),
+                },
+                footer,
+                rows: Some(src.clone()),
+            }
+        };
+        let footers = match self.pool() {
+            Some(pool) => pool.install(|| list.par_iter().map(make).collect()),
+            None => list.iter().map(make).collect(),
+        };
+        Ok((footers, errors))
+    }
+
+    /// [`Self::footers_reading`] of a folder plus each file's key, `None` for a file whose
     /// footer cannot be trusted to stay what was read (modified within the
     /// racy window before the read).
     fn footers_keyed(&self) -> Result<Keyed> {
@@ -358,6 +471,7 @@ impl Workspace {
                 FileFooter {
                     footer,
                     file: f.clone(),
+                    rows: None,
                 },
                 key,
             )
@@ -424,8 +538,18 @@ impl Workspace {
     /// call then costs the listing and one `stat` per file.
     ///
     /// # Errors
-    /// As `Self::footers`.
+    /// As `Self::footers_reading`.
     pub fn summary(&self) -> Result<Arc<merge::WorkspaceSummary>> {
+        #[cfg(feature = "store")]
+        {
+            let errors = self.synced_errors()?;
+            if let Some(ip) = self.source.inplace() {
+                let (footers, errors) =
+                    self.inplace_footers(&ip, &crate::rows::SUMMARY_COLUMNS, errors, true)?;
+                let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
+                return Ok(Arc::new(merged));
+            }
+        }
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;
             let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());

@@ -9,11 +9,21 @@
 //! query) sees only the folder the engine reads (`Source::dir`), and asks
 //! `Source::sync` to bring that folder up to date first.
 //!
-//! What a new kind implements here: its folder and its sync (a store read
-//! in place, without a mirror, and object-store URLs, where listing and
-//! byte-range reads also move behind this interface).
+//! A store whose mirror is not up to date is answered in place
+//! ([`crate::store::inplace::InPlace`], a snapshot of its rows read from
+//! SQLite as queries ask) while the mirror is brought up to date beside
+//! the answers ([`MirrorUpdate`]): a first ask never waits for an import,
+//! and once the mirror is fresh the asks after it read its footers.
+//!
+//! What a new kind implements here: its folder and its sync (object-store
+//! URLs, where listing and byte-range reads also move behind this
+//! interface).
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "store")]
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "store")]
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::metric::Directions;
@@ -26,6 +36,28 @@ pub enum SourceKind {
     Folder,
     /// A nirs4all `store.sqlite` workspace, read through its mirror.
     Store,
+}
+
+/// How a store's mirror is brought up to date when an ask finds it stale
+/// (the ask itself is answered in place meanwhile, except `Foreground`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MirrorUpdate {
+    /// In a thread of this process (a server, a notebook): the default.
+    #[default]
+    Background,
+    /// In a detached process running this program with the arguments
+    /// `__mirror-store <store> <mirror root>` (the command line, whose own
+    /// process ends with its answer; as `git gc --auto` does).
+    Detached(PathBuf),
+    /// Never: every ask is answered in place and no mirror is written (a
+    /// read-only cache, a one-off look; `N4A_STORE_MIRROR=off` on the
+    /// command line).
+    Never,
+    /// Before the ask is answered, which then reads the mirror: the import
+    /// the first ask made before answers in place existed (tests, and the
+    /// detached process itself).
+    Foreground,
 }
 
 /// What bringing a workspace's folder up to date did.
@@ -54,6 +86,12 @@ pub(crate) enum Source {
         /// How the mirror's files are written (directions of metrics
         /// outside the built-in table).
         import: crate::store::ImportOptions,
+        /// The snapshot answered in place while the mirror is stale.
+        inplace: Mutex<Option<Arc<crate::store::inplace::InPlace>>>,
+        /// How the mirror is brought up to date.
+        update: MirrorUpdate,
+        /// Set while an update started here runs.
+        busy: Arc<AtomicBool>,
     },
 }
 
@@ -72,6 +110,9 @@ impl Source {
             return Ok(Source::Store {
                 mirror,
                 import: crate::store::ImportOptions::default(),
+                inplace: Mutex::new(None),
+                update: MirrorUpdate::default(),
+                busy: Arc::new(AtomicBool::new(false)),
             });
         }
         let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -95,6 +136,36 @@ impl Source {
                 *mirror = crate::store::Mirror::new(&mirror.store, root)?;
                 Ok(())
             }
+        }
+    }
+
+    /// Sets how a store's mirror is brought up to date (a folder has none).
+    #[cfg_attr(not(feature = "store"), allow(unused_variables))]
+    pub(crate) fn set_update(&mut self, how: MirrorUpdate) {
+        #[cfg(feature = "store")]
+        if let Source::Store { update, .. } = self {
+            *update = how;
+        }
+    }
+
+    /// The snapshot of a store answered in place, while its mirror is
+    /// stale (since the last sync).
+    #[cfg(feature = "store")]
+    pub(crate) fn inplace(&self) -> Option<Arc<crate::store::inplace::InPlace>> {
+        match self {
+            Source::Store { inplace, .. } => {
+                inplace.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            Source::Folder(_) => None,
+        }
+    }
+
+    /// The summary options the store's rows are summarised with.
+    #[cfg(feature = "store")]
+    pub(crate) fn summary_options(&self) -> crate::summary::SummaryOptions {
+        match self {
+            Source::Store { import, .. } => import.writer.summary.clone(),
+            Source::Folder(_) => crate::summary::SummaryOptions::default(),
         }
     }
 
@@ -148,9 +219,11 @@ impl Source {
     }
 
     /// Brings [`Self::dir`] up to date with the origin. Cost: nothing for a
-    /// folder; for a store, one `stat` per store file while it is
-    /// unchanged, else one SQLite pass per dataset and the rewrite of the
-    /// changed ones (see [`crate::store::Mirror::sync`]).
+    /// folder; for a store, one `stat` per store file while its mirror is
+    /// fresh; else (`Foreground`) one SQLite pass per dataset and the
+    /// rewrite of the changed ones (see [`crate::store::Mirror::sync`]), or
+    /// (otherwise) the store opened for answers in place (two statements)
+    /// and the mirror's update started beside them.
     ///
     /// # Errors
     /// For a store that cannot be read at all ([`Error::Sqlite`], a
@@ -160,7 +233,37 @@ impl Source {
         match self {
             Source::Folder(_) => Ok(Synced::default()),
             #[cfg(feature = "store")]
-            Source::Store { mirror, import } => {
+            Source::Store {
+                mirror,
+                import,
+                inplace,
+                update,
+                busy,
+            } => {
+                if *update != MirrorUpdate::Foreground {
+                    let was = inplace.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                    if mirror.fresh() {
+                        *inplace.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        return Ok(Synced {
+                            changed: was,
+                            ..Synced::default()
+                        });
+                    }
+                    let now = crate::store::mirror::stamp(&mirror.store);
+                    let mut slot = inplace.lock().unwrap_or_else(|e| e.into_inner());
+                    let stale = slot.as_ref().is_none_or(|t| t.stamp() != now);
+                    if stale {
+                        *slot = Some(Arc::new(crate::store::inplace::InPlace::open(
+                            &mirror.store,
+                        )?));
+                    }
+                    drop(slot);
+                    start_update(mirror, import, update, busy);
+                    return Ok(Synced {
+                        changed: stale,
+                        ..Synced::default()
+                    });
+                }
                 let Some(report) = mirror.sync(import)? else {
                     return Ok(Synced::default());
                 };
@@ -174,6 +277,57 @@ impl Source {
                     errors: report.errors,
                 })
             }
+        }
+    }
+}
+
+/// Starts bringing `mirror` up to date as `how` says, unless an update
+/// started here still runs.
+#[cfg(feature = "store")]
+fn start_update(
+    mirror: &crate::store::Mirror,
+    import: &crate::store::ImportOptions,
+    how: &MirrorUpdate,
+    busy: &Arc<AtomicBool>,
+) {
+    if busy.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    match how {
+        MirrorUpdate::Foreground | MirrorUpdate::Never => busy.store(false, Ordering::Release),
+        MirrorUpdate::Background => {
+            let (mirror, import, done) = (mirror.clone(), import.clone(), busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name("n4a-mirror".into())
+                .spawn(move || {
+                    // A dataset that fails is answered in place (and its
+                    // error listed) until a later update brings it in.
+                    let _ = mirror.sync_if_free(&import);
+                    done.store(false, Ordering::Release);
+                });
+            if spawned.is_err() {
+                busy.store(false, Ordering::Release);
+            }
+        }
+        MirrorUpdate::Detached(exe) => {
+            use std::os::unix::process::CommandExt;
+            let root = mirror
+                .dir
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(&mirror.dir);
+            // Its own process group: a Ctrl-C meant for the command does
+            // not stop the update half-way (each dataset is replaced
+            // atomically anyway). `busy` stays set: one per process.
+            let _ = std::process::Command::new(exe)
+                .arg("__mirror-store")
+                .arg(&mirror.store)
+                .arg(root)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn();
         }
     }
 }

@@ -816,3 +816,300 @@ fn issue_32_a_served_store_sees_nirs4all_writes_within_2_seconds_without_blockin
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// An answer less what legitimately differs between the same answer from
+/// a store read in place and from a `.meta.parquet` copy: how it was
+/// served (footers or a scan, and the provenance's counts), the files'
+/// names and versions, when it was made.
+fn same_answer(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| {
+                    ![
+                        "elapsed_ms",
+                        "workspace",
+                        "provenance",
+                        "served_by",
+                        "seconds",
+                        "generated_at",
+                        "path",
+                        "num_row_groups",
+                    ]
+                    .contains(&k.as_str())
+                })
+                .map(|(k, x)| (k.clone(), same_answer(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(same_answer).collect()),
+        v => v.clone(),
+    }
+}
+
+/// Asks `args` (with `{}` for the workspace) of the store `store`, never
+/// seen (a fresh cache: answered in place), and of `copy`, its import;
+/// asserts the answers are the same. Returns the store's answer.
+fn in_place_as_copy(store: &Path, copy: &Path, args: &[&str]) -> Value {
+    let with = |ws: &Path| -> Vec<String> {
+        args.iter()
+            .map(|a| a.replace("{}", ws.to_str().unwrap()))
+            .collect()
+    };
+    let fresh = tempfile::tempdir().unwrap();
+    let a = with(store);
+    let b = with(copy);
+    let from_store = json_of(&n4a(
+        fresh.path(),
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let from_copy = json_of(&n4a(
+        fresh.path(),
+        &b.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let (x, y) = (same_answer(&from_store), same_answer(&from_copy));
+    assert!(
+        x == y,
+        "{args:?}: in place and the copy differ: {:?}",
+        first_differences(&x, &y)
+    );
+    from_store
+}
+
+/// The queries a dashboard and a notebook send, each answered in place.
+const IN_PLACE_ASKS: &[&[&str]] = &[
+    &["summary", "{}", "--format", "json"],
+    &["query", "{}", "--format", "json"],
+    &["query", "{}", "--limit", "0", "--format", "json"],
+    &[
+        "query",
+        "{}",
+        "--sort",
+        "val_score:desc",
+        "--limit",
+        "7",
+        "--format",
+        "json",
+    ],
+    &[
+        "query",
+        "{}",
+        "--partition",
+        "val",
+        "--sort",
+        "val_score:asc",
+        "--offset",
+        "3",
+        "--limit",
+        "5",
+        "--format",
+        "json",
+    ],
+    &[
+        "query",
+        "{}",
+        "--partition",
+        "test",
+        "--sort",
+        "model_classname:asc",
+        "--limit",
+        "4",
+        "--format",
+        "json",
+    ],
+    &["top", "{}", "--k", "5", "--format", "json"],
+    &[
+        "top",
+        "{}",
+        "--metric",
+        "rmse",
+        "--k",
+        "3",
+        "--score",
+        "test_score",
+        "--format",
+        "json",
+    ],
+    &[
+        "stats",
+        "{}",
+        "--group-by",
+        "model_name",
+        "--format",
+        "json",
+    ],
+    &[
+        "stats",
+        "{}",
+        "--group-by",
+        "partition",
+        "--partition",
+        "all",
+        "--format",
+        "json",
+    ],
+    &[
+        "stats",
+        "{}",
+        "--group-by",
+        "fold",
+        "--metric",
+        "rmse",
+        "--format",
+        "json",
+    ],
+    &["stats", "{}", "--group-by", "dataset", "--format", "json"],
+    &["stats", "{}", "--group-by", "config", "--format", "json"],
+];
+
+#[test]
+fn issue_32_b_a_store_never_seen_is_answered_in_place_as_its_import() {
+    let (store, _) = nirs4all_store();
+    let copy = tempfile::tempdir().unwrap();
+    import_store(store, copy.path(), &ImportOptions::default()).unwrap();
+    for args in IN_PLACE_ASKS {
+        let v = in_place_as_copy(store, copy.path(), args);
+        if args[0] == "summary" {
+            // Answered from the store itself, not from a mirror made first.
+            let paths: Vec<&str> = v["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["path"].as_str().unwrap())
+                .collect();
+            assert_eq!(paths.len(), 3, "{v}");
+            assert!(
+                paths.iter().all(|p| p.contains("store.sqlite#")),
+                "{paths:?}"
+            );
+            assert_eq!(v["total_predictions"], 53);
+        }
+    }
+}
+
+#[test]
+fn issue_32_b_a_large_store_read_on_two_connections_answers_as_its_import() {
+    // 3 datasets x 30,000 rows: past the one-connection limit (50,000), so
+    // the rows are read in two halves and joined.
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, store, copy) = (
+        dir.path().join("ws"),
+        dir.path().join("store"),
+        dir.path().join("copy"),
+    );
+    n4a::generate::generate(
+        &ws,
+        &n4a::generate::GenOptions {
+            datasets: 3,
+            rows: 30_000,
+            arrays: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    n4a::store::export_store(&ws, &store, &n4a::store::ExportOptions::default()).unwrap();
+    import_store(&store, &copy, &ImportOptions::default()).unwrap();
+    let metric = {
+        let s = json_of(&n4a(
+            dir.path(),
+            &["summary", copy.to_str().unwrap(), "--format", "json"],
+        ));
+        s["metrics"][0]["name"].as_str().unwrap().to_string()
+    };
+    for args in IN_PLACE_ASKS {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "rmse" { metric.as_str() } else { a })
+            .collect();
+        in_place_as_copy(&store, &copy, &args);
+    }
+    for offset in ["0", "1000", "44990"] {
+        in_place_as_copy(
+            &store,
+            &copy,
+            &[
+                "query",
+                "{}",
+                "--partition",
+                "val",
+                "--metric",
+                &metric,
+                "--sort",
+                "val_score:asc",
+                "--offset",
+                offset,
+                "--limit",
+                "50",
+                "--format",
+                "json",
+            ],
+        );
+    }
+}
+
+#[test]
+fn issue_32_b_the_mirror_is_brought_up_to_date_beside_the_first_answer() {
+    let (store, _) = nirs4all_store();
+    let cache = tempfile::tempdir().unwrap();
+    let s = store.to_str().unwrap();
+    let first = json_of(&n4a(cache.path(), &["summary", s, "--format", "json"]));
+    let in_place = |v: &Value| {
+        v["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["path"].as_str().unwrap().contains("store.sqlite#"))
+    };
+    assert!(in_place(&first), "{first}");
+    // The detached `n4a __mirror-store` writes the mirror; the command
+    // after it reads the mirror's footers.
+    let stamp = || {
+        std::fs::read_dir(cache.path().join("stores"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .is_some_and(|e| e.path().join(".n4a-store-stamp").is_file())
+    };
+    let t0 = std::time::Instant::now();
+    while !stamp() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no mirror after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let later = json_of(&n4a(cache.path(), &["summary", s, "--format", "json"]));
+    assert!(!in_place(&later), "{later}");
+    assert_eq!(same_answer(&first), same_answer(&later));
+}
+
+#[test]
+fn issue_32_b_a_library_workspace_answers_in_place_then_from_its_mirror() {
+    let (store, _) = nirs4all_store();
+    let cache = tempfile::tempdir().unwrap();
+    let ws = n4a::Workspace::open(store)
+        .unwrap()
+        .with_mirror_root(cache.path())
+        .unwrap()
+        .with_recheck(Some(std::time::Duration::ZERO));
+    let first = ws.summary().unwrap();
+    assert!(first
+        .datasets
+        .iter()
+        .all(|d| d.path.to_string_lossy().contains("store.sqlite#")));
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = ws.summary().unwrap();
+        if s.datasets
+            .iter()
+            .all(|d| !d.path.to_string_lossy().contains('#'))
+        {
+            assert_eq!(s.total_predictions, first.total_predictions);
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no mirror after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -54,7 +54,7 @@ use crate::workspace::Workspace;
 
 /// The columns the filters read (`dataset` is the file's, decided by
 /// pruning).
-fn filter_columns(f: &Filters) -> Vec<&str> {
+pub(crate) fn filter_columns(f: &Filters) -> Vec<&str> {
     let mut out: Vec<&str> = f
         .values
         .keys()
@@ -79,13 +79,33 @@ fn file_error(c: &Candidate, e: &Error) -> FileError {
     FileError::new(&c.path, Some(&c.dataset), e)
 }
 
+/// Columns `names` of a candidate's rows (`rows`, or all), from its row
+/// source when it has one (a store answered in place), else from its file
+/// (`known`: its parsed footer, when held).
+pub(crate) fn read_batches(
+    c: &Candidate,
+    names: &[&str],
+    rows: Option<&[u64]>,
+    dictionaries: bool,
+    known: Option<(
+        parquet::arrow::arrow_reader::ArrowReaderMetadata,
+        crate::footer::FileKey,
+    )>,
+) -> Result<Vec<RecordBatch>> {
+    match &c.rows {
+        Some(src) => Ok(vec![src.columns(names, rows)?]),
+        None => columns::read_known(&c.path, names, rows, dictionaries, known),
+    }
+}
+
 /// One file's projected columns as one batch (`None` for a file of no
 /// rows), their types checked against the contract.
-fn read_one(path: &Path, names: &[&str]) -> Result<Option<RecordBatch>> {
+fn read_one(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
+    let path = c.path.as_path();
     let mut names: Vec<&str> = names.to_vec();
     names.sort_unstable();
     names.dedup();
-    let batches = columns::read(path, &names, None, true)?;
+    let batches = read_batches(c, &names, None, true, None)?;
     let b = match batches.len() {
         0 => return Ok(None),
         1 => batches.into_iter().next(),
@@ -109,13 +129,13 @@ fn read_one(path: &Path, names: &[&str]) -> Result<Option<RecordBatch>> {
 fn read_cols(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
     c.check()?;
     let Some(cache) = c.cache.as_deref() else {
-        return read_one(&c.path, names);
+        return read_one(c, names);
     };
     let mut names: Vec<&str> = names.to_vec();
     names.sort_unstable();
     names.dedup();
     if names.is_empty() || c.info.num_rows == 0 {
-        return read_one(&c.path, &names);
+        return read_one(c, &names);
     }
     let key = &c.info.key;
     let mut held: Vec<(&str, Option<arrow_array::ArrayRef>)> = Vec::new();
@@ -127,7 +147,7 @@ fn read_cols(c: &Candidate, names: &[&str]) -> Result<Option<RecordBatch>> {
         }
     }
     if !missing.is_empty() {
-        let read = read_one(&c.path, &missing)?;
+        let read = read_one(c, &missing)?;
         let unchanged = crate::footer::FileKey::of(&c.path).is_ok_and(|k| k == *key);
         for &n in &missing {
             let a = read.as_ref().and_then(|b| b.column_by_name(n).cloned());

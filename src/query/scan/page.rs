@@ -13,7 +13,6 @@ use super::{
 use crate::error::Result;
 use crate::metric::Direction;
 use crate::query::cache::Record;
-use crate::query::columns;
 use crate::query::filter::Filters;
 use crate::query::{Candidate, PageQuery};
 use crate::schema::COLUMNS;
@@ -555,7 +554,12 @@ pub(super) fn read_rows(
         .map(|(n, _)| *n)
         .filter(|n| columns.iter().any(|c| c == n))
         .collect();
-    for batch in columns::read_known(path, &names, Some(&wanted), false, known_meta(c))? {
+    let known = if c.rows.is_some() {
+        None
+    } else {
+        known_meta(c)
+    };
+    for batch in super::read_batches(c, &names, Some(&wanted), false, known)? {
         for p in crate::rows::batch_to_predictions(&batch, &ctx, false)? {
             out.push((it.next().copied().unwrap_or(u64::MAX), p));
         }

@@ -7,7 +7,6 @@ use super::window::Ranking;
 use super::{derive, file_error, float_at, float_col, Scanned};
 use crate::error::Result;
 use crate::metric::Direction;
-use crate::query::columns;
 use crate::query::{Candidate, TopQuery};
 use crate::summary::topk::TopEntry;
 use crate::workspace::FileError;
@@ -70,7 +69,20 @@ pub(super) fn top_of(
             c,
             || format!("top details of rows {rows:?}"),
             || {
-                let es = crate::rows::scores::read_top_details(&c.path, rows)?;
+                let es = match &c.rows {
+                    Some(src) => {
+                        let mut sorted = rows.clone();
+                        sorted.sort_unstable();
+                        sorted.dedup();
+                        let b = src.columns(&crate::rows::scores::TOP_DETAILS, Some(&sorted))?;
+                        crate::rows::scores::top_details_of(
+                            &b,
+                            &sorted,
+                            &c.path.display().to_string(),
+                        )?
+                    }
+                    None => crate::rows::scores::read_top_details(&c.path, rows)?,
+                };
                 Ok((es, rows.len() * 512))
             },
         )
@@ -134,7 +146,7 @@ pub(super) fn score_values(
         rows.sort_unstable();
         rows.dedup();
         let mut it = rows.iter();
-        let batches = columns::read(&cands[fi].path, &[score], Some(&rows), false)
+        let batches = super::read_batches(&cands[fi], &[score], Some(&rows), false, None)
             .map_err(|e| file_error(&cands[fi], &e))?;
         for b in batches {
             let a = float_col(&b, score);

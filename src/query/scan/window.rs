@@ -5,7 +5,6 @@
 
 use super::file_error;
 use super::keys::{cmp_keys, Key, Order};
-use crate::query::columns;
 use crate::query::filter::Filters;
 use crate::query::Candidate;
 use crate::rows::StrCol;
@@ -100,7 +99,7 @@ pub(super) fn break_ties_by_id(
     for (fi, mut rows) in wanted {
         rows.sort_unstable();
         rows.dedup();
-        let batches = columns::read(&cands[fi].path, &["id"], Some(&rows), false)
+        let batches = super::read_batches(&cands[fi], &["id"], Some(&rows), false, None)
             .map_err(|e| file_error(&cands[fi], &e))?;
         let mut it = rows.iter();
         for b in &batches {
