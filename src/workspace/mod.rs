@@ -312,7 +312,7 @@ impl Workspace {
         let mut errors = self.synced_errors()?;
         #[cfg(feature = "store")]
         if let Some(ip) = self.source.inplace() {
-            let (list, bad) = ip.load(&[])?;
+            let (ip, list, bad) = self.inplace_load(ip, &[])?;
             for (d, e) in bad {
                 errors.push(FileError::new(ip.db(), Some(&d), &e));
             }
@@ -422,6 +422,33 @@ impl Workspace {
         None
     }
 
+    /// [`crate::store::inplace::InPlace::load`], on a fresh snapshot when
+    /// the store changed between the snapshot's passes (rows appended or
+    /// deleted while a server answers): up to three snapshots are tried.
+    #[cfg(feature = "store")]
+    #[allow(clippy::type_complexity)]
+    fn inplace_load(
+        &self,
+        mut ip: Arc<crate::store::inplace::InPlace>,
+        names: &[&str],
+    ) -> Result<(
+        Arc<crate::store::inplace::InPlace>,
+        Vec<(String, Arc<dyn crate::rows::source::RowSource>, u64)>,
+        Vec<(String, Arc<Error>)>,
+    )> {
+        let mut tries = 0;
+        loop {
+            match ip.load(names) {
+                Ok((list, bad)) => return Ok((ip, list, bad)),
+                Err(Error::ChangedDuringRefresh { .. }) if tries < 2 => {
+                    tries += 1;
+                    ip = self.source.reopen_inplace(&ip)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The datasets of a store read in place as files: footers held in
     /// memory (with summaries when `summaries`), rows from SQLite.
     #[cfg(feature = "store")]
@@ -432,7 +459,8 @@ impl Workspace {
         mut errors: Vec<FileError>,
         summaries: bool,
     ) -> Result<(Vec<FileFooter>, Vec<FileError>)> {
-        let (list, bad) = ip.load(names)?;
+        let (ip, list, bad) = self.inplace_load(ip.clone(), names)?;
+        let ip = &ip;
         for (d, e) in bad {
             errors.push(FileError::new(ip.db(), Some(&d), &e));
         }

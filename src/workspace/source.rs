@@ -160,6 +160,33 @@ impl Source {
         }
     }
 
+    /// A new snapshot in place of `stale` (unless another ask already
+    /// replaced it): the store changed between `stale`'s passes.
+    ///
+    /// # Errors
+    /// As [`crate::store::inplace::InPlace::open`].
+    #[cfg(feature = "store")]
+    pub(crate) fn reopen_inplace(
+        &self,
+        stale: &Arc<crate::store::inplace::InPlace>,
+    ) -> Result<Arc<crate::store::inplace::InPlace>> {
+        let Source::Store {
+            mirror, inplace, ..
+        } = self
+        else {
+            return Err(Error::InvalidOption(
+                "a folder is never read in place".into(),
+            ));
+        };
+        let mut slot = inplace.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(now) = slot.as_ref().filter(|now| !Arc::ptr_eq(now, stale)) {
+            return Ok(now.clone());
+        }
+        let fresh = Arc::new(crate::store::inplace::InPlace::open(&mirror.store)?);
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
     /// The summary options the store's rows are summarised with.
     #[cfg(feature = "store")]
     pub(crate) fn summary_options(&self) -> crate::summary::SummaryOptions {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::{ColumnFacts, Content, FileSummary, Footer, StateSource, TextSource};
 use crate::error::Result;
 use crate::footer::FileKey;
-use crate::summary::{json, Summary};
+use crate::summary::Summary;
 
 impl Footer {
     /// The footer of `num_rows` rows known by `path` (a name, no file is
@@ -19,8 +19,8 @@ impl Footer {
     /// the default one: such rows are never checked against a file.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidSummary`] when the summary's own JSON does not
-    /// decode (not expected: it was just rendered).
+    /// None today (the summary's text is rendered, not parsed); kept for
+    /// the summaries a later source may hold as text.
     pub(crate) fn held(
         path: &Path,
         num_rows: u64,
@@ -31,9 +31,13 @@ impl Footer {
             None => None,
             Some(mut s) => {
                 let state = s.state.take();
+                // The text exactly as the writer stores it in a footer
+                // (runs last, no state: what a 1.2+ footer relays).
                 let text = s.to_json();
-                let (version, fields) = json::decode_fields(path, text.as_bytes())?;
-                let (text, runs_at) = json::relay_fields(&fields);
+                let runs_at = crate::summary::codec::TextCheck::of(&text)
+                    .runs_at
+                    .map(|at| at as usize);
+                let version = s.n4a_version.clone();
                 let content = state.map(|st| {
                     let (rows, n_runs, n_pipelines) =
                         (st.rows, st.runs.len() as u64, st.pipelines.len() as u64);

@@ -88,6 +88,8 @@ fn sql_column(f: From) -> Option<&'static str> {
 /// How the import names a source in its errors.
 fn error_name(f: From) -> &'static str {
     match f {
+        From::Column("pl.name") => "pipelines.name",
+        From::Column("c.model_step_idx") => "chains.model_step_idx",
         From::Column(c) => c,
         From::ConfigName => "pipelines.name",
         From::StepIdx => "chains.model_step_idx",
@@ -100,40 +102,49 @@ fn error_name(f: From) -> &'static str {
 /// join reads it, or what was found instead.
 type Looked<T> = std::result::Result<Option<T>, &'static str>;
 
-/// The two small tables a row's config name and model step come from.
+/// The two small tables a row's config name and model step come from,
+/// each read on the first pass that needs it (a page query's columns need
+/// neither: `chains` alone took 45 ms on the bench store).
 #[derive(Default)]
 pub(super) struct Lookups {
-    configs: HashMap<Vec<u8>, Looked<String>>,
-    steps: HashMap<Vec<u8>, Looked<i64>>,
+    configs: std::sync::OnceLock<HashMap<Vec<u8>, Looked<String>>>,
+    steps: std::sync::OnceLock<HashMap<Vec<u8>, Looked<i64>>>,
 }
 
 impl Lookups {
-    /// Reads `pipelines` (id, name) and `chains` (id, step). Cost: one pass
-    /// over each (a few rows per run).
-    pub(super) fn read(conn: &Connection, db: &Path) -> Result<Lookups> {
+    /// Reads, on `conn`, the maps `plan` needs and were not read yet:
+    /// `pipelines` (id, name) and `chains` (id, step), one pass over each.
+    pub(super) fn ensure(&self, plan: &Plan, conn: &Connection, db: &Path) -> Result<()> {
         let sql = |e| Error::sqlite(db, e);
-        let mut out = Lookups::default();
-        let mut st = conn
-            .prepare("SELECT pipeline_id, name FROM pipelines")
-            .map_err(sql)?;
-        let mut rows = st.query([]).map_err(sql)?;
-        while let Some(r) = rows.next().map_err(sql)? {
-            if let ValueRef::Text(k) = r.get_ref(0).map_err(sql)? {
-                let v = text(r.get_ref(1).map_err(sql)?).map(|t| t.map(|t| t.into_owned()));
-                out.configs.insert(k.to_vec(), v);
+        let needs = |f: From| plan.sources.iter().any(|s| s.0 == f);
+        if needs(From::ConfigName) && self.configs.get().is_none() {
+            let mut map = HashMap::new();
+            let mut st = conn
+                .prepare("SELECT pipeline_id, name FROM pipelines")
+                .map_err(sql)?;
+            let mut rows = st.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                if let ValueRef::Text(k) = r.get_ref(0).map_err(sql)? {
+                    let v = text(r.get_ref(1).map_err(sql)?).map(|t| t.map(|t| t.into_owned()));
+                    map.insert(k.to_vec(), v);
+                }
             }
+            let _ = self.configs.set(map);
         }
-        let mut st = conn
-            .prepare("SELECT chain_id, model_step_idx FROM chains")
-            .map_err(sql)?;
-        let mut rows = st.query([]).map_err(sql)?;
-        while let Some(r) = rows.next().map_err(sql)? {
-            if let ValueRef::Text(k) = r.get_ref(0).map_err(sql)? {
-                out.steps
-                    .insert(k.to_vec(), int(r.get_ref(1).map_err(sql)?));
+        if needs(From::StepIdx) && self.steps.get().is_none() {
+            let mut map = HashMap::new();
+            let mut st = conn
+                .prepare("SELECT chain_id, model_step_idx FROM chains")
+                .map_err(sql)?;
+            let mut rows = st.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                if let ValueRef::Text(k) = r.get_ref(0).map_err(sql)? {
+                    map.insert(k.to_vec(), int(r.get_ref(1).map_err(sql)?));
+                }
             }
+            let _ = self.steps.set(map);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -187,6 +198,19 @@ struct Facet {
 }
 
 impl Facet {
+    /// Appends the previous row's code when `v` is the text of the
+    /// previous row's value, and says so.
+    #[inline]
+    fn repeats(&mut self, v: &ValueRef<'_>) -> bool {
+        match (v, self.values.get(self.last)) {
+            (ValueRef::Text(t), Some(l)) if l.as_bytes() == *t => {
+                self.codes.push(Some(self.last as i32));
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn append(&mut self, v: Option<&str>) -> std::result::Result<(), &'static str> {
         let Some(v) = v else {
             self.codes.push(None);
@@ -297,17 +321,32 @@ pub(super) struct Pass {
 pub(super) struct Plan {
     sources: Vec<(From, Kind, usize, bool)>,
     sql: String,
-    n_sql: usize,
+    cols: Vec<&'static str>,
 }
 
 impl Plan {
     /// The pass reading `names` (contract names), plus `rowid` and
     /// `dataset_name` always. `filter` is the SQL after `FROM predictions`.
     pub(super) fn new(names: &[&str], filter: &str) -> Plan {
+        Plan::build(names, filter, false)
+    }
+
+    /// [`Self::new`] for a few rows: `config_name` and `step_idx` by the
+    /// import's joins on `pipelines` and `chains` (`filter` names the
+    /// table `p`), not from maps of the whole tables.
+    pub(super) fn joined(names: &[&str], filter: &str) -> Plan {
+        Plan::build(names, filter, true)
+    }
+
+    fn build(names: &[&str], filter: &str, joined: bool) -> Plan {
         let mut cols: Vec<&'static str> = vec!["rowid", "dataset_name"];
         let mut sources = Vec::with_capacity(names.len());
         for &n in names {
-            let from = source_of(n);
+            let from = match source_of(n) {
+                From::ConfigName if joined => From::Column("pl.name"),
+                From::StepIdx if joined => From::Column("c.model_step_idx"),
+                f => f,
+            };
             let at = match sql_column(from) {
                 Some(c) => match cols.iter().position(|x| *x == c) {
                     Some(i) => i,
@@ -320,11 +359,33 @@ impl Plan {
             };
             sources.push((from, kind_of(n), at, crate::schema::is_facet(n)));
         }
-        Plan {
-            sources,
-            sql: format!("SELECT {} FROM predictions {filter}", cols.join(", ")),
-            n_sql: cols.len(),
-        }
+        let sql = if joined {
+            let list: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    if c.contains('.') {
+                        c.to_string()
+                    } else {
+                        format!("p.{c}")
+                    }
+                })
+                .collect();
+            format!(
+                "SELECT {} FROM predictions p \
+                 LEFT JOIN pipelines pl ON pl.pipeline_id = p.pipeline_id \
+                 LEFT JOIN chains c ON c.chain_id = p.chain_id {filter}",
+                list.join(", ")
+            )
+        } else {
+            format!("SELECT {} FROM predictions {filter}", cols.join(", "))
+        };
+        Plan { sources, sql, cols }
+    }
+
+    /// The `predictions` columns selected, in order: `rowid`, then
+    /// `dataset_name`, then what the asked columns come from.
+    pub(super) fn columns(&self) -> &[&'static str] {
+        &self.cols
     }
 }
 
@@ -357,14 +418,17 @@ pub(super) fn pass(
 ) -> Result<Pass> {
     let sql = |e| Error::sqlite(db, e);
     let mut st = conn.prepare(&plan.sql).map_err(sql)?;
-    debug_assert_eq!(st.column_count(), plan.n_sql);
+    debug_assert_eq!(st.column_count(), plan.cols.len());
     let mut rows = st.query(params).map_err(sql)?;
-    let mut out = Pass::default();
-    let mut building: Vec<(String, Vec<i64>, Vec<Builder>)> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut last: Option<(Vec<u8>, usize)> = None;
-    let mut memo_cfg: Option<(Vec<u8>, Looked<String>)> = None;
-    let mut memo_step: Option<(Vec<u8>, Looked<i64>)> = None;
+    let mut c = Collect::new(plan, lookups);
+    let id_of = |rowid: i64| -> Option<String> {
+        conn.query_row(
+            "SELECT prediction_id FROM predictions WHERE rowid = ?1",
+            [rowid],
+            |r| r.get(0),
+        )
+        .ok()
+    };
     while let Some(r) = rows.next().map_err(sql)? {
         let rowid = match r.get_ref(0).map_err(sql)? {
             ValueRef::Integer(n) => n,
@@ -374,14 +438,60 @@ pub(super) fn pass(
             ValueRef::Text(t) => t,
             _ => continue,
         };
-        let at = match &last {
+        c.row(rowid, ds, |i| r.get_ref(i).map_err(sql), &id_of, db)?;
+    }
+    Ok(c.finish())
+}
+
+/// The rows of one pass being collected, per dataset (whatever reads
+/// them: SQLite, or the database file directly).
+pub(super) struct Collect<'p> {
+    plan: &'p Plan,
+    lookups: &'p Lookups,
+    building: Vec<(String, Vec<i64>, Vec<Builder>)>,
+    index: HashMap<Vec<u8>, usize>,
+    last: Option<(Vec<u8>, usize)>,
+    memo_cfg: Option<(Vec<u8>, Looked<String>)>,
+    memo_step: Option<(Vec<u8>, Looked<i64>)>,
+    bad: HashMap<String, Error>,
+}
+
+impl<'p> Collect<'p> {
+    pub(super) fn new(plan: &'p Plan, lookups: &'p Lookups) -> Self {
+        Collect {
+            plan,
+            lookups,
+            building: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+            memo_cfg: None,
+            memo_step: None,
+            bad: HashMap::new(),
+        }
+    }
+
+    /// Takes one row: its `rowid`, its dataset, and `cell(i)` the value of
+    /// the plan's column `i` ([`Plan::columns`]). A value of the wrong type
+    /// marks the dataset bad with an error naming the prediction (`id_of`
+    /// finds its id) and the column, as the import's would.
+    pub(super) fn row<'r>(
+        &mut self,
+        rowid: i64,
+        ds: &[u8],
+        cell: impl Fn(usize) -> Result<ValueRef<'r>>,
+        id_of: &dyn Fn(i64) -> Option<String>,
+        db: &Path,
+    ) -> Result<()> {
+        let plan = self.plan;
+        let lookups = self.lookups;
+        let at = match &self.last {
             Some((name, at)) if name.as_slice() == ds => *at,
             _ => {
-                let at = match index.get(ds) {
+                let at = match self.index.get(ds) {
                     Some(&at) => at,
                     None => {
                         let name = String::from_utf8_lossy(ds).into_owned();
-                        building.push((
+                        self.building.push((
                             name,
                             Vec::new(),
                             plan.sources
@@ -389,25 +499,34 @@ pub(super) fn pass(
                                 .map(|s| Builder::new(s.1, s.3))
                                 .collect(),
                         ));
-                        index.insert(ds.to_vec(), building.len() - 1);
-                        building.len() - 1
+                        self.index.insert(ds.to_vec(), self.building.len() - 1);
+                        self.building.len() - 1
                     }
                 };
-                last = Some((ds.to_vec(), at));
+                self.last = Some((ds.to_vec(), at));
                 at
             }
         };
-        let (name, ids, builders) = &mut building[at];
-        if out.bad.contains_key(name.as_str()) {
-            continue;
+        let (name, ids, builders) = &mut self.building[at];
+        if self.bad.contains_key(name.as_str()) {
+            return Ok(());
         }
+        let memo_cfg = &mut self.memo_cfg;
+        let memo_step = &mut self.memo_step;
         let mut failed: Option<(From, &'static str, &'static str)> = None;
         for ((from, _, col, _), b) in plan.sources.iter().zip(builders.iter_mut()) {
             let v = if *col == usize::MAX {
                 ValueRef::Null
             } else {
-                r.get_ref(*col).map_err(sql)?
+                cell(*col)?
             };
+            // A facet's text equal to the previous row's is the same valid
+            // UTF-8: its code is reused before any check.
+            if let Builder::Dict(d) = b {
+                if matches!(from, From::Column(_)) && d.repeats(&v) {
+                    continue;
+                }
+            }
             let ok = match (from, b) {
                 (From::Nothing, b @ (Builder::Str(_) | Builder::Dict(_))) => {
                     b.append_str(None).map_err(|f| (f, "text"))
@@ -424,8 +543,13 @@ pub(super) fn pass(
                     let got: &Looked<String> = match v {
                         ValueRef::Text(k) => {
                             if memo_cfg.as_ref().is_none_or(|(key, _)| key.as_slice() != k) {
-                                let got = lookups.configs.get(k).cloned().unwrap_or(Ok(None));
-                                memo_cfg = Some((k.to_vec(), got));
+                                let got = lookups
+                                    .configs
+                                    .get()
+                                    .and_then(|m| m.get(k))
+                                    .cloned()
+                                    .unwrap_or(Ok(None));
+                                *memo_cfg = Some((k.to_vec(), got));
                             }
                             &memo_cfg.as_ref().expect("just set").1
                         }
@@ -441,8 +565,13 @@ pub(super) fn pass(
                         ValueRef::Text(k) => match &memo_step {
                             Some((key, got)) if key.as_slice() == k => *got,
                             _ => {
-                                let got = lookups.steps.get(k).copied().unwrap_or(Ok(None));
-                                memo_step = Some((k.to_vec(), got));
+                                let got = lookups
+                                    .steps
+                                    .get()
+                                    .and_then(|m| m.get(k))
+                                    .copied()
+                                    .unwrap_or(Ok(None));
+                                *memo_step = Some((k.to_vec(), got));
                                 got
                             }
                         },
@@ -475,31 +604,33 @@ pub(super) fn pass(
         match failed {
             None => ids.push(rowid),
             Some((from, found, want)) => {
-                let id: Option<String> = conn
-                    .query_row(
-                        "SELECT prediction_id FROM predictions WHERE rowid = ?1",
-                        [rowid],
-                        |r| r.get(0),
-                    )
-                    .ok();
                 let e = Error::corrupt(
                     db,
                     format!(
                         "prediction {}: column {}: {found} where {want} was expected",
-                        id.as_deref().unwrap_or("?"),
+                        id_of(rowid).as_deref().unwrap_or("?"),
                         error_name(from)
                     ),
                 );
-                out.bad.insert(name.clone(), e);
+                self.bad.insert(name.clone(), e);
             }
         }
+        Ok(())
     }
-    for (name, rowids, mut builders) in building {
-        if out.bad.contains_key(&name) {
-            continue;
+
+    /// The rows taken, by dataset, and the bad datasets.
+    pub(super) fn finish(self) -> Pass {
+        let mut out = Pass {
+            parts: HashMap::new(),
+            bad: self.bad,
+        };
+        for (name, rowids, mut builders) in self.building {
+            if out.bad.contains_key(&name) {
+                continue;
+            }
+            let columns = builders.iter_mut().map(Builder::finish).collect();
+            out.parts.insert(name, Part { rowids, columns });
         }
-        let columns = builders.iter_mut().map(Builder::finish).collect();
-        out.parts.insert(name, Part { rowids, columns });
+        out
     }
-    Ok(out)
 }
