@@ -573,7 +573,7 @@ impl Workspace {
             let errors = self.synced_errors()?;
             if let Some(ip) = self.source.inplace() {
                 let (footers, errors) =
-                    self.inplace_footers(&ip, &crate::rows::SUMMARY_COLUMNS, errors, true)?;
+                    self.inplace_footers(&ip, &crate::store::inplace::SUMMARY_READS, errors, true)?;
                 let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
                 return Ok(Arc::new(merged));
             }

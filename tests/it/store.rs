@@ -706,7 +706,17 @@ fn issue_32_a_round_trip_keeps_what_nirs4all_computes() {
 
 /// `n4a serve STORE` in a child process on a free port, its mirror under
 /// `cache`; returns the child and its address.
-fn serve_store(store: &Path, cache: &Path) -> (std::process::Child, String) {
+/// A server process, stopped when dropped (a failed assertion included).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_store(store: &Path, cache: &Path) -> (Served, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
         .env("N4A_CACHE_DIR", cache)
@@ -727,14 +737,14 @@ fn serve_store(store: &Path, cache: &Path) -> (std::process::Child, String) {
     };
     // Drained, so the server never blocks on a full pipe (it logs requests).
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (Served(child), addr)
 }
 
 #[test]
 fn issue_32_a_served_store_sees_nirs4all_writes_within_2_seconds_without_blocking_them() {
     let (_d, store) = store_copy();
     let cache = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_store(&store, cache.path());
+    let (server, addr) = serve_store(&store, cache.path());
     let get = |target: &str| {
         let r = crate::client::Client::connect(&addr)
             .unwrap()
@@ -807,8 +817,7 @@ fn issue_32_a_served_store_sees_nirs4all_writes_within_2_seconds_without_blockin
         asked > 20 && seen_growing,
         "asked {asked} times while it wrote"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// An answer less what legitimately differs between the same answer from

@@ -34,6 +34,76 @@ use read::{Lookups, Plan};
 /// more to open than it saves).
 const ONE_CONNECTION_ROWS: i64 = 50_000;
 
+/// The columns a summary read in place reads: the summary's own less `id`,
+/// which only the few rows of its top lists need ([`fill_ids`]); reading
+/// 1M ids was 8% of the bench store's summary pass.
+pub const SUMMARY_READS: [&str; 11] = [
+    "dataset_name",
+    "config_name",
+    "pipeline_uid",
+    "model_name",
+    "fold_id",
+    "partition",
+    "metric",
+    "task_type",
+    "val_score",
+    "test_score",
+    "train_score",
+];
+
+/// Gives the top lists of a summary made without ids (the builder fed
+/// [`SUMMARY_READS`]) their rows' ids, read for those rows alone. The
+/// lists are ordered by score, dataset and row, never by id, so they are
+/// the lists the ids would have given.
+fn fill_ids(summary: &mut crate::summary::Summary, src: &dyn RowSource) -> Result<()> {
+    let mut rows: Vec<u64> = summary
+        .top_predictions
+        .iter()
+        .chain(
+            summary
+                .top_by_metric
+                .values()
+                .flat_map(|m| m.predictions.iter()),
+        )
+        .chain(
+            summary
+                .state
+                .iter()
+                .flat_map(|st| st.top.values().flat_map(|p| p.values().flatten())),
+        )
+        .map(|e| e.row)
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let b = src.columns(&["id"], Some(&rows))?;
+    let col = StrCol::of(&b, "id");
+    let ids: HashMap<u64, Option<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, col.get(i).map(str::to_string)))
+        .collect();
+    let fill = |e: &mut crate::summary::topk::TopEntry| {
+        if let Some(id) = ids.get(&e.row) {
+            e.id.clone_from(id);
+        }
+    };
+    summary.top_predictions.iter_mut().for_each(fill);
+    for m in summary.top_by_metric.values_mut() {
+        m.predictions.iter_mut().for_each(fill);
+    }
+    if let Some(st) = summary.state.as_mut() {
+        for p in st.top.values_mut() {
+            for v in p.values_mut() {
+                v.iter_mut().for_each(fill);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Slices of the `rowid` range a large table's pass through SQLite is cut
 /// into (two halves finished up to 35% apart: rows differ in cost).
 const CHUNKS: usize = 8;
@@ -249,14 +319,14 @@ impl InPlace {
         {
             return Ok(f.clone());
         }
-        let (list, _) = self.load(&crate::rows::SUMMARY_COLUMNS)?;
+        let (list, _) = self.load(&SUMMARY_READS)?;
         let Some((_, src, n)) = list.into_iter().find(|(d, _, _)| d == dataset) else {
             return Err(Error::ChangedDuringRefresh {
                 path: self.path_of(dataset),
             });
         };
         let path = self.path_of(dataset);
-        let b = src.columns(&crate::rows::SUMMARY_COLUMNS, None)?;
+        let b = src.columns(&SUMMARY_READS, None)?;
         let mut builder = SummaryBuilder::new(opts.clone());
         crate::rows::summarize_batch(&b, &mut builder, &path.display().to_string()).map_err(
             |e| match e {
@@ -267,7 +337,8 @@ impl InPlace {
                 },
             },
         )?;
-        let summary = builder.finish(Some(utc_now()));
+        let mut summary = builder.finish(Some(utc_now()));
+        fill_ids(&mut summary, src.as_ref())?;
         let footer = Arc::new(Footer::held(&path, n, facts(&b), Some(summary))?);
         self.summaries
             .lock()
