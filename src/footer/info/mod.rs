@@ -26,6 +26,7 @@
 //!   summary is bound by what it holds as much as by what it reads: read
 //!   buffers are per thread and reused, large texts are not held.
 
+#[cfg(feature = "store")]
 mod held;
 mod read;
 mod text;

@@ -4,7 +4,7 @@
 //! [`RowSource`]), so a first answer never waits for an import.
 //!
 //! What it costs: one pass over `predictions` per set of columns first
-//! asked ([`read`]: two connections, about 0.4 s for a page query's
+//! asked (`read`: two connections, about 0.4 s for a page query's
 //! columns and 0.8 s for a summary's on the 1M-row bench store), the
 //! columns then held for the snapshot's life (about 40 bytes a row for a
 //! summary's, 10 for a page's: 40 MB at 1M rows); a page's rows whole are
@@ -35,7 +35,7 @@ use read::{Lookups, Plan};
 const ONE_CONNECTION_ROWS: i64 = 50_000;
 
 /// The columns a summary read in place reads: the summary's own less `id`,
-/// which only the few rows of its top lists need ([`fill_ids`]); reading
+/// which only the few rows of its top lists need (`fill_ids`); reading
 /// 1M ids was 8% of the bench store's summary pass.
 pub const SUMMARY_READS: [&str; 11] = [
     "dataset_name",
@@ -220,7 +220,7 @@ impl InPlace {
     }
 
     /// The store files' stamp when this snapshot was opened: a workspace
-    /// compares it with [`super::mirror::stamp`] to know it is stale.
+    /// compares it with `mirror::stamp` to know it is stale.
     pub fn stamp(&self) -> &str {
         &self.stamp
     }
@@ -600,7 +600,7 @@ impl InPlace {
     /// id column and one row's arrays.
     ///
     /// # Errors
-    /// As [`super::arrays::for_each_live`], naming the arrays file.
+    /// As `arrays::for_each_live`, naming the arrays file.
     pub fn arrays(
         &self,
         dataset: &str,
