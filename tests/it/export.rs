@@ -53,6 +53,14 @@ fn issue_14_an_exported_workspace_opens_in_nirs4all_with_every_prediction_and_ar
     assert!(report.skipped.is_empty());
     assert_eq!(report.datasets.len(), 2);
     only(parent.path(), &["store-ws"]);
+    // The predictions table and its indexes are written as pages by n4a
+    // (store::export::btree): SQLite's own check of every page and index.
+    let db = rusqlite::Connection::open(out.join("store.sqlite")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(db);
     let dumped = nirs4all_oracle("dump", &out);
     let dumped = dumped.as_array().unwrap();
     let src = source_rows(ws.path());

@@ -27,15 +27,18 @@ use crate::error::{Error, Result};
 use crate::files::dataset_paths;
 use crate::metric::Directions;
 use crate::rows::read_predictions;
+use crate::schema::Prediction;
 use crate::schema::{validate_dataset_name, META_SUFFIX};
 
 use super::{arrays, is_store, SCHEMA_VERSION, STORE_FILE};
 
 mod arrays_out;
+mod btree;
 mod derive;
 
 use crate::store::rows::refit_context_of;
 use arrays_out::*;
+use btree::{PredictionsWriter, Value};
 use derive::{dedupe, observe_chain, observe_pipeline, ChainAgg, PipelineAgg};
 
 /// nirs4all 1.4.10's tables, indexes and view, verbatim.
@@ -103,8 +106,9 @@ pub struct ExportReport {
 /// Writes the `.meta.parquet` workspace `ws` as a new store workspace at
 /// `out`, which must not exist or be an empty folder. Cost: one read of
 /// every meta file and, per 2,048 predictions, one filtered pass over
-/// its arrays file; SQLite inserts in one transaction. Memory: one
-/// dataset's rows (no arrays) plus one chunk's arrays.
+/// its arrays file; the rows written as SQLite pages, each index sorted
+/// once. Memory: one dataset's rows (no arrays) plus one chunk's arrays,
+/// and the indexed columns of every row (about 100 bytes a prediction).
 ///
 /// # Errors
 /// [`Error::InvalidOption`] when `ws` is a store or `out` is taken;
@@ -253,7 +257,51 @@ fn sync_tree(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Everything of the export inside the temporary folder `dir`.
+/// The columns of nirs4all 1.4.10's `predictions` table, in order: what
+/// each exported row gives, checked against the schema SQLite made.
+const PREDICTION_COLUMNS: [&str; 36] = [
+    "prediction_id",
+    "pipeline_id",
+    "chain_id",
+    "dataset_name",
+    "model_name",
+    "model_class",
+    "fold_id",
+    "partition",
+    "val_score",
+    "test_score",
+    "train_score",
+    "metric",
+    "task_type",
+    "n_samples",
+    "n_features",
+    "scores",
+    "best_params",
+    "preprocessings",
+    "branch_id",
+    "branch_name",
+    "exclusion_count",
+    "exclusion_rate",
+    "refit_context",
+    "prediction_scope",
+    "prediction_level",
+    "evaluation_scope",
+    "reduction_role",
+    "reduction_id",
+    "physical_sample_id",
+    "origin_sample_id",
+    "derived_unit_id",
+    "unit_level",
+    "unit_id",
+    "row_id",
+    "sample_influence_weight",
+    "created_at",
+];
+
+/// Everything of the export inside the temporary folder `dir`: SQLite
+/// creates the database (nirs4all's schema), the `predictions` rows and
+/// their indexes are written as pages ([`btree`]), then SQLite inserts
+/// `runs`, `pipelines` and `chains` and turns the file to WAL mode.
 fn write_store(
     dir: &Path,
     source: &Path,
@@ -264,84 +312,138 @@ fn write_store(
 ) -> Result<()> {
     let db = dir.join(STORE_FILE);
     let sql = |e| Error::sqlite(&db, e);
-    let mut conn = Connection::open(&db).map_err(sql)?;
     // The database is private to this folder until the rename: no journal
-    // file and no sync are needed for atomicity, the rename gives it. The
-    // journal stays in memory (not OFF) so that a skipped dataset's
-    // `ROLLBACK TO` is defined: on a new database it holds only the few
-    // pages that existed before each savepoint. A page cache of up to 256
-    // MiB (the default is 2 MiB) keeps the indexes' pages, which a 1M-row
-    // export otherwise reads back from the file over and over (measured on
-    // the bench store's rows: 300,000 inserts in 5.9 s with the default
-    // cache, 3.5 s with this one).
-    conn.execute_batch(
-        "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
-    )
-    .map_err(sql)?;
+    // file and no sync are needed for atomicity, the rename gives it.
+    let conn = Connection::open(&db).map_err(sql)?;
+    conn.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;")
+        .map_err(sql)?;
     conn.execute_batch(SCHEMA_SQL).map_err(sql)?;
-    let tx = conn.transaction().map_err(sql)?;
-    tx.execute(
-        "INSERT INTO runs (run_id, name, config, datasets, status, completed_at, summary)
-         VALUES (?1, ?2, ?3, '[]', 'completed', current_timestamp, ?4)",
-        params![
-            report.run_id,
-            run_name,
-            serde_json::json!({ "exported_from": source }).to_string(),
-            serde_json::json!({ "exported_by": format!("n4a {}", env!("CARGO_PKG_VERSION")) })
-                .to_string(),
-        ],
-    )
-    .map_err(sql)?;
+    let created_at: String = conn
+        .query_row("SELECT current_timestamp", [], |r| r.get(0))
+        .map_err(sql)?;
+    let mut writer = PredictionsWriter::open(&db, &conn, &PREDICTION_COLUMNS)?;
+    conn.close().map_err(|(_, e)| sql(e))?;
     let mut state = Shared::default();
     let mut parts: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for ds in datasets {
-        let target = arrays::path(dir, ds);
-        let part = dir
-            .join("arrays")
-            .join(format!(".{}.part", hex128(ds.as_bytes())));
-        tx.execute_batch("SAVEPOINT dataset").map_err(sql)?;
-        let before = state.clone();
-        match export_one(
-            &tx,
-            &db,
+    let mut derived = Vec::new();
+    let part_of = |ds: &str| {
+        dir.join("arrays")
+            .join(format!(".{}.part", hex128(ds.as_bytes())))
+    };
+    // Two stages on two threads: while one dataset's rows are written
+    // (and dropped), the next one is read, derived and its arrays written.
+    // The next dataset sees every earlier one in `state` (ids, pipeline
+    // owners): the writer thread never touches it.
+    let mut next = datasets.first().map(|ds| {
+        prepare(
             source,
             ds,
-            &part,
-            &target,
-            &report.run_id,
+            &part_of(ds),
+            &arrays::path(dir, ds),
             opts,
-            &mut state,
-        ) {
-            Ok(done) => {
-                tx.execute_batch("RELEASE dataset").map_err(sql)?;
-                if done.with_arrays > 0 {
-                    parts.push((part, target));
-                } else {
-                    let _ = std::fs::remove_file(&part);
-                }
-                report.datasets.push(done);
-            }
+            &state,
+        )
+    });
+    for (i, ds) in datasets.iter().enumerate() {
+        let prepared = next.take().expect("prepared in turn");
+        let target = arrays::path(dir, ds);
+        let part = part_of(ds);
+        let p = match prepared {
+            Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::remove_file(&part);
                 if !opts.skip_bad {
                     return Err(e);
                 }
-                tx.execute_batch("ROLLBACK TO dataset; RELEASE dataset")
-                    .map_err(sql)?;
-                state = before;
                 report.skipped.push((ds.clone(), e));
+                next = datasets
+                    .get(i + 1)
+                    .map(|n| prepare(source, n, &part_of(n), &arrays::path(dir, n), opts, &state));
+                continue;
             }
+        };
+        state.ids.extend(p.ids.iter().copied());
+        for pid in p.pipes.keys() {
+            state
+                .pipelines
+                .entry(pid.clone())
+                .or_insert_with(|| ds.to_string());
         }
+        let Prepared {
+            export,
+            rows,
+            keyed,
+            pipes,
+            chains,
+            ..
+        } = p;
+        let following = datasets.get(i + 1);
+        let (written, prepared) = std::thread::scope(|s| {
+            let state = &state;
+            let ahead = following.map(|n| {
+                s.spawn(move || prepare(source, n, &part_of(n), &arrays::path(dir, n), opts, state))
+            });
+            // A failure here is the output's, not the source's: it fails
+            // the export whatever `skip_bad` says.
+            let written = push_rows(&mut writer, ds, &created_at, &rows, &keyed);
+            drop((rows, keyed));
+            let prepared = ahead.map(|h| h.join().expect("no panic in prepare"));
+            (written, prepared)
+        });
+        written?;
+        next = prepared;
+        if export.with_arrays > 0 {
+            parts.push((part, target));
+        } else {
+            let _ = std::fs::remove_file(&part);
+        }
+        report.datasets.push(export);
+        derived.push((ds.clone(), pipes, chains));
     }
+    writer.finish()?;
+    let mut conn = Connection::open(&db).map_err(sql)?;
+    conn.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;")
+        .map_err(sql)?;
+    let tx = conn.transaction().map_err(sql)?;
     let names: Vec<&str> = report.datasets.iter().map(|d| d.dataset.as_str()).collect();
     tx.execute(
-        "UPDATE runs SET datasets = ?1 WHERE run_id = ?2",
+        "INSERT INTO runs (run_id, name, config, datasets, status, completed_at, summary)
+         VALUES (?1, ?2, ?3, ?4, 'completed', current_timestamp, ?5)",
         params![
+            report.run_id,
+            run_name,
+            serde_json::json!({ "exported_from": source }).to_string(),
             serde_json::to_string(&names).expect("names serialise"),
-            report.run_id
+            serde_json::json!({ "exported_by": format!("n4a {}", env!("CARGO_PKG_VERSION")) })
+                .to_string(),
         ],
     )
     .map_err(sql)?;
+    let mut chains = 0;
+    for (ds, pipes, ds_chains) in &derived {
+        for (pid, p) in pipes {
+            tx.prepare_cached(
+                "INSERT INTO pipelines (pipeline_id, run_id, name, dataset_name, status,
+                     completed_at, best_val, best_test, metric)
+                 VALUES (?1, ?2, ?3, ?4, 'completed', current_timestamp, ?5, ?6, ?7)",
+            )
+            .map_err(sql)?
+            .execute(params![
+                pid,
+                report.run_id,
+                p.name,
+                ds,
+                p.best.map(|b| b.0),
+                p.best.and_then(|b| b.1),
+                p.metric
+            ])
+            .map_err(sql)?;
+        }
+        for (cid, c) in ds_chains {
+            insert_chain(&tx, &db, cid, c, ds)?;
+        }
+        chains += ds_chains.len();
+    }
     tx.commit().map_err(sql)?;
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
         .map_err(sql)?;
@@ -356,48 +458,59 @@ fn write_store(
     }
     conn.close().map_err(|(_, e)| sql(e))?;
     report.pipelines = state.pipelines.len() as u64;
-    report.chains = state.chains as u64;
+    report.chains = chains as u64;
     merge_parts(parts)?;
     Ok(())
 }
 
 /// What the datasets of one export share: ids must be unique across the
-/// store, and a pipeline belongs to one dataset.
-#[derive(Debug, Clone, Default)]
+/// store (kept as XXH3-128 hashes: 16 bytes an id), and a pipeline belongs
+/// to one dataset.
+#[derive(Debug, Default)]
 struct Shared {
-    ids: HashSet<String>,
+    ids: HashSet<u128>,
     /// pipeline_id → its dataset.
     pipelines: HashMap<String, String>,
-    chains: usize,
 }
 
-/// Exports one dataset into the open transaction and its arrays part file.
-#[allow(clippy::too_many_arguments)]
-fn export_one(
-    tx: &rusqlite::Transaction<'_>,
-    db: &Path,
+/// One dataset read, derived and its arrays written: what remains is to
+/// write its rows. Nothing of it is in [`Shared`] yet, so a dataset that
+/// fails here is left out whole.
+struct Prepared {
+    export: DatasetExport,
+    rows: Vec<Prediction>,
+    /// Each row's (prediction id, pipeline id, chain id).
+    keyed: Vec<(String, String, String)>,
+    ids: Vec<u128>,
+    pipes: HashMap<String, PipelineAgg>,
+    chains: HashMap<String, ChainAgg>,
+}
+
+/// Reads dataset `ds`, derives its pipelines and chains and writes its
+/// arrays to `part`.
+fn prepare(
     source: &Path,
     ds: &str,
     part: &Path,
     target: &Path,
-    run_id: &str,
     opts: &ExportOptions,
-    state: &mut Shared,
-) -> Result<DatasetExport> {
+    state: &Shared,
+) -> Result<Prepared> {
     validate_dataset_name(ds)?;
     let paths = dataset_paths(source, ds);
     let rows = read_predictions(&paths.meta)?;
     let mut notes = Vec::new();
     let rows = dedupe(rows, &paths.meta, &mut notes);
-    let sql = |e| Error::sqlite(db, e);
     let mut pipes: HashMap<String, PipelineAgg> = HashMap::new();
     let mut chains: HashMap<String, ChainAgg> = HashMap::new();
     let mut renamed: HashSet<String> = HashSet::new();
     let mut nulls: HashMap<&'static str, u64> = HashMap::new();
     let mut keyed = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
     for r in &rows {
         let id = r.id.clone().unwrap_or_else(|| r.computed_id());
-        if !state.ids.insert(id.clone()) {
+        let hash = xxh3_128(id.as_bytes());
+        if state.ids.contains(&hash) {
             return Err(Error::Corrupt {
                 path: paths.meta.clone(),
                 reason: format!(
@@ -405,6 +518,7 @@ fn export_one(
                 ),
             });
         }
+        ids.push(hash);
         let uid = r.pipeline_uid.clone().unwrap_or_else(|| {
             *nulls.entry("pipeline_uid").or_default() += 1;
             format!(
@@ -430,34 +544,25 @@ fn export_one(
             chains.entry(chain_id.clone()).or_insert_with(|| ChainAgg {
                 pipeline_id: pipeline_id.clone(),
                 step_idx: step,
-                model_name: model_name.clone(),
+                model_name,
                 ..ChainAgg::default()
             }),
             r,
             &id,
         );
+        for (v, col) in [
+            (&r.fold_id, "fold_id"),
+            (&r.partition, "partition"),
+            (&r.metric, "metric"),
+            (&r.task_type, "task_type"),
+        ] {
+            if v.is_none() {
+                *nulls.entry(col).or_default() += 1;
+            }
+        }
         keyed.push((id, pipeline_id, chain_id));
     }
     for (pid, p) in &pipes {
-        state
-            .pipelines
-            .entry(pid.clone())
-            .or_insert_with(|| ds.to_string());
-        tx.execute(
-            "INSERT INTO pipelines (pipeline_id, run_id, name, dataset_name, status,
-                 completed_at, best_val, best_test, metric)
-             VALUES (?1, ?2, ?3, ?4, 'completed', current_timestamp, ?5, ?6, ?7)",
-            params![
-                pid,
-                run_id,
-                p.name,
-                ds,
-                p.best.map(|b| b.0),
-                p.best.and_then(|b| b.1),
-                p.metric
-            ],
-        )
-        .map_err(sql)?;
         if p.unknown_metric {
             notes.push(format!(
                 "pipeline {pid}: metric {:?} has no known direction: best_val left null (give --direction)",
@@ -465,61 +570,8 @@ fn export_one(
             ));
         }
     }
-    for (cid, c) in &chains {
-        insert_chain(tx, db, cid, c, ds)?;
-    }
-    state.chains += chains.len();
-    {
-        let mut ins = tx
-            .prepare(
-                "INSERT INTO predictions (prediction_id, pipeline_id, chain_id, dataset_name,
-                     model_name, model_class, fold_id, partition, val_score, test_score,
-                     train_score, metric, task_type, n_samples, n_features, scores, best_params,
-                     preprocessings, branch_id, branch_name, exclusion_count, exclusion_rate,
-                     refit_context)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-            )
-            .map_err(sql)?;
-        for (r, (id, pid, cid)) in rows.iter().zip(&keyed) {
-            let mut text = |v: &Option<String>, col: &'static str| {
-                v.clone().unwrap_or_else(|| {
-                    *nulls.entry(col).or_default() += 1;
-                    String::new()
-                })
-            };
-            let fold = text(&r.fold_id, "fold_id");
-            let partition = text(&r.partition, "partition");
-            let metric = text(&r.metric, "metric");
-            let task = text(&r.task_type, "task_type");
-            ins.execute(params![
-                id,
-                pid,
-                cid,
-                ds,
-                r.model_name.as_deref().unwrap_or(""),
-                r.model_classname.as_deref().unwrap_or(""),
-                fold,
-                partition,
-                r.val_score,
-                r.test_score,
-                r.train_score,
-                metric,
-                task,
-                r.n_samples,
-                r.n_features,
-                r.scores,
-                r.best_params,
-                r.preprocessings.as_deref().unwrap_or(""),
-                r.branch_id,
-                r.branch_name,
-                r.exclusion_count.unwrap_or(0),
-                r.exclusion_rate.unwrap_or(0.0),
-                refit_context_of(r.metadata.as_deref()),
-            ])
-            .map_err(|e| Error::sqlite(db, e))?;
-        }
-    }
+    let mut nulls: Vec<_> = nulls.into_iter().collect();
+    nulls.sort_unstable();
     for (col, n) in nulls {
         notes.push(format!(
             "{n} row(s) with a null {col}: written as '' (the store requires a value)"
@@ -538,13 +590,65 @@ fn export_one(
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         format!("arrays/{name}")
     });
-    Ok(DatasetExport {
-        dataset: ds.to_string(),
-        predictions: rows.len() as u64,
-        with_arrays,
-        arrays_file,
-        notes,
+    Ok(Prepared {
+        export: DatasetExport {
+            dataset: ds.to_string(),
+            predictions: rows.len() as u64,
+            with_arrays,
+            arrays_file,
+            notes,
+        },
+        rows,
+        keyed,
+        ids,
+        pipes,
+        chains,
     })
+}
+
+/// Writes one dataset's rows, in order, as [`PREDICTION_COLUMNS`].
+fn push_rows(
+    writer: &mut PredictionsWriter,
+    ds: &str,
+    created_at: &str,
+    rows: &[Prediction],
+    keyed: &[(String, String, String)],
+) -> Result<()> {
+    fn text(v: &Option<String>) -> Value<'_> {
+        Value::Text(v.as_deref().unwrap_or(""))
+    }
+    for (r, (id, pid, cid)) in rows.iter().zip(keyed) {
+        let refit = refit_context_of(r.metadata.as_deref());
+        let mut values = [Value::Null; PREDICTION_COLUMNS.len()];
+        values[..23].copy_from_slice(&[
+            Value::Text(id),
+            Value::Text(pid),
+            Value::Text(cid),
+            Value::Text(ds),
+            text(&r.model_name),
+            text(&r.model_classname),
+            text(&r.fold_id),
+            text(&r.partition),
+            Value::real(r.val_score),
+            Value::real(r.test_score),
+            Value::real(r.train_score),
+            text(&r.metric),
+            text(&r.task_type),
+            Value::int(r.n_samples),
+            Value::int(r.n_features),
+            Value::text(r.scores.as_deref()),
+            Value::text(r.best_params.as_deref()),
+            text(&r.preprocessings),
+            Value::int(r.branch_id),
+            Value::text(r.branch_name.as_deref()),
+            Value::Int(r.exclusion_count.unwrap_or(0)),
+            Value::real(Some(r.exclusion_rate.unwrap_or(0.0))),
+            Value::text(refit.as_deref()),
+        ]);
+        values[35] = Value::Text(created_at);
+        writer.push(&values)?;
+    }
+    Ok(())
 }
 
 fn insert_chain(
@@ -557,7 +661,7 @@ fn insert_chain(
     let cv = c.cv();
     let (final_test, final_train, final_scores) = c.finals();
     let agg = c.final_agg.as_ref();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO chains (chain_id, pipeline_id, steps, model_step_idx, model_class,
              preprocessings, fold_strategy, model_name, metric, task_type, best_params,
              dataset_name, cv_val_score, cv_test_score, cv_train_score, cv_fold_count, cv_scores,
@@ -565,35 +669,36 @@ fn insert_chain(
              final_agg_test_score, final_agg_train_score, final_agg_scores)
          VALUES (?1, ?2, '[]', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
              ?17, ?18, ?19, ?20, ?21, ?22)",
-        params![
-            cid,
-            c.pipeline_id,
-            c.step_idx,
-            c.model_class,
-            c.preprocessings,
-            if c.finals.is_empty() {
-                "per_fold"
-            } else {
-                "refit_only"
-            },
-            c.model_name,
-            c.metric,
-            c.task_type,
-            c.best_params,
-            ds,
-            cv[0],
-            cv[1],
-            cv[2],
-            c.folds.len() as i64,
-            c.cv_scores_json(),
-            final_test,
-            final_train,
-            final_scores,
-            agg.and_then(|a| a.test),
-            agg.and_then(|a| a.train),
-            agg.and_then(|a| a.scores.clone()),
-        ],
     )
+    .map_err(|e| Error::sqlite(db, e))?
+    .execute(params![
+        cid,
+        c.pipeline_id,
+        c.step_idx,
+        c.model_class,
+        c.preprocessings,
+        if c.finals.is_empty() {
+            "per_fold"
+        } else {
+            "refit_only"
+        },
+        c.model_name,
+        c.metric,
+        c.task_type,
+        c.best_params,
+        ds,
+        cv[0],
+        cv[1],
+        cv[2],
+        c.folds.len() as i64,
+        c.cv_scores_json(),
+        final_test,
+        final_train,
+        final_scores,
+        agg.and_then(|a| a.test),
+        agg.and_then(|a| a.train),
+        agg.and_then(|a| a.scores.clone()),
+    ])
     .map_err(|e| Error::sqlite(db, e))?;
     Ok(())
 }
