@@ -91,7 +91,7 @@ pub(super) fn write_arrays(
     part: &Path,
     ds: &str,
     rows: &[Prediction],
-    keyed: &[(String, String, String)],
+    ids: &[String],
     notes: &mut Vec<String>,
 ) -> Result<u64> {
     let referenced = |r: &Prediction| array_ids(r).count();
@@ -110,7 +110,7 @@ pub(super) fn write_arrays(
     let schema = arrays_schema();
     let mut w = arrays_writer(part)?;
     let (mut written, mut missing) = (0u64, 0u64);
-    for (chunk, keys) in rows.chunks(CHUNK).zip(keyed.chunks(CHUNK)) {
+    for (chunk, keys) in rows.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
         let ids: Vec<&str> = chunk
             .iter()
             .flat_map(array_ids)
@@ -121,7 +121,7 @@ pub(super) fn write_arrays(
         }
         let found = read_arrays(src, &ids)?;
         let mut b = ArraysBatch::default();
-        for (r, (id, _, _)) in chunk.iter().zip(keys) {
+        for (r, id) in chunk.iter().zip(keys) {
             if referenced(r) == 0 {
                 continue;
             }

@@ -27,6 +27,7 @@ pub(super) struct ChainAgg {
     pub(super) pipeline_id: String,
     pub(super) step_idx: i64,
     pub(super) model_name: String,
+    pub(super) branch_id: Option<i64>,
     /// The first non-empty `model_classname` of the chain's rows: nirs4all's
     /// dag-ml engine fills it on a chain's first row only.
     pub(super) model_class: String,
@@ -85,27 +86,30 @@ pub(super) fn dedupe(
     meta: &Path,
     notes: &mut Vec<String>,
 ) -> Vec<Prediction> {
-    let mut ids = HashSet::new();
+    let mut ids: HashSet<std::borrow::Cow<'_, str>> = HashSet::with_capacity(rows.len());
     let mut keys = HashSet::new();
     let mut keep = vec![false; rows.len()];
     let mut dropped = Vec::new();
     for (i, r) in rows.iter().enumerate().rev() {
-        let id = r.id.clone().unwrap_or_else(|| r.computed_id());
+        let id = match r.id.as_deref() {
+            Some(id) => std::borrow::Cow::Borrowed(id),
+            None => std::borrow::Cow::Owned(r.computed_id()),
+        };
         // SQLite's unique index treats NULLs as distinct: rows without a
         // branch id never collide on it.
         let key = r.branch_id.map(|b| {
             (
-                r.pipeline_uid.clone(),
+                r.pipeline_uid.as_deref(),
                 r.step_idx,
-                r.model_name.clone(),
-                r.fold_id.clone(),
-                r.partition.clone(),
+                r.model_name.as_deref(),
+                r.fold_id.as_deref(),
+                r.partition.as_deref(),
                 b,
             )
         });
         let fresh_key = key.as_ref().is_none_or(|k| !keys.contains(k));
         if ids.contains(&id) || !fresh_key {
-            dropped.push(id);
+            dropped.push(id.into_owned());
             continue;
         }
         ids.insert(id);
@@ -114,6 +118,7 @@ pub(super) fn dedupe(
         }
         keep[i] = true;
     }
+    drop((ids, keys));
     if !dropped.is_empty() {
         dropped.reverse();
         let shown: Vec<&str> = dropped.iter().take(5).map(String::as_str).collect();
@@ -217,8 +222,55 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
 /// the whole object), every number (booleans count, as Python's `int`).
 /// A text that is not a JSON object adds nothing (nirs4all skips it too).
 fn add_cv_scores(sums: &mut Vec<(String, f64, u64)>, text: &str, partition: &str) {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
     let clean = crate::summary::json::sanitize_non_finite(text);
-    let Ok(serde_json::Value::Object(all)) = serde_json::from_str(&clean) else {
+    // Keys borrowed from the text and values left unparsed but the ones
+    // added: no tree of values built (most of an export's JSON time). A
+    // key with an escape cannot be borrowed: such a text takes the
+    // general parse, which gives the same sums. A number out of f64's
+    // range is skipped alone (the general parse would drop the text).
+    let Ok(all) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(&clean) else {
+        return add_cv_scores_parsed(sums, &clean, partition);
+    };
+    let inner_text;
+    let inner = match all.get(partition) {
+        Some(raw) => {
+            inner_text = raw.get();
+            match serde_json::from_str::<BTreeMap<&str, &RawValue>>(inner_text) {
+                Ok(o) => o,
+                Err(_) if inner_text.trim_start().starts_with('{') => {
+                    return add_cv_scores_parsed(sums, &clean, partition);
+                }
+                Err(_) => return,
+            }
+        }
+        None => all,
+    };
+    for (metric, v) in inner {
+        let v = v.get();
+        let x = match v {
+            "true" => Some(1.0),
+            "false" => Some(0.0),
+            _ if v.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                serde_json::from_str::<f64>(v).ok()
+            }
+            _ => None,
+        };
+        let Some(x) = x else { continue };
+        match sums.iter_mut().find(|(m, ..)| m == metric) {
+            Some(e) => {
+                e.1 += x;
+                e.2 += 1;
+            }
+            None => sums.push((metric.to_string(), x, 1)),
+        }
+    }
+}
+
+/// [`add_cv_scores`] through a whole `serde_json::Value`.
+fn add_cv_scores_parsed(sums: &mut Vec<(String, f64, u64)>, clean: &str, partition: &str) {
+    let Ok(serde_json::Value::Object(all)) = serde_json::from_str(clean) else {
         return;
     };
     let inner = match all.get(partition) {
@@ -361,6 +413,7 @@ pub(super) fn py_float(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn row(id: &str, fold: &str, partition: &str, val: f64, test: f64) -> Prediction {
         Prediction {
@@ -500,5 +553,51 @@ mod tests {
         ] {
             assert_eq!(py_float(x), py, "{x}");
         }
+    }
+
+    proptest! {
+        /// The borrowed parse adds what the whole-tree parse adds, on
+        /// texts shaped as nirs4all's and on odd ones (flat objects,
+        /// escapes, booleans, nulls, strings, nested values, NaN).
+        #[test]
+        fn cv_scores_borrowed_parse_adds_as_the_tree_parse(
+            parts in prop::collection::vec(
+                (prop_oneof![Just("val"), Just("test"), Just("tr\\u0061in"), Just("r2")],
+                 prop::collection::vec(
+                    (prop_oneof![Just("rmse"), Just("r\\u00b2"), Just("acc"), Just("mse")],
+                     prop_oneof![
+                        (-1e9..1e9f64).prop_map(|x| format!("{x}")),
+                        Just("NaN".to_string()), Just("true".to_string()), Just("null".to_string()),
+                        Just("\"x\"".to_string()), Just("[1, 2]".to_string()), Just("12345678901234567890".to_string()),
+                        Just("-0".to_string()), Just("1e400".to_string()),
+                     ]),
+                    0..4)),
+                0..4),
+            flat in any::<bool>(),
+            partition in prop_oneof![Just("val"), Just("test"), Just("train")],
+        ) {
+            let obj = |kv: &[(&str, String)]| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", "));
+            let text = if flat {
+                obj(&parts.iter().flat_map(|(_, m)| m.iter().map(|(k, v)| (*k, v.clone()))).collect::<Vec<_>>())
+            } else {
+                obj(&parts.iter().map(|(p, m)| (*p, obj(&m.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()))).collect::<Vec<_>>())
+            };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            add_cv_scores(&mut a, &text, partition);
+            let clean = crate::summary::json::sanitize_non_finite(&text);
+            // A number out of f64's range makes the whole tree parse fail;
+            // the borrowed parse skips that value alone (below).
+            prop_assume!(serde_json::from_str::<serde_json::Value>(&clean).is_ok());
+            add_cv_scores_parsed(&mut b, &clean, partition);
+            let bits = |v: Vec<(String, f64, u64)>| v.into_iter().map(|(m, x, n)| (m, x.to_bits(), n)).collect::<Vec<_>>();
+            prop_assert_eq!(bits(a), bits(b), "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_cv_score_out_of_range_is_skipped_alone() {
+        let mut sums = Vec::new();
+        add_cv_scores(&mut sums, r#"{"val": {"acc": 1e400, "rmse": 0.5}}"#, "val");
+        assert_eq!(sums, [("rmse".to_string(), 0.5, 1)]);
     }
 }
