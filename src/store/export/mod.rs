@@ -107,8 +107,9 @@ pub struct ExportReport {
 /// `out`, which must not exist or be an empty folder. Cost: one read of
 /// every meta file and, per 2,048 predictions, one filtered pass over
 /// its arrays file; the rows written as SQLite pages, each index sorted
-/// once. Memory: one dataset's rows (no arrays) plus one chunk's arrays,
-/// and the indexed columns of every row (about 100 bytes a prediction).
+/// once; two threads (one reads and derives, one writes). Memory: up to
+/// three datasets' rows (no arrays) plus one chunk's arrays, and the
+/// indexed columns of every row (about 100 bytes a prediction).
 ///
 /// # Errors
 /// [`Error::InvalidOption`] when `ws` is a store or `out` is taken;
