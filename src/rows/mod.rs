@@ -27,7 +27,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
-use crate::schema::{Kind, Prediction, COLUMNS};
+use crate::schema::{Kind, Prediction, PredictionRef, COLUMNS};
 use crate::summary::{RowView, SummaryBuilder};
 
 fn type_fits(kind: Kind, dt: &DataType, strict: bool) -> bool {
@@ -78,6 +78,8 @@ pub fn check_columns(schema: &arrow_schema::Schema, context: &str, strict: bool)
 }
 
 /// Converts a batch to rows. Missing columns read as null unless `strict`.
+/// One allocation a non-null string: [`batch_to_prediction_refs`] reads
+/// the same rows without any.
 ///
 /// # Errors
 /// [`Error::Schema`] as [`check_columns`].
@@ -86,8 +88,43 @@ pub fn batch_to_predictions(
     context: &str,
     strict: bool,
 ) -> Result<Vec<Prediction>> {
+    Ok(batch_to_prediction_refs(batch, context, strict)?
+        .iter()
+        .map(PredictionRef::to_prediction)
+        .collect())
+}
+
+/// The rows of a batch borrowed from its buffers (strings viewed in
+/// place, dictionary-encoded ones included). Missing columns read as null
+/// unless `strict`. Cost: one pass a column, one `Vec` of rows.
+///
+/// # Errors
+/// [`Error::Schema`] as [`check_columns`].
+pub fn batch_to_prediction_refs<'a>(
+    batch: &'a RecordBatch,
+    context: &str,
+    strict: bool,
+) -> Result<Vec<PredictionRef<'a>>> {
+    let mut rows = Vec::new();
+    append_prediction_refs(batch, context, strict, &mut rows)?;
+    Ok(rows)
+}
+
+/// [`batch_to_prediction_refs`], appending the batch's rows to `rows`
+/// (no copy of rows between vectors).
+///
+/// # Errors
+/// [`Error::Schema`] as [`check_columns`].
+pub fn append_prediction_refs<'a>(
+    batch: &'a RecordBatch,
+    context: &str,
+    strict: bool,
+    rows: &mut Vec<PredictionRef<'a>>,
+) -> Result<()> {
     check_columns(batch.schema().as_ref(), context, strict)?;
-    let mut rows = vec![Prediction::default(); batch.num_rows()];
+    let start = rows.len();
+    rows.resize(start + batch.num_rows(), PredictionRef::default());
+    let rows = &mut rows[start..];
     for (idx, (name, kind)) in COLUMNS.iter().enumerate() {
         let Some(col) = batch.column_by_name(name) else {
             continue;
@@ -98,25 +135,19 @@ pub fn batch_to_predictions(
         match kind {
             Kind::Str => {
                 let col = StrCol::of(batch, name);
-                for (i, r) in rows.iter_mut().enumerate() {
-                    *r.str_mut(idx).expect("str column") = col.get(i).map(str::to_string);
-                }
+                PredictionRef::fill_str(rows, idx, |i| col.get(i));
             }
             Kind::Int => {
                 let a = col.as_primitive::<Int64Type>();
-                for (i, r) in rows.iter_mut().enumerate() {
-                    *r.int_mut(idx).expect("int column") = a.is_valid(i).then(|| a.value(i));
-                }
+                PredictionRef::fill_int(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
             }
             Kind::Float => {
                 let a = col.as_primitive::<Float64Type>();
-                for (i, r) in rows.iter_mut().enumerate() {
-                    *r.float_mut(idx).expect("float column") = a.is_valid(i).then(|| a.value(i));
-                }
+                PredictionRef::fill_float(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Streams the file's batches (`columns`: top-level names to read, all if

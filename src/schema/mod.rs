@@ -251,6 +251,62 @@ pub struct Prediction {
     pub arrays: Option<PredictionArrays>,
 }
 
+/// One prediction row borrowed from where it was read (an Arrow batch's
+/// buffers): [`Prediction`]'s 35 columns without an allocation a row.
+/// Paths that read many rows and keep few of their strings (export) use
+/// it; [`PredictionRef::to_prediction`] makes the owned row.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[allow(missing_docs)] // the fields are the contract's columns, documented in FORMAT.md
+pub struct PredictionRef<'a> {
+    pub id: Option<&'a str>,
+    pub dataset_name: Option<&'a str>,
+    pub dataset_path: Option<&'a str>,
+    pub config_name: Option<&'a str>,
+    pub config_path: Option<&'a str>,
+    pub pipeline_uid: Option<&'a str>,
+    pub step_idx: Option<i64>,
+    pub op_counter: Option<i64>,
+    pub model_name: Option<&'a str>,
+    pub model_classname: Option<&'a str>,
+    pub model_path: Option<&'a str>,
+    pub model_artifact_id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub fold_id: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub val_score: Option<f64>,
+    pub test_score: Option<f64>,
+    pub train_score: Option<f64>,
+    pub metric: Option<&'a str>,
+    pub task_type: Option<&'a str>,
+    pub n_samples: Option<i64>,
+    pub n_features: Option<i64>,
+    pub preprocessings: Option<&'a str>,
+    pub best_params: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+    pub scores: Option<&'a str>,
+    pub branch_id: Option<i64>,
+    pub branch_name: Option<&'a str>,
+    pub exclusion_count: Option<i64>,
+    pub exclusion_rate: Option<f64>,
+    pub y_true_id: Option<&'a str>,
+    pub y_pred_id: Option<&'a str>,
+    pub y_proba_id: Option<&'a str>,
+    pub sample_indices_id: Option<&'a str>,
+    pub weights_id: Option<&'a str>,
+}
+
+impl PredictionRef<'_> {
+    /// The three scores in summary order.
+    pub fn score_values(&self) -> [Option<f64>; 3] {
+        [self.val_score, self.test_score, self.train_score]
+    }
+
+    /// nirs4all's row id for this row (see [`row_id`]).
+    pub fn computed_id(&self) -> String {
+        row_id_of(&self.cells())
+    }
+}
+
 impl Prediction {
     /// The three scores in summary order.
     pub fn score_values(&self) -> [Option<f64>; 3] {
@@ -260,6 +316,15 @@ impl Prediction {
     /// nirs4all's row id for this row (see [`row_id`]).
     pub fn computed_id(&self) -> String {
         row_id(self)
+    }
+
+    /// The row borrowed (no allocation).
+    pub fn as_row(&self) -> PredictionRef<'_> {
+        let mut r = PredictionRef::default();
+        for (idx, c) in self.cells().into_iter().enumerate() {
+            r.set(idx, c);
+        }
+        r
     }
 }
 
@@ -308,7 +373,73 @@ macro_rules! column_access {
                 }
             }
         }
+
+        impl<'a> PredictionRef<'a> {
+            /// The row's 35 values in contract order.
+            pub fn cells(&self) -> [Cell<'a>; 35] {
+                [$(column_access!(@ref_cell self, $field, $kind)),*]
+            }
+
+            /// Sets column `idx` to `cell`; a cell of another kind than the
+            /// column's, or an index past the last column, is ignored.
+            pub fn set(&mut self, idx: usize, cell: Cell<'a>) {
+                match (idx, cell) {
+                    $(column_access!(@set_pat $idx, v, $kind) => self.$field = v,)*
+                    _ => {}
+                }
+            }
+
+            /// Sets the utf8 column `idx` of each of `rows` to `get(i)`,
+            /// `i` the row's position (nothing if the column is not utf8).
+            pub fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
+                    _ => {}
+                }
+            }
+
+            /// [`PredictionRef::fill_str`] of an int64 column.
+            pub fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Int),)*
+                    _ => {}
+                }
+            }
+
+            /// [`PredictionRef::fill_str`] of a float64 column.
+            pub fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Float),)*
+                    _ => {}
+                }
+            }
+
+            /// The owned row (one allocation a string).
+            pub fn to_prediction(&self) -> Prediction {
+                Prediction {
+                    $($field: column_access!(@own self, $field, $kind),)*
+                    arrays: None,
+                }
+            }
+        }
     };
+    (@ref_cell $s:ident, $f:ident, Str) => { Cell::Str($s.$f) };
+    (@ref_cell $s:ident, $f:ident, Int) => { Cell::Int($s.$f) };
+    (@ref_cell $s:ident, $f:ident, Float) => { Cell::Float($s.$f) };
+    (@set_pat $i:literal, $v:ident, Str) => { ($i, Cell::Str($v)) };
+    (@set_pat $i:literal, $v:ident, Int) => { ($i, Cell::Int($v)) };
+    (@set_pat $i:literal, $v:ident, Float) => { ($i, Cell::Float($v)) };
+    (@fill $rows:ident, $get:ident, $f:ident, Str, Str) => { column_access!(@fill_loop $rows, $get, $f) };
+    (@fill $rows:ident, $get:ident, $f:ident, Int, Int) => { column_access!(@fill_loop $rows, $get, $f) };
+    (@fill $rows:ident, $get:ident, $f:ident, Float, Float) => { column_access!(@fill_loop $rows, $get, $f) };
+    (@fill $rows:ident, $get:ident, $f:ident, $k:ident, $want:ident) => { {} };
+    (@fill_loop $rows:ident, $get:ident, $f:ident) => {
+        for (i, r) in $rows.iter_mut().enumerate() {
+            r.$f = $get(i);
+        }
+    };
+    (@own $s:ident, $f:ident, Str) => { $s.$f.map(str::to_string) };
+    (@own $s:ident, $f:ident, $k:ident) => { $s.$f };
     (@cell $s:ident, $f:ident, Str) => { Cell::Str($s.$f.as_deref()) };
     (@cell $s:ident, $f:ident, Int) => { Cell::Int($s.$f) };
     (@cell $s:ident, $f:ident, Float) => { Cell::Float($s.$f) };
@@ -336,26 +467,25 @@ column_access! {
 /// nirs4all's row id: the first 16 hex chars of SHA-256 over 11 fields
 /// joined by `|`, a null written as `None` (Python's `str(None)`).
 pub fn row_id(p: &Prediction) -> String {
-    fn s(v: &Option<String>) -> &str {
-        v.as_deref().unwrap_or("None")
+    row_id_of(&p.cells())
+}
+
+/// [`row_id`] of a row's cells in contract order.
+fn row_id_of(c: &[Cell<'_>; 35]) -> String {
+    fn text(c: Cell<'_>) -> String {
+        match c {
+            Cell::Str(Some(v)) => v.to_string(),
+            Cell::Int(Some(v)) => v.to_string(),
+            Cell::Float(Some(v)) => v.to_string(),
+            _ => "None".to_string(),
+        }
     }
-    fn i(v: Option<i64>) -> String {
-        v.map_or_else(|| "None".to_string(), |x| x.to_string())
-    }
-    let key = [
-        s(&p.dataset_name),
-        s(&p.dataset_path),
-        s(&p.config_name),
-        s(&p.config_path),
-        s(&p.model_name),
-        s(&p.model_classname),
-        s(&p.fold_id),
-        s(&p.partition),
-        &i(p.step_idx),
-        &i(p.op_counter),
-        s(&p.sample_indices_id),
-    ]
-    .join("|");
+    // dataset_name, dataset_path, config_name, config_path, model_name,
+    // model_classname, fold_id, partition, step_idx, op_counter,
+    // sample_indices_id.
+    let key = [1, 2, 3, 4, 8, 9, 13, 14, 6, 7, 33]
+        .map(|i| text(c[i]))
+        .join("|");
     let digest = Sha256::digest(key.as_bytes());
     hex(&digest[..8])
 }

@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 use super::CHUNK;
 use crate::error::{Error, Result};
 use crate::rows::arrays::read_arrays;
-use crate::schema::{ArrayData, Prediction};
+use crate::schema::{ArrayData, PredictionRef};
 
 /// nirs4all's `_PARQUET_SCHEMA` (array_store.py), column for column.
 pub fn arrays_schema() -> SchemaRef {
@@ -52,13 +52,13 @@ pub fn arrays_schema() -> SchemaRef {
 
 /// The ids of the arrays a row references (y_true, y_pred, y_proba,
 /// sample_indices, weights), those it has.
-pub(super) fn array_ids(r: &Prediction) -> impl Iterator<Item = &String> {
+pub(super) fn array_ids<'a>(r: &PredictionRef<'a>) -> impl Iterator<Item = &'a str> {
     [
-        &r.y_true_id,
-        &r.y_pred_id,
-        &r.y_proba_id,
-        &r.sample_indices_id,
-        &r.weights_id,
+        r.y_true_id,
+        r.y_pred_id,
+        r.y_proba_id,
+        r.sample_indices_id,
+        r.weights_id,
     ]
     .into_iter()
     .flatten()
@@ -90,11 +90,11 @@ pub(super) fn write_arrays(
     src: &Path,
     part: &Path,
     ds: &str,
-    rows: &[Prediction],
-    ids: &[String],
+    rows: &[PredictionRef<'_>],
+    ids: &[&str],
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    let referenced = |r: &Prediction| array_ids(r).count();
+    let referenced = |r: &PredictionRef<'_>| array_ids(r).count();
     let wanted: usize = rows.iter().map(referenced).sum();
     if wanted == 0 {
         return Ok(0);
@@ -111,11 +111,7 @@ pub(super) fn write_arrays(
     let mut w = arrays_writer(part)?;
     let (mut written, mut missing) = (0u64, 0u64);
     for (chunk, keys) in rows.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
-        let ids: Vec<&str> = chunk
-            .iter()
-            .flat_map(array_ids)
-            .map(String::as_str)
-            .collect();
+        let ids: Vec<&str> = chunk.iter().flat_map(array_ids).collect();
         if ids.is_empty() {
             continue;
         }
@@ -125,8 +121,8 @@ pub(super) fn write_arrays(
             if referenced(r) == 0 {
                 continue;
             }
-            let get = |aid: &Option<String>, missing: &mut u64| {
-                let aid = aid.as_ref()?;
+            let get = |aid: Option<&str>, missing: &mut u64| {
+                let aid = aid?;
                 let a = found.get(aid);
                 if a.is_none() {
                     *missing += 1;
@@ -134,11 +130,11 @@ pub(super) fn write_arrays(
                 a
             };
             let arrays = [
-                get(&r.y_true_id, &mut missing),
-                get(&r.y_pred_id, &mut missing),
-                get(&r.y_proba_id, &mut missing),
-                get(&r.sample_indices_id, &mut missing),
-                get(&r.weights_id, &mut missing),
+                get(r.y_true_id, &mut missing),
+                get(r.y_pred_id, &mut missing),
+                get(r.y_proba_id, &mut missing),
+                get(r.sample_indices_id, &mut missing),
+                get(r.weights_id, &mut missing),
             ];
             if arrays.iter().all(Option::is_none) {
                 continue;
@@ -227,18 +223,18 @@ impl ArraysBatch {
         &mut self,
         id: &str,
         ds: &str,
-        r: &Prediction,
+        r: &PredictionRef<'_>,
         arrays: [Option<&ArrayData>; 5],
     ) -> std::result::Result<(), String> {
         let [y_true, y_pred, y_proba, indices, weights] = arrays;
         let texts = [
             Some(id),
             Some(ds),
-            Some(r.model_name.as_deref().unwrap_or("")),
-            Some(r.fold_id.as_deref().unwrap_or("")),
-            Some(r.partition.as_deref().unwrap_or("")),
-            Some(r.metric.as_deref().unwrap_or("")),
-            Some(r.task_type.as_deref().unwrap_or("")),
+            Some(r.model_name.unwrap_or("")),
+            Some(r.fold_id.unwrap_or("")),
+            Some(r.partition.unwrap_or("")),
+            Some(r.metric.unwrap_or("")),
+            Some(r.task_type.unwrap_or("")),
         ];
         // nirs4all's column order: the 6 names, val_score, then task_type.
         for (b, t) in self.text.iter_mut().zip(texts) {

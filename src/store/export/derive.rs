@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::ExportOptions;
-use crate::schema::Prediction;
+use crate::schema::PredictionRef;
 use crate::store::rows::refit_context_of;
 
 /// A pipeline's rows as they are read, for its `pipelines` row.
@@ -63,13 +63,13 @@ pub(super) struct FinalRow {
 }
 
 impl FinalRow {
-    fn of(r: &Prediction, id: &str) -> Self {
+    fn of(r: &PredictionRef<'_>, id: &str) -> Self {
         FinalRow {
-            rank: u8::from(r.partition.as_deref() != Some("test")),
+            rank: u8::from(r.partition != Some("test")),
             id: id.to_string(),
             test: r.test_score,
             train: r.train_score,
-            scores: r.scores.clone(),
+            scores: r.scores.map(str::to_string),
         }
     }
 }
@@ -80,18 +80,20 @@ pub(super) const CV_PARTITIONS: [&str; 3] = ["test", "train", "val"];
 /// Drops the earlier of two rows with the same id or the same natural key
 /// of nirs4all's unique index (pipeline, chain, fold, partition, model,
 /// branch: a repeated row, as an append of the same run leaves); the later
-/// row wins, as in nirs4all's own migration. Each drop is noted.
-pub(super) fn dedupe(
-    rows: Vec<Prediction>,
+/// row wins, as in nirs4all's own migration. Each drop is noted. Returns
+/// the rows kept and, when some were dropped, their indices in `rows`.
+pub(super) fn dedupe<'a>(
+    rows: Vec<PredictionRef<'a>>,
     meta: &Path,
     notes: &mut Vec<String>,
-) -> Vec<Prediction> {
-    let mut ids: HashSet<std::borrow::Cow<'_, str>> = HashSet::with_capacity(rows.len());
-    let mut keys = HashSet::new();
+) -> (Vec<PredictionRef<'a>>, Option<Vec<u32>>) {
+    let mut ids: foldhash::HashSet<std::borrow::Cow<'_, str>> =
+        foldhash::HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    let mut keys = foldhash::HashSet::default();
     let mut keep = vec![false; rows.len()];
     let mut dropped = Vec::new();
     for (i, r) in rows.iter().enumerate().rev() {
-        let id = match r.id.as_deref() {
+        let id = match r.id {
             Some(id) => std::borrow::Cow::Borrowed(id),
             None => std::borrow::Cow::Owned(r.computed_id()),
         };
@@ -99,11 +101,11 @@ pub(super) fn dedupe(
         // branch id never collide on it.
         let key = r.branch_id.map(|b| {
             (
-                r.pipeline_uid.as_deref(),
+                r.pipeline_uid,
                 r.step_idx,
-                r.model_name.as_deref(),
-                r.fold_id.as_deref(),
-                r.partition.as_deref(),
+                r.model_name,
+                r.fold_id,
+                r.partition,
                 b,
             )
         });
@@ -130,23 +132,26 @@ pub(super) fn dedupe(
             if dropped.len() > 5 { ", ..." } else { "" }
         ));
     }
-    rows.into_iter()
-        .zip(keep)
-        .filter_map(|(r, k)| k.then_some(r))
-        .collect()
+    if dropped.is_empty() {
+        return (rows, None);
+    }
+    let kept: Vec<u32> = (0..rows.len() as u32)
+        .filter(|&i| keep[i as usize])
+        .collect();
+    (kept.iter().map(|&i| rows[i as usize]).collect(), Some(kept))
 }
 
-pub(super) fn observe_pipeline(p: &mut PipelineAgg, r: &Prediction, opts: &ExportOptions) {
+pub(super) fn observe_pipeline(p: &mut PipelineAgg, r: &PredictionRef<'_>, opts: &ExportOptions) {
     if p.name.is_empty() {
-        p.name = r.config_name.clone().unwrap_or_default();
+        p.name = r.config_name.unwrap_or_default().to_string();
     }
     if p.metric.is_none() {
-        p.metric = r.metric.clone();
+        p.metric = r.metric.map(str::to_string);
     }
-    if r.partition.as_deref() != Some("val") {
+    if r.partition != Some("val") {
         return;
     }
-    let (Some(metric), Some(v)) = (r.metric.as_deref(), r.val_score) else {
+    let (Some(metric), Some(v)) = (r.metric, r.val_score) else {
         return;
     };
     if v.is_nan() {
@@ -163,29 +168,29 @@ pub(super) fn observe_pipeline(p: &mut PipelineAgg, r: &Prediction, opts: &Expor
 }
 
 /// Folds one row (in row order) into its chain's aggregates.
-pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
-    let fill = |slot: &mut Option<String>, v: &Option<String>| {
+pub(super) fn observe_chain(c: &mut ChainAgg, r: &PredictionRef<'_>, id: &str) {
+    let fill = |slot: &mut Option<String>, v: Option<&str>| {
         if slot.is_none() {
-            slot.clone_from(v);
+            *slot = v.map(str::to_string);
         }
     };
-    fill(&mut c.metric, &r.metric);
-    fill(&mut c.task_type, &r.task_type);
-    if c.best_params.is_none() && r.best_params.as_deref().is_some_and(|b| b != "{}") {
-        c.best_params.clone_from(&r.best_params);
+    fill(&mut c.metric, r.metric);
+    fill(&mut c.task_type, r.task_type);
+    if c.best_params.is_none() && r.best_params.is_some_and(|b| b != "{}") {
+        c.best_params = r.best_params.map(str::to_string);
     }
-    let non_empty = |slot: &mut String, v: &Option<String>| {
+    let non_empty = |slot: &mut String, v: Option<&str>| {
         if slot.is_empty() {
-            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
                 v.clone_into(slot);
             }
         }
     };
-    non_empty(&mut c.model_class, &r.model_classname);
-    non_empty(&mut c.preprocessings, &r.preprocessings);
-    let fold = r.fold_id.as_deref().unwrap_or("");
-    let partition = r.partition.as_deref().unwrap_or("");
-    let refit = refit_context_of(r.metadata.as_deref()).is_some();
+    non_empty(&mut c.model_class, r.model_classname);
+    non_empty(&mut c.preprocessings, r.preprocessings);
+    let fold = r.fold_id.unwrap_or("");
+    let partition = r.partition.unwrap_or("");
+    let refit = refit_context_of(r.metadata).is_some();
     if refit && fold == "final" && matches!(partition, "test" | "train") {
         c.finals.push(FinalRow::of(r, id));
     }
@@ -200,7 +205,7 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
     if refit || fold == "avg" || fold == "w_avg" || fold.ends_with("_agg") {
         return;
     }
-    if !fold.is_empty() {
+    if !fold.is_empty() && !c.folds.contains(fold) {
         c.folds.insert(fold.to_string());
     }
     for (sum, v) in c.cv_sums.iter_mut().zip(r.score_values()) {
@@ -211,7 +216,7 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
     }
     if let (Some(part), Some(text)) = (
         CV_PARTITIONS.iter().position(|p| *p == partition),
-        r.scores.as_deref().filter(|t| !t.is_empty()),
+        r.scores.filter(|t| !t.is_empty()),
     ) {
         add_cv_scores(&mut c.cv_scores[part], text, partition);
     }
@@ -222,32 +227,23 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &Prediction, id: &str) {
 /// the whole object), every number (booleans count, as Python's `int`).
 /// A text that is not a JSON object adds nothing (nirs4all skips it too).
 fn add_cv_scores(sums: &mut Vec<(String, f64, u64)>, text: &str, partition: &str) {
-    use serde_json::value::RawValue;
-    use std::collections::BTreeMap;
     let clean = crate::summary::json::sanitize_non_finite(text);
-    // Keys borrowed from the text and values left unparsed but the ones
-    // added: no tree of values built (most of an export's JSON time). A
-    // key with an escape cannot be borrowed: such a text takes the
-    // general parse, which gives the same sums. A number out of f64's
-    // range is skipped alone (the general parse would drop the text).
-    let Ok(all) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(&clean) else {
-        return add_cv_scores_parsed(sums, &clean, partition);
-    };
-    let inner_text;
-    let inner = match all.get(partition) {
-        Some(raw) => {
-            inner_text = raw.get();
-            match serde_json::from_str::<BTreeMap<&str, &RawValue>>(inner_text) {
-                Ok(o) => o,
-                Err(_) if inner_text.trim_start().starts_with('{') => {
-                    return add_cv_scores_parsed(sums, &clean, partition);
-                }
-                Err(_) => return,
-            }
-        }
-        None => all,
-    };
-    for (metric, v) in inner {
+    // One pass: keys borrowed from the text, the partition's object read
+    // where it stands, values left unparsed but the ones added (no tree
+    // of values built: most of an export's JSON time). A key with an
+    // escape cannot be borrowed: such a text takes the general parse,
+    // which gives the same sums. A number out of f64's range is skipped
+    // alone (the general parse would drop the text).
+    let mut de = serde_json::Deserializer::from_str(&clean);
+    let metrics =
+        match serde::de::DeserializeSeed::deserialize(scores_scan::Top { partition }, &mut de)
+            .and_then(|found| de.end().map(|()| found))
+        {
+            Ok(scores_scan::Found::Partition(Some(m)) | scores_scan::Found::Flat(m)) => m,
+            Ok(scores_scan::Found::Partition(None)) => return,
+            Err(_) => return add_cv_scores_parsed(sums, &clean, partition),
+        };
+    for (metric, v) in metrics {
         let v = v.get();
         let x = match v {
             "true" => Some(1.0),
@@ -264,6 +260,123 @@ fn add_cv_scores(sums: &mut Vec<(String, f64, u64)>, text: &str, partition: &str
                 e.2 += 1;
             }
             None => sums.push((metric.to_string(), x, 1)),
+        }
+    }
+}
+
+/// The one-pass reading of a row's `scores` for [`add_cv_scores`]: the
+/// object under the row's partition, else the whole object, as
+/// `(key, raw value)` pairs in key order, a repeated key's last value
+/// kept (what a parse into a `BTreeMap` gives).
+mod scores_scan {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::fmt;
+
+    pub(super) type Pairs<'a> = Vec<(&'a str, &'a RawValue)>;
+
+    pub(super) enum Found<'a> {
+        /// The partition's key was there: its object, `None` when its
+        /// value is not an object (nothing is added then).
+        Partition(Option<Pairs<'a>>),
+        /// No key of the partition: the whole object.
+        Flat(Pairs<'a>),
+    }
+
+    /// Sorted by key, a repeated key's last value kept.
+    fn last_wins(mut v: Pairs<'_>) -> Pairs<'_> {
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Pairs<'_> = Vec::with_capacity(v.len());
+        for (k, r) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = r,
+                _ => out.push((k, r)),
+            }
+        }
+        out
+    }
+
+    fn pairs<'de, A: MapAccess<'de>>(mut m: A) -> Result<Pairs<'de>, A::Error> {
+        let mut v = Vec::new();
+        while let Some(k) = m.next_key::<&'de str>()? {
+            v.push((k, m.next_value::<&'de RawValue>()?));
+        }
+        Ok(last_wins(v))
+    }
+
+    pub(super) struct Top<'p> {
+        pub(super) partition: &'p str,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top<'_> {
+        type Value = Found<'de>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Found<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Found<'de>, A::Error> {
+            let mut flat = Vec::new();
+            let mut inner = None;
+            while let Some(k) = m.next_key::<&'de str>()? {
+                if k == self.partition {
+                    inner = Some(m.next_value::<ObjectOrNot<'de>>()?.0);
+                } else {
+                    flat.push((k, m.next_value::<&'de RawValue>()?));
+                }
+            }
+            Ok(match inner {
+                Some(i) => Found::Partition(i),
+                None => Found::Flat(last_wins(flat)),
+            })
+        }
+    }
+
+    /// A value that is an object (its pairs) or anything else (`None`).
+    struct ObjectOrNot<'a>(Option<Pairs<'a>>);
+
+    impl<'de> serde::Deserialize<'de> for ObjectOrNot<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ObjectOrNotVisitor)
+        }
+    }
+
+    struct ObjectOrNotVisitor;
+
+    impl<'de> Visitor<'de> for ObjectOrNotVisitor {
+        type Value = ObjectOrNot<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+            pairs(m).map(|p| ObjectOrNot(Some(p)))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(ObjectOrNot(None))
         }
     }
 }
@@ -334,6 +447,63 @@ impl ChainAgg {
         match rows.first() {
             Some(r) => (test, r.train, r.scores.clone()),
             None => (None, None, None),
+        }
+    }
+}
+
+/// A chain's `chains` row as its rows made it (computed where the
+/// dataset is read, beside the writing thread).
+pub(super) struct ChainRow {
+    pub(super) pipeline_id: String,
+    pub(super) step_idx: i64,
+    pub(super) model_name: String,
+    pub(super) branch_id: Option<i64>,
+    pub(super) model_class: String,
+    pub(super) preprocessings: String,
+    /// `refit_only` for a chain with refit rows, else `per_fold`.
+    pub(super) fold_strategy: &'static str,
+    pub(super) metric: Option<String>,
+    pub(super) task_type: Option<String>,
+    pub(super) best_params: Option<String>,
+    /// [`ChainAgg::cv`].
+    pub(super) cv: [Option<f64>; 3],
+    pub(super) cv_fold_count: i64,
+    /// [`ChainAgg::cv_scores_json`].
+    pub(super) cv_scores: Option<String>,
+    /// [`ChainAgg::finals`].
+    pub(super) finals: (Option<f64>, Option<f64>, Option<String>),
+    /// The `final_agg` test row's test and train scores and `scores`.
+    pub(super) final_agg: (Option<f64>, Option<f64>, Option<String>),
+}
+
+impl ChainAgg {
+    /// The chain's row.
+    pub(super) fn into_row(self) -> ChainRow {
+        let cv = self.cv();
+        let cv_scores = self.cv_scores_json();
+        let finals = self.finals();
+        ChainRow {
+            fold_strategy: if self.finals.is_empty() {
+                "per_fold"
+            } else {
+                "refit_only"
+            },
+            cv,
+            cv_fold_count: self.folds.len() as i64,
+            cv_scores,
+            finals,
+            final_agg: self
+                .final_agg
+                .map_or((None, None, None), |a| (a.test, a.train, a.scores)),
+            pipeline_id: self.pipeline_id,
+            step_idx: self.step_idx,
+            model_name: self.model_name,
+            branch_id: self.branch_id,
+            model_class: self.model_class,
+            preprocessings: self.preprocessings,
+            metric: self.metric,
+            task_type: self.task_type,
+            best_params: self.best_params,
         }
     }
 }
@@ -413,6 +583,7 @@ pub(super) fn py_float(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Prediction;
     use proptest::prelude::*;
 
     fn row(id: &str, fold: &str, partition: &str, val: f64, test: f64) -> Prediction {
@@ -432,27 +603,24 @@ mod tests {
 
     #[test]
     fn dedupe_keeps_the_later_of_repeated_ids_and_says_so() {
-        let rows = vec![
+        let rows = [
             row("a", "0", "val", 1.0, 2.0),
             row("b", "0", "test", 1.0, 2.0),
             row("a", "1", "val", 3.0, 4.0),
         ];
         let mut notes = Vec::new();
-        let kept = dedupe(rows, Path::new("x.meta.parquet"), &mut notes);
-        let ids: Vec<(&str, Option<f64>)> = kept
-            .iter()
-            .map(|r| (r.id.as_deref().unwrap(), r.val_score))
-            .collect();
+        let view: Vec<_> = rows.iter().map(Prediction::as_row).collect();
+        let (kept, at) = dedupe(view, Path::new("x.meta.parquet"), &mut notes);
+        let ids: Vec<(&str, Option<f64>)> =
+            kept.iter().map(|r| (r.id.unwrap(), r.val_score)).collect();
         assert_eq!(ids, [("b", Some(1.0)), ("a", Some(3.0))]);
+        assert_eq!(at, Some(vec![1, 2]), "the kept rows' indices");
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("1 repeated row(s)") && notes[0].contains("x.meta.parquet"));
         let mut none = Vec::new();
-        dedupe(
-            vec![row("c", "0", "val", 1.0, 2.0)],
-            Path::new("y"),
-            &mut none,
-        );
-        assert!(none.is_empty());
+        let one = row("c", "0", "val", 1.0, 2.0);
+        let (kept, at) = dedupe(vec![one.as_row()], Path::new("y"), &mut none);
+        assert!(none.is_empty() && at.is_none() && kept.len() == 1);
     }
 
     #[test]
@@ -466,7 +634,7 @@ mod tests {
             row("c", "1", "train", 0.1, 0.2),
             row("d", "2", "val", f64::NAN, 0.0),
         ] {
-            observe_pipeline(&mut p, &r, &opts);
+            observe_pipeline(&mut p, &r.as_row(), &opts);
         }
         assert_eq!(
             p.best,
@@ -480,7 +648,7 @@ mod tests {
         let mut q = PipelineAgg::default();
         let mut r = row("e", "0", "val", 0.9, 1.0);
         r.metric = Some("not_a_metric".into());
-        observe_pipeline(&mut q, &r, &opts);
+        observe_pipeline(&mut q, &r.as_row(), &opts);
         assert!(q.unknown_metric && q.best.is_none());
     }
 
@@ -508,7 +676,7 @@ mod tests {
             r.scores = Some(r#"{"test": {"rmse": 13.0}}"#.into());
         }
         for r in &rows {
-            observe_chain(&mut c, r, r.id.as_deref().unwrap());
+            observe_chain(&mut c, &r.as_row(), r.id.as_deref().unwrap());
         }
         // Rows of folds 0 and 1 (every partition), not avg, w_avg, *_agg
         // nor refit rows: (1 + 3 + 3) / 3, not the avg row's 9.

@@ -15,7 +15,7 @@
 //! most a hidden `.<out>.n4a-export-*` folder, never a half store under the
 //! output's name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -26,9 +26,10 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::error::{Error, Result};
 use crate::files::dataset_paths;
 use crate::metric::Directions;
-use crate::rows::read_predictions;
-use crate::schema::Prediction;
+use crate::rows::{append_prediction_refs, for_each_batch};
 use crate::schema::{validate_dataset_name, META_SUFFIX};
+use crate::schema::{PredictionRef, COLUMNS};
+use arrow_array::RecordBatch;
 
 use super::{arrays, is_store, SCHEMA_VERSION, STORE_FILE};
 
@@ -39,7 +40,7 @@ mod derive;
 use crate::store::rows::refit_context_of;
 use arrays_out::*;
 use btree::{PredictionsWriter, Value};
-use derive::{dedupe, observe_chain, observe_pipeline, ChainAgg, PipelineAgg};
+use derive::{dedupe, observe_chain, observe_pipeline, ChainAgg, ChainRow, PipelineAgg};
 
 /// nirs4all 1.4.10's tables, indexes and view, verbatim.
 pub const SCHEMA_SQL: &str = include_str!("../schema.sql");
@@ -52,6 +53,10 @@ pub const DERIVATIONS: [&str; 4] = [
     "chains: one per pipeline, step_idx, model_name and branch_id (chain_id: a hash of those; steps: [] as .meta.parquet has no steps; model_step_idx: step_idx, -1 when null; model_class and preprocessings: the first non-empty of its rows)",
     "chains' scores as nirs4all 1.4.10's bulk_update_chain_summaries computes them: cv_*_score the mean over the cross-validation rows (no refit context, folds other than avg, w_avg and *_agg), cv_fold_count their distinct folds, cv_scores their per-partition metric means; final_* from the refit rows (refit_context, kept in the metadata column on import), final_agg_* from the final_agg test row",
 ];
+
+/// Columns of a `.meta.parquet` the store has no place for, left unread
+/// (`model_path` alone is a tenth of the bench files' decoded bytes).
+const UNUSED_COLUMNS: [&str; 3] = ["model_path", "model_artifact_id", "trace_id"];
 
 /// Predictions whose arrays are read and written at once: bounds memory
 /// to this many predictions' arrays.
@@ -107,9 +112,11 @@ pub struct ExportReport {
 /// `out`, which must not exist or be an empty folder. Cost: one read of
 /// every meta file and, per 2,048 predictions, one filtered pass over
 /// its arrays file; the rows written as SQLite pages, each index sorted
-/// once; two threads (one reads and derives, one writes). Memory: up to
-/// three datasets' rows (no arrays) plus one chunk's arrays, and the
-/// indexed columns of every row (about 100 bytes a prediction).
+/// once; three threads (one reads and derives, one makes the pages, one
+/// writes them). Memory: up to three datasets' Arrow batches (rows are
+/// viewed in them, no string copied a row; no arrays) plus one chunk's
+/// arrays, 24 MiB of pages in flight, and the indexed columns of every
+/// row (about 100 bytes a prediction).
 ///
 /// # Errors
 /// [`Error::InvalidOption`] when `ws` is a store or `out` is taken;
@@ -335,13 +342,13 @@ fn write_store(
     // can alone and writes its arrays ([`read_dataset`]), a dataset ahead
     // of this one, which settles what depends on the earlier datasets
     // ([`settle`]: ids and pipeline owners, cheap) and writes the rows.
-    // At most three datasets' rows are held: one read, one waiting, one
+    // At most three datasets' batches are held: one read, one waiting, one
     // written.
     //
     // A dataset written goes back to the reading thread to be dropped:
-    // its rows' strings were allocated there, and freeing them on the
-    // thread that allocated them measured 4 times cheaper than on the
-    // writing one (glibc's arenas), where it was a fifth of the export.
+    // its buffers were allocated there, and freeing on the thread that
+    // allocated measured 4 times cheaper than on the writing one (glibc's
+    // arenas; measured when rows were one string a cell).
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Read>();
@@ -465,7 +472,7 @@ fn write_store(
 /// to one dataset.
 #[derive(Debug, Default)]
 struct Shared {
-    ids: HashSet<u128>,
+    ids: foldhash::HashSet<u128>,
     /// pipeline_id → its dataset.
     pipelines: HashMap<String, String>,
 }
@@ -473,19 +480,62 @@ struct Shared {
 /// One dataset read, derived as far as it can be alone and its arrays
 /// written: [`settle`] gives it its place among the earlier datasets.
 struct Read {
-    rows: Vec<Prediction>,
-    /// Each row's prediction id and its XXH3-128.
-    ids: Vec<String>,
+    /// The meta file's batches, as read: the rows are viewed in them
+    /// ([`Read::rows`]), never copied out a string at a time.
+    batches: Vec<RecordBatch>,
+    /// The rows kept (indices into the batches' rows), when some repeated
+    /// ones were left out.
+    kept: Option<Vec<u32>>,
+    /// Each kept row's prediction id when it has none of its own (the
+    /// computed one), and each id's XXH3-128.
+    computed_ids: Vec<Option<String>>,
     hashes: Vec<u128>,
     /// Each row's chain, an index into `chains`.
     row_chain: Vec<u32>,
     /// The chains, `pipeline_id` still the row's `pipeline_uid`.
-    chains: Vec<ChainAgg>,
+    chains: Vec<ChainRow>,
     /// The pipelines by `pipeline_uid`.
     pipes: HashMap<String, PipelineAgg>,
     notes: Vec<String>,
     with_arrays: u64,
     meta: PathBuf,
+}
+
+impl Read {
+    /// The rows kept, borrowed from the batches. Cost: one pass a column
+    /// of every batch, one `Vec` of rows (no string copied).
+    fn rows(&self) -> Result<Vec<PredictionRef<'_>>> {
+        rows_of(&self.batches, self.kept.as_deref(), &self.meta)
+    }
+
+    /// Row `i`'s prediction id (of [`Read::rows`]).
+    fn id<'a>(&'a self, i: usize, r: &PredictionRef<'a>) -> &'a str {
+        match &self.computed_ids[i] {
+            Some(id) => id,
+            None => r.id.unwrap_or_default(),
+        }
+    }
+}
+
+/// The rows of `batches` (those at `kept` when given), borrowed.
+fn rows_of<'a>(
+    batches: &'a [RecordBatch],
+    kept: Option<&[u32]>,
+    meta: &Path,
+) -> Result<Vec<PredictionRef<'a>>> {
+    let ctx = meta.display().to_string();
+    let mut all = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for b in batches {
+        append_prediction_refs(b, &ctx, false, &mut all)?;
+    }
+    if let Some(k) = kept {
+        // In place: kept indices ascend, so each row moves down or stays.
+        for (to, &from) in k.iter().enumerate() {
+            all[to] = all[from as usize];
+        }
+        all.truncate(k.len());
+    }
+    Ok(all)
 }
 
 /// A dataset ready to be written.
@@ -494,7 +544,7 @@ struct Prepared {
     read: Read,
     hashes: Vec<u128>,
     pipes: HashMap<String, PipelineAgg>,
-    chains: Vec<(String, ChainAgg)>,
+    chains: Vec<(String, ChainRow)>,
 }
 
 /// Reads dataset `ds`, leaves out repeated rows, derives its pipelines
@@ -503,33 +553,50 @@ struct Prepared {
 fn read_dataset(source: &Path, ds: &str, part: &Path, opts: &ExportOptions) -> Result<Read> {
     validate_dataset_name(ds)?;
     let paths = dataset_paths(source, ds);
-    let rows = read_predictions(&paths.meta)?;
+    let mut batches = Vec::new();
+    let columns: Vec<&str> = COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !UNUSED_COLUMNS.contains(name))
+        .collect();
+    for_each_batch(&paths.meta, Some(&columns), 8192, |b| {
+        batches.push(b);
+        Ok(())
+    })?;
     let mut notes = Vec::new();
-    let rows = dedupe(rows, &paths.meta, &mut notes);
+    let (rows, kept) = dedupe(
+        rows_of(&batches, None, &paths.meta)?,
+        &paths.meta,
+        &mut notes,
+    );
     let mut pipes: HashMap<String, PipelineAgg> = HashMap::new();
-    let mut chain_of: HashMap<u128, u32> = HashMap::new();
+    let mut chain_of: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
     let mut chains: Vec<ChainAgg> = Vec::new();
     let mut nulls: HashMap<&'static str, u64> = HashMap::new();
+    let mut computed_ids = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        computed_ids.push(r.id.is_none().then(|| r.computed_id()));
+    }
     let mut hashes = Vec::with_capacity(rows.len());
     let mut row_chain = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id = r.id.clone().unwrap_or_else(|| r.computed_id());
+    for (r, own) in rows.iter().zip(&computed_ids) {
+        let id = own.as_deref().or(r.id).unwrap_or_default();
         hashes.push(xxh3_128(id.as_bytes()));
         let computed;
-        let uid = match r.pipeline_uid.as_deref() {
+        let uid = match r.pipeline_uid {
             Some(u) => u,
             None => {
                 *nulls.entry("pipeline_uid").or_default() += 1;
                 computed = format!(
                     "n4a-{}",
-                    hex128(format!("{ds}\0{}", r.config_name.as_deref().unwrap_or("")).as_bytes())
+                    hex128(format!("{ds}\0{}", r.config_name.unwrap_or("")).as_bytes())
                 );
                 &computed
             }
         };
         let step = r.step_idx.unwrap_or(-1);
-        let model_name = r.model_name.as_deref().unwrap_or("");
+        let model_name = r.model_name.unwrap_or("");
         match pipes.get_mut(uid) {
             Some(p) => observe_pipeline(p, r, opts),
             None => observe_pipeline(pipes.entry(uid.to_string()).or_default(), r, opts),
@@ -557,13 +624,13 @@ fn read_dataset(source: &Path, ds: &str, part: &Path, opts: &ExportOptions) -> R
             });
             (chains.len() - 1) as u32
         });
-        observe_chain(&mut chains[c as usize], r, &id);
+        observe_chain(&mut chains[c as usize], r, id);
         row_chain.push(c);
         for (v, col) in [
-            (&r.fold_id, "fold_id"),
-            (&r.partition, "partition"),
-            (&r.metric, "metric"),
-            (&r.task_type, "task_type"),
+            (r.fold_id, "fold_id"),
+            (r.partition, "partition"),
+            (r.metric, "metric"),
+            (r.task_type, "task_type"),
         ] {
             if v.is_none() {
                 *nulls.entry(col).or_default() += 1;
@@ -579,12 +646,14 @@ fn read_dataset(source: &Path, ds: &str, part: &Path, opts: &ExportOptions) -> R
         ));
     }
     let with_arrays = write_arrays(&paths.arrays, part, ds, &rows, &ids, &mut notes)?;
+    drop((rows, ids));
     Ok(Read {
-        rows,
-        ids,
+        batches,
+        kept,
+        computed_ids,
         hashes,
         row_chain,
-        chains,
+        chains: chains.into_iter().map(ChainAgg::into_row).collect(),
         pipes,
         notes,
         with_arrays,
@@ -597,11 +666,12 @@ fn read_dataset(source: &Path, ds: &str, part: &Path, opts: &ExportOptions) -> R
 /// `<uid>@<dataset>` (which names its chains).
 fn settle(mut read: Read, ds: &str, target: &Path, state: &Shared) -> Result<Prepared> {
     if let Some(i) = read.hashes.iter().position(|h| state.ids.contains(h)) {
+        let rows = read.rows()?;
         return Err(Error::Corrupt {
             path: read.meta.clone(),
             reason: format!(
                 "prediction id {} is also in another dataset: a store holds each id once",
-                read.ids[i]
+                read.id(i, &rows[i])
             ),
         });
     }
@@ -652,7 +722,7 @@ fn settle(mut read: Read, ds: &str, target: &Path, state: &Shared) -> Result<Pre
     Ok(Prepared {
         export: DatasetExport {
             dataset: ds.to_string(),
-            predictions: read.rows.len() as u64,
+            predictions: read.hashes.len() as u64,
             with_arrays: read.with_arrays,
             arrays_file,
             notes,
@@ -671,35 +741,37 @@ fn push_rows(
     created_at: &str,
     p: &Prepared,
 ) -> Result<()> {
-    fn text(v: &Option<String>) -> Value<'_> {
-        Value::Text(v.as_deref().unwrap_or(""))
+    fn text(v: Option<&str>) -> Value<'_> {
+        Value::Text(v.unwrap_or(""))
     }
     let read = &p.read;
-    for ((r, id), &c) in read.rows.iter().zip(&read.ids).zip(&read.row_chain) {
+    let rows = read.rows()?;
+    for (i, (r, &c)) in rows.iter().zip(&read.row_chain).enumerate() {
         let (cid, chain) = &p.chains[c as usize];
-        let refit = refit_context_of(r.metadata.as_deref());
+        let id = read.id(i, r);
+        let refit = refit_context_of(r.metadata);
         let mut values = [Value::Null; PREDICTION_COLUMNS.len()];
         values[..23].copy_from_slice(&[
             Value::Text(id),
             Value::Text(&chain.pipeline_id),
             Value::Text(cid),
             Value::Text(ds),
-            text(&r.model_name),
-            text(&r.model_classname),
-            text(&r.fold_id),
-            text(&r.partition),
+            text(r.model_name),
+            text(r.model_classname),
+            text(r.fold_id),
+            text(r.partition),
             Value::real(r.val_score),
             Value::real(r.test_score),
             Value::real(r.train_score),
-            text(&r.metric),
-            text(&r.task_type),
+            text(r.metric),
+            text(r.task_type),
             Value::int(r.n_samples),
             Value::int(r.n_features),
-            Value::text(r.scores.as_deref()),
-            Value::text(r.best_params.as_deref()),
-            text(&r.preprocessings),
+            Value::text(r.scores),
+            Value::text(r.best_params),
+            text(r.preprocessings),
             Value::int(r.branch_id),
-            Value::text(r.branch_name.as_deref()),
+            Value::text(r.branch_name),
             Value::Int(r.exclusion_count.unwrap_or(0)),
             Value::real(Some(r.exclusion_rate.unwrap_or(0.0))),
             Value::text(refit.as_deref()),
@@ -714,12 +786,11 @@ fn insert_chain(
     tx: &rusqlite::Transaction<'_>,
     db: &Path,
     cid: &str,
-    c: &ChainAgg,
+    c: &ChainRow,
     ds: &str,
 ) -> Result<()> {
-    let cv = c.cv();
-    let (final_test, final_train, final_scores) = c.finals();
-    let agg = c.final_agg.as_ref();
+    let (final_test, final_train, final_scores) = &c.finals;
+    let (agg_test, agg_train, agg_scores) = &c.final_agg;
     tx.prepare_cached(
         "INSERT INTO chains (chain_id, pipeline_id, steps, model_step_idx, model_class,
              preprocessings, fold_strategy, model_name, metric, task_type, best_params,
@@ -736,27 +807,23 @@ fn insert_chain(
         c.step_idx,
         c.model_class,
         c.preprocessings,
-        if c.finals.is_empty() {
-            "per_fold"
-        } else {
-            "refit_only"
-        },
+        c.fold_strategy,
         c.model_name,
         c.metric,
         c.task_type,
         c.best_params,
         ds,
-        cv[0],
-        cv[1],
-        cv[2],
-        c.folds.len() as i64,
-        c.cv_scores_json(),
+        c.cv[0],
+        c.cv[1],
+        c.cv[2],
+        c.cv_fold_count,
+        c.cv_scores,
         final_test,
         final_train,
         final_scores,
-        agg.and_then(|a| a.test),
-        agg.and_then(|a| a.train),
-        agg.and_then(|a| a.scores.clone()),
+        agg_test,
+        agg_train,
+        agg_scores,
     ])
     .map_err(|e| Error::sqlite(db, e))?;
     Ok(())
