@@ -126,12 +126,20 @@ impl Mirror {
 
 /// The store files' sizes and modification times, as one line per file:
 /// `store.sqlite`, its `-wal`, and every file of `arrays/`. Equal stamps
-/// mean nothing was written in between. Cost: a `stat` per file.
+/// mean nothing was written in between. Cost: a `stat` per file and a
+/// 32-byte read of the `-wal`.
+///
+/// The `-wal` counts by what it holds, not by its time: its size and its
+/// header's checkpoint sequence and salts (SQLite appends frames until a
+/// restart, and a restart draws new salts), an empty or absent one as
+/// none. A connection that only reads, closing last, deletes the `-wal`
+/// and the next one creates it again empty (nirs4all's own readers open
+/// the store read-write): with the file's time in the stamp, each such
+/// read made the mirror stale and cost a full import (found timing the
+/// store bench, whose peers read the store between n4a's calls).
 pub(crate) fn stamp(store: &Path) -> String {
-    let mut files = vec![
-        store.join(STORE_FILE),
-        store.join(format!("{STORE_FILE}-wal")),
-    ];
+    let db = store.join(STORE_FILE);
+    let mut files = vec![db.clone()];
     if let Ok(rd) = std::fs::read_dir(store.join("arrays")) {
         let mut a: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         a.sort();
@@ -151,8 +159,41 @@ pub(crate) fn stamp(store: &Path) -> String {
             Err(_) => format!("{} absent\n", f.display()),
         };
         out.push_str(&line);
+        if f == db {
+            out.push_str(&wal_stamp(store));
+        }
     }
     out
+}
+
+/// The `-wal` line of [`stamp`]: `none` without frames, else its size, its
+/// checkpoint sequence and salts (header bytes 12..24).
+fn wal_stamp(store: &Path) -> String {
+    use std::io::Read;
+    let wal = store.join(format!("{STORE_FILE}-wal"));
+    let header = std::fs::File::open(&wal).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        let mut head = [0u8; 32];
+        if len <= 32 {
+            return Ok(None);
+        }
+        f.read_exact(&mut head)?;
+        Ok(Some((len, head)))
+    });
+    match header {
+        Ok(Some((len, head))) => {
+            let hex: String = head[12..24].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{} {len} {hex}\n", wal.display())
+        }
+        Ok(None) => format!("{} none\n", wal.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{} none\n", wal.display()),
+        // Unreadable: never equal to a stamp taken before.
+        Err(e) => format!(
+            "{} unreadable {e} {:?}\n",
+            wal.display(),
+            std::time::SystemTime::now()
+        ),
+    }
 }
 
 /// The mirror of the store workspace `store` under [`cache_root`], brought
@@ -164,4 +205,55 @@ pub fn mirror(store: &Path, opts: &ImportOptions) -> Result<(Mirror, Option<Impo
     let m = Mirror::new(store, &cache_root())?;
     let report = m.sync(opts)?;
     Ok((m, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    #[test]
+    fn issue_32_a_reader_closing_the_store_leaves_the_stamp_but_a_write_changes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(STORE_FILE);
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(c);
+        let wal = dir.path().join(format!("{STORE_FILE}-wal"));
+        assert!(
+            !wal.exists(),
+            "the last connection's close removes the -wal"
+        );
+        let before = stamp(dir.path());
+        // A reader, read-write as nirs4all's are: the -wal is created,
+        // then removed on close; nothing was written.
+        let r = Connection::open(&db).unwrap();
+        let n: i64 = r
+            .query_row("SELECT count(*) FROM t", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(wal.exists(), "an open reader holds a -wal");
+        assert_eq!(stamp(dir.path()), before, "an empty -wal is no change");
+        drop(r);
+        assert_eq!(stamp(dir.path()), before, "a reader's close is no change");
+        // A write held in the -wal (a second connection keeps it from
+        // being checkpointed away) changes the stamp; so does the next.
+        let keep = Connection::open(&db).unwrap();
+        keep.query_row("SELECT count(*) FROM t", [], |x| x.get::<_, i64>(0))
+            .unwrap();
+        let w = Connection::open(&db).unwrap();
+        w.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let one = stamp(dir.path());
+        assert_ne!(one, before, "a write in the -wal");
+        w.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        let two = stamp(dir.path());
+        assert_ne!(two, one, "another write");
+        drop((w, keep));
+        assert_ne!(
+            stamp(dir.path()),
+            two,
+            "the checkpoint on close writes the database"
+        );
+    }
 }
