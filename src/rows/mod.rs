@@ -27,7 +27,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
-use crate::schema::{Kind, Prediction, PredictionRef, COLUMNS};
+use crate::schema::{FillColumns, Kind, Prediction, PredictionRef, COLUMNS};
 use crate::summary::{RowView, SummaryBuilder};
 
 fn type_fits(kind: Kind, dt: &DataType, strict: bool) -> bool {
@@ -88,10 +88,10 @@ pub fn batch_to_predictions(
     context: &str,
     strict: bool,
 ) -> Result<Vec<Prediction>> {
-    Ok(batch_to_prediction_refs(batch, context, strict)?
-        .iter()
-        .map(PredictionRef::to_prediction)
-        .collect())
+    check_columns(batch.schema().as_ref(), context, strict)?;
+    let mut rows = vec![Prediction::default(); batch.num_rows()];
+    fill_rows(batch, &mut rows);
+    Ok(rows)
 }
 
 /// The rows of a batch borrowed from its buffers (strings viewed in
@@ -124,7 +124,13 @@ pub fn append_prediction_refs<'a>(
     check_columns(batch.schema().as_ref(), context, strict)?;
     let start = rows.len();
     rows.resize(start + batch.num_rows(), PredictionRef::default());
-    let rows = &mut rows[start..];
+    fill_rows(batch, &mut rows[start..]);
+    Ok(())
+}
+
+/// Fills `rows` (one a row of `batch`) column by column from the batch's
+/// contract columns (missing ones left as they are).
+fn fill_rows<'a, R: FillColumns<'a>>(batch: &'a RecordBatch, rows: &mut [R]) {
     for (idx, (name, kind)) in COLUMNS.iter().enumerate() {
         let Some(col) = batch.column_by_name(name) else {
             continue;
@@ -135,19 +141,18 @@ pub fn append_prediction_refs<'a>(
         match kind {
             Kind::Str => {
                 let col = StrCol::of(batch, name);
-                PredictionRef::fill_str(rows, idx, |i| col.get(i));
+                R::fill_str(rows, idx, |i| col.get(i));
             }
             Kind::Int => {
                 let a = col.as_primitive::<Int64Type>();
-                PredictionRef::fill_int(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
+                R::fill_int(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
             }
             Kind::Float => {
                 let a = col.as_primitive::<Float64Type>();
-                PredictionRef::fill_float(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
+                R::fill_float(rows, idx, |i| a.is_valid(i).then(|| a.value(i)));
             }
         }
     }
-    Ok(())
 }
 
 /// Streams the file's batches (`columns`: top-level names to read, all if

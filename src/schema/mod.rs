@@ -339,6 +339,20 @@ pub enum Cell<'a> {
     Float(Option<f64>),
 }
 
+/// Rows filled a column at a time (what a batch is decoded into): the
+/// owned [`Prediction`] (one `String` a cell) and the borrowed
+/// [`PredictionRef`]. Each call sets column `idx` of every row of `rows`
+/// to `get(i)`, `i` the row's position; a column of another kind, or an
+/// index past the last, sets nothing.
+pub trait FillColumns<'a>: Sized {
+    /// A utf8 column.
+    fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>);
+    /// An int64 column.
+    fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>);
+    /// A float64 column.
+    fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>);
+}
+
 /// Generates by-index accessors from one table, so the column order lives
 /// in [`COLUMNS`] and here only.
 macro_rules! column_access {
@@ -389,36 +403,54 @@ macro_rules! column_access {
                 }
             }
 
-            /// Sets the utf8 column `idx` of each of `rows` to `get(i)`,
-            /// `i` the row's position (nothing if the column is not utf8).
-            pub fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
-                    _ => {}
-                }
-            }
-
-            /// [`PredictionRef::fill_str`] of an int64 column.
-            pub fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Int),)*
-                    _ => {}
-                }
-            }
-
-            /// [`PredictionRef::fill_str`] of a float64 column.
-            pub fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Float),)*
-                    _ => {}
-                }
-            }
-
             /// The owned row (one allocation a string).
             pub fn to_prediction(&self) -> Prediction {
                 Prediction {
                     $($field: column_access!(@own self, $field, $kind),)*
                     arrays: None,
+                }
+            }
+        }
+
+        impl<'a> FillColumns<'a> for PredictionRef<'a> {
+            fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
+                    _ => {}
+                }
+            }
+            fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Int),)*
+                    _ => {}
+                }
+            }
+            fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Float),)*
+                    _ => {}
+                }
+            }
+        }
+
+        impl<'a> FillColumns<'a> for Prediction {
+            fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
+                let get = |i| get(i).map(str::to_string);
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
+                    _ => {}
+                }
+            }
+            fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Int),)*
+                    _ => {}
+                }
+            }
+            fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>) {
+                match idx {
+                    $($idx => column_access!(@fill rows, get, $field, $kind, Float),)*
+                    _ => {}
                 }
             }
         }
