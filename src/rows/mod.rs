@@ -493,3 +493,41 @@ pub fn to_contract(b: &RecordBatch) -> Result<RecordBatch> {
     }
     Ok(RecordBatch::try_new(schema, cols)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed rows are the owned ones without the copies: on real
+    /// files (nirs4all's, an older layout, n4a's), strings read plain and
+    /// as dictionaries.
+    #[test]
+    fn borrowed_rows_equal_owned_rows() {
+        for name in [
+            "corn_moisture.meta.parquet",
+            "grain_class.meta.parquet",
+            "old_layout.meta.parquet",
+            "n4a_1_3.meta.parquet",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name);
+            for dictionaries in [false, true] {
+                let mut rows = 0;
+                for_each_batch_as(&path, None, 1000, dictionaries, |b| {
+                    let owned = batch_to_predictions(&b, name, false)?;
+                    let refs = batch_to_prediction_refs(&b, name, false)?;
+                    assert_eq!(owned.len(), refs.len());
+                    for (o, r) in owned.iter().zip(&refs) {
+                        assert_eq!(&r.to_prediction(), o, "{name}");
+                        assert_eq!(&o.as_row(), r, "{name}");
+                    }
+                    rows += owned.len();
+                    Ok(())
+                })
+                .unwrap();
+                assert!(rows > 0, "{name}");
+            }
+        }
+    }
+}
