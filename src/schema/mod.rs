@@ -412,30 +412,21 @@ macro_rules! column_access {
             }
         }
 
-        impl<'a> FillColumns<'a> for PredictionRef<'a> {
+        column_access!(@fill_impl PredictionRef<'a>, |v| v; $($idx => $field: $kind),*);
+        column_access!(@fill_impl Prediction, |v: Option<&'a str>| v.map(str::to_string); $($idx => $field: $kind),*);
+    };
+    (@ref_cell $s:ident, $f:ident, Str) => { Cell::Str($s.$f) };
+    (@ref_cell $s:ident, $f:ident, Int) => { Cell::Int($s.$f) };
+    (@ref_cell $s:ident, $f:ident, Float) => { Cell::Float($s.$f) };
+    (@set_pat $i:literal, $v:ident, Str) => { ($i, Cell::Str($v)) };
+    (@set_pat $i:literal, $v:ident, Int) => { ($i, Cell::Int($v)) };
+    (@set_pat $i:literal, $v:ident, Float) => { ($i, Cell::Float($v)) };
+    // One `FillColumns` impl; `$own` makes a utf8 cell the row's own.
+    (@fill_impl $t:ty, $own:expr; $($idx:literal => $field:ident : $kind:ident),*) => {
+        impl<'a> FillColumns<'a> for $t {
             fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
-                    _ => {}
-                }
-            }
-            fn fill_int(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<i64>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Int),)*
-                    _ => {}
-                }
-            }
-            fn fill_float(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<f64>) {
-                match idx {
-                    $($idx => column_access!(@fill rows, get, $field, $kind, Float),)*
-                    _ => {}
-                }
-            }
-        }
-
-        impl<'a> FillColumns<'a> for Prediction {
-            fn fill_str(rows: &mut [Self], idx: usize, get: impl Fn(usize) -> Option<&'a str>) {
-                let get = |i| get(i).map(str::to_string);
+                let own = $own;
+                let get = |i| own(get(i));
                 match idx {
                     $($idx => column_access!(@fill rows, get, $field, $kind, Str),)*
                     _ => {}
@@ -455,12 +446,6 @@ macro_rules! column_access {
             }
         }
     };
-    (@ref_cell $s:ident, $f:ident, Str) => { Cell::Str($s.$f) };
-    (@ref_cell $s:ident, $f:ident, Int) => { Cell::Int($s.$f) };
-    (@ref_cell $s:ident, $f:ident, Float) => { Cell::Float($s.$f) };
-    (@set_pat $i:literal, $v:ident, Str) => { ($i, Cell::Str($v)) };
-    (@set_pat $i:literal, $v:ident, Int) => { ($i, Cell::Int($v)) };
-    (@set_pat $i:literal, $v:ident, Float) => { ($i, Cell::Float($v)) };
     (@fill $rows:ident, $get:ident, $f:ident, Str, Str) => { column_access!(@fill_loop $rows, $get, $f) };
     (@fill $rows:ident, $get:ident, $f:ident, Int, Int) => { column_access!(@fill_loop $rows, $get, $f) };
     (@fill $rows:ident, $get:ident, $f:ident, Float, Float) => { column_access!(@fill_loop $rows, $get, $f) };

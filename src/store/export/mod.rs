@@ -40,7 +40,9 @@ mod derive;
 use crate::store::rows::refit_context_of;
 use arrays_out::*;
 use btree::{PredictionsWriter, Value};
-use derive::{dedupe, observe_chain, observe_pipeline, ChainAgg, ChainRow, PipelineAgg};
+use derive::{
+    dedupe, observe_chain, observe_pipeline, ChainAgg, ChainFacts, ChainRow, PipelineAgg,
+};
 
 /// nirs4all 1.4.10's tables, indexes and view, verbatim.
 pub const SCHEMA_SQL: &str = include_str!("../schema.sql");
@@ -616,10 +618,13 @@ fn read_dataset(source: &Path, ds: &str, part: &Path, opts: &ExportOptions) -> R
         }));
         let c = *chain_of.entry(h.digest128()).or_insert_with(|| {
             chains.push(ChainAgg {
-                pipeline_id: uid.to_string(),
-                step_idx: step,
-                model_name: model_name.to_string(),
-                branch_id: r.branch_id,
+                facts: ChainFacts {
+                    pipeline_id: uid.to_string(),
+                    step_idx: step,
+                    model_name: model_name.to_string(),
+                    branch_id: r.branch_id,
+                    ..ChainFacts::default()
+                },
                 ..ChainAgg::default()
             });
             (chains.len() - 1) as u32
@@ -705,11 +710,11 @@ fn settle(mut read: Read, ds: &str, target: &Path, state: &Shared) -> Result<Pre
     let mut chains = Vec::with_capacity(read.chains.len());
     for c in std::mem::take(&mut read.chains) {
         let mut c = c;
-        c.pipeline_id = final_id(&c.pipeline_id);
+        c.facts.pipeline_id = final_id(&c.facts.pipeline_id);
         let cid = hex128(
             format!(
                 "{}\0{}\0{}\0{:?}",
-                c.pipeline_id, c.step_idx, c.model_name, c.branch_id
+                c.facts.pipeline_id, c.facts.step_idx, c.facts.model_name, c.facts.branch_id
             )
             .as_bytes(),
         );
@@ -753,7 +758,7 @@ fn push_rows(
         let mut values = [Value::Null; PREDICTION_COLUMNS.len()];
         values[..23].copy_from_slice(&[
             Value::Text(id),
-            Value::Text(&chain.pipeline_id),
+            Value::Text(&chain.facts.pipeline_id),
             Value::Text(cid),
             Value::Text(ds),
             text(r.model_name),
@@ -791,6 +796,7 @@ fn insert_chain(
 ) -> Result<()> {
     let (final_test, final_train, final_scores) = &c.finals;
     let (agg_test, agg_train, agg_scores) = &c.final_agg;
+    let f = &c.facts;
     tx.prepare_cached(
         "INSERT INTO chains (chain_id, pipeline_id, steps, model_step_idx, model_class,
              preprocessings, fold_strategy, model_name, metric, task_type, best_params,
@@ -803,15 +809,15 @@ fn insert_chain(
     .map_err(|e| Error::sqlite(db, e))?
     .execute(params![
         cid,
-        c.pipeline_id,
-        c.step_idx,
-        c.model_class,
-        c.preprocessings,
+        f.pipeline_id,
+        f.step_idx,
+        f.model_class,
+        f.preprocessings,
         c.fold_strategy,
-        c.model_name,
-        c.metric,
-        c.task_type,
-        c.best_params,
+        f.model_name,
+        f.metric,
+        f.task_type,
+        f.best_params,
         ds,
         c.cv[0],
         c.cv[1],

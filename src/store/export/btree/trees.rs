@@ -343,14 +343,7 @@ impl IndexTree {
             // The last pair's child becomes the page's right-most child and
             // its divider goes up.
             let (right, up_divider) = level.pending.pop().expect("a full page has cells");
-            let mut page = PageBuild::new(INDEX_INTERIOR, self.size, self.usable);
-            let mut cell = Vec::new();
-            for (child, d) in level.pending.drain(..) {
-                cell.clear();
-                cell.extend_from_slice(&child.to_be_bytes());
-                cell.extend_from_slice(&d);
-                page.add(&cell);
-            }
+            let mut page = index_interior(self.size, self.usable, level.pending.drain(..));
             let written = pages.append(page.finish(right));
             level.flushed = true;
             level.bytes = len;
@@ -374,14 +367,7 @@ impl IndexTree {
         loop {
             let top = at + 1 == self.levels.len();
             let level = &mut self.levels[at];
-            let mut page = PageBuild::new(INDEX_INTERIOR, self.size, self.usable);
-            let mut cell = Vec::new();
-            for (child, d) in level.pending.drain(..) {
-                cell.clear();
-                cell.extend_from_slice(&child.to_be_bytes());
-                cell.extend_from_slice(&d);
-                page.add(&cell);
-            }
+            let mut page = index_interior(self.size, self.usable, level.pending.drain(..));
             if top && !level.flushed {
                 return pages.put_at(root, page.finish(right));
             }
@@ -393,4 +379,21 @@ impl IndexTree {
             at += 1;
         }
     }
+}
+
+/// An index interior page of `(left child, divider)` cells, in order.
+fn index_interior(
+    size: usize,
+    usable: usize,
+    cells: impl Iterator<Item = (u32, Vec<u8>)>,
+) -> PageBuild {
+    let mut page = PageBuild::new(INDEX_INTERIOR, size, usable);
+    let mut cell = Vec::new();
+    for (child, d) in cells {
+        cell.clear();
+        cell.extend_from_slice(&child.to_be_bytes());
+        cell.extend_from_slice(&d);
+        page.add(&cell);
+    }
+    page
 }

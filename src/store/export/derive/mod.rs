@@ -30,18 +30,7 @@ pub(super) struct PipelineAgg {
 /// `_bulk_chain_update_scalar_fields` and `_bulk_chain_update_cv_scores`).
 #[derive(Default)]
 pub(super) struct ChainAgg {
-    pub(super) pipeline_id: String,
-    pub(super) step_idx: i64,
-    pub(super) model_name: String,
-    pub(super) branch_id: Option<i64>,
-    /// The first non-empty `model_classname` of the chain's rows: nirs4all's
-    /// dag-ml engine fills it on a chain's first row only.
-    pub(super) model_class: String,
-    /// The first non-empty `preprocessings`, likewise.
-    pub(super) preprocessings: String,
-    pub(super) metric: Option<String>,
-    pub(super) task_type: Option<String>,
-    pub(super) best_params: Option<String>,
+    pub(super) facts: ChainFacts,
     /// The cross-validation rows' scores (no refit context, folds other
     /// than `avg`, `w_avg` and `*_agg`): sum and count, added in row order.
     pub(super) cv_sums: [(f64, u64); 3],
@@ -56,6 +45,24 @@ pub(super) struct ChainAgg {
     pub(super) finals: Vec<FinalRow>,
     /// The `final_agg` test row with the smallest id.
     pub(super) final_agg: Option<FinalRow>,
+}
+
+/// What a chain is and the texts its row takes from its rows, the same in
+/// [`ChainAgg`] and [`ChainRow`].
+#[derive(Default)]
+pub(super) struct ChainFacts {
+    pub(super) pipeline_id: String,
+    pub(super) step_idx: i64,
+    pub(super) model_name: String,
+    pub(super) branch_id: Option<i64>,
+    /// The first non-empty `model_classname` of the chain's rows: nirs4all's
+    /// dag-ml engine fills it on a chain's first row only.
+    pub(super) model_class: String,
+    /// The first non-empty `preprocessings`, likewise.
+    pub(super) preprocessings: String,
+    pub(super) metric: Option<String>,
+    pub(super) task_type: Option<String>,
+    pub(super) best_params: Option<String>,
 }
 
 /// What a chain's final scores are taken from, of one row.
@@ -180,10 +187,10 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &PredictionRef<'_>, id: &str) {
             *slot = v.map(str::to_string);
         }
     };
-    fill(&mut c.metric, r.metric);
-    fill(&mut c.task_type, r.task_type);
-    if c.best_params.is_none() && r.best_params.is_some_and(|b| b != "{}") {
-        c.best_params = r.best_params.map(str::to_string);
+    fill(&mut c.facts.metric, r.metric);
+    fill(&mut c.facts.task_type, r.task_type);
+    if c.facts.best_params.is_none() && r.best_params.is_some_and(|b| b != "{}") {
+        c.facts.best_params = r.best_params.map(str::to_string);
     }
     let non_empty = |slot: &mut String, v: Option<&str>| {
         if slot.is_empty() {
@@ -192,8 +199,8 @@ pub(super) fn observe_chain(c: &mut ChainAgg, r: &PredictionRef<'_>, id: &str) {
             }
         }
     };
-    non_empty(&mut c.model_class, r.model_classname);
-    non_empty(&mut c.preprocessings, r.preprocessings);
+    non_empty(&mut c.facts.model_class, r.model_classname);
+    non_empty(&mut c.facts.preprocessings, r.preprocessings);
     let fold = r.fold_id.unwrap_or("");
     let partition = r.partition.unwrap_or("");
     let refit = refit_context_of(r.metadata).is_some();
@@ -274,17 +281,9 @@ impl ChainAgg {
 /// A chain's `chains` row as its rows made it (computed where the
 /// dataset is read, beside the writing thread).
 pub(super) struct ChainRow {
-    pub(super) pipeline_id: String,
-    pub(super) step_idx: i64,
-    pub(super) model_name: String,
-    pub(super) branch_id: Option<i64>,
-    pub(super) model_class: String,
-    pub(super) preprocessings: String,
+    pub(super) facts: ChainFacts,
     /// `refit_only` for a chain with refit rows, else `per_fold`.
     pub(super) fold_strategy: &'static str,
-    pub(super) metric: Option<String>,
-    pub(super) task_type: Option<String>,
-    pub(super) best_params: Option<String>,
     /// [`ChainAgg::cv`].
     pub(super) cv: [Option<f64>; 3],
     pub(super) cv_fold_count: i64,
@@ -315,15 +314,7 @@ impl ChainAgg {
             final_agg: self
                 .final_agg
                 .map_or((None, None, None), |a| (a.test, a.train, a.scores)),
-            pipeline_id: self.pipeline_id,
-            step_idx: self.step_idx,
-            model_name: self.model_name,
-            branch_id: self.branch_id,
-            model_class: self.model_class,
-            preprocessings: self.preprocessings,
-            metric: self.metric,
-            task_type: self.task_type,
-            best_params: self.best_params,
+            facts: self.facts,
         }
     }
 }
@@ -504,10 +495,10 @@ mod tests {
         assert_eq!(c.cv()[1], Some(10.0 / 3.0));
         assert_eq!(c.folds.len(), 2);
         assert_eq!(
-            c.model_class, "sklearn.PLSRegression",
+            c.facts.model_class, "sklearn.PLSRegression",
             "the first non-empty"
         );
-        assert_eq!(c.preprocessings, "MinMaxScaler");
+        assert_eq!(c.facts.preprocessings, "MinMaxScaler");
         assert_eq!(
             c.cv_scores_json().as_deref(),
             Some(r#"{"val": {"r2": 0.25, "rmse": 1.5}}"#),

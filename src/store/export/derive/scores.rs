@@ -33,14 +33,20 @@ pub(super) fn add_cv_scores(sums: &mut Vec<(String, f64, u64)>, text: &str, part
             }
             _ => None,
         };
-        let Some(x) = x else { continue };
-        match sums.iter_mut().find(|(m, ..)| m == metric) {
-            Some(e) => {
-                e.1 += x;
-                e.2 += 1;
-            }
-            None => sums.push((metric.to_string(), x, 1)),
+        if let Some(x) = x {
+            add(sums, metric, x);
         }
+    }
+}
+
+/// Adds `x` to `metric`'s sum and count (a new metric goes last).
+fn add(sums: &mut Vec<(String, f64, u64)>, metric: &str, x: f64) {
+    match sums.iter_mut().find(|(m, ..)| m == metric) {
+        Some(e) => {
+            e.1 += x;
+            e.2 += 1;
+        }
+        None => sums.push((metric.to_string(), x, 1)),
     }
 }
 
@@ -181,13 +187,8 @@ pub(super) fn add_cv_scores_parsed(
             serde_json::Value::Bool(b) => Some(f64::from(u8::from(*b))),
             _ => None,
         };
-        let Some(x) = x else { continue };
-        match sums.iter_mut().find(|(m, ..)| m == metric) {
-            Some(e) => {
-                e.1 += x;
-                e.2 += 1;
-            }
-            None => sums.push((metric.clone(), x, 1)),
+        if let Some(x) = x {
+            add(sums, metric, x);
         }
     }
 }
