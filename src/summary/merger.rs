@@ -2,7 +2,9 @@
 //! without rebuilding the top-k heaps for each, and a state head folded in
 //! place.
 
-use super::state::{add_counts, better, get_or_insert, insert, note_name, take_tops};
+use super::state::{
+    add_counts, better, get_or_insert, insert, note_name, take_tops, union_set, union_with,
+};
 use super::topk::TopK;
 use super::SummaryState;
 use std::collections::BTreeMap;
@@ -59,10 +61,7 @@ impl StateMerger {
         add_counts(&mut st.partitions, &other.partitions);
         add_counts(&mut st.task_types, &other.task_types);
         other.folds.iter().for_each(|f| insert(&mut st.folds, f));
-        other
-            .pipelines
-            .iter()
-            .for_each(|p| insert(&mut st.pipelines, p));
+        union_set(&mut st.pipelines, &other.pipelines);
         for (name, m) in &other.metrics {
             match st.metrics.get_mut(name) {
                 Some(e) => self.ok &= e.merge(m),
@@ -72,18 +71,28 @@ impl StateMerger {
             }
         }
         st.by_metric &= other.by_metric;
-        for (name, r) in &other.runs {
-            let mine = get_or_insert(&mut st.runs, name);
+        let metrics = &st.metrics;
+        let fold_run = |mine: &mut super::state::RunState, r: &super::state::RunState| {
             mine.n += r.n;
             for (metric, b) in r.best.iter() {
-                let dir = st.metrics.get(metric).map(|m| m.direction);
+                let dir = metrics.get(metric).map(|m| m.direction);
                 let e = mine.best.get_or_default(metric);
                 if let Some(dir) = dir {
                     e.val = better(dir, e.val, b.val);
                     e.test = better(dir, e.test, b.test);
                 }
             }
-        }
+        };
+        union_with(
+            &mut st.runs,
+            &other.runs,
+            |r| {
+                let mut mine = super::state::RunState::default();
+                fold_run(&mut mine, r);
+                mine
+            },
+            fold_run,
+        );
         st.top_k = st.top_k.max(other.top_k);
         for (metric, parts) in &other.top {
             let Some(dir) = st.metrics.get(metric).map(|m| m.direction) else {
