@@ -137,17 +137,25 @@ impl Mirror {
 /// the store read-write): with the file's time in the stamp, each such
 /// read made the mirror stale and cost a full import (found timing the
 /// store bench, whose peers read the store between n4a's calls).
+///
+/// Files are named relative to the store folder: the mirror is keyed by
+/// the canonical path, and a stamp naming the path as given made every
+/// call stale that named the store otherwise than the last update had
+/// (`./ws` against `/home/me/ws`; a server and a CLI): a full import in
+/// the background and an answer in place, each time.
 pub(crate) fn stamp(store: &Path) -> String {
-    let db = store.join(STORE_FILE);
-    let mut files = vec![db.clone()];
+    let mut files = vec![PathBuf::from(STORE_FILE)];
     if let Ok(rd) = std::fs::read_dir(store.join("arrays")) {
-        let mut a: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        let mut a: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| Path::new("arrays").join(e.file_name()))
+            .collect();
         a.sort();
         files.extend(a);
     }
     let mut out = String::new();
     for f in files {
-        let line = match std::fs::metadata(&f) {
+        let line = match std::fs::metadata(store.join(&f)) {
             Ok(m) => {
                 let t = m
                     .modified()
@@ -159,7 +167,7 @@ pub(crate) fn stamp(store: &Path) -> String {
             Err(_) => format!("{} absent\n", f.display()),
         };
         out.push_str(&line);
-        if f == db {
+        if f.as_os_str() == STORE_FILE {
             out.push_str(&wal_stamp(store));
         }
     }
@@ -170,7 +178,8 @@ pub(crate) fn stamp(store: &Path) -> String {
 /// checkpoint sequence and salts (header bytes 12..24).
 fn wal_stamp(store: &Path) -> String {
     use std::io::Read;
-    let wal = store.join(format!("{STORE_FILE}-wal"));
+    let name = format!("{STORE_FILE}-wal");
+    let wal = store.join(&name);
     let header = std::fs::File::open(&wal).and_then(|mut f| {
         let len = f.metadata()?.len();
         let mut head = [0u8; 32];
@@ -183,16 +192,12 @@ fn wal_stamp(store: &Path) -> String {
     match header {
         Ok(Some((len, head))) => {
             let hex: String = head[12..24].iter().map(|b| format!("{b:02x}")).collect();
-            format!("{} {len} {hex}\n", wal.display())
+            format!("{name} {len} {hex}\n")
         }
-        Ok(None) => format!("{} none\n", wal.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{} none\n", wal.display()),
+        Ok(None) => format!("{name} none\n"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{name} none\n"),
         // Unreadable: never equal to a stamp taken before.
-        Err(e) => format!(
-            "{} unreadable {e} {:?}\n",
-            wal.display(),
-            std::time::SystemTime::now()
-        ),
+        Err(e) => format!("{name} unreadable {e} {:?}\n", std::time::SystemTime::now()),
     }
 }
 
@@ -211,6 +216,34 @@ pub fn mirror(store: &Path, opts: &ImportOptions) -> Result<(Mirror, Option<Impo
 mod tests {
     use super::*;
     use rusqlite::Connection;
+
+    #[test]
+    fn issue_32_a_mirror_is_fresh_however_the_store_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let ws = root.path().join("my store");
+        std::fs::create_dir_all(ws.join("arrays")).unwrap();
+        std::fs::create_dir_all(root.path().join("elsewhere")).unwrap();
+        let c = Connection::open(ws.join(STORE_FILE)).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(c);
+        std::fs::write(ws.join("arrays").join("d.parquet"), b"x").unwrap();
+        // Three names of one store: as given, through `..`, through `.`.
+        let other = root.path().join("elsewhere").join("..").join("my store");
+        let dotted = ws.join(".");
+        let cache = root.path().join("cache");
+        let m = Mirror::new(&ws, &cache).unwrap();
+        std::fs::create_dir_all(&m.dir).unwrap();
+        std::fs::write(m.dir.join(STAMP), m.stamp()).unwrap();
+        for name in [&other, &dotted] {
+            let n = Mirror::new(name, &cache).unwrap();
+            assert_eq!(n.dir, m.dir, "one mirror for one store");
+            assert!(n.fresh(), "{} sees the mirror fresh", name.display());
+        }
+        // A change is still seen, under any name.
+        std::fs::write(ws.join("arrays").join("d.parquet"), b"xy").unwrap();
+        assert!(!Mirror::new(&other, &cache).unwrap().fresh());
+    }
 
     #[test]
     fn issue_32_a_reader_closing_the_store_leaves_the_stamp_but_a_write_changes_it() {
