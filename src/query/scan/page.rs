@@ -40,10 +40,7 @@ pub(super) fn file_hits(
         _ => {}
     }
     let Some(b) = read_cols(c, &names)? else {
-        return Ok(FileHits {
-            total: 0,
-            kept: Vec::new(),
-        });
+        return Ok(FileHits::default());
     };
     if !matches!(order, Order::File) && asked_before(c, f, order) {
         return sorted_hits(c, &b, f, order, n, exact);
@@ -61,12 +58,11 @@ pub(super) fn file_hits(
         for &i in &rows {
             best.offer(src.key(i as usize, desc).packed(desc), i);
         }
-        let kept = best
-            .finish()
-            .into_iter()
-            .map(|(k, i)| (Key::unpacked(k, desc), u64::from(i)))
-            .collect();
-        return Ok(FileHits { total, kept });
+        return Ok(FileHits {
+            total,
+            packed: best.finish(),
+            ..FileHits::default()
+        });
     }
     let mut keyed: Vec<(Key<&str>, u32)> = if n == 0 {
         Vec::new()
@@ -112,7 +108,11 @@ pub(super) fn file_hits(
             )
         })
         .collect();
-    Ok(FileHits { total, kept })
+    Ok(FileHits {
+        total,
+        kept,
+        ..FileHits::default()
+    })
 }
 
 /// The page's or top-k's rows in order: the candidates of every file
@@ -122,6 +122,9 @@ pub(super) fn file_hits(
 pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanned<Window>> {
     if let Some(w) = merged_window(r, late) {
         return w;
+    }
+    if let Some(layout) = Packing::of(r.cands, r.order) {
+        return ranked_packed(r, &layout, late);
     }
     let Ranking {
         ws,
@@ -174,14 +177,11 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
             if !beyond {
                 file_hits(&cands[fi], f, order, n, exact)
             } else if matches!(order, Order::Rank { .. }) {
-                Ok(FileHits {
-                    total: 0,
-                    kept: Vec::new(),
-                })
+                Ok(FileHits::default())
             } else {
                 file_count(&cands[fi], f).map(|total| FileHits {
                     total,
-                    kept: Vec::new(),
+                    ..FileHits::default()
                 })
             }
         });
@@ -190,6 +190,11 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
                 Ok(h) => {
                     total += h.total;
                     all.extend(h.kept.into_iter().map(|(k, r)| (k, fi, r)));
+                    all.extend(
+                        h.packed
+                            .into_iter()
+                            .map(|(k, r)| (Key::unpacked(k, desc), fi, u64::from(r))),
+                    );
                 }
                 Err(e) => errors.push(file_error(&cands[fi], &e)),
             }
@@ -211,7 +216,10 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
             }
         }
     }
-    let (lo, hi) = place_window(&mut all, offset, n, by, desc);
+    let tied = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
+        cmp_keys(&a.0, &b.0, desc) == Ordering::Equal
+    };
+    let (lo, hi) = place_window(&mut all, offset, n, by, tied);
     let window = window_of(
         cands,
         &mut all[lo..hi],
@@ -227,31 +235,30 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
 }
 
 /// Puts the rows of `[offset, n)` of `all`'s order `by` in place, with the
-/// runs of rows whose key ties with the window's first or last key beside
-/// them, sorted: returns that sorted stretch `lo..hi` (`lo <= offset`).
-/// Rows before `lo` have a smaller key and rows from `hi` a larger one, in
-/// no order. Two selections and a sort of the stretch: O(len) and not
-/// O(len log len) as a full sort (a page at offset 100,000 merges every
-/// file's first 100,050 candidates).
-pub(super) fn place_window<K: Ord + Copy>(
-    all: &mut [(Key<Box<str>>, K, u64)],
+/// runs of rows whose key ties (`tied`) with the window's first or last
+/// key beside them, sorted: returns that sorted stretch `lo..hi` (`lo <=
+/// offset`). Rows before `lo` have a smaller key and rows from `hi` a
+/// larger one, in no order. Two selections and a sort of the stretch:
+/// O(len) and not O(len log len) as a full sort (a page at offset 100,000
+/// merges every file's first 100,050 candidates).
+pub(super) fn place_window<T: Clone>(
+    all: &mut [T],
     offset: usize,
     n: usize,
-    by: impl Fn(&(Key<Box<str>>, K, u64), &(Key<Box<str>>, K, u64)) -> Ordering,
-    desc: bool,
+    by: impl Fn(&T, &T) -> Ordering,
+    tied: impl Fn(&T, &T) -> bool,
 ) -> (usize, usize) {
     let end = n.min(all.len());
     if offset >= end {
         return (0, 0);
     }
-    let tied = |a: &Key<Box<str>>, b: &Key<Box<str>>| cmp_keys(a, b, desc) == Ordering::Equal;
     let mut hi = all.len();
     if end < all.len() {
         all.select_nth_unstable_by(end - 1, &by);
-        let last = all[end - 1].0.clone();
+        let last = all[end - 1].clone();
         hi = end;
         for i in end..all.len() {
-            if tied(&all[i].0, &last) {
+            if tied(&all[i], &last) {
                 all.swap(i, hi);
                 hi += 1;
             }
@@ -260,9 +267,9 @@ pub(super) fn place_window<K: Ord + Copy>(
     let mut lo = offset;
     if offset > 0 {
         all[..end].select_nth_unstable_by(offset, &by);
-        let first = all[offset].0.clone();
+        let first = all[offset].clone();
         for i in (0..offset).rev() {
-            if tied(&all[i].0, &first) {
+            if tied(&all[i], &first) {
                 lo -= 1;
                 all.swap(i, lo);
             }
@@ -270,6 +277,184 @@ pub(super) fn place_window<K: Ord + Copy>(
     }
     all[lo..hi].sort_by(&by);
     (lo, hi)
+}
+
+/// How [`ranked_packed`] packs a candidate into one `u128` that sorts as
+/// [`ranked`]'s order (key, then dataset, then row): the packed number key
+/// ([`Key::packed`]: 2 bits of class, 64 of number) in the top 66 bits,
+/// the file's rank by dataset in the next 24, the row in the low 38.
+pub(super) struct Packing {
+    /// File index by rank.
+    by_rank: Vec<usize>,
+    /// Rank by file index.
+    rank: Vec<u128>,
+}
+
+const RANK_BITS: u32 = 24;
+const ROW_BITS: u32 = 38;
+const KEY_SHIFT: u32 = RANK_BITS + ROW_BITS;
+
+impl Packing {
+    /// The layout for `cands` under `order`, when its keys are numbers and
+    /// every file's rank and rows fit.
+    pub(super) fn of(cands: &[Candidate], order: Order<'_>) -> Option<Packing> {
+        let numeric = match order {
+            Order::File | Order::Rank { .. } => true,
+            Order::Column {
+                name: "dataset", ..
+            } => false,
+            Order::Column { name, .. } => matches!(
+                COLUMNS.iter().find(|(n, _)| *n == name).map(|c| c.1),
+                Some(crate::schema::Kind::Float | crate::schema::Kind::Int)
+            ),
+        };
+        if !numeric
+            || cands.len() >= 1 << RANK_BITS
+            || cands.iter().any(|c| c.info.num_rows >= 1 << ROW_BITS)
+        {
+            return None;
+        }
+        let mut by_rank: Vec<usize> = (0..cands.len()).collect();
+        by_rank.sort_by(|&a, &b| cands[a].dataset.cmp(&cands[b].dataset).then(a.cmp(&b)));
+        let mut rank = vec![0u128; cands.len()];
+        for (r, &fi) in by_rank.iter().enumerate() {
+            rank[fi] = r as u128;
+        }
+        Some(Packing { by_rank, rank })
+    }
+
+    #[inline]
+    fn pack(&self, key: u128, fi: usize, row: u64) -> u128 {
+        (key << KEY_SHIFT) | (self.rank[fi] << ROW_BITS) | u128::from(row)
+    }
+
+    #[inline]
+    fn key(x: u128) -> u128 {
+        x >> KEY_SHIFT
+    }
+
+    /// `(key, file index, row)` of a packed candidate.
+    fn unpack(&self, x: u128, desc: bool) -> (Key<Box<str>>, usize, u64) {
+        let fi = self.by_rank[((x >> ROW_BITS) & ((1 << RANK_BITS) - 1)) as usize];
+        let row = (x & ((1 << ROW_BITS) - 1)) as u64;
+        (Key::unpacked(Self::key(x), desc), fi, row)
+    }
+}
+
+/// [`ranked`] for number keys: every candidate one integer ([`Packing`]),
+/// so the selections compare integers, not keys, dataset names and rows
+/// (they were a quarter of a page's time at offset 100,000 on the 1M-row
+/// store mirror: 330,000 candidates of 48 bytes, each comparison a
+/// closure), in a third of the memory.
+fn ranked_packed(
+    r: Ranking<'_>,
+    layout: &Packing,
+    late: &mut Vec<FileError>,
+) -> Result<Scanned<Window>> {
+    let Ranking {
+        ws,
+        cands,
+        f,
+        order,
+        offset,
+        limit,
+    } = r;
+    let n = offset.saturating_add(limit);
+    let exact = !matches!(order, Order::Column { .. });
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let mut total = 0u64;
+    let mut errors = Vec::new();
+    let mut all: Vec<u128> = Vec::new();
+    // As [`ranked`]: files a few at a time, best bound first, cut back to
+    // the best `n` (and their ties) after each batch.
+    let bounds = bounds(cands, order);
+    let mut idx: Vec<usize> = (0..cands.len()).collect();
+    if let Some(b) = &bounds {
+        idx.sort_by(|x, y| cmp_keys(&b[*x], &b[*y], false));
+    }
+    let mut cut: Option<Key<Box<str>>> = None;
+    let first = if bounds.is_some() { 2 } else { FILES_AT_ONCE };
+    let mut batches: Vec<&[usize]> = Vec::new();
+    let (head, rest) = idx.split_at(first.min(idx.len()));
+    batches.push(head);
+    batches.extend(rest.chunks(FILES_AT_ONCE));
+    for batch in batches {
+        let beyond = |fi: usize| match (&bounds, &cut) {
+            (Some(b), Some(c)) => cmp_keys(&b[fi], c, false) == Ordering::Greater,
+            _ => false,
+        };
+        let jobs: Vec<(usize, bool)> = batch.iter().map(|&fi| (fi, beyond(fi))).collect();
+        let hits = ws.par_map(&jobs, |&(fi, beyond)| {
+            if !beyond {
+                file_hits(&cands[fi], f, order, n, exact)
+            } else if matches!(order, Order::Rank { .. }) {
+                Ok(FileHits::default())
+            } else {
+                file_count(&cands[fi], f).map(|total| FileHits {
+                    total,
+                    ..FileHits::default()
+                })
+            }
+        });
+        for (&fi, h) in batch.iter().zip(hits) {
+            match h {
+                Ok(h) => {
+                    total += h.total;
+                    all.reserve(h.packed.len() + h.kept.len());
+                    all.extend(
+                        h.packed
+                            .iter()
+                            .map(|&(k, row)| layout.pack(k, fi, u64::from(row))),
+                    );
+                    all.extend(
+                        h.kept
+                            .iter()
+                            .map(|(k, row)| layout.pack(k.packed(desc), fi, *row)),
+                    );
+                }
+                Err(e) => errors.push(file_error(&cands[fi], &e)),
+            }
+        }
+        if bounds.is_some() && n > 0 && all.len() >= n {
+            all.select_nth_unstable(n - 1);
+            cut = Some(Key::unpacked(Packing::key(all[n - 1]), desc));
+        }
+        if n > 0 && all.len() > 2 * n {
+            all.select_nth_unstable(n - 1);
+            let c = Packing::key(all[n - 1]);
+            let mut i = n;
+            while i < all.len() {
+                if !exact && Packing::key(all[i]) == c {
+                    i += 1;
+                } else {
+                    all.swap_remove(i);
+                }
+            }
+        }
+    }
+    let (lo, hi) = place_window(
+        &mut all,
+        offset,
+        n,
+        |a, b| a.cmp(b),
+        |a, b| Packing::key(*a) == Packing::key(*b),
+    );
+    let mut stretch: Vec<(Key<Box<str>>, usize, u64)> = all[lo..hi]
+        .iter()
+        .map(|&x| layout.unpack(x, desc))
+        .collect();
+    let window = window_of(
+        cands,
+        &mut stretch,
+        order,
+        offset - lo,
+        n.min(hi) - lo,
+        late,
+    );
+    Ok(Scanned {
+        value: (window, total),
+        errors,
+    })
 }
 
 /// Per file, the best key any of its rows can have under `order`, from
@@ -677,7 +862,10 @@ mod tests {
             let mut sorted = all.clone();
             sorted.sort_by(by);
             let n = offset + limit;
-            let (lo, hi) = place_window(&mut all, offset, n, by, desc);
+            let tied_rows = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
+                cmp_keys(&a.0, &b.0, desc) == Ordering::Equal
+            };
+            let (lo, hi) = place_window(&mut all, offset, n, by, tied_rows);
             let end = n.min(sorted.len());
             if offset >= end {
                 prop_assert_eq!((lo, hi), (0, 0));

@@ -131,6 +131,7 @@ pub(super) fn sorted_hits(
     Ok(FileHits {
         total: sorted.len() as u64,
         kept,
+        ..FileHits::default()
     })
 }
 

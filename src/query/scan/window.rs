@@ -33,9 +33,14 @@ pub(super) type Window = (Vec<(usize, u64)>, u64);
 /// What one file gives a page or a top-k: its matching rows' count and
 /// its best rows by the order (with the rows tied at the cut unless the
 /// cut is exact).
+#[derive(Default)]
 pub(super) struct FileHits {
     pub(super) total: u64,
     pub(super) kept: Vec<(Key<Box<str>>, u64)>,
+    /// The same for keys that are numbers, packed ([`Key::packed`]) with
+    /// their row: what the scan of a number column gives (`kept` is then
+    /// empty), merged without a string or an allocation per row.
+    pub(super) packed: Vec<(u128, u32)>,
 }
 
 /// The `(file index, row)` pairs of `[offset, n)` of `all` (sorted by key,
