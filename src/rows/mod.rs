@@ -356,6 +356,51 @@ impl<'a> StrCol<'a> {
     }
 }
 
+/// A string column as [`for_each_view`] reads it, a row at a time: a
+/// dictionary's values are located once, so a row's value is its key's
+/// slot (through [`StrCol::get`] each row checked the key's bounds and
+/// read two offsets: 13% of a summary's building on the 1M-row store).
+enum ViewCol<'a> {
+    Table {
+        keys: &'a [i32],
+        nulls: Option<&'a arrow_buffer::NullBuffer>,
+        values: Vec<&'a str>,
+    },
+    Other(StrCol<'a>),
+}
+
+impl<'a> ViewCol<'a> {
+    fn of(c: StrCol<'a>) -> Self {
+        match c {
+            StrCol::Dict(k, v) => ViewCol::Table {
+                keys: k.values(),
+                nulls: k.nulls(),
+                values: (0..v.len()).map(|j| v.value(j)).collect(),
+            },
+            c => ViewCol::Other(c),
+        }
+    }
+
+    /// Row `i`'s value, as [`StrCol::get`].
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            ViewCol::Table {
+                keys,
+                nulls,
+                values,
+            } => {
+                if nulls.is_some_and(|n| n.is_null(i)) {
+                    None
+                } else {
+                    Some(values[keys[i] as usize])
+                }
+            }
+            ViewCol::Other(c) => c.get(i),
+        }
+    }
+}
+
 /// Feeds every row of `path` to `builder`, reading only the twelve
 /// [`SUMMARY_COLUMNS`] and viewing strings in place (no per-row
 /// allocation). Memory: one batch of 8,192 rows plus the builder. Row
@@ -413,7 +458,7 @@ pub fn for_each_view(
     mut f: impl FnMut(usize, &RowView<'_>) -> Result<()>,
 ) -> Result<()> {
     check_columns(b.schema().as_ref(), context, false)?;
-    let s = |name| StrCol::of(b, name);
+    let s = |name| ViewCol::of(StrCol::of(b, name));
     let (id, ds, cfg, uid, model) = (
         s("id"),
         s("dataset_name"),

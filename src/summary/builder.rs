@@ -2,10 +2,10 @@
 //! [`SummaryState`] in O(1) amortised work, with memos for what repeats row
 //! after row, and renders the [`Summary`] when asked.
 
-use super::state::{better, finite, get_or_insert, insert, note_name, take_tops};
+use super::state::{better, finite, insert, note_name, take_tops};
 use super::topk::{TopEntry, TopK};
 use super::{
-    place_quartiles, MetricState, RunState, Summary, SummaryState, DEFAULT_EXACT_LIMIT,
+    place_quartiles, MetricState, ModelState, RunState, Summary, SummaryState, DEFAULT_EXACT_LIMIT,
     DEFAULT_TOP_K,
 };
 use crate::error::{Error, Result};
@@ -90,6 +90,13 @@ pub struct SummaryBuilder {
     last_metric: Option<(String, Direction)>,
     /// The run of the last config, taken out of `runs` while its rows come.
     current_run: Option<(String, RunState)>,
+    /// The last model's counts, taken out of `state.models` while its rows
+    /// come (rows come grouped by model: a chain's folds and partitions);
+    /// and the last (metric, model)'s, out of that metric's `models`. Two
+    /// B-tree walks of string comparisons a row were 7% of a summary's
+    /// building; the sums are the same additions in the same order.
+    current_model: Option<(String, ModelState)>,
+    current_metric_model: Option<(String, String, ModelState)>,
     /// Each score column's last value and its sketch bucket: a fold entry's
     /// train, val and test rows carry the same scores.
     last_bucket: [Option<(u64, super::sketch::Bucket)>; 3],
@@ -116,6 +123,8 @@ impl SummaryBuilder {
             last_pipeline: String::new(),
             last_metric: None,
             current_run: None,
+            current_model: None,
+            current_metric_model: None,
             last_bucket: [None; 3],
             tops: BTreeMap::new(),
             exact: Default::default(),
@@ -192,7 +201,7 @@ impl SummaryBuilder {
         }
         let val = finite(r.scores[0]);
         if let Some(m) = r.model_name {
-            let e = get_or_insert(&mut st.models, m);
+            let e = pending(&mut self.current_model, &mut st.models, m);
             e.count += 1;
             if let Some(v) = val {
                 e.val_sum += v;
@@ -214,6 +223,13 @@ impl SummaryBuilder {
             }
         }
         if let (Some(metric), Some(dir)) = (r.metric, dir) {
+            // Another metric or model: the pending one goes back to its
+            // metric (inserted when it was taken) before `m` is borrowed.
+            if let Some((pm, pmodel, _)) = &self.current_metric_model {
+                if Some(pmodel.as_str()) != r.model_name || pm != metric {
+                    settle_metric_model(&mut self.current_metric_model, &mut st.metrics);
+                }
+            }
             let m = match st.metrics.get_mut(metric) {
                 Some(m) => m,
                 None => st
@@ -238,7 +254,11 @@ impl SummaryBuilder {
                 }
             }
             if let Some(model) = r.model_name {
-                let e = get_or_insert(&mut m.models, model);
+                let slot = self.current_metric_model.get_or_insert_with(|| {
+                    let v = m.models.remove(model).unwrap_or_default();
+                    (metric.to_string(), model.to_string(), v)
+                });
+                let e = &mut slot.2;
                 e.count += 1;
                 if let Some(v) = val {
                     e.val_sum += v;
@@ -279,11 +299,15 @@ impl SummaryBuilder {
         &mut self.current_run.as_mut().expect("set above").1
     }
 
-    /// Puts the current run back into the map.
+    /// Puts the current run and models back into their maps.
     fn settle_runs(&mut self) {
         if let Some((c, r)) = self.current_run.take() {
             self.runs.insert(c, r);
         }
+        if let Some((m, v)) = self.current_model.take() {
+            self.state.models.insert(m, v);
+        }
+        settle_metric_model(&mut self.current_metric_model, &mut self.state.metrics);
     }
 
     fn offer_top(
@@ -345,6 +369,10 @@ impl SummaryBuilder {
     /// The mergeable state, with top lists materialised.
     pub fn state(&self) -> SummaryState {
         let mut st = self.state.clone();
+        if let Some((m, v)) = &self.current_model {
+            st.models.insert(m.clone(), v.clone());
+        }
+        settle_metric_model(&mut self.current_metric_model.clone(), &mut st.metrics);
         st.runs = self
             .runs
             .iter()
@@ -385,6 +413,35 @@ impl SummaryBuilder {
             .collect();
         st.prune_tops();
         Summary::render(st, exact, generated_at)
+    }
+}
+
+/// The value of `key`, taken out of `map` into `slot` (the previous one
+/// put back) unless `slot` already holds it.
+fn pending<'a, V: Default>(
+    slot: &'a mut Option<(String, V)>,
+    map: &mut BTreeMap<String, V>,
+    key: &str,
+) -> &'a mut V {
+    if slot.as_ref().is_none_or(|(k, _)| k != key) {
+        if let Some((k, v)) = slot.take() {
+            map.insert(k, v);
+        }
+        let v = map.remove(key).unwrap_or_default();
+        *slot = Some((key.to_string(), v));
+    }
+    &mut slot.as_mut().expect("set above").1
+}
+
+/// Puts a pending (metric, model) back into its metric's models.
+fn settle_metric_model(
+    slot: &mut Option<(String, String, ModelState)>,
+    metrics: &mut BTreeMap<String, MetricState>,
+) {
+    if let Some((metric, model, v)) = slot.take() {
+        if let Some(m) = metrics.get_mut(&metric) {
+            m.models.insert(model, v);
+        }
     }
 }
 
