@@ -1278,3 +1278,43 @@ fn issue_32_b_rows_only_in_the_wal_are_read_through_sqlite() {
     assert_eq!(page["records"][0]["val_score"], 0.000001, "{page}");
     drop(writer);
 }
+
+#[test]
+fn issue_32_b_text_that_is_not_utf8_fails_its_dataset_read_in_place_either_way() {
+    // A facet's cells are looked up by their bytes before they are checked
+    // as UTF-8 (only a value not held yet is checked): a cell that is not
+    // UTF-8 still fails its dataset, naming the column, on the direct read
+    // and through SQLite, and the other datasets are answered.
+    let (_d, ws) = store_copy();
+    sql(
+        &ws,
+        "UPDATE predictions SET model_name = CAST(x'ff41' AS TEXT)
+           WHERE rowid = (SELECT max(rowid) FROM predictions WHERE dataset_name = 'corn');
+         PRAGMA journal_mode = DELETE;",
+    );
+    for how in ["require", "off"] {
+        let cache = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_n4a"))
+            .env("N4A_CACHE_DIR", cache.path())
+            .env("N4A_STORE_MIRROR", "off")
+            .env("N4A_STORE_DIRECT", how)
+            .args(["summary", ws.to_str().unwrap(), "--format", "json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{how}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(
+            v["total_predictions"], 36,
+            "{how}: seeds and wheat v2 answered"
+        );
+        let errors = v["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{how}: {v}");
+        assert_eq!(errors[0]["dataset"], "corn", "{how}");
+        let msg = errors[0].to_string();
+        assert!(
+            msg.contains("model_name") && msg.contains("not UTF-8"),
+            "{how}: {msg}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{how}");
+    }
+}
