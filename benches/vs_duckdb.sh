@@ -224,7 +224,7 @@ query() {
     local small=$B/data/$ws-10
     if [[ ! -d $small ]]; then
       mkdir -p "$small"
-      find "$B/data/$ws" -maxdepth 1 -name '*.meta.parquet' | sort | head -10 |
+      find "$B/data/$ws" -maxdepth 1 -name '*.meta.parquet' | sort | awk 'NR <= 10' |
         while read -r f; do ln "$f" "$small/"; done
     fi
     for w in "$B/data/$ws" "$small"; do
@@ -238,7 +238,7 @@ store() {
   local src=$B/data/big-10 st=$B/data/store-1m
   if [[ ! -d $src ]]; then
     mkdir -p "$src"
-    find "$B/data/big" -maxdepth 1 -name '*.meta.parquet' | sort | head -10 |
+    find "$B/data/big" -maxdepth 1 -name '*.meta.parquet' | sort | awk 'NR <= 10' |
       while read -r f; do ln "$f" "$src/"; done
   fi
   if [[ ! -f $st/store.sqlite ]]; then
