@@ -38,8 +38,8 @@ def src(ws):
             "file_row_number=true)")
 
 
-def page_sql(ws, where, order, offset, limit):
-    cols = ", ".join(f'"{c}"' for c in WEBAPP.split(","))
+def page_sql(ws, where, order, offset, limit, cols=None):
+    cols = cols or ", ".join(f'"{c}"' for c in WEBAPP.split(","))
     return [
         f"SELECT {cols} FROM {src(ws)} WHERE {where} ORDER BY {order}, id LIMIT {limit} OFFSET {offset}",
         f"SELECT count(*) FROM {src(ws)} WHERE {where}",
@@ -81,6 +81,25 @@ def queries(ws):
             [f"SELECT metric, {part} AS p, {col} AS k, count(*), avg(val_score), min(val_score), "
              f"max(val_score), max(val_score) FROM {src(ws)} GROUP BY {by} "
              "ORDER BY metric NULLS LAST, p NULLS LAST, k NULLS LAST"], "group")
+    # Issue 33's shapes, as a user sends them: one metric (`mse`, lower is
+    # better: best = min), the default val rows (partition: every
+    # partition, each its own group set), and the CLI's val page with all
+    # 35 columns. DuckDB's SQL carries the same predicates.
+    for key, col in [("model_name", "model_name"), ("dataset", "parse_filename(filename, true)"),
+                     ("fold_id", "fold_id"), ("partition", "partition")]:
+        every = key == "partition"
+        argv = ["stats", ws, "--group-by", key, "--metric", "mse"] + (["--partition", "all"] if every else [])
+        where = "metric = 'mse'" + ("" if every else " AND partition = 'val'")
+        p = "NULL" if every else "partition"
+        by = "metric, k" if every else "metric, partition, k"
+        q[f"mse_{key}"] = (
+            argv,
+            [f"SELECT metric, {p} AS p, {col} AS k, count(*), avg(val_score), min(val_score), "
+             f"max(val_score), min(val_score) FROM {src(ws)} WHERE {where} GROUP BY {by} "
+             "ORDER BY metric NULLS LAST, p NULLS LAST, k NULLS LAST"], "group")
+    q["page_val_all"] = (
+        ["query", ws, "--partition", "val", "--sort", "val_score:asc", "--limit", "50"],
+        page_sql(ws, "partition = 'val'", "val_score ASC", 0, 50, cols="*"), "page")
     return q
 
 

@@ -215,8 +215,9 @@ growth() {
   done
 }
 
-# query: pages (filtered; partition only; deep offset), top-k and the five
-# group-bys, n4a whole process against DuckDB in-process, answers compared
+# query: pages (filtered; partition only; deep offset; the val page with all
+# columns), top-k, the five group-bys and issue 33's (one metric, the
+# default val rows), n4a whole process against DuckDB in-process, answers compared
 # row for row (benches/queries_vs_duckdb.py says how), on big and big-n4a
 # (10M rows) and on their first 10 files (1M rows, hard links) for growth.
 query() {
