@@ -126,6 +126,51 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
     if let Some(layout) = Packing::of(r.cands, r.order) {
         return ranked_packed(r, &layout, late);
     }
+    let (cands, desc) = (r.cands, matches!(r.order, Order::Column { desc: true, .. }));
+    type Row = (Key<Box<str>>, usize, u64);
+    ranked_by(
+        r,
+        late,
+        |fi, h: FileHits, all: &mut Vec<Row>| {
+            all.extend(h.kept.into_iter().map(|(k, r)| (k, fi, r)));
+            all.extend(
+                h.packed
+                    .into_iter()
+                    .map(|(k, r)| (Key::unpacked(k, desc), fi, u64::from(r))),
+            );
+        },
+        |a: &Row, b: &Row| {
+            cmp_keys(&a.0, &b.0, desc).then_with(|| {
+                cands[a.1]
+                    .dataset
+                    .cmp(&cands[b.1].dataset)
+                    .then(a.2.cmp(&b.2))
+            })
+        },
+        |a: &Row, b: &Row| cmp_keys(&a.0, &b.0, desc) == Ordering::Equal,
+        Row::clone,
+    )
+}
+
+/// [`ranked`] over candidates held as `T`: each file's hits added to the
+/// candidates by `take`, ordered by `by` (key, then dataset, then row),
+/// `tied` when their keys are equal, and seen as `(key, file, row)` by
+/// `row_of` (for the cut and the window).
+///
+/// Files a few at a time, the survivors cut back to the best `n` (and
+/// their ties) after each batch: memory stays at a batch of files'
+/// candidates plus `n`, however many files. Files whose score statistics
+/// bound how good their rows can be go best first; once `n` candidates
+/// are held, a file whose bound is worse than the `n`-th is only counted
+/// (a page) or skipped (a top-k).
+fn ranked_by<T: Clone>(
+    r: Ranking<'_>,
+    late: &mut Vec<FileError>,
+    take: impl Fn(usize, FileHits, &mut Vec<T>),
+    by: impl Fn(&T, &T) -> Ordering,
+    tied: impl Fn(&T, &T) -> bool,
+    row_of: impl Fn(&T) -> (Key<Box<str>>, usize, u64),
+) -> Result<Scanned<Window>> {
     let Ranking {
         ws,
         cands,
@@ -136,24 +181,9 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
     } = r;
     let n = offset.saturating_add(limit);
     let exact = !matches!(order, Order::Column { .. });
-    let desc = matches!(order, Order::Column { desc: true, .. });
-    let by = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
-        cmp_keys(&a.0, &b.0, desc).then_with(|| {
-            cands[a.1]
-                .dataset
-                .cmp(&cands[b.1].dataset)
-                .then(a.2.cmp(&b.2))
-        })
-    };
     let mut total = 0u64;
     let mut errors = Vec::new();
-    let mut all: Vec<(Key<Box<str>>, usize, u64)> = Vec::new();
-    // Files a few at a time, the survivors cut back to the best `n` (and
-    // their ties) after each batch: memory stays at a batch of files'
-    // candidates plus `n`, however many files.
-    // Files whose score statistics bound how good their rows can be go
-    // best first; once `n` candidates are held, a file whose bound is
-    // worse than the `n`-th is only counted (a page) or skipped (a top-k).
+    let mut all: Vec<T> = Vec::new();
     let bounds = bounds(cands, order);
     let mut idx: Vec<usize> = (0..cands.len()).collect();
     if let Some(b) = &bounds {
@@ -189,26 +219,21 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
             match h {
                 Ok(h) => {
                     total += h.total;
-                    all.extend(h.kept.into_iter().map(|(k, r)| (k, fi, r)));
-                    all.extend(
-                        h.packed
-                            .into_iter()
-                            .map(|(k, r)| (Key::unpacked(k, desc), fi, u64::from(r))),
-                    );
+                    take(fi, h, &mut all);
                 }
                 Err(e) => errors.push(file_error(&cands[fi], &e)),
             }
         }
         if bounds.is_some() && n > 0 && all.len() >= n {
-            all.select_nth_unstable_by(n - 1, by);
-            cut = Some(all[n - 1].0.clone());
+            all.select_nth_unstable_by(n - 1, &by);
+            cut = Some(row_of(&all[n - 1]).0);
         }
         if n > 0 && all.len() > 2 * n {
-            all.select_nth_unstable_by(n - 1, by);
-            let cut = all[n - 1].0.clone();
+            all.select_nth_unstable_by(n - 1, &by);
+            let last = all[n - 1].clone();
             let mut i = n;
             while i < all.len() {
-                if !exact && cmp_keys(&all[i].0, &cut, desc) == Ordering::Equal {
+                if !exact && tied(&all[i], &last) {
                     i += 1;
                 } else {
                     all.swap_remove(i);
@@ -216,13 +241,11 @@ pub(super) fn ranked(r: Ranking<'_>, late: &mut Vec<FileError>) -> Result<Scanne
             }
         }
     }
-    let tied = |a: &(Key<Box<str>>, usize, u64), b: &(Key<Box<str>>, usize, u64)| {
-        cmp_keys(&a.0, &b.0, desc) == Ordering::Equal
-    };
-    let (lo, hi) = place_window(&mut all, offset, n, by, tied);
+    let (lo, hi) = place_window(&mut all, offset, n, &by, &tied);
+    let mut stretch: Vec<(Key<Box<str>>, usize, u64)> = all[lo..hi].iter().map(row_of).collect();
     let window = window_of(
         cands,
-        &mut all[lo..hi],
+        &mut stretch,
         order,
         offset - lo,
         n.min(hi) - lo,
@@ -351,110 +374,27 @@ fn ranked_packed(
     layout: &Packing,
     late: &mut Vec<FileError>,
 ) -> Result<Scanned<Window>> {
-    let Ranking {
-        ws,
-        cands,
-        f,
-        order,
-        offset,
-        limit,
-    } = r;
-    let n = offset.saturating_add(limit);
-    let exact = !matches!(order, Order::Column { .. });
-    let desc = matches!(order, Order::Column { desc: true, .. });
-    let mut total = 0u64;
-    let mut errors = Vec::new();
-    let mut all: Vec<u128> = Vec::new();
-    // As [`ranked`]: files a few at a time, best bound first, cut back to
-    // the best `n` (and their ties) after each batch.
-    let bounds = bounds(cands, order);
-    let mut idx: Vec<usize> = (0..cands.len()).collect();
-    if let Some(b) = &bounds {
-        idx.sort_by(|x, y| cmp_keys(&b[*x], &b[*y], false));
-    }
-    let mut cut: Option<Key<Box<str>>> = None;
-    let first = if bounds.is_some() { 2 } else { FILES_AT_ONCE };
-    let mut batches: Vec<&[usize]> = Vec::new();
-    let (head, rest) = idx.split_at(first.min(idx.len()));
-    batches.push(head);
-    batches.extend(rest.chunks(FILES_AT_ONCE));
-    for batch in batches {
-        let beyond = |fi: usize| match (&bounds, &cut) {
-            (Some(b), Some(c)) => cmp_keys(&b[fi], c, false) == Ordering::Greater,
-            _ => false,
-        };
-        let jobs: Vec<(usize, bool)> = batch.iter().map(|&fi| (fi, beyond(fi))).collect();
-        let hits = ws.par_map(&jobs, |&(fi, beyond)| {
-            if !beyond {
-                file_hits(&cands[fi], f, order, n, exact)
-            } else if matches!(order, Order::Rank { .. }) {
-                Ok(FileHits::default())
-            } else {
-                file_count(&cands[fi], f).map(|total| FileHits {
-                    total,
-                    ..FileHits::default()
-                })
-            }
-        });
-        for (&fi, h) in batch.iter().zip(hits) {
-            match h {
-                Ok(h) => {
-                    total += h.total;
-                    all.reserve(h.packed.len() + h.kept.len());
-                    all.extend(
-                        h.packed
-                            .iter()
-                            .map(|&(k, row)| layout.pack(k, fi, u64::from(row))),
-                    );
-                    all.extend(
-                        h.kept
-                            .iter()
-                            .map(|(k, row)| layout.pack(k.packed(desc), fi, *row)),
-                    );
-                }
-                Err(e) => errors.push(file_error(&cands[fi], &e)),
-            }
-        }
-        if bounds.is_some() && n > 0 && all.len() >= n {
-            all.select_nth_unstable(n - 1);
-            cut = Some(Key::unpacked(Packing::key(all[n - 1]), desc));
-        }
-        if n > 0 && all.len() > 2 * n {
-            all.select_nth_unstable(n - 1);
-            let c = Packing::key(all[n - 1]);
-            let mut i = n;
-            while i < all.len() {
-                if !exact && Packing::key(all[i]) == c {
-                    i += 1;
-                } else {
-                    all.swap_remove(i);
-                }
-            }
-        }
-    }
-    let (lo, hi) = place_window(
-        &mut all,
-        offset,
-        n,
-        |a, b| a.cmp(b),
-        |a, b| Packing::key(*a) == Packing::key(*b),
-    );
-    let mut stretch: Vec<(Key<Box<str>>, usize, u64)> = all[lo..hi]
-        .iter()
-        .map(|&x| layout.unpack(x, desc))
-        .collect();
-    let window = window_of(
-        cands,
-        &mut stretch,
-        order,
-        offset - lo,
-        n.min(hi) - lo,
+    let desc = matches!(r.order, Order::Column { desc: true, .. });
+    ranked_by(
+        r,
         late,
-    );
-    Ok(Scanned {
-        value: (window, total),
-        errors,
-    })
+        |fi, h: FileHits, all: &mut Vec<u128>| {
+            all.reserve(h.packed.len() + h.kept.len());
+            all.extend(
+                h.packed
+                    .iter()
+                    .map(|&(k, row)| layout.pack(k, fi, u64::from(row))),
+            );
+            all.extend(
+                h.kept
+                    .iter()
+                    .map(|(k, row)| layout.pack(k.packed(desc), fi, *row)),
+            );
+        },
+        u128::cmp,
+        |a: &u128, b: &u128| Packing::key(*a) == Packing::key(*b),
+        |&x: &u128| layout.unpack(x, desc),
+    )
 }
 
 /// Per file, the best key any of its rows can have under `order`, from
