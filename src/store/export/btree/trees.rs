@@ -209,14 +209,7 @@ impl TableTree {
             // the next page starts with two entries (one cell at least).
             let keep = level.pending.pop().expect("pending");
             let (right, right_key) = level.pending.pop().expect("two pending");
-            let mut page = PageBuild::new(TABLE_INTERIOR, self.leaf.data.len(), usable);
-            let mut cell = Vec::with_capacity(13);
-            for (child, k) in level.pending.drain(..) {
-                cell.clear();
-                cell.extend_from_slice(&child.to_be_bytes());
-                put_varint(&mut cell, k as u64);
-                page.add(&cell);
-            }
+            let mut page = table_interior(self.leaf.data.len(), usable, level.pending.drain(..));
             let written = pages.append(page.finish(right));
             level.flushed = true;
             level.bytes = 4 + varint_len(keep.1 as u64);
@@ -243,14 +236,11 @@ impl TableTree {
             let top = at + 1 == self.levels.len();
             let level = &mut self.levels[at];
             let (right, right_key) = level.pending.pop().expect("a child");
-            let mut page = PageBuild::new(TABLE_INTERIOR, self.leaf.data.len(), self.leaf.usable);
-            let mut cell = Vec::with_capacity(13);
-            for (child, k) in level.pending.drain(..) {
-                cell.clear();
-                cell.extend_from_slice(&child.to_be_bytes());
-                put_varint(&mut cell, k as u64);
-                page.add(&cell);
-            }
+            let mut page = table_interior(
+                self.leaf.data.len(),
+                self.leaf.usable,
+                level.pending.drain(..),
+            );
             if top && !level.flushed {
                 return pages.put_at(root, page.finish(right));
             }
@@ -379,6 +369,24 @@ impl IndexTree {
             at += 1;
         }
     }
+}
+
+/// A table interior page of `(left child, its largest rowid)` cells, in
+/// order.
+fn table_interior(
+    size: usize,
+    usable: usize,
+    cells: impl Iterator<Item = (u32, i64)>,
+) -> PageBuild {
+    let mut page = PageBuild::new(TABLE_INTERIOR, size, usable);
+    let mut cell = Vec::with_capacity(13);
+    for (child, k) in cells {
+        cell.clear();
+        cell.extend_from_slice(&child.to_be_bytes());
+        put_varint(&mut cell, k as u64);
+        page.add(&cell);
+    }
+    page
 }
 
 /// An index interior page of `(left child, divider)` cells, in order.
