@@ -895,3 +895,77 @@ fn issue_11_deep_pages_from_cached_sorted_rows_equal_the_oracle() {
     }
     assert!(cache.stats().derived > 0);
 }
+
+#[test]
+fn issue_33_a_deep_page_from_the_workspace_order_equals_the_oracle_and_follows_a_changed_file() {
+    // Deep enough (offset + limit past a quarter of the matching rows)
+    // that the server's path builds the whole workspace's order once and
+    // reads every later page off it; a file that changes makes a new one.
+    let rows = |seed: usize, n: usize| -> Vec<Prediction> {
+        (0..n)
+            .map(|i| Prediction {
+                model_name: Some(["PLS", "RF", "SVR"][i % 3].into()),
+                partition: Some(["val", "test"][i % 2].into()),
+                val_score: (i % 19 != 0).then(|| ((i * 7 + seed) % 41) as f64 / 2.0),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let dir = workspace(&[rows(1, 300), rows(2, 300), rows(3, 300)], false);
+    let ws = Workspace::open(dir.path()).unwrap();
+    let cache = std::sync::Arc::new(n4a::query::ColumnCache::new(64 << 20));
+    let page = |offset: usize, descending: bool| PageQuery {
+        filters: Filters::default().with("partition", ["val"]).unwrap(),
+        columns: None,
+        sort: Some(Sort {
+            column: "val_score".into(),
+            descending,
+        }),
+        offset,
+        limit: 25,
+    };
+    let check = |label: &str| {
+        let all = load(dir.path());
+        for (offset, descending) in [
+            (0, false),
+            (120, false),
+            (300, true),
+            (430, false),
+            (449, false),
+        ] {
+            let q = page(offset, descending);
+            let (want, total) = oracle_page(&all, &q);
+            let want = oracle_ids(&all, &want);
+            // Three rounds: noted, built, then read off the held order.
+            for round in 0..3 {
+                let p = QueryEngine::new(&ws)
+                    .with_column_cache(cache.clone())
+                    .page(&q)
+                    .unwrap();
+                let got: Vec<String> = p
+                    .records
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect();
+                assert_eq!(
+                    (got, p.total),
+                    (want.clone(), total),
+                    "{label}, round {round}: {q:?}"
+                );
+            }
+        }
+    };
+    check("as written");
+    // New rows in d1 whose scores fall among the others: an order kept
+    // from before would put the wrong rows on every deep page.
+    let mut w = PredictionWriter::append(dir.path(), "d1", WriterOptions::default()).unwrap();
+    for (j, mut r) in rows(5, 200).into_iter().enumerate() {
+        r.dataset_name = Some("d1".into());
+        r.id = Some(format!("eeee{j:012x}"));
+        r.metric = Some("r2".into());
+        r.val_score = r.val_score.map(|v| v + 0.25);
+        w.write(&r).unwrap();
+    }
+    w.finish().unwrap();
+    check("after d1 grew");
+}

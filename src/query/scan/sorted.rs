@@ -198,18 +198,49 @@ pub(super) fn merged_window(
         }
     }
     let total: u64 = files.iter().map(|(_, _, s)| s.len() as u64).sum();
-    // Ties on the key go by dataset, then row: the heap orders by (key,
-    // dataset rank, row).
-    let mut by_name: Vec<usize> = (0..files.len()).collect();
-    by_name.sort_by(|a, b| cands[files[*a].0].dataset.cmp(&cands[files[*b].0].dataset));
-    let mut rank = vec![0usize; files.len()];
-    for (r, &i) in by_name.iter().enumerate() {
-        rank[i] = r;
-    }
     let srcs: Vec<KeySource<'_>> = files
         .iter()
         .map(|(fi, b, _)| KeySource::new(b, order, &cands[*fi].dataset))
         .collect();
+    let n = offset.saturating_add(limit);
+    let merged = if errors.is_empty() {
+        whole_order(r, &files, &srcs, n)
+    } else {
+        None
+    };
+    // `all` holds the merged order's rows from position `lo` on.
+    let (mut all, lo) = match merged {
+        Some(m) => stretch_of(&m, &files, &srcs, desc, exact, offset, n),
+        None => (merge_front(cands, &files, &srcs, desc, exact, n), 0),
+    };
+    let (offset, n) = (offset - lo.min(offset), n - lo.min(n));
+    let window = window_of(cands, &mut all, order, offset, n, late);
+    Some(Ok(Scanned {
+        value: (window, total),
+        errors,
+    }))
+}
+
+/// A file's sorted rows with its batch: what the merges below read keys
+/// from (`(candidate index, batch, sorted rows)`).
+type SortedFile = (usize, RecordBatch, Arc<Vec<u32>>);
+
+/// One row of a merge: its key, candidate index and row.
+type Merged = (Key<Box<str>>, usize, u64);
+
+/// The first `n` rows of the merged order (and the rows tied with the
+/// `n`-th unless `exact`): a k-way merge of every file's sorted rows,
+/// ties on the key by dataset, then row. O(n x log files).
+fn merge_front(
+    cands: &[Candidate],
+    files: &[SortedFile],
+    srcs: &[KeySource<'_>],
+    desc: bool,
+    exact: bool,
+    n: usize,
+) -> Vec<Merged> {
+    let total: usize = files.iter().map(|(_, _, s)| s.len()).sum();
+    let rank = dataset_ranks(cands, files);
     let key_at = |j: usize, pos: usize| -> Option<(u128, usize, u32, usize)> {
         let row = *files[j].2.get(pos)?;
         Some((
@@ -226,8 +257,7 @@ pub(super) fn merged_window(
             heap.push(std::cmp::Reverse(k));
         }
     }
-    let n = offset.saturating_add(limit);
-    let mut all: Vec<(Key<Box<str>>, usize, u64)> = Vec::with_capacity(n.min(total as usize));
+    let mut all: Vec<Merged> = Vec::with_capacity(n.min(total));
     let mut last: Option<u128> = None;
     while let Some(std::cmp::Reverse((k, _, row, j))) = heap.pop() {
         if all.len() >= n && (exact || last != Some(k)) {
@@ -240,9 +270,141 @@ pub(super) fn merged_window(
             heap.push(std::cmp::Reverse(next));
         }
     }
-    let window = window_of(cands, &mut all, order, offset, n, late);
-    Some(Ok(Scanned {
-        value: (window, total),
-        errors,
-    }))
+    all
+}
+
+/// Each file's rank by dataset name (ties on a key go by dataset).
+fn dataset_ranks(cands: &[Candidate], files: &[SortedFile]) -> Vec<usize> {
+    let mut by_name: Vec<usize> = (0..files.len()).collect();
+    by_name.sort_by(|a, b| cands[files[*a].0].dataset.cmp(&cands[files[*b].0].dataset));
+    let mut rank = vec![0usize; files.len()];
+    for (r, &i) in by_name.iter().enumerate() {
+        rank[i] = r;
+    }
+    rank
+}
+
+/// Pages this deep or deeper (or reaching past a quarter of the rows)
+/// build (or use) the [`whole_order`]: a shallower page merges just its
+/// front ([`merge_front`], O(n log files)), which for a page near the top
+/// costs less than building the whole order once (O(rows x log files):
+/// 0.3 s for the 3.3M val rows of `big`).
+const WHOLE_ORDER_FROM: usize = 20_000;
+
+/// Every matching row of the workspace in the order's order (ties by
+/// dataset, then row), as `(file slot << 32) | row` (the slot in
+/// `files`): built once by a full merge and kept in the cache under the
+/// filter, the order and the version of every file, so a page at any
+/// offset reads its window off it in O(limit), where [`merge_front`]
+/// walked `offset + limit` rows (3 million heap pops for a page at offset
+/// 3,000,000: 0.3-0.5 s a page, and a transient of 40 bytes a row).
+/// Memory: 8 bytes a matching row (26 MB for `big`'s val rows), counted
+/// in the cache's budget. `None` without a cache, or for a shallow page
+/// when the order is not held yet.
+fn whole_order(
+    r: Ranking<'_>,
+    files: &[SortedFile],
+    srcs: &[KeySource<'_>],
+    n: usize,
+) -> Option<Arc<Vec<u64>>> {
+    let Ranking {
+        ws,
+        cands,
+        f,
+        order,
+        ..
+    } = r;
+    let cache = cands.first()?.cache.as_deref()?;
+    let what = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (fi, _, _) in files {
+            (&cands[*fi].path, &cands[*fi].info.key).hash(&mut h);
+        }
+        format!(
+            "merged {} over {} files {:x}",
+            sorted_what(f, order),
+            files.len(),
+            h.finish()
+        )
+    };
+    let root = ws.root();
+    let key = crate::footer::FileKey::default();
+    if let Some(m) = cache.derived::<Vec<u64>>(root, &key, &what) {
+        return Some(m);
+    }
+    let total: usize = files.iter().map(|(_, _, s)| s.len()).sum();
+    if (n < WHOLE_ORDER_FROM && n.saturating_mul(4) < total) || files.len() >= 1 << 31 {
+        return None;
+    }
+    let desc = matches!(order, Order::Column { desc: true, .. });
+    let rank = dataset_ranks(cands, files);
+    let key_at = |j: usize, pos: usize| -> Option<(u128, usize, u32, usize)> {
+        let row = *files[j].2.get(pos)?;
+        Some((
+            srcs[j].key(row as usize, desc).packed(desc),
+            rank[j],
+            row,
+            j,
+        ))
+    };
+    let mut heap = std::collections::BinaryHeap::with_capacity(files.len());
+    let mut pos = vec![0usize; files.len()];
+    for j in 0..files.len() {
+        if let Some(k) = key_at(j, 0) {
+            heap.push(std::cmp::Reverse(k));
+        }
+    }
+    let mut merged: Vec<u64> = Vec::with_capacity(total);
+    while let Some(std::cmp::Reverse((_, _, row, j))) = heap.pop() {
+        merged.push(((j as u64) << 32) | u64::from(row));
+        pos[j] += 1;
+        if let Some(next) = key_at(j, pos[j]) {
+            heap.push(std::cmp::Reverse(next));
+        }
+    }
+    let merged = Arc::new(merged);
+    cache.put_derived(root, &key, &what, merged.clone(), merged.len() * 8);
+    Some(merged)
+}
+
+/// The rows `[offset, n)` of a [`whole_order`], with the rows tied with
+/// its first and last keys beside them unless `exact` (so ties inside the
+/// window can be broken by `id`), and the position of the first.
+fn stretch_of(
+    merged: &[u64],
+    files: &[SortedFile],
+    srcs: &[KeySource<'_>],
+    desc: bool,
+    exact: bool,
+    offset: usize,
+    n: usize,
+) -> (Vec<Merged>, usize) {
+    let end = n.min(merged.len());
+    if offset >= end {
+        return (Vec::new(), 0);
+    }
+    let key = |at: usize| {
+        let e = merged[at];
+        let (j, row) = ((e >> 32) as usize, e as u32);
+        (srcs[j].key(row as usize, desc).packed(desc), j, row)
+    };
+    let (mut lo, mut hi) = (offset, end);
+    if !exact {
+        let first = key(offset).0;
+        while lo > 0 && key(lo - 1).0 == first {
+            lo -= 1;
+        }
+        let last = key(end - 1).0;
+        while hi < merged.len() && key(hi).0 == last {
+            hi += 1;
+        }
+    }
+    let rows = (lo..hi)
+        .map(|at| {
+            let (k, j, row) = key(at);
+            (Key::unpacked(k, desc), files[j].0, u64::from(row))
+        })
+        .collect();
+    (rows, lo)
 }
