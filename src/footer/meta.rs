@@ -105,6 +105,15 @@ fn state_of(path: &Path, meta: &ParquetMetaData) -> Result<Option<crate::summary
     };
     let packed = codec::split(value.as_bytes()).map_err(|e| invalid_state(path, &e))?;
     let prefix = packed.prefix().map_err(|e| invalid_state(path, &e))?;
+    let read = |at: u64, len: u64| -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = usize::try_from(len).map_err(|_| Error::corrupt(path, "state length"))?;
+        let mut v = vec![0u8; len];
+        file.read_exact_at(&mut v, at)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(v)
+    };
     let body;
     let runs: &[u8] = match prefix.runs {
         codec::RunsPlace::KeyValue { .. } => key_value(meta, RUNS_KEY)
@@ -114,17 +123,16 @@ fn state_of(path: &Path, meta: &ParquetMetaData) -> Result<Option<crate::summary
             })?
             .as_bytes(),
         codec::RunsPlace::Body(r) => {
-            use std::os::unix::fs::FileExt;
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let len = usize::try_from(r.len).map_err(|_| Error::corrupt(path, "runs length"))?;
-            let mut v = vec![0u8; len];
-            file.read_exact_at(&mut v, r.at)
-                .map_err(|e| Error::io(path, e))?;
-            body = v;
+            body = read(r.at, r.len)?;
             &body
         }
     };
-    let (state, _) = packed.state(runs).map_err(|e| invalid_state(path, &e))?;
+    let (mut state, _) = packed.state(runs).map_err(|e| invalid_state(path, &e))?;
+    // 1.5: the group aggregates, which an append continues.
+    if let Some(g) = packed.groups_place().map_err(|e| invalid_state(path, &e))? {
+        let bytes = read(g.at, g.len)?;
+        state.groups = Some(codec::decode_groups(&bytes, &g).map_err(|e| invalid_state(path, &e))?);
+    }
     Ok(Some(state))
 }
 

@@ -53,7 +53,8 @@ pub(crate) fn footer_bytes(file: &File, path: &Path, len: u64) -> Result<(Vec<u8
 
 /// Where a file's body ends: where its footer starts (`footer_at`), or,
 /// when its 1.3 state names runs that end right there, where those runs
-/// start (a rewrite replaces them with the new state's).
+/// start, or the 1.5 group aggregates just before them (a rewrite
+/// replaces them with the new state's).
 pub(crate) fn body_end(meta: &parquet::file::metadata::ParquetMetaData, footer_at: u64) -> u64 {
     let place = meta
         .file_metadata()
@@ -61,10 +62,15 @@ pub(crate) fn body_end(meta: &parquet::file::metadata::ParquetMetaData, footer_a
         .and_then(|kv| kv.iter().find(|k| k.key == crate::schema::STATE_KEY))
         .and_then(|k| k.value.as_deref())
         .and_then(|v| crate::summary::codec::split(v.as_bytes()).ok())
-        .and_then(|e| e.prefix().ok())
-        .map(|p| p.runs);
+        .and_then(|e| Some((e.prefix().ok()?.runs, e.groups_place().ok()?)));
     match place {
-        Some(crate::summary::codec::RunsPlace::Body(r)) if r.at + r.len == footer_at => r.at,
+        Some((crate::summary::codec::RunsPlace::Body(r), groups)) if r.at + r.len == footer_at => {
+            // 1.5: the group aggregates just before the runs go too.
+            match groups {
+                Some(g) if g.at + g.len == r.at => g.at,
+                _ => r.at,
+            }
+        }
         _ => footer_at,
     }
 }

@@ -60,7 +60,7 @@ pub(crate) fn rewrite_footer(
         tmp.path(),
         data_len,
         &old_footer,
-        parts.runs.as_deref(),
+        parts.body.as_deref(),
         |runs_at| keys::compose(&old_keys, &[], &columns, &parts.entries(runs_at)),
     )?;
     let check = ParquetMetaDataReader::new()

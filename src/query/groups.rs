@@ -117,9 +117,12 @@ impl<'a> QueryEngine<'a> {
                 direction(m)
             }
         };
-        let scan::Scanned { value, errors } =
-            scan::group_split(self.ws, &cands, q, by_metric, by_partition, scan_direction);
-        self.absorb(&mut prov, cands.len(), errors);
+        let scan::Scanned {
+            value: (value, stored),
+            errors,
+        } = scan::group_split(self.ws, &cands, q, by_metric, by_partition, scan_direction);
+        self.absorb(&mut prov, cands.len() - stored, errors);
+        let served_by = served_by(stored, cands.len());
         self.check_cancel()?;
         let single = metrics.keys().next().cloned().filter(|_| !per_group);
         let groupings = value
@@ -147,7 +150,7 @@ impl<'a> QueryEngine<'a> {
                 let answer = GroupAnswer {
                     groups,
                     direction,
-                    served_by: ServedBy::Scan,
+                    served_by,
                     provenance: prov.clone(),
                 };
                 (split, answer)
@@ -297,7 +300,7 @@ impl<'a> QueryEngine<'a> {
             .as_ref()
             .map_or(direction, |_| Some(Direction::TowardZero));
         let scan::Scanned {
-            value: mut groups,
+            value: (mut groups, stored),
             errors,
         } = scan::group(self.ws, &cands, q, scan_direction);
         if let Some(dirs) = &per_group {
@@ -310,8 +313,17 @@ impl<'a> QueryEngine<'a> {
                 };
             }
         }
-        self.absorb(&mut prov, cands.len(), errors);
+        self.absorb(&mut prov, cands.len() - stored, errors);
         self.check_cancel()?;
-        Ok(answer(groups, ServedBy::Scan, prov))
+        Ok(answer(groups, served_by(stored, cands.len()), prov))
+    }
+}
+
+/// Footers when every file's stored aggregates answered, else a scan.
+fn served_by(stored: usize, files: usize) -> ServedBy {
+    if stored == files && files > 0 {
+        ServedBy::Footers
+    } else {
+        ServedBy::Scan
     }
 }

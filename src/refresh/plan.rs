@@ -269,6 +269,7 @@ mod tests {
         assert_eq!(compare_version("1.10"), Ordering::Greater);
         assert_eq!(compare_version("1.2"), Ordering::Less);
         assert_eq!(compare_version("1.3"), Ordering::Less);
-        assert_eq!(compare_version(" 1.5 "), Ordering::Greater);
+        assert_eq!(compare_version("1.4"), Ordering::Less);
+        assert_eq!(compare_version(" 1.6 "), Ordering::Greater);
     }
 }

@@ -2,6 +2,7 @@
 //! [`SummaryState`] in O(1) amortised work, with memos for what repeats row
 //! after row, and renders the [`Summary`] when asked.
 
+use super::groups::{Groups, GroupsBuilder};
 use super::state::{better, finite, insert, note_name, take_tops};
 use super::topk::{TopEntry, TopK};
 use super::{
@@ -57,6 +58,9 @@ pub struct SummaryOptions {
     pub top_k: usize,
     /// Rows up to which quartiles are exact (default 1,000,000).
     pub exact_limit: u64,
+    /// Keep the per-key aggregates of group-bys (default true; a summary
+    /// built only to be shown, never stored, leaves them out).
+    pub groups: bool,
 }
 
 impl Default for SummaryOptions {
@@ -65,6 +69,7 @@ impl Default for SummaryOptions {
             directions: Directions::new(),
             top_k: DEFAULT_TOP_K,
             exact_limit: DEFAULT_EXACT_LIMIT,
+            groups: true,
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct SummaryBuilder {
     /// train, val and test rows carry the same scores.
     last_bucket: [Option<(u64, super::sketch::Bucket)>; 3],
     tops: BTreeMap<String, BTreeMap<String, TopK>>,
+    /// The per-key aggregates (1.5).
+    groups: GroupsBuilder,
     exact: [Vec<f64>; 3],
     /// Leading rows whose values are not in `exact` (loaded from a footer).
     missing_prefix_rows: u64,
@@ -115,9 +122,11 @@ impl SummaryBuilder {
             by_metric: true,
             ..SummaryState::default()
         };
+        let groups = GroupsBuilder::from_groups(opts.groups.then(Groups::default).as_ref());
         SummaryBuilder {
             opts,
             state,
+            groups,
             runs: HashMap::new(),
             last_fold: String::new(),
             last_pipeline: String::new(),
@@ -141,6 +150,8 @@ impl SummaryBuilder {
         let mut b = SummaryBuilder::new(opts);
         state.top_k = b.opts.top_k;
         b.tops = take_tops(&mut state);
+        let groups = state.groups.take();
+        b.groups = GroupsBuilder::from_groups(groups.as_ref().filter(|_| b.opts.groups));
         b.runs = std::mem::take(&mut state.runs).into_iter().collect();
         b.missing_prefix_rows = state.rows;
         b.overflow = state.rows > b.opts.exact_limit;
@@ -199,6 +210,8 @@ impl SummaryBuilder {
                 }
             }
         }
+        self.groups
+            .add(r.metric, r.partition, r.model_name, r.fold_id, &r.scores);
         let val = finite(r.scores[0]);
         if let Some(m) = r.model_name {
             let e = pending(&mut self.current_model, &mut st.models, m);
@@ -388,6 +401,7 @@ impl SummaryBuilder {
             })
             .collect();
         st.prune_tops();
+        st.groups = self.groups.groups();
         st
     }
 
@@ -412,6 +426,7 @@ impl SummaryBuilder {
             .map(|(m, parts)| (m, parts.into_iter().map(|(k, t)| (k, t.sorted())).collect()))
             .collect();
         st.prune_tops();
+        st.groups = self.groups.groups();
         Summary::render(st, exact, generated_at)
     }
 }

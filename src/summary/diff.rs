@@ -76,6 +76,7 @@ pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
                 top_k,
                 top,
                 by_metric,
+                groups,
             } = a;
             part("state.rows", rows, &b.rows, &mut out);
             part(
@@ -97,6 +98,11 @@ pub fn differences(stored: &Summary, fresh: &Summary) -> Vec<String> {
             part("state.top_k", top_k, &b.top_k, &mut out);
             part("state.top", top, &b.top, &mut out);
             part("state.by_metric", by_metric, &b.by_metric, &mut out);
+            if groups != &b.groups {
+                out.push(
+                    "state.groups: the stored group aggregates differ from the rows'".to_string(),
+                );
+            }
         }
         (a, b) => part("state", a, b, &mut out),
     }

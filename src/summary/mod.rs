@@ -19,6 +19,7 @@
 //! as pandas' `value_counts` drops them.
 
 pub(crate) mod codec;
+pub mod groups;
 pub(crate) mod json;
 pub(crate) mod legacy;
 pub mod runs_index;
@@ -46,8 +47,9 @@ pub use state::{Best, MetricState, ModelState, RunState, ScoreState, SmallMap, S
 
 /// The version n4a writes: 1.0's keys unchanged, plus `ranking`,
 /// `metrics`, `top_by_metric` and per-score counts in the JSON, and the
-/// mergeable state in its own footer key (see `codec`).
-pub const N4A_VERSION: &str = "1.4";
+/// mergeable state in its own footer key (see `codec`); 1.5 adds the
+/// per-key aggregates of group-bys ([`groups`]) in the body.
+pub const N4A_VERSION: &str = "1.5";
 /// nirs4all's summary lists ten top predictions.
 pub const DEFAULT_TOP_K: usize = 10;
 /// Quartiles stay exact (every value kept in memory) up to this many rows.

@@ -316,11 +316,19 @@ impl Summary {
             .and_then(|at| super::runs_index::RunsIndex::of(text.as_bytes(), at as usize))
             .map(|ix| ix.to_bytes(check.hash))
             .unwrap_or_default();
+        let groups = self
+            .state
+            .as_ref()
+            .and_then(|st| st.groups.as_ref())
+            .map(super::groups::Groups::encode)
+            .unwrap_or_default();
         FooterParts {
-            runs: self
-                .state
-                .as_ref()
-                .map(|st| super::codec::encode_runs(st, &index)),
+            body: self.state.as_ref().map(|st| {
+                let mut body = groups.clone();
+                body.extend_from_slice(&super::codec::encode_runs(st, &index));
+                body
+            }),
+            groups_len: groups.len(),
             state: self.state.as_ref(),
             text,
             check,
@@ -328,16 +336,19 @@ impl Summary {
     }
 }
 
-/// A summary as a footer holds it (format 1.3): the JSON text, the state's
-/// runs (written into the file's body just before the footer) and the
-/// state's head, which names where the runs were written and so is made
-/// last ([`FooterParts::entries`]).
+/// A summary as a footer holds it (format 1.5): the JSON text, the
+/// state's group aggregates and runs (written into the file's body just
+/// before the footer, in that order) and the state's head, which names
+/// where they were written and so is made last ([`FooterParts::entries`]).
 #[derive(Debug)]
 pub struct FooterParts<'a> {
     /// The `n4a_summary` text.
     pub text: String,
-    /// The runs to write just before the footer; `None` without a state.
-    pub runs: Option<Vec<u8>>,
+    /// The group aggregates (when the state has them) then the runs, to
+    /// write just before the footer; `None` without a state.
+    pub body: Option<Vec<u8>>,
+    /// Bytes of `body` that are group aggregates (0: none).
+    groups_len: usize,
     state: Option<&'a super::SummaryState>,
     check: super::codec::TextCheck,
 }
@@ -345,16 +356,18 @@ pub struct FooterParts<'a> {
 impl FooterParts<'_> {
     /// n4a's key/values, in their order: the JSON text under
     /// `n4a_summary`, then `n4a_state` (the state's head, with the text's
-    /// check and where the runs were written: at `runs_at`) last, where a
-    /// reader finds it in the file's final bytes. Without a state, only
-    /// the text.
-    pub fn entries(&self, runs_at: u64) -> Vec<(String, String)> {
+    /// check and where the body bytes were written: at `body_at`) last,
+    /// where a reader finds it in the file's final bytes. Without a state,
+    /// only the text.
+    pub fn entries(&self, body_at: u64) -> Vec<(String, String)> {
         let mut out = vec![(crate::schema::SUMMARY_KEY.to_string(), self.text.clone())];
-        if let (Some(st), Some(runs)) = (self.state, &self.runs) {
-            let place = super::codec::RunsRef::of(runs, runs_at);
+        if let (Some(st), Some(body)) = (self.state, &self.body) {
+            let (groups, runs) = body.split_at(self.groups_len);
+            let groups = (!groups.is_empty()).then(|| super::codec::RunsRef::of(groups, body_at));
+            let place = super::codec::RunsRef::of(runs, body_at + self.groups_len as u64);
             out.push((
                 crate::schema::STATE_KEY.to_string(),
-                super::codec::encode_head(st, &self.check, place),
+                super::codec::encode_head(st, &self.check, place, groups),
             ));
         }
         out

@@ -242,6 +242,12 @@ pub struct SummaryState {
     /// older state only when it has one metric (its pooled statistics are
     /// that metric's, [`Self::fill_by_metric`]).
     pub by_metric: bool,
+    /// (1.5) Per (metric, partition) aggregates in total, by model and by
+    /// fold ([`super::groups`]): built with the rows, stored in the file's
+    /// body, read by group-bys only (a head leaves them `None`; so does a
+    /// state of before 1.5, or one whose keys overflowed).
+    #[serde(skip)]
+    pub groups: Option<super::groups::Groups>,
 }
 
 impl SummaryState {

@@ -179,7 +179,7 @@ impl ParquetSink {
             &self.path,
             body_end,
             &meta,
-            summary.and_then(|s| s.runs.as_deref()),
+            summary.and_then(|s| s.body.as_deref()),
             |runs_at| {
                 let entries = summary.map(|s| s.entries(runs_at)).unwrap_or_default();
                 keys::compose(old, extra, schema, &entries)

@@ -773,7 +773,8 @@ fn issue_11_column_cache_answers_from_memory_and_sees_a_changed_file() {
     let g = &groups_before.groups;
     assert_eq!((g[0].best, g[1].best), (g[0].min, g[1].max));
     assert!(g[0].min < g[0].max && g[1].min < g[1].max);
-    assert_eq!(groups_before.served_by, ServedBy::Scan);
+    // By metric, no row filter: every file's stored aggregates (1.5).
+    assert_eq!(groups_before.served_by, ServedBy::Footers);
     // Append rows with better scores to d0: the cached columns, sorted
     // rows, records and groups are all stale.
     let mut w = PredictionWriter::append(dir.path(), "d0", WriterOptions::default()).unwrap();
@@ -968,4 +969,134 @@ fn issue_33_a_deep_page_from_the_workspace_order_equals_the_oracle_and_follows_a
     }
     w.finish().unwrap();
     check("after d1 grew");
+}
+
+/// One group as the oracle computes it: key, count, mean, min, max, best.
+type OracleGroup = (
+    Option<String>,
+    u64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// The oracle of one group-by: rows matching `f`, grouped by `key` (the
+/// file's dataset for `Dataset`), each group's count, and mean, min, max
+/// and best by `dir` over its finite `score_name` values; groups in key
+/// order, null last.
+fn oracle_groups(
+    all: &[Row],
+    f: &Filters,
+    key: GroupKey,
+    score_name: &str,
+    dir: Direction,
+) -> Vec<OracleGroup> {
+    let mut by: std::collections::BTreeMap<(bool, Option<String>), Vec<Option<f64>>> =
+        std::collections::BTreeMap::new();
+    for r in all.iter().filter(|r| matches(f, r)) {
+        let k = match key {
+            GroupKey::Dataset => Some(r.0.clone()),
+            GroupKey::Model => r.2.model_name.clone(),
+            GroupKey::Fold => r.2.fold_id.clone(),
+            GroupKey::Partition => r.2.partition.clone(),
+            GroupKey::Metric => r.2.metric.clone(),
+            GroupKey::Config => r.2.config_name.clone(),
+        };
+        by.entry((k.is_none(), k))
+            .or_default()
+            .push(score(&r.2, score_name));
+    }
+    by.into_iter()
+        .map(|((_, k), v)| {
+            let fin: Vec<f64> = v
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect();
+            let mean = (!fin.is_empty()).then(|| fin.iter().sum::<f64>() / fin.len() as f64);
+            let min = fin.iter().copied().reduce(f64::min);
+            let max = fin.iter().copied().reduce(f64::max);
+            let best = match dir {
+                Direction::Minimize => min,
+                Direction::Maximize => max,
+                Direction::TowardZero => {
+                    fin.iter()
+                        .copied()
+                        .reduce(|a, b| if b.abs() < a.abs() { b } else { a })
+                }
+            };
+            (k, v.len() as u64, mean, min, max, best)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Issue 33: group-bys by model, fold, dataset, partition and metric
+    /// within one metric and partition are answered from the files'
+    /// stored aggregates (format 1.5) as the oracle computes them from
+    /// the rows; and still after a file is appended to (its aggregates
+    /// continue) and when a file of before 1.5 (no aggregates: scanned)
+    /// is among them.
+    #[test]
+    fn issue_33_group_bys_from_stored_aggregates_equal_the_oracle(
+        files in prop::collection::vec(prop::collection::vec(row_strategy(), 0..25), 1..4),
+        more in prop::collection::vec(row_strategy(), 1..15),
+        nulls in any::<bool>(),
+        with_1_4 in any::<bool>(),
+        metric in prop::sample::select(vec!["mse", "r2"]),
+        partition in prop::sample::select(vec!["val", "test"]),
+        score_name in prop::sample::select(vec!["val_score", "test_score"]),
+    ) {
+        // Some rows without a model or fold: their own (null) group.
+        let files: Vec<Vec<Prediction>> = files.into_iter().map(|rows| rows.into_iter().enumerate().map(|(i, mut r)| {
+            if nulls && i % 5 == 0 { r.model_name = None; }
+            if nulls && i % 7 == 0 { r.fold_id = None; }
+            r
+        }).collect()).collect();
+        let dir = workspace(&files, false);
+        if with_1_4 {
+            std::fs::copy(fixture("n4a_1_4.meta.parquet"), dir.path().join("two_metrics.meta.parquet")).unwrap();
+        }
+        let direction = if metric == "mse" { Direction::Minimize } else { Direction::Maximize };
+        let f = Filters::default().with("metric", [metric]).unwrap().with("partition", [partition]).unwrap();
+        for round in 0..2 {
+            if round == 1 {
+                // d0 grows: its stored aggregates continue from its footer.
+                let mut w = PredictionWriter::append(dir.path(), "d0", WriterOptions::default()).unwrap();
+                for (j, r) in more.iter().enumerate() {
+                    let mut r = r.clone();
+                    r.dataset_name = Some("d0".into());
+                    r.id = Some(format!("eeee{j:012x}"));
+                    r.metric = Some("mse".into());
+                    w.write(&r).unwrap();
+                }
+                w.finish().unwrap();
+            }
+            let all = load(dir.path());
+            let ws = Workspace::open(dir.path()).unwrap();
+            let engine = QueryEngine::new(&ws);
+            for key in [GroupKey::Model, GroupKey::Fold, GroupKey::Dataset, GroupKey::Partition, GroupKey::Metric] {
+                let q = GroupQuery { filters: f.clone(), key, score: score_name.into(), count_and_mean_only: false, direction: None };
+                let g = engine.group(&q).unwrap();
+                let want = oracle_groups(&all, &f, key, score_name, direction);
+                prop_assert_eq!(g.groups.len(), want.len(), "{:?} round {}", key, round);
+                for (grp, w) in g.groups.iter().zip(&want) {
+                    prop_assert_eq!(&grp.key, &w.0, "{:?}", key);
+                    prop_assert_eq!(grp.count, w.1, "{:?} {:?}", key, grp.key);
+                    prop_assert!(crate::util::close_opt(grp.mean, w.2), "{:?} {:?}: {:?} {:?}", key, grp.key, grp.mean, w.2);
+                    prop_assert_eq!((grp.min, grp.max, grp.best), (w.3, w.4, w.5), "{:?} {:?}", key, grp.key);
+                }
+                // Every file written by this build answers from its
+                // aggregates; a 1.4 file holding the metric is read.
+                let old_has_rows = with_1_4 && all.iter().any(|r| r.0 == "two_metrics" && matches(&f, r));
+                if !g.groups.is_empty() && !old_has_rows {
+                    prop_assert_eq!(g.served_by, ServedBy::Footers, "{:?}", key);
+                }
+            }
+        }
+    }
 }

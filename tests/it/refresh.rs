@@ -134,19 +134,21 @@ fn backfilled_summary_is_what_nirs4all_computes_and_every_column_is_kept() {
     for (f, (b, prefix, old)) in files.iter().zip(before) {
         let p = ws.path().join(f);
         assert_eq!(batches(&p), b, "{f}: every column, every value");
-        // The body copied byte for byte, then the new state's runs (1.3).
+        // The body copied byte for byte, then the new state's group
+        // aggregates (1.5) and runs (1.3).
         let now = data_prefix(&p);
         assert!(
             now.starts_with(&prefix),
             "{f}: row groups copied byte for byte"
         );
-        assert_eq!(&now[prefix.len()..prefix.len() + 4], b"N4R3", "{f}");
+        assert_eq!(&now[prefix.len()..prefix.len() + 4], b"N4G1", "{f}");
+        assert!(now[prefix.len()..].windows(4).any(|w| w == b"N4R3"), "{f}");
         let new = n4a::footer::Footer::read(&p).unwrap();
         assert_eq!(new.num_rows(), old.num_rows());
         // A footer read before the rewrite keeps what it read.
         assert!(old.summary().unwrap().is_none());
         let s = new.summary().unwrap().expect("a summary now");
-        assert_eq!(s.n4a_version, "1.4");
+        assert_eq!(s.n4a_version, "1.5");
         assert!(s.state.is_some());
     }
     // no_summary holds grain_class's rows: the backfilled summary gives
@@ -301,13 +303,13 @@ fn verify_reports_a_wrong_summary_and_fix_repairs_it() {
     wrong.stats.val_score.as_mut().unwrap().mean =
         Some(good.stats.val_score.as_ref().unwrap().mean.unwrap() + 1.0);
     wrong.state.as_mut().unwrap().val_score.welford.mean += 1.0;
-    // Its runs are the good state's, already in the body just before the
-    // footer, where the head says.
+    // Its group aggregates and runs are the good state's, already in the
+    // body just before the footer, where the head says.
     let parts = wrong.footer_parts();
-    let runs = parts.runs.as_ref().unwrap();
+    let runs = parts.body.as_ref().unwrap();
     let runs_at = crate::util::footer_start(&meta) - runs.len() as u64;
-    // The same runs; only their text index's check names the new text
-    // (the same length): written in place.
+    // The same bytes; only the runs' text index's check names the new
+    // text (the same length): written in place.
     let mut body = std::fs::read(&meta).unwrap();
     body[runs_at as usize..runs_at as usize + runs.len()].copy_from_slice(runs);
     std::fs::write(&meta, body).unwrap();

@@ -329,6 +329,12 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
         );
     }
     check_errors(&serde_json::Value::Array(errors), "top");
+    // Group-bys: the n4a files' stored group aggregates (issue 33) answer
+    // by model, dataset, partition and fold without reading a row, so the
+    // damaged n4a file's rows count there; a group-by that must read rows
+    // reports what it could not read. The nirs4all file (no aggregates)
+    // is always read: its damage is in model_name, so only the group-by
+    // by model fails it.
     for key in ["model", "config", "dataset", "partition", "fold"] {
         let (code, out, err) = n4a(&[
             "stats",
@@ -339,7 +345,6 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             "--format",
             "json",
         ]);
-        assert_eq!(code, Some(1), "{key}: {err} {out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         // One grouping per metric and partition (issue 29).
         let splits = v["by_metric"].as_array().unwrap();
@@ -352,16 +357,51 @@ fn issue_12_a_damaged_data_page_is_one_named_error_and_the_good_files_are_answer
             .iter()
             .flat_map(|s| s["provenance"]["errors"].as_array().unwrap().clone())
             .collect();
-        // The nirs4all file's damage is in model_name: only the group-by
-        // by model reads it; for the others its 129 rows are good.
-        let readable = if key == "model" {
-            good_rows
-        } else {
-            good_rows + 129
+        let (readable, failing) = match key {
+            "model" => (good_rows + 300, Some("corn_moisture")),
+            "config" => (good_rows + 129, Some(names[1].as_str())),
+            _ => (good_rows + 300 + 129, None),
         };
         assert_eq!(count, readable as u64, "{key}");
-        check_errors(&serde_json::Value::Array(errors), key);
+        match failing {
+            Some(name) => {
+                assert_eq!(code, Some(1), "{key}: {err} {out}");
+                check_errors(&serde_json::Value::Array(errors.clone()), key);
+                assert!(
+                    errors
+                        .iter()
+                        .all(|e| e["path"].as_str().unwrap().contains(name)),
+                    "{key}: {errors:?}"
+                );
+            }
+            None => assert_eq!((code, errors.len()), (Some(0), 0), "{key}: {err} {out}"),
+        }
     }
+    // A row filter makes every file's rows be read: each damaged file is
+    // one named error, the good files answered.
+    let (code, out, err) = n4a(&[
+        "stats",
+        "--partition",
+        "all",
+        "--group-by",
+        "dataset",
+        "--where",
+        "val_score>-1e300",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(1), "{err} {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors: Vec<serde_json::Value> = v["by_metric"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["provenance"]["errors"].as_array().unwrap().clone())
+        .collect();
+    check_errors(&serde_json::Value::Array(errors.clone()), "stats --where");
+    assert!(errors
+        .iter()
+        .any(|e| e["path"].as_str().unwrap().contains(names[1].as_str())));
     // Refresh: the damaged files fail, each named once; the rest refresh.
     for args in [
         &["refresh", "--verify", "--format", "json"][..],

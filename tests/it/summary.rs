@@ -361,7 +361,7 @@ fn mixed_workspace_gives_one_coherent_answer() {
     assert_eq!(bare["has_summary"], false);
     assert_eq!(bare["total_predictions"], 15);
     let ours = entries.iter().find(|d| d["dataset"] == "ours").unwrap();
-    assert_eq!(ours["n4a_version"], "1.4");
+    assert_eq!(ours["n4a_version"], "1.5");
     assert_eq!(ours["ranking"]["direction"], "minimize");
     assert!(ours.get("state").is_none());
 }
@@ -450,7 +450,7 @@ fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     );
     assert_eq!(&seen["n4a_summary"], &kv[1].1, "the same text twice");
     let summary: serde_json::Value = serde_json::from_str(&seen["n4a_summary"]).unwrap();
-    assert_eq!(summary["n4a_version"], "1.4");
+    assert_eq!(summary["n4a_version"], "1.5");
     assert!(summary.get("state").is_none());
     assert_eq!(summary["total_predictions"], 50);
     // Read back whole: the state from its own key.
@@ -488,7 +488,7 @@ fn format_1_3_carries_the_summary_in_arrow_schema_and_as_a_key_value() {
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.merged_files, 1);
     assert_eq!(s.top_by_metric["mse"].predictions[0].val_score, Some(0.01));
-    python_sees_the_summary(&meta, "1.4");
+    python_sees_the_summary(&meta, "1.5");
 }
 
 /// With Python and pyarrow on the machine, the real pyarrow reads the
@@ -570,7 +570,7 @@ fn refresh_brings_1_0_and_1_1_to_1_3_no_larger_than_before_but_for_arrow_schema(
             footer_len(p)
         );
         let seen = pyarrow_metadata(p);
-        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.4\""));
+        assert!(seen["n4a_summary"].contains("\"n4a_version\":\"1.5\""));
     }
     let s = Workspace::open(ws.path()).unwrap().summary().unwrap();
     assert_eq!(s.merged_files, 8);
@@ -670,7 +670,7 @@ fn format_1_2_files_are_read_and_appended_to() {
     let mut w = PredictionWriter::append(ws.path(), "corn_000", WriterOptions::default()).unwrap();
     w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
     let new = w.finish().unwrap();
-    assert_eq!(new.n4a_version, "1.4");
+    assert_eq!(new.n4a_version, "1.5");
     let nst = new.state.as_ref().unwrap();
     assert_eq!(nst.rows, 121);
     for (name, r) in &st.runs {
@@ -777,6 +777,101 @@ fn issue_29_format_1_3_files_stay_readable() {
         PredictionWriter::append(ws.path(), "two_metrics", WriterOptions::default()).unwrap();
     w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
     let new = w.finish().unwrap();
-    assert_eq!(new.n4a_version, "1.4");
+    assert_eq!(new.n4a_version, "1.5");
     assert_eq!(new.state.as_ref().unwrap().rows, rows.len() as u64 + 1);
+}
+
+/// Issue 33: a file n4a 1.4 wrote (no group aggregates) stays readable:
+/// its group-bys are read from its rows and equal the ones from the
+/// aggregates refresh then stores (1.5); an append continues its state
+/// without aggregates (its old rows are not in them), and a refresh of
+/// that file brings them.
+#[test]
+fn issue_33_format_1_4_files_stay_readable_and_refresh_adds_group_aggregates() {
+    use n4a::query::{Filters, GroupKey, GroupQuery, QueryEngine, ServedBy};
+    let ws = tempfile::tempdir().unwrap();
+    let p = ws.path().join("two_metrics.meta.parquet");
+    std::fs::copy(fixture("n4a_1_4.meta.parquet"), &p).unwrap();
+    let old = n4a::footer::Footer::read(&p)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.n4a_version, "1.4");
+    let groups = |ws: &std::path::Path| {
+        let w = Workspace::open(ws).unwrap();
+        let e = QueryEngine::new(&w);
+        [GroupKey::Model, GroupKey::Fold, GroupKey::Partition]
+            .into_iter()
+            .map(|key| {
+                let q = GroupQuery {
+                    filters: Filters::default().with("metric", ["mse"]).unwrap(),
+                    key,
+                    score: "val_score".into(),
+                    count_and_mean_only: false,
+                    direction: None,
+                };
+                let g = e.group_by_metric(&q).unwrap();
+                let served: Vec<ServedBy> = g.groupings.iter().map(|(_, a)| a.served_by).collect();
+                let json: serde_json::Value = serde_json::from_slice(&g.to_json(&w)).unwrap();
+                (served, json)
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = groups(ws.path());
+    assert!(before
+        .iter()
+        .all(|(s, _)| s.iter().all(|s| *s == ServedBy::Scan)));
+    let r = n4a::refresh::refresh_workspace(
+        ws.path(),
+        &n4a::refresh::RefreshOptions::default(),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.refreshed, 1, "{r:#?}");
+    assert!(
+        r.files[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("version 1.4"),
+        "{r:#?}"
+    );
+    let after = groups(ws.path());
+    assert!(after
+        .iter()
+        .all(|(s, _)| s.iter().all(|s| *s == ServedBy::Footers)));
+    for ((_, a), (_, b)) in before.iter().zip(&after) {
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            let mut all: Vec<&mut serde_json::Value> = vec![];
+            let split = v["by_metric"].is_array();
+            if split {
+                all.extend(v["by_metric"].as_array_mut().unwrap().iter_mut());
+            } else {
+                all.push(&mut v);
+            }
+            for g in all {
+                assert!(g["groups"].as_array().is_some_and(|a| !a.is_empty()), "{g}");
+                g.as_object_mut().unwrap().remove("provenance");
+                g.as_object_mut().unwrap().remove("served_by");
+            }
+            v
+        };
+        let (a, b) = (strip(a), strip(b));
+        assert_eq!(crate::util::rounded(&a), crate::util::rounded(&b));
+    }
+    // An append to a fresh 1.4 copy: the state continues, without
+    // aggregates; its group-bys read the rows and see the new row.
+    std::fs::copy(fixture("n4a_1_4.meta.parquet"), &p).unwrap();
+    let mut w =
+        PredictionWriter::append(ws.path(), "two_metrics", WriterOptions::default()).unwrap();
+    w.write(&row("fresh", "PLS", "0", "val", 0.001)).unwrap();
+    let new = w.finish().unwrap();
+    assert_eq!(new.n4a_version, "1.5");
+    assert!(new.state.as_ref().unwrap().groups.is_none());
+    let appended = groups(ws.path());
+    assert!(appended
+        .iter()
+        .all(|(s, _)| s.iter().all(|s| *s == ServedBy::Scan)));
 }

@@ -487,3 +487,18 @@ pub fn assert_same_columns(r: &Prediction, e: &serde_json::Value) {
     assert_eq!(r.branch_id, int("branch_id"), "{id}");
     assert_eq!(r.branch_name, text("branch_name"), "{id}");
 }
+
+/// `v` with every float as text of 12 significant digits: answers that
+/// add the same scores in another order (a scan, stored aggregates)
+/// compare equal.
+pub fn rounded(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), rounded(x))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(rounded).collect()),
+        Value::Number(n) if n.is_f64() => {
+            Value::from(format!("{:.11e}", n.as_f64().unwrap_or_default()))
+        }
+        v => v.clone(),
+    }
+}

@@ -61,7 +61,7 @@ fn written_file_has_contract_columns_and_the_summary_in_the_schema_metadata() {
         .get("n4a_summary")
         .expect("summary in the schema metadata");
     let v: serde_json::Value = serde_json::from_str(embedded).unwrap();
-    assert_eq!(v["n4a_version"], "1.4");
+    assert_eq!(v["n4a_version"], "1.5");
     assert_eq!(v["total_predictions"], 1);
     let footer = n4a::footer::Footer::read(&meta).unwrap();
     assert_eq!(footer.summary_text().unwrap(), Some(embedded.as_str()));

@@ -51,6 +51,7 @@ impl Footer {
                         runs: None,
                         head,
                         full: OnceLock::new(),
+                        groups: OnceLock::new(),
                     }
                 });
                 content.map(|c| FileSummary {

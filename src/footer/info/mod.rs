@@ -390,6 +390,8 @@ pub struct StateSource {
     runs: Option<RunsSource>,
     head: OnceLock<std::result::Result<SummaryState, String>>,
     full: OnceLock<std::result::Result<Arc<SummaryState>, String>>,
+    /// (1.5) The group aggregates, read from the body on first use.
+    groups: OnceLock<std::result::Result<Option<Arc<crate::summary::groups::Groups>>, String>>,
 }
 
 /// Where a state's runs are: read when the whole state is asked for

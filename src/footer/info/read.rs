@@ -515,6 +515,7 @@ fn file_summary(
                         runs,
                         head: OnceLock::new(),
                         full: OnceLock::new(),
+                        groups: OnceLock::new(),
                     }),
                 });
             }
@@ -558,6 +559,7 @@ fn file_summary(
                     runs: None,
                     head,
                     full: OnceLock::new(),
+                    groups: OnceLock::new(),
                 }),
             })
         }

@@ -15,7 +15,59 @@ use crate::schema::{RUNS_KEY, STATE_KEY};
 use crate::summary::codec;
 use crate::summary::{Summary, SummaryState};
 
+/// `len` bytes at `offset` of the file at `path`, while it is the version
+/// `key` names.
+fn read_at(
+    path: &Path,
+    key: &FileKey,
+    offset: u64,
+    len: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let now = file.metadata().map_err(|e| e.to_string())?;
+    if FileKey::from_metadata(&now) != *key {
+        return Err("the file changed since its footer was read".to_string());
+    }
+    let mut v = vec![0u8; len];
+    file.read_exact_at(&mut v, offset)
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
 impl FileSummary {
+    /// The file's group aggregates (1.5, [`crate::summary::groups`]):
+    /// one `pread` of the bytes the head names in the body (a few KB),
+    /// checked against their hash, decoded once and kept with the footer.
+    /// `None` for a file written before 1.5 or without them.
+    ///
+    /// # Errors
+    /// The reason, when the bytes are not the ones the head names, do not
+    /// decode, or the file changed since its footer was read.
+    pub(crate) fn groups(
+        &self,
+        path: &Path,
+        key: &FileKey,
+    ) -> std::result::Result<Option<Arc<crate::summary::groups::Groups>>, String> {
+        let Content::State(s) = &self.content else {
+            return Ok(None);
+        };
+        s.groups
+            .get_or_init(|| {
+                let Some(p) = &s.packed else {
+                    return Ok(None);
+                };
+                let Some(r) = p.groups_place().map_err(|e| e.0)? else {
+                    return Ok(None);
+                };
+                let len = usize::try_from(r.len).map_err(|e| e.to_string())?;
+                let bytes = read_at(path, key, r.at, len)?;
+                codec::decode_groups(&bytes, &r)
+                    .map(|g| Some(Arc::new(g)))
+                    .map_err(|e| e.0)
+            })
+            .clone()
+    }
+
     /// The index of the text's runs array as n4a stored it after the
     /// state's runs in the body (`N4R3`: one `pread` of 16 bytes a run),
     /// checked to be the one made for this text; `None` for a text held in
@@ -170,17 +222,8 @@ impl FileSummary {
             if s.packed.is_none() {
                 return Ok(Arc::new(st));
             }
-            let read = |offset: u64, len: usize| -> std::result::Result<Vec<u8>, String> {
-                let file = File::open(path).map_err(|e| e.to_string())?;
-                let now = file.metadata().map_err(|e| e.to_string())?;
-                if FileKey::from_metadata(&now) != *key {
-                    return Err("the file changed since its footer was read".to_string());
-                }
-                let mut v = vec![0u8; len];
-                file.read_exact_at(&mut v, offset)
-                    .map_err(|e| e.to_string())?;
-                Ok(v)
-            };
+            let read = |offset: u64, len: usize| read_at(path, key, offset, len);
+            st.groups = self.groups(path, key)?.map(|g| g.as_ref().clone());
             let counts = (s.n_runs, s.n_pipelines);
             match &s.runs {
                 Some(RunsSource::Held(v)) => codec::fill_runs(v, &mut st, counts),

@@ -296,27 +296,45 @@ pub(super) fn to_groups(
 
 /// Count, mean, min, max and best per group; groups in key order, null
 /// last. Files are folded in dataset order, so `best` among equals is the
-/// first row's.
+/// first row's. Files whose stored aggregates answer the query give their
+/// groups without a row read ([`super::stored`]); the value's second part
+/// counts them.
 pub(crate) fn group(
     ws: &Workspace,
     cands: &[Candidate],
     q: &GroupQuery,
     dir: Option<Direction>,
-) -> Scanned<Vec<Group>> {
+) -> Scanned<(Vec<Group>, usize)> {
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_by(|a, b| cands[*a].dataset.cmp(&cands[*b].dataset));
-    let parts = ws.par_map(&order, |&fi| file_groups(&cands[fi], q, dir));
+    let parts = ws.par_map(&order, |&fi| {
+        let c = &cands[fi];
+        match super::stored::stored_groups(c, q, false, false) {
+            Some(splits) => Ok((
+                Arc::new(splits.into_iter().flat_map(|(_, g)| g).collect()),
+                true,
+            )),
+            None => file_groups(c, q, dir).map(|g| (g, false)),
+        }
+    });
     // Each file's groups come sorted: concatenated in dataset order, a
     // stable sort merges the runs (O(groups x log files)) and keeps equal
     // keys in file order, then equal neighbours fold.
     let mut runs: Vec<(Option<String>, Acc)> = Vec::new();
     let mut errors = Vec::new();
+    let mut stored = 0;
     for (p, fi) in parts.into_iter().zip(&order) {
         match p {
-            Ok(p) => runs.extend(p.iter().cloned()),
+            Ok((p, from_footer)) => {
+                stored += usize::from(from_footer);
+                runs.extend(p.iter().cloned());
+            }
             Err(e) => errors.push(file_error(&cands[*fi], &e)),
         }
     }
     let value = to_groups(merge_runs(ws, runs), q.count_and_mean_only, dir);
-    Scanned { value, errors }
+    Scanned {
+        value: (value, stored),
+        errors,
+    }
 }

@@ -28,6 +28,7 @@ mod keys;
 mod page;
 mod sorted;
 mod split;
+mod stored;
 mod top;
 mod window;
 

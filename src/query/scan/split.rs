@@ -23,6 +23,10 @@ pub(crate) type SplitKey = (Option<String>, Option<String>);
 /// candidate's cache.
 type SplitGroups = Vec<(SplitKey, Groups)>;
 
+/// Every split's groups, and how many files their stored aggregates
+/// answered.
+type SplitAnswer = (Vec<(SplitKey, Vec<Group>)>, usize);
+
 /// [`file_groups`] within each (metric, partition) of the file's rows
 /// (`by_metric`, `by_partition` say which to split on): one pass reading
 /// the two columns more, the rows bucketed by their dictionary codes, then
@@ -279,18 +283,24 @@ pub(crate) fn group_split(
     by_metric: bool,
     by_partition: bool,
     dir: impl Fn(Option<&str>) -> Option<Direction>,
-) -> Scanned<Vec<(SplitKey, Vec<Group>)>> {
+) -> Scanned<SplitAnswer> {
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_by(|a, b| cands[*a].dataset.cmp(&cands[*b].dataset));
     let parts = ws.par_map(&order, |&fi| {
-        file_split_groups(&cands[fi], q, by_metric, by_partition)
+        let c = &cands[fi];
+        match super::stored::stored_groups(c, q, by_metric, by_partition) {
+            Some(splits) => Ok((Arc::new(splits), true)),
+            None => file_split_groups(c, q, by_metric, by_partition).map(|g| (g, false)),
+        }
     });
     let mut splits: std::collections::BTreeMap<SplitKey, Vec<(Option<String>, Acc)>> =
         std::collections::BTreeMap::new();
     let mut errors = Vec::new();
+    let mut stored = 0;
     for (p, fi) in parts.into_iter().zip(&order) {
         match p {
-            Ok(p) => {
+            Ok((p, from_footer)) => {
+                stored += usize::from(from_footer);
                 for (k, g) in p.iter() {
                     splits
                         .entry(k.clone())
@@ -314,5 +324,8 @@ pub(crate) fn group_split(
         let key = |k: &SplitKey| (k.0.is_none(), k.0.clone(), k.1.is_none(), k.1.clone());
         key(&a.0).cmp(&key(&b.0))
     });
-    Scanned { value, errors }
+    Scanned {
+        value: (value, stored),
+        errors,
+    }
 }

@@ -327,7 +327,12 @@ impl InPlace {
         };
         let path = self.path_of(dataset);
         let b = src.columns(&SUMMARY_READS, None)?;
-        let mut builder = SummaryBuilder::new(opts.clone());
+        // Shown, never stored: no group aggregates (group-bys in place
+        // read the rows).
+        let mut builder = SummaryBuilder::new(crate::summary::SummaryOptions {
+            groups: false,
+            ..opts.clone()
+        });
         crate::rows::summarize_batch(&b, &mut builder, &path.display().to_string()).map_err(
             |e| match e {
                 e @ Error::Schema { .. } => e,

@@ -47,7 +47,8 @@ use read::{get_head, get_runs_place, get_tail, get_tail_v1, Cur};
 pub use read::{HeadView, ScoreView};
 use write::{put_head, put_tail};
 
-const MAGIC: &[u8; 4] = b"N4S3";
+const MAGIC: &[u8; 4] = b"N4S4";
+const MAGIC_V3: &[u8; 4] = b"N4S3";
 const MAGIC_V2: &[u8; 4] = b"N4S2";
 const MAGIC_V1: &[u8; 4] = b"N4S1";
 const RUNS_MAGIC: &[u8; 4] = b"N4R3";
@@ -155,6 +156,8 @@ pub struct StateHead {
     pub text: TextCheck,
     /// Where the runs are.
     pub runs: RunsPlace,
+    /// (1.5) Where the group aggregates are, if stored.
+    pub groups: Option<RunsRef>,
 }
 
 /// Why a state could not be decoded.
@@ -191,12 +194,27 @@ pub fn encode_runs(state: &SummaryState, index: &[u8]) -> Vec<u8> {
     runs
 }
 
-/// The `n4a_state` value (base64 of `"N4S3"` and the head) of `state`,
-/// with the check of its summary text and where its runs were written.
-/// Cost: O(head).
-pub fn encode_head(state: &SummaryState, text: &TextCheck, runs: RunsRef) -> String {
+/// The `n4a_state` value (base64 of `"N4S4"` and the head) of `state`,
+/// with the check of its summary text and where its runs and group
+/// aggregates were written. Cost: O(head).
+pub fn encode_head(
+    state: &SummaryState,
+    text: &TextCheck,
+    runs: RunsRef,
+    groups: Option<RunsRef>,
+) -> String {
     let mut head = Vec::with_capacity(4096);
     head.extend_from_slice(MAGIC);
+    put_head(&mut head, state, text, &RunsPlace::Body(runs), Layout::V4);
+    write::put_groups_place(&mut head, groups.as_ref());
+    base64_simd::STANDARD.encode_to_string(head)
+}
+
+/// What n4a 1.4 wrote as `n4a_state` (`"N4S3"`, no group aggregates):
+/// for tests that need a 1.4 footer.
+#[cfg(test)]
+pub(crate) fn encode_head_v3(state: &SummaryState, text: &TextCheck, runs: RunsRef) -> String {
+    let mut head = MAGIC_V3.to_vec();
     put_head(&mut head, state, text, &RunsPlace::Body(runs), Layout::V3);
     base64_simd::STANDARD.encode_to_string(head)
 }
@@ -229,7 +247,8 @@ pub(crate) fn encode_v1(state: &SummaryState, text: &TextCheck) -> (String, Stri
 /// The decoded head bytes of an `n4a_state` value.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    /// The magic (`N4S3` for 1.4, `N4S2` for 1.3, `N4S1` for 1.2), then
+    /// The magic (`N4S4` for 1.5, `N4S3` for 1.4, `N4S2` for 1.3, `N4S1`
+    /// for 1.2), then
     /// the head.
     bytes: Vec<u8>,
 }
@@ -245,9 +264,16 @@ pub(crate) enum Layout {
     /// a file holds several), whether they are known, and top entries'
     /// train scores.
     V3,
+    /// 1.5 (`N4S4`): and where the group aggregates are ([`crate::summary::groups`]).
+    V4,
 }
 
 impl Layout {
+    /// Each metric carries its own statistics (1.4 on).
+    pub(crate) fn per_metric(self) -> bool {
+        matches!(self, Layout::V3 | Layout::V4)
+    }
+
     /// The runs are in the file's body (1.3 on).
     pub(crate) fn runs_in_body(self) -> bool {
         self != Layout::V1
@@ -257,7 +283,8 @@ impl Layout {
 impl Encoded {
     fn layout(&self) -> Layout {
         match &self.bytes[..4] {
-            m if m == MAGIC => Layout::V3,
+            m if m == MAGIC => Layout::V4,
+            m if m == MAGIC_V3 => Layout::V3,
             m if m == MAGIC_V2 => Layout::V2,
             _ => Layout::V1,
         }
@@ -278,8 +305,10 @@ pub fn split(value: &[u8]) -> R<Encoded> {
         .decode_to_vec(value)
         .map_err(|e| CodecError(format!("not base64: {e}")))?;
     match bytes.get(..4) {
-        Some(m) if m == MAGIC || m == MAGIC_V2 || m == MAGIC_V1 => Ok(Encoded { bytes }),
-        _ => bad("no N4S3, N4S2 or N4S1 magic"),
+        Some(m) if m == MAGIC || m == MAGIC_V3 || m == MAGIC_V2 || m == MAGIC_V1 => {
+            Ok(Encoded { bytes })
+        }
+        _ => bad("no N4S4, N4S3, N4S2 or N4S1 magic"),
     }
 }
 
@@ -311,6 +340,20 @@ pub fn fill_runs_body(
         return bad("the runs in the file are not the ones the state names");
     }
     fill_runs_bytes(blob, state, counts)
+}
+
+/// Decodes 1.5 group aggregates read from the file's body, checked
+/// against the head's length and hash. O(bytes).
+///
+/// # Errors
+/// [`CodecError`] when the bytes are not the ones the head names or do
+/// not decode.
+pub fn decode_groups(blob: &[u8], expect: &RunsRef) -> R<crate::summary::groups::Groups> {
+    if blob.len() as u64 != expect.len || xxhash_rust::xxh3::xxh3_64(blob) != expect.hash {
+        return bad("the group aggregates in the file are not the ones the state names");
+    }
+    crate::summary::groups::Groups::decode(blob)
+        .map_err(|e| CodecError(format!("group aggregates: {e}")))
 }
 
 fn fill_runs_bytes(bytes: &[u8], state: &mut SummaryState, counts: (u64, u64)) -> R<()> {
@@ -390,6 +433,17 @@ impl Encoded {
             n_pipelines: c.u()?,
             runs: get_runs_place(&mut c, self.layout().runs_in_body())?,
         })
+    }
+
+    /// Where the group aggregates are (1.5), if stored. O(head).
+    ///
+    /// # Errors
+    /// [`CodecError`] on malformed bytes.
+    pub fn groups_place(&self) -> R<Option<RunsRef>> {
+        if self.layout() != Layout::V4 {
+            return Ok(None);
+        }
+        self.view().map(|v| v.groups)
     }
 
     /// The head, borrowed: no string copied. O(head).

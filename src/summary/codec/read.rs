@@ -250,6 +250,8 @@ impl EntryView<'_> {
 pub struct HeadView<'a> {
     pub text: TextCheck,
     pub runs: RunsPlace,
+    /// (1.5) Where the group aggregates are in the body.
+    pub groups: Option<RunsRef>,
     pub rows: u64,
     pub n_runs: u64,
     pub n_pipelines: u64,
@@ -307,6 +309,7 @@ impl HeadView<'_> {
             top_k: self.top_k,
             top,
             by_metric: self.by_metric,
+            groups: None,
         };
         // One metric (a 1.4 head leaves its statistics out, an older head
         // has none): its pooled statistics are that metric's.
@@ -317,6 +320,7 @@ impl HeadView<'_> {
             n_pipelines: self.n_pipelines,
             text: self.text,
             runs: self.runs,
+            groups: self.groups,
         }
     }
 }
@@ -402,7 +406,7 @@ pub(super) fn get_runs_place(c: &mut Cur<'_>, v2: bool) -> R<RunsPlace> {
 }
 
 pub(super) fn get_head<'a>(c: &mut Cur<'a>, layout: super::Layout) -> R<HeadView<'a>> {
-    let v3 = layout == super::Layout::V3;
+    let v3 = layout.per_metric();
     let len = c.u()?;
     let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
     let runs_at = c.u()?.checked_sub(1);
@@ -459,9 +463,19 @@ pub(super) fn get_head<'a>(c: &mut Cur<'a>, layout: super::Layout) -> R<HeadView
             top.push((metric, part, entries));
         }
     }
+    // 1.5: where the group aggregates are, last.
+    let groups = if layout == super::Layout::V4 && c.byte()? != 0 {
+        let len = c.u()?;
+        let at = c.u()?;
+        let hash = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
+        Some(RunsRef { at, len, hash })
+    } else {
+        None
+    };
     Ok(HeadView {
         text: TextCheck { len, hash, runs_at },
         runs,
+        groups,
         rows,
         n_runs,
         n_pipelines,

@@ -39,11 +39,27 @@ fn round_trip_is_exact() {
     let check = TextCheck::of(r#"{"a":1,"runs":[]}"#);
     let runs = encode_runs(&st, &[]);
     let place = RunsRef::of(&runs, 1234);
-    let state = encode_head(&st, &check, place);
+    let groups = st.groups.as_ref().unwrap().encode();
+    let groups_place = RunsRef::of(&groups, 1000);
+    let state = encode_head(&st, &check, place, Some(groups_place));
     let enc = split(state.as_bytes()).unwrap();
-    let (back, text) = enc.state(&runs).unwrap();
+    let (mut back, text) = enc.state(&runs).unwrap();
     assert_eq!(enc.prefix().unwrap().runs, RunsPlace::Body(place));
+    // 1.5: the group aggregates are where the head says, read apart.
+    assert_eq!(enc.groups_place().unwrap(), Some(groups_place));
+    assert!(back.groups.is_none());
+    back.groups = Some(decode_groups(&groups, &groups_place).unwrap());
     assert_eq!(back, st);
+    let mut other = groups.clone();
+    other[5] ^= 1;
+    assert!(decode_groups(&other, &groups_place).is_err());
+    // 1.4's head (N4S3) still decodes, without group aggregates.
+    let v3 = encode_head_v3(&st, &check, place);
+    let enc3 = split(v3.as_bytes()).unwrap();
+    assert_eq!(enc3.groups_place().unwrap(), None);
+    let (mut back3, _) = enc3.state(&runs).unwrap();
+    back3.groups = st.groups.clone();
+    assert_eq!(back3, st);
     assert_eq!(text, check);
     // Other bytes than the ones the head names are refused.
     let mut other = runs.clone();
@@ -62,6 +78,7 @@ fn round_trip_is_exact() {
     // stay unknown (an append then rebuilds the state from the rows).
     let mut old = st.clone();
     old.by_metric = false;
+    old.groups = None;
     for m in old.metrics.values_mut() {
         m.scores = Default::default();
         m.models.clear();
@@ -147,7 +164,7 @@ fn text_check_sees_changes() {
 fn garbage_is_an_error_not_a_panic() {
     let st = sample();
     let blob = encode_runs(&st, &[]);
-    let state = encode_head(&st, &TextCheck::default(), RunsRef::of(&blob, 0));
+    let state = encode_head(&st, &TextCheck::default(), RunsRef::of(&blob, 0), None);
     let b64 = &base64_simd::STANDARD;
     let bytes = b64.decode_to_vec(&state).unwrap();
     let (runs_v1, _) = encode_v1(&st, &TextCheck::default());

@@ -1,7 +1,7 @@
 //! Writing the state (1.2, 1.3): LEB128 varints, little-endian floats,
 //! length-prefixed strings, the head and the runs.
 
-use super::{RunsPlace, TextCheck};
+use super::{RunsPlace, RunsRef, TextCheck};
 use crate::metric::Direction;
 use crate::summary::topk::TopEntry;
 use crate::summary::{ScoreState, SummaryState};
@@ -142,6 +142,30 @@ pub(super) fn put_head(
     runs: &RunsPlace,
     layout: super::Layout,
 ) {
+    put_head_upto_groups(out, st, text, runs, layout);
+}
+
+/// 1.5's last field: where the group aggregates are (a tag, then their
+/// length, offset and XXH3-64).
+pub(super) fn put_groups_place(out: &mut Vec<u8>, groups: Option<&RunsRef>) {
+    match groups {
+        Some(r) => {
+            out.push(1);
+            put_u(out, r.len);
+            put_u(out, r.at);
+            out.extend_from_slice(&r.hash.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_head_upto_groups(
+    out: &mut Vec<u8>,
+    st: &SummaryState,
+    text: &TextCheck,
+    runs: &RunsPlace,
+    layout: super::Layout,
+) {
     put_u(out, text.len);
     out.extend_from_slice(&text.hash.to_le_bytes());
     put_u(out, text.runs_at.map_or(0, |a| a + 1));
@@ -166,7 +190,7 @@ pub(super) fn put_head(
     put_u(out, st.folds.len() as u64);
     st.folds.iter().for_each(|f| put_s(out, f));
     put_counts(out, &st.task_types);
-    let v3 = layout == super::Layout::V3;
+    let v3 = layout.per_metric();
     put_u(out, st.metrics.len() as u64);
     for (name, m) in &st.metrics {
         put_s(out, name);
