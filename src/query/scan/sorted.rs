@@ -293,7 +293,8 @@ const WHOLE_ORDER_FROM: usize = 20_000;
 
 /// Every matching row of the workspace in the order's order (ties by
 /// dataset, then row), as `(file slot << 32) | row` (the slot in
-/// `files`): built once by a full merge and kept in the cache under the
+/// `files`): built once (every row packed into one integer, sorted on the
+/// pool: O(rows log rows), 16 bytes a row while it lasts) and kept in the cache under the
 /// filter, the order and the version of every file, so a page at any
 /// offset reads its window off it in O(limit), where [`merge_front`]
 /// walked `offset + limit` rows (3 million heap pops for a page at offset
@@ -334,35 +335,50 @@ fn whole_order(
         return Some(m);
     }
     let total: usize = files.iter().map(|(_, _, s)| s.len()).sum();
-    if (n < WHOLE_ORDER_FROM && n.saturating_mul(4) < total) || files.len() >= 1 << 31 {
+    if (n < WHOLE_ORDER_FROM && n.saturating_mul(4) < total) || files.len() >= 1 << 24 {
         return None;
     }
     let desc = matches!(order, Order::Column { desc: true, .. });
     let rank = dataset_ranks(cands, files);
-    let key_at = |j: usize, pos: usize| -> Option<(u128, usize, u32, usize)> {
-        let row = *files[j].2.get(pos)?;
-        Some((
-            srcs[j].key(row as usize, desc).packed(desc),
-            rank[j],
-            row,
-            j,
-        ))
-    };
-    let mut heap = std::collections::BinaryHeap::with_capacity(files.len());
-    let mut pos = vec![0usize; files.len()];
-    for j in 0..files.len() {
-        if let Some(k) = key_at(j, 0) {
-            heap.push(std::cmp::Reverse(k));
-        }
+    let mut by_rank = vec![0usize; files.len()];
+    for (j, &r) in rank.iter().enumerate() {
+        by_rank[r] = j;
     }
-    let mut merged: Vec<u64> = Vec::with_capacity(total);
-    while let Some(std::cmp::Reverse((_, _, row, j))) = heap.pop() {
-        merged.push(((j as u64) << 32) | u64::from(row));
-        pos[j] += 1;
-        if let Some(next) = key_at(j, pos[j]) {
-            heap.push(std::cmp::Reverse(next));
-        }
+    // Every row as one integer that sorts in the merged order: the packed
+    // key (66 bits) in the top, the file's rank by dataset (24 bits), the
+    // row (38 bits); sorted on the pool (16 bytes a row while it lasts).
+    let slots: Vec<usize> = (0..files.len()).collect();
+    let parts = ws.par_map(&slots, |&j| {
+        files[j]
+            .2
+            .iter()
+            .map(|&row| {
+                (srcs[j].key(row as usize, desc).packed(desc) << 62)
+                    | ((rank[j] as u128) << 38)
+                    | u128::from(row)
+            })
+            .collect::<Vec<u128>>()
+    });
+    let mut all: Vec<u128> = Vec::with_capacity(total);
+    for p in parts {
+        all.extend(p);
     }
+    ws.install(|parallel| {
+        if parallel {
+            use rayon::slice::ParallelSliceMut;
+            all.par_sort_unstable();
+        } else {
+            all.sort_unstable();
+        }
+    });
+    let merged: Vec<u64> = all
+        .iter()
+        .map(|&x| {
+            let j = by_rank[((x >> 38) & ((1 << 24) - 1)) as usize];
+            ((j as u64) << 32) | (x as u64 & ((1 << 38) - 1))
+        })
+        .collect();
+    drop(all);
     let merged = Arc::new(merged);
     cache.put_derived(root, &key, &what, merged.clone(), merged.len() * 8);
     Some(merged)
