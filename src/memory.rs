@@ -28,6 +28,32 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
+    KEEPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Set by [`keep_freed_memory`]: this process keeps what it frees.
+static KEEPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Bytes a worker thread's malloc arena is grown by at once.
+const THREAD_HEAP: usize = 16 << 20;
+
+/// For a pool thread of a process that keeps freed memory
+/// ([`keep_freed_memory`]): grows the thread's malloc arena once by 16
+/// MiB (allocated and freed; untouched pages cost no resident memory, and
+/// the freed top is kept). glibc grows a thread's arena by exactly what
+/// an allocation lacks, one `mprotect` each: reading 2,000 footers made
+/// 4,000 of them (a quarter of a summary's system time on `many-n4a`).
+/// A no-op otherwise, and off glibc.
+pub fn grow_thread_heap() {
+    if !KEEPING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: a plain allocation, freed at once, never touched (kept
+    // from being optimised away by `black_box`).
+    unsafe {
+        libc::free(std::hint::black_box(libc::malloc(THREAD_HEAP)));
+    }
 }
 
 /// For a server: caps glibc's malloc arenas at two. By default glibc

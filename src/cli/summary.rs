@@ -43,6 +43,7 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = super::not_a_folder(&dir) {
         return Ok(code);
     }
+    n4a::memory::keep_freed_memory();
     let ws = super::store::open(&dir)?
         .with_recursive(recursive)
         .with_threads(threads)

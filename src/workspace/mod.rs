@@ -190,6 +190,7 @@ impl Workspace {
                         rayon::ThreadPoolBuilder::new()
                             .num_threads(self.threads)
                             .thread_name(|i| format!("n4a-footer-{i}"))
+                            .start_handler(|_| crate::memory::grow_thread_heap())
                             .build()
                             .ok()
                     })
