@@ -468,6 +468,13 @@ pub(super) fn file_count(c: &Candidate, f: &Filters) -> Result<u64> {
     if filter_columns(f).is_empty() {
         return Ok(c.info.num_rows);
     }
+    // One facet filter (the val rows): the state's count, no column read
+    // (a page's files beyond its cut are only counted).
+    if c.rows.is_none() {
+        if let Some(n) = crate::query::footers::footer_count(std::slice::from_ref(c), f) {
+            return Ok(n);
+        }
+    }
     Ok(selection(c, f, None)?.len() as u64)
 }
 
