@@ -81,7 +81,7 @@ pub fn read_info_for(path: &Path, file: File, key: FileKey, summaries: bool) -> 
 
 /// What one thread keeps between footer reads (besides the tail buffer).
 struct Scratch {
-    /// Buffer for reads at a footer's start.
+    /// Buffer for reads at a footer's start, or for a large summary text.
     head: Vec<u8>,
     /// The last footer's serialized schema (see [`thrift::parse_counts`]).
     schema: Vec<u8>,
@@ -154,7 +154,7 @@ fn read_with(
         Some(_) if !summaries && skimmed.state.is_none() => None,
         Some(at) => Some(file_summary(
             path,
-            file,
+            (file, summaries.then_some(&mut scratch.head)),
             at,
             (skimmed.state, skimmed.runs),
             num_rows,
@@ -427,7 +427,7 @@ const START_READ: usize = 8 << 10;
 /// in the file (offset, length).
 fn file_summary(
     path: &Path,
-    file: &File,
+    (file, scratch): (&File, Option<&mut Vec<u8>>),
     found: Located<'_>,
     (state, runs): (
         Option<std::result::Result<Encoded, codec::CodecError>>,
@@ -472,16 +472,27 @@ fn file_summary(
                 json::leading_version(&start[..n])
             }
         };
-        // A text in the footer's last bytes is checked now; a large one
-        // stays in the file and is checked when first read (relayed,
-        // typed: `FileSummary::read_text`), so a query that never shows
-        // it does not read it (on big-n4a, 250 KB a file: 25 MB read and
-        // hashed for a group-by whose own work is a millisecond). Its
-        // length is checked now: a text of another length is not the one
-        // n4a wrote beside this state.
-        let ours = check.len == at.1 as u64
+        // A text in the footer's last bytes is checked now. A large one
+        // stays in the file: read for a summary (`scratch` given), it is
+        // checked now (read into a reused buffer, hashed, dropped), so
+        // relaying it later needs only the file unchanged and can be a
+        // kernel-side copy; read for a query that never shows it, only
+        // its length is checked now and its hash when first read
+        // (`FileSummary::read_text`): on big-n4a a group-by read and
+        // hashed 25 MB of text for a millisecond of its own work.
+        let mut ours = check.len == at.1 as u64
             && version.is_some()
             && text.as_ref().is_none_or(|t| check.matches(t));
+        let mut verified = text.is_some();
+        if let (true, None, Some(scratch)) = (ours, &text, scratch) {
+            if scratch.len() < at.1 {
+                scratch.resize(at.1, 0);
+            }
+            file.read_exact_at(&mut scratch[..at.1], at.0)
+                .map_err(|e| Error::io(path, e))?;
+            ours = check.matches(&scratch[..at.1]);
+            verified = true;
+        }
         if ours {
             let version = version.expect("checked above");
             json::check_version(path, &version)?;
@@ -496,7 +507,7 @@ fn file_summary(
                     None => TextSource::InFile {
                         offset: at.0,
                         check,
-                        verified: false.into(),
+                        verified: verified.into(),
                     },
                 };
                 return Ok(FileSummary {
