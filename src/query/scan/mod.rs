@@ -23,6 +23,7 @@
 //! and sort then gives each file's best `offset + limit` by reading them
 //! off the front, and a repeated group-by merges kept groups.
 
+mod acc;
 mod group;
 mod keys;
 mod page;

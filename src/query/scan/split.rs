@@ -15,9 +15,7 @@ use arrow_array::{Array, RecordBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Which rows one grouping of a split group-by holds: (metric, partition),
-/// each `None` where not split on (or for the rows without one).
-pub(crate) type SplitKey = (Option<String>, Option<String>);
+pub(crate) use super::acc::SplitKey;
 
 /// One file's groups per split, splits in key order; kept in the
 /// candidate's cache.

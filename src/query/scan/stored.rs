@@ -6,8 +6,7 @@
 //! read. A file without them (written before 1.5, keys overflowed, rows
 //! read in place) is scanned as before.
 
-use super::group::{Acc, Groups};
-use super::split::SplitKey;
+use super::acc::{Acc, Groups, SplitKey};
 use crate::query::{Candidate, GroupKey, GroupQuery};
 use crate::summary::groups::{Agg, Cell};
 use std::collections::BTreeMap;
