@@ -193,8 +193,10 @@ def main():
         print(f"\nunseen pages (offsets 1,000 to 3,000,000) under load, {a.clients} client processes:")
         report(*load(port, fresh, a.clients, max(5, a.requests // 4)), f"{a.clients} clients")
         conn.request("GET", "/healthz")
-        rss = json.loads(conn.getresponse().read()).get("rss_bytes") or 0
-        print(f"\nserver RSS after the run: {rss / 1048576:.0f} MiB (--cache-mem {a.cache_mem})")
+        h = json.loads(conn.getresponse().read())
+        rss, held = h.get("rss_bytes") or 0, h.get("cache_bytes") or 0
+        print(f"\nserver RSS after the run: {rss / 1048576:.0f} MiB (--cache-mem {a.cache_mem}; "
+              f"the cache holds {held / 1048576:.0f} MiB as it counts)")
         sys.exit(1 if bad else 0)
     finally:
         srv.terminate()

@@ -28,6 +28,12 @@ pub struct ErrorBody {
 /// Liveness: the process's memory and heavy queries (`GET /healthz`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
+    /// The column cache's budget (`--cache-mem`); null without a cache.
+    pub cache_budget: Option<usize>,
+    /// Bytes the column cache holds now (decoded columns, page records,
+    /// derived orders and answers), as it counts them; null without a
+    /// cache.
+    pub cache_bytes: Option<usize>,
     /// Heavy queries stopped so far (client gone or past the time limit).
     pub heavy_cancelled: usize,
     /// Heavy queries running now.

@@ -262,7 +262,10 @@ async fn blocking<T: Send + 'static>(
 #[utoipa::path(get, path = "/healthz", tag = "n4a", summary = "Liveness and resident memory.",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
+    let cache = app.columns.as_ref().map(|c| c.stats());
     ok_json(&Health {
+        cache_budget: cache.map(|c| c.budget),
+        cache_bytes: cache.map(|c| c.bytes),
         heavy_cancelled: app.cancelled.load(Ordering::Relaxed),
         heavy_running: app.running.load(Ordering::Relaxed),
         rss_bytes: crate::memory::resident_bytes(),

@@ -93,6 +93,10 @@ fn every_endpoint_answers_as_the_query_engine_does() {
     let (s, v) = srv.get("/healthz");
     assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
     assert!(v["rss_bytes"].as_u64().unwrap() > 0);
+    // The column cache's held bytes within its budget (issue 33).
+    let budget = v["cache_budget"].as_u64().unwrap();
+    assert_eq!(budget, ServeOptions::default().cache_mem as u64);
+    assert!(v["cache_bytes"].as_u64().unwrap() <= budget, "{v}");
 
     let (s, v) = srv.get("/api/workspaces");
     assert_eq!(s, 200);
