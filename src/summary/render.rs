@@ -320,7 +320,7 @@ impl Summary {
             .state
             .as_ref()
             .and_then(|st| st.groups.as_ref())
-            .map(super::groups::Groups::encode)
+            .map(super::codec::encode_groups)
             .unwrap_or_default();
         FooterParts {
             body: self.state.as_ref().map(|st| {

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 /// The file's groups per split, from its stored aggregates, when they
 /// answer `q` exactly: splits by metric and by partition as asked (`None`
 /// where not split on), each split's groups in key order. `None` when the
-/// query or the file does not allow it (the caller scans). Cost: one
+/// query or the file does not allow it, or when its stored bytes are not
+/// the ones its head names or do not decode: the caller then reads the
+/// file's rows, which give the answer (or the file's own error). Cost: one
 /// `pread` of a few KB on the file's first use, then O(cells x keys).
 pub(super) fn stored_groups(
     c: &Candidate,

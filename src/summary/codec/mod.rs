@@ -40,6 +40,7 @@
 
 use super::SummaryState;
 
+mod groups;
 mod read;
 mod write;
 
@@ -342,6 +343,12 @@ pub fn fill_runs_body(
     fill_runs_bytes(blob, state, counts)
 }
 
+/// 1.5's group aggregates as stored in the file's body (`"N4G1"`, before
+/// the runs). Cost: O(keys), a few KB.
+pub fn encode_groups(g: &crate::summary::groups::Groups) -> Vec<u8> {
+    groups::encode(g)
+}
+
 /// Decodes 1.5 group aggregates read from the file's body, checked
 /// against the head's length and hash. O(bytes).
 ///
@@ -352,8 +359,7 @@ pub fn decode_groups(blob: &[u8], expect: &RunsRef) -> R<crate::summary::groups:
     if blob.len() as u64 != expect.len || xxhash_rust::xxh3::xxh3_64(blob) != expect.hash {
         return bad("the group aggregates in the file are not the ones the state names");
     }
-    crate::summary::groups::Groups::decode(blob)
-        .map_err(|e| CodecError(format!("group aggregates: {e}")))
+    groups::decode(blob).map_err(|e| CodecError(format!("group aggregates: {}", e.0)))
 }
 
 fn fill_runs_bytes(bytes: &[u8], state: &mut SummaryState, counts: (u64, u64)) -> R<()> {

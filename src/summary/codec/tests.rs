@@ -39,7 +39,7 @@ fn round_trip_is_exact() {
     let check = TextCheck::of(r#"{"a":1,"runs":[]}"#);
     let runs = encode_runs(&st, &[]);
     let place = RunsRef::of(&runs, 1234);
-    let groups = st.groups.as_ref().unwrap().encode();
+    let groups = encode_groups(st.groups.as_ref().unwrap());
     let groups_place = RunsRef::of(&groups, 1000);
     let state = encode_head(&st, &check, place, Some(groups_place));
     let enc = split(state.as_bytes()).unwrap();
