@@ -5,7 +5,7 @@
 
 use super::keys::{cmp_keys, total_order, Best, Key, KeySource, Order};
 use super::sorted::{asked_before, merged_window, sorted_hits};
-pub(super) use super::window::{window_of, FileHits, Ranking, Window};
+pub(super) use super::window::{window_of, FileHits, Packing, Ranking, Window};
 use super::{
     file_error, filter_columns, float_at, float_col, known_meta, matching, read_cols, selection,
     Scanned,
@@ -300,68 +300,6 @@ pub(super) fn place_window<T: Clone>(
     }
     all[lo..hi].sort_by(&by);
     (lo, hi)
-}
-
-/// How [`ranked_packed`] packs a candidate into one `u128` that sorts as
-/// [`ranked`]'s order (key, then dataset, then row): the packed number key
-/// ([`Key::packed`]: 2 bits of class, 64 of number) in the top 66 bits,
-/// the file's rank by dataset in the next 24, the row in the low 38.
-pub(super) struct Packing {
-    /// File index by rank.
-    by_rank: Vec<usize>,
-    /// Rank by file index.
-    rank: Vec<u128>,
-}
-
-const RANK_BITS: u32 = 24;
-const ROW_BITS: u32 = 38;
-const KEY_SHIFT: u32 = RANK_BITS + ROW_BITS;
-
-impl Packing {
-    /// The layout for `cands` under `order`, when its keys are numbers and
-    /// every file's rank and rows fit.
-    pub(super) fn of(cands: &[Candidate], order: Order<'_>) -> Option<Packing> {
-        let numeric = match order {
-            Order::File | Order::Rank { .. } => true,
-            Order::Column {
-                name: "dataset", ..
-            } => false,
-            Order::Column { name, .. } => matches!(
-                COLUMNS.iter().find(|(n, _)| *n == name).map(|c| c.1),
-                Some(crate::schema::Kind::Float | crate::schema::Kind::Int)
-            ),
-        };
-        if !numeric
-            || cands.len() >= 1 << RANK_BITS
-            || cands.iter().any(|c| c.info.num_rows >= 1 << ROW_BITS)
-        {
-            return None;
-        }
-        let mut by_rank: Vec<usize> = (0..cands.len()).collect();
-        by_rank.sort_by(|&a, &b| cands[a].dataset.cmp(&cands[b].dataset).then(a.cmp(&b)));
-        let mut rank = vec![0u128; cands.len()];
-        for (r, &fi) in by_rank.iter().enumerate() {
-            rank[fi] = r as u128;
-        }
-        Some(Packing { by_rank, rank })
-    }
-
-    #[inline]
-    fn pack(&self, key: u128, fi: usize, row: u64) -> u128 {
-        (key << KEY_SHIFT) | (self.rank[fi] << ROW_BITS) | u128::from(row)
-    }
-
-    #[inline]
-    fn key(x: u128) -> u128 {
-        x >> KEY_SHIFT
-    }
-
-    /// `(key, file index, row)` of a packed candidate.
-    fn unpack(&self, x: u128, desc: bool) -> (Key<Box<str>>, usize, u64) {
-        let fi = self.by_rank[((x >> ROW_BITS) & ((1 << RANK_BITS) - 1)) as usize];
-        let row = (x & ((1 << ROW_BITS) - 1)) as u64;
-        (Key::unpacked(Self::key(x), desc), fi, row)
-    }
 }
 
 /// [`ranked`] for number keys: every candidate one integer ([`Packing`]),

@@ -3,7 +3,7 @@
 //! any offset is then a k-way merge of them ([`merged_window`]).
 
 use super::keys::{cmp_keys, Key, KeySource, Order};
-use super::window::{window_of, FileHits, Ranking, Window};
+use super::window::{window_of, FileHits, Packing, Ranking, Window};
 use super::{
     derive, file_error, filter_columns, float_at, float_col, read_cols, selection, Scanned,
 };
@@ -293,15 +293,16 @@ const WHOLE_ORDER_FROM: usize = 20_000;
 
 /// Every matching row of the workspace in the order's order (ties by
 /// dataset, then row), as `(file slot << 32) | row` (the slot in
-/// `files`): built once (every row packed into one integer, sorted on the
-/// pool: O(rows log rows), 16 bytes a row while it lasts) and kept in the cache under the
+/// `files`): built once (every row packed into one integer as the page
+/// scan packs it, [`Packing`], sorted on the pool: O(rows log rows), 16
+/// bytes a row while it lasts) and kept in the cache under the
 /// filter, the order and the version of every file, so a page at any
 /// offset reads its window off it in O(limit), where [`merge_front`]
 /// walked `offset + limit` rows (3 million heap pops for a page at offset
 /// 3,000,000: 0.3-0.5 s a page, and a transient of 40 bytes a row).
 /// Memory: 8 bytes a matching row (26 MB for `big`'s val rows), counted
-/// in the cache's budget. `None` without a cache, or for a shallow page
-/// when the order is not held yet.
+/// in the cache's budget. `None` without a cache, for a shallow page
+/// when the order is not held yet, or when the rows do not pack.
 fn whole_order(
     r: Ranking<'_>,
     files: &[SortedFile],
@@ -335,27 +336,26 @@ fn whole_order(
         return Some(m);
     }
     let total: usize = files.iter().map(|(_, _, s)| s.len()).sum();
-    if (n < WHOLE_ORDER_FROM && n.saturating_mul(4) < total) || files.len() >= 1 << 24 {
+    if n < WHOLE_ORDER_FROM && n.saturating_mul(4) < total {
         return None;
     }
     let desc = matches!(order, Order::Column { desc: true, .. });
-    let rank = dataset_ranks(cands, files);
-    let mut by_rank = vec![0usize; files.len()];
-    for (j, &r) in rank.iter().enumerate() {
-        by_rank[r] = j;
+    // Every row as one integer that sorts in the merged order (the page
+    // scan's packing: key, file rank by dataset, row); sorted on the pool
+    // (16 bytes a row while it lasts).
+    let layout = Packing::of(cands, order)?;
+    let mut slot = vec![usize::MAX; cands.len()];
+    for (j, (fi, _, _)) in files.iter().enumerate() {
+        slot[*fi] = j;
     }
-    // Every row as one integer that sorts in the merged order: the packed
-    // key (66 bits) in the top, the file's rank by dataset (24 bits), the
-    // row (38 bits); sorted on the pool (16 bytes a row while it lasts).
     let slots: Vec<usize> = (0..files.len()).collect();
     let parts = ws.par_map(&slots, |&j| {
         files[j]
             .2
             .iter()
             .map(|&row| {
-                (srcs[j].key(row as usize, desc).packed(desc) << 62)
-                    | ((rank[j] as u128) << 38)
-                    | u128::from(row)
+                let k = srcs[j].key(row as usize, desc).packed(desc);
+                layout.pack(k, files[j].0, u64::from(row))
             })
             .collect::<Vec<u128>>()
     });
@@ -374,8 +374,8 @@ fn whole_order(
     let merged: Vec<u64> = all
         .iter()
         .map(|&x| {
-            let j = by_rank[((x >> 38) & ((1 << 24) - 1)) as usize];
-            ((j as u64) << 32) | (x as u64 & ((1 << 38) - 1))
+            let (_, fi, row) = layout.unpack(x, desc);
+            ((slot[fi] as u64) << 32) | row
         })
         .collect();
     drop(all);

@@ -1,13 +1,15 @@
 //! A page's window over ranked rows: what one file gives a page (its
 //! count and best rows), and the `(file, row)` pairs of `[offset, n)`
-//! with ties on a column's key broken by `id`. Shared by the page scan
-//! (`page`) and the pages of sorted files kept between queries (`sorted`).
+//! with ties on a column's key broken by `id`, and how a candidate is
+//! packed into one integer ([`Packing`]). Shared by the page scan (`page`)
+//! and the pages of sorted files kept between queries (`sorted`).
 
 use super::file_error;
 use super::keys::{cmp_keys, Key, Order};
 use crate::query::filter::Filters;
 use crate::query::Candidate;
 use crate::rows::StrCol;
+use crate::schema::COLUMNS;
 use crate::workspace::FileError;
 use crate::workspace::Workspace;
 use std::cmp::Ordering;
@@ -131,4 +133,66 @@ pub(super) fn break_ties_by_id(
         });
     }
     Ok(())
+}
+
+/// How a candidate is packed into one `u128` that sorts as a page's
+/// order (key, then dataset, then row): the packed number key
+/// ([`Key::packed`]: 2 bits of class, 64 of number) in the top 66 bits,
+/// the file's rank by dataset in the next 24, the row in the low 38.
+pub(super) struct Packing {
+    /// File index by rank.
+    by_rank: Vec<usize>,
+    /// Rank by file index.
+    rank: Vec<u128>,
+}
+
+const RANK_BITS: u32 = 24;
+const ROW_BITS: u32 = 38;
+const KEY_SHIFT: u32 = RANK_BITS + ROW_BITS;
+
+impl Packing {
+    /// The layout for `cands` under `order`, when its keys are numbers and
+    /// every file's rank and rows fit.
+    pub(super) fn of(cands: &[Candidate], order: Order<'_>) -> Option<Packing> {
+        let numeric = match order {
+            Order::File | Order::Rank { .. } => true,
+            Order::Column {
+                name: "dataset", ..
+            } => false,
+            Order::Column { name, .. } => matches!(
+                COLUMNS.iter().find(|(n, _)| *n == name).map(|c| c.1),
+                Some(crate::schema::Kind::Float | crate::schema::Kind::Int)
+            ),
+        };
+        if !numeric
+            || cands.len() >= 1 << RANK_BITS
+            || cands.iter().any(|c| c.info.num_rows >= 1 << ROW_BITS)
+        {
+            return None;
+        }
+        let mut by_rank: Vec<usize> = (0..cands.len()).collect();
+        by_rank.sort_by(|&a, &b| cands[a].dataset.cmp(&cands[b].dataset).then(a.cmp(&b)));
+        let mut rank = vec![0u128; cands.len()];
+        for (r, &fi) in by_rank.iter().enumerate() {
+            rank[fi] = r as u128;
+        }
+        Some(Packing { by_rank, rank })
+    }
+
+    #[inline]
+    pub(super) fn pack(&self, key: u128, fi: usize, row: u64) -> u128 {
+        (key << KEY_SHIFT) | (self.rank[fi] << ROW_BITS) | u128::from(row)
+    }
+
+    #[inline]
+    pub(super) fn key(x: u128) -> u128 {
+        x >> KEY_SHIFT
+    }
+
+    /// `(key, file index, row)` of a packed candidate.
+    pub(super) fn unpack(&self, x: u128, desc: bool) -> (Key<Box<str>>, usize, u64) {
+        let fi = self.by_rank[((x >> ROW_BITS) & ((1 << RANK_BITS) - 1)) as usize];
+        let row = (x & ((1 << ROW_BITS) - 1)) as u64;
+        (Key::unpacked(Self::key(x), desc), fi, row)
+    }
 }
