@@ -128,6 +128,36 @@ fn oracle_ids(all: &[Row], keys: &[(String, u64)]) -> Vec<String> {
         .collect()
 }
 
+/// Asks `q` three times through the server's path (a shared column cache:
+/// the order noted, then built, then read off what is held) and asserts
+/// each page's ids and total are the oracle's over `all`.
+fn cached_pages_equal_the_oracle(
+    ws: &Workspace,
+    cache: &std::sync::Arc<n4a::query::ColumnCache>,
+    all: &[Row],
+    q: &PageQuery,
+    label: &str,
+) {
+    let (want, total) = oracle_page(all, q);
+    let want = oracle_ids(all, &want);
+    for round in 0..3 {
+        let p = QueryEngine::new(ws)
+            .with_column_cache(cache.clone())
+            .page(q)
+            .unwrap();
+        let got: Vec<String> = p
+            .records
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            (got, p.total),
+            (want.clone(), total),
+            "{label} round {round}: {q:?}"
+        );
+    }
+}
+
 fn workspace(files: &[Vec<Prediction>], with_old: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (i, rows) in files.iter().enumerate() {
@@ -851,24 +881,7 @@ fn issue_11_deep_pages_from_cached_sorted_rows_equal_the_oracle() {
             offset,
             limit: 40,
         };
-        let (want, total) = oracle_page(&all, &q);
-        let want = oracle_ids(&all, &want);
-        for round in 0..3 {
-            let p = QueryEngine::new(&ws)
-                .with_column_cache(cache.clone())
-                .page(&q)
-                .unwrap();
-            let got: Vec<String> = p
-                .records
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_string())
-                .collect();
-            assert_eq!(
-                (got, p.total),
-                (want.clone(), total),
-                "round {round}: {q:?}"
-            );
-        }
+        cached_pages_equal_the_oracle(&ws, &cache, &all, &q, "");
     }
     // Top-k the same way (ranked by direction, ties in file order), one
     // metric: rankings never mix metrics.
@@ -934,26 +947,8 @@ fn issue_33_a_deep_page_from_the_workspace_order_equals_the_oracle_and_follows_a
             (430, false),
             (449, false),
         ] {
-            let q = page(offset, descending);
-            let (want, total) = oracle_page(&all, &q);
-            let want = oracle_ids(&all, &want);
             // Three rounds: noted, built, then read off the held order.
-            for round in 0..3 {
-                let p = QueryEngine::new(&ws)
-                    .with_column_cache(cache.clone())
-                    .page(&q)
-                    .unwrap();
-                let got: Vec<String> = p
-                    .records
-                    .iter()
-                    .map(|r| r["id"].as_str().unwrap().to_string())
-                    .collect();
-                assert_eq!(
-                    (got, p.total),
-                    (want.clone(), total),
-                    "{label}, round {round}: {q:?}"
-                );
-            }
+            cached_pages_equal_the_oracle(&ws, &cache, &all, &page(offset, descending), label);
         }
     };
     check("as written");
