@@ -9,6 +9,9 @@
 //! point leaves the old file byte-identical: until the rename nothing touched
 //! it. Writers of one dataset serialise through an exclusive `flock` on a
 //! hidden lock file, which the kernel releases if the process dies.
+//!
+//! Also where n4a keeps what it may rebuild ([`cache_root`]): a store's
+//! mirror, the footer cache on disk.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,22 @@ use crate::error::{Error, Result};
 /// Marker inside temporary file names; `n4a` removes stale ones it finds
 /// under the lock (a crashed writer's leftovers).
 const TMP_MARKER: &str = ".n4a-tmp-";
+
+/// The folder n4a keeps caches in (a store's mirror, footers read
+/// before): `N4A_CACHE_DIR`, else `$XDG_CACHE_HOME/n4a`, else
+/// `$HOME/.cache/n4a`, else the temporary folder's `n4a-cache`. Nothing in
+/// it is the only copy of anything: deleting it costs a rebuild.
+pub fn cache_root() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("N4A_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("n4a")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache").join("n4a")))
+        .unwrap_or_else(|| std::env::temp_dir().join("n4a-cache"))
+}
 
 /// The two files of one dataset in a workspace folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +152,22 @@ impl TempFile {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
+        Ok(())
+    }
+}
+
+impl TempFile {
+    /// Renames `file` over `target` without fsync: for a cache, whose
+    /// reader checks what it reads (a hash) and rebuilds what does not
+    /// check, an fsync would buy nothing but its cost. Still atomic for
+    /// readers: they see the old file or the new one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the target; it is then untouched.
+    pub fn commit_unsynced(mut self, file: File, target: &Path) -> Result<()> {
+        drop(file);
+        std::fs::rename(&self.path, target).map_err(|e| Error::io(target, e))?;
+        self.committed = true;
         Ok(())
     }
 }

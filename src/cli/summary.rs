@@ -28,6 +28,12 @@ pub struct SummaryArgs {
     /// Output format (CSV: one row per dataset).
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
+    /// Neither read nor write the footer cache on disk (kept under
+    /// `N4A_CACHE_DIR`, else `$XDG_CACHE_HOME/n4a`, else `~/.cache/n4a`,
+    /// for workspaces of 64 files or more): every footer is read from
+    /// its file.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Runs `n4a summary`: exit 1 when a file could not be read (the good
@@ -38,6 +44,7 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
         recursive,
         threads,
         format,
+        no_cache,
     } = a;
     let dir = workspace.unwrap_or_else(|| PathBuf::from("."));
     if let Some(code) = super::not_a_folder(&dir) {
@@ -47,7 +54,8 @@ pub fn summary_cmd(a: SummaryArgs) -> anyhow::Result<ExitCode> {
     let ws = super::store::open(&dir)?
         .with_recursive(recursive)
         .with_threads(threads)
-        .with_cache(false);
+        .with_cache(false)
+        .with_disk_cache((!no_cache).then(n4a::files::cache_root));
     let mut s = std::sync::Arc::unwrap_or_clone(
         ws.summary()
             .with_context(|| format!("summarising {}", dir.display()))?,

@@ -28,18 +28,7 @@ use super::STORE_FILE;
 /// mirror was last made whole.
 const STAMP: &str = ".n4a-store-stamp";
 
-/// The cache root (see the module documentation).
-pub fn cache_root() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("N4A_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("n4a")))
-        .or_else(|| env("HOME").map(|p| p.join(".cache").join("n4a")))
-        .unwrap_or_else(|| std::env::temp_dir().join("n4a-cache"))
-}
+pub use crate::files::cache_root;
 
 /// A store's mirror folder.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //! single row.
 
 pub(crate) mod cache;
+mod disk;
 pub mod listing;
 pub mod merge;
 pub mod source;
@@ -67,6 +68,7 @@ pub struct Workspace {
     caching: bool,
     summaries: bool,
     cache: FooterCache<Cached>,
+    disk: Option<PathBuf>,
     reads: AtomicU64,
     merged: std::sync::Mutex<Option<MergedCache>>,
 }
@@ -94,6 +96,7 @@ impl Workspace {
             caching: true,
             summaries: true,
             cache: FooterCache::default(),
+            disk: None,
             reads: AtomicU64::new(0),
             merged: std::sync::Mutex::new(None),
         }
@@ -167,6 +170,20 @@ impl Workspace {
     #[must_use]
     pub fn with_cache(mut self, on: bool) -> Self {
         self.caching = on;
+        self
+    }
+
+    /// Keeps the footers this workspace reads in a file under `cache_root`
+    /// (normally [`crate::files::cache_root`]) for the next process over
+    /// the same folder, and serves unchanged files from it: a one-shot
+    /// command over an unchanged workspace then costs a listing and one
+    /// `stat` a file, no open and no read (see `disk`'s module docs for
+    /// what is kept, when it is trusted and what a write costs; folders
+    /// of fewer than 64 files are not cached). Off (`None`) by default;
+    /// `n4a summary` turns it on.
+    #[must_use]
+    pub fn with_disk_cache(mut self, cache_root: Option<PathBuf>) -> Self {
+        self.disk = cache_root;
         self
     }
 
@@ -338,18 +355,20 @@ impl Workspace {
                 }
             };
             for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let path = entry.path();
-                if name.starts_with('.') {
+                // Names are looked at as bytes: a folder holds as many
+                // arrays files as prediction files, allocated for nothing.
+                let name = entry.file_name();
+                let bytes = name.as_encoded_bytes();
+                if bytes.first() == Some(&b'.') {
                     continue;
                 }
-                if let Some(ds) = name.strip_suffix(META_SUFFIX) {
+                if let Some(ds) = bytes.strip_suffix(META_SUFFIX.as_bytes()) {
                     files.push(DatasetFile {
-                        path,
-                        dataset: ds.to_string(),
+                        dataset: String::from_utf8_lossy(ds).into_owned(),
+                        path: dir.join(&name),
                     });
                 } else if self.recursive && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    dirs.push(path);
+                    dirs.push(entry.path());
                 }
             }
         }
@@ -494,8 +513,13 @@ impl Workspace {
     /// racy window before the read).
     fn footers_keyed(&self) -> Result<Keyed> {
         let Listing { files, errors } = self.list()?;
+        let disk = self
+            .disk
+            .as_deref()
+            .filter(|_| files.len() >= disk::MIN_FILES)
+            .map(|root| disk::DiskCache::load(self.source.dir(), root));
         let read = |f: &DatasetFile| {
-            let (footer, key) = self.footer_of(f);
+            let (footer, key) = self.footer_of(f, disk.as_ref());
             (
                 FileFooter {
                     footer,
@@ -513,22 +537,29 @@ impl Workspace {
             let live: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
             self.cache.retain(&live);
         }
+        if let Some(disk) = disk {
+            disk.save();
+        }
         let (footers, keys) = out.into_iter().unzip();
         Ok((footers, errors, keys))
     }
 
     /// The footer of one file and its key when the answer is trusted (from
     /// the cache, or read from a quiet file).
-    fn footer_of(&self, f: &DatasetFile) -> (Cached, Option<FileKey>) {
+    fn footer_of(
+        &self,
+        f: &DatasetFile,
+        disk: Option<&disk::DiskCache>,
+    ) -> (Cached, Option<FileKey>) {
         let read_at = SystemTime::now();
         let io_err = |e| {
             let err = FileError::new(&f.path, Some(&f.dataset), &Error::io(&f.path, e));
             (Err(Arc::new(err)), None)
         };
-        // A file the cache knows is checked by a `stat`; a new one is
+        // A file a cache may know is checked by a `stat`; otherwise it is
         // opened at once and its key taken from the open descriptor (one
         // path lookup, not two).
-        let (key, file) = if self.caching && self.cache.contains(&f.path) {
+        let (key, file) = if disk.is_some() || (self.caching && self.cache.contains(&f.path)) {
             match FileKey::of(&f.path) {
                 Ok(k) => (k, None),
                 Err(e) => return io_err(e),
@@ -541,20 +572,41 @@ impl Workspace {
                 Err(e) => return io_err(e),
             }
         };
+        if self.caching {
+            if let Some(hit) = self.cache.get(&f.path, &key) {
+                return ((*hit).clone(), Some(key));
+            }
+        }
+        let (key, value) = match disk.and_then(|d| d.get(&f.path, &key)) {
+            Some(footer) => (key, Ok(Arc::new(footer))),
+            None => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                // Opened after the `stat`: the key of what is read is the
+                // open descriptor's (the file may have been replaced).
+                let (key, file) = match file {
+                    Some(file) => (key, file),
+                    None => {
+                        let opened = std::fs::File::open(&f.path).and_then(|file| {
+                            file.metadata().map(|m| (FileKey::from_metadata(&m), file))
+                        });
+                        match opened {
+                            Ok(k) => k,
+                            Err(e) => return io_err(e),
+                        }
+                    }
+                };
+                let value = read_footer_info(&f.path, key, file, self.summaries).map(Arc::new);
+                let quiet = !key.is_racy(read_at);
+                if let (Some(d), Ok(footer), true, true) = (disk, &value, quiet, self.summaries) {
+                    d.put(&f.path, key, footer);
+                }
+                (key, value)
+            }
+        };
+        let value = value.map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         if !self.caching {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            let value = read_footer_info(&f.path, key, file, self.summaries)
-                .map(Arc::new)
-                .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
             return (value, None);
         }
-        if let Some(hit) = self.cache.get(&f.path, &key) {
-            return ((*hit).clone(), Some(key));
-        }
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        let value = read_footer_info(&f.path, key, file, self.summaries)
-            .map(Arc::new)
-            .map_err(|e| Arc::new(FileError::new(&f.path, Some(&f.dataset), &e)));
         let trusted = self
             .cache
             .put(&f.path, key, read_at, Arc::new(value.clone()));
@@ -686,16 +738,10 @@ pub fn watch(
 fn read_footer_info(
     path: &Path,
     key: FileKey,
-    file: Option<std::fs::File>,
+    file: std::fs::File,
     summaries: bool,
 ) -> Result<Footer> {
-    let run = || {
-        let f = match file {
-            Some(f) => f,
-            None => std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
-        };
-        crate::footer::info::read_info_for(path, f, key, summaries)
-    };
+    let run = || crate::footer::info::read_info_for(path, file, key, summaries);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
         .unwrap_or_else(|_| Err(Error::corrupt(path, "the decoder panicked on this file")))
 }

@@ -875,3 +875,146 @@ fn issue_33_format_1_4_files_stay_readable_and_refresh_adds_group_aggregates() {
         .iter()
         .all(|(s, _)| s.iter().all(|s| *s == ServedBy::Scan)));
 }
+
+/// Sets `files` to have been modified `secs` ago: quiet files, which the
+/// footer cache on disk keeps (the racy-clean rule).
+fn age(files: &[std::path::PathBuf], secs: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    for p in files {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(then).unwrap();
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// The answer without the time it was made.
+fn answer(s: &WorkspaceSummary) -> serde_json::Value {
+    let mut v = json_of(s, Form::Full);
+    v.as_object_mut().unwrap().remove("generated_at");
+    v
+}
+
+#[test]
+fn issue_33_the_footer_cache_on_disk_answers_as_the_files_do() {
+    // 70 files of every kind: n4a's (one with a space in its name),
+    // nirs4all's 1.0 footers (never cached: read each time), a truncated
+    // file (an error each time, never cached).
+    let dir = nirs4all_workspace();
+    let gen = tempfile::tempdir().unwrap();
+    n4a::generate::generate(
+        gen.path(),
+        &n4a::generate::GenOptions {
+            datasets: 64,
+            rows: 30,
+            arrays: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut generated: Vec<std::path::PathBuf> = std::fs::read_dir(gen.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.parquet"))
+        .collect();
+    generated.sort();
+    for p in &generated {
+        std::fs::copy(p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&generated[0], dir.path().join("with space.meta.parquet")).unwrap();
+    let bytes = std::fs::read(&generated[1]).unwrap();
+    std::fs::write(
+        dir.path().join("cut.meta.parquet"),
+        &bytes[..bytes.len() - 100],
+    )
+    .unwrap();
+    age(&files_in(dir.path()), 10);
+    let files = files_in(dir.path()).len() as u64;
+    let uncached = (GENERATED.len() + 2 + 1) as u64;
+    let cache = tempfile::tempdir().unwrap();
+    let plain = || {
+        let w = Workspace::open(dir.path()).unwrap().with_cache(false);
+        answer(&w.summary().unwrap())
+    };
+    let cached = |reads: u64| {
+        let w = Workspace::open(dir.path())
+            .unwrap()
+            .with_cache(false)
+            .with_disk_cache(Some(cache.path().to_path_buf()));
+        let s = answer(&w.summary().unwrap());
+        assert_eq!(w.footer_reads(), reads, "footers read from their files");
+        s
+    };
+    let truth = plain();
+    assert_eq!(
+        truth["errors"].as_array().unwrap().len(),
+        1,
+        "{}",
+        truth["errors"]
+    );
+    assert_eq!(cached(files), truth, "first: every footer read, then kept");
+    assert_eq!(cached(uncached), truth, "then: only the uncached ones read");
+
+    // A file replaced (new content, new inode), one gone, one new, one
+    // just written (racy: read, not kept), all at once.
+    let replaced = dir.path().join(generated[2].file_name().unwrap());
+    let tmp = dir.path().join(".tmp");
+    std::fs::copy(&generated[3], &tmp).unwrap();
+    std::fs::rename(&tmp, &replaced).unwrap();
+    std::fs::remove_file(dir.path().join(generated[4].file_name().unwrap())).unwrap();
+    let new = dir.path().join("new one.meta.parquet");
+    std::fs::copy(&generated[5], &new).unwrap();
+    age(&[replaced.clone(), new], 10);
+    std::fs::copy(&generated[6], dir.path().join("fresh.meta.parquet")).unwrap();
+    let truth = plain();
+    assert_eq!(
+        cached(uncached + 3),
+        truth,
+        "the replaced, new and fresh files read"
+    );
+    assert_eq!(
+        cached(uncached + 1),
+        truth,
+        "the fresh one read until it is quiet"
+    );
+
+    // A damaged cache is read around, never an error, and rebuilt.
+    let store = cache.path().join("footers");
+    let file = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut b = std::fs::read(&file).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x55;
+    std::fs::write(&file, &b).unwrap();
+    let after_damage = cached(uncached + 1 + 1);
+    assert_eq!(after_damage, truth, "the damaged record's file read");
+    std::fs::write(&file, &b[..b.len() / 3]).unwrap();
+    assert_eq!(cached(files + 1), truth, "a cut cache: every footer read");
+    assert_eq!(cached(uncached + 1), truth);
+
+    // The CLI: on by default (under N4A_CACHE_DIR), `--no-cache` reads
+    // every file; the same answer either way.
+    let cli = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_n4a"))
+            .env("N4A_CACHE_DIR", cache.path())
+            .args(["summary", "--format", "json"])
+            .args(extra)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("generated_at");
+        v
+    };
+    assert_eq!(cli(&[]), cli(&["--no-cache"]));
+    assert_eq!(cli(&[])["total_datasets"], truth["total_datasets"]);
+}

@@ -28,6 +28,7 @@
 
 #[cfg(feature = "store")]
 mod held;
+pub(crate) mod persist;
 mod read;
 mod text;
 

@@ -44,9 +44,11 @@ mod groups;
 mod read;
 mod write;
 
-use read::{get_head, get_runs_place, get_tail, get_tail_v1, Cur};
+pub(crate) use read::Cur;
+use read::{get_head, get_runs_place, get_tail, get_tail_v1};
 pub use read::{HeadView, ScoreView};
 use write::{put_head, put_tail};
+pub(crate) use write::{put_of, put_s, put_u};
 
 const MAGIC: &[u8; 4] = b"N4S4";
 const MAGIC_V3: &[u8; 4] = b"N4S3";
@@ -251,7 +253,7 @@ pub struct Encoded {
     /// The magic (`N4S4` for 1.5, `N4S3` for 1.4, `N4S2` for 1.3, `N4S1`
     /// for 1.2), then
     /// the head.
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
 }
 
 /// Which head layout: what each format version's head holds.
@@ -305,11 +307,28 @@ pub fn split(value: &[u8]) -> R<Encoded> {
     let bytes = base64_simd::STANDARD
         .decode_to_vec(value)
         .map_err(|e| CodecError(format!("not base64: {e}")))?;
-    match bytes.get(..4) {
-        Some(m) if m == MAGIC || m == MAGIC_V3 || m == MAGIC_V2 || m == MAGIC_V1 => {
-            Ok(Encoded { bytes })
+    Encoded::from_decoded(bytes.into())
+}
+
+impl Encoded {
+    /// A state from its decoded bytes (what [`Encoded::decoded`] gives):
+    /// the footer cache on disk keeps them so, saving the base64, and
+    /// lends them (a slice of its mapping, no copy).
+    ///
+    /// # Errors
+    /// [`CodecError`] when the bytes do not start with a state's magic.
+    pub(crate) fn from_decoded(bytes: bytes::Bytes) -> R<Encoded> {
+        match bytes.get(..4) {
+            Some(m) if m == MAGIC || m == MAGIC_V3 || m == MAGIC_V2 || m == MAGIC_V1 => {
+                Ok(Encoded { bytes })
+            }
+            _ => bad("no N4S4, N4S3, N4S2 or N4S1 magic"),
         }
-        _ => bad("no N4S4, N4S3, N4S2 or N4S1 magic"),
+    }
+
+    /// The decoded bytes: magic, then head.
+    pub(crate) fn decoded(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

@@ -10,13 +10,25 @@ use crate::summary::welford::Welford;
 use crate::summary::{Best, MetricState, ModelState, RunState, ScoreState, SmallMap, SummaryState};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub(super) struct Cur<'a> {
+/// A bounds-checked cursor over the codec's bytes (varints, floats,
+/// length-prefixed strings); also what the footer cache on disk reads with.
+pub(crate) struct Cur<'a> {
     pub(super) buf: &'a [u8],
     pub(super) pos: usize,
 }
 
 impl<'a> Cur<'a> {
-    pub(super) fn byte(&mut self) -> R<u8> {
+    /// A cursor at the start of `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> Cur<'a> {
+        Cur { buf, pos: 0 }
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn byte(&mut self) -> R<u8> {
         let b = *self
             .buf
             .get(self.pos)
@@ -25,7 +37,7 @@ impl<'a> Cur<'a> {
         Ok(b)
     }
 
-    pub(super) fn u(&mut self) -> R<u64> {
+    pub(crate) fn u(&mut self) -> R<u64> {
         // Most values (counts, lengths, bucket steps) fit in one byte.
         if let Some(&b) = self.buf.get(self.pos) {
             if b < 0x80 {
@@ -50,7 +62,7 @@ impl<'a> Cur<'a> {
     }
 
     /// A count of items each taking at least one byte.
-    pub(super) fn len(&mut self) -> R<usize> {
+    pub(crate) fn len(&mut self) -> R<usize> {
         let n = self.u()?;
         if n > (self.buf.len() - self.pos) as u64 {
             return bad("count larger than the bytes left");
@@ -58,7 +70,7 @@ impl<'a> Cur<'a> {
         Ok(n as usize)
     }
 
-    pub(super) fn take(&mut self, n: usize) -> R<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
@@ -69,13 +81,13 @@ impl<'a> Cur<'a> {
         Ok(s)
     }
 
-    pub(super) fn f(&mut self) -> R<f64> {
+    pub(crate) fn f(&mut self) -> R<f64> {
         Ok(f64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    pub(super) fn of(&mut self) -> R<Option<f64>> {
+    pub(crate) fn of(&mut self) -> R<Option<f64>> {
         match self.byte()? {
             0 => Ok(None),
             1 => self.f().map(Some),
@@ -88,7 +100,7 @@ impl<'a> Cur<'a> {
         std::str::from_utf8(b).map_err(|_| CodecError("string not UTF-8".into()))
     }
 
-    pub(super) fn s(&mut self) -> R<&'a str> {
+    pub(crate) fn s(&mut self) -> R<&'a str> {
         let n = self.len()?;
         self.str_of(n)
     }

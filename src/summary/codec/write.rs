@@ -7,7 +7,7 @@ use crate::summary::topk::TopEntry;
 use crate::summary::{ScoreState, SummaryState};
 use std::collections::BTreeMap;
 
-pub(super) fn put_u(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_u(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -23,7 +23,7 @@ pub(super) fn put_f(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-pub(super) fn put_of(out: &mut Vec<u8>, v: Option<f64>) {
+pub(crate) fn put_of(out: &mut Vec<u8>, v: Option<f64>) {
     match v {
         Some(x) => {
             out.push(1);
@@ -33,7 +33,7 @@ pub(super) fn put_of(out: &mut Vec<u8>, v: Option<f64>) {
     }
 }
 
-pub(super) fn put_s(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_s(out: &mut Vec<u8>, s: &str) {
     put_u(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
