@@ -148,6 +148,24 @@ def main():
         get(conn, "/api/workspaces/w/predictions/summary")
         print(f"cold start (spawn to the workspace summary answered): "
               f"{(time.perf_counter() - t_spawn) * 1000:.0f} ms")
+
+        def memory(stage):
+            # The server's resident memory by kind (anonymous: the heap,
+            # the cache; file: the binary and mapped files) beside what its
+            # cache counts, at each stage of the run.
+            conn.request("GET", "/healthz")
+            h = json.loads(conn.getresponse().read())
+            kb = {}
+            with open(f"/proc/{srv.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                        kb[k] = int(v.split()[0]) // 1024
+            print(f"  memory {stage}: RSS {kb.get('VmRSS')} MiB (anon {kb.get('RssAnon')}, "
+                  f"file {kb.get('RssFile')}, peak {kb.get('VmHWM')}), the cache counts "
+                  f"{(h.get('cache_bytes') or 0) / 1048576:.0f} MiB", flush=True)
+
+        memory("after the cold start")
         bad = 0
         print(f"{'query':<18} {'duckdb':>8} {'cold':>8} {'second':>8} {'warm':>8} {'warm/duck':>9}  answer")
         for name, (ep, params, stmts, kind) in queries(a.ws).items():
@@ -166,11 +184,13 @@ def main():
             bad += not same
             print(f"{name:<18} {d:8.1f} {cold * 1000:8.1f} {second * 1000:8.1f} {warm:8.1f} "
                   f"{warm / d:9.3f}  {'same' if same else 'DIFFERENT'}", flush=True)
+        memory("after each query alone")
         q = queries(a.ws)
         mix = [(n, target(q[n][0], q[n][1])) for n in
                ["page_val", "page_next", "page_filtered", "top_mse_val", "group_model_name"]]
         print(f"\nwarm dashboard mix, {a.clients} client processes x {a.requests} requests:")
         report(*load(port, mix, a.clients, a.requests), "all")
+        memory("after the mix")
         print("\npages not seen before (val page at random offsets; first request of each):")
         print(f"  {'offsets':<22} {'duckdb':>8} {'n4a':>8} {'n4a/duck':>9}  answer")
         rnd = random.Random(11)
@@ -192,6 +212,7 @@ def main():
         fresh = [("page_unseen", None)]
         print(f"\nunseen pages (offsets 1,000 to 3,000,000) under load, {a.clients} client processes:")
         report(*load(port, fresh, a.clients, max(5, a.requests // 4)), f"{a.clients} clients")
+        memory("after the unseen pages")
         conn.request("GET", "/healthz")
         h = json.loads(conn.getresponse().read())
         rss, held = h.get("rss_bytes") or 0, h.get("cache_bytes") or 0
