@@ -417,6 +417,25 @@ impl std::fmt::Debug for StateSource {
 }
 
 impl StateSource {
+    /// A 1.2-on state: its counts, its decoded head bytes and where its
+    /// runs are; nothing decoded yet.
+    fn packed(
+        (rows, n_runs, n_pipelines): (u64, u64, u64),
+        packed: Encoded,
+        runs: Option<RunsSource>,
+    ) -> StateSource {
+        StateSource {
+            rows,
+            n_runs,
+            n_pipelines,
+            packed: Some(packed),
+            runs,
+            head: OnceLock::new(),
+            full: OnceLock::new(),
+            groups: OnceLock::new(),
+        }
+    }
+
     /// The head (the state without runs and pipelines for 1.2, whole for
     /// 1.1), decoded once and kept.
     ///

@@ -161,16 +161,11 @@ pub(crate) fn decode(path: &Path, key: FileKey, rec: &Bytes) -> Result<Footer, C
             Some(FileSummary {
                 version,
                 text,
-                content: Content::State(StateSource {
-                    rows,
-                    n_runs,
-                    n_pipelines,
-                    packed: Some(packed),
+                content: Content::State(StateSource::packed(
+                    (rows, n_runs, n_pipelines),
+                    packed,
                     runs,
-                    head: OnceLock::new(),
-                    full: OnceLock::new(),
-                    groups: OnceLock::new(),
-                }),
+                )),
             })
         }
         _ => return Err(bad("summary tag")),

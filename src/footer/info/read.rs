@@ -513,16 +513,11 @@ fn file_summary(
                 return Ok(FileSummary {
                     version,
                     text,
-                    content: Content::State(StateSource {
-                        rows,
-                        n_runs,
-                        n_pipelines,
-                        packed: Some(packed),
+                    content: Content::State(StateSource::packed(
+                        (rows, n_runs, n_pipelines),
+                        packed,
                         runs,
-                        head: OnceLock::new(),
-                        full: OnceLock::new(),
-                        groups: OnceLock::new(),
-                    }),
+                    )),
                 });
             }
             // Rows changed under the footer (another tool rewrote them and
