@@ -39,11 +39,13 @@ impl RankArgs {
 
 /// Row filters shared by `query`, `top` and `stats`: one flag per
 /// [`n4a::query::filter::FIELDS`] entry (several values each: repeat the
-/// flag or separate with commas) and `--where`.
+/// flag or separate with commas) and `--where`; and `--no-cache`, which
+/// the three share too (the footer cache on disk).
 #[derive(Debug, Default)]
 pub(super) struct FilterArgs {
     values: Vec<(&'static str, Vec<String>)>,
     where_: Vec<String>,
+    no_cache: bool,
 }
 
 impl clap::FromArgMatches for FilterArgs {
@@ -61,6 +63,7 @@ impl clap::FromArgMatches for FilterArgs {
         };
         self.values = FIELDS.iter().map(|f| (f.name, all(f.param))).collect();
         self.where_ = all("where");
+        self.no_cache = m.get_flag("no_cache");
         Ok(())
     }
 }
@@ -84,6 +87,15 @@ impl clap::Args for FilterArgs {
                 .help("Score ranges, e.g. 'val_score>=0.5, test_score<1' (repeatable)")
                 .action(clap::ArgAction::Append),
         )
+        .arg(
+            clap::Arg::new("no_cache")
+                .long("no-cache")
+                .help(
+                    "Neither read nor write the footer cache on disk (see `n4a summary \
+                     --help`): every footer is read from its file",
+                )
+                .action(clap::ArgAction::SetTrue),
+        )
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -92,6 +104,11 @@ impl clap::Args for FilterArgs {
 }
 
 impl FilterArgs {
+    /// Where the footer cache on disk is, unless `--no-cache`.
+    fn disk_cache(&self) -> Option<PathBuf> {
+        (!self.no_cache).then(n4a::files::cache_root)
+    }
+
     /// The filters of a ranking ([`n4a::query::Filters::for_ranking`]) and
     /// which rows they keep, for the header.
     fn ranking(&self) -> Result<(n4a::query::Filters, String), n4a::Error> {
@@ -137,7 +154,8 @@ pub(super) fn page_cmd(
     n4a::memory::keep_freed_memory();
     let ws = super::store::open(&workspace)?
         .with_cache(false)
-        .with_summaries(false);
+        .with_summaries(false)
+        .with_disk_cache(filters.disk_cache());
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
         return Ok(code);
     }
@@ -160,6 +178,7 @@ pub(super) fn top_cmd(
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
     let given = n4a::query::Filters::try_from(&filters)?;
+    let disk = filters.disk_cache();
     let (filters, rows) = filters.ranking()?;
     let q = n4a::query::TopQuery {
         filters,
@@ -173,7 +192,8 @@ pub(super) fn top_cmd(
     n4a::memory::keep_freed_memory();
     let ws = super::store::open(&workspace)?
         .with_cache(false)
-        .with_summaries(false);
+        .with_summaries(false)
+        .with_disk_cache(disk);
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
         return Ok(code);
     }
@@ -282,6 +302,7 @@ pub(super) fn stats_cmd(
 ) -> anyhow::Result<ExitCode> {
     let (direction, format) = rank.checked()?;
     let given = n4a::query::Filters::try_from(&filters)?;
+    let disk = filters.disk_cache();
     let (filters, rows) = filters.ranking()?;
     let q = n4a::query::GroupQuery {
         filters,
@@ -296,7 +317,8 @@ pub(super) fn stats_cmd(
     n4a::memory::keep_freed_memory();
     let ws = super::store::open(&workspace)?
         .with_cache(false)
-        .with_summaries(false);
+        .with_summaries(false)
+        .with_disk_cache(disk);
     if let Some(code) = super::no_predictions(&ws, &workspace)? {
         return Ok(code);
     }

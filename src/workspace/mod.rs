@@ -179,8 +179,10 @@ impl Workspace {
     /// command over an unchanged workspace then costs a listing and one
     /// `stat` a file, no open and no read (see `disk`'s module docs for
     /// what is kept, when it is trusted and what a write costs; folders
-    /// of fewer than 64 files are not cached). Off (`None`) by default;
-    /// `n4a summary` turns it on.
+    /// of fewer than 64 files are not cached; read without summaries, only
+    /// footers with n4a state are kept, those being the same either way).
+    /// Off (`None`) by default; the CLI's `summary`, `query`, `top` and
+    /// `stats` turn it on.
     #[must_use]
     pub fn with_disk_cache(mut self, cache_root: Option<PathBuf>) -> Self {
         self.disk = cache_root;
@@ -597,8 +599,13 @@ impl Workspace {
                 };
                 let value = read_footer_info(&f.path, key, file, self.summaries).map(Arc::new);
                 let quiet = !key.is_racy(read_at);
-                if let (Some(d), Ok(footer), true, true) = (disk, &value, quiet, self.summaries) {
-                    d.put(&f.path, key, footer);
+                // Read without summaries, a footer without state reads as
+                // having none: kept only when it is the same either way.
+                let same = |f: &Footer| self.summaries || f.packed_state().is_some();
+                if let (Some(d), Ok(footer), true) = (disk, &value, quiet) {
+                    if same(footer) {
+                        d.put(&f.path, key, footer);
+                    }
                 }
                 (key, value)
             }

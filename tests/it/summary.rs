@@ -950,6 +950,26 @@ fn issue_33_the_footer_cache_on_disk_answers_as_the_files_do() {
         assert_eq!(w.footer_reads(), reads, "footers read from their files");
         s
     };
+    // A query (footers read without decoding 1.0 summaries) with the
+    // cache, and without: the same groups.
+    let grouped = |disk: bool| {
+        use n4a::query::{Filters, GroupKey, GroupQuery, QueryEngine};
+        let w = Workspace::open(dir.path())
+            .unwrap()
+            .with_cache(false)
+            .with_summaries(false)
+            .with_disk_cache(disk.then(|| cache.path().to_path_buf()));
+        let q = GroupQuery {
+            filters: Filters::default(),
+            key: GroupKey::Model,
+            score: "val_score".into(),
+            count_and_mean_only: false,
+            direction: None,
+        };
+        let g = QueryEngine::new(&w).group_by_metric(&q).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&g.to_json(&w)).unwrap();
+        (json, w.footer_reads())
+    };
     let truth = plain();
     assert_eq!(
         truth["errors"].as_array().unwrap().len(),
@@ -957,7 +977,16 @@ fn issue_33_the_footer_cache_on_disk_answers_as_the_files_do() {
         "{}",
         truth["errors"]
     );
-    assert_eq!(cached(files), truth, "first: every footer read, then kept");
+    let groups = grouped(false).0;
+    assert_eq!(
+        grouped(true),
+        (groups.clone(), files),
+        "first: every footer read"
+    );
+    // What the query kept is what a summary needs too, and the 1.0 files
+    // it read as having no summary were not kept as such.
+    assert_eq!(cached(uncached), truth, "the query's footers served");
+    assert_eq!(grouped(true), (groups, uncached), "and to the next query");
     assert_eq!(cached(uncached), truth, "then: only the uncached ones read");
 
     // A file replaced (new content, new inode), one gone, one new, one

@@ -302,6 +302,15 @@ impl Footer {
         self.key_value(crate::schema::SUMMARY_KEY)
     }
 
+    /// True when the footer's summary carries n4a's binary state (1.2 on):
+    /// read with or without summaries, such a footer is the same.
+    pub(crate) fn packed_state(&self) -> Option<&StateSource> {
+        match &self.summary.as_ref()?.content {
+            Content::State(s) if s.packed.is_some() => Some(s),
+            _ => None,
+        }
+    }
+
     /// The file's mergeable state when it agrees with the file (same row
     /// count), decoded on first use: for a 1.2 footer its head, whose `runs`
     /// and `pipelines` are empty (see [`FileSummary::full_state`]).
