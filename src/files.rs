@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 /// Marker inside temporary file names; `n4a` removes stale ones it finds
 /// under the lock (a crashed writer's leftovers).
-const TMP_MARKER: &str = ".n4a-tmp-";
+pub(crate) const TMP_MARKER: &str = ".n4a-tmp-";
 
 /// The folder n4a keeps caches in (a store's mirror, footers read
 /// before): `N4A_CACHE_DIR`, else `$XDG_CACHE_HOME/n4a`, else
@@ -154,9 +154,7 @@ impl TempFile {
         }
         Ok(())
     }
-}
 
-impl TempFile {
     /// Renames `file` over `target` without fsync: for a cache, whose
     /// reader checks what it reads (a hash) and rebuilds what does not
     /// check, an fsync would buy nothing but its cost. Still atomic for

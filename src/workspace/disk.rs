@@ -24,7 +24,8 @@
 //! opening and reading every footer costs a few milliseconds in all, and
 //! a cache file a small folder (a test's, a scratch run's) would only
 //! pile up. A cache file not written for [`STALE`] is removed by the next
-//! write of any other, so folders that went away leave nothing for long.
+//! write of any other, so folders that went away leave nothing for long;
+//! so is a temporary file a killed writer left (after [`STALE_TEMP`]).
 //!
 //! **Layout**, like a Parquet file's: a header (magic, the build, the
 //! folder), the records, then the index (per file its name, key, record
@@ -69,6 +70,10 @@ pub(crate) const MIN_FILES: usize = 64;
 /// Age after which another folder's cache file is removed by a write.
 const STALE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
+/// Age after which a temporary file in the cache folder is a killed
+/// writer's, removed by a write.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What wrote a cache file: its layout and the build (a footer read by
 /// another build may differ).
 fn build() -> String {
@@ -82,6 +87,8 @@ fn build() -> String {
 /// One use of the cache: what was loaded, and what this read adds.
 pub(crate) struct DiskCache {
     root: PathBuf,
+    /// The folder's canonical path, written in the header and checked.
+    canon: PathBuf,
     target: PathBuf,
     bytes: Bytes,
     /// Name -> its entry.
@@ -115,6 +122,7 @@ impl DiskCache {
         let target = cache_root.join("footers").join(format!("{id:016x}.n4fc"));
         let mut cache = DiskCache {
             root: root.to_path_buf(),
+            canon,
             target,
             bytes: Bytes::new(),
             index: HashMap::new(),
@@ -122,7 +130,7 @@ impl DiskCache {
             fresh: Mutex::new(Vec::new()),
         };
         let loaded = map(&cache.target).and_then(|b| {
-            parse(&b, canon.as_os_str().as_encoded_bytes())
+            parse(&b, cache.canon.as_os_str().as_encoded_bytes())
                 .ok()
                 .map(|i| (b, i))
         });
@@ -187,11 +195,7 @@ impl DiskCache {
             .zip(&self.entries)
             .filter(|(_, e)| used(e))
             .collect();
-        let canon = self
-            .root
-            .canonicalize()
-            .unwrap_or_else(|_| self.root.clone());
-        let written = self.write(&canon, &kept, &fresh).is_ok();
+        let written = self.write(&kept, &fresh).is_ok();
         if written {
             remove_stale(self.target.parent().unwrap_or(Path::new(".")), &self.target);
         }
@@ -201,12 +205,7 @@ impl DiskCache {
     /// The cache file: header, records (kept ones copied from the mapping,
     /// new ones encoded into one reused buffer), index, trailer, through a
     /// temporary file renamed over the old one.
-    fn write(
-        &self,
-        canon: &Path,
-        kept: &[(&[u8], &Entry)],
-        fresh: &[Fresh],
-    ) -> crate::error::Result<()> {
+    fn write(&self, kept: &[(&[u8], &Entry)], fresh: &[Fresh]) -> crate::error::Result<()> {
         use crate::error::Error;
         if let Some(dir) = self.target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -216,7 +215,7 @@ impl DiskCache {
         let io = |e| Error::io(tmp.path(), e);
         let mut head = MAGIC.to_vec();
         put_s(&mut head, &build());
-        put_bytes(&mut head, canon.as_os_str().as_encoded_bytes());
+        put_bytes(&mut head, self.canon.as_os_str().as_encoded_bytes());
         out.write_all(&head).map_err(io)?;
         let mut at = head.len() as u64;
         let mut index = Vec::new();
@@ -350,7 +349,9 @@ fn parse(b: &[u8], canon: &[u8]) -> Result<Parsed, CodecError> {
 }
 
 /// Removes the cache files in `dir` (but `keep`) not written for
-/// [`STALE`]. Cost: one listing of the cache folder, on writes only.
+/// [`STALE`], and temporary files a killed writer left (not written for
+/// [`STALE_TEMP`]: a live writer's is seconds old). Cost: one listing of
+/// the cache folder, on writes only.
 fn remove_stale(dir: &Path, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -358,11 +359,21 @@ fn remove_stale(dir: &Path, keep: &Path) {
     let now = std::time::SystemTime::now();
     for e in entries.flatten() {
         let p = e.path();
-        let old = e
+        let age = e
             .metadata()
             .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE));
-        if old && p != keep && p.extension().is_some_and(|x| x == "n4fc") {
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
+        let Some(age) = age else { continue };
+        let name = e.file_name();
+        let name = name.as_encoded_bytes();
+        let temp = memchr::memmem::find(name, crate::files::TMP_MARKER.as_bytes()).is_some();
+        let stale = if temp {
+            age > STALE_TEMP
+        } else {
+            age > STALE && p.extension().is_some_and(|x| x == "n4fc")
+        };
+        if stale && p != keep {
             let _ = std::fs::remove_file(&p);
         }
     }
@@ -446,6 +457,50 @@ mod tests {
         c.put(p, f.key(), &f);
         assert!(c.save());
         assert!(DiskCache::load(ws.path(), root.path()).entries.is_empty());
+    }
+
+    #[test]
+    fn a_write_removes_old_cache_files_and_killed_writers_temporaries() {
+        let ws = workspace(10);
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("footers");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = std::time::SystemTime::now() - STALE - std::time::Duration::from_secs(60);
+        let hour_ago = std::time::SystemTime::now() - STALE_TEMP * 2;
+        let make = |name: &str, at: std::time::SystemTime| {
+            let p = dir.join(name);
+            std::fs::write(&p, b"x").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+            p
+        };
+        let gone = [
+            make("0000000000000001.n4fc", old),
+            make(".0000000000000002.n4fc.n4a-tmp-1-2", hour_ago),
+        ];
+        let kept = [
+            make("0000000000000003.n4fc", hour_ago),
+            make(
+                ".0000000000000004.n4fc.n4a-tmp-1-2",
+                std::time::SystemTime::now(),
+            ),
+            make("notes.txt", old),
+        ];
+        let cache = DiskCache::load(ws.path(), root.path());
+        let p = &files(ws.path())[0];
+        let f = Arc::new(Footer::read(p).unwrap());
+        cache.put(p, f.key(), &f);
+        assert!(cache.save());
+        for p in gone {
+            assert!(!p.exists(), "{} removed", p.display());
+        }
+        for p in kept {
+            assert!(p.exists(), "{} kept", p.display());
+        }
     }
 
     #[test]

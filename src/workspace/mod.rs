@@ -601,7 +601,7 @@ impl Workspace {
                 let quiet = !key.is_racy(read_at);
                 // Read without summaries, a footer without state reads as
                 // having none: kept only when it is the same either way.
-                let same = |f: &Footer| self.summaries || f.packed_state().is_some();
+                let same = |f: &Footer| self.summaries || f.has_packed_state();
                 if let (Some(d), Ok(footer), true) = (disk, &value, quiet) {
                     if same(footer) {
                         d.put(&f.path, key, footer);

@@ -304,11 +304,10 @@ impl Footer {
 
     /// True when the footer's summary carries n4a's binary state (1.2 on):
     /// read with or without summaries, such a footer is the same.
-    pub(crate) fn packed_state(&self) -> Option<&StateSource> {
-        match &self.summary.as_ref()?.content {
-            Content::State(s) if s.packed.is_some() => Some(s),
-            _ => None,
-        }
+    pub(crate) fn has_packed_state(&self) -> bool {
+        self.summary
+            .as_ref()
+            .is_some_and(|s| matches!(&s.content, Content::State(st) if st.packed.is_some()))
     }
 
     /// The file's mergeable state when it agrees with the file (same row

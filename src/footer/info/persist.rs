@@ -29,10 +29,7 @@ use crate::summary::codec::{put_of, put_s, put_u, CodecError, Cur, Encoded, Runs
 /// Whether `footer` is one this cache keeps (see the module docs): what
 /// [`encode`] says, without encoding.
 pub(crate) fn keeps(footer: &Footer) -> bool {
-    match &footer.summary {
-        None => true,
-        Some(s) => matches!(&s.content, Content::State(st) if st.packed.is_some()),
-    }
+    footer.summary.is_none() || footer.has_packed_state()
 }
 
 /// Appends `footer`'s bytes to `out`; false (nothing appended) when the
