@@ -136,10 +136,13 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--cache-mem", type=int, default=512)
+    ap.add_argument("--mem-limit", type=int, default=None,
+                    help="pass --mem-limit MIB to the server (a bound on its whole heap)")
     a = ap.parse_args()
     t_spawn = time.perf_counter()
     srv = subprocess.Popen([a.n4a, "serve", f"w={a.ws}", "--addr", "127.0.0.1:0", "--quiet",
-                            "--cache-mem", str(a.cache_mem)],
+                            "--cache-mem", str(a.cache_mem)]
+                           + (["--mem-limit", str(a.mem_limit)] if a.mem_limit else []),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         port = int(re.search(r":(\d+)", srv.stdout.readline()).group(1))
@@ -162,8 +165,10 @@ def main():
                     if k in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
                         kb[k] = int(v.split()[0]) // 1024
             print(f"  memory {stage}: RSS {kb.get('VmRSS')} MiB (anon {kb.get('RssAnon')}, "
-                  f"file {kb.get('RssFile')}, peak {kb.get('VmHWM')}), the cache counts "
-                  f"{(h.get('cache_bytes') or 0) / 1048576:.0f} MiB", flush=True)
+                  f"file {kb.get('RssFile')}, peak {kb.get('VmHWM')}), heap in use "
+                  f"{(h.get('heap_bytes') or 0) / 1048576:.0f} MiB, the cache counts "
+                  f"{(h.get('cache_bytes') or 0) / 1048576:.0f} MiB (may hold "
+                  f"{(h.get('cache_limit') or 0) / 1048576:.0f})", flush=True)
 
         memory("after the cold start")
         bad = 0

@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// dictionary keys), over all workspaces; 0 keeps none.
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     cache_mem: usize,
+    /// MiB the whole process's heap may hold (footers, summaries, answers,
+    /// running queries and the cache): the cache then holds at most this
+    /// less the rest (never less than an eighth of --cache-mem). Default:
+    /// no bound beyond --cache-mem
+    #[arg(long, value_name = "MIB")]
+    mem_limit: Option<usize>,
     /// Direction of a metric not built in, as METRIC=max|min|zero (repeatable).
     #[arg(long = "direction", value_name = "METRIC=DIR")]
     directions: Vec<String>,
@@ -96,6 +102,7 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
         no_auth: a.no_auth,
         log: !a.quiet,
         cache_mem: a.cache_mem.saturating_mul(1 << 20),
+        mem_limit: a.mem_limit.map(|m| m.saturating_mul(1 << 20)),
         roots: a.roots.clone(),
         cors_origins: a.cors_origins.clone(),
         ui: a.ui.clone(),

@@ -30,6 +30,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, ArrayRef};
@@ -40,6 +41,9 @@ use crate::footer::FileKey;
 /// The cached columns of every file, within `budget` bytes.
 pub struct ColumnCache {
     budget: usize,
+    /// What the cache may hold now: the budget, or less when its owner
+    /// bounds the whole process ([`ColumnCache::fit_beside`]).
+    limit: AtomicUsize,
     inner: Mutex<Inner>,
 }
 
@@ -113,6 +117,9 @@ pub struct CacheStats {
     pub bytes: usize,
     /// The budget.
     pub budget: usize,
+    /// What the cache may hold now (the budget, or less when the process
+    /// is bounded as a whole: [`ColumnCache::fit_beside`]).
+    pub limit: usize,
     /// Columns held.
     pub columns: usize,
     /// Records of page rows held.
@@ -174,7 +181,48 @@ impl ColumnCache {
     pub fn new(budget: usize) -> Self {
         ColumnCache {
             budget,
+            limit: AtomicUsize::new(budget),
             inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// What the cache may hold now.
+    fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets what the cache may hold to `room` (what the rest of the
+    /// process leaves of a bound on the whole), at most the budget and
+    /// never below an eighth of it, and evicts down to it: the older half
+    /// of records and derived values while either passes a quarter of the
+    /// limit, then the least recently used columns. Cost: O(entries) per
+    /// eviction pass.
+    pub fn fit_beside(&self, room: usize) {
+        let limit = room.clamp(self.budget / 8, self.budget);
+        self.limit.store(limit, Ordering::Relaxed);
+        let mut g = self.lock();
+        while g.rows_used > limit / 4 {
+            g.evict_older_rows();
+        }
+        while g.derived_used > limit / 4 {
+            g.evict_older_derived();
+        }
+        while g.used > limit {
+            let Some(victim) = g
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.used_at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = g.map.remove(&victim) {
+                g.used -= e.bytes;
+            }
+        }
+        while g.used > limit && g.rows_used + g.derived_used > 0 {
+            g.evict_older_rows();
+            g.evict_older_derived();
         }
     }
 
@@ -215,7 +263,7 @@ impl ColumnCache {
     /// recently used columns to stay within the budget.
     pub(crate) fn put(&self, path: &Path, key: &FileKey, name: &str, array: Option<ArrayRef>) {
         let bytes = array.as_ref().map_or(0, |a| a.get_array_memory_size()) + 64;
-        if bytes > self.budget {
+        if bytes > self.limit() {
             return;
         }
         let mut g = self.lock();
@@ -225,7 +273,7 @@ impl ColumnCache {
         if let Some(old) = g.map.remove(&k) {
             g.used -= old.bytes;
         }
-        while g.used + bytes > self.budget {
+        while g.used + bytes > self.limit() {
             let Some(victim) = g
                 .map
                 .iter()
@@ -268,7 +316,7 @@ impl ColumnCache {
             g.used -= old;
         }
         let held: usize = g.metas.values().map(|m| m.2).sum();
-        if held + bytes > self.budget / 4 || g.used + bytes > self.budget {
+        if held + bytes > self.limit() / 4 || g.used + bytes > self.limit() {
             return;
         }
         g.used += bytes;
@@ -307,17 +355,17 @@ impl ColumnCache {
         columns: u64,
         records: impl IntoIterator<Item = (u64, Record)>,
     ) {
-        let quarter = self.budget / 4;
+        let quarter = self.limit() / 4;
         let mut g = self.lock();
         for (row, record) in records {
             let bytes = record_bytes(&record);
             if bytes > quarter {
                 continue;
             }
-            if g.rows_used + bytes > quarter || g.used + bytes > self.budget {
+            if g.rows_used + bytes > quarter || g.used + bytes > self.limit() {
                 g.evict_older_rows();
             }
-            if g.used + bytes > self.budget {
+            if g.used + bytes > self.limit() {
                 continue;
             }
             g.tick += 1;
@@ -375,15 +423,15 @@ impl ColumnCache {
         bytes: usize,
     ) {
         let bytes = bytes + 64 + what.len();
-        let quarter = self.budget / 4;
+        let quarter = self.limit() / 4;
         if bytes > quarter {
             return;
         }
         let mut g = self.lock();
-        if g.derived_used + bytes > quarter || g.used + bytes > self.budget {
+        if g.derived_used + bytes > quarter || g.used + bytes > self.limit() {
             g.evict_older_derived();
         }
-        if g.used + bytes > self.budget {
+        if g.used + bytes > self.limit() {
             return;
         }
         g.tick += 1;
@@ -450,11 +498,97 @@ impl ColumnCache {
         CacheStats {
             bytes: g.used,
             budget: self.budget,
+            limit: self.limit(),
             columns: g.map.len(),
             rows: g.rows.len(),
             derived: g.derived.len(),
             hits: g.hits,
             misses: g.misses,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FileKey {
+        FileKey {
+            len: 1,
+            mtime_ns: 2,
+            ctime_ns: 3,
+            ino: 4,
+            dev: 5,
+        }
+    }
+
+    fn column(n: usize) -> Option<ArrayRef> {
+        Some(Arc::new(arrow_array::Float64Array::from(vec![0.5; n])))
+    }
+
+    /// Issue 33: with a bound on the whole process, the cache holds what
+    /// the rest leaves: least recently used columns go first, never below
+    /// an eighth of the budget, and it grows back when the rest shrinks.
+    #[test]
+    fn issue_33_the_cache_fits_beside_what_the_process_holds() {
+        let cache = ColumnCache::new(8 << 20);
+        let (p, k) = (Path::new("/w/a.meta.parquet"), key());
+        for i in 0..6 {
+            cache.put(p, &k, &format!("c{i}"), column(128 << 10)); // 1 MiB each
+        }
+        assert!(cache.get(p, &k, "c0").is_some()); // c0 now the most recent
+        let held = cache.stats().bytes;
+        assert!(held > 6 << 20 && held <= 8 << 20, "{held}");
+
+        cache.fit_beside(3 << 20);
+        let s = cache.stats();
+        assert_eq!(s.limit, 3 << 20);
+        assert!(s.bytes <= 3 << 20 && s.columns == 2, "{s:?}");
+        assert!(cache.get(p, &k, "c0").is_some(), "the most recent stays");
+        assert!(cache.get(p, &k, "c1").is_none(), "the oldest went");
+        // Puts now respect the lower limit.
+        cache.put(p, &k, "c6", column(128 << 10));
+        assert!(cache.stats().bytes <= 3 << 20);
+
+        cache.fit_beside(0);
+        assert_eq!(
+            cache.stats().limit,
+            1 << 20,
+            "an eighth of the budget at least"
+        );
+        cache.fit_beside(usize::MAX);
+        assert_eq!(cache.stats().limit, 8 << 20, "never past the budget");
+        for i in 0..6 {
+            cache.put(p, &k, &format!("d{i}"), column(128 << 10));
+        }
+        assert!(
+            cache.stats().bytes > 5 << 20,
+            "room again once the rest shrank"
+        );
+    }
+
+    /// Records and derived values are cut to a quarter of the limit each.
+    #[test]
+    fn fitting_cuts_records_and_derived_values_to_a_quarter_each() {
+        let cache = ColumnCache::new(8 << 20);
+        let (p, k) = (Path::new("/w/a.meta.parquet"), key());
+        for i in 0..16 {
+            cache.put_derived(p, &k, &format!("d{i}"), Arc::new(()), 100 << 10);
+        }
+        let mut rec = Record::new();
+        rec.insert(
+            "scores".into(),
+            serde_json::Value::from("x".repeat(50 << 10)),
+        );
+        cache.put_rows(p, &k, 1, (0..16).map(|r| (r, rec.clone())));
+        cache.fit_beside(2 << 20);
+        let g = cache.lock();
+        assert!(g.derived_used <= (2 << 20) / 4, "{}", g.derived_used);
+        assert!(g.rows_used <= (2 << 20) / 4, "{}", g.rows_used);
+        assert!(g.used <= 2 << 20);
+        assert!(
+            !g.derived.is_empty() && !g.rows.is_empty(),
+            "the newer kept"
+        );
     }
 }

@@ -34,6 +34,14 @@ pub struct Health {
     /// derived orders and answers), as it counts them; null without a
     /// cache.
     pub cache_bytes: Option<usize>,
+    /// What the column cache may hold now: its budget, or with
+    /// `--mem-limit` that limit less what the rest of the process holds
+    /// (footers, summaries, answers, running queries), never below an
+    /// eighth of the budget; null without a cache.
+    pub cache_limit: Option<usize>,
+    /// Bytes the allocator has handed out and not had back (the heap in
+    /// use, whatever freed memory it keeps beside; null off glibc).
+    pub heap_bytes: Option<u64>,
     /// Heavy queries stopped so far (client gone or past the time limit).
     pub heavy_cancelled: usize,
     /// Heavy queries running now.

@@ -203,6 +203,7 @@ pub(super) async fn heavy<T: Send + 'static>(
         let out = f(flag);
         app2.running.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
+        app2.fit_cache();
         out
     });
     let limit = app.opts.query_timeout;
@@ -266,6 +267,8 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Answer {
     ok_json(&Health {
         cache_budget: cache.map(|c| c.budget),
         cache_bytes: cache.map(|c| c.bytes),
+        cache_limit: cache.map(|c| c.limit),
+        heap_bytes: crate::memory::heap_in_use(),
         heavy_cancelled: app.cancelled.load(Ordering::Relaxed),
         heavy_running: app.running.load(Ordering::Relaxed),
         rss_bytes: crate::memory::resident_bytes(),

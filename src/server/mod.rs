@@ -105,6 +105,11 @@ pub struct ServeOptions {
     /// Bytes of decoded columns kept between queries, over all workspaces
     /// (default 512 MiB; 0: none, every query scans).
     pub cache_mem: usize,
+    /// A bound on the whole process's heap (default none): the column
+    /// cache then holds at most this less what the rest of the process
+    /// holds (footers, summaries, held answers, running queries), never
+    /// less than an eighth of `cache_mem` ([`App::fit_cache`]).
+    pub mem_limit: Option<usize>,
     /// Folders under which the web app may link workspaces
     /// (`POST /api/workspaces/link`), as real paths (default none:
     /// linking answers 403).
@@ -135,6 +140,7 @@ impl Default for ServeOptions {
             log: true,
             directions: Directions::new(),
             cache_mem: 512 << 20,
+            mem_limit: None,
             roots: Vec::new(),
             cors_origins: Vec::new(),
             ui: None,
@@ -230,7 +236,14 @@ pub struct App {
     cancelled: AtomicUsize,
     /// Decoded columns shared by every query (`None` without a budget).
     pub columns: Option<Arc<crate::query::cache::ColumnCache>>,
+    /// What the process held beside the cache lately, and when memory was
+    /// last measured ([`App::fit_cache`]).
+    beside: Mutex<(crate::memory::Beside, Option<Instant>)>,
 }
+
+/// Freed memory the allocator may keep before [`App::fit_cache`] gives it
+/// back: the `+ 64 MiB` of the server's memory bound.
+const TRIM_SLACK: u64 = 64 << 20;
 
 /// True for ids made of ASCII letters, digits, `_` and `-`, 1 to 64 long.
 pub fn valid_id(id: &str) -> bool {
@@ -311,8 +324,41 @@ impl App {
             cancelled: AtomicUsize::new(0),
             columns: (opts.cache_mem > 0)
                 .then(|| Arc::new(crate::query::cache::ColumnCache::new(opts.cache_mem))),
+            beside: Mutex::new(Default::default()),
             opts,
         }))
+    }
+
+    /// After a heavy query, at most once a second: gives the allocator's
+    /// freed memory back to the kernel when it keeps more than 64 MiB of
+    /// it resident (so the resident size follows the heap in use; a trim
+    /// takes 6-25 ms on `big`, each arena locked in turn), and with
+    /// `--mem-limit` lets the column cache hold that limit less what the
+    /// rest of the process holds: the heap in use
+    /// ([`crate::memory::heap_in_use`]) less what the cache holds, the
+    /// least of the recent measures ([`crate::memory::Beside`]: a measure
+    /// taken while other queries run counts their working memory too). A
+    /// no-op off glibc. Cost: one `mallinfo2` (3-5 ms on `big`, arenas
+    /// locked in turn), a read of `/proc/self/status`, and an eviction
+    /// pass when the cache's limit falls.
+    pub(crate) fn fit_cache(&self) {
+        let mut b = self.beside.lock().unwrap_or_else(|e| e.into_inner());
+        if b.1.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        b.1 = Some(Instant::now());
+        let Some(heap) = crate::memory::heap_in_use() else {
+            return;
+        };
+        if let (Some(cache), Some(limit)) = (self.columns.as_deref(), self.opts.mem_limit) {
+            let outside = heap.saturating_sub(cache.stats().bytes as u64);
+            let least = usize::try_from(b.0.add(outside)).unwrap_or(usize::MAX);
+            cache.fit_beside(limit.saturating_sub(least));
+        }
+        drop(b);
+        if crate::memory::resident_bytes().is_some_and(|rss| rss > heap + TRIM_SLACK) {
+            crate::memory::give_back_freed();
+        }
     }
 
     /// The workspace with this id.

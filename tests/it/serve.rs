@@ -865,3 +865,45 @@ fn summary_is_compressed_on_request_and_has_a_brief_form() {
         .iter()
         .any(|p| p["name"] == "datasets"));
 }
+
+/// Issue 33: with `--mem-limit`, the column cache holds what the rest of
+/// the process leaves of the limit (here nothing: a limit of 0, so the
+/// cache falls to its floor, an eighth of its budget, and holds no more), and `/healthz` states the heap in
+/// use beside the resident size. Without it the cache may hold its budget.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn issue_33_a_memory_limit_bounds_the_cache_beside_what_the_process_holds() {
+    let dir = workspace();
+    let page = "/api/workspaces/w/predictions/data?partition=val&sort=val_score:asc&limit=5";
+    let budget = 64usize << 20;
+    let srv = Server::start(
+        &[("w", dir.path())],
+        ServeOptions {
+            cache_mem: budget,
+            mem_limit: Some(0),
+            ..ServeOptions::default()
+        },
+    );
+    assert_eq!(srv.get(page).0, 200);
+    let (_, h) = srv.get("/healthz");
+    assert!(h["heap_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(h["cache_limit"].as_u64(), Some(budget as u64 / 8), "{h}");
+    assert!(
+        h["cache_bytes"].as_u64().unwrap() <= budget as u64 / 8,
+        "{h}"
+    );
+    drop(srv);
+
+    let srv = Server::start(
+        &[("w", dir.path())],
+        ServeOptions {
+            cache_mem: budget,
+            ..ServeOptions::default()
+        },
+    );
+    assert_eq!(srv.get(page).0, 200);
+    assert_eq!(
+        srv.get("/healthz").1["cache_limit"].as_u64(),
+        Some(budget as u64)
+    );
+}

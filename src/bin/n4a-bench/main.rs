@@ -1,11 +1,14 @@
 //! `n4a-bench`: the load and timing harnesses, kept out of the user CLI
 //! (built only with `--features bench`). `serve` load-tests a running
 //! `n4a serve` over real sockets; `summary` times workspace summaries
-//! in-process. Peer comparisons against DuckDB live in `benches/`.
+//! in-process; `row-floor` measures the least CPU fetching unseen rows
+//! costs on a workspace's files. Peer comparisons against DuckDB live in
+//! `benches/`.
 
 /// Also included by path in the tests, which use all of it.
 #[allow(dead_code)]
 mod client;
+mod floor;
 mod serve;
 mod summary;
 
@@ -35,6 +38,10 @@ enum Command {
     /// Time workspace summaries on a real workspace: median and spread of
     /// cold (new reader, empty cache) and warm (cached) answers.
     Summary(summary::SummaryArgs),
+    /// Time decompressing the pages that hold random rows of a
+    /// workspace's files (nothing decoded, files in memory, one thread):
+    /// the floor under a page of rows never read before.
+    RowFloor(floor::FloorArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,7 @@ fn main() -> ExitCode {
     let run = match args.command {
         Command::Serve(a) => serve::bench_serve_cmd(a),
         Command::Summary(a) => summary::summary_cmd(a),
+        Command::RowFloor(a) => floor::floor_cmd(a),
     };
     match run {
         Ok(code) => code,

@@ -231,7 +231,14 @@ fn selection(c: &Candidate, f: &Filters, b: Option<&RecordBatch>) -> Result<Arc<
             Some(b) => matching(b, f),
             None => read_cols(c, &names)?.map_or_else(Vec::new, |b| matching(&b, f)),
         };
-        let bytes = rows.len() * 4;
+        // Kept in a cache: give back what the filter left out (the vector
+        // was sized for every row of the file: big's val selections held
+        // three times their rows) and count what is held, not what is used.
+        let mut rows = rows;
+        if c.cache.is_some() {
+            rows.shrink_to_fit();
+        }
+        let bytes = rows.capacity() * 4;
         Ok((rows, bytes))
     };
     if names.is_empty() || c.cache.is_none() {
