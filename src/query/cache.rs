@@ -139,6 +139,24 @@ impl std::fmt::Debug for ColumnCache {
 }
 
 impl Inner {
+    /// Drops the least recently used columns until at most `target` bytes
+    /// are held (or no column is left). O(columns) per column dropped.
+    fn evict_columns_to(&mut self, target: usize) {
+        while self.used > target {
+            let Some(victim) = self
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.used_at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = self.map.remove(&victim) {
+                self.used -= e.bytes;
+            }
+        }
+    }
+
     /// Drops the older half of the derived values held.
     fn evict_older_derived(&mut self) {
         let freed = evict_older_half(&mut self.derived, |e| (e.used_at, e.bytes));
@@ -207,19 +225,7 @@ impl ColumnCache {
         while g.derived_used > limit / 4 {
             g.evict_older_derived();
         }
-        while g.used > limit {
-            let Some(victim) = g
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.used_at)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(e) = g.map.remove(&victim) {
-                g.used -= e.bytes;
-            }
-        }
+        g.evict_columns_to(limit);
         while g.used > limit && g.rows_used + g.derived_used > 0 {
             g.evict_older_rows();
             g.evict_older_derived();
@@ -273,19 +279,7 @@ impl ColumnCache {
         if let Some(old) = g.map.remove(&k) {
             g.used -= old.bytes;
         }
-        while g.used + bytes > self.limit() {
-            let Some(victim) = g
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.used_at)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(e) = g.map.remove(&victim) {
-                g.used -= e.bytes;
-            }
-        }
+        g.evict_columns_to(self.limit().saturating_sub(bytes));
         g.used += bytes;
         g.map.insert(
             k,
