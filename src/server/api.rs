@@ -203,7 +203,11 @@ pub(super) async fn heavy<T: Send + 'static>(
         let out = f(flag);
         app2.running.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
-        app2.fit_cache();
+        if app2.fit_due() {
+            // Off the answer's path: a trim takes 6-25 ms.
+            let app3 = app2.clone();
+            tokio::task::spawn_blocking(move || app3.fit_cache());
+        }
         out
     });
     let limit = app.opts.query_timeout;

@@ -108,7 +108,8 @@ pub struct ServeOptions {
     /// A bound on the whole process's heap (default none): the column
     /// cache then holds at most this less what the rest of the process
     /// holds (footers, summaries, held answers, running queries), never
-    /// less than an eighth of `cache_mem` ([`App::fit_cache`]).
+    /// less than an eighth of `cache_mem` (measured after heavy queries, at
+    /// most once a second).
     pub mem_limit: Option<usize>,
     /// Folders under which the web app may link workspaces
     /// (`POST /api/workspaces/link`), as real paths (default none:
@@ -329,6 +330,17 @@ impl App {
         }))
     }
 
+    /// True at most once a second, for the heavy query that ends then:
+    /// time for [`App::fit_cache`]. Cost: a lock and a clock read.
+    pub(crate) fn fit_due(&self) -> bool {
+        let mut b = self.beside.lock().unwrap_or_else(|e| e.into_inner());
+        if b.1.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        b.1 = Some(Instant::now());
+        true
+    }
+
     /// After a heavy query, at most once a second: gives the allocator's
     /// freed memory back to the kernel when it keeps more than 64 MiB of
     /// it resident (so the resident size follows the heap in use; a trim
@@ -340,13 +352,10 @@ impl App {
     /// taken while other queries run counts their working memory too). A
     /// no-op off glibc. Cost: one `mallinfo2` (3-5 ms on `big`, arenas
     /// locked in turn), a read of `/proc/self/status`, and an eviction
-    /// pass when the cache's limit falls.
+    /// pass when the cache's limit falls; run off the answer's path
+    /// ([`App::fit_due`] says when).
     pub(crate) fn fit_cache(&self) {
         let mut b = self.beside.lock().unwrap_or_else(|e| e.into_inner());
-        if b.1.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        b.1 = Some(Instant::now());
         let Some(heap) = crate::memory::heap_in_use() else {
             return;
         };
