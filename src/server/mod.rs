@@ -343,7 +343,7 @@ impl App {
 
     /// After a heavy query, at most once a second: gives the allocator's
     /// freed memory back to the kernel when it keeps more than 64 MiB of
-    /// it resident (so the resident size follows the heap in use; a trim
+    /// it resident (32 MiB under `--mem-limit`) (so the resident size follows the heap in use; a trim
     /// takes 6-25 ms on `big`, each arena locked in turn), and with
     /// `--mem-limit` lets the column cache hold that limit less what the
     /// rest of the process holds: the heap in use
@@ -365,7 +365,13 @@ impl App {
             cache.fit_beside(limit.saturating_sub(least));
         }
         drop(b);
-        if crate::memory::resident_bytes().is_some_and(|rss| rss > heap + TRIM_SLACK) {
+        // Under a limit, freed memory is given back sooner: the limit is
+        // on what is resident.
+        let slack = match self.opts.mem_limit {
+            Some(_) => TRIM_SLACK / 2,
+            None => TRIM_SLACK,
+        };
+        if crate::memory::resident_bytes().is_some_and(|rss| rss > heap + slack) {
             crate::memory::give_back_freed();
         }
     }

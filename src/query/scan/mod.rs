@@ -192,6 +192,7 @@ fn known_meta(
     let file = std::fs::File::open(&c.path).ok()?;
     let opened = crate::footer::FileKey::from_metadata(&file.metadata().ok()?);
     let m = columns::load_meta(&c.path, &file).ok()?;
+    let m = columns::without_key_values(&c.path, &m).ok()?;
     if opened == key {
         cache.put_meta(&c.path, &key, m.clone());
     }
