@@ -3,7 +3,8 @@
 //! scan reads them (facets as dictionary keys and values, scores as
 //! numbers), keyed by the file's path and the same [`FileKey`] the footer
 //! cache checks (size, mtime, ctime, inode, device), so a rewritten file
-//! is never answered from its old columns. Within a byte budget, least
+//! is never answered from its old columns. Within a byte budget (or the
+//! lower limit a server bounded as a whole sets: `fit_beside`), least
 //! recently used first out; a column larger than the budget is not kept
 //! (the query then scans as without a cache). Cost of a hit: a hash
 //! lookup and an `Arc` clone, under one mutex held for the lookup only;

@@ -41,6 +41,8 @@ pub struct Health {
     pub cache_limit: Option<usize>,
     /// Bytes the allocator has handed out and not had back (the heap in
     /// use, whatever freed memory it keeps beside; null off glibc).
+    /// Measuring it locks the allocator's arenas for a few milliseconds
+    /// on a large workspace's server.
     pub heap_bytes: Option<u64>,
     /// Heavy queries stopped so far (client gone or past the time limit).
     pub heavy_cancelled: usize,

@@ -343,8 +343,9 @@ impl App {
 
     /// After a heavy query, at most once a second: gives the allocator's
     /// freed memory back to the kernel when it keeps more than 64 MiB of
-    /// it resident (32 MiB under `--mem-limit`) (so the resident size follows the heap in use; a trim
-    /// takes 6-25 ms on `big`, each arena locked in turn), and with
+    /// it resident, 32 MiB under `--mem-limit` (so the resident size
+    /// follows the heap in use; a trim takes 6-25 ms on `big`, each arena
+    /// locked in turn), and with
     /// `--mem-limit` lets the column cache hold that limit less what the
     /// rest of the process holds: the heap in use
     /// ([`crate::memory::heap_in_use`]) less what the cache holds, the
@@ -355,16 +356,19 @@ impl App {
     /// pass when the cache's limit falls; run off the answer's path
     /// ([`App::fit_due`] says when).
     pub(crate) fn fit_cache(&self) {
-        let mut b = self.beside.lock().unwrap_or_else(|e| e.into_inner());
+        // Measured before taking the lock `fit_due` takes at the end of
+        // every heavy query: the measure takes milliseconds.
         let Some(heap) = crate::memory::heap_in_use() else {
             return;
         };
         if let (Some(cache), Some(limit)) = (self.columns.as_deref(), self.opts.mem_limit) {
             let outside = heap.saturating_sub(cache.stats().bytes as u64);
-            let least = usize::try_from(b.0.add(outside)).unwrap_or(usize::MAX);
+            let least = {
+                let mut b = self.beside.lock().unwrap_or_else(|e| e.into_inner());
+                usize::try_from(b.0.add(outside)).unwrap_or(usize::MAX)
+            };
             cache.fit_beside(limit.saturating_sub(least));
         }
-        drop(b);
         // Under a limit, freed memory is given back sooner: the limit is
         // on what is resident.
         let slack = match self.opts.mem_limit {
