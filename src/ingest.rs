@@ -301,6 +301,92 @@ pub fn ingest_with_progress(
     Ok(report)
 }
 
+/// [`ingest_with_progress`] into a bucket workspace (`s3://bucket/prefix`,
+/// cargo feature `object-store`). The input is first ingested into an
+/// empty staging folder (which parses and validates all of it and names
+/// its datasets); then, under each dataset's lock in the bucket
+/// ([`crate::bucket::Bucket::lock`], taken in name order), the datasets'
+/// objects are fetched whole into a second staging folder, the input
+/// appended there as on disk, and each file put back by one conditional
+/// PUT (`If-Match` on the ETag fetched, `If-None-Match: *` for a new
+/// one), arrays before predictions. A writer killed at any point leaves
+/// every object as it was or as the last complete PUT made it; two
+/// writers of one dataset take turns; a PUT whose condition fails (a
+/// stale lock was taken over meanwhile) is an error naming the object and
+/// commits nothing more. Memory: the largest object of a touched dataset
+/// (its bytes are held for the PUT); disk: the touched datasets' files
+/// twice, in the cache folder's `staging`, removed at the end.
+///
+/// # Errors
+/// As [`ingest`]; [`Error::Io`] naming the object for a failed request.
+#[cfg(feature = "object-store")]
+pub fn ingest_into_bucket(
+    url: &Path,
+    input: &Path,
+    format: InputFormat,
+    opts: &WriterOptions,
+    progress: &dyn Fn(u64),
+) -> Result<IngestReport> {
+    let bucket = crate::bucket::Bucket::open(url)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let stage = crate::files::cache_root()
+        .join("staging")
+        .join(format!("{}-{stamp}", std::process::id()));
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(stage.clone());
+    let (dry, work) = (stage.join("dry"), stage.join("work"));
+    for d in [&dry, &work] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let planned = ingest_with_progress(&dry, input, format, opts, progress)?;
+    let _locks = planned
+        .keys()
+        .map(|d| bucket.lock(d))
+        .collect::<Result<Vec<_>>>()?;
+    let mut versions = Vec::new();
+    for d in planned.keys() {
+        let local = crate::files::dataset_paths(&work, d);
+        let remote = crate::files::dataset_paths(bucket.url(), d);
+        for (l, r) in [(local.arrays, remote.arrays), (local.meta, remote.meta)] {
+            let tag = match bucket.get_version(&r)? {
+                Some((bytes, tag)) => {
+                    std::fs::write(&l, &bytes).map_err(|e| Error::io(&l, e))?;
+                    Some(tag)
+                }
+                None => None,
+            };
+            versions.push((l, r, tag));
+        }
+    }
+    let report = ingest_with_progress(&work, input, format, opts, &|_| {})?;
+    for (l, r, tag) in versions {
+        let bytes = match std::fs::read(&l) {
+            Ok(b) => bytes::Bytes::from(b),
+            // A dataset without arrays writes no arrays file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&l, e)),
+        };
+        if !bucket.put(&r, bytes, tag.as_deref())? {
+            return Err(Error::io(
+                &r,
+                std::io::Error::other(
+                    "another writer replaced this object while this one held its dataset's \
+                     lock (a lock taken over as stale); this dataset's later files were not \
+                     written",
+                ),
+            ));
+        }
+    }
+    Ok(report)
+}
+
 /// The record batches of a parquet or Arrow IPC input, to `f` in order.
 ///
 /// # Errors

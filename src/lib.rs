@@ -43,6 +43,9 @@
 
 #![warn(unnameable_types)]
 
+pub mod blob;
+#[cfg(feature = "object-store")]
+pub mod bucket;
 pub mod error;
 pub mod files;
 pub mod footer;

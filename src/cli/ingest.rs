@@ -65,11 +65,13 @@ pub fn ingest_cmd(a: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     let t0 = Instant::now();
     let line = progress::Progress::new("ingest", "rows", None, quiet);
-    let report =
-        n4a::ingest::ingest_with_progress(&workspace, &file, fmt, &opts, &|n| line.add(n, None))
-            .with_context(|| {
-                format!("ingesting {} into {}", file.display(), workspace.display())
-            })?;
+    let ingest = if n4a::bucket::is_url(&workspace) {
+        n4a::ingest::ingest_into_bucket
+    } else {
+        n4a::ingest::ingest_with_progress
+    };
+    let report = ingest(&workspace, &file, fmt, &opts, &|n| line.add(n, None))
+        .with_context(|| format!("ingesting {} into {}", file.display(), workspace.display()))?;
     line.finish();
     let secs = t0.elapsed().as_secs_f64();
     if format == Format::Json {

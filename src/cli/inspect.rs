@@ -23,6 +23,9 @@ pub struct InspectArgs {
 pub fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     let InspectArgs { file, format } = a;
     let file = file.as_path();
+    if n4a::bucket::is_url(file) {
+        n4a::bucket::register_url(file)?;
+    }
     // The parquet crate's whole read, not `Footer::read`: a summary that
     // does not decode is shown as such beside what the file stores.
     let meta = n4a::footer::meta::read(file)?;

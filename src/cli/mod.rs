@@ -30,6 +30,26 @@ use n4a::metric::Direction;
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    bucket: BucketArgs,
+}
+
+/// How a workspace given as a bucket URL (`s3://bucket/prefix`, and
+/// through the same crate, untested, `gs://`, `az://`) is reached.
+/// Credentials come from the usual environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, ...).
+#[derive(Debug, clap::Args)]
+struct BucketArgs {
+    /// An S3-compatible endpoint (else `AWS_ENDPOINT_URL`, else AWS).
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// Bucket requests in flight at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    requests: usize,
+    /// Retries of a failed bucket request (throttling, timeouts, resets),
+    /// with backoff.
+    #[arg(long, global = true, default_value_t = 5)]
+    retries: usize,
 }
 
 /// Output of a report (one answer): a table for people, JSON for programs.
@@ -137,6 +157,12 @@ enum Command {
 /// Whatever the library returns, with context naming the step.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    n4a::bucket::configure(n4a::bucket::BucketOptions {
+        endpoint: args.bucket.endpoint.clone(),
+        requests: args.bucket.requests,
+        retries: args.bucket.retries,
+        ..Default::default()
+    });
     match args.command {
         None => gen::demo(),
         Some(Command::Gen(a)) => gen::gen_cmd(a),
@@ -190,12 +216,12 @@ fn raw_stdout() -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
 /// A path that is not a folder: says what was looked for, on standard
 /// error, and gives exit code 1 (as for a folder without predictions).
 fn not_a_folder(asked: &std::path::Path) -> Option<ExitCode> {
-    if asked.is_dir() {
+    if asked.is_dir() || n4a::bucket::is_url(asked) {
         return None;
     }
     eprintln!(
-        "error: {} is not a folder: a workspace is a folder of <dataset>.meta.parquet files \
-         or a nirs4all store workspace (store.sqlite)",
+        "error: {} is not a folder: a workspace is a folder of <dataset>.meta.parquet files, \
+         a nirs4all store workspace (store.sqlite) or a bucket URL (s3://bucket/prefix)",
         asked.display()
     );
     Some(ExitCode::from(1))

@@ -18,6 +18,9 @@ use std::time::{Duration, SystemTime};
 /// Modifications this recent at read time make an entry untrusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(1);
 
+/// The device number of an object's key ([`FileKey::of_object`]).
+pub const REMOTE_DEV: u64 = u64::MAX;
+
 /// What identifies one version of a file (the default: no file, for
 /// entries keyed by something else).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -40,8 +43,38 @@ impl FileKey {
     /// # Errors
     /// The `stat` failure.
     pub fn of(path: &Path) -> std::io::Result<FileKey> {
+        if let Some(o) = crate::blob::remote(path) {
+            return Ok(Self::of_object(&o));
+        }
         let m = std::fs::metadata(path)?;
         Ok(Self::from_metadata(&m))
+    }
+
+    /// The key of an open file or object.
+    ///
+    /// # Errors
+    /// A local file's `fstat` failure.
+    pub fn of_blob(blob: &crate::blob::Blob) -> std::io::Result<FileKey> {
+        match blob {
+            crate::blob::Blob::Local(f) => Ok(Self::from_metadata(&f.metadata()?)),
+            crate::blob::Blob::Remote(_) => Ok(Self::of_object(
+                blob.object().expect("a remote blob's object"),
+            )),
+        }
+    }
+
+    /// The key of an object of a bucket: its size, last-modified time and
+    /// version (the ETag's hash, in place of the inode), on the device
+    /// [`REMOTE_DEV`]. An object is never rewritten in place: a new
+    /// version has a new ETag.
+    pub fn of_object(o: &crate::blob::Object) -> FileKey {
+        FileKey {
+            len: o.len,
+            mtime_ns: o.modified_ns,
+            ctime_ns: 0,
+            ino: o.version,
+            dev: REMOTE_DEV,
+        }
     }
 
     /// The key of already-read metadata.
@@ -76,6 +109,9 @@ impl FileKey {
 
     /// True when the file was modified within [`RACY_WINDOW`] of `read_at`.
     pub fn is_racy(&self, read_at: SystemTime) -> bool {
+        if self.dev == REMOTE_DEV {
+            return false;
+        }
         let read_ns = read_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);

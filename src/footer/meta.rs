@@ -3,7 +3,7 @@
 //! key/value), and the summary and state decoded from it whichever version
 //! stored them. A workspace reads footers the cheaper way of `super::info`.
 
-use std::fs::File;
+use crate::blob::Blob;
 use std::path::Path;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
@@ -31,12 +31,12 @@ pub fn read(path: &Path) -> Result<ParquetMetaData> {
 /// # Errors
 /// [`Error::Io`] if it cannot be opened, [`Error::Parquet`] if it is not a
 /// parquet file or is truncated.
-pub(crate) fn open_metadata(path: &Path) -> Result<(File, ParquetMetaData)> {
+pub(crate) fn open_metadata(path: &Path) -> Result<(Blob, ParquetMetaData)> {
     super::guard::guarded(path, || open_metadata_unguarded(path))
 }
 
-fn open_metadata_unguarded(path: &Path) -> Result<(File, ParquetMetaData)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+fn open_metadata_unguarded(path: &Path) -> Result<(Blob, ParquetMetaData)> {
+    let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
         .map_err(|e| Error::parquet(path, e))?;
@@ -106,8 +106,7 @@ fn state_of(path: &Path, meta: &ParquetMetaData) -> Result<Option<crate::summary
     let packed = codec::split(value.as_bytes()).map_err(|e| invalid_state(path, &e))?;
     let prefix = packed.prefix().map_err(|e| invalid_state(path, &e))?;
     let read = |at: u64, len: u64| -> Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
         let len = usize::try_from(len).map_err(|_| Error::corrupt(path, "state length"))?;
         let mut v = vec![0u8; len];
         file.read_exact_at(&mut v, at)

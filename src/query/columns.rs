@@ -9,7 +9,7 @@
 //! base64-decoded), one projection, and optionally a row selection (only
 //! the pages holding those rows are decompressed).
 
-use std::fs::File;
+use crate::blob::Blob;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub(crate) fn is_dictionary(name: &str) -> bool {
 ///
 /// # Errors
 /// [`Error::Parquet`] naming the file.
-pub(crate) fn load_meta(path: &Path, file: &File) -> Result<ArrowReaderMetadata> {
+pub(crate) fn load_meta(path: &Path, file: &Blob) -> Result<ArrowReaderMetadata> {
     ArrowReaderMetadata::load(
         file,
         ArrowReaderOptions::new().with_skip_arrow_metadata(true),
@@ -126,16 +126,11 @@ fn read_unguarded(
     known: Option<(ArrowReaderMetadata, FileKey)>,
 ) -> Result<Vec<RecordBatch>> {
     let err = |e| Error::parquet(path, e);
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
+    let handle = file.remote_handle();
     let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let meta = match known {
-        Some((m, key))
-            if file
-                .metadata()
-                .is_ok_and(|md| FileKey::from_metadata(&md) == key) =>
-        {
-            m
-        }
+        Some((m, key)) if FileKey::of_blob(&file).is_ok_and(|k| k == key) => m,
         _ => load_meta(path, &file)?,
     };
     let hinted: Vec<FieldRef> = meta
@@ -172,6 +167,9 @@ fn read_unguarded(
         Some(rg) if dictionaries && rows.is_none() => rg,
         _ => total as usize,
     };
+    if let Some(h) = &handle {
+        crate::rows::prefetch(path, h, meta.metadata(), &mask, rows)?;
+    }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
         .with_projection(mask)
         .with_batch_size(batch.clamp(1, BATCH_ROWS));
@@ -203,8 +201,8 @@ mod tests {
     fn kept_metadata_has_no_key_values_and_reads_the_same_rows() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corn_moisture.meta.parquet");
-        let file = File::open(&path).unwrap();
-        let key = FileKey::from_metadata(&file.metadata().unwrap());
+        let file = Blob::open(&path).unwrap();
+        let key = FileKey::of_blob(&file).unwrap();
         let whole = load_meta(&path, &file).unwrap();
         assert!(whole
             .metadata()

@@ -7,7 +7,6 @@
 //! (`list<float64>`) and nirs4all's (`large_list<float64>`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -70,7 +69,8 @@ pub fn read_arrays(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayDat
 
 fn read_arrays_unguarded(path: &Path, ids: &[&str]) -> Result<HashMap<String, ArrayData>> {
     let err = |e| Error::parquet(path, e);
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::blob::Blob::open(path).map_err(|e| Error::io(path, e))?;
+    let handle = file.remote_handle();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
     let fields = builder.schema().fields().clone();
     let root = |name: &str| {
@@ -99,6 +99,9 @@ fn read_arrays_unguarded(path: &Path, ids: &[&str]) -> Result<HashMap<String, Ar
     let mut roots = vec![id_col, data_col];
     roots.extend(shape_col);
     let mask = ProjectionMask::roots(schema, roots);
+    if let Some(h) = &handle {
+        crate::rows::prefetch(path, h, builder.metadata(), &mask, None)?;
+    }
     let reader = builder
         .with_projection(mask)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))

@@ -16,7 +16,7 @@ pub mod configs;
 pub mod scores;
 pub mod source;
 
-use std::fs::File;
+use crate::blob::Blob;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -193,7 +193,8 @@ fn for_each_batch_unguarded(
     dictionaries: bool,
     mut f: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
+    let mut handle = file.remote_handle();
     let err = |e| Error::parquet(path, e);
     // The embedded ARROW:schema is kept (nirs4all's arrays are large lists)
     // unless it declares dictionaries, which are plain strings in Parquet.
@@ -205,7 +206,8 @@ fn for_each_batch_unguarded(
         .iter()
         .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
     {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
+        handle = file.remote_handle();
         builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, plain.clone())
             .map_err(err)?;
     }
@@ -230,25 +232,76 @@ fn for_each_batch_unguarded(
             .collect();
         let schema = std::sync::Arc::new(arrow_schema::Schema::new(hinted));
         let meta = builder.metadata().clone();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
         let opts = plain.with_schema(schema);
         // A schema the file cannot take reads as it is.
         if let Ok(m) = parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(meta, opts) {
+            handle = file.remote_handle();
             builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, m);
         }
     }
-    let builder = match columns {
-        Some(names) => {
-            let mask = projection(builder.schema(), builder.parquet_schema(), names);
-            builder.with_projection(mask)
-        }
-        None => builder,
+    let mask = match columns {
+        Some(names) => projection(builder.schema(), builder.parquet_schema(), names),
+        None => ProjectionMask::all(),
     };
+    if let Some(h) = &handle {
+        prefetch(path, h, builder.metadata(), &mask, None)?;
+    }
+    let builder = builder.with_projection(mask);
     let reader = builder.with_batch_size(batch_rows).build().map_err(err)?;
     for batch in reader {
         f(batch.map_err(|e| Error::damaged(path, e))?)?;
     }
     Ok(())
+}
+
+/// Fetches, for an object of a bucket, the column chunks a read of
+/// `mask` will decode (of the row groups holding `rows`, or all), in one
+/// batch of ranged requests in flight together, so the read after it
+/// makes none; nothing for a local file ([`crate::blob`]).
+///
+/// # Errors
+/// [`Error::Io`] naming the file when a request fails.
+pub(crate) fn prefetch(
+    path: &Path,
+    file: &crate::blob::Blob,
+    md: &parquet::file::metadata::ParquetMetaData,
+    mask: &ProjectionMask,
+    rows: Option<&[u64]>,
+) -> Result<()> {
+    if file.object().is_none() {
+        return Ok(());
+    }
+    let mut ranges = Vec::new();
+    let mut first = 0u64;
+    let mut next = rows.map(|r| r.iter().peekable());
+    for rg in md.row_groups() {
+        let end = first + rg.num_rows().max(0) as u64;
+        let wanted = match next.as_mut() {
+            None => true,
+            Some(it) => {
+                let mut any = false;
+                while let Some(&&r) = it.peek() {
+                    if r >= end {
+                        break;
+                    }
+                    any |= r >= first;
+                    it.next();
+                }
+                any
+            }
+        };
+        if wanted {
+            for (j, c) in rg.columns().iter().enumerate() {
+                if mask.leaf_included(j) {
+                    let (at, len) = c.byte_range();
+                    ranges.push(at..at + len);
+                }
+            }
+        }
+        first = end;
+    }
+    file.prefetch(&ranges).map_err(|e| Error::io(path, e))
 }
 
 /// The projection of the top-level columns named in `names` (names the

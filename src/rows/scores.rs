@@ -4,7 +4,6 @@
 //! its rows per metric (a summary of a file whose footer does not prove
 //! one metric), and the best-list fields of chosen rows.
 
-use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -129,7 +128,8 @@ fn read_top_details_unguarded(
     sorted.sort_unstable();
     sorted.dedup();
     let at = sorted.last().map_or(0, |r| r + 1);
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::blob::Blob::open(path).map_err(|e| Error::io(path, e))?;
+    let handle = file.remote_handle();
     let err = |e| Error::parquet(path, e);
     let plain = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let builder =
@@ -142,6 +142,9 @@ fn read_top_details_unguarded(
         ));
     }
     let mask = projection(builder.schema(), builder.parquet_schema(), &TOP_DETAILS);
+    if let Some(h) = &handle {
+        super::prefetch(path, h, builder.metadata(), &mask, Some(&sorted))?;
+    }
     let reader = builder
         .with_projection(mask)
         .with_row_selection(row_selection(&sorted))

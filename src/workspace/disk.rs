@@ -167,6 +167,15 @@ impl DiskCache {
         Some(footer)
     }
 
+    /// True when the cache has `path` at version `key` (the record not
+    /// checked: [`Self::get`] does). Cost: a hash lookup.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn has(&self, path: &Path, key: &FileKey) -> bool {
+        self.index
+            .get(self.name(path))
+            .is_some_and(|&i| self.entries[i].key == *key)
+    }
+
     /// Records `footer` (read from `path` at `key`, quiet when read) for
     /// the next write, when it is a footer the cache keeps.
     pub(crate) fn put(&self, path: &Path, key: FileKey, footer: &Arc<Footer>) {

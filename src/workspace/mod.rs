@@ -345,6 +345,16 @@ impl Workspace {
                 .collect();
             return Ok(Listing { files, errors });
         }
+        #[cfg(feature = "object-store")]
+        if let Some(b) = self.source.bucket() {
+            let mut files: Vec<DatasetFile> = b
+                .list(self.recursive)?
+                .into_iter()
+                .map(|(path, dataset)| DatasetFile { path, dataset })
+                .collect();
+            files.sort_unstable_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+            return Ok(Listing { files, errors });
+        }
         let root = self.source.dir();
         let mut dirs = vec![root.to_path_buf()];
         while let Some(dir) = dirs.pop() {
@@ -520,6 +530,23 @@ impl Workspace {
             .as_deref()
             .filter(|_| files.len() >= disk::MIN_FILES)
             .map(|root| disk::DiskCache::load(self.source.dir(), root));
+        #[cfg(feature = "object-store")]
+        if let Some(b) = self.source.bucket() {
+            // The footers not held yet, fetched together (one GET a file,
+            // many in flight) before the pool reads them one by one.
+            let held = |f: &DatasetFile| {
+                FileKey::of(&f.path).is_ok_and(|k| {
+                    (self.caching && self.cache.get(&f.path, &k).is_some())
+                        || disk.as_ref().is_some_and(|d| d.has(&f.path, &k))
+                })
+            };
+            let need: Vec<&Path> = files
+                .iter()
+                .filter(|f| !held(f))
+                .map(|f| f.path.as_path())
+                .collect();
+            b.warm_footers(&need);
+        }
         let read = |f: &DatasetFile| {
             let (footer, key) = self.footer_of(f, disk.as_ref());
             (
@@ -567,8 +594,8 @@ impl Workspace {
                 Err(e) => return io_err(e),
             }
         } else {
-            let opened = std::fs::File::open(&f.path)
-                .and_then(|file| file.metadata().map(|m| (FileKey::from_metadata(&m), file)));
+            let opened = crate::blob::Blob::open(&f.path)
+                .and_then(|file| FileKey::of_blob(&file).map(|k| (k, file)));
             match opened {
                 Ok((k, file)) => (k, Some(file)),
                 Err(e) => return io_err(e),
@@ -588,9 +615,8 @@ impl Workspace {
                 let (key, file) = match file {
                     Some(file) => (key, file),
                     None => {
-                        let opened = std::fs::File::open(&f.path).and_then(|file| {
-                            file.metadata().map(|m| (FileKey::from_metadata(&m), file))
-                        });
+                        let opened = crate::blob::Blob::open(&f.path)
+                            .and_then(|file| FileKey::of_blob(&file).map(|k| (k, file)));
                         match opened {
                             Ok(k) => k,
                             Err(e) => return io_err(e),
@@ -745,7 +771,7 @@ pub fn watch(
 fn read_footer_info(
     path: &Path,
     key: FileKey,
-    file: std::fs::File,
+    file: crate::blob::Blob,
     summaries: bool,
 ) -> Result<Footer> {
     let run = || crate::footer::info::read_info_for(path, file, key, summaries);

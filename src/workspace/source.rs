@@ -22,8 +22,10 @@
 use std::path::{Path, PathBuf};
 #[cfg(feature = "store")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(any(feature = "store", feature = "object-store"))]
+use std::sync::Arc;
 #[cfg(feature = "store")]
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::metric::Directions;
@@ -36,6 +38,8 @@ pub enum SourceKind {
     Folder,
     /// A nirs4all `store.sqlite` workspace, read through its mirror.
     Store,
+    /// A bucket (`s3://bucket/prefix`), read by ranged requests.
+    Bucket,
 }
 
 /// How a store's mirror is brought up to date when an ask finds it stale
@@ -78,6 +82,10 @@ pub struct Synced {
 pub(crate) enum Source {
     /// A folder read where it is: nothing to sync.
     Folder(PathBuf),
+    /// A bucket workspace (cargo feature `object-store`): its objects are
+    /// listed and read by URL through [`crate::blob`].
+    #[cfg(feature = "object-store")]
+    Bucket(Arc<crate::bucket::Bucket>),
     /// A store and its mirror.
     #[cfg(feature = "store")]
     Store {
@@ -104,6 +112,13 @@ impl Source {
     /// # Errors
     /// [`Error::Io`] when `path` is not a readable folder.
     pub(crate) fn open(path: &Path) -> Result<Source> {
+        #[cfg(feature = "object-store")]
+        if crate::bucket::is_url(path) {
+            return Ok(Source::Bucket(Arc::new(crate::bucket::Bucket::open(path)?)));
+        }
+        if let Some(local) = path.to_str().and_then(|s| s.strip_prefix("file://")) {
+            return Source::open(Path::new(local));
+        }
         #[cfg(feature = "store")]
         if crate::store::is_store(path) {
             let mirror = crate::store::Mirror::new(path, &crate::store::cache_root())?;
@@ -131,6 +146,8 @@ impl Source {
     pub(crate) fn set_mirror_root(&mut self, root: &Path) -> Result<()> {
         match self {
             Source::Folder(_) => Ok(()),
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => Ok(()),
             #[cfg(feature = "store")]
             Source::Store { mirror, .. } => {
                 *mirror = crate::store::Mirror::new(&mirror.store, root)?;
@@ -157,6 +174,8 @@ impl Source {
                 inplace.lock().unwrap_or_else(|e| e.into_inner()).clone()
             }
             Source::Folder(_) => None,
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => None,
         }
     }
 
@@ -193,6 +212,17 @@ impl Source {
         match self {
             Source::Store { import, .. } => import.writer.summary.clone(),
             Source::Folder(_) => crate::summary::SummaryOptions::default(),
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => crate::summary::SummaryOptions::default(),
+        }
+    }
+
+    /// The bucket of a bucket workspace.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn bucket(&self) -> Option<&Arc<crate::bucket::Bucket>> {
+        match self {
+            Source::Bucket(b) => Some(b),
+            _ => None,
         }
     }
 
@@ -200,6 +230,8 @@ impl Source {
     pub(crate) fn kind(&self) -> SourceKind {
         match self {
             Source::Folder(_) => SourceKind::Folder,
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => SourceKind::Bucket,
             #[cfg(feature = "store")]
             Source::Store { .. } => SourceKind::Store,
         }
@@ -209,6 +241,8 @@ impl Source {
     pub(crate) fn origin(&self) -> &Path {
         match self {
             Source::Folder(p) => p,
+            #[cfg(feature = "object-store")]
+            Source::Bucket(b) => b.url(),
             #[cfg(feature = "store")]
             Source::Store { mirror, .. } => &mirror.store,
         }
@@ -218,6 +252,8 @@ impl Source {
     pub(crate) fn error_path(&self) -> PathBuf {
         match self {
             Source::Folder(p) => p.clone(),
+            #[cfg(feature = "object-store")]
+            Source::Bucket(b) => b.url().to_path_buf(),
             #[cfg(feature = "store")]
             Source::Store { mirror, .. } => mirror.store.join(crate::store::STORE_FILE),
         }
@@ -227,6 +263,8 @@ impl Source {
     pub(crate) fn dir(&self) -> &Path {
         match self {
             Source::Folder(p) => p,
+            #[cfg(feature = "object-store")]
+            Source::Bucket(b) => b.url(),
             #[cfg(feature = "store")]
             Source::Store { mirror, .. } => &mirror.dir,
         }
@@ -238,6 +276,8 @@ impl Source {
     pub(crate) fn set_directions(&mut self, directions: &Directions) {
         match self {
             Source::Folder(_) => {}
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => {}
             #[cfg(feature = "store")]
             Source::Store { import, .. } => {
                 import.writer.summary.directions = directions.clone();
@@ -259,6 +299,8 @@ impl Source {
     pub(crate) fn sync(&self) -> Result<Synced> {
         match self {
             Source::Folder(_) => Ok(Synced::default()),
+            #[cfg(feature = "object-store")]
+            Source::Bucket(_) => Ok(Synced::default()),
             #[cfg(feature = "store")]
             Source::Store {
                 mirror,

@@ -120,7 +120,7 @@ impl ParquetSink {
     /// [`Error::Parquet`] naming the source on a read or splice failure.
     pub fn copy_row_groups(
         &mut self,
-        src: &File,
+        src: &crate::blob::Blob,
         src_path: &Path,
         meta: &ParquetMetaData,
     ) -> Result<()> {

@@ -8,6 +8,7 @@ mod util;
 #[allow(dead_code)]
 mod client;
 
+mod bucket;
 mod cli;
 mod compat;
 mod crash;

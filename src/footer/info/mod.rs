@@ -219,8 +219,8 @@ impl Footer {
     /// [`Error::InvalidSummary`] or [`Error::UnsupportedVersion`] for a
     /// summary that does not decode.
     pub fn read(path: &Path) -> Result<Footer> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let key = FileKey::from_metadata(&file.metadata().map_err(|e| Error::io(path, e))?);
+        let file = crate::blob::Blob::open(path).map_err(|e| Error::io(path, e))?;
+        let key = FileKey::of_blob(&file).map_err(|e| Error::io(path, e))?;
         super::guard::guarded(path, || read_info_for(path, file, key, true))
     }
 
@@ -275,8 +275,8 @@ impl Footer {
             return Ok(m);
         }
         let (file, meta) = super::meta::open_metadata(&self.path)?;
-        let now = file.metadata().map_err(|e| Error::io(&self.path, e))?;
-        if FileKey::from_metadata(&now) != self.key {
+        let now = FileKey::of_blob(&file).map_err(|e| Error::io(&self.path, e))?;
+        if now != self.key {
             return Err(Error::ChangedDuringRefresh {
                 path: self.path.clone(),
             });

@@ -5,6 +5,7 @@
 use super::{
     ColumnFacts, Content, FileSummary, Footer, RunsSource, StateSource, TextSource, WATCHED, WINDOW,
 };
+use crate::blob::Blob;
 use crate::error::{Error, Result};
 use crate::footer::meta::{key_value, open_metadata};
 use crate::footer::thrift::{self, SkimError};
@@ -15,8 +16,6 @@ use crate::summary::json;
 use crate::summary::SummaryState;
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -30,7 +29,7 @@ use std::sync::OnceLock;
 /// [`Error::UnsupportedVersion`], naming the file.
 #[cfg(test)]
 pub fn read_info(path: &Path, key: FileKey) -> Result<Footer> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
     read_info_open(path, file, key)
 }
 
@@ -39,7 +38,7 @@ pub fn read_info(path: &Path, key: FileKey) -> Result<Footer> {
 /// # Errors
 /// As [`read_info`].
 #[cfg(test)]
-pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<Footer> {
+pub fn read_info_open(path: &Path, file: Blob, key: FileKey) -> Result<Footer> {
     read_info_for(path, file, key, true)
 }
 
@@ -51,7 +50,7 @@ pub fn read_info_open(path: &Path, file: File, key: FileKey) -> Result<Footer> {
 ///
 /// # Errors
 /// As [`read_info`].
-pub fn read_info_for(path: &Path, file: File, key: FileKey, summaries: bool) -> Result<Footer> {
+pub fn read_info_for(path: &Path, file: Blob, key: FileKey, summaries: bool) -> Result<Footer> {
     thread_local! {
         // Read buffers per thread, reused: fresh buffers per file cost more
         // in page faults than the reads themselves.
@@ -119,7 +118,7 @@ struct Located<'b> {
 
 fn read_with(
     path: &Path,
-    file: &File,
+    file: &Blob,
     key: FileKey,
     tail: &mut Vec<u8>,
     scratch: &mut Scratch,
@@ -175,7 +174,7 @@ fn read_with(
 /// Skims the footer: `None` when it is not a plain parquet footer the skim
 /// understands.
 fn skim<'b>(
-    file: &File,
+    file: &Blob,
     path: &Path,
     len: u64,
     tail: &'b mut Vec<u8>,
@@ -327,7 +326,7 @@ fn skim<'b>(
 /// is not walked. `None` when the footer is not laid out that way (the
 /// general skim then reads it). `window` is the footer's last bytes.
 fn skim_n4a<'b>(
-    file: &File,
+    file: &Blob,
     path: &Path,
     (meta_len, footer_at): (usize, u64),
     (window, hit): (&'b [u8], usize),
@@ -427,7 +426,7 @@ const START_READ: usize = 8 << 10;
 /// in the file (offset, length).
 fn file_summary(
     path: &Path,
-    (file, scratch): (&File, Option<&mut Vec<u8>>),
+    (file, scratch): (&Blob, Option<&mut Vec<u8>>),
     found: Located<'_>,
     (state, runs): (
         Option<std::result::Result<Encoded, codec::CodecError>>,

@@ -3,8 +3,7 @@
 //! file's stored runs index, and the whole state with its runs. Each read
 //! first checks the file is still the version whose footer was read.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use crate::blob::Blob;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,9 +22,9 @@ fn read_at(
     offset: u64,
     len: usize,
 ) -> std::result::Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let now = file.metadata().map_err(|e| e.to_string())?;
-    if FileKey::from_metadata(&now) != *key {
+    let file = Blob::open(path).map_err(|e| e.to_string())?;
+    let now = FileKey::of_blob(&file).map_err(|e| e.to_string())?;
+    if now != *key {
         return Err("the file changed since its footer was read".to_string());
     }
     let mut v = vec![0u8; len];
@@ -94,9 +93,9 @@ impl FileSummary {
         debug_assert_eq!(len, RunsIndex::stored_len(n));
         let end = r.at.checked_add(r.len)?;
         let at = end.checked_sub(len as u64).filter(|&a| a >= r.at)?;
-        let file = File::open(path).ok()?;
-        let now = file.metadata().ok()?;
-        if FileKey::from_metadata(&now) != *key || end > now.len() {
+        let file = Blob::open(path).ok()?;
+        let now = FileKey::of_blob(&file).ok()?;
+        if now != *key || end > now.len {
             return None;
         }
         let mut bytes = vec![0u8; len];
@@ -125,12 +124,12 @@ impl FileSummary {
                 check,
                 verified,
             } => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
-                let now = file.metadata().map_err(|e| Error::io(path, e))?;
+                let file = Blob::open(path).map_err(|e| Error::io(path, e))?;
+                let now = FileKey::of_blob(&file).map_err(|e| Error::io(path, e))?;
                 let changed = || Error::ChangedDuringRefresh {
                     path: path.to_path_buf(),
                 };
-                if FileKey::from_metadata(&now) != *key {
+                if now != *key {
                     return Err(changed());
                 }
                 // Grown, never cleared: the read overwrites what it uses.
@@ -167,8 +166,10 @@ impl FileSummary {
                 offset,
                 check,
                 verified,
-            } if verified.load(std::sync::atomic::Ordering::Relaxed) => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            } if verified.load(std::sync::atomic::Ordering::Relaxed)
+                && crate::blob::remote(path).is_none() =>
+            {
+                let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let now = file.metadata().map_err(|e| Error::io(path, e))?;
                 if FileKey::from_metadata(&now) != *key {
                     return Err(Error::ChangedDuringRefresh {

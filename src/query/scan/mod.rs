@@ -189,8 +189,8 @@ fn known_meta(
     if let Some(m) = cache.meta(&c.path, &key) {
         return Some((m, key));
     }
-    let file = std::fs::File::open(&c.path).ok()?;
-    let opened = crate::footer::FileKey::from_metadata(&file.metadata().ok()?);
+    let file = crate::blob::Blob::open(&c.path).ok()?;
+    let opened = crate::footer::FileKey::of_blob(&file).ok()?;
     let m = columns::load_meta(&c.path, &file).ok()?;
     let m = columns::without_key_values(&c.path, &m).ok()?;
     if opened == key {
