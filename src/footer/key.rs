@@ -65,7 +65,7 @@ impl FileKey {
 
     /// The key of an object of a bucket: its size, last-modified time and
     /// version (the ETag's hash, in place of the inode), on the device
-    /// [`REMOTE_DEV`]. An object is never rewritten in place: a new
+    /// `REMOTE_DEV`. An object is never rewritten in place: a new
     /// version has a new ETag.
     pub fn of_object(o: &crate::blob::Object) -> FileKey {
         FileKey {
