@@ -14,7 +14,7 @@
 //! reader above stays the synchronous code that reads local files.
 //!
 //! What an open of an object costs in requests: its footer region (the
-//! last [`TAIL_HINT`] bytes, or the whole footer when it is longer) is
+//! last [`tail_hint`] bytes, or the whole footer when it is longer) is
 //! fetched once per object version and kept with the registration, so a
 //! footer read is one GET the first time and none after; other bytes are
 //! fetched by the open that asks for them (a column read first says which
@@ -37,6 +37,27 @@ use parquet::file::reader::{ChunkReader, Length};
 /// with their runs (a 1.4 footer of a 100,000-row file and its runs are
 /// ~40 KB; nirs4all's own footers are up to ~620 KB and take a second GET).
 pub const TAIL_HINT: u64 = 256 << 10;
+
+/// The largest first fetch of a footer region ([`tail_hint`]).
+pub const MAX_TAIL_HINT: u64 = 4 << 20;
+
+/// The footer region's first fetch now: [`TAIL_HINT`], grown to the
+/// largest footer seen in this process (up to [`MAX_TAIL_HINT`]), so that in
+/// a workspace of like files (nirs4all's footers are ~620 KB) each footer
+/// is one GET, not two, after the first.
+pub fn tail_hint() -> u64 {
+    HINT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static HINT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(TAIL_HINT);
+
+/// Grows [`tail_hint`] to `bytes` (rounded up to 64 KiB, at most
+/// [`MAX_TAIL_HINT`]): how far before its end the first file's footer
+/// and what its summary reads reach.
+pub fn grow_tail_hint(bytes: u64) {
+    let want = bytes.next_multiple_of(64 << 10).min(MAX_TAIL_HINT);
+    HINT.fetch_max(want, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The smallest fetch of a read the prefetch did not cover.
 pub const MIN_FETCH: u64 = 256 << 10;
@@ -85,7 +106,7 @@ impl Object {
     /// `None` once held whole.
     pub fn tail_range(&self) -> Option<Range<u64>> {
         match &*self.tail.read().unwrap_or_else(|e| e.into_inner()) {
-            None => Some(self.len.saturating_sub(TAIL_HINT)..self.len),
+            None => Some(self.len.saturating_sub(tail_hint())..self.len),
             Some((_, _, true)) => None,
             Some((at, b, false)) => {
                 let n = b.len();
@@ -93,6 +114,17 @@ impl Object {
                 Some(self.len.saturating_sub(meta + 8)..*at)
             }
         }
+    }
+
+    /// The range still to fetch for the footer region to start at `from`
+    /// at the latest (a footer's body reads: [`Self::tail_range`] first).
+    pub fn tail_range_from(&self, from: u64) -> Option<Range<u64>> {
+        if let Some(r) = self.tail_range() {
+            return Some(r.start.min(from)..r.end);
+        }
+        let t = self.tail.read().unwrap_or_else(|e| e.into_inner());
+        let (at, _, _) = t.as_ref()?;
+        (from < *at).then_some(from..*at)
     }
 
     /// Adds `bytes`, fetched at `at` for [`Self::tail_range`], to the
@@ -115,6 +147,7 @@ impl Object {
         let n = bytes.len();
         let whole = if n >= 8 && &bytes[n - 4..] == b"PAR1" {
             let meta = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as u64;
+            grow_tail_hint(meta + 8);
             at <= self.len.saturating_sub(meta + 8)
         } else {
             // Not a parquet file: what is held is what there is to read.
@@ -321,7 +354,7 @@ impl RemoteBlob {
         if let Some(b) = self.cached(start, end) {
             return Ok(b);
         }
-        if start >= self.object.len.saturating_sub(TAIL_HINT) {
+        if start >= self.object.len.saturating_sub(tail_hint()) {
             let (at, t) = self.object.tail()?;
             if start >= at {
                 return Ok(t.slice((start - at) as usize..(end - at) as usize));

@@ -81,6 +81,14 @@ pub struct BucketOptions {
     pub retries: usize,
     /// A request's timeout: 30 s.
     pub timeout: Duration,
+    /// How long a listing answers for (a server's asks within it make no
+    /// LIST request): 2 s; zero lists on every ask.
+    pub relist: Duration,
+    /// Settings of the crate's builder by their names (for S3
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_region`,
+    /// `aws_session_token`, ...: `object_store`'s config keys, the
+    /// `storage_options` polars and delta-rs take), over the environment's.
+    pub options: Vec<(String, String)>,
 }
 
 impl Default for BucketOptions {
@@ -90,6 +98,8 @@ impl Default for BucketOptions {
             requests: 64,
             retries: 5,
             timeout: Duration::from_secs(30),
+            relist: Duration::from_secs(2),
+            options: Vec::new(),
         }
     }
 }
@@ -166,6 +176,13 @@ pub fn register_url(url: &Path) -> Result<()> {
     Bucket::open(parent)?.register_one(url)
 }
 
+/// A listing's answer, when it was made, and whether recursive.
+type LastListing = (std::time::Instant, bool, Vec<(PathBuf, String)>);
+
+/// An object to warm: it, its key and ETag, and where its region starts
+/// at the latest.
+type Warm = (Arc<Object>, Key, Option<String>, Option<u64>);
+
 /// One bucket workspace: its store client, its URL and prefix.
 #[derive(Debug)]
 pub struct Bucket {
@@ -180,6 +197,10 @@ pub struct Bucket {
     limit: Arc<tokio::sync::Semaphore>,
     /// What the last listing registered: each object's key and ETag.
     listed: Mutex<HashMap<PathBuf, (Key, Option<String>)>>,
+    /// The last listing's answer, when, and whether recursive.
+    last: Mutex<Option<LastListing>>,
+    /// [`BucketOptions::relist`] when opened.
+    relist: Duration,
 }
 
 /// The store clients, by `scheme://bucket`: one per bucket per process.
@@ -213,6 +234,9 @@ fn client(base: &str) -> Result<Arc<dyn ObjectStore>> {
             .with_url(base)
             .with_retry(retry)
             .with_client_options(client);
+        for (k, v) in &o.options {
+            b = b.with_config(k.parse().map_err(bad)?, v);
+        }
         let endpoint = o
             .endpoint
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
@@ -225,7 +249,13 @@ fn client(base: &str) -> Result<Arc<dyn ObjectStore>> {
         Arc::new(b.build().map_err(bad)?)
     } else if base.starts_with("gs") {
         Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+            o.options
+                .iter()
+                .try_fold(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                    |b, (k, v)| Ok::<_, object_store::Error>(b.with_config(k.parse()?, v)),
+                )
+                .map_err(bad)?
                 .with_url(base)
                 .with_retry(retry)
                 .with_client_options(client)
@@ -234,7 +264,13 @@ fn client(base: &str) -> Result<Arc<dyn ObjectStore>> {
         )
     } else {
         Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
+            o.options
+                .iter()
+                .try_fold(
+                    object_store::azure::MicrosoftAzureBuilder::from_env(),
+                    |b, (k, v)| Ok::<_, object_store::Error>(b.with_config(k.parse()?, v)),
+                )
+                .map_err(bad)?
                 .with_url(base)
                 .with_retry(retry)
                 .with_client_options(client)
@@ -274,6 +310,8 @@ impl Bucket {
             base,
             limit: Arc::new(tokio::sync::Semaphore::new(requests())),
             listed: Mutex::new(HashMap::new()),
+            last: Mutex::new(None),
+            relist: options().read().unwrap_or_else(|e| e.into_inner()).relist,
         })
     }
 
@@ -298,12 +336,25 @@ impl Bucket {
     /// or below it when `recursive`) and registers them and their arrays
     /// objects with [`crate::blob`]; objects gone since the last listing
     /// are forgotten. Returns each prediction file's URL and dataset,
-    /// sorted. Cost: one LIST request per 1,000 objects.
+    /// sorted. Cost: one LIST request per 1,000 objects; none when the
+    /// last listing is younger than [`BucketOptions::relist`].
     ///
     /// # Errors
     /// [`Error::Io`] naming the URL: a missing bucket, a wrong credential,
     /// the store unreachable after the retries.
     pub fn list(&self, recursive: bool) -> Result<Vec<(PathBuf, String)>> {
+        if let Some((at, r, files)) = &*self.last.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *r == recursive && at.elapsed() < self.relist {
+                return Ok(files.clone());
+            }
+        }
+        let at = std::time::Instant::now();
+        let files = self.list_now(recursive)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, recursive, files.clone()));
+        Ok(files)
+    }
+
+    fn list_now(&self, recursive: bool) -> Result<Vec<(PathBuf, String)>> {
         let store = self.store.clone();
         let prefix = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
         let found: Vec<ObjectMeta> = block(async move {
@@ -377,27 +428,33 @@ impl Bucket {
         Ok(())
     }
 
-    /// Fetches the footers of `paths` (listed objects) that are not held
-    /// yet, [`requests`] in flight at once: one GET a file, a second for a
-    /// footer longer than [`crate::blob::TAIL_HINT`]. Files whose fetch
+    /// Fetches the footer regions of `paths` (listed objects) not held yet,
+    /// each from its given offset at the latest (what its summary reads
+    /// before the footer) or the last [`crate::blob::tail_hint`] bytes,
+    /// [`requests`] in flight at once: one GET a file, a second for a
+    /// footer longer than the hint. Files whose fetch
     /// fails are left to their footer read, which reports them by name.
-    pub fn warm_footers(&self, paths: &[&Path]) {
-        let objects: Vec<(Arc<Object>, Key, Option<String>)> = {
+    pub fn warm_footers(&self, paths: &[(&Path, Option<u64>)]) {
+        let objects: Vec<Warm> = {
             let listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
             paths
                 .iter()
-                .filter_map(|p| {
+                .filter_map(|(p, from)| {
                     let o = blob::remote(p)?;
                     let (k, t) = listed.get(*p)?;
-                    Some((o, k.clone(), t.clone()))
+                    Some((o, k.clone(), t.clone(), *from))
                 })
                 .collect()
+        };
+        let wanted = |o: &Object, from: Option<u64>| match from {
+            Some(f) => o.tail_range_from(f),
+            None => o.tail_range(),
         };
         for _round in 0..2 {
             let gets: Vec<_> = objects
                 .iter()
-                .filter_map(|(o, k, t)| {
-                    let r = o.tail_range()?;
+                .filter_map(|(o, k, t, from)| {
+                    let r = wanted(o, *from)?;
                     let get = get_range(&self.store, k, t, r.clone(), &self.limit);
                     let o = o.clone();
                     Some(async move { (o, r.start, get.await) })

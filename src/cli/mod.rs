@@ -50,6 +50,16 @@ struct BucketArgs {
     /// with backoff.
     #[arg(long, global = true, default_value_t = 5)]
     retries: usize,
+    /// Seconds a bucket listing answers for (a server's asks within them
+    /// make no LIST request; a writer's new files are seen after at most
+    /// this); 0 lists on every ask.
+    #[arg(long, global = true, default_value_t = 2.0)]
+    relist: f64,
+    /// A setting of the bucket client as KEY=VALUE, over the environment's
+    /// (object_store's config keys: aws_region, aws_session_token, ...;
+    /// repeatable).
+    #[arg(long = "bucket-option", global = true, value_name = "KEY=VALUE")]
+    bucket_options: Vec<String>,
 }
 
 /// Output of a report (one answer): a table for people, JSON for programs.
@@ -157,10 +167,19 @@ enum Command {
 /// Whatever the library returns, with context naming the step.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    let mut options = Vec::new();
+    for o in &args.bucket.bucket_options {
+        let Some((k, v)) = o.split_once('=') else {
+            bail!("--bucket-option {o:?}: expected KEY=VALUE");
+        };
+        options.push((k.to_string(), v.to_string()));
+    }
     n4a::bucket::configure(n4a::bucket::BucketOptions {
         endpoint: args.bucket.endpoint.clone(),
         requests: args.bucket.requests,
         retries: args.bucket.retries,
+        relist: std::time::Duration::from_secs_f64(args.bucket.relist.max(0.0)),
+        options,
         ..Default::default()
     });
     match args.command {

@@ -211,6 +211,10 @@ pub fn refresh_workspace(
     opts: &RefreshOptions,
     progress: &(dyn Fn(&FileReport, usize) + Sync),
 ) -> Result<RefreshReport> {
+    #[cfg(feature = "object-store")]
+    if crate::bucket::is_url(root) {
+        return refresh_bucket(root, opts, progress);
+    }
     let t0 = Instant::now();
     let ws = Workspace::open(root)?
         .with_recursive(opts.recursive)
@@ -283,6 +287,130 @@ pub fn refresh_workspace(
         files: reports,
     })
 }
+
+/// [`refresh_workspace`] of a bucket workspace (`s3://bucket/prefix`,
+/// cargo feature `object-store`). Each file, under its dataset's lock in
+/// the bucket (the one `ingest` takes: writers and refresh take turns), is
+/// fetched whole into a staging folder, refreshed there as on disk, and,
+/// when rewritten, put back by one PUT with `If-Match` on the ETag
+/// fetched; when another writer (one that takes no lock: a job uploading
+/// the file itself) replaced the object meanwhile, the PUT fails and the
+/// file is fetched and refreshed again (up to [`BUCKET_TRIES`] times), so
+/// the refresh never puts back an old version over that writer's rows.
+/// Memory: one file's bytes a thread; disk: one file a thread, removed.
+///
+/// # Errors
+/// [`Error::Io`] if the bucket cannot be listed; failures of single files
+/// are in the report.
+#[cfg(feature = "object-store")]
+fn refresh_bucket(
+    root: &Path,
+    opts: &RefreshOptions,
+    progress: &(dyn Fn(&FileReport, usize) + Sync),
+) -> Result<RefreshReport> {
+    let t0 = Instant::now();
+    let bucket = crate::bucket::Bucket::open(root)?;
+    let listed = bucket.list(opts.recursive)?;
+    let total = listed.len();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let stage = files::cache_root()
+        .join("staging")
+        .join(format!("refresh-{}-{stamp}", std::process::id()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("n4a-refresh-{i}"))
+        .build()
+        .map_err(|e| Error::io(root, std::io::Error::other(e)))?;
+    let one = |i: usize, (path, dataset): &(PathBuf, String)| -> FileReport {
+        let failed = |e: Error| FileReport {
+            path: path.clone(),
+            dataset: dataset.clone(),
+            status: Status::Failed,
+            reason: Some(e.to_string()),
+            kind: Some(e.kind()),
+            differences: Vec::new(),
+            warnings: Vec::new(),
+            rows: None,
+            recomputed: false,
+            millis: 0.0,
+        };
+        let dir = stage.join(i.to_string());
+        let run = || -> Result<FileReport> {
+            let _lock = if opts.write {
+                Some(bucket.lock(dataset)?)
+            } else {
+                None
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let local = crate::files::dataset_paths(&dir, dataset).meta;
+            for _ in 0..BUCKET_TRIES {
+                let Some((bytes, tag)) = bucket.get_version(path)? else {
+                    return Err(Error::io(
+                        path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "the object is gone since it was listed",
+                        ),
+                    ));
+                };
+                std::fs::write(&local, &bytes).map_err(|e| Error::io(&local, e))?;
+                let f = DatasetFile {
+                    path: local.clone(),
+                    dataset: dataset.clone(),
+                };
+                let mut r = refresh_file(&f, opts, &[]);
+                r.path = path.clone();
+                if let Some(reason) = r.reason.as_mut() {
+                    *reason = reason.replace(&*local.to_string_lossy(), &path.to_string_lossy());
+                }
+                if r.status != Status::Refreshed || !opts.write {
+                    return Ok(r);
+                }
+                let bytes = std::fs::read(&local).map_err(|e| Error::io(&local, e))?;
+                if bucket.put(path, bytes::Bytes::from(bytes), Some(&tag))? {
+                    return Ok(r);
+                }
+            }
+            Err(Error::io(
+                path,
+                std::io::Error::other(format!(
+                    "replaced by another writer during each of {BUCKET_TRIES} refreshes"
+                )),
+            ))
+        };
+        let r = run().unwrap_or_else(failed);
+        let _ = std::fs::remove_dir_all(&dir);
+        progress(&r, total);
+        r
+    };
+    let indexed: Vec<(usize, &(PathBuf, String))> = listed.iter().enumerate().collect();
+    let reports: Vec<FileReport> =
+        pool.install(|| indexed.par_iter().map(|(i, f)| one(*i, f)).collect());
+    let _ = std::fs::remove_dir_all(&stage);
+    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
+    Ok(RefreshReport {
+        workspace: root.to_path_buf(),
+        mode: opts.mode,
+        write: opts.write,
+        refreshed: count(Status::Refreshed),
+        unchanged: count(Status::Unchanged),
+        stale: count(Status::Stale),
+        failed: count(Status::Failed),
+        rows_recomputed: reports
+            .iter()
+            .filter(|r| r.recomputed)
+            .filter_map(|r| r.rows)
+            .sum(),
+        seconds: t0.elapsed().as_secs_f64(),
+        files: reports,
+    })
+}
+
+/// How many times a bucket refresh fetches and refreshes a file another
+/// writer keeps replacing ([`refresh_workspace`] on a bucket).
+pub const BUCKET_TRIES: usize = 5;
 
 /// Refreshes one file (see the module docs); never panics outward.
 /// `stale_temps` are temporary files of its dataset found in its folder

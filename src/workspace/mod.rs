@@ -28,6 +28,11 @@ use source::Source;
 pub use source::{MirrorUpdate, SourceKind, Synced};
 
 type Cached = std::result::Result<Arc<Footer>, Arc<FileError>>;
+
+/// The least threads of a bucket workspace's pool by default: a query's
+/// per-file column reads block on their requests, so this many files'
+/// requests are in flight at once.
+pub const BUCKET_THREADS: usize = 16;
 /// The last merge and the file keys it was made from.
 type MergedCache = (Vec<(PathBuf, FileKey)>, Arc<merge::WorkspaceSummary>);
 /// Footers in path order, listing errors, and each footer's key when it
@@ -150,11 +155,17 @@ impl Workspace {
     }
 
     /// Footer reads on `n` threads: 1 is the sequential twin (no pool), 0
-    /// the number of CPUs.
+    /// the number of CPUs (for a bucket, at least [`BUCKET_THREADS`]: its
+    /// reads wait on the network, one request batch a thread).
     #[must_use]
     pub fn with_threads(mut self, n: usize) -> Self {
         let n = if n == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if self.source.kind() == SourceKind::Bucket {
+                cpus.max(BUCKET_THREADS)
+            } else {
+                cpus
+            }
         } else {
             n
         };
@@ -533,19 +544,34 @@ impl Workspace {
         #[cfg(feature = "object-store")]
         if let Some(b) = self.source.bucket() {
             // The footers not held yet, fetched together (one GET a file,
-            // many in flight) before the pool reads them one by one.
+            // many in flight) before the pool reads them one by one; the
+            // first alone, read at once: how far before its end its
+            // footer and its summary's reads reach sizes the others' GET
+            // (the files of a workspace are alike).
             let held = |f: &DatasetFile| {
                 FileKey::of(&f.path).is_ok_and(|k| {
                     (self.caching && self.cache.get(&f.path, &k).is_some())
                         || disk.as_ref().is_some_and(|d| d.has(&f.path, &k))
                 })
             };
-            let need: Vec<&Path> = files
+            let need: Vec<(&Path, Option<u64>)> = files
                 .iter()
                 .filter(|f| !held(f))
-                .map(|f| f.path.as_path())
+                .map(|f| (f.path.as_path(), None))
                 .collect();
-            b.warm_footers(&need);
+            if let Some((first, rest)) = need.split_first() {
+                b.warm_footers(std::slice::from_ref(first));
+                let reach = crate::blob::remote(first.0).and_then(|o| {
+                    let f = Footer::read(first.0).ok()?;
+                    Some(o.len - f.body_from()?)
+                });
+                if let Some(reach) = reach {
+                    // A quarter more: the others' footers and bodies are
+                    // alike, not the same length.
+                    crate::blob::grow_tail_hint(reach + reach / 4);
+                }
+                b.warm_footers(rest);
+            }
         }
         let read = |f: &DatasetFile| {
             let (footer, key) = self.footer_of(f, disk.as_ref());
@@ -571,6 +597,24 @@ impl Workspace {
         }
         let (footers, keys) = out.into_iter().unzip();
         Ok((footers, errors, keys))
+    }
+
+    /// For a bucket, fetches what a merge reads before each footer (the
+    /// summary's text, its group aggregates) where the footer came from a
+    /// cache: one GET a file, many in flight; nothing for a folder.
+    #[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
+    fn warm_bodies(&self, footers: &[FileFooter]) {
+        #[cfg(feature = "object-store")]
+        if let Some(b) = self.source.bucket() {
+            let wants: Vec<(&Path, Option<u64>)> = footers
+                .iter()
+                .filter_map(|ff| {
+                    let from = ff.footer.as_ref().ok()?.body_from()?;
+                    Some((ff.file.path.as_path(), Some(from)))
+                })
+                .collect();
+            b.warm_footers(&wants);
+        }
     }
 
     /// The footer of one file and its key when the answer is trusted (from
@@ -666,6 +710,7 @@ impl Workspace {
         }
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;
+            self.warm_bodies(&footers);
             let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
             return Ok(Arc::new(merged));
         }
@@ -673,6 +718,7 @@ impl Workspace {
             return Ok(hit);
         }
         let (footers, errors, keys) = self.footers_keyed()?;
+        self.warm_bodies(&footers);
         let keyed: Option<Vec<(PathBuf, FileKey)>> = footers
             .iter()
             .zip(&keys)

@@ -691,3 +691,224 @@ fn issue_34_a_writer_killed_mid_upload_leaves_the_objects_as_they_were() {
     }
     assert_eq!(ids(m.port, &cache, &url, &dataset), before_ids);
 }
+
+/// The library's bucket settings for the server at `port` (credentials
+/// as options, not the environment: other tests run beside).
+fn library_on(port: u16) {
+    let opt = |k: &str, v: &str| (k.to_string(), v.to_string());
+    n4a::bucket::configure(n4a::bucket::BucketOptions {
+        endpoint: Some(endpoint(port)),
+        options: vec![
+            opt("aws_access_key_id", "test"),
+            opt("aws_secret_access_key", "test"),
+            opt("aws_region", "us-east-1"),
+        ],
+        ..Default::default()
+    });
+}
+
+#[test]
+fn issue_34_refresh_rewrites_nirs4all_footers_in_a_bucket() {
+    let m = moto();
+    let bucket = new_bucket("refresh");
+    let dir = tempfile::tempdir().unwrap();
+    let ws = util::workspace_with(&[
+        "corn_moisture.meta.parquet",
+        "corn_moisture.arrays.parquet",
+        "grain_class.meta.parquet",
+        "grain_class.arrays.parquet",
+    ]);
+    s3(&["upload", &bucket, "ws", ws.path().to_str().unwrap()]);
+    let url = format!("s3://{bucket}/ws");
+    let cache = dir.path().join("cache");
+    let before = n4a(m.port, &cache, &["summary", &url, "--format", "json"]);
+    let out = n4a(m.port, &cache, &["refresh", &url, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["refreshed"].as_u64(), Some(2), "{r}");
+    let after = n4a(m.port, &cache, &["summary", &url, "--format", "json"]);
+    let (b, a): (Value, Value) = (
+        serde_json::from_slice(&before.stdout).unwrap(),
+        serde_json::from_slice(&after.stdout).unwrap(),
+    );
+    assert_eq!(a["total_predictions"], b["total_predictions"]);
+    for d in a["datasets"].as_array().unwrap() {
+        let v = d["n4a_version"].as_str().unwrap_or("none");
+        assert!(v.starts_with("1.") && v != "1.0", "n4a's summary now: {d}");
+    }
+    // The same refresh on disk gives the same summary.
+    let local = n4a(m.port, &cache, &["refresh", ws.path().to_str().unwrap()]);
+    assert!(local.status.success());
+    let disk = n4a(
+        m.port,
+        &cache,
+        &["summary", ws.path().to_str().unwrap(), "--format", "json"],
+    );
+    let here = ws.path().to_str().unwrap();
+    assert_eq!(answer(&after, &url, here), answer(&disk, &url, here));
+}
+
+#[test]
+fn issue_34_a_refresh_racing_a_writer_keeps_the_writers_rows() {
+    let m = moto();
+    let bucket = new_bucket("race");
+    let ws = util::workspace_with(&["corn_moisture.meta.parquet", "corn_moisture.arrays.parquet"]);
+    s3(&["upload", &bucket, "ws", ws.path().to_str().unwrap()]);
+    let url = format!("s3://{bucket}/ws");
+    // The other writer's version: 40 more rows, uploaded over the object
+    // (by boto3, unconditionally) while the refresh is about to put back.
+    let theirs = tempfile::tempdir().unwrap();
+    util::copy_dir(ws.path(), theirs.path());
+    let mut w =
+        n4a::PredictionWriter::append(theirs.path(), "corn_moisture", Default::default()).unwrap();
+    for i in 0..40 {
+        let mut r = util::row("late cfg", "PLS", "0", "val", 0.3 + i as f64 / 100.0);
+        r.id = Some(format!("theirs{i}"));
+        w.write(&r).unwrap();
+    }
+    w.finish().unwrap();
+    let upload = theirs.path().join("up");
+    std::fs::create_dir(&upload).unwrap();
+    std::fs::copy(
+        theirs.path().join("corn_moisture.meta.parquet"),
+        upload.join("corn_moisture.meta.parquet"),
+    )
+    .unwrap();
+    let raced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = raced.clone();
+    let up = upload.to_str().unwrap().to_string();
+    let b = bucket.clone();
+    let opts = n4a::refresh::RefreshOptions {
+        threads: 1,
+        before_commit: Some(Arc::new(move |_| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                s3(&["upload", &b, "ws", &up]);
+            }
+        })),
+        ..Default::default()
+    };
+    library_on(m.port);
+    let report = n4a::refresh::refresh_workspace(Path::new(&url), &opts, &|_, _| {}).unwrap();
+    assert_eq!(report.failed, 0, "{:?}", report.files);
+    assert!(
+        raced.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the racing upload happened"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let got = ids(m.port, dir.path(), &url, "corn_moisture");
+    for i in 0..40 {
+        assert!(
+            got.contains(&format!("theirs{i}")),
+            "the writer's rows are kept"
+        );
+    }
+    let s = n4a(m.port, dir.path(), &["summary", &url, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["total_predictions"].as_u64(), Some(got.len() as u64));
+}
+
+/// `n4a serve URL` on a free loopback port, credentials for `port`; its
+/// address.
+fn serve(port: u16, cache: &Path, url: &str, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
+        .args(["serve", url, "--addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint(port))
+        .env("N4A_CACHE_DIR", cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+#[test]
+fn issue_34_two_servers_on_one_bucket_answer_alike_and_see_a_writer_within_the_interval() {
+    let m = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = uploaded("servers", 3, dir.path());
+    let cache = dir.path().join("cache");
+    let servers: Vec<_> = (0..2)
+        .map(|_| serve(m.port, &cache, &url, &["--relist", "1"]))
+        .collect();
+    let ask = |addr: &str, what: &str| {
+        let mut c = crate::client::Client::connect(addr).unwrap();
+        let r = c.get(what).unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let mut v = r.json();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("generated_at");
+        }
+        v
+    };
+    let total = |addr: &str| {
+        ask(addr, "/api/workspaces/ws/predictions/summary")["total_predictions"].as_u64()
+    };
+    let page = "/api/workspaces/ws/predictions/data?partition=val&limit=20&offset=5";
+    let (a, b) = (&servers[0].1, &servers[1].1);
+    assert_eq!(
+        ask(a, "/api/workspaces/ws/predictions/summary"),
+        ask(b, "/api/workspaces/ws/predictions/summary")
+    );
+    assert_eq!(ask(a, page), ask(b, page));
+    let before = total(a).unwrap();
+    let input = dir.path().join("new.jsonl");
+    jsonl(&input, "arrived later", "late", 30);
+    let out = n4a(
+        m.port,
+        &cache,
+        &["ingest", &url, input.to_str().unwrap(), "--quiet"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = Instant::now();
+    for addr in [a, b] {
+        loop {
+            if total(addr) == Some(before + 30) {
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(10),
+                "a server did not see the new file within the 1 s interval (plus its answer)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        written.elapsed() < Duration::from_secs(3),
+        "seen within the interval: {:?}",
+        written.elapsed()
+    );
+    assert_eq!(ask(a, page), ask(b, page));
+    for (mut child, _) in servers {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -293,6 +293,32 @@ impl Footer {
         Ok(super::meta::key_value(self.metadata()?, key))
     }
 
+    /// The lowest byte of the file a summary of this footer may read
+    /// besides the footer itself (its text kept in the file, its runs,
+    /// its group aggregates: n4a writes them just before the footer);
+    /// `None` when it reads nothing else. What a bucket workspace fetches
+    /// with the footer, in one request.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn body_from(&self) -> Option<u64> {
+        let s = self.summary.as_ref()?;
+        let mut at: Option<u64> = None;
+        let mut low = |x: u64| at = Some(at.map_or(x, |a| a.min(x)));
+        if let TextSource::InFile { offset, .. } = &s.text {
+            low(*offset);
+        }
+        if let Content::State(st) = &s.content {
+            match &st.runs {
+                Some(RunsSource::InFile(o, _)) => low(*o),
+                Some(RunsSource::Body(r)) => low(r.at),
+                _ => {}
+            }
+            if let Some(Ok(Some(g))) = st.packed.as_ref().map(|p| p.groups_place()) {
+                low(g.at);
+            }
+        }
+        at
+    }
+
     /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
     /// included).
     ///
