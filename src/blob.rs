@@ -87,6 +87,9 @@ pub struct Object {
     /// The footer region once fetched: its offset and bytes, and whether
     /// it holds the whole footer.
     tail: RwLock<Option<(u64, Bytes, bool)>>,
+    /// Other ranges kept with the object (what its summary reads before
+    /// the footer, [`Object::add_kept`]).
+    kept: RwLock<Vec<(u64, Bytes)>>,
 }
 
 impl Object {
@@ -98,6 +101,7 @@ impl Object {
             modified_ns,
             remote,
             tail: RwLock::new(None),
+            kept: RwLock::new(Vec::new()),
         }
     }
 
@@ -105,8 +109,13 @@ impl Object {
     /// bytes before any fetch, the footer's start when it is longer,
     /// `None` once held whole.
     pub fn tail_range(&self) -> Option<Range<u64>> {
+        self.tail_range_of(tail_hint())
+    }
+
+    /// [`Self::tail_range`] with a first fetch of at least `hint` bytes.
+    pub fn tail_range_of(&self, hint: u64) -> Option<Range<u64>> {
         match &*self.tail.read().unwrap_or_else(|e| e.into_inner()) {
-            None => Some(self.len.saturating_sub(tail_hint())..self.len),
+            None => Some(self.len.saturating_sub(tail_hint().max(hint))..self.len),
             Some((_, _, true)) => None,
             Some((at, b, false)) => {
                 let n = b.len();
@@ -116,15 +125,30 @@ impl Object {
         }
     }
 
-    /// The range still to fetch for the footer region to start at `from`
-    /// at the latest (a footer's body reads: [`Self::tail_range`] first).
-    pub fn tail_range_from(&self, from: u64) -> Option<Range<u64>> {
-        if let Some(r) = self.tail_range() {
-            return Some(r.start.min(from)..r.end);
+    /// True when `r` is held with the object (its footer region or a
+    /// kept range).
+    pub fn holds(&self, r: &Range<u64>) -> bool {
+        self.held(r.start, r.end).is_some()
+    }
+
+    /// Keeps `bytes`, fetched at `at`, with the object for every open.
+    pub fn add_kept(&self, at: u64, bytes: Bytes) {
+        self.kept
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((at, bytes));
+    }
+
+    fn held(&self, start: u64, end: u64) -> Option<Bytes> {
+        if let Some((at, t, _)) = &*self.tail.read().unwrap_or_else(|e| e.into_inner()) {
+            if start >= *at && end <= at + t.len() as u64 {
+                return Some(t.slice((start - at) as usize..(end - at) as usize));
+            }
         }
-        let t = self.tail.read().unwrap_or_else(|e| e.into_inner());
-        let (at, _, _) = t.as_ref()?;
-        (from < *at).then_some(from..*at)
+        let k = self.kept.read().unwrap_or_else(|e| e.into_inner());
+        k.iter()
+            .find(|(at, b)| start >= *at && end <= at + b.len() as u64)
+            .map(|(at, b)| b.slice((start - at) as usize..(end - at) as usize))
     }
 
     /// Adds `bytes`, fetched at `at` for [`Self::tail_range`], to the
@@ -330,10 +354,8 @@ impl RemoteBlob {
     }
 
     fn cached(&self, start: u64, end: u64) -> Option<Bytes> {
-        if let Some((at, t, _)) = &*self.object.tail.read().unwrap_or_else(|e| e.into_inner()) {
-            if start >= *at && end <= at + t.len() as u64 {
-                return Some(t.slice((start - at) as usize..(end - at) as usize));
-            }
+        if let Some(b) = self.object.held(start, end) {
+            return Some(b);
         }
         let f = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
         f.iter()

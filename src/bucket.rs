@@ -162,7 +162,29 @@ fn io_error(what: &Path, e: object_store::Error) -> Error {
         | object_store::Error::Unauthenticated { .. } => std::io::ErrorKind::PermissionDenied,
         _ => std::io::ErrorKind::Other,
     };
-    Error::io(what, std::io::Error::new(kind, e.to_string()))
+    Error::io(what, std::io::Error::new(kind, concise(&e)))
+}
+
+/// The crate's error in one line: the store's own code and message
+/// (`NoSuchBucket: The specified bucket does not exist (HTTP 404 Not
+/// Found)`) when its answer carried them, else the crate's text.
+fn concise(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let between = |a: &str, b: &str| {
+        let i = text.find(a)? + a.len();
+        let j = text[i..].find(b)? + i;
+        Some(text[i..j].trim().to_string())
+    };
+    match (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        (Some(code), Some(msg)) => match between("status code: ", ":") {
+            Some(status) => format!("{code}: {msg} (HTTP {status})"),
+            None => format!("{code}: {msg}"),
+        },
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// Makes the object at `url` (`s3://bucket/key`) readable by every reader
@@ -178,10 +200,6 @@ pub fn register_url(url: &Path) -> Result<()> {
 
 /// A listing's answer, when it was made, and whether recursive.
 type LastListing = (std::time::Instant, bool, Vec<(PathBuf, String)>);
-
-/// An object to warm: it, its key and ETag, and where its region starts
-/// at the latest.
-type Warm = (Arc<Object>, Key, Option<String>, Option<u64>);
 
 /// One bucket workspace: its store client, its URL and prefix.
 #[derive(Debug)]
@@ -428,49 +446,82 @@ impl Bucket {
         Ok(())
     }
 
-    /// Fetches the footer regions of `paths` (listed objects) not held yet,
-    /// each from its given offset at the latest (what its summary reads
-    /// before the footer) or the last [`crate::blob::tail_hint`] bytes,
-    /// [`requests`] in flight at once: one GET a file, a second for a
-    /// footer longer than the hint. Files whose fetch
-    /// fails are left to their footer read, which reports them by name.
-    pub fn warm_footers(&self, paths: &[(&Path, Option<u64>)]) {
-        let objects: Vec<Warm> = {
-            let listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
-            paths
-                .iter()
-                .filter_map(|(p, from)| {
-                    let o = blob::remote(p)?;
-                    let (k, t) = listed.get(*p)?;
-                    Some((o, k.clone(), t.clone(), *from))
-                })
-                .collect()
-        };
-        let wanted = |o: &Object, from: Option<u64>| match from {
-            Some(f) => o.tail_range_from(f),
-            None => o.tail_range(),
-        };
+    /// Fetches the footer regions of `paths` (listed objects) not held
+    /// yet (the last [`crate::blob::tail_hint`] bytes, or `hint` when more),
+    /// [`requests`] in
+    /// flight at once: one GET a file, a second for a footer longer than
+    /// the hint.
+    pub fn warm_footers(&self, paths: &[&Path], hint: u64) {
         for _round in 0..2 {
-            let gets: Vec<_> = objects
+            let wants: Vec<(Arc<Object>, Range<u64>)> = paths
                 .iter()
-                .filter_map(|(o, k, t, from)| {
-                    let r = wanted(o, *from)?;
-                    let get = get_range(&self.store, k, t, r.clone(), &self.limit);
-                    let o = o.clone();
-                    Some(async move { (o, r.start, get.await) })
+                .filter_map(|p| {
+                    let o = blob::remote(p)?;
+                    let r = o.tail_range_of(hint)?;
+                    Some((o, r))
                 })
                 .collect();
-            if gets.is_empty() {
+            if wants.is_empty() {
                 return;
             }
-            for (o, at, got) in block(futures_util::future::join_all(gets)) {
-                match got {
-                    Ok(b) => o.add_tail(at, b),
-                    // Left to the footer read, which reports it by name.
-                    Err(_) => continue,
+            for (o, at, got) in self.fetch_many(paths, wants) {
+                if let Ok(b) = got {
+                    o.add_tail(at, b);
                 }
             }
         }
+    }
+
+    /// Fetches `ranges` of listed objects not held yet and keeps them with
+    /// each object (what summaries read before the footers), [`requests`]
+    /// in flight at once: one GET a file.
+    pub fn keep_ranges(&self, ranges: &[(&Path, Range<u64>)]) {
+        let paths: Vec<&Path> = ranges.iter().map(|(p, _)| *p).collect();
+        let wants: Vec<(Arc<Object>, Range<u64>)> = ranges
+            .iter()
+            .filter_map(|(p, r)| {
+                let o = blob::remote(p)?;
+                (!o.holds(r)).then_some((o, r.clone()))
+            })
+            .collect();
+        for (o, at, got) in self.fetch_many(&paths, wants) {
+            if let Ok(b) = got {
+                o.add_kept(at, b);
+            }
+        }
+    }
+
+    /// GETs `wants` (objects registered by this workspace's listing) at
+    /// once, bounded by [`requests`]; failures are left to the reads,
+    /// which report them by name.
+    #[allow(clippy::type_complexity)]
+    fn fetch_many(
+        &self,
+        paths: &[&Path],
+        wants: Vec<(Arc<Object>, Range<u64>)>,
+    ) -> Vec<(Arc<Object>, u64, std::io::Result<Bytes>)> {
+        let listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        let by_object: HashMap<*const Object, (Key, Option<String>)> = paths
+            .iter()
+            .filter_map(|p| {
+                let o = blob::remote(p)?;
+                let (k, t) = listed.get(*p)?;
+                Some((Arc::as_ptr(&o), (k.clone(), t.clone())))
+            })
+            .collect();
+        drop(listed);
+        let gets: Vec<_> = wants
+            .into_iter()
+            .filter_map(|(o, r)| {
+                let (k, t) = by_object.get(&Arc::as_ptr(&o))?;
+                let get = get_range(&self.store, k, t, r.clone(), &self.limit);
+                Some(async move { (o, r.start, get.await) })
+            })
+            .collect();
+        if gets.is_empty() {
+            return Vec::new();
+        }
+        block(futures_util::future::join_all(gets))
     }
 
     /// The object at `path` and its ETag, or `None` when there is none.
@@ -662,7 +713,7 @@ fn get_range(
                 std::io::ErrorKind::NotFound,
                 "the object is gone since it was listed",
             ),
-            e => std::io::Error::other(e.to_string()),
+            e => std::io::Error::other(concise(&e)),
         })
     }
 }

@@ -27,15 +27,24 @@ const MOTO: &str = "moto[server]==5.2.6";
 
 fn moto() -> &'static Moto {
     static M: OnceLock<Result<Moto, String>> = OnceLock::new();
-    M.get_or_init(start_moto)
+    M.get_or_init(|| start_moto(false))
         .as_ref()
         .unwrap_or_else(|why| panic!("no S3 server for the bucket tests: {why}"))
+}
+
+/// A second server that checks credentials (moto's IAM checks on:
+/// `INITIAL_NO_AUTH_ACTION_COUNT=0`), for the wrong-credential test.
+fn moto_with_auth() -> &'static Moto {
+    static M: OnceLock<Result<Moto, String>> = OnceLock::new();
+    M.get_or_init(|| start_moto(true))
+        .as_ref()
+        .unwrap_or_else(|why| panic!("no S3 server with auth for the bucket tests: {why}"))
 }
 
 /// `target/moto-venv` with moto's server (made once, under a lock), then
 /// the server on a free loopback port, stopped when this process ends (a
 /// shell beside it waits for this process to go).
-fn start_moto() -> Result<Moto, String> {
+fn start_moto(auth: bool) -> Result<Moto, String> {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
     let venv = target.join("moto-venv");
@@ -72,8 +81,13 @@ fn start_moto() -> Result<Moto, String> {
         .map_err(|e| e.to_string())?
         .port();
     let server = venv.join("bin/moto_server");
+    let env = if auth {
+        "INITIAL_NO_AUTH_ACTION_COUNT=0 "
+    } else {
+        ""
+    };
     let script = format!(
-        "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "{env}'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
          while kill -0 {} 2>/dev/null; do sleep 1; done; kill $m",
         server.display(),
         std::process::id()
@@ -88,7 +102,7 @@ fn start_moto() -> Result<Moto, String> {
             let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             let mut got = String::new();
             let _ = s.read_to_string(&mut got);
-            if got.starts_with("HTTP/1.1 200") {
+            if got.starts_with("HTTP/1.1 ") {
                 return Ok(Moto { port, python });
             }
         }
@@ -292,6 +306,20 @@ fn issue_34_every_read_command_on_a_bucket_answers_as_on_disk() {
 }
 
 #[test]
+fn issue_34_a_wrong_credential_is_one_clear_error() {
+    let m = moto_with_auth();
+    let cache = tempfile::tempdir().unwrap();
+    let out = n4a(m.port, cache.path(), &["summary", "s3://n4a-any-bucket/ws"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("s3://n4a-any-bucket/ws") && err.contains("InvalidAccessKeyId"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one error: {err}");
+}
+
+#[test]
 fn issue_34_a_missing_bucket_is_one_clear_error() {
     let m = moto();
     let cache = tempfile::tempdir().unwrap();
@@ -450,36 +478,27 @@ fn issue_34_a_summary_reads_each_footer_in_one_request() {
     let m = moto();
     let proxy = Proxy::start(m.port);
     let dir = tempfile::tempdir().unwrap();
-    let (url, ws) = uploaded("count", 6, dir.path());
-    let out = n4a(
-        proxy.port,
-        &dir.path().join("cache"),
-        &["summary", &url, "--format", "json"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let local = n4a(
-        proxy.port,
-        &dir.path().join("cache"),
-        &["summary", ws.to_str().unwrap(), "--format", "json"],
-    );
-    assert_eq!(
-        answer(&out, &url, ws.to_str().unwrap()),
-        answer(&local, &url, ws.to_str().unwrap())
-    );
-    let lists = proxy.count(|m, p| m == "GET" && p.contains("list-type=2"));
-    let gets = proxy.count(|m, p| m == "GET" && !p.contains("list-type=2"));
-    let all = proxy.count(|_, _| true);
-    // N files: one GET a footer, one listing page.
-    assert_eq!(
-        (lists, gets, all),
-        (1, 6, 7),
-        "{:?}",
-        proxy.rules.lock().unwrap().seen
-    );
+    // 64 files: the footer cache on disk keeps them (it skips smaller
+    // workspaces).
+    let (url, ws) = uploaded("count", 64, dir.path());
+    let cache = dir.path().join("cache");
+    let local = n4a(proxy.port, &cache, &["summary", ws.to_str().unwrap(), "--format", "json"]);
+    let here = ws.to_str().unwrap();
+    let lists = |p: &Proxy| p.count(|m, p| m == "GET" && p.contains("list-type=2"));
+    let gets = |p: &Proxy| p.count(|m, p| m == "GET" && !p.contains("list-type=2"));
+    for run in ["cold", "footers from the cache on disk"] {
+        proxy.rules.lock().unwrap().seen.clear();
+        let out = n4a(proxy.port, &cache, &["summary", &url, "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(answer(&out, &url, here), answer(&local, &url, here), "{run}");
+        // N files: at most one GET a file, one listing page, nothing else.
+        let (l, g, all) = (lists(&proxy), gets(&proxy), proxy.count(|_, _| true));
+        assert_eq!((l, all), (1, l + g), "{run}");
+        assert!(g <= 64, "{run}: {g} GETs for 64 files");
+        if run == "cold" {
+            assert_eq!(g, 64, "{run}");
+        }
+    }
 }
 
 #[test]

@@ -293,30 +293,36 @@ impl Footer {
         Ok(super::meta::key_value(self.metadata()?, key))
     }
 
-    /// The lowest byte of the file a summary of this footer may read
-    /// besides the footer itself (its text kept in the file, its runs,
-    /// its group aggregates: n4a writes them just before the footer);
+    /// The bytes of the file a summary of this footer may read besides
+    /// the footer itself (its text kept in the file, its runs, its group
+    /// aggregates: n4a writes them just before the footer), as one range;
     /// `None` when it reads nothing else. What a bucket workspace fetches
-    /// with the footer, in one request.
+    /// beside the footer.
     #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
-    pub(crate) fn body_from(&self) -> Option<u64> {
+    pub(crate) fn body_range(&self) -> Option<std::ops::Range<u64>> {
         let s = self.summary.as_ref()?;
-        let mut at: Option<u64> = None;
-        let mut low = |x: u64| at = Some(at.map_or(x, |a| a.min(x)));
-        if let TextSource::InFile { offset, .. } = &s.text {
-            low(*offset);
+        let mut out: Option<std::ops::Range<u64>> = None;
+        let mut add = |at: u64, len: u64| {
+            let r = at..at.saturating_add(len);
+            out = Some(match out.take() {
+                Some(o) => o.start.min(r.start)..o.end.max(r.end),
+                None => r,
+            });
+        };
+        if let TextSource::InFile { offset, check, .. } = &s.text {
+            add(*offset, check.len);
         }
         if let Content::State(st) = &s.content {
             match &st.runs {
-                Some(RunsSource::InFile(o, _)) => low(*o),
-                Some(RunsSource::Body(r)) => low(r.at),
+                Some(RunsSource::InFile(o, n)) => add(*o, *n as u64),
+                Some(RunsSource::Body(r)) => add(r.at, r.len),
                 _ => {}
             }
             if let Some(Ok(Some(g))) = st.packed.as_ref().map(|p| p.groups_place()) {
-                low(g.at);
+                add(g.at, g.len);
             }
         }
-        at
+        out
     }
 
     /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
