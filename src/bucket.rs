@@ -597,14 +597,17 @@ impl Bucket {
     /// # Errors
     /// [`Error::Io`] naming the lock: a request failed, or the lock was
     /// not free within [`LOCK_WAIT`].
-    pub fn lock(&self, dataset: &str) -> Result<BucketLock<'_>> {
+    pub fn lock(self: &Arc<Self>, dataset: &str) -> Result<BucketLock> {
         let path = self.url.join(format!(".{dataset}.n4a-lock"));
         let started = std::time::Instant::now();
         let body = || Bytes::from(format!("n4a writer, process {}", std::process::id()));
         let mut pause = Duration::from_millis(20);
         loop {
             if self.put(&path, body(), None)? {
-                return Ok(BucketLock { bucket: self, path });
+                return Ok(BucketLock {
+                    bucket: self.clone(),
+                    path,
+                });
             }
             let key = self.key(&path)?;
             let store = self.store.clone();
@@ -615,7 +618,10 @@ impl Bucket {
                     if age >= STALE_LOCK {
                         if let Some(tag) = m.e_tag.as_deref() {
                             if self.put(&path, body(), Some(tag))? {
-                                return Ok(BucketLock { bucket: self, path });
+                                return Ok(BucketLock {
+                    bucket: self.clone(),
+                    path,
+                });
                             }
                         }
                     }
@@ -664,12 +670,12 @@ fn chrono_age(m: &ObjectMeta) -> Duration {
 
 /// A dataset's writers' lock in a bucket ([`Bucket::lock`]), deleted on drop.
 #[derive(Debug)]
-pub struct BucketLock<'b> {
-    bucket: &'b Bucket,
+pub struct BucketLock {
+    bucket: Arc<Bucket>,
     path: PathBuf,
 }
 
-impl Drop for BucketLock<'_> {
+impl Drop for BucketLock {
     fn drop(&mut self) {
         let _ = self.bucket.delete(&self.path);
     }

@@ -327,7 +327,7 @@ pub fn ingest_into_bucket(
     opts: &WriterOptions,
     progress: &dyn Fn(u64),
 ) -> Result<IngestReport> {
-    let bucket = crate::bucket::Bucket::open(url)?;
+    let bucket = std::sync::Arc::new(crate::bucket::Bucket::open(url)?);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

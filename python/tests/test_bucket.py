@@ -63,3 +63,26 @@ def test_workspace_on_a_bucket_answers_as_on_disk(s3_server, gen_ws, monkeypatch
     kw = dict(partition="val", metric="mse", sort="val_score:asc", offset=3, limit=20)
     assert remote.query(**kw).to_pylist() == local.query(**kw).to_pylist()
     assert n4a.info(remote.query(**kw))["total"] == n4a.info(local.query(**kw))["total"]
+
+
+def test_writer_appends_to_a_bucket_dataset(s3_server, monkeypatch, tmp_path):
+    import boto3
+
+    from test_write import rows
+
+    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="test",
+                      aws_secret_access_key="test", region_name="us-east-1")
+    s3.create_bucket(Bucket="n4a-py-writer")
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                 "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(k, v)
+    url = "s3://n4a-py-writer/ws"
+    with n4a.Writer(url, "corn") as w:
+        assert w.write(rows(40)) == 40
+    with n4a.Writer(url, "corn", append=True) as w:
+        assert w.write(rows(20, start=40)) == 20
+    assert w.summary["total_predictions"] == 60
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="n4a-py-writer")["Contents"]}
+    assert keys == {"ws/corn.meta.parquet", "ws/corn.arrays.parquet"}, keys
+    s = n4a.Workspace(url).summary()
+    assert s["total_predictions"] == 60 and s["total_datasets"] == 1

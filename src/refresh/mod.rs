@@ -309,7 +309,7 @@ fn refresh_bucket(
     progress: &(dyn Fn(&FileReport, usize) + Sync),
 ) -> Result<RefreshReport> {
     let t0 = Instant::now();
-    let bucket = crate::bucket::Bucket::open(root)?;
+    let bucket = Arc::new(crate::bucket::Bucket::open(root)?);
     let listed = bucket.list(opts.recursive)?;
     let total = listed.len();
     let stamp = std::time::SystemTime::now()

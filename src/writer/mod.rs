@@ -153,12 +153,105 @@ pub struct PredictionWriter {
     summary: SummaryBuilder,
     opts: WriterOptions,
     _lock: DatasetLock,
+    /// For a dataset in a bucket: where the staged files go at
+    /// [`Self::finish`].
+    #[cfg(feature = "object-store")]
+    remote: Option<RemoteTarget>,
+}
+
+/// A bucket dataset written through a staging folder (see
+/// [`PredictionWriter::create`]): its objects, the versions read, the
+/// dataset's lock in the bucket, the staging folder (removed on drop).
+#[cfg(feature = "object-store")]
+struct RemoteTarget {
+    bucket: std::sync::Arc<crate::bucket::Bucket>,
+    /// (staged file, object, ETag read or `None` for a new object), arrays
+    /// first.
+    files: Vec<(PathBuf, PathBuf, Option<String>)>,
+    stage: PathBuf,
+    _lock: crate::bucket::BucketLock,
+}
+
+#[cfg(feature = "object-store")]
+impl Drop for RemoteTarget {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.stage);
+    }
+}
+
+#[cfg(feature = "object-store")]
+impl RemoteTarget {
+    /// Takes `dataset`'s lock in the bucket at `url` and stages its files
+    /// (fetched whole when appending) in a folder of the cache folder.
+    fn open(url: &Path, dataset: &str, append: bool) -> Result<RemoteTarget> {
+        let bucket = std::sync::Arc::new(crate::bucket::Bucket::open(url)?);
+        let lock = bucket.lock(dataset)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let stage = files::cache_root()
+            .join("staging")
+            .join(format!("writer-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
+        let local = dataset_paths(&stage, dataset);
+        let remote = dataset_paths(url, dataset);
+        let mut target = RemoteTarget {
+            bucket,
+            files: Vec::new(),
+            stage,
+            _lock: lock,
+        };
+        for (l, r) in [(local.arrays, remote.arrays), (local.meta, remote.meta)] {
+            let tag = match target.bucket.get_version(&r)? {
+                Some((bytes, tag)) => {
+                    if append {
+                        std::fs::write(&l, &bytes).map_err(|e| Error::io(&l, e))?;
+                    }
+                    Some(tag)
+                }
+                None => None,
+            };
+            target.files.push((l, r, tag));
+        }
+        Ok(target)
+    }
+
+    /// Puts the staged files back, arrays first, each by a PUT conditional
+    /// on the version read.
+    fn commit(self) -> Result<()> {
+        for (l, r, tag) in &self.files {
+            let bytes = match std::fs::read(l) {
+                Ok(b) => bytes::Bytes::from(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(l, e)),
+            };
+            if !self.bucket.put(r, bytes, tag.as_deref())? {
+                return Err(Error::io(
+                    r,
+                    std::io::Error::other(
+                        "another writer replaced this object while this one held its \
+                         dataset's lock (a lock taken over as stale)",
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl PredictionWriter {
     /// Starts `dataset` afresh in `dir`: at [`Self::finish`] its files are
     /// replaced by the rows written. Blocks while another writer holds the
     /// dataset.
+    ///
+    /// `dir` may be a bucket URL (`s3://bucket/prefix`, cargo feature
+    /// `object-store`): the dataset's lock in the bucket is taken (the one
+    /// `ingest` and `refresh` take; held until the writer finishes or is
+    /// dropped), its files are staged in the cache folder (fetched whole
+    /// for [`Self::append`]) and written there as on disk, and
+    /// [`Self::finish`] puts them back, arrays first, each by one PUT
+    /// conditional on the version read; a writer dropped or killed before
+    /// leaves the objects as they were.
     ///
     /// # Errors
     /// [`Error::InvalidDatasetName`]; I/O errors naming the file.
@@ -180,6 +273,13 @@ impl PredictionWriter {
 
     fn open(dir: &Path, dataset: &str, opts: WriterOptions, append: bool) -> Result<Self> {
         validate_dataset_name(dataset)?;
+        #[cfg(feature = "object-store")]
+        if crate::bucket::is_url(dir) {
+            let target = RemoteTarget::open(dir, dataset, append)?;
+            let mut w = Self::open(&target.stage.clone(), dataset, opts, append)?;
+            w.remote = Some(target);
+            return Ok(w);
+        }
         let lock = DatasetLock::acquire(dir, dataset)?;
         files::remove_stale_temps(dir, dataset);
         let files::DatasetPaths {
@@ -200,6 +300,8 @@ impl PredictionWriter {
             summary: SummaryBuilder::new(opts.summary.clone()),
             opts,
             _lock: lock,
+            #[cfg(feature = "object-store")]
+            remote: None,
         };
         if append && meta_path.exists() {
             w.carry_over(&meta_path)?;
@@ -440,6 +542,10 @@ impl PredictionWriter {
         let meta_file: File = self.sink.finish(&extra, Some(&parts))?;
         arrays.commit()?;
         self.meta_tmp.commit(meta_file, &self.meta_path)?;
+        #[cfg(feature = "object-store")]
+        if let Some(target) = self.remote.take() {
+            target.commit()?;
+        }
         Ok(summary)
     }
 }

@@ -931,3 +931,49 @@ fn issue_34_two_servers_on_one_bucket_answer_alike_and_see_a_writer_within_the_i
         child.wait().unwrap();
     }
 }
+
+#[test]
+fn issue_34_the_library_writer_appends_to_a_bucket_dataset() {
+    let m = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, ws) = uploaded("libwriter", 2, dir.path());
+    let dataset = std::fs::read_dir(&ws)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".meta.parquet").map(str::to_string))
+        .min()
+        .unwrap();
+    let cache = dir.path().join("cache");
+    let before = ids(m.port, &cache, &url, &dataset);
+    library_on(m.port);
+    let mut w =
+        n4a::PredictionWriter::append(Path::new(&url), &dataset, Default::default()).unwrap();
+    for i in 0..25 {
+        let mut r = util::row("lib cfg", "PLS", "0", "val", 0.2 + i as f64 / 50.0);
+        r.id = Some(format!("lib{i}"));
+        r.dataset_name = Some(dataset.clone());
+        w.write(&r).unwrap();
+    }
+    // Dropped before finishing: nothing changes.
+    let mut dropped =
+        n4a::PredictionWriter::append(Path::new(&url), "another set", Default::default()).unwrap();
+    let mut r = util::row("lib cfg", "PLS", "0", "val", 0.5);
+    r.id = Some("never".into());
+    dropped.write(&r).unwrap();
+    drop(dropped);
+    w.finish().unwrap();
+    let after = ids(m.port, &cache, &url, &dataset);
+    assert_eq!(after.len(), before.len() + 25);
+    assert!((0..25).all(|i| after.contains(&format!("lib{i}"))));
+    let out = n4a(m.port, &cache, &["summary", &url, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total_datasets"].as_u64(), Some(2), "the dropped writer made nothing");
+    let d = v["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == dataset.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(d["total_predictions"].as_u64(), Some(after.len() as u64), "{d}");
+}
