@@ -87,8 +87,8 @@ pub struct Object {
     /// The footer region once fetched: its offset and bytes, and whether
     /// it holds the whole footer.
     tail: RwLock<Option<(u64, Bytes, bool)>>,
-    /// Other ranges kept with the object (what its summary reads before
-    /// the footer, [`Object::add_kept`]).
+    /// Other ranges kept with the object: reads near its end beyond the
+    /// footer region (what its summary reads before the footer).
     kept: RwLock<Vec<(u64, Bytes)>>,
 }
 
@@ -125,14 +125,8 @@ impl Object {
         }
     }
 
-    /// True when `r` is held with the object (its footer region or a
-    /// kept range).
-    pub fn holds(&self, r: &Range<u64>) -> bool {
-        self.held(r.start, r.end).is_some()
-    }
-
     /// Keeps `bytes`, fetched at `at`, with the object for every open.
-    pub fn add_kept(&self, at: u64, bytes: Bytes) {
+    fn add_kept(&self, at: u64, bytes: Bytes) {
         self.kept
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -389,10 +383,17 @@ impl RemoteBlob {
             .fetch(std::slice::from_ref(&(start..to)))?
             .remove(0);
         let out = got.slice(0..len as usize);
-        self.fetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((start, got));
+        if start >= self.object.len.saturating_sub(MAX_TAIL_HINT) {
+            // Near the footer: what a summary reads there (its group
+            // aggregates, its runs' index) is kept with the object, for
+            // the next open of this version.
+            self.object.add_kept(start, got);
+        } else {
+            self.fetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((start, got));
+        }
         Ok(out)
     }
 }

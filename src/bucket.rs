@@ -472,25 +472,6 @@ impl Bucket {
         }
     }
 
-    /// Fetches `ranges` of listed objects not held yet and keeps them with
-    /// each object (what summaries read before the footers), [`requests`]
-    /// in flight at once: one GET a file.
-    pub fn keep_ranges(&self, ranges: &[(&Path, Range<u64>)]) {
-        let paths: Vec<&Path> = ranges.iter().map(|(p, _)| *p).collect();
-        let wants: Vec<(Arc<Object>, Range<u64>)> = ranges
-            .iter()
-            .filter_map(|(p, r)| {
-                let o = blob::remote(p)?;
-                (!o.holds(r)).then_some((o, r.clone()))
-            })
-            .collect();
-        for (o, at, got) in self.fetch_many(&paths, wants) {
-            if let Ok(b) = got {
-                o.add_kept(at, b);
-            }
-        }
-    }
-
     /// GETs `wants` (objects registered by this workspace's listing) at
     /// once, bounded by [`requests`]; failures are left to the reads,
     /// which report them by name.
@@ -619,9 +600,9 @@ impl Bucket {
                         if let Some(tag) = m.e_tag.as_deref() {
                             if self.put(&path, body(), Some(tag))? {
                                 return Ok(BucketLock {
-                    bucket: self.clone(),
-                    path,
-                });
+                                    bucket: self.clone(),
+                                    path,
+                                });
                             }
                         }
                     }

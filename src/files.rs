@@ -39,6 +39,44 @@ pub fn cache_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("n4a-cache"))
 }
 
+/// A folder of its own under the cache folder's `staging`, removed (with
+/// what is in it) when dropped: where a write to a bucket stages the files
+/// it puts back.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+pub(crate) struct Staging(PathBuf);
+
+impl Staging {
+    /// A new, empty staging folder named after `what`, this process and
+    /// the time.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the folder when it cannot be made.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn new(what: &str) -> Result<Staging> {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = cache_root()
+            .join("staging")
+            .join(format!("{what}-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staging(dir))
+    }
+
+    /// The folder.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The two files of one dataset in a workspace folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetPaths {

@@ -328,61 +328,19 @@ pub fn ingest_into_bucket(
     progress: &dyn Fn(u64),
 ) -> Result<IngestReport> {
     let bucket = std::sync::Arc::new(crate::bucket::Bucket::open(url)?);
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let stage = crate::files::cache_root()
-        .join("staging")
-        .join(format!("{}-{stamp}", std::process::id()));
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(stage.clone());
-    let (dry, work) = (stage.join("dry"), stage.join("work"));
+    let stage = crate::files::Staging::new("ingest")?;
+    let (dry, work) = (stage.path().join("dry"), stage.path().join("work"));
     for d in [&dry, &work] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     let planned = ingest_with_progress(&dry, input, format, opts, progress)?;
-    let _locks = planned
+    let targets = planned
         .keys()
-        .map(|d| bucket.lock(d))
+        .map(|d| crate::writer::BucketDataset::open(&bucket, &work, d, true))
         .collect::<Result<Vec<_>>>()?;
-    let mut versions = Vec::new();
-    for d in planned.keys() {
-        let local = crate::files::dataset_paths(&work, d);
-        let remote = crate::files::dataset_paths(bucket.url(), d);
-        for (l, r) in [(local.arrays, remote.arrays), (local.meta, remote.meta)] {
-            let tag = match bucket.get_version(&r)? {
-                Some((bytes, tag)) => {
-                    std::fs::write(&l, &bytes).map_err(|e| Error::io(&l, e))?;
-                    Some(tag)
-                }
-                None => None,
-            };
-            versions.push((l, r, tag));
-        }
-    }
     let report = ingest_with_progress(&work, input, format, opts, &|_| {})?;
-    for (l, r, tag) in versions {
-        let bytes = match std::fs::read(&l) {
-            Ok(b) => bytes::Bytes::from(b),
-            // A dataset without arrays writes no arrays file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&l, e)),
-        };
-        if !bucket.put(&r, bytes, tag.as_deref())? {
-            return Err(Error::io(
-                &r,
-                std::io::Error::other(
-                    "another writer replaced this object while this one held its dataset's \
-                     lock (a lock taken over as stale); this dataset's later files were not \
-                     written",
-                ),
-            ));
-        }
+    for t in targets {
+        t.commit()?;
     }
     Ok(report)
 }

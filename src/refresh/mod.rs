@@ -195,6 +195,27 @@ impl RefreshReport {
     pub fn is_clean(&self) -> bool {
         self.failed == 0 && self.stale == 0
     }
+
+    /// The report of a refresh of `root` begun at `t0` that gave `files`.
+    fn of(root: &Path, opts: &RefreshOptions, t0: Instant, files: Vec<FileReport>) -> Self {
+        let count = |s: Status| files.iter().filter(|r| r.status == s).count();
+        RefreshReport {
+            workspace: root.to_path_buf(),
+            mode: opts.mode,
+            write: opts.write,
+            refreshed: count(Status::Refreshed),
+            unchanged: count(Status::Unchanged),
+            stale: count(Status::Stale),
+            failed: count(Status::Failed),
+            rows_recomputed: files
+                .iter()
+                .filter(|r| r.recomputed)
+                .filter_map(|r| r.rows)
+                .sum(),
+            seconds: t0.elapsed().as_secs_f64(),
+            files,
+        }
+    }
 }
 
 /// Refreshes every prediction file of the workspace at `root` (see the
@@ -269,23 +290,7 @@ pub fn refresh_workspace(
         recomputed: false,
         millis: 0.0,
     }));
-    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
-    Ok(RefreshReport {
-        workspace: root.to_path_buf(),
-        mode: opts.mode,
-        write: opts.write,
-        refreshed: count(Status::Refreshed),
-        unchanged: count(Status::Unchanged),
-        stale: count(Status::Stale),
-        failed: count(Status::Failed),
-        rows_recomputed: reports
-            .iter()
-            .filter(|r| r.recomputed)
-            .filter_map(|r| r.rows)
-            .sum(),
-        seconds: t0.elapsed().as_secs_f64(),
-        files: reports,
-    })
+    Ok(RefreshReport::of(root, opts, t0, reports))
 }
 
 /// [`refresh_workspace`] of a bucket workspace (`s3://bucket/prefix`,
@@ -312,12 +317,8 @@ fn refresh_bucket(
     let bucket = Arc::new(crate::bucket::Bucket::open(root)?);
     let listed = bucket.list(opts.recursive)?;
     let total = listed.len();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let stage = files::cache_root()
-        .join("staging")
-        .join(format!("refresh-{}-{stamp}", std::process::id()));
+    let staging = files::Staging::new("refresh")?;
+    let stage = staging.path();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .thread_name(|i| format!("n4a-refresh-{i}"))
@@ -388,24 +389,7 @@ fn refresh_bucket(
     let indexed: Vec<(usize, &(PathBuf, String))> = listed.iter().enumerate().collect();
     let reports: Vec<FileReport> =
         pool.install(|| indexed.par_iter().map(|(i, f)| one(*i, f)).collect());
-    let _ = std::fs::remove_dir_all(&stage);
-    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
-    Ok(RefreshReport {
-        workspace: root.to_path_buf(),
-        mode: opts.mode,
-        write: opts.write,
-        refreshed: count(Status::Refreshed),
-        unchanged: count(Status::Unchanged),
-        stale: count(Status::Stale),
-        failed: count(Status::Failed),
-        rows_recomputed: reports
-            .iter()
-            .filter(|r| r.recomputed)
-            .filter_map(|r| r.rows)
-            .sum(),
-        seconds: t0.elapsed().as_secs_f64(),
-        files: reports,
-    })
+    Ok(RefreshReport::of(root, opts, t0, reports))
 }
 
 /// How many times a bucket refresh fetches and refreshes a file another

@@ -601,24 +601,6 @@ impl Workspace {
         Ok((footers, errors, keys))
     }
 
-    /// For a bucket, fetches what a merge reads before each footer (the
-    /// summary's text, its group aggregates) where the footer came from a
-    /// cache: one GET a file, many in flight; nothing for a folder.
-    #[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
-    fn warm_bodies(&self, footers: &[FileFooter]) {
-        #[cfg(feature = "object-store")]
-        if let Some(b) = self.source.bucket() {
-            let wants: Vec<(&Path, std::ops::Range<u64>)> = footers
-                .iter()
-                .filter_map(|ff| {
-                    let r = ff.footer.as_ref().ok()?.body_range()?;
-                    Some((ff.file.path.as_path(), r))
-                })
-                .collect();
-            b.keep_ranges(&wants);
-        }
-    }
-
     /// The footer of one file and its key when the answer is trusted (from
     /// the cache, or read from a quiet file).
     fn footer_of(
@@ -712,7 +694,6 @@ impl Workspace {
         }
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;
-            self.warm_bodies(&footers);
             let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
             return Ok(Arc::new(merged));
         }
@@ -720,7 +701,6 @@ impl Workspace {
             return Ok(hit);
         }
         let (footers, errors, keys) = self.footers_keyed()?;
-        self.warm_bodies(&footers);
         let keyed: Option<Vec<(PathBuf, FileKey)>> = footers
             .iter()
             .zip(&keys)

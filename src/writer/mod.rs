@@ -154,71 +154,73 @@ pub struct PredictionWriter {
     opts: WriterOptions,
     _lock: DatasetLock,
     /// For a dataset in a bucket: where the staged files go at
-    /// [`Self::finish`].
+    /// [`Self::finish`] (dropped after the local files and lock).
     #[cfg(feature = "object-store")]
-    remote: Option<RemoteTarget>,
+    remote: Option<(BucketDataset, files::Staging)>,
 }
 
-/// A bucket dataset written through a staging folder (see
-/// [`PredictionWriter::create`]): its objects, the versions read, the
-/// dataset's lock in the bucket, the staging folder (removed on drop).
+/// A dataset of a bucket written through a local folder: its lock in the
+/// bucket taken (the one every n4a writer of a bucket takes, held until
+/// dropped), its files staged in `dir` (fetched whole when appending) with
+/// the versions read, put back by [`Self::commit`]. What
+/// [`PredictionWriter`], `ingest` and `refresh` write a bucket with.
 #[cfg(feature = "object-store")]
-struct RemoteTarget {
+#[derive(Debug)]
+pub(crate) struct BucketDataset {
     bucket: std::sync::Arc<crate::bucket::Bucket>,
     /// (staged file, object, ETag read or `None` for a new object), arrays
     /// first.
     files: Vec<(PathBuf, PathBuf, Option<String>)>,
-    stage: PathBuf,
     _lock: crate::bucket::BucketLock,
 }
 
 #[cfg(feature = "object-store")]
-impl Drop for RemoteTarget {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.stage);
-    }
-}
-
-#[cfg(feature = "object-store")]
-impl RemoteTarget {
-    /// Takes `dataset`'s lock in the bucket at `url` and stages its files
-    /// (fetched whole when appending) in a folder of the cache folder.
-    fn open(url: &Path, dataset: &str, append: bool) -> Result<RemoteTarget> {
-        let bucket = std::sync::Arc::new(crate::bucket::Bucket::open(url)?);
+impl BucketDataset {
+    /// Takes `dataset`'s lock in `bucket` and stages its two files in
+    /// `dir` (their bytes only when `fetch`: an append, or a refresh).
+    /// Cost: two GETs (or HEAD-sized answers for absent objects), the
+    /// files' bytes in memory one at a time.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the lock or the object.
+    pub(crate) fn open(
+        bucket: &std::sync::Arc<crate::bucket::Bucket>,
+        dir: &Path,
+        dataset: &str,
+        fetch: bool,
+    ) -> Result<BucketDataset> {
         let lock = bucket.lock(dataset)?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let stage = files::cache_root()
-            .join("staging")
-            .join(format!("writer-{}-{stamp}", std::process::id()));
-        std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
-        let local = dataset_paths(&stage, dataset);
-        let remote = dataset_paths(url, dataset);
-        let mut target = RemoteTarget {
-            bucket,
-            files: Vec::new(),
-            stage,
-            _lock: lock,
-        };
+        let local = dataset_paths(dir, dataset);
+        let remote = dataset_paths(bucket.url(), dataset);
+        let mut files = Vec::new();
         for (l, r) in [(local.arrays, remote.arrays), (local.meta, remote.meta)] {
-            let tag = match target.bucket.get_version(&r)? {
+            let tag = match bucket.get_version(&r)? {
                 Some((bytes, tag)) => {
-                    if append {
+                    if fetch {
                         std::fs::write(&l, &bytes).map_err(|e| Error::io(&l, e))?;
                     }
                     Some(tag)
                 }
                 None => None,
             };
-            target.files.push((l, r, tag));
+            files.push((l, r, tag));
         }
-        Ok(target)
+        Ok(BucketDataset {
+            bucket: bucket.clone(),
+            files,
+            _lock: lock,
+        })
     }
 
-    /// Puts the staged files back, arrays first, each by a PUT conditional
-    /// on the version read.
-    fn commit(self) -> Result<()> {
+    /// Puts the staged files back, arrays first, each by one PUT
+    /// conditional on the version read (a staged file absent is skipped:
+    /// a dataset without arrays).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the object: a request failed, or another
+    /// writer replaced it meanwhile (a lock taken over as stale: nothing
+    /// more is put).
+    pub(crate) fn commit(self) -> Result<()> {
         for (l, r, tag) in &self.files {
             let bytes = match std::fs::read(l) {
                 Ok(b) => bytes::Bytes::from(b),
@@ -230,7 +232,7 @@ impl RemoteTarget {
                     r,
                     std::io::Error::other(
                         "another writer replaced this object while this one held its \
-                         dataset's lock (a lock taken over as stale)",
+                         dataset's lock (a lock taken over as stale); nothing more was put",
                     ),
                 ));
             }
@@ -275,9 +277,11 @@ impl PredictionWriter {
         validate_dataset_name(dataset)?;
         #[cfg(feature = "object-store")]
         if crate::bucket::is_url(dir) {
-            let target = RemoteTarget::open(dir, dataset, append)?;
-            let mut w = Self::open(&target.stage.clone(), dataset, opts, append)?;
-            w.remote = Some(target);
+            let bucket = std::sync::Arc::new(crate::bucket::Bucket::open(dir)?);
+            let stage = files::Staging::new("writer")?;
+            let target = BucketDataset::open(&bucket, stage.path(), dataset, append)?;
+            let mut w = Self::open(stage.path(), dataset, opts, append)?;
+            w.remote = Some((target, stage));
             return Ok(w);
         }
         let lock = DatasetLock::acquire(dir, dataset)?;
@@ -543,7 +547,7 @@ impl PredictionWriter {
         arrays.commit()?;
         self.meta_tmp.commit(meta_file, &self.meta_path)?;
         #[cfg(feature = "object-store")]
-        if let Some(target) = self.remote.take() {
+        if let Some((target, _stage)) = self.remote.take() {
             target.commit()?;
         }
         Ok(summary)

@@ -482,15 +482,27 @@ fn issue_34_a_summary_reads_each_footer_in_one_request() {
     // workspaces).
     let (url, ws) = uploaded("count", 64, dir.path());
     let cache = dir.path().join("cache");
-    let local = n4a(proxy.port, &cache, &["summary", ws.to_str().unwrap(), "--format", "json"]);
+    let local = n4a(
+        proxy.port,
+        &cache,
+        &["summary", ws.to_str().unwrap(), "--format", "json"],
+    );
     let here = ws.to_str().unwrap();
     let lists = |p: &Proxy| p.count(|m, p| m == "GET" && p.contains("list-type=2"));
     let gets = |p: &Proxy| p.count(|m, p| m == "GET" && !p.contains("list-type=2"));
     for run in ["cold", "footers from the cache on disk"] {
         proxy.rules.lock().unwrap().seen.clear();
         let out = n4a(proxy.port, &cache, &["summary", &url, "--format", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(answer(&out, &url, here), answer(&local, &url, here), "{run}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            answer(&out, &url, here),
+            answer(&local, &url, here),
+            "{run}"
+        );
         // N files: at most one GET a file, one listing page, nothing else.
         let (l, g, all) = (lists(&proxy), gets(&proxy), proxy.count(|_, _| true));
         assert_eq!((l, all), (1, l + g), "{run}");
@@ -967,7 +979,11 @@ fn issue_34_the_library_writer_appends_to_a_bucket_dataset() {
     assert!((0..25).all(|i| after.contains(&format!("lib{i}"))));
     let out = n4a(m.port, &cache, &["summary", &url, "--format", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["total_datasets"].as_u64(), Some(2), "the dropped writer made nothing");
+    assert_eq!(
+        v["total_datasets"].as_u64(),
+        Some(2),
+        "the dropped writer made nothing"
+    );
     let d = v["datasets"]
         .as_array()
         .unwrap()
@@ -975,5 +991,9 @@ fn issue_34_the_library_writer_appends_to_a_bucket_dataset() {
         .find(|d| d["dataset"] == dataset.as_str())
         .unwrap()
         .clone();
-    assert_eq!(d["total_predictions"].as_u64(), Some(after.len() as u64), "{d}");
+    assert_eq!(
+        d["total_predictions"].as_u64(),
+        Some(after.len() as u64),
+        "{d}"
+    );
 }
