@@ -125,8 +125,14 @@ impl Object {
         }
     }
 
+    /// True when `r` is held with the object (its footer region or a
+    /// kept range).
+    pub fn holds(&self, r: &Range<u64>) -> bool {
+        self.held(r.start, r.end).is_some()
+    }
+
     /// Keeps `bytes`, fetched at `at`, with the object for every open.
-    fn add_kept(&self, at: u64, bytes: Bytes) {
+    pub fn add_kept(&self, at: u64, bytes: Bytes) {
         self.kept
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -472,6 +472,25 @@ impl Bucket {
         }
     }
 
+    /// Fetches `ranges` of listed objects not held yet and keeps them with
+    /// each object (what a summary reads of files whose footers came from
+    /// a cache), [`requests`] in flight at once: one GET a file.
+    pub fn keep_ranges(&self, ranges: &[(&Path, Range<u64>)]) {
+        let paths: Vec<&Path> = ranges.iter().map(|(p, _)| *p).collect();
+        let wants: Vec<(Arc<Object>, Range<u64>)> = ranges
+            .iter()
+            .filter_map(|(p, r)| {
+                let o = blob::remote(p)?;
+                (!o.holds(r)).then_some((o, r.clone()))
+            })
+            .collect();
+        for (o, at, got) in self.fetch_many(&paths, wants) {
+            if let Ok(b) = got {
+                o.add_kept(at, b);
+            }
+        }
+    }
+
     /// GETs `wants` (objects registered by this workspace's listing) at
     /// once, bounded by [`requests`]; failures are left to the reads,
     /// which report them by name.

@@ -565,7 +565,8 @@ impl Workspace {
                 b.warm_footers(std::slice::from_ref(first), 1 << 20);
                 let reach = crate::blob::remote(first).and_then(|o| {
                     let f = Footer::read(first).ok()?;
-                    Some(o.len.saturating_sub(f.body_range()?.start))
+                    let body = f.body_range().map_or(o.len, |r| r.start);
+                    Some(o.len.saturating_sub(body))
                 });
                 if let Some(reach) = reach {
                     // A quarter more: the others' footers and bodies are
@@ -599,6 +600,25 @@ impl Workspace {
         }
         let (footers, keys) = out.into_iter().unzip();
         Ok((footers, errors, keys))
+    }
+
+    /// For a bucket, fetches what the summary reads of each file beyond
+    /// its footer where the footer came from a cache (`Footer::body_range`:
+    /// its text kept in the file and its runs), one GET a file, many in
+    /// flight (the merge would read them one by one); nothing for a folder.
+    #[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
+    fn warm_bodies(&self, footers: &[FileFooter]) {
+        #[cfg(feature = "object-store")]
+        if let Some(b) = self.source.bucket() {
+            let wants: Vec<(&Path, std::ops::Range<u64>)> = footers
+                .iter()
+                .filter_map(|ff| {
+                    let r = ff.footer.as_ref().ok()?.body_range()?;
+                    Some((ff.file.path.as_path(), r))
+                })
+                .collect();
+            b.keep_ranges(&wants);
+        }
     }
 
     /// The footer of one file and its key when the answer is trusted (from
@@ -694,6 +714,7 @@ impl Workspace {
         }
         if !self.caching {
             let (footers, errors, _) = self.footers_keyed()?;
+            self.warm_bodies(&footers);
             let merged = merge::merge_with(self.origin(), &footers, errors, self.pool());
             return Ok(Arc::new(merged));
         }
@@ -701,6 +722,7 @@ impl Workspace {
             return Ok(hit);
         }
         let (footers, errors, keys) = self.footers_keyed()?;
+        self.warm_bodies(&footers);
         let keyed: Option<Vec<(PathBuf, FileKey)>> = footers
             .iter()
             .zip(&keys)

@@ -293,36 +293,25 @@ impl Footer {
         Ok(super::meta::key_value(self.metadata()?, key))
     }
 
-    /// The bytes of the file a summary of this footer may read besides
-    /// the footer itself (its text kept in the file, its runs, its group
-    /// aggregates: n4a writes them just before the footer), as one range;
-    /// `None` when it reads nothing else. What a bucket workspace fetches
-    /// beside the footer.
+    /// The bytes of the file a workspace summary reads of this file
+    /// besides what the footer read kept: its summary text when it stays
+    /// in the file (relayed into the answer) and, then, its runs (their
+    /// index, at their end, locates each run in the text), as one range;
+    /// `None` when the text is held. What a bucket workspace fetches for a
+    /// footer that came from a cache, in one request.
     #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
     pub(crate) fn body_range(&self) -> Option<std::ops::Range<u64>> {
         let s = self.summary.as_ref()?;
-        let mut out: Option<std::ops::Range<u64>> = None;
-        let mut add = |at: u64, len: u64| {
-            let r = at..at.saturating_add(len);
-            out = Some(match out.take() {
-                Some(o) => o.start.min(r.start)..o.end.max(r.end),
-                None => r,
-            });
+        let TextSource::InFile { offset, check, .. } = &s.text else {
+            return None;
         };
-        if let TextSource::InFile { offset, check, .. } = &s.text {
-            add(*offset, check.len);
-        }
+        let mut r = *offset..offset.saturating_add(check.len);
         if let Content::State(st) = &s.content {
-            match &st.runs {
-                Some(RunsSource::InFile(o, n)) => add(*o, *n as u64),
-                Some(RunsSource::Body(r)) => add(r.at, r.len),
-                _ => {}
-            }
-            if let Some(Ok(Some(g))) = st.packed.as_ref().map(|p| p.groups_place()) {
-                add(g.at, g.len);
+            if let Some(RunsSource::Body(b)) = &st.runs {
+                r = r.start.min(b.at)..r.end.max(b.at.saturating_add(b.len));
             }
         }
-        out
+        Some(r)
     }
 
     /// The raw `n4a_summary` text, as stored (nirs4all's bare `NaN`
