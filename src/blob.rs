@@ -16,8 +16,10 @@
 //! What an open of an object costs in requests: its footer region (the
 //! last [`tail_hint`] bytes, or the whole footer when it is longer) is
 //! fetched once per object version and kept with the registration, so a
-//! footer read is one GET the first time and none after; other bytes are
-//! fetched by the open that asks for them (a column read first says which
+//! footer read is one GET the first time and none after; so are ranges a
+//! bucket keeps with it ([`Object::add_kept`]: a summary's text and runs)
+//! and what a read fetches within [`MAX_TAIL_HINT`] of the end; other
+//! bytes are fetched by the open that asks for them (a column read first says which
 //! column chunks it will read, [`Blob::prefetch`]: one coalesced batch of
 //! ranged GETs in flight together) and dropped with it. A read the
 //! prefetch did not cover fetches what it needs then (at least

@@ -246,7 +246,25 @@ fn client(base: &str) -> Result<Arc<dyn ObjectStore>> {
         .with_timeout(o.timeout)
         .with_connect_timeout(Duration::from_secs(5));
     let bad =
-        |e: object_store::Error| Error::io(Path::new(base), std::io::Error::other(e.to_string()));
+        |e: object_store::Error| Error::io(Path::new(base), std::io::Error::other(concise(&e)));
+    // GCS and Azure: the same steps on builders that share no trait.
+    macro_rules! with_options {
+        ($builder:ty) => {
+            Arc::new(
+                o.options
+                    .iter()
+                    .try_fold(<$builder>::from_env(), |b, (k, v)| {
+                        Ok::<_, object_store::Error>(b.with_config(k.parse()?, v))
+                    })
+                    .map_err(bad)?
+                    .with_url(base)
+                    .with_retry(retry)
+                    .with_client_options(client)
+                    .build()
+                    .map_err(bad)?,
+            )
+        };
+    }
     let store: Arc<dyn ObjectStore> = if base.starts_with("s3") {
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_url(base)
@@ -266,35 +284,9 @@ fn client(base: &str) -> Result<Arc<dyn ObjectStore>> {
         }
         Arc::new(b.build().map_err(bad)?)
     } else if base.starts_with("gs") {
-        Arc::new(
-            o.options
-                .iter()
-                .try_fold(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env(),
-                    |b, (k, v)| Ok::<_, object_store::Error>(b.with_config(k.parse()?, v)),
-                )
-                .map_err(bad)?
-                .with_url(base)
-                .with_retry(retry)
-                .with_client_options(client)
-                .build()
-                .map_err(bad)?,
-        )
+        with_options!(object_store::gcp::GoogleCloudStorageBuilder)
     } else {
-        Arc::new(
-            o.options
-                .iter()
-                .try_fold(
-                    object_store::azure::MicrosoftAzureBuilder::from_env(),
-                    |b, (k, v)| Ok::<_, object_store::Error>(b.with_config(k.parse()?, v)),
-                )
-                .map_err(bad)?
-                .with_url(base)
-                .with_retry(retry)
-                .with_client_options(client)
-                .build()
-                .map_err(bad)?,
-        )
+        with_options!(object_store::azure::MicrosoftAzureBuilder)
     };
     c.insert(base.to_string(), store.clone());
     Ok(store)
@@ -538,6 +530,21 @@ impl Bucket {
         });
         match got {
             Ok(v) => Ok(Some(v)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(path, e)),
+        }
+    }
+
+    /// The ETag of the object at `path`, or `None` when there is none:
+    /// one HEAD request.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the object.
+    pub fn head_version(&self, path: &Path) -> Result<Option<String>> {
+        let key = self.key(path)?;
+        let store = self.store.clone();
+        match block(async move { store.head(&key).await }) {
+            Ok(m) => Ok(Some(m.e_tag.unwrap_or_default())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(io_error(path, e)),
         }

@@ -177,9 +177,9 @@ pub(crate) struct BucketDataset {
 #[cfg(feature = "object-store")]
 impl BucketDataset {
     /// Takes `dataset`'s lock in `bucket` and stages its two files in
-    /// `dir` (their bytes only when `fetch`: an append, or a refresh).
-    /// Cost: two GETs (or HEAD-sized answers for absent objects), the
-    /// files' bytes in memory one at a time.
+    /// `dir` (their bytes only when `fetch`: an append). Cost: the lock,
+    /// then two GETs when fetching (the files' bytes in memory one at a
+    /// time), else two HEADs (the versions a replacement is conditional on).
     ///
     /// # Errors
     /// [`Error::Io`] naming the lock or the object.
@@ -194,14 +194,16 @@ impl BucketDataset {
         let remote = dataset_paths(bucket.url(), dataset);
         let mut files = Vec::new();
         for (l, r) in [(local.arrays, remote.arrays), (local.meta, remote.meta)] {
-            let tag = match bucket.get_version(&r)? {
-                Some((bytes, tag)) => {
-                    if fetch {
+            let tag = if fetch {
+                match bucket.get_version(&r)? {
+                    Some((bytes, tag)) => {
                         std::fs::write(&l, &bytes).map_err(|e| Error::io(&l, e))?;
+                        Some(tag)
                     }
-                    Some(tag)
+                    None => None,
                 }
-                None => None,
+            } else {
+                bucket.head_version(&r)?
             };
             files.push((l, r, tag));
         }

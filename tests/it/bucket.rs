@@ -146,16 +146,20 @@ fn new_bucket(test: &str) -> String {
 
 /// The n4a command with credentials for the server at `port` and a cache
 /// folder of its own.
-fn n4a(port: u16, cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_n4a"))
-        .args(args)
+fn n4a_cmd(port: u16, cache: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_n4a"));
+    c.args(args)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", endpoint(port))
-        .env("N4A_CACHE_DIR", cache)
-        .output()
-        .unwrap()
+        .env("N4A_CACHE_DIR", cache);
+    c
+}
+
+/// [`n4a_cmd`] run to its end.
+fn n4a(port: u16, cache: &Path, args: &[&str]) -> Output {
+    n4a_cmd(port, cache, args).output().unwrap()
 }
 
 /// The JSON answer of `out`, without what differs by run or by place
@@ -632,16 +636,14 @@ fn issue_34_concurrent_writers_of_one_bucket_dataset_lose_no_row() {
         .map(|w| {
             let input = dir.path().join(format!("w{w}.jsonl"));
             jsonl(&input, "shared set", &format!("w{w}r"), 120);
-            Command::new(env!("CARGO_BIN_EXE_n4a"))
-                .args(["ingest", &url, input.to_str().unwrap(), "--quiet"])
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ENDPOINT_URL", endpoint(m.port))
-                .env("N4A_CACHE_DIR", &cache)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            n4a_cmd(
+                m.port,
+                &cache,
+                &["ingest", &url, input.to_str().unwrap(), "--quiet"],
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for mut w in writers {
@@ -695,15 +697,13 @@ fn issue_34_a_writer_killed_mid_upload_leaves_the_objects_as_they_were() {
     proxy.rules.lock().unwrap().stall_put = Some(".meta.parquet".into());
     let input = dir.path().join("more.jsonl");
     jsonl(&input, &dataset, "late", 50);
-    let mut writer = Command::new(env!("CARGO_BIN_EXE_n4a"))
-        .args(["ingest", &url, input.to_str().unwrap(), "--quiet"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint(proxy.port))
-        .env("N4A_CACHE_DIR", &cache)
-        .spawn()
-        .unwrap();
+    let mut writer = n4a_cmd(
+        proxy.port,
+        &cache,
+        &["ingest", &url, input.to_str().unwrap(), "--quiet"],
+    )
+    .spawn()
+    .unwrap();
     let until = Instant::now() + Duration::from_secs(60);
     while proxy.count(|m, p| m == "PUT" && p.contains(".meta.parquet")) == 0 {
         assert!(
@@ -845,30 +845,13 @@ fn issue_34_a_refresh_racing_a_writer_keeps_the_writers_rows() {
 /// `n4a serve URL` on a free loopback port, credentials for `port`; its
 /// address.
 fn serve(port: u16, cache: &Path, url: &str, extra: &[&str]) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
-        .args(["serve", url, "--addr", "127.0.0.1:0"])
+    let mut child = n4a_cmd(port, cache, &["serve", url, "--addr", "127.0.0.1:0"])
         .args(extra)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint(port))
-        .env("N4A_CACHE_DIR", cache)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = util::served_address(&mut child);
     (child, addr)
 }
 

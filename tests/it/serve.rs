@@ -533,7 +533,6 @@ fn n4a() -> Command {
 /// Starts `n4a serve` as a child process on a free port; returns it and
 /// its address (read from its "listening on" line).
 fn spawn_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let mut child = n4a()
         .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0"])
         .args(extra)
@@ -541,16 +540,7 @@ fn spawn_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
-            break a.to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let addr = crate::util::served_address(&mut child);
     (child, addr)
 }
 

@@ -717,7 +717,6 @@ impl Drop for Served {
 }
 
 fn serve_store(store: &Path, cache: &Path) -> (Served, String) {
-    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_n4a"))
         .env("N4A_CACHE_DIR", cache)
         .args(["serve", store.to_str().unwrap(), "--addr", "127.0.0.1:0"])
@@ -725,18 +724,7 @@ fn serve_store(store: &Path, cache: &Path) -> (Served, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("n4a serve said where it listens")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
-            break a.to_string();
-        }
-    };
-    // Drained, so the server never blocks on a full pipe (it logs requests).
-    std::thread::spawn(move || lines.for_each(drop));
+    let addr = crate::util::served_address(&mut child);
     (Served(child), addr)
 }
 

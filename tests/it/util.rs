@@ -502,3 +502,22 @@ pub fn rounded(v: &serde_json::Value) -> serde_json::Value {
         v => v.clone(),
     }
 }
+
+/// The address `n4a serve` (started with its standard error piped) says
+/// it listens on; its log is drained from then on, so the server never
+/// blocks on a full pipe.
+pub fn served_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("n4a serve said where it listens")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("n4a serve: listening on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
+}
